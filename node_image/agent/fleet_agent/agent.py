@@ -1,0 +1,369 @@
+"""The agent: engine supervision, probes and state, drain, heartbeats and the preemption watch,
+composed. Usable without the HTTP server (job mode: start, wait until ready, work, shut down)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import httpx
+
+from fleet_agent import __version__
+from fleet_agent.config import AgentConfig
+from fleet_agent.drain import Drainer, DrainNotice, DrainReport, iso, make_hooks
+from fleet_agent.engines import make_adapter
+from fleet_agent.engines.base import EngineLoad, ModelReading
+from fleet_agent.engines.runner import EngineExit, make_runner
+from fleet_agent.gpu.backend import GpuBackend
+from fleet_agent.gpu.health import GpuMonitor
+from fleet_agent.heartbeat import Heartbeat
+from fleet_agent.metrics import AgentMetrics
+from fleet_agent.preemption import make_watcher
+from fleet_agent.probes import (
+    CanaryProbe,
+    EngineHealthProbe,
+    GpuProbe,
+    ModelProbe,
+    Probe,
+    ProbeRunner,
+    ProgressProbe,
+)
+from fleet_agent.state import Check, CheckBoard, State, StateMachine, Transition
+from fleet_agent.traffic import Traffic
+
+log = logging.getLogger("fleet_agent")
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, gpu_backend: GpuBackend | None = None) -> None:
+        self.config = config
+        self.metrics = AgentMetrics()
+        self.adapter = make_adapter(config.engine, gpu_required=config.gpu_required)
+        checks = [Check.ENGINE, Check.MODEL, Check.CANARY, Check.PROGRESS]
+        self.gpu: GpuMonitor | None = None
+        if config.gpu_required:
+            checks.append(Check.GPU)
+            if gpu_backend is None:
+                from fleet_agent.gpu.nvml import NvmlBackend  # pynvml is loaded only on GPU nodes
+
+                gpu_backend = NvmlBackend()
+            self.gpu = GpuMonitor(gpu_backend, config.gpu, on_change=self._on_gpu_event)
+        self.board = CheckBoard(checks)
+        self.board.set(Check.PROGRESS, True, "idle")
+        self.state = StateMachine(self.board, on_change=self._on_transition)
+        self.traffic = Traffic()
+        self.runner = make_runner(
+            self.adapter,
+            config.engine,
+            config.supervisor,
+            on_spawn=self._on_engine_spawn,
+            on_exit=self._on_engine_exit,
+        )
+        # Probes get their own small pool so proxied traffic can never starve them.
+        self.probe_client = httpx.AsyncClient(limits=httpx.Limits(max_connections=8))
+        self._side_client = httpx.AsyncClient()  # metadata service and drained-hooks
+        probes: list[Probe] = [
+            EngineHealthProbe(self),
+            ModelProbe(self),
+            CanaryProbe(self),
+            ProgressProbe(self),
+        ]
+        if self.gpu is not None:
+            probes.append(GpuProbe(self))
+        self.probes = ProbeRunner(probes)
+        self.drainer = Drainer(self, make_hooks(config.drain.hooks, self._side_client))
+        self.watcher = make_watcher(config, self._side_client)
+        self.heartbeat: Heartbeat | None = None
+        if config.heartbeat.redis_url is not None:
+            self.heartbeat = Heartbeat(
+                config.heartbeat.redis_url, config.heartbeat, config.node, self.snapshot
+            )
+
+        self.engine_generation = 0  # bumped on every engine start; probes drop stale readings
+        self.engine_started_at = time.monotonic()
+        self.engine_up_at: float | None = None
+        self.model_reading: ModelReading | None = None
+        self.engine_load: EngineLoad | None = None
+        self.started_at = time.time()
+        self._restarting = False
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._drain_task: asyncio.Task[DrainReport] | None = None
+        self._ready_event = asyncio.Event()
+        self._stopped_event = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        log.info(
+            "fleet-agent %s: node %s (%s, %s), engine %s in %s mode, models %s",
+            __version__,
+            self.config.node.id,
+            self.config.node.region,
+            self.config.node.accelerator,
+            self.config.engine.kind,
+            self.config.engine.mode,
+            ", ".join(self.config.engine.models),
+        )
+        self.engine_started_at = time.monotonic()
+        await self.runner.start()
+        self.probes.start()
+        if self.heartbeat is not None:
+            self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        if self.watcher is not None:
+            self._tasks.append(asyncio.create_task(self.watcher.watch(self._on_notice), name="preemption"))
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """For callers without the HTTP server (job mode): True once the node is ready."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready_event.wait(), timeout)
+        return self.state.ready
+
+    async def wait_stopped(self) -> None:
+        await self._stopped_event.wait()
+
+    def request_drain(self, notice: DrainNotice) -> asyncio.Task[DrainReport]:
+        """Start draining (once); later notices are logged and the first drain goes on."""
+        if self._drain_task is None:
+            self._drain_task = asyncio.create_task(self._drain(notice), name="drain")
+        else:
+            log.warning("already draining; %s notice (%s) noted", notice.source, notice.detail)
+        return self._drain_task
+
+    async def close(self) -> None:
+        """Stop everything the agent started. Stops the engine without draining: call after a drain,
+        or where no request can be in flight (job mode, tests)."""
+        await self.probes.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.runner.stop()
+        if self.gpu is not None:
+            await asyncio.to_thread(self.gpu.close)
+        if self.heartbeat is not None:
+            await self.heartbeat.close()
+        await self.probe_client.aclose()
+        await self._side_client.aclose()
+
+    # --- state -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        self.state.evaluate()
+
+    def serves_on_gpu(self) -> bool:
+        return self.adapter.serves_on_gpu(self.model_reading) and (self.gpu is None or not self.gpu.problems)
+
+    async def restart_engine(self, cause: str, reason: str) -> None:
+        """`cause` labels the restart metric (dead, unresponsive, wedged, startup_timeout)."""
+        if self._restarting or self.state.state in (State.DRAINING, State.STOPPED):
+            return
+        self._restarting = True
+        try:
+            self.metrics.engine_restarts.inc((cause,))
+            await self.runner.restart(reason)
+        finally:
+            self._restarting = False
+
+    async def read_engine_load(self) -> EngineLoad | None:
+        path = self.adapter.metrics_path
+        if path is None:
+            return None
+        try:
+            response = await self.probe_client.get(
+                self.adapter.base_url + path, timeout=self.config.probes.health_timeout_s
+            )
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        self.engine_load = self.adapter.read_load(response.text)
+        return self.engine_load
+
+    async def _drain(self, notice: DrainNotice) -> DrainReport:
+        report = await self.drainer.drain(notice)
+        if self.heartbeat is not None:
+            await self.heartbeat.beat()  # the last record says "stopped" at once
+        self._stopped_event.set()
+        return report
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.heartbeat is not None
+        while True:
+            if not await self.heartbeat.beat():
+                self.metrics.heartbeat_failures.inc()
+            await asyncio.sleep(self.config.heartbeat.period_s)
+
+    # --- events ----------------------------------------------------------------------------------
+    def _on_transition(self, transition: Transition) -> None:
+        if transition.new is State.READY:
+            self._ready_event.set()
+        else:
+            self._ready_event.clear()
+
+    def _on_engine_spawn(self, pid: int) -> None:
+        self.engine_generation += 1
+        self.engine_started_at = time.monotonic()
+        self.engine_up_at = None
+        self.model_reading = None
+        self.board.set(Check.ENGINE, False, f"starting (pid {pid})")
+        self.board.set(Check.MODEL, None, "waiting for the engine")
+        self.board.set(Check.CANARY, None, "waiting for the engine")
+        progress = self.probes.probes.get(Check.PROGRESS)
+        if isinstance(progress, ProgressProbe):
+            progress.reset()
+        self.board.set(Check.PROGRESS, True, "idle")
+        self.refresh()
+        self.probes.kick(Check.ENGINE)
+
+    def _on_engine_exit(self, exit: EngineExit) -> None:
+        self.engine_generation += 1
+        self.engine_up_at = None
+        self.model_reading = None
+        self.metrics.engine_restarts.inc(("exited",))
+        self.board.set(Check.ENGINE, False, f"{exit.detail}; restart in {exit.restart_in_s or 0:.1f} s")
+        self.board.set(Check.MODEL, None, "waiting for the engine")
+        self.board.set(Check.CANARY, None, "waiting for the engine")
+        self.refresh()
+
+    def _on_gpu_event(self) -> None:
+        assert self.gpu is not None
+        event = self.gpu.xid_events[-1]
+        self.metrics.xid_events.inc((str(event.gpu_index), str(event.xid)))
+        problems = self.gpu.problems
+        self.board.set(Check.GPU, not problems, "; ".join(problems) or "healthy")
+        self.refresh()
+
+    def _on_notice(self, notice: DrainNotice) -> None:
+        log.warning(
+            "preemption notice from %s: %s (deadline %s, in %.0f s)",
+            notice.source,
+            notice.detail,
+            iso(notice.deadline),
+            notice.deadline - time.time(),
+        )
+        self.request_drain(notice)
+
+    # --- reporting -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        runner = self.runner
+        reading = self.model_reading
+        load = self.engine_load
+        return {
+            "node": {
+                "id": self.config.node.id,
+                "region": self.config.node.region,
+                "pool": self.config.node.pool,
+                "accelerator": self.config.node.accelerator,
+            },
+            "agent": {"version": __version__, "started_at": iso(self.started_at)},
+            "state": self.state.state.value,
+            "ready": self.state.ready,
+            "since": iso(self.state.since),
+            "reasons": self.state.reasons,
+            "checks": {check.value: result.as_dict(now) for check, result in self.board.results.items()},
+            "engine": {
+                "kind": self.config.engine.kind,
+                "mode": runner.mode,
+                "url": self.adapter.base_url,
+                "pid": runner.pid,
+                "alive": runner.alive,
+                "restarts": runner.restarts,
+                "crash_loop": runner.crash_loop,
+                "load": None
+                if load is None
+                else {
+                    "running": load.running,
+                    "waiting": load.waiting,
+                    "generated_tokens": load.generated_tokens,
+                },
+            },
+            "model": {
+                "names": self.config.engine.models,
+                "loaded": None if reading is None else reading.loaded,
+                "on_gpu": None if reading is None else reading.on_gpu,
+                "detail": None if reading is None else reading.detail,
+                "facts": None if reading is None else reading.facts,
+            },
+            "gpu": self._gpu_status(),
+            "in_flight": self.traffic.inflight,
+            "drain": None if self.drainer.report is None else self.drainer.report.as_dict(),
+            "heartbeat": None
+            if self.heartbeat is None
+            else {
+                "key": self.heartbeat.key,
+                "last_ok": self.heartbeat.last_ok,
+                "failures": self.heartbeat.failures,
+            },
+        }
+
+    def _gpu_status(self) -> dict[str, Any]:
+        if self.gpu is None:
+            return {"required": False}
+        return {
+            "required": True,
+            "healthy": not self.gpu.problems,
+            "problems": self.gpu.problems,
+            "devices": [reading.as_dict() for reading in self.gpu.readings],
+            "xid_events": [{"gpu": e.gpu_index, "xid": e.xid, "at": iso(e.at)} for e in self.gpu.xid_events],
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """The heartbeat record: what the gateway and the fleet's dashboards read."""
+        load = self.engine_load
+        return {
+            "node": self.config.node.id,
+            "region": self.config.node.region,
+            "pool": self.config.node.pool,
+            "state": self.state.state.value,
+            "ready": self.state.ready,
+            "reasons": self.state.reasons[:5],
+            "engine": self.config.engine.kind,
+            "models": self.config.engine.models,
+            "load": {
+                "in_flight": self.traffic.inflight,
+                "engine_running": None if load is None else load.running,
+                "engine_waiting": None if load is None else load.waiting,
+            },
+            "gpu": None
+            if self.gpu is None
+            else {
+                "healthy": not self.gpu.problems,
+                "devices": [
+                    {
+                        "index": r.index,
+                        "name": r.name,
+                        "memory_used_bytes": r.memory_used_bytes,
+                        "memory_total_bytes": r.memory_total_bytes,
+                        "temperature_c": r.temperature_c,
+                        "utilization_pct": r.utilization_pct,
+                    }
+                    for r in self.gpu.readings
+                ],
+            },
+            "agent_version": __version__,
+        }
+
+    def collect_gauges(self) -> None:
+        """Copy the state and GPU facts into the gauges, just before a scrape renders them."""
+        m = self.metrics
+        m.state.values = {(s.value,): 1.0 if s is self.state.state else 0.0 for s in State}
+        m.ready.set(1.0 if self.state.ready else 0.0)
+        m.inflight.set(float(self.traffic.inflight))
+        if self.gpu is None:
+            return
+        for r in self.gpu.readings:
+            gpu = (str(r.index),)
+            m.gpu_memory_used.set(r.memory_used_bytes, gpu)
+            m.gpu_memory_total.set(r.memory_total_bytes, gpu)
+            m.gpu_temperature.set(r.temperature_c, gpu)
+            m.gpu_throttle.set(r.throttle_reasons, gpu)
+            if r.utilization_pct is not None:
+                m.gpu_utilization.set(r.utilization_pct / 100.0, gpu)
+            if r.power_w is not None:
+                m.gpu_power.set(r.power_w, gpu)
+            if r.ecc_uncorrected_volatile is not None:
+                m.gpu_ecc.set(r.ecc_uncorrected_volatile, gpu)

@@ -1,0 +1,307 @@
+"""The agent's configuration: one pydantic model, read from a TOML file plus environment overrides.
+
+Validated once at start. Every problem comes back as one line naming the key and what is allowed,
+so `fleet-agent` can print them and exit 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from fleet_agent import constants as c
+
+EngineKind = Literal["vllm", "ollama", "llamacpp"]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `lines` holds one message per bad key."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeConfig(_Section):
+    id: str = Field(default_factory=socket.gethostname, min_length=1)
+    region: str = "local"
+    pool: str = "default"
+    # A CPU node says so here; a GPU node without a healthy GPU is never ready.
+    accelerator: Literal["gpu", "cpu"] = "gpu"
+
+
+class EngineConfig(_Section):
+    kind: EngineKind
+    # spawn: the agent starts and supervises the engine. attach: a host unit runs it (Ollama).
+    mode: Literal["spawn", "attach"] = "spawn"
+    models: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    port: Port | None = None  # on 127.0.0.1; default per engine
+    # The program and its leading arguments, when not the engine's usual one on PATH.
+    executable: list[str] | None = None
+    args: list[str] = []  # appended to the engine's command line
+    env: dict[str, str] = {}
+    # llama.cpp loads a GGUF file; models[0] is the name it serves it under.
+    model_path: Path | None = None
+    gpu_layers: int = Field(default=999, ge=0)  # llama.cpp -ngl
+    parallel: int = Field(default=4, ge=1)  # concurrent sequences (llama.cpp -np, Ollama NUM_PARALLEL)
+    # attach mode: how to restart the host-managed engine when it is wedged.
+    restart_command: list[str] | None = None
+    # Ollama: pull a model that is not on disk before preloading it (images normally bake them in).
+    pull_missing: bool = False
+
+    @property
+    def bind_port(self) -> int:
+        return self.port or c.DEFAULT_ENGINE_PORTS[self.kind]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.bind_port}"
+
+    @model_validator(mode="after")
+    def _engine_specifics(self) -> EngineConfig:
+        if self.kind == "llamacpp" and self.model_path is None:
+            raise ValueError("model_path: required when engine.kind is 'llamacpp' (path to a .gguf file)")
+        if self.mode == "attach" and self.executable is not None:
+            raise ValueError("executable: only used when engine.mode is 'spawn'")
+        if self.kind == "vllm" and len(self.models) > 1:
+            raise ValueError("models: vllm serves exactly one model per engine")
+        return self
+
+
+class ServerConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = c.DEFAULT_SERVING_PORT
+    # One key per line; several lines let a key be rotated without downtime.
+    api_key_file: Path | None = None
+    _api_keys: tuple[SecretStr, ...] = PrivateAttr(default=())
+
+    @property
+    def api_keys(self) -> tuple[SecretStr, ...]:
+        return self._api_keys
+
+
+class ProbeConfig(_Section):
+    health_period_s: PositiveSeconds = c.ENGINE_HEALTH_PERIOD_S
+    health_timeout_s: PositiveSeconds = c.ENGINE_HEALTH_TIMEOUT_S
+    health_failure_threshold: int = Field(default=c.ENGINE_HEALTH_FAILURE_THRESHOLD, ge=1)
+    model_period_s: PositiveSeconds = c.MODEL_CHECK_PERIOD_S
+    model_timeout_s: PositiveSeconds = c.MODEL_CHECK_TIMEOUT_S
+    preload_timeout_s: PositiveSeconds = c.MODEL_PRELOAD_TIMEOUT_S
+    canary_period_s: PositiveSeconds = c.CANARY_PERIOD_S
+    canary_timeout_s: PositiveSeconds = c.CANARY_TIMEOUT_S
+    canary_failure_threshold: int = Field(default=c.CANARY_FAILURE_THRESHOLD, ge=1)
+    gpu_period_s: PositiveSeconds = c.GPU_CHECK_PERIOD_S
+    progress_period_s: PositiveSeconds = c.PROGRESS_CHECK_PERIOD_S
+    progress_window_s: PositiveSeconds = c.PROGRESS_WINDOW_S
+    wedge_restart_after_s: PositiveSeconds = c.WEDGE_RESTART_AFTER_S
+    startup_timeout_s: PositiveSeconds = c.STARTUP_TIMEOUT_S
+
+
+class SupervisorConfig(_Section):
+    backoff_initial_s: PositiveSeconds = c.RESTART_BACKOFF_INITIAL_S
+    backoff_max_s: PositiveSeconds = c.RESTART_BACKOFF_MAX_S
+    backoff_reset_after_s: PositiveSeconds = c.RESTART_BACKOFF_RESET_AFTER_S
+    crash_loop_restarts: int = Field(default=c.CRASH_LOOP_RESTARTS, ge=1)
+    crash_loop_window_s: PositiveSeconds = c.CRASH_LOOP_WINDOW_S
+    stop_grace_s: PositiveSeconds = c.ENGINE_STOP_GRACE_S
+
+
+class GpuConfig(_Section):
+    count: int = Field(default=1, ge=1)  # GPUs the node must show; fewer means not ready
+    temperature_margin_c: int = Field(default=0, ge=0)  # unhealthy at slowdown threshold minus this
+    ignored_xids: frozenset[int] = c.IGNORED_XIDS
+
+
+class WebhookHook(_Section):
+    kind: Literal["webhook"]
+    url: HttpUrl
+    headers: dict[str, str] = {}
+    timeout_s: PositiveSeconds = c.HOOK_TIMEOUT_S
+    attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
+
+
+DrainedHookConfig = Annotated[WebhookHook, Field(discriminator="kind")]
+
+
+class DrainConfig(_Section):
+    timeout_s: PositiveSeconds = c.DRAIN_TIMEOUT_S
+    reserve_s: float = Field(default=c.DRAIN_RESERVE_S, ge=0)
+    hooks: list[DrainedHookConfig] = []
+
+
+class PreemptionConfig(_Section):
+    provider: Literal["none", "aws", "gce"] = "none"
+    aws_imds_url: HttpUrl = HttpUrl(c.AWS_IMDS_URL)
+    aws_poll_s: Annotated[float, Field(gt=0, le=2.0)] = c.AWS_POLL_PERIOD_S
+    gce_metadata_url: HttpUrl = HttpUrl(c.GCE_METADATA_URL)
+    gce_wait_timeout_s: int = Field(default=c.GCE_WAIT_TIMEOUT_S, ge=1)
+    gce_preempted_grace_s: PositiveSeconds = c.GCE_PREEMPTED_GRACE_S
+    # AWS's rebalance recommendation comes before any interruption notice; draining on it gives
+    # the capacity-rebalancing ASG a clean node to terminate.
+    on_rebalance: Literal["drain", "log"] = "drain"
+
+
+class HeartbeatConfig(_Section):
+    redis_url: str | None = None  # no heartbeats when unset
+    redis_password_file: Path | None = None
+    period_s: PositiveSeconds = c.HEARTBEAT_PERIOD_S
+    ttl_s: PositiveSeconds = c.HEARTBEAT_TTL_S
+    key_prefix: str = c.HEARTBEAT_KEY_PREFIX
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @model_validator(mode="after")
+    def _ttl_outlives_period(self) -> HeartbeatConfig:
+        if self.ttl_s <= self.period_s:
+            raise ValueError("ttl_s: must be greater than period_s, or every record expires between beats")
+        return self
+
+
+class AgentConfig(_Section):
+    node: NodeConfig = NodeConfig()
+    engine: EngineConfig
+    server: ServerConfig = ServerConfig()
+    probes: ProbeConfig = ProbeConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+    gpu: GpuConfig = GpuConfig()
+    drain: DrainConfig = DrainConfig()
+    preemption: PreemptionConfig = PreemptionConfig()
+    heartbeat: HeartbeatConfig = HeartbeatConfig()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def gpu_required(self) -> bool:
+        return self.node.accelerator == "gpu"
+
+
+# --- Loading ------------------------------------------------------------------------------------
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError([f"config: {path}: no such file"]) from None
+        except OSError as exc:
+            raise ConfigError([f"config: {path}: cannot read ({exc.strerror})"]) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([f"config: {path}: not valid TOML ({exc})"]) from None
+    raw = _apply_env_overrides(raw, environ)
+    try:
+        config = AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    config.server._api_keys = _load_api_keys(config.server, environ)
+    return config
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(raw))  # deep copy of plain TOML data
+    for name, value in sorted(environ.items()):
+        if not name.startswith(c.ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name.removeprefix(c.ENV_PREFIX).split("__") if part]
+        if not keys:
+            continue
+        target = merged
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigError([f"config: {name}: {'.'.join(keys[:-1])} is not a table"])
+        target[keys[-1]] = _env_value(value)
+    return merged
+
+
+def _env_value(value: str) -> Any:
+    """JSON where it parses (numbers, lists, true), else the plain string."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        location = _location(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        # A model-level check names its own key ("model_path: ...") so the line stays exact.
+        if ": " in message and error["type"] == "value_error" and message.split(": ", 1)[0].isidentifier():
+            key, message = message.split(": ", 1)
+            location = f"{location}.{key}" if location else key
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "literal_error":
+            message = f"must be one of {error.get('ctx', {}).get('expected')} (got {error['input']!r})"
+        elif error["type"] == "missing":
+            message = "required"
+        elif isinstance(error.get("input"), str | int | float) and error["type"] != "value_error":
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"config: {location or '(top level)'}: {message}")
+    return lines
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """('drain', 'hooks', 0, 'webhook', 'url') -> 'drain.hooks[0].url'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part in ("webhook",):  # the discriminator's tag adds nothing for the reader
+            continue
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _load_api_keys(server: ServerConfig, environ: Mapping[str, str]) -> tuple[SecretStr, ...]:
+    keys: list[str] = []
+    if server.api_key_file is not None:
+        try:
+            text = server.api_key_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                [f"config: server.api_key_file: cannot read {server.api_key_file} ({exc.strerror})"]
+            ) from None
+        keys = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        if not keys:
+            raise ConfigError([f"config: server.api_key_file: {server.api_key_file} holds no key"])
+    elif environ.get(c.ENV_API_KEY, "").strip():
+        keys = [environ[c.ENV_API_KEY].strip()]
+    else:
+        raise ConfigError(
+            [f"config: server.api_key_file: required (or set {c.ENV_API_KEY}); the proxy never runs open"]
+        )
+    return tuple(SecretStr(key) for key in keys)

@@ -1,0 +1,119 @@
+"""Every period, grace, threshold and well-known value the agent uses, in one place.
+
+Config defaults point here, so changing a default is a one-line change that the tests and the
+benches see at once. Seconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+AGENT_NAME = "fleet-agent"
+DEFAULT_CONFIG_PATH = "/etc/fleet-agent/agent.toml"
+ENV_PREFIX = "FLEET_AGENT__"  # FLEET_AGENT__ENGINE__KIND=vllm overrides [engine] kind
+ENV_API_KEY = "FLEET_AGENT_API_KEY"
+
+# --- Probes -------------------------------------------------------------------------------------
+# Faster than Kubernetes' defaults (10 s period, threshold 3) because the load balancer that reads
+# /readyz has its own period on top, and a wedged engine should be out of rotation within 15 s.
+ENGINE_HEALTH_PERIOD_S = 2.0
+ENGINE_HEALTH_TIMEOUT_S = 1.0
+ENGINE_HEALTH_FAILURE_THRESHOLD = 3
+MODEL_CHECK_PERIOD_S = 5.0
+MODEL_CHECK_TIMEOUT_S = 5.0
+MODEL_PRELOAD_TIMEOUT_S = 900.0  # a 70B model from a cold JuiceFS cache takes minutes
+CANARY_PERIOD_S = 30.0
+CANARY_TIMEOUT_S = 15.0
+CANARY_FAILURE_THRESHOLD = 2
+GPU_CHECK_PERIOD_S = 5.0
+PROGRESS_CHECK_PERIOD_S = 1.0
+# Requests waiting and no token produced for this long means the engine is wedged.
+PROGRESS_WINDOW_S = 20.0
+# Degraded for a wedge this long, the engine is restarted (spawn mode or attach with restart_command).
+WEDGE_RESTART_AFTER_S = 8.0
+# A model load longer than this is a failed start (SkyServe's initial grace is 1200 s).
+STARTUP_TIMEOUT_S = 1200.0
+
+# --- Supervisor ---------------------------------------------------------------------------------
+RESTART_BACKOFF_INITIAL_S = 1.0
+RESTART_BACKOFF_MAX_S = 60.0
+# An engine up and healthy this long has its backoff reset.
+RESTART_BACKOFF_RESET_AFTER_S = 120.0
+CRASH_LOOP_RESTARTS = 3
+CRASH_LOOP_WINDOW_S = 300.0
+ENGINE_STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this
+
+# --- Proxy --------------------------------------------------------------------------------------
+RETRY_AFTER_S = 5  # what a 503 tells the client (or the gateway) to wait
+MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
+UPSTREAM_CONNECT_TIMEOUT_S = 5.0
+# Generation may pause between tokens (long prefill, a queue); the progress check, not a read
+# timeout, is what decides that an engine is wedged.
+UPSTREAM_READ_TIMEOUT_S = 600.0
+UPSTREAM_MAX_CONNECTIONS = 512
+REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_MAX_LEN = 128
+
+# --- Preemption ---------------------------------------------------------------------------------
+AWS_IMDS_URL = "http://169.254.169.254"
+AWS_POLL_PERIOD_S = 2.0  # what AWS's node-termination-handler uses; notices come ~120 s ahead
+AWS_TOKEN_TTL_S = 21600
+GCE_METADATA_URL = "http://metadata.google.internal"
+GCE_WAIT_TIMEOUT_S = 60  # wait_for_change hangs this long, then the watch is renewed
+GCE_PREEMPTED_GRACE_S = 25.0  # Spot VMs get ~30 s from soft-off to hard-off
+METADATA_TIMEOUT_S = 2.0
+METADATA_ERROR_BACKOFF_S = 5.0
+
+# --- Drain --------------------------------------------------------------------------------------
+DRAIN_TIMEOUT_S = 90.0  # longest drain on SIGTERM; systemd's TimeoutStopSec must exceed it
+# Kept free before a notice's deadline for the drained-hooks and the engine stop.
+DRAIN_RESERVE_S = 15.0
+HOOK_TIMEOUT_S = 5.0
+HOOK_ATTEMPTS = 3
+DRAIN_POLL_S = 0.05
+
+# --- Heartbeat ----------------------------------------------------------------------------------
+HEARTBEAT_PERIOD_S = 5.0
+HEARTBEAT_TTL_S = 15.0  # three missed beats and the record is gone: the node went silent
+HEARTBEAT_KEY_PREFIX = "fleet"
+REDIS_TIMEOUT_S = 1.0
+
+# --- GPU ----------------------------------------------------------------------------------------
+# Application-level XIDs: a user program's fault, not the GPU's. NVIDIA's k8s-device-plugin ignores
+# the same set; every other XID reported as critical condemns the GPU until the node is replaced.
+IGNORED_XIDS: frozenset[int] = frozenset({13, 31, 43, 45, 68, 109})
+XID_DESCRIPTIONS: dict[int, str] = {
+    13: "graphics engine exception",
+    31: "GPU memory page fault",
+    43: "GPU stopped processing",
+    45: "preemptive cleanup",
+    48: "double-bit ECC error",
+    63: "row remapping recorded",
+    64: "row remapping failed",
+    68: "video processor exception",
+    74: "NVLink error",
+    79: "GPU has fallen off the bus",
+    92: "high single-bit ECC error rate",
+    94: "contained ECC error",
+    95: "uncontained ECC error",
+    109: "context switch timeout",
+    119: "GSP RPC timeout",
+    120: "GSP error",
+}
+XID_FOR_DOUBLE_BIT_ECC_EVENT = 48  # NVML reports these as their own event type
+XID_WAIT_TIMEOUT_MS = 5000  # the XID thread wakes this often to see whether it should stop
+# Clock-event reasons that mean the hardware is protecting itself (nvmlClocksEventReason*).
+THROTTLE_HW_SLOWDOWN = 0x08
+THROTTLE_SW_THERMAL = 0x20
+THROTTLE_HW_THERMAL = 0x40
+THROTTLE_HW_POWER_BRAKE = 0x80
+CRITICAL_THROTTLE_REASONS = THROTTLE_HW_SLOWDOWN | THROTTLE_HW_THERMAL | THROTTLE_HW_POWER_BRAKE
+THROTTLE_NAMES: dict[int, str] = {
+    THROTTLE_HW_SLOWDOWN: "hw_slowdown",
+    THROTTLE_SW_THERMAL: "sw_thermal",
+    THROTTLE_HW_THERMAL: "hw_thermal",
+    THROTTLE_HW_POWER_BRAKE: "hw_power_brake",
+}
+
+# --- Engines ------------------------------------------------------------------------------------
+DEFAULT_ENGINE_PORTS = {"vllm": 8000, "ollama": 11434, "llamacpp": 8081}
+DEFAULT_SERVING_PORT = 8080
+CANARY_PROMPT = "ping"

@@ -1,0 +1,199 @@
+"""Draining: readiness off at once, in-flight requests finished (until a deadline taken from the
+notice), then the drained-hooks, then the engine stopped. Every step is logged with its time.
+
+Drained-hooks are a small pluggable list. A webhook POST now; the node-pool work adds the ASG
+lifecycle action as another `DrainedHook`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+
+from fleet_agent.config import AgentConfig, DrainedHookConfig, WebhookHook
+
+if TYPE_CHECKING:
+    from fleet_agent.agent import Agent
+
+log = logging.getLogger("fleet_agent.drain")
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class DrainNotice:
+    """Why to drain and by when: a cloud's notice, or SIGTERM."""
+
+    source: str  # "aws-spot", "aws-rebalance", "gce-preempted", "gce-maintenance", "signal"
+    detail: str
+    noticed_at: float  # wall clock
+    deadline: float  # wall clock: the node may be gone after this
+
+
+@dataclass
+class DrainReport:
+    notice: DrainNotice
+    inflight_at_notice: int
+    readiness_off_at: float = 0.0
+    inflight_done_at: float | None = None
+    inflight_left: int = 0
+    hooks: list[dict[str, Any]] = field(default_factory=list)
+    engine_stopped_at: float | None = None
+    finished_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DrainedEvent:
+    """What a drained-hook is told."""
+
+    node_id: str
+    region: str
+    pool: str
+    source: str
+    detail: str
+    noticed_at: float
+    deadline: float
+    inflight_left: int
+    drained_at: float
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "event": "node.drained",
+            "node": self.node_id,
+            "region": self.region,
+            "pool": self.pool,
+            "source": self.source,
+            "detail": self.detail,
+            "noticed_at": iso(self.noticed_at),
+            "deadline": iso(self.deadline),
+            "drained_at": iso(self.drained_at),
+            "inflight_left": self.inflight_left,
+        }
+
+
+class DrainedHook(Protocol):
+    name: str
+
+    async def run(self, event: DrainedEvent, deadline: float) -> None:
+        """Do the hook's work before `deadline` (wall clock); raise on failure."""
+        ...
+
+
+class WebhookDrainedHook:
+    """POSTs the drained event as JSON; retried on errors and 5xx while the deadline allows."""
+
+    def __init__(self, config: WebhookHook, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.name = f"webhook {config.url.host}"
+        self._client = client
+
+    async def run(self, event: DrainedEvent, deadline: float) -> None:
+        problem = ""
+        for attempt in range(1, self.config.attempts + 1):
+            left = deadline - time.time()
+            if left <= 0:
+                break
+            try:
+                response = await self._client.post(
+                    str(self.config.url),
+                    json=event.payload(),
+                    headers=self.config.headers,
+                    timeout=min(self.config.timeout_s, left),
+                )
+            except httpx.HTTPError as exc:
+                problem = f"attempt {attempt}: {exc!r}"
+            else:
+                if response.status_code < 300:
+                    return
+                problem = f"attempt {attempt}: answered {response.status_code}"
+                if response.status_code < 500:
+                    break  # the receiver refuses it; asking again will not help
+            log.warning("drained-hook %s: %s", self.name, problem)
+            await asyncio.sleep(min(0.5 * attempt, max(deadline - time.time(), 0)))
+        raise RuntimeError(problem or "no time left before the deadline")
+
+
+def make_hooks(configs: list[DrainedHookConfig], client: httpx.AsyncClient) -> list[DrainedHook]:
+    hooks: list[DrainedHook] = []
+    for config in configs:
+        if isinstance(config, WebhookHook):
+            hooks.append(WebhookDrainedHook(config, client))
+    return hooks
+
+
+class Drainer:
+    def __init__(self, agent: Agent, hooks: list[DrainedHook]) -> None:
+        self.agent = agent
+        self.hooks = hooks
+        self.report: DrainReport | None = None
+
+    async def drain(self, notice: DrainNotice) -> DrainReport:
+        agent = self.agent
+        config: AgentConfig = agent.config
+        report = self.report = DrainReport(notice=notice, inflight_at_notice=agent.traffic.inflight)
+
+        def step(text: str, *args: object) -> None:
+            elapsed = time.time() - notice.noticed_at
+            log.warning("drain t+%.3fs: " + text, elapsed, *args)
+
+        agent.state.drain(f"{notice.source}: {notice.detail}")
+        report.readiness_off_at = time.time()
+        step(
+            "readiness off (%s: %s); %d request(s) in flight; deadline %s",
+            notice.source,
+            notice.detail,
+            report.inflight_at_notice,
+            iso(notice.deadline),
+        )
+
+        # Leave the reserve for the hooks and the engine stop, but never less than nothing.
+        wait_until = max(notice.deadline - config.drain.reserve_s, time.time())
+        idle = await agent.traffic.wait_idle(wait_until - time.time())
+        report.inflight_left = agent.traffic.inflight
+        report.inflight_done_at = time.time() if idle else None
+        if idle:
+            step("in-flight requests finished")
+        else:
+            step(
+                "deadline reached with %d request(s) still in flight; they will be cut", report.inflight_left
+            )
+
+        event = DrainedEvent(
+            node_id=config.node.id,
+            region=config.node.region,
+            pool=config.node.pool,
+            source=notice.source,
+            detail=notice.detail,
+            noticed_at=notice.noticed_at,
+            deadline=notice.deadline,
+            inflight_left=report.inflight_left,
+            drained_at=time.time(),
+        )
+        for hook in self.hooks:
+            try:
+                await hook.run(event, notice.deadline)
+            except Exception as exc:
+                report.hooks.append({"hook": hook.name, "ok": False, "detail": str(exc), "at": time.time()})
+                step("drained-hook %s failed: %s", hook.name, exc)
+            else:
+                report.hooks.append({"hook": hook.name, "ok": True, "detail": "done", "at": time.time()})
+                step("drained-hook %s done", hook.name)
+
+        await agent.runner.stop()
+        report.engine_stopped_at = time.time()
+        step("engine stopped")
+        agent.state.stop(f"drained after {notice.source}")
+        report.finished_at = time.time()
+        step("drain complete")
+        return report

@@ -1,0 +1,33 @@
+"""vLLM: `vllm serve`. Connection refused means still starting; /health 503 means the engine died."""
+
+from __future__ import annotations
+
+from fleet_agent.engines.base import EngineAdapter, EngineLoad, metric_sums
+
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+GENERATED = "vllm:generation_tokens_total"
+
+
+class VllmAdapter(EngineAdapter):
+    kind = "vllm"
+    health_path = "/health"
+    metrics_path = "/metrics"
+
+    def default_executable(self) -> list[str]:
+        return ["vllm", "serve"]
+
+    def engine_arguments(self) -> list[str]:
+        port = str(self.config.bind_port)
+        model = self.primary_model
+        return [model, "--host", "127.0.0.1", "--port", port, "--served-model-name", model]
+
+    def environment(self) -> dict[str, str]:
+        return {"VLLM_NO_USAGE_STATS": "1", **self.config.env}
+
+    def loaded_on_gpu(self) -> bool | None:
+        return self.gpu_required  # vLLM has no CPU fallback on a GPU node
+
+    def read_load(self, metrics_text: str) -> EngineLoad:
+        sums = metric_sums(metrics_text, {RUNNING, WAITING, GENERATED})
+        return EngineLoad(sums.get(RUNNING), sums.get(WAITING), sums.get(GENERATED))

@@ -1,0 +1,164 @@
+"""`fleet-agent`: the command line. `run` serves until SIGTERM (or a preemption notice) has been
+drained; `check-config` validates a config file. Bad config: one line per bad key, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from fleet_agent import __version__
+from fleet_agent import constants as c
+from fleet_agent.config import AgentConfig, ConfigError, load_config
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_CONFIG = 2
+
+log = logging.getLogger("fleet_agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet-agent",
+        description=(
+            "Node agent for inference-fleet GPU nodes: supervises the engine (vLLM, Ollama, llama.cpp), "
+            "probes engine and GPU, proxies the engine's API with an API key, drains on preemption."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"fleet-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    config_help = f"TOML config file (default: $FLEET_AGENT_CONFIG or {c.DEFAULT_CONFIG_PATH})"
+    for name, help_text in (
+        ("run", "start the engine and serve until drained (SIGTERM or a preemption notice)"),
+        ("check-config", "validate the config and print what it sets up"),
+    ):
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--config", type=Path, default=None, help=config_help)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(argv))
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_CONFIG
+    path = args.config or Path(os.environ.get("FLEET_AGENT_CONFIG", c.DEFAULT_CONFIG_PATH))
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"fleet-agent: {line}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.command == "check-config":
+        print(describe(config))
+        return EXIT_OK
+    setup_logging(config.log_level)
+    # The server stack is imported only here, so --help and check-config answer at once.
+    from fleet_agent.server import bind
+
+    try:
+        sock = bind(config.server.host, config.server.port)
+    except OSError as exc:
+        print(
+            f"fleet-agent: cannot listen on {config.server.host}:{config.server.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return asyncio.run(serve(config, sock))
+
+
+async def serve(config: AgentConfig, sock: socket.socket) -> int:
+    from fleet_agent.agent import Agent
+    from fleet_agent.drain import DrainNotice
+    from fleet_agent.server import AgentApp, make_server
+
+    agent = Agent(config)
+    app = AgentApp(agent)
+    server = make_server(app, timeout_graceful_shutdown=int(config.drain.timeout_s))
+    exit_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if exit_requested.is_set():
+            log.warning("%s again: still draining (systemd's stop timeout ends it)", sig.name)
+            return
+        log.warning("%s received: draining before exit", sig.name)
+        exit_requested.set()
+        now = time.time()
+        agent.request_drain(DrainNotice("signal", sig.name, now, now + config.drain.timeout_s))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    await agent.start()
+    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    exit_wait = asyncio.create_task(exit_requested.wait())
+    await asyncio.wait({server_task, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
+    code = EXIT_OK
+    if server_task.done():  # the server ended by itself: that is a failure
+        log.error("HTTP server stopped unexpectedly: %r", server_task.exception())
+        code = EXIT_FAILURE
+        exit_wait.cancel()
+    else:
+        await agent.request_drain(
+            DrainNotice("signal", "exit", time.time(), time.time() + config.drain.timeout_s)
+        )
+        server.should_exit = True
+        await server_task
+    await app.proxy.close()
+    await agent.close()
+    log.info("fleet-agent exits %d", code)
+    return code
+
+
+def describe(config: AgentConfig) -> str:
+    engine = config.engine
+    hooks = ", ".join(str(hook.url) for hook in config.drain.hooks) or "none"
+    heartbeat = "off" if config.heartbeat.redis_url is None else f"every {config.heartbeat.period_s:g} s"
+    return "\n".join(
+        [
+            f"config ok: node {config.node.id} "
+            f"({config.node.region}/{config.node.pool}, {config.node.accelerator})",
+            f"  engine: {engine.kind} in {engine.mode} mode on 127.0.0.1:{engine.bind_port}, "
+            f"models {', '.join(engine.models)}",
+            f"  serving: {config.server.host}:{config.server.port}, {len(config.server.api_keys)} API key(s)",
+            f"  preemption: {config.preemption.provider}; "
+            f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks}",
+            f"  heartbeat: {heartbeat}",
+        ]
+    )
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return (
+            time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+        )
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per probe request is noise
+    logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, root.level))
+
+
+if __name__ == "__main__":
+    main()

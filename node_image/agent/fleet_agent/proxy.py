@@ -1,0 +1,316 @@
+"""The proxy in front of the engine's API: API key, request id, readiness gate, streaming passed
+through chunk by chunk, receipt headers, per-request metrics and one access-log line.
+
+Ordering that keeps the drain promise: a request is counted in flight before readiness is looked
+at, so a drain that turns readiness off and then waits for zero in flight never misses one that was
+let in. Once let in, a request runs to its end whatever the state does."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from fleet_agent import constants as c
+
+if TYPE_CHECKING:
+    from fleet_agent.agent import Agent
+
+log = logging.getLogger("fleet_agent.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
+DROPPED_REQUEST_HEADERS = frozenset(
+    {b"host", b"connection", b"keep-alive", b"proxy-authorization", b"te", b"trailer", b"transfer-encoding"}
+    | {b"upgrade", b"authorization", b"x-api-key", b"content-length", b"expect"}
+)
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"}
+    | {"server", "date", "x-request-id"}
+)
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1," + str(c.REQUEST_ID_MAX_LEN) + "}")
+# Bounded label values for the request metrics; other paths are counted as "other".
+KNOWN_ROUTES = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"}
+    | {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/tags", "/api/show", "/api/ps"}
+)
+
+
+def json_response_parts(status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None):
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    start = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *(headers or []),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": payload}
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None
+):
+    start, body_message = json_response_parts(status, body, headers)
+    await send(start)
+    await send(body_message)
+
+
+def openai_error(message: str, kind: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+class Proxy:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        config = agent.config
+        self._keys = [key.get_secret_value().encode() for key in config.server.api_keys]
+        self._upstream = agent.adapter.base_url
+        self._node = config.node.id.encode()
+        self._engine = config.engine.kind.encode()
+        self._primary_model = agent.adapter.primary_model
+        self._models = set(config.engine.models)
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(c.UPSTREAM_READ_TIMEOUT_S, connect=c.UPSTREAM_CONNECT_TIMEOUT_S),
+            limits=httpx.Limits(
+                max_connections=c.UPSTREAM_MAX_CONNECTIONS,
+                max_keepalive_connections=c.UPSTREAM_MAX_CONNECTIONS,
+            ),
+        )
+        metrics = agent.metrics
+        self._requests = metrics.requests
+        self._duration = metrics.request_seconds
+        self._ttfb = metrics.first_byte_seconds
+        self._rejected = metrics.rejected
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        presented = b""
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() == b"bearer":
+                    presented = token.strip()
+                break
+            if name == b"x-api-key":
+                presented = value.strip()
+        if not presented:
+            return False
+        # Compare against every key so the time taken does not say which one nearly matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(presented, key)
+        return matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        request_id = _request_id(headers)
+        path: str = scope["path"]
+        route = path if path in KNOWN_ROUTES else "other"
+        id_header = (c.REQUEST_ID_HEADER.encode(), request_id.encode())
+
+        if not self._authorized(headers):
+            self._rejected.inc(("unauthorized",))
+            log.info("request id=%s %s %s status=401 (no valid API key)", request_id, scope["method"], path)
+            await send_json(
+                send,
+                401,
+                openai_error("missing or invalid API key", "invalid_request_error", "invalid_api_key"),
+                [id_header, (b"www-authenticate", b'Bearer realm="fleet-agent"')],
+            )
+            return
+
+        traffic = self.agent.traffic
+        traffic.begin()
+        outcome = _Outcome()
+        try:
+            await self._forward(scope, receive, send, id_header, outcome)
+        finally:
+            traffic.end()
+            elapsed = time.perf_counter() - started
+            code = str(outcome.status)
+            self._requests.inc((route, code))
+            self._duration.observe(elapsed, (route, code))
+            if outcome.first_byte:
+                self._ttfb.observe(outcome.first_byte - started, (route,))
+            log.info(
+                "request id=%s %s %s status=%d ms=%.1f bytes=%d%s",
+                request_id,
+                scope["method"],
+                path,
+                outcome.status,
+                elapsed * 1000,
+                outcome.sent_bytes,
+                f" ({outcome.note})" if outcome.note else "",
+            )
+
+    async def _forward(
+        self, scope: Scope, receive: Receive, send: Send, id_header: tuple[bytes, bytes], outcome: _Outcome
+    ) -> None:
+        state = self.agent.state
+        if not state.ready:
+            outcome.status = 503
+            self._rejected.inc(("not_ready",))
+            await send_json(
+                send,
+                503,
+                openai_error(f"node not ready ({state.state})", "server_error", "node_not_ready"),
+                [id_header, (b"retry-after", str(c.RETRY_AFTER_S).encode())],
+            )
+            return
+        try:
+            body = await _read_body(receive)
+        except ClientGone:
+            outcome.status, outcome.note = 499, "client went away before sending its body"
+            return
+        if body is None:
+            outcome.status = 413
+            error = openai_error("request body too large", "invalid_request_error", "body_too_large")
+            await send_json(send, 413, error, [id_header])
+            return
+        headers = [(k, v) for k, v in scope["headers"] if k not in DROPPED_REQUEST_HEADERS]
+        headers.append(id_header)
+        query = scope.get("query_string", b"")
+        url = self._upstream + scope["path"] + ("?" + query.decode("latin-1") if query else "")
+        request = self._client.build_request(scope["method"], url, headers=headers, content=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            outcome.status, outcome.note = 502, f"engine unreachable: {exc!r}"
+            error = openai_error("engine unreachable", "server_error", "engine_unreachable")
+            await send_json(send, 502, error, [id_header])
+            return
+        try:
+            outcome.status = response.status_code
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": self._response_headers(response, body, id_header),
+                }
+            )
+            outcome.first_byte = time.perf_counter()
+            await self._stream(response, receive, send, outcome)
+        finally:
+            await response.aclose()
+
+    async def _stream(
+        self, response: httpx.Response, receive: Receive, send: Send, outcome: _Outcome
+    ) -> None:
+        """Pass each chunk on as the engine sends it. A client that goes away cancels this, which
+        closes the engine connection so the engine stops generating for nobody."""
+        traffic = self.agent.traffic
+        current = asyncio.current_task()
+        finished = False
+        client_gone = False
+
+        def on_disconnect(watch: asyncio.Future[Message]) -> None:
+            nonlocal client_gone
+            if not finished and not watch.cancelled() and current is not None:
+                client_gone = True
+                current.cancel()
+
+        watch = asyncio.ensure_future(receive())
+        watch.add_done_callback(on_disconnect)
+        try:
+            async for chunk in response.aiter_raw():
+                traffic.upstream_bytes += len(chunk)
+                outcome.sent_bytes += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b""})
+        except httpx.HTTPError as exc:
+            # Headers are out: all that is left is to end the response where the engine broke it.
+            outcome.note = f"engine broke off the response: {exc!r}"
+        except asyncio.CancelledError:
+            if not client_gone or current is None:
+                raise
+            current.uncancel()
+            outcome.note = "client went away mid-response"
+        finally:
+            finished = True
+            watch.cancel()
+
+    def _response_headers(
+        self, response: httpx.Response, body: bytes, id_header: tuple[bytes, bytes]
+    ) -> list[tuple[bytes, bytes]]:
+        headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in response.headers.multi_items()
+            if k not in DROPPED_RESPONSE_HEADERS
+        ]
+        headers += [
+            id_header,
+            (b"x-fleet-node", self._node),
+            (b"x-fleet-engine", self._engine),
+            (b"x-fleet-model", self._model_of(body).encode()),
+            (b"x-fleet-gpu", b"true" if self.agent.serves_on_gpu() else b"false"),
+        ]
+        return headers
+
+    def _model_of(self, body: bytes) -> str:
+        """The model the request names, when the node serves several; else the one it serves."""
+        if len(self._models) == 1 or not body:
+            return self._primary_model
+        try:
+            named = json.loads(body).get("model")
+        except (ValueError, AttributeError):
+            return self._primary_model
+        return named if named in self._models else self._primary_model
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if REQUEST_ID_PATTERN.fullmatch(text):
+                return text
+            break
+    return uuid.uuid4().hex
+
+
+class ClientGone(Exception):
+    pass
+
+
+class _Outcome:
+    __slots__ = ("first_byte", "note", "sent_bytes", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.first_byte = 0.0
+        self.sent_bytes = 0
+        self.note = ""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > c.MAX_REQUEST_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

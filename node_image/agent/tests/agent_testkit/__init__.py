@@ -1,0 +1,1 @@
+"""Shared test kit: the real llama.cpp launcher, a tiny model writer, fakes of what cannot run here."""

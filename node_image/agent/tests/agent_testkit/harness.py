@@ -1,0 +1,188 @@
+"""Running the real agent (Agent + its HTTP server) in a thread, on loopback, from plain tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fleet_agent.agent import Agent
+from fleet_agent.config import AgentConfig, load_config
+from fleet_agent.drain import DrainNotice
+from fleet_agent.gpu.backend import GpuBackend
+from fleet_agent.server import AgentApp, bind, make_server
+
+from agent_testkit.net import free_port, wait_for
+
+SUPPORT = Path(__file__).resolve().parent
+LLAMA_SERVER = [sys.executable, str(SUPPORT / "llama_server.py")]
+FAKE_VLLM = [sys.executable, str(SUPPORT / "fake_vllm.py"), "serve"]
+API_KEY = "test-key-0123456789"
+
+# Probe timings scaled down so fault tests finish in seconds; the benches use the defaults.
+FAST_PROBES: dict[str, Any] = {
+    "health_period_s": 0.2,
+    "health_timeout_s": 0.5,
+    "health_failure_threshold": 2,
+    "model_period_s": 0.5,
+    "canary_period_s": 1.0,
+    "canary_timeout_s": 5.0,
+    "gpu_period_s": 0.2,
+    "progress_period_s": 0.2,
+    "progress_window_s": 2.0,
+    "wedge_restart_after_s": 1.0,
+}
+FAST_SUPERVISOR: dict[str, Any] = {"backoff_initial_s": 0.2, "backoff_max_s": 2.0, "stop_grace_s": 3.0}
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """Enough TOML for agent configs: tables of scalars, lists and inline tables."""
+
+    def value(item: Any) -> str:
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, int | float):
+            return repr(item)
+        if isinstance(item, str | Path):
+            return json.dumps(str(item))
+        if isinstance(item, list | tuple | set | frozenset):
+            return "[" + ", ".join(value(x) for x in item) + "]"
+        if isinstance(item, dict):
+            return "{" + ", ".join(f"{k} = {value(v)}" for k, v in item.items()) + "}"
+        raise TypeError(f"no TOML for {item!r}")
+
+    lines: list[str] = []
+    for key, item in data.items():
+        if not isinstance(item, dict):
+            lines.append(f"{key} = {value(item)}")
+    for key, item in data.items():
+        if isinstance(item, dict):
+            lines.append(f"\n[{key}]")
+            lines += [f"{k} = {value(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(directory: Path, data: dict[str, Any]) -> Path:
+    key_file = directory / "api-key"
+    key_file.write_text(API_KEY + "\n")
+    server = {
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "api_key_file": str(key_file),
+        **data.get("server", {}),
+    }
+    path = directory / "agent.toml"
+    path.write_text(to_toml({**data, "server": server}))
+    return path
+
+
+def llama_config(model: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A CPU node running real llama.cpp in spawn mode, with fast probes."""
+    engine = {
+        "kind": "llamacpp",
+        "models": ["tiny"],
+        "model_path": str(model),
+        "port": free_port(),
+        "executable": LLAMA_SERVER,
+        "parallel": 4,
+        **sections.pop("engine", {}),
+    }
+    return {
+        "node": {
+            "id": "node-test",
+            "region": "test-1",
+            "pool": "tiny",
+            "accelerator": "cpu",
+            **sections.pop("node", {}),
+        },
+        "engine": engine,
+        "probes": {**FAST_PROBES, **sections.pop("probes", {})},
+        "supervisor": {**FAST_SUPERVISOR, **sections.pop("supervisor", {})},
+        **sections,
+    }
+
+
+class RunningAgent:
+    """The agent and its server on a thread of their own, driven over real HTTP."""
+
+    def __init__(self, config_path: Path, gpu_backend: GpuBackend | None = None) -> None:
+        self.config: AgentConfig = load_config(config_path, environ={})
+        self.url = f"http://127.0.0.1:{self.config.server.port}"
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self._gpu_backend = gpu_backend
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._up = threading.Event()
+        self._error: BaseException | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.agent: Agent | None = None
+        self._stop: asyncio.Event | None = None
+
+    def __enter__(self) -> RunningAgent:
+        self._thread.start()
+        wait_for(lambda: self._up.is_set() or self._error, 20, "the agent to listen")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        self.http.close()
+
+    async def _main(self) -> None:
+        try:
+            self.loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            agent = self.agent = Agent(self.config, gpu_backend=self._gpu_backend)
+            app = AgentApp(agent)
+            server = make_server(app, timeout_graceful_shutdown=5)
+            sock = bind(self.config.server.host, self.config.server.port)
+            await agent.start()
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.01)
+            self._up.set()
+            await self._stop.wait()
+            server.should_exit = True
+            await serving
+            await app.proxy.close()
+            await agent.close()
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    # --- driving it ------------------------------------------------------------------------------
+    def call(self, function: Any, *args: Any) -> None:
+        """Run `function(*args)` on the agent's loop (thread-safe)."""
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(function, *args)
+
+    def notice(self, notice: DrainNotice) -> None:
+        assert self.agent is not None
+        self.call(self.agent.request_drain, notice)
+
+    def status(self) -> dict[str, Any]:
+        return self.http.get("/status").json()
+
+    def readyz(self) -> int:
+        return self.http.get("/readyz").status_code
+
+    def wait_state(self, state: str, timeout: float = 30) -> dict[str, Any]:
+        last: dict[str, Any] = {}
+
+        def reached() -> dict[str, Any] | None:
+            last.update(self.status())
+            return dict(last) if last["state"] == state else None
+
+        try:
+            return wait_for(reached, timeout, f"state {state}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last state {last.get('state')}: {last.get('reasons')}") from None
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}", **extra}

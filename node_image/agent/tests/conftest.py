@@ -1,0 +1,62 @@
+"""Fixtures for the agent's tests: a tiny real model for llama.cpp, and a real redis-server."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# pytest runs with --import-mode=importlib, which puts no test directory on sys.path; the kit
+# (fakes, the llama.cpp launcher, the harness) is imported by name from here on.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from agent_testkit.net import free_port, wait_for
+from agent_testkit.tiny_model import write_tiny_llama
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_llama(tmp_path_factory.mktemp("model") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail(
+            "redis-server is not installed: the heartbeat tests need a real one "
+            "(run scripts/setup.sh, or: apt-get install -y redis-server)"
+        )
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        client = redis.Redis(port=port)
+        wait_for(client.ping, 10, "redis-server to answer PING")
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)

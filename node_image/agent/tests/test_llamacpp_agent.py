@@ -1,0 +1,161 @@
+"""The agent against the real llama.cpp engine: spawn, readiness, the proxy with streaming,
+receipts and auth, and the faults: crash (SIGKILL), wedge (SIGSTOP), and a condemned GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from agent_testkit.fake_gpu import FakeGpuBackend
+from agent_testkit.harness import RunningAgent, llama_config, write_config
+from agent_testkit.net import wait_for
+
+
+def completion(max_tokens: int = 8, stream: bool = False) -> dict[str, object]:
+    return {"model": "tiny", "prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": stream}
+
+
+def sse_events(text: str) -> list[str]:
+    return [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+
+
+def generated_tokens(stream_text: str) -> int:
+    """Tokens in a complete llama.cpp SSE completion stream: its last event carries the usage.
+    Fails unless the stream ended as a whole stream ends: finish_reason, then [DONE]."""
+    events = sse_events(stream_text)
+    assert events[-1] == "[DONE]", "stream cut before [DONE]"
+    final = json.loads(events[-2])
+    assert final["choices"][0]["finish_reason"] == "length"
+    return final["usage"]["completion_tokens"]
+
+
+@pytest.fixture
+def agent(tmp_path: Path, tiny_model: Path) -> RunningAgent:
+    with RunningAgent(write_config(tmp_path, llama_config(tiny_model))) as running:
+        running.wait_state("ready")
+        yield running
+
+
+def test_becomes_ready_and_proxies_with_receipts(agent: RunningAgent) -> None:
+    status = agent.status()
+    assert status["ready"] is True
+    assert {name: check["ok"] for name, check in status["checks"].items()} == {
+        "engine": True, "model": True, "canary": True, "progress": True,
+    }
+    assert agent.http.get("/startupz").status_code == 200
+    assert agent.http.get("/livez").status_code == 200
+
+    response = agent.http.post(
+        "/v1/completions", json=completion(max_tokens=5), headers=agent.headers(**{"X-Request-Id": "req-42"})
+    )
+    assert response.status_code == 200
+    assert response.json()["usage"]["completion_tokens"] == 5
+    assert response.headers["x-request-id"] == "req-42"
+    assert response.headers["x-fleet-node"] == "node-test"
+    assert response.headers["x-fleet-engine"] == "llamacpp"
+    assert response.headers["x-fleet-model"] == "tiny"
+    assert response.headers["x-fleet-gpu"] == "false"  # a CPU node says so
+
+    generated = agent.http.post("/v1/completions", json=completion(), headers=agent.headers())
+    assert len(generated.headers["x-request-id"]) == 32  # one is made when the client sends none
+
+    metrics = agent.http.get("/metrics").text
+    assert 'fleet_agent_requests_total{route="/v1/completions",code="200"} 2' in metrics
+    assert 'fleet_agent_request_duration_seconds_count{route="/v1/completions",code="200"} 2' in metrics
+    assert 'fleet_agent_state{state="ready"} 1' in metrics
+    assert "fleet_agent_ready 1" in metrics
+    assert "llamacpp:tokens_predicted_total" in agent.http.get("/metrics/engine").text
+
+
+def test_streams_chunks_as_they_come(agent: RunningAgent) -> None:
+    body = completion(max_tokens=200, stream=True)
+    chunks: list[bytes] = []
+    with agent.http.stream("POST", "/v1/completions", json=body, headers=agent.headers()) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        chunks.extend(response.iter_raw())
+    assert generated_tokens(b"".join(chunks).decode("utf-8", "replace")) == 200
+    assert len(chunks) > 10  # passed on as they came, not buffered into one body
+
+
+def test_api_key_is_required(agent: RunningAgent) -> None:
+    missing = agent.http.post("/v1/completions", json=completion())
+    wrong = agent.http.post("/v1/completions", json=completion(), headers={"Authorization": "Bearer nope"})
+    for response in (missing, wrong):
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert agent.http.get("/v1/models", headers={"X-Api-Key": "test-key-0123456789"}).status_code == 200
+    # Ollama's native API is not llama.cpp's: not proxied.
+    assert agent.http.post("/api/generate", json={}, headers=agent.headers()).status_code == 404
+    assert "fleet_agent_requests_rejected_total{reason=\"unauthorized\"} 2" in agent.http.get("/metrics").text
+
+
+def test_engine_killed_is_not_ready_then_restarted(agent: RunningAgent) -> None:
+    old_pid = agent.status()["engine"]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    wait_for(lambda: agent.readyz() == 503, 5, "readiness to drop after the engine was killed")
+    degraded = agent.status()
+    assert degraded["state"] == "degraded"
+    assert any("killed by SIGKILL" in reason for reason in degraded["reasons"])
+    assert agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 503
+
+    ready = agent.wait_state("ready", timeout=30)
+    assert ready["engine"]["pid"] != old_pid
+    assert ready["engine"]["restarts"] == 1
+    assert agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 200
+
+
+def test_engine_wedged_is_degraded_then_restarted(agent: RunningAgent) -> None:
+    old_pid = agent.status()["engine"]["pid"]
+    os.kill(old_pid, signal.SIGSTOP)
+    try:
+        degraded = agent.wait_state("degraded", timeout=15)
+        assert any("not responding" in reason for reason in degraded["reasons"])
+        ready = agent.wait_state("ready", timeout=40)
+        assert ready["engine"]["pid"] != old_pid
+    finally:
+        try:
+            os.kill(old_pid, signal.SIGCONT)  # should it still exist, let it see its SIGKILL
+        except ProcessLookupError:
+            pass
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)
+    assert 'fleet_agent_engine_restarts_total{cause="unresponsive"} 1' in agent.http.get("/metrics").text
+
+
+def test_xid_79_condemns_the_gpu(tmp_path: Path, tiny_model: Path) -> None:
+    gpu = FakeGpuBackend()
+    config = llama_config(tiny_model, node={"accelerator": "gpu"})
+    with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
+        agent.wait_state("ready")
+        gpu.replay_xid(13)  # an application's fault: the GPU stays in service
+        wait_for(lambda: agent.status()["gpu"]["xid_events"], 5, "XID 13 to be seen")
+        assert agent.readyz() == 200
+
+        gpu.replay_xid(79)
+        wait_for(lambda: agent.readyz() == 503, 5, "readiness to drop after XID 79")
+        status = agent.status()
+        assert status["state"] == "degraded"
+        assert any("XID 79 (GPU has fallen off the bus)" in reason for reason in status["reasons"])
+        # Condemned for good: the GPU's readings still look fine, the node stays out of rotation.
+        assert agent.wait_state("degraded", timeout=2)["gpu"]["healthy"] is False
+        assert 'fleet_agent_gpu_xid_events_total{gpu="0",xid="79"} 1' in agent.http.get("/metrics").text
+
+
+def test_gpu_node_without_a_gpu_is_never_ready(tmp_path: Path, tiny_model: Path) -> None:
+    gpu = FakeGpuBackend(unavailable="NVML Shared Library Not Found")
+    config = llama_config(tiny_model, node={"accelerator": "gpu"})
+    with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
+        status = wait_for(
+            lambda: (s := agent.status())["checks"]["canary"]["ok"] and s, 30, "engine, model and canary to pass"
+        )
+        assert status["state"] == "warming"
+        assert status["checks"]["gpu"]["detail"] == "NVML unavailable: NVML Shared Library Not Found"
+        assert agent.readyz() == 503
+        assert agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 503
+        assert httpx.get(agent.url + "/startupz").status_code == 503
