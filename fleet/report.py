@@ -1,0 +1,104 @@
+"""`fleet plan`'s two formats: the JSON contract other tools read, and a table for people."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet.harness import RecordedResource, Rendering, redact
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    urn: str
+    message: str
+    enforcement: str  # advisory | mandatory
+
+
+@dataclass
+class PolicyResult:
+    evaluated: int = 0
+    violations: list[Violation] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.enforcement == "mandatory"]
+
+
+def plan_document(rendering: Rendering, policy: PolicyResult) -> dict[str, Any]:
+    """The JSON contract: stack, project, resources, outputs, policy, budgets; secrets as "[secret]"."""
+    outputs = redact(rendering.outputs)
+    return {
+        "stack": rendering.stack,
+        "project": rendering.project,
+        "resources": [
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "provider": r.provider,
+                "inputs": redact(r.inputs),
+            }
+            for r in rendering.resources
+        ],
+        "outputs": {k: v for k, v in outputs.items() if k != "budgets"},
+        "policy": {
+            "evaluated": policy.evaluated,
+            "violations": [
+                {"policy": v.policy, "urn": v.urn, "message": v.message, "enforcement": v.enforcement}
+                for v in policy.violations
+            ],
+        },
+        "budgets": outputs.get("budgets") or {},
+    }
+
+
+def plan_json(rendering: Rendering, policy: PolicyResult) -> str:
+    return json.dumps(plan_document(rendering, policy), indent=2, sort_keys=False) + "\n"
+
+
+def _short(urn: str | None) -> str:
+    return urn.rsplit("::", 1)[-1] if urn else "-"
+
+
+def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
+    doc = plan_document(rendering, policy)
+    groups: dict[str, list[RecordedResource]] = defaultdict(list)
+    heads: dict[str, RecordedResource] = {}
+    for r in rendering.resources:
+        top = rendering.top_component(r)
+        key = top.urn if top else ("" if r.custom else r.urn)
+        if top is None and not r.custom:
+            heads[r.urn] = r
+            continue
+        groups[key].append(r)
+        if top is not None:
+            heads[top.urn] = top
+
+    lines = [f"{rendering.project}/{rendering.stack}: {len(rendering.resources)} resources", ""]
+    for key in sorted(groups, key=lambda k: (k == "", k)):
+        members = groups[key]
+        if key:
+            head = heads[key]
+            providers = sorted({_short(m.provider) for m in members if m.provider})
+            title = f"{head.name} ({head.type.rsplit(':', 1)[-1]})"
+            lines.append(f"{title:<48} {', '.join(providers) or '-':<24} {len(members):>4}")
+        else:
+            lines.append(f"{'(top level)':<48} {'':<24} {len(members):>4}")
+        for resource_type, count in sorted(Counter(m.type for m in members).items()):
+            lines.append(f"  {count:>4}  {resource_type}")
+        lines.append("")
+
+    lines.append("Outputs")
+    for key, value in doc["outputs"].items():
+        lines.append(f"  {key:<20} {json.dumps(value)}")
+    lines += ["", "Budgets"]
+    lines += [f"  {k:<20} {json.dumps(v)}" for k, v in doc["budgets"].items()] or ["  (none declared)"]
+    lines += ["", f"Policy: {policy.evaluated} rules evaluated, {len(policy.violations)} violations"]
+    for v in policy.violations:
+        lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}: {v.message}")
+    return "\n".join(lines) + "\n"
