@@ -469,7 +469,7 @@ def _gpu_pools_fit(c: FleetConfig) -> Iterator[tuple[str, str]]:
         region = AWS_REGIONS[pool.region]
         for j, instance_type in enumerate(pool.instance_types):
             if not region.offers(instance_type):
-                offered = sorted(t for t in GPU_INSTANCE_TYPES if region.offers(t))
+                offered = [t for t in GPU_INSTANCE_TYPES if region.offers(t)]
                 yield (
                     f"{at}.instanceTypes[{j}]",
                     f"{instance_type} is not offered in {pool.region}; offered there: {_one_of(offered)}",

@@ -8,6 +8,7 @@ are captured from the root stack's outputs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import runpy
@@ -43,12 +44,14 @@ class MissingProviderError(RuntimeError):
 @dataclass(frozen=True)
 class RecordedResource:
     urn: str
+    id: str | None
     type: str
     name: str
     parent: str | None
     provider: str | None
     custom: bool
     inputs: dict[str, Any]
+    outputs: dict[str, Any]  # the state the mocks answered with: inputs plus computed ids, ARNs, endpoints
 
 
 @dataclass
@@ -79,6 +82,13 @@ class Rendering:
 
     def get(self, urn: str) -> RecordedResource:
         return self._by_urn[urn]
+
+    def by_id(self, resource_id: str) -> RecordedResource:
+        """The resource a recorded input refers to by the id the mocks gave it."""
+        found = [r for r in self.resources if r.id == resource_id]
+        if len(found) != 1:
+            raise AssertionError(f"expected one resource with id {resource_id!r}, found {len(found)}")
+        return found[0]
 
     def children(self, parent: RecordedResource) -> list[RecordedResource]:
         return [r for r in self.resources if r.parent == parent.urn]
@@ -128,12 +138,14 @@ class RecordingMonitor(MockMonitor):
         self.records.append(
             RecordedResource(
                 urn=response.urn,
+                id=response.id or None,
                 type=request.type,
                 name=request.name,
                 parent=request.parent or None,
                 provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
                 custom=bool(request.custom),
                 inputs=rpc.deserialize_properties(request.object),
+                outputs=self.resources[response.urn].state,
             )
         )
         return response
@@ -153,12 +165,14 @@ def render(stack: StackInput) -> Rendering:
     disabled = _disabled_default_providers(stack.config)
     monitor = RecordingMonitor(FleetMocks(), disabled)
     program = stack.project_dir / "__main__.py"
-    with _engine_environment(stack), _program_on_path(str(stack.project_dir)):
+    with _engine_environment(stack), _program_on_path(str(stack.project_dir)), _fresh_event_loop():
         pulumi.runtime.set_mocks(
             monitor.mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor
         )
         # set_mocks leaves a root stack with its outputs already sealed; start from none, as `pulumi up` does.
         settings.ROOT.set(None)
+        # Output tasks are tracked process-wide; a render that failed must not leave any for the next.
+        settings.SETTINGS.outputs.clear()
 
         def run_program() -> None:
             runpy.run_path(str(program), run_name="__main__")
@@ -190,6 +204,22 @@ def _engine_environment(stack: StackInput) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def _fresh_event_loop() -> Iterator[None]:
+    """Each render on its own loop: a failed render's stray tasks die with it instead of reaching the next."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield
+    finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 @contextmanager
