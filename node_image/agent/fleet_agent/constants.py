@@ -99,7 +99,7 @@ XID_DESCRIPTIONS: dict[int, str] = {
     120: "GSP error",
 }
 XID_FOR_DOUBLE_BIT_ECC_EVENT = 48  # NVML reports these as their own event type
-XID_WAIT_TIMEOUT_MS = 5000  # the XID thread wakes this often to see whether it should stop
+XID_WAIT_TIMEOUT_MS = 1000  # the XID thread wakes this often to see whether it should stop
 # Clock-event reasons that mean the hardware is protecting itself (nvmlClocksEventReason*).
 THROTTLE_HW_SLOWDOWN = 0x08
 THROTTLE_SW_THERMAL = 0x20

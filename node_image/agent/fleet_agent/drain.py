@@ -190,6 +190,7 @@ class Drainer:
                 report.hooks.append({"hook": hook.name, "ok": True, "detail": "done", "at": time.time()})
                 step("drained-hook %s done", hook.name)
 
+        await agent.probes.stop()  # nothing left to probe: the engine goes next
         await agent.runner.stop()
         report.engine_stopped_at = time.time()
         step("engine stopped")

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# pytest runs with --import-mode=importlib, which puts no test directory on sys.path; the kit
-# (fakes, the llama.cpp launcher, the harness) is imported by name from here on.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from agent_testkit.net import free_port, wait_for
-from agent_testkit.tiny_model import write_tiny_llama
+from .agent_testkit.net import free_port, wait_for
+from .agent_testkit.tiny_model import write_tiny_llama
 
 
 @pytest.fixture(scope="session")

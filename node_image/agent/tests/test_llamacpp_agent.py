@@ -3,38 +3,22 @@ receipts and auth, and the faults: crash (SIGKILL), wedge (SIGSTOP), and a conde
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from agent_testkit.fake_gpu import FakeGpuBackend
-from agent_testkit.harness import RunningAgent, llama_config, write_config
-from agent_testkit.net import wait_for
 
-
-def completion(max_tokens: int = 8, stream: bool = False) -> dict[str, object]:
-    return {"model": "tiny", "prompt": "hello", "max_tokens": max_tokens, "ignore_eos": True, "stream": stream}
-
-
-def sse_events(text: str) -> list[str]:
-    return [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
-
-
-def generated_tokens(stream_text: str) -> int:
-    """Tokens in a complete llama.cpp SSE completion stream: its last event carries the usage.
-    Fails unless the stream ended as a whole stream ends: finish_reason, then [DONE]."""
-    events = sse_events(stream_text)
-    assert events[-1] == "[DONE]", "stream cut before [DONE]"
-    final = json.loads(events[-2])
-    assert final["choices"][0]["finish_reason"] == "length"
-    return final["usage"]["completion_tokens"]
+from .agent_testkit.fake_gpu import FakeGpuBackend
+from .agent_testkit.harness import RunningAgent, completion, generated_tokens, llama_config, write_config
+from .agent_testkit.net import wait_for
 
 
 @pytest.fixture
-def agent(tmp_path: Path, tiny_model: Path) -> RunningAgent:
+def agent(tmp_path: Path, tiny_model: Path) -> Iterator[RunningAgent]:
     with RunningAgent(write_config(tmp_path, llama_config(tiny_model))) as running:
         running.wait_state("ready")
         yield running
@@ -44,7 +28,10 @@ def test_becomes_ready_and_proxies_with_receipts(agent: RunningAgent) -> None:
     status = agent.status()
     assert status["ready"] is True
     assert {name: check["ok"] for name, check in status["checks"].items()} == {
-        "engine": True, "model": True, "canary": True, "progress": True,
+        "engine": True,
+        "model": True,
+        "canary": True,
+        "progress": True,
     }
     assert agent.http.get("/startupz").status_code == 200
     assert agent.http.get("/livez").status_code == 200
@@ -92,7 +79,7 @@ def test_api_key_is_required(agent: RunningAgent) -> None:
     assert agent.http.get("/v1/models", headers={"X-Api-Key": "test-key-0123456789"}).status_code == 200
     # Ollama's native API is not llama.cpp's: not proxied.
     assert agent.http.post("/api/generate", json={}, headers=agent.headers()).status_code == 404
-    assert "fleet_agent_requests_rejected_total{reason=\"unauthorized\"} 2" in agent.http.get("/metrics").text
+    assert 'fleet_agent_requests_rejected_total{reason="unauthorized"} 2' in agent.http.get("/metrics").text
 
 
 def test_engine_killed_is_not_ready_then_restarted(agent: RunningAgent) -> None:
@@ -119,10 +106,8 @@ def test_engine_wedged_is_degraded_then_restarted(agent: RunningAgent) -> None:
         ready = agent.wait_state("ready", timeout=40)
         assert ready["engine"]["pid"] != old_pid
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(old_pid, signal.SIGCONT)  # should it still exist, let it see its SIGKILL
-        except ProcessLookupError:
-            pass
     with pytest.raises(ProcessLookupError):
         os.kill(old_pid, 0)
     assert 'fleet_agent_engine_restarts_total{cause="unresponsive"} 1' in agent.http.get("/metrics").text
@@ -152,10 +137,14 @@ def test_gpu_node_without_a_gpu_is_never_ready(tmp_path: Path, tiny_model: Path)
     config = llama_config(tiny_model, node={"accelerator": "gpu"})
     with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
         status = wait_for(
-            lambda: (s := agent.status())["checks"]["canary"]["ok"] and s, 30, "engine, model and canary to pass"
+            lambda: (s := agent.status())["checks"]["canary"]["ok"] and s,
+            30,
+            "engine, model and canary to pass",
         )
         assert status["state"] == "warming"
         assert status["checks"]["gpu"]["detail"] == "NVML unavailable: NVML Shared Library Not Found"
         assert agent.readyz() == 503
-        assert agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 503
+        assert (
+            agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 503
+        )
         assert httpx.get(agent.url + "/startupz").status_code == 503

@@ -18,7 +18,7 @@ import secrets
 import threading
 from typing import Any
 
-from agent_testkit.asgi import Receive, Scope, Send, header, query, respond
+from .asgi import Receive, Scope, Send, header, query, respond
 
 NOT_FOUND_HTML = (
     '<?xml version="1.0" encoding="iso-8859-1"?>\n<html><head><title>404 - Not Found</title></head>'

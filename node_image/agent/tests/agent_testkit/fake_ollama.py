@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_testkit.asgi import Receive, Scope, Send, read_body, respond, stream
+from .asgi import Receive, Scope, Send, read_body, respond, stream
 
 MODEL_SIZE = 2_019_393_189
 

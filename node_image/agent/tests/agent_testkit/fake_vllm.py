@@ -15,14 +15,11 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvicorn
 
-from agent_testkit.asgi import Receive, Scope, Send, read_body, respond, stream
+from .asgi import Receive, Scope, Send, read_body, respond, stream
 
 
 class FakeVllm:

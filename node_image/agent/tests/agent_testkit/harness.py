@@ -16,11 +16,20 @@ from fleet_agent.drain import DrainNotice
 from fleet_agent.gpu.backend import GpuBackend
 from fleet_agent.server import AgentApp, bind, make_server
 
-from agent_testkit.net import free_port, wait_for
+from .net import free_port, wait_for
 
 SUPPORT = Path(__file__).resolve().parent
 LLAMA_SERVER = [sys.executable, str(SUPPORT / "llama_server.py")]
-FAKE_VLLM = [sys.executable, str(SUPPORT / "fake_vllm.py"), "serve"]
+REPO_ROOT = SUPPORT.parents[3]
+# The fake `vllm` is a module of this test package, so it is started through it; sys.argv[1:] is
+# then "serve MODEL --host ...", as the real CLI gets it.
+FAKE_VLLM = [
+    sys.executable,
+    "-c",
+    f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r}); "
+    "from node_image.agent.tests.agent_testkit.fake_vllm import main; sys.exit(main())",
+    "serve",
+]
 API_KEY = "test-key-0123456789"
 
 # Probe timings scaled down so fault tests finish in seconds; the benches use the defaults.
@@ -106,6 +115,30 @@ def llama_config(model: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def completion(max_tokens: int = 8, stream: bool = False) -> dict[str, object]:
+    return {
+        "model": "tiny",
+        "prompt": "hello",
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": stream,
+    }
+
+
+def sse_events(text: str) -> list[str]:
+    return [line.removeprefix("data: ") for line in text.splitlines() if line.startswith("data: ")]
+
+
+def generated_tokens(stream_text: str) -> int:
+    """Tokens in a complete llama.cpp SSE completion stream: its last event carries the usage.
+    Fails unless the stream ended as a whole stream ends: finish_reason, then [DONE]."""
+    events = sse_events(stream_text)
+    assert events[-1] == "[DONE]", "stream cut before [DONE]"
+    final = json.loads(events[-2])
+    assert final["choices"][0]["finish_reason"] == "length"
+    return final["usage"]["completion_tokens"]
+
+
 class RunningAgent:
     """The agent and its server on a thread of their own, driven over real HTTP."""
 
@@ -183,6 +216,15 @@ class RunningAgent:
             return wait_for(reached, timeout, f"state {state}")
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last state {last.get('state')}: {last.get('reasons')}") from None
+
+    def wait_detail(self, check: str, text: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait until `check`'s detail in /status contains `text`; returns that status."""
+
+        def seen() -> dict[str, Any] | None:
+            status = self.status()
+            return status if text in status["checks"][check]["detail"] else None
+
+        return wait_for(seen, timeout, f"{check} check to say {text!r}")
 
     def headers(self, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {API_KEY}", **extra}

@@ -7,9 +7,11 @@ Run as its own process, so the tests can SIGKILL and SIGSTOP it like any engine.
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", action="store_true")
     args = parser.parse_args(argv)
 
-    # Imported only once the arguments parsed: a usage error needs no native library.
-    import xllamacpp
+    # Imported once the arguments parsed (a usage error needs no native library), and typed Any:
+    # a Cython extension without type information.
+    xllamacpp: Any = importlib.import_module("xllamacpp")
 
     params = xllamacpp.CommonParams()
     params.model.path = args.model
