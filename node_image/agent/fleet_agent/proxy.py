@@ -17,9 +17,8 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from fleet_agent import constants as c
+from fleet_agent.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
     from fleet_agent.agent import Agent
@@ -37,8 +36,8 @@ DROPPED_REQUEST_HEADERS = frozenset(
     | {b"upgrade", b"authorization", b"x-api-key", b"content-length", b"expect"}
 )
 DROPPED_RESPONSE_HEADERS = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"}
-    | {"server", "date", "x-request-id"}
+    {b"connection", b"keep-alive", b"proxy-authenticate", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+    | {b"server", b"date", b"x-request-id"}
 )
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1," + str(c.REQUEST_ID_MAX_LEN) + "}")
 # Bounded label values for the request metrics; other paths are counted as "other".
@@ -79,17 +78,16 @@ class Proxy:
         self.agent = agent
         config = agent.config
         self._keys = [key.get_secret_value().encode() for key in config.server.api_keys]
-        self._upstream = agent.adapter.base_url
         self._node = config.node.id.encode()
         self._engine = config.engine.kind.encode()
         self._primary_model = agent.adapter.primary_model
         self._models = set(config.engine.models)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(c.UPSTREAM_READ_TIMEOUT_S, connect=c.UPSTREAM_CONNECT_TIMEOUT_S),
-            limits=httpx.Limits(
-                max_connections=c.UPSTREAM_MAX_CONNECTIONS,
-                max_keepalive_connections=c.UPSTREAM_MAX_CONNECTIONS,
-            ),
+        engine = config.engine
+        self._upstream = UpstreamPool(
+            "127.0.0.1",
+            engine.bind_port,
+            connect_timeout=c.UPSTREAM_CONNECT_TIMEOUT_S,
+            read_timeout=c.UPSTREAM_READ_TIMEOUT_S,
         )
         metrics = agent.metrics
         self._requests = metrics.requests
@@ -98,7 +96,7 @@ class Proxy:
         self._rejected = metrics.rejected
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._upstream.aclose()
 
     def _authorized(self, headers: list[tuple[bytes, bytes]]) -> bool:
         presented = b""
@@ -188,31 +186,31 @@ class Proxy:
         headers = [(k, v) for k, v in scope["headers"] if k not in DROPPED_REQUEST_HEADERS]
         headers.append(id_header)
         query = scope.get("query_string", b"")
-        url = self._upstream + scope["path"] + ("?" + query.decode("latin-1") if query else "")
-        request = self._client.build_request(scope["method"], url, headers=headers, content=body)
+        target = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
+        if query:
+            target += "?" + query.decode("latin-1")
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            outcome.status, outcome.note = 502, f"engine unreachable: {exc!r}"
+            response = await self._upstream.request(scope["method"], target, headers, body)
+        except UpstreamError as exc:
+            outcome.status, outcome.note = 502, str(exc)
             error = openai_error("engine unreachable", "server_error", "engine_unreachable")
             await send_json(send, 502, error, [id_header])
             return
         try:
-            outcome.status = response.status_code
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": self._response_headers(response, body, id_header),
-                }
-            )
+            outcome.status = response.status
+            start = {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": self._response_headers(response, body, id_header),
+            }
+            await send(start)
             outcome.first_byte = time.perf_counter()
             await self._stream(response, receive, send, outcome)
         finally:
             await response.aclose()
 
     async def _stream(
-        self, response: httpx.Response, receive: Receive, send: Send, outcome: _Outcome
+        self, response: UpstreamResponse, receive: Receive, send: Send, outcome: _Outcome
     ) -> None:
         """Pass each chunk on as the engine sends it. A client that goes away cancels this, which
         closes the engine connection so the engine stops generating for nobody."""
@@ -230,15 +228,15 @@ class Proxy:
         watch = asyncio.ensure_future(receive())
         watch.add_done_callback(on_disconnect)
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.body():
                 traffic.upstream_bytes += len(chunk)
                 outcome.sent_bytes += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             finished = True
             await send({"type": "http.response.body", "body": b""})
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             # Headers are out: all that is left is to end the response where the engine broke it.
-            outcome.note = f"engine broke off the response: {exc!r}"
+            outcome.note = str(exc)
         except asyncio.CancelledError:
             if not client_gone or current is None:
                 raise
@@ -249,13 +247,9 @@ class Proxy:
             watch.cancel()
 
     def _response_headers(
-        self, response: httpx.Response, body: bytes, id_header: tuple[bytes, bytes]
+        self, response: UpstreamResponse, body: bytes, id_header: tuple[bytes, bytes]
     ) -> list[tuple[bytes, bytes]]:
-        headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in response.headers.multi_items()
-            if k not in DROPPED_RESPONSE_HEADERS
-        ]
+        headers = [(k, v) for k, v in response.headers if k not in DROPPED_RESPONSE_HEADERS]
         headers += [
             id_header,
             (b"x-fleet-node", self._node),
