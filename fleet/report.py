@@ -100,5 +100,8 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
     lines += [f"  {k:<20} {json.dumps(v)}" for k, v in doc["budgets"].items()] or ["  (none declared)"]
     lines += ["", f"Policy: {policy.evaluated} rules evaluated, {len(policy.violations)} violations"]
     for v in policy.violations:
-        lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}: {v.message}")
+        # The message is the rule's description, then what this resource does wrong (as the engine prints).
+        description, _, detail = v.message.partition("\n")
+        lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}")
+        lines += [f"      {line}" for line in (detail or description).splitlines()]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,415 @@
+"""Reliability: failover that can fail over, data that survives a mistake, workloads that start the same
+way every time and retry within bounds."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policies.linking import of_types
+from policies.support import (
+    as_number,
+    is_prod,
+    items,
+    json_value,
+    known,
+    label,
+    mapping,
+    path,
+    present,
+    setting,
+    truthy,
+)
+from policies.validity import gpu_instance_types
+
+ROUTE53_RECORD = "aws:route53/record:Record"
+ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
+CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+LAMBDA_FUNCTION = "aws:lambda/function:Function"
+AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
+
+
+# --- DNS failover -------------------------------------------------------------------------------------
+
+
+def _failover_type(props: Mapping[str, Any]) -> str | None:
+    policies = items(known(props, "failoverRoutingPolicies"))
+    if not policies:
+        return None
+    return str(mapping(policies[0]).get("type") or "").upper() or None
+
+
+def _failover_health_check(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != ROUTE53_RECORD:
+        return
+    role = _failover_type(args.props)
+    if role is None:
+        return
+    if not present(args.props, "healthCheckId"):
+        report(
+            f"{label(args)} is the {role} of a failover pair without a healthCheckId: Route53 then "
+            "treats it as always healthy, so a dead region keeps receiving traffic. Attach the region's "
+            "Route53 health check.",
+            None,
+        )
+
+
+failover_record_health_check = ResourceValidationPolicy(
+    name="failover-record-health-check",
+    description=(
+        "Every Route53 failover record (PRIMARY or SECONDARY) is tied to a health check, so DNS moves "
+        "traffic only to a region that answers."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_failover_health_check,
+)
+
+
+def _record_key(props: Mapping[str, Any]) -> tuple[str, str, str]:
+    name = str(known(props, "name", "")).rstrip(".").lower()
+    return str(known(props, "zoneId", "")), name, str(known(props, "type", ""))
+
+
+def _failover_pairs(args: StackValidationArgs, report: ReportViolation) -> None:
+    groups: dict[tuple[str, str, str], dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for record in of_types(args.resources, [ROUTE53_RECORD]):
+        role = _failover_type(record.props)
+        if role is not None:
+            groups[_record_key(record.props)][role].append(record)
+    for (_, name, record_type), roles in groups.items():
+        for role, partner in (("PRIMARY", "SECONDARY"), ("SECONDARY", "PRIMARY")):
+            for record in roles.get(role, []):
+                if not roles.get(partner):
+                    report(
+                        f"{label(record)} is the {role} for {name} ({record_type}) with no {partner}: a "
+                        f"failover record needs its {partner} in the same zone under the same name.",
+                        record.urn,
+                    )
+            if len(roles.get(role, [])) > 1:
+                names = ", ".join(r.name for r in roles[role])
+                report(
+                    f"{name} ({record_type}) has {len(roles[role])} {role} records ({names}): keep one.", None
+                )
+
+
+failover_records_paired = StackValidationPolicy(
+    name="failover-records-paired",
+    description=(
+        "Each PRIMARY failover record has exactly one SECONDARY for the same name and zone (and the other "
+        "way round): half a pair fails over to nothing."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_failover_pairs,
+)
+
+
+# --- data protection ------------------------------------------------------------------------------------
+
+_BACKUP_SCHEMA = PolicyConfigSchema(
+    properties={
+        "minBackupRetentionDays": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 35,
+            "default": 7,
+            "description": "Fewest days of automated backups a prod database keeps (RDS allows 1-35).",
+        }
+    }
+)
+
+
+def _prod_database(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (
+        "aws:rds/cluster:Cluster",
+        "aws:rds/globalCluster:GlobalCluster",
+        "aws:rds/instance:Instance",
+    ) or not is_prod(args):
+        return
+    props = args.props
+    if not truthy(known(props, "deletionProtection")):
+        report(f"{label(args)} is a prod database without deletionProtection: set it to true.", None)
+    if args.resource_type == "aws:rds/globalCluster:GlobalCluster":
+        return
+    minimum = int(setting(args, _BACKUP_SCHEMA, "minBackupRetentionDays"))
+    retention = as_number(known(props, "backupRetentionPeriod")) or 1.0  # RDS keeps one day when unset
+    if retention < minimum:
+        report(
+            f"{label(args)} keeps {int(retention)} day(s) of backups: prod keeps at least {minimum} "
+            "(backupRetentionPeriod), so a bad migration found on Monday can be undone.",
+            None,
+        )
+    if truthy(known(props, "skipFinalSnapshot")):
+        report(
+            f"{label(args)} sets skipFinalSnapshot: a prod database takes a final snapshot on delete.", None
+        )
+
+
+prod_database_protected = ResourceValidationPolicy(
+    name="prod-database-protected",
+    description=(
+        "Prod databases (tier=prod) have deletion protection, keep automated backups for at least "
+        "minBackupRetentionDays, and take a final snapshot."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_BACKUP_SCHEMA,
+    validate=_prod_database,
+)
+
+
+# --- images and start-up ----------------------------------------------------------------------------------
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def containers(args: ResourceValidationArgs) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(name, container) for the containers a task definition, job or service runs, in one shape:
+    image, command (list of words) and environment as the rules need them."""
+    props = args.props
+    if args.resource_type == ECS_TASK_DEFINITION:
+        # Read directly: a definition that is only known after `pulumi up` makes the rule wait for it.
+        for container in items(json_value(props.get("containerDefinitions"))):
+            container = mapping(container)
+            command = [*items(container.get("entryPoint")), *items(container.get("command"))]
+            yield str(container.get("name")), {"image": container.get("image"), "command": command}
+    elif args.resource_type in (CLOUD_RUN_JOB, CLOUD_RUN_SERVICE):
+        template = (
+            path(props, "template", "template")
+            if args.resource_type == CLOUD_RUN_JOB
+            else path(props, "template")
+        )
+        for container in items(mapping(template).get("containers")):
+            container = mapping(container)
+            command = [*items(container.get("commands")), *items(container.get("args"))]
+            yield (
+                str(container.get("name") or args.name),
+                {"image": container.get("image"), "command": command},
+            )
+    elif args.resource_type == LAMBDA_FUNCTION and known(args.props, "packageType") == "Image":
+        yield args.name, {"image": known(props, "imageUri"), "command": []}
+
+
+def _pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for name, container in containers(args):
+        image = container["image"]
+        if not isinstance(image, str) or not DIGEST.search(image):
+            report(
+                f"{label(args)} container {name!r} runs image {image!r}, a moving reference: pin it by "
+                "digest (repository@sha256:<64 hex>) so every task runs the pre-baked image that was "
+                "reviewed, and a rollback runs the old one.",
+                None,
+            )
+
+
+image_pinned_by_digest = ResourceValidationPolicy(
+    name="image-pinned-by-digest",
+    description=(
+        "Container images (ECS tasks, Cloud Run jobs and services, Lambda) are pinned by digest, never a "
+        "moving tag such as :latest: a tag can change under a running fleet."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_pinned,
+)
+
+_INSTALL = re.compile(
+    r"\b(pip3?|uv pip|conda|mamba|npm|yarn|apt|apt-get|yum|dnf|apk|zypper)\s+(-\S+\s+)*(install|add)\b"
+    r"|\b(curl|wget)\b[^|\n]*\|\s*(ba|z)?sh\b"
+)
+
+
+def _user_data(props: Mapping[str, Any]) -> str:
+    """A launch template's user data (base64, as the provider takes it), decoded."""
+    value = known(props, "userData")
+    if not isinstance(value, str):
+        return ""
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return value  # an instance's plain-text user data
+
+
+def _no_install(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for name, container in containers(args):
+        command = " ".join(str(word) for word in container["command"])
+        match = _INSTALL.search(command)
+        if match:
+            report(
+                f"{label(args)} container {name!r} runs {match.group(0)!r} at start-up: bake it into the "
+                "image, so a cold start takes seconds and does not depend on a package index.",
+                None,
+            )
+    if args.resource_type in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+        match = _INSTALL.search(_user_data(args.props))
+        if match:
+            report(
+                f"{label(args)} user data runs {match.group(0)!r} on boot: GPU nodes start from the "
+                "pre-baked image; put the package in the image recipe.",
+                None,
+            )
+
+
+no_install_at_startup = ResourceValidationPolicy(
+    name="no-install-at-startup",
+    description=(
+        "Nothing is installed at start-up (pip/apt/npm install or curl | sh in a container command or a "
+        "node's user data): images are pre-baked, so cold starts are fast and repeatable."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_no_install,
+)
+
+
+# --- batch: Cloud Run jobs and Cloud Tasks ---------------------------------------------------------------
+
+CLOUD_RUN_MAX_RETRIES = 10  # Cloud Run's own limit per task
+
+
+def _job_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != CLOUD_RUN_JOB:
+        return
+    task = mapping(path(args.props, "template", "template"))
+    retries = as_number(task.get("maxRetries"))
+    if retries is None:
+        report(
+            f"{label(args)} does not set template.template.maxRetries: state how often a failed task is "
+            f"retried (0-{CLOUD_RUN_MAX_RETRIES}); the default of 3 re-runs GPU work nobody asked for.",
+            None,
+        )
+    elif not 0 <= retries <= CLOUD_RUN_MAX_RETRIES:
+        report(
+            f"{label(args)} sets maxRetries {int(retries)}: Cloud Run allows 0-{CLOUD_RUN_MAX_RETRIES}.", None
+        )
+    if not present(task, "timeout"):
+        report(
+            f"{label(args)} does not set template.template.timeout: state the task timeout (e.g. '3600s'); "
+            "the 10-minute default kills long GPU tasks mid-batch.",
+            None,
+        )
+
+
+cloud_run_job_retries_timeout = ResourceValidationPolicy(
+    name="cloud-run-job-retries-timeout",
+    description="Cloud Run jobs state their retries per task (0-10) and their task timeout.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_job_retries,
+)
+
+
+def _seconds(value: Any) -> float | None:
+    """A protobuf duration such as '0.100s' or '3600s'."""
+    if isinstance(value, str) and value.endswith("s"):
+        return as_number(value[:-1])
+    return None
+
+
+def _queue_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "gcp:cloudtasks/queue:Queue":
+        return
+    retry = mapping(known(args.props, "retryConfig"))
+    problems = []
+    attempts = as_number(retry.get("maxAttempts"))
+    if attempts is None and retry.get("maxRetryDuration") is None:
+        problems.append("no retry limit (maxAttempts or maxRetryDuration)")
+    elif attempts is not None and attempts < 0:
+        problems.append("unlimited attempts (maxAttempts -1)")
+    low, high = _seconds(retry.get("minBackoff")), _seconds(retry.get("maxBackoff"))
+    if low is None or high is None:
+        problems.append("no backoff (minBackoff and maxBackoff)")
+    elif low > high:
+        problems.append(f"minBackoff {retry.get('minBackoff')} above maxBackoff {retry.get('maxBackoff')}")
+    if problems:
+        report(
+            f"{label(args)} retryConfig has {'; '.join(problems)}: a failing GPU task must back off and "
+            "stop, not be re-dispatched until the queue's defaults run out.",
+            None,
+        )
+
+
+cloud_tasks_retry_backoff = ResourceValidationPolicy(
+    name="cloud-tasks-retry-backoff",
+    description="Cloud Tasks queues set a retry limit and a backoff (minBackoff <= maxBackoff).",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_queue_retries,
+)
+
+
+# --- GPU pools ------------------------------------------------------------------------------------------
+
+_POOL_SCHEMA = PolicyConfigSchema(
+    properties={
+        "minOnDemandBase": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 1,
+            "description": "On-demand GPU nodes a prod pool with spot capacity always keeps.",
+        }
+    }
+)
+
+
+def pool_instance_types(props: Mapping[str, Any]) -> list[str]:
+    """The instance types an Auto Scaling group's mixed-instances policy may launch."""
+    overrides = items(path(props, "mixedInstancesPolicy", "launchTemplate", "overrides"))
+    return [str(o.get("instanceType")) for o in map(mapping, overrides) if o.get("instanceType")]
+
+
+def _gpu_pool(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != AUTOSCALING_GROUP or not is_prod(args):
+        return
+    distribution = mapping(path(args.props, "mixedInstancesPolicy", "instancesDistribution"))
+    if not gpu_instance_types(pool_instance_types(args.props)) or not distribution:
+        return  # not a GPU pool, or no spot capacity: every node is on-demand
+    if (as_number(distribution.get("onDemandPercentageAboveBaseCapacity")) or 0) >= 100:
+        return
+    floor = int(setting(args, _POOL_SCHEMA, "minOnDemandBase"))
+    base = as_number(distribution.get("onDemandBaseCapacity")) or 0
+    if base < floor:
+        report(
+            f"{label(args)} keeps {int(base)} on-demand node(s) under its spot capacity: a prod GPU pool "
+            f"keeps at least {floor} (instancesDistribution.onDemandBaseCapacity), so a spot reclaim of "
+            "every node cannot take the model offline.",
+            None,
+        )
+    if not truthy(known(args.props, "capacityRebalance")):
+        report(
+            f"{label(args)} does not set capacityRebalance: turn it on, so the group starts a replacement "
+            "when AWS signals a spot node is at risk, before the two-minute notice.",
+            None,
+        )
+
+
+prod_gpu_pool_capacity = ResourceValidationPolicy(
+    name="prod-gpu-pool-capacity",
+    description=(
+        "Prod GPU pools that use spot keep an on-demand floor (minOnDemandBase) and capacity rebalancing, "
+        "so a spot reclaim never empties a pool."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_POOL_SCHEMA,
+    validate=_gpu_pool,
+)
+
+POLICIES = [
+    failover_record_health_check,
+    failover_records_paired,
+    prod_database_protected,
+    image_pinned_by_digest,
+    no_install_at_startup,
+    cloud_run_job_retries_timeout,
+    cloud_tasks_retry_backoff,
+    prod_gpu_pool_capacity,
+]

@@ -1,0 +1,611 @@
+"""Security: nothing public that should not be, everything encrypted, no admin-by-accident."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policies.linking import of_types, referenced
+from policies.support import (
+    items,
+    json_value,
+    known,
+    label,
+    mapping,
+    path,
+    present,
+    setting,
+    truthy,
+)
+
+S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
+S3_ACLS = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
+S3_ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+PUBLIC_CANNED_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
+SSE_ALGORITHMS = frozenset({"AES256", "aws:kms", "aws:kms:dsse"})
+
+
+# --- object storage -----------------------------------------------------------------------------------
+
+
+def _blocks_all(props: Mapping[str, Any]) -> list[str]:
+    """The public-access flags a block leaves off (AWS treats an unset flag as false)."""
+    return [flag for flag in PUBLIC_ACCESS_FLAGS if not truthy(known(props, flag))]
+
+
+def _s3_public_access(args: StackValidationArgs, report: ReportViolation) -> None:
+    resources = args.resources
+    blocks = of_types(resources, [S3_PUBLIC_ACCESS_BLOCK])
+    account_blocks = of_types(resources, [S3_ACCOUNT_PUBLIC_ACCESS_BLOCK])
+    account_covers = any(not _blocks_all(b.props) for b in account_blocks)
+
+    for block in [*blocks, *account_blocks]:
+        missing = _blocks_all(block.props)
+        if missing:
+            report(
+                f"{label(block)} leaves {', '.join(missing)} off: set all four of "
+                f"{', '.join(PUBLIC_ACCESS_FLAGS)} to true.",
+                block.urn,
+            )
+    for bucket in of_types(resources, S3_BUCKETS):
+        acl = known(bucket.props, "acl")
+        if acl in PUBLIC_CANNED_ACLS:
+            report(
+                f"{label(bucket)} has the canned ACL {acl!r}: remove it (access goes through IAM).",
+                bucket.urn,
+            )
+        if account_covers:
+            continue
+        own = [b for b in blocks if bucket in referenced(b, "bucket", [bucket])]
+        if not own:
+            report(
+                f"{label(bucket)} has no aws.s3.BucketPublicAccessBlock: declare one for it with all four "
+                "flags true, so no ACL or bucket policy can ever make it public.",
+                bucket.urn,
+            )
+    for acl_resource in of_types(resources, S3_ACLS):
+        acl = known(acl_resource.props, "acl")
+        if acl in PUBLIC_CANNED_ACLS:
+            report(f"{label(acl_resource)} grants {acl!r}: remove the ACL.", acl_resource.urn)
+
+
+s3_bucket_public_access_blocked = StackValidationPolicy(
+    name="s3-bucket-public-access-blocked",
+    description=(
+        "Every S3 bucket has a public access block with all four flags on, and no public canned ACL: "
+        "objects such as access logs or model weights must never be readable from the internet."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_s3_public_access,
+)
+
+
+def _sse_algorithms(props: Mapping[str, Any]) -> list[str]:
+    """The default-encryption algorithms an encryption configuration (or inline bucket config) sets."""
+    rules = items(props.get("rules")) or items(props.get("rule")) or [props.get("rule")]
+    found = []
+    for rule in rules:
+        algorithm = path(mapping(rule), "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        if isinstance(algorithm, str):
+            found.append(algorithm)
+    return found
+
+
+def _s3_encrypted(args: StackValidationArgs, report: ReportViolation) -> None:
+    configs = of_types(args.resources, S3_ENCRYPTION)
+    for config in configs:
+        bad = [a for a in _sse_algorithms(config.props) if a not in SSE_ALGORITHMS]
+        if bad or not _sse_algorithms(config.props):
+            report(
+                f"{label(config)} sets no valid default encryption (got {bad or 'none'}); "
+                f"use one of {', '.join(sorted(SSE_ALGORITHMS))}.",
+                config.urn,
+            )
+    for bucket in of_types(args.resources, S3_BUCKETS):
+        inline = mapping(known(bucket.props, "serverSideEncryptionConfiguration"))
+        if inline and any(a in SSE_ALGORITHMS for a in _sse_algorithms(inline)):
+            continue
+        if not any(bucket in referenced(c, "bucket", [bucket]) for c in configs):
+            report(
+                f"{label(bucket)} declares no default encryption: add an "
+                "aws.s3.BucketServerSideEncryptionConfiguration (AES256, or aws:kms where the writer "
+                "supports it; ALB access logs need AES256).",
+                bucket.urn,
+            )
+
+
+s3_bucket_encrypted = StackValidationPolicy(
+    name="s3-bucket-encrypted",
+    description=(
+        "Every S3 bucket declares its default encryption (SSE-S3 or SSE-KMS), so the encryption at rest "
+        "is stated in the program and drift from it shows up in a preview."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_s3_encrypted,
+)
+
+
+def _gcs_public_access_prevention(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "gcp:storage/bucket:Bucket":
+        return
+    value = known(args.props, "publicAccessPrevention")
+    if value != "enforced":
+        report(
+            f"{label(args)} sets publicAccessPrevention to {value!r}: set it to 'enforced' so no IAM "
+            "binding or ACL can expose its objects to allUsers.",
+            None,
+        )
+
+
+gcs_public_access_prevention = ResourceValidationPolicy(
+    name="gcs-public-access-prevention",
+    description="GCS buckets enforce public access prevention: batch inputs and results are never public.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_gcs_public_access_prevention,
+)
+
+
+def _gcs_uniform_access(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "gcp:storage/bucket:Bucket":
+        return
+    if not truthy(known(args.props, "uniformBucketLevelAccess")):
+        report(
+            f"{label(args)} does not set uniformBucketLevelAccess: turn it on so access is granted only "
+            "through IAM, never through per-object ACLs.",
+            None,
+        )
+
+
+gcs_uniform_bucket_access = ResourceValidationPolicy(
+    name="gcs-uniform-bucket-access",
+    description="GCS buckets use uniform bucket-level access: IAM alone decides who reads an object.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_gcs_uniform_access,
+)
+
+
+# --- databases and caches -----------------------------------------------------------------------------
+
+RDS_CLUSTER = "aws:rds/cluster:Cluster"
+RDS_GLOBAL_CLUSTER = "aws:rds/globalCluster:GlobalCluster"
+RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_CLUSTER_PARAMETER_GROUP = "aws:rds/clusterParameterGroup:ClusterParameterGroup"
+RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+
+
+def _rds_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in (RDS_CLUSTER, RDS_GLOBAL_CLUSTER, RDS_INSTANCE):
+        return
+    props = args.props
+    # A secondary of a global database takes its encryption from the global cluster's source.
+    if not truthy(known(props, "storageEncrypted")):
+        report(f"{label(args)} does not set storageEncrypted: set it to true (with a KMS key).", None)
+        return
+    secondary = present(props, "globalClusterIdentifier") and not (
+        present(props, "masterUsername") or truthy(known(props, "manageMasterUserPassword"))
+    )
+    if args.resource_type == RDS_CLUSTER and secondary and not present(props, "kmsKeyId"):
+        report(
+            f"{label(args)} is an encrypted secondary of a global database without kmsKeyId: RDS needs a "
+            "KMS key in the secondary's own region to create it.",
+            None,
+        )
+
+
+rds_storage_encrypted = ResourceValidationPolicy(
+    name="rds-storage-encrypted",
+    description="Databases (Aurora clusters, global clusters, RDS instances) are encrypted at rest with KMS.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_rds_encrypted,
+)
+
+# The parameter that makes each engine refuse unencrypted connections, and the values that mean "on".
+_TLS_PARAMETER = {
+    "postgres": ("rds.force_ssl", {"1"}),
+    "mysql": ("require_secure_transport", {"1", "ON", "on"}),
+}
+
+
+def _tls_parameter(engine: Any) -> tuple[str, set[str]] | None:
+    engine = str(engine or "")
+    if "postgres" in engine:
+        return _TLS_PARAMETER["postgres"]
+    if "mysql" in engine or "mariadb" in engine:
+        return _TLS_PARAMETER["mysql"]
+    return None
+
+
+def _rds_tls(args: StackValidationArgs, report: ReportViolation) -> None:
+    pairs = (
+        (RDS_CLUSTER, "dbClusterParameterGroupName", RDS_CLUSTER_PARAMETER_GROUP),
+        (RDS_INSTANCE, "parameterGroupName", RDS_PARAMETER_GROUP),
+    )
+    for resource_type, group_prop, group_type in pairs:
+        groups = of_types(args.resources, [group_type])
+        for database in of_types(args.resources, [resource_type]):
+            tls = _tls_parameter(known(database.props, "engine"))
+            if tls is None:
+                continue
+            parameter, on_values = tls
+            linked = referenced(database, group_prop, groups)
+            if not linked:
+                report(
+                    f"{label(database)} uses no parameter group of this stack: give it one that sets "
+                    f"{parameter} = 1, so clients cannot connect without TLS.",
+                    database.urn,
+                )
+                continue
+            group: PolicyResource = linked[0]
+            values = {
+                str(p.get("name")): str(p.get("value"))
+                for p in items(known(group.props, "parameters"))
+                if isinstance(p, Mapping)
+            }
+            if values.get(parameter) not in on_values:
+                report(
+                    f"{label(database)} uses {label(group)}, which does not set {parameter} = 1 "
+                    f"(got {values.get(parameter)!r}): unencrypted connections would be accepted.",
+                    database.urn,
+                )
+
+
+rds_tls_required = StackValidationPolicy(
+    name="rds-tls-required",
+    description=(
+        "Databases refuse connections without TLS (rds.force_ssl / require_secure_transport in their "
+        "parameter group): credentials and prompts never cross the VPC in clear."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_rds_tls,
+)
+
+REDIS_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+REDIS_CLUSTER = "aws:elasticache/cluster:Cluster"
+
+
+def _redis_problems(args: ResourceValidationArgs) -> Iterator[str]:
+    props = args.props
+    if args.resource_type == REDIS_CLUSTER:
+        if str(known(props, "engine", "")) in ("redis", "valkey") and not present(
+            props, "replicationGroupId"
+        ):
+            yield (
+                f"{label(args)} is a standalone Redis node, which cannot encrypt at rest or take an auth "
+                "token: declare an aws.elasticache.ReplicationGroup instead."
+            )
+        return
+    if not truthy(known(props, "atRestEncryptionEnabled")):
+        yield f"{label(args)} does not set atRestEncryptionEnabled: turn it on."
+    if not truthy(known(props, "transitEncryptionEnabled")):
+        yield f"{label(args)} does not set transitEncryptionEnabled: turn on TLS."
+    elif known(props, "transitEncryptionMode", "required") != "required":
+        yield (
+            f"{label(args)} sets transitEncryptionMode {known(props, 'transitEncryptionMode')!r}, which "
+            "still accepts plain-text clients: use 'required'."
+        )
+    if not (
+        present(props, "authToken") or present(props, "authTokenWo") or items(known(props, "userGroupIds"))
+    ):
+        yield (
+            f"{label(args)} has neither an authToken nor RBAC userGroupIds: any client in the VPC "
+            "could use it."
+        )
+
+
+def _redis(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type in (REDIS_REPLICATION_GROUP, REDIS_CLUSTER):
+        for message in _redis_problems(args):
+            report(message, None)
+
+
+redis_encrypted_with_auth = ResourceValidationPolicy(
+    name="redis-encrypted-with-auth",
+    description=(
+        "Redis (ElastiCache) is encrypted at rest and in transit (TLS required) and needs an auth token "
+        "or RBAC users: it holds the gateway's routing state and node heartbeats."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_redis,
+)
+
+
+# --- compute and network ------------------------------------------------------------------------------
+
+
+def _imdsv2(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+        return
+    options = mapping(known(args.props, "metadataOptions"))
+    if options.get("httpEndpoint") == "disabled":
+        return  # no metadata service at all
+    tokens = options.get("httpTokens")
+    if tokens != "required":
+        report(
+            f"{label(args)} sets metadataOptions.httpTokens to {tokens!r}: set it to 'required' (IMDSv2), "
+            "so a request forged through a workload cannot read the node's role credentials.",
+            None,
+        )
+
+
+launch_template_imdsv2 = ResourceValidationPolicy(
+    name="launch-template-imdsv2",
+    description=(
+        "Launch templates and instances require IMDSv2 session tokens (metadataOptions.httpTokens = "
+        "required); the node agent reads spot notices with IMDSv2 too."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_imdsv2,
+)
+
+_INGRESS_SCHEMA = PolicyConfigSchema(
+    properties={
+        "allowedPorts": {
+            "type": "array",
+            "items": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "default": [80, 443],
+            "description": "TCP ports the load balancers listen on: the only ports open to the internet.",
+        }
+    }
+)
+
+
+def _internet(cidr: Any) -> bool:
+    """Whether a CIDR reaches (a large part of) the internet: 0.0.0.0/0, ::/0, or a public /8 or wider."""
+    try:
+        network = ipaddress.ip_network(str(cidr), strict=False)
+    except ValueError:
+        return False
+    return network.prefixlen == 0 or (network.prefixlen <= 8 and not network.is_private)
+
+
+def _port_problem(protocol: Any, from_port: Any, to_port: Any, allowed: set[int]) -> str | None:
+    protocol = str(protocol).lower()
+    if protocol in ("-1", "all"):
+        return "all protocols and ports"
+    if protocol not in ("tcp", "6"):
+        return f"protocol {protocol}"
+    try:
+        low, high = int(float(from_port)), int(float(to_port))
+    except (TypeError, ValueError):
+        return "an unstated port range"
+    ports = set(range(low, high + 1)) if high - low < 1024 else None
+    if ports is None or not ports <= allowed:
+        return f"TCP {low}-{high}" if low != high else f"TCP {low}"
+    return None
+
+
+def _ingress_rules(args: ResourceValidationArgs) -> Iterator[tuple[str, Any, Any, Any, list[Any]]]:
+    """(where, protocol, from, to, cidrs) for each ingress rule the resource declares."""
+    props = args.props
+    if args.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        for i, rule in enumerate(items(known(props, "ingress"))):
+            rule = mapping(rule)
+            cidrs = items(rule.get("cidrBlocks")) + items(rule.get("ipv6CidrBlocks"))
+            yield f"ingress[{i}]", rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"), cidrs
+    elif args.resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        if known(props, "type") == "ingress":
+            cidrs = items(known(props, "cidrBlocks")) + items(known(props, "ipv6CidrBlocks"))
+            yield "rule", known(props, "protocol"), known(props, "fromPort"), known(props, "toPort"), cidrs
+    elif args.resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+        cidrs = [c for c in (known(props, "cidrIpv4"), known(props, "cidrIpv6")) if c]
+        protocol = known(props, "ipProtocol")
+        yield "rule", protocol, known(props, "fromPort", 0), known(props, "toPort", 65535), cidrs
+
+
+def _ingress(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    allowed = {int(p) for p in setting(args, _INGRESS_SCHEMA, "allowedPorts")}
+    for where, protocol, from_port, to_port, cidrs in _ingress_rules(args):
+        open_to = [str(c) for c in cidrs if _internet(c)]
+        if not open_to:
+            continue
+        problem = _port_problem(protocol, from_port, to_port, allowed)
+        if problem:
+            report(
+                f"{label(args)} {where} opens {problem} to {', '.join(open_to)}: only the load balancer's "
+                f"ports ({', '.join(str(p) for p in sorted(allowed))}) may face the internet; reach "
+                "anything else through the load balancer or from inside the VPC.",
+                None,
+            )
+
+
+internet_ingress_lb_ports_only = ResourceValidationPolicy(
+    name="internet-ingress-lb-ports-only",
+    description=(
+        "No security group opens anything to the internet but the load balancer's listener ports "
+        "(config allowedPorts, default 80 and 443)."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_INGRESS_SCHEMA,
+    validate=_ingress,
+)
+
+# Resources that carry an IAM (or resource-based) policy document, and where in them.
+_POLICY_DOCUMENTS = {
+    "aws:iam/policy:Policy": "policy",
+    "aws:iam/rolePolicy:RolePolicy": "policy",
+    "aws:iam/userPolicy:UserPolicy": "policy",
+    "aws:iam/groupPolicy:GroupPolicy": "policy",
+    "aws:s3/bucketPolicy:BucketPolicy": "policy",
+    "aws:kms/key:Key": "policy",
+    "aws:secretsmanager/secretPolicy:SecretPolicy": "policy",
+    "aws:sqs/queuePolicy:QueuePolicy": "policy",
+}
+_ATTACHMENTS = (
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
+    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment",
+)
+_ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/AdministratorAccess$")
+
+
+def _as_list(value: Any) -> list[Any]:
+    return items(value) if not isinstance(value, str) else [value]
+
+
+def _admin_statements(document: Any) -> Iterator[str]:
+    doc = mapping(json_value(document))
+    statements = doc.get("Statement")
+    for i, statement in enumerate(
+        _as_list(statements) if not isinstance(statements, Mapping) else [statements]
+    ):
+        statement = mapping(statement)
+        if statement.get("Effect") != "Allow":
+            continue
+        resources = _as_list(statement.get("Resource"))
+        if "*" not in resources:
+            continue
+        actions = _as_list(statement.get("Action"))
+        if "*" in actions or "*:*" in actions:
+            yield f"Statement[{i}] allows Action '*' on Resource '*'"
+        elif statement.get("NotAction") is not None:
+            yield f"Statement[{i}] allows everything but {statement.get('NotAction')} on Resource '*'"
+
+
+def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    documents: list[tuple[str, Any]] = []
+    if args.resource_type in _POLICY_DOCUMENTS:
+        key = _POLICY_DOCUMENTS[args.resource_type]
+        if present(props, key):
+            documents.append((key, props[key]))
+    if args.resource_type == "aws:iam/role:Role":
+        for i, inline in enumerate(items(known(props, "inlinePolicies"))):
+            inline = mapping(inline)
+            if inline.get("policy") is not None:
+                documents.append((f"inlinePolicies[{i}]", inline["policy"]))
+        for arn in items(known(props, "managedPolicyArns")):
+            if isinstance(arn, str) and _ADMIN_POLICY.match(arn):
+                report(f"{label(args)} attaches {arn}, which allows '*' on '*'.", None)
+    if args.resource_type in _ATTACHMENTS:
+        arn = known(props, "policyArn")
+        if isinstance(arn, str) and _ADMIN_POLICY.match(arn):
+            report(f"{label(args)} attaches {arn}, which allows '*' on '*'.", None)
+    for where, document in documents:
+        for finding in _admin_statements(document):
+            report(f"{label(args)} {where}: {finding}; grant the actions and resources it needs.", None)
+
+
+iam_no_star_on_star = ResourceValidationPolicy(
+    name="iam-no-star-on-star",
+    description=(
+        "No IAM or resource policy allows every action on every resource ('*' on '*', NotAction on '*', "
+        "or AdministratorAccess): each role gets the actions and resources it uses."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_iam_wildcards,
+)
+
+# --- secrets in environment values -------------------------------------------------------------------
+
+_SECRET_WORDS = frozenset({"SECRET", "PASSWORD", "PASSWD", "TOKEN", "CREDENTIAL", "CREDENTIALS"})
+_SECRET_SUFFIXES = (
+    "API_KEY",
+    "APIKEY",
+    "MASTER_KEY",
+    "ACCESS_KEY",
+    "PRIVATE_KEY",
+    "SECRET_KEY",
+    "SIGNING_KEY",
+)
+_SECRET_SHAPES = re.compile(
+    r"(sk-[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{20,}|xox[abp]-|-----BEGIN [A-Z ]*PRIVATE KEY"
+    r"|^esc-standin:)"
+)
+# Values that name where a secret lives rather than holding it.
+_REFERENCE = re.compile(r"^(arn:aws[a-z-]*:(secretsmanager|ssm):|os\.environ/|projects/[^/]+/secrets/)")
+
+
+def secret_looking(name: str, value: Any) -> bool:
+    if not isinstance(value, str) or not value or _REFERENCE.match(value):
+        return False
+    if _SECRET_SHAPES.search(value):
+        return True
+    upper = name.upper()
+    words = set(re.split(r"[^A-Z0-9]+", upper))
+    return bool(words & _SECRET_WORDS) or upper.endswith(_SECRET_SUFFIXES)
+
+
+def _environment(args: ResourceValidationArgs) -> Iterator[tuple[str, str, Any]]:
+    """(container, variable, value) for every plain environment value the resource sets."""
+    props = args.props
+    if args.resource_type == "aws:ecs/taskDefinition:TaskDefinition":
+        for container in items(json_value(props.get("containerDefinitions"))):
+            container = mapping(container)
+            for variable in items(container.get("environment")):
+                variable = mapping(variable)
+                yield str(container.get("name")), str(variable.get("name")), variable.get("value")
+    elif args.resource_type == "aws:lambda/function:Function":
+        variables = mapping(path(props, "environment", "variables"))
+        for name, value in variables.items():
+            yield args.name, str(name), value
+    elif args.resource_type in ("gcp:cloudrunv2/job:Job", "gcp:cloudrunv2/service:Service"):
+        template = (
+            path(props, "template", "template")
+            if args.resource_type.endswith("Job")
+            else path(props, "template")
+        )
+        for container in items(mapping(template).get("containers")):
+            container = mapping(container)
+            for variable in items(container.get("envs")):
+                variable = mapping(variable)
+                yield (
+                    str(container.get("name") or args.name),
+                    str(variable.get("name")),
+                    variable.get("value"),
+                )
+
+
+def _secrets_in_env(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for container, name, value in _environment(args):
+        if secret_looking(name, value):
+            report(
+                f"{label(args)} container {container!r} sets {name} to a literal value that looks like a "
+                "secret: anyone who can read the task or job definition sees it. Inject it from Secrets "
+                "Manager (ECS `secrets`) or Secret Manager (Cloud Run `valueSource.secretKeyRef`).",
+                None,
+            )
+
+
+no_secrets_in_environment = ResourceValidationPolicy(
+    name="no-secrets-in-environment",
+    description=(
+        "No container, job or function environment value holds what looks like a secret in clear: "
+        "secrets come from Secrets Manager / Secret Manager references."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_secrets_in_env,
+)
+
+POLICIES = [
+    s3_bucket_public_access_blocked,
+    s3_bucket_encrypted,
+    gcs_public_access_prevention,
+    gcs_uniform_bucket_access,
+    rds_storage_encrypted,
+    rds_tls_required,
+    redis_encrypted_with_auth,
+    launch_template_imdsv2,
+    internet_ingress_lb_ports_only,
+    iam_no_star_on_star,
+    no_secrets_in_environment,
+]
