@@ -21,8 +21,8 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
 
-from fleet.harness import Rendering, render
-from fleet.policy_run import evaluate
+from fleet.harness import Rendering, is_secret, render
+from fleet.policy_run import RuleConfig, evaluate
 from fleet.report import Violation
 from fleet.stackfile import StackInput, load_stack
 from policies.pack import POLICIES
@@ -518,3 +518,93 @@ def test_rule_fires_naming_the_resource(declare, case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
 def test_rule_stays_quiet_on_the_compliant_twin(declare, case: Case) -> None:
     assert findings(declare(case.quiet), case.rule) == []
+
+
+# --- one bad change per theme on the shipped prod stack ------------------------------------------------------
+
+
+def stack_provider() -> pulumi.ResourceOptions:
+    """A resource added to the prod stack uses a provider like the program's (disable-default-providers)."""
+    return aws_provider("us-east-1", {"owner": "ml-platform", "cost-center": "inference", "tier": "prod"})
+
+
+def fired_on(rendering: Rendering, rule: str, resource: str) -> list[Violation]:
+    return [v for v in evaluate(rendering).violations if v.policy == rule and v.urn.endswith(f"::{resource}")]
+
+
+def test_a_public_bucket_added_to_prod_is_named_by_the_security_rule(declare) -> None:
+    def public_bucket() -> None:
+        opts = stack_provider()
+        bucket = aws.s3.Bucket("exports", opts=opts)
+        aws.s3.BucketPublicAccessBlock(
+            "exports",
+            bucket=bucket.id,
+            block_public_acls=False,
+            block_public_policy=False,
+            ignore_public_acls=False,
+            restrict_public_buckets=False,
+            opts=opts,
+        )
+
+    rendering = declare(public_bucket, stack="prod")
+    found = fired_on(rendering, "s3-bucket-public-access-blocked", "exports")
+    assert found and all(v.enforcement == "mandatory" for v in found)
+    assert "blockPublicAcls, blockPublicPolicy, ignorePublicAcls, restrictPublicBuckets" in found[0].message
+
+
+def test_a_failover_record_without_health_check_added_to_prod_is_named(declare) -> None:
+    def unchecked_failover() -> None:
+        aws.route53.Record(
+            "batch-primary",
+            zone_id="Z123EXAMPLE",
+            name="batch.fleet.example.com",
+            type="CNAME",
+            ttl=10,
+            records=["us-east-1.batch.fleet.example.com"],
+            set_identifier="us-east-1",
+            failover_routing_policies=[aws.route53.RecordFailoverRoutingPolicyArgs(type="PRIMARY")],
+            opts=stack_provider(),
+        )
+
+    rendering = declare(unchecked_failover, stack="prod")
+    assert fired_on(rendering, "failover-record-health-check", "batch-primary")
+    assert fired_on(rendering, "failover-records-paired", "batch-primary")  # and it has no SECONDARY
+
+
+def test_a_gpu_type_off_the_allowlist_added_to_prod_is_named_and_the_allowlist_is_config(declare) -> None:
+    def training_node() -> None:
+        aws.ec2.LaunchTemplate(
+            "trainer",
+            instance_type="p5.48xlarge",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(http_tokens="required"),
+            opts=stack_provider(),
+        )
+
+    rendering = declare(training_node, stack="prod")
+    found = fired_on(rendering, "gpu-instance-type-allowlist", "trainer")
+    assert found and "p5.48xlarge" in found[0].message
+    # The platform team can approve the type through the pack's config, without touching the rule.
+    approved = {"gpu-instance-type-allowlist": RuleConfig(None, {"allowedInstanceTypes": ["p5.48xlarge"]})}
+    assert not [
+        v for v in evaluate(rendering, approved).violations if v.policy == "gpu-instance-type-allowlist"
+    ]
+
+
+def test_secrets_reach_the_rules_unwrapped_as_the_engine_hands_them_over(declare) -> None:
+    def function_with_secret_env() -> None:
+        aws.lambda_.Function(
+            "promote",
+            role="arn:aws:iam::123456789012:role/promote",
+            runtime="python3.12",
+            handler="handler.main",
+            code=pulumi.AssetArchive({"handler.py": pulumi.StringAsset("def main(e, c): pass\n")}),
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={"HF_TOKEN": pulumi.Output.secret("hf_abc123")}
+            ),
+            opts=aws_provider(),
+        )
+
+    rendering = declare(function_with_secret_env)
+    environment = rendering.one("aws:lambda/function:Function").inputs["environment"]
+    assert is_secret(environment)  # recorded as it travels: the secret marks the whole object
+    assert fired_on(rendering, "no-secrets-in-environment", "promote")  # the rule saw the plain value
