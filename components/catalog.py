@@ -120,3 +120,63 @@ CLOUD_RUN_GPUS: dict[str, CloudRunGpu] = {
 }
 
 GCP_REGIONS: frozenset[str] = frozenset().union(*(g.regions for g in CLOUD_RUN_GPUS.values()))
+
+
+# --- control plane ------------------------------------------------------------------------------------
+
+# Fargate task sizes: CPU units -> the memory values (MiB) a task with that CPU may take.
+FARGATE_CPU_MEMORY: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+# Where Route53 health checkers run; a health check names at least three of them.
+ROUTE53_CHECKER_REGIONS: tuple[str, ...] = (
+    "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
+    "ap-northeast-1", "sa-east-1",
+)  # fmt: skip
+ROUTE53_MIN_CHECKER_REGIONS = 3
+# Route53 health checks probe every 10 s (fast) or 30 s (standard); nothing else.
+ROUTE53_HEALTH_CHECK_INTERVALS: tuple[int, ...] = (10, 30)
+# Route53 publishes health-check metrics to CloudWatch in us-east-1 only: alarms on them live there.
+ROUTE53_METRICS_REGION = "us-east-1"
+# An alias record to a load balancer answers with the load balancer's own TTL, which is 60 s.
+ALIAS_TO_ALB_TTL_SECONDS = 60
+
+# The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
+# Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
+DEFAULT_GATEWAY_IMAGE = (
+    "ghcr.io/berriai/litellm-database@sha256:5a9ff0fd7177372f2ccd8949cb121f67e281f4d13d026af51f9c096c0626f50a"
+)
+
+# LiteLLM's routing strategies (router_settings.routing_strategy).
+GATEWAY_ROUTING_STRATEGIES: tuple[str, ...] = (
+    "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing",
+)  # fmt: skip
+# Serverless providers the gateway may fall back to: LiteLLM's provider prefix for each. Their API keys
+# come from the providerApiKeys secret object, one entry per provider name.
+GATEWAY_PROVIDERS: tuple[str, ...] = (
+    "openai", "anthropic", "together_ai", "fireworks_ai", "groq", "deepinfra", "mistral",
+)  # fmt: skip
+
+# ElastiCache node types offered for the gateway's Redis (Graviton; TLS and auth supported on all).
+ELASTICACHE_NODE_TYPES: tuple[str, ...] = (
+    "cache.t4g.micro", "cache.t4g.small", "cache.t4g.medium",
+    "cache.m7g.large", "cache.m7g.xlarge", "cache.m7g.2xlarge",
+    "cache.r7g.large", "cache.r7g.xlarge", "cache.r7g.2xlarge",
+)  # fmt: skip
+
+# Aurora PostgreSQL instance classes. A global database (two regions) takes memory-optimized classes only.
+AURORA_INSTANCE_CLASSES: tuple[str, ...] = (
+    "db.t4g.medium", "db.t4g.large",
+    "db.r6g.large", "db.r6g.xlarge", "db.r6g.2xlarge", "db.r6g.4xlarge",
+    "db.r7g.large", "db.r7g.xlarge", "db.r7g.2xlarge", "db.r7g.4xlarge",
+    "db.r8g.large", "db.r8g.xlarge", "db.r8g.2xlarge", "db.r8g.4xlarge",
+)  # fmt: skip
+AURORA_GLOBAL_INSTANCE_FAMILIES: frozenset[str] = frozenset({"db.r6g", "db.r7g", "db.r8g"})
+AURORA_POSTGRES_MAJOR_VERSIONS: tuple[int, ...] = (15, 16, 17)

@@ -25,12 +25,23 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.catalog import (
+    AURORA_GLOBAL_INSTANCE_FAMILIES,
+    AURORA_INSTANCE_CLASSES,
+    AURORA_POSTGRES_MAJOR_VERSIONS,
     AWS_REGIONS,
     CLOUD_RUN_GPUS,
+    DEFAULT_GATEWAY_IMAGE,
+    ELASTICACHE_NODE_TYPES,
+    FARGATE_CPU_MEMORY,
+    GATEWAY_PROVIDERS,
+    GATEWAY_ROUTING_STRATEGIES,
     GCP_REGIONS,
     GPU_INSTANCE_TYPES,
     LOG_RETENTION_DAYS,
+    ROUTE53_CHECKER_REGIONS,
+    ROUTE53_MIN_CHECKER_REGIONS,
 )
+from components.failover_budget import FailoverBudget, failover_budget
 
 PROJECT = "inference-fleet"
 REQUIRED_TAGS = ("owner", "cost-center")
@@ -131,6 +142,55 @@ def _tags(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
+def _in(allowed: typing.Sequence[str], what: str = "allowed") -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"got {value!r}; {what}: {_one_of(allowed)}")
+        return value
+
+    return check
+
+
+# registry[:port]/path[:tag][@sha256:digest]; a tag alone passes here, the policy pack judges pinning.
+_IMAGE_RE = re.compile(
+    r"^(?:[a-z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+_MODEL_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}[a-z0-9]$")
+_PROVIDER_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
+_ENGINE_VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def _image(value: str) -> str:
+    if not _IMAGE_RE.match(value):
+        example = "ghcr.io/berriai/litellm-database@sha256:<digest>"
+        raise ValueError(f"got {value!r}; expected an image reference such as {example}")
+    return value
+
+
+def _model_name(value: str) -> str:
+    if not _MODEL_NAME_RE.match(value):
+        raise ValueError(
+            f"got {value!r}; expected 2-64 lower-case letters, digits, '.', '-' or '_' (a name clients send)"
+        )
+    return value
+
+
+def _provider_model(value: str) -> str:
+    if not _PROVIDER_MODEL_RE.match(value):
+        raise ValueError(f"got {value!r}; expected the provider's model id, such as meta-llama/Llama-3.3-70B")
+    return value
+
+
+def _engine_version(value: str) -> str:
+    m = _ENGINE_VERSION_RE.match(value)
+    if m is None or int(m.group(1)) not in AURORA_POSTGRES_MAJOR_VERSIONS:
+        majors = _one_of(AURORA_POSTGRES_MAJOR_VERSIONS)
+        raise ValueError(
+            f"got {value!r}; expected an Aurora PostgreSQL version <major>.<minor>, major {majors}"
+        )
+    return value
+
+
 AwsRegionName = Annotated[str, AfterValidator(_aws_region)]
 GcpRegionName = Annotated[str, AfterValidator(_gcp_region)]
 VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
@@ -141,6 +201,15 @@ GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
 LogRetentionDays = Annotated[int, AfterValidator(_log_retention)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 CloudRunGpuName = Literal["nvidia-l4"]
+ImageRef = Annotated[str, AfterValidator(_image)]
+ModelName = Annotated[str, AfterValidator(_model_name)]
+ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
+GatewayProvider = Annotated[str, AfterValidator(_in(GATEWAY_PROVIDERS))]
+RoutingStrategy = Annotated[str, AfterValidator(_in(GATEWAY_ROUTING_STRATEGIES))]
+CheckerRegion = Annotated[str, AfterValidator(_in(ROUTE53_CHECKER_REGIONS, "Route53 checks from"))]
+ElastiCacheNodeType = Annotated[str, AfterValidator(_in(ELASTICACHE_NODE_TYPES))]
+AuroraInstanceClass = Annotated[str, AfterValidator(_in(AURORA_INSTANCE_CLASSES))]
+AuroraEngineVersion = Annotated[str, AfterValidator(_engine_version)]
 
 
 class FleetModel(BaseModel):
@@ -176,6 +245,92 @@ class BatchJobConfig(FleetModel):
     memory_gib: int = Field(default=16, ge=1)
 
 
+class ServerlessEndpointConfig(FleetModel):
+    """A provider-hosted model the gateway can send requests to, and what it costs."""
+
+    name: ModelName
+    provider: GatewayProvider
+    model: ProviderModelId
+    input_cost_per_million_tokens: float = Field(ge=0, le=1000)
+    output_cost_per_million_tokens: float = Field(ge=0, le=1000)
+
+
+class GatewayRouteConfig(FleetModel):
+    """A model name clients ask for: the endpoints that serve it, then the fallbacks tried in order."""
+
+    model: ModelName
+    endpoints: list[ModelName] = Field(min_length=1, max_length=20)
+    fallbacks: list[ModelName] = Field(default_factory=list, max_length=10)
+
+
+class GatewayConfig(FleetModel):
+    """The LiteLLM gateway: its image, task size and counts, and the routing it is rendered with."""
+
+    image: ImageRef = DEFAULT_GATEWAY_IMAGE
+    cpu: int = Field(default=512, description="Fargate CPU units: 256, 512, 1024, 2048, 4096, 8192, 16384")
+    memory_mib: int = Field(default=1024, description="Fargate memory, paired with cpu")
+    min_tasks: int = Field(default=1, ge=1, le=200)
+    max_tasks: int = Field(default=2, ge=1, le=200)
+    standby_min_tasks: int = Field(default=1, ge=1, le=200)
+    standby_max_tasks: int = Field(default=2, ge=1, le=200)
+    target_requests_per_task: int = Field(
+        default=600, ge=10, le=100_000, description="ALB requests per task per minute autoscaling holds"
+    )
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    num_retries: int = Field(default=2, ge=0, le=10)
+    request_timeout_seconds: int = Field(default=600, ge=10, le=3600)
+    allowed_fails: int = Field(default=3, ge=1, le=100)
+    cooldown_seconds: int = Field(default=30, ge=1, le=3600)
+    routes: list[GatewayRouteConfig] = Field(default_factory=list)
+    serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
+
+
+class RedisConfig(FleetModel):
+    node_type: ElastiCacheNodeType = "cache.t4g.micro"
+    replicas: int = Field(
+        default=0, ge=0, le=5, description="replica nodes besides the primary; >= 1 is Multi-AZ"
+    )
+
+
+class DatabaseConfig(FleetModel):
+    instance_class: AuroraInstanceClass = "db.t4g.medium"
+    instances: int = Field(default=1, ge=1, le=15, description="instances in the primary region's cluster")
+    standby_instances: int = Field(default=1, ge=1, le=15, description="instances in the standby's cluster")
+    engine_version: AuroraEngineVersion = "16.6"
+    backup_retention_days: int = Field(default=1, ge=1, le=35)
+
+
+class DnsConfig(FleetModel):
+    """The API record: cname (its own TTL) or alias (free queries, but resolvers hold it the ALB's 60 s)."""
+
+    record_type: Literal["cname", "alias"] = "cname"
+    ttl_seconds: int = Field(default=15, ge=5, le=3600, description="TTL of a cname record")
+
+
+class FailoverConfig(FleetModel):
+    health_check_interval_seconds: Literal[10, 30] = 10
+    failure_threshold: int = Field(default=3, ge=1, le=10)
+    checker_regions: list[CheckerRegion] = Field(
+        default_factory=lambda: ["us-east-1", "us-west-2", "eu-west-1"], max_length=8
+    )
+    rto_seconds: int = Field(default=60, ge=1, le=3600)
+    promote_after_seconds: int = Field(
+        default=60,
+        ge=60,
+        le=3600,
+        description="the primary's health check failing this long promotes the standby DB",
+    )
+
+
+class ControlPlaneConfig(FleetModel):
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
+    failover: FailoverConfig = Field(default_factory=FailoverConfig)
+    log_retention_days: LogRetentionDays = Field(default=30, description="gateway logs and ALB access logs")
+
+
 class FleetConfig(FleetModel):
     """Every `inference-fleet:*` key of a stack."""
 
@@ -190,6 +345,7 @@ class FleetConfig(FleetModel):
     network: NetworkConfig
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
+    control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
 
     @property
     def control_plane_regions(self) -> list[str]:
@@ -213,6 +369,53 @@ class FleetConfig(FleetModel):
             for region in self.control_plane_regions
         ]
 
+    @property
+    def deletion_protection(self) -> bool:
+        """prod keeps its database and load balancers from being deleted by a stray `pulumi destroy`."""
+        return self.tier == "prod"
+
+    @property
+    def failover_budget(self) -> FailoverBudget | None:
+        """Worst-case DNS failover of the failover pair; None without a standby (a plain record)."""
+        if self.standby_region is None:
+            return None
+        cp = self.control_plane
+        return failover_budget(
+            cp.failover.health_check_interval_seconds,
+            cp.failover.failure_threshold,
+            cp.dns.record_type,
+            cp.dns.ttl_seconds,
+        )
+
+    def regional_control_planes(self) -> list[RegionControlPlane]:
+        cp = self.control_plane
+        planes = []
+        for region in self.control_plane_regions:
+            primary = region == self.primary_region
+            gateway = cp.gateway
+            planes.append(
+                RegionControlPlane(
+                    region=region,
+                    role="primary" if primary else "standby",
+                    domain=self.domain,
+                    gateway=gateway,
+                    min_tasks=gateway.min_tasks if primary else gateway.standby_min_tasks,
+                    max_tasks=gateway.max_tasks if primary else gateway.standby_max_tasks,
+                    redis=cp.redis,
+                    log_retention_days=cp.log_retention_days,
+                    deletion_protection=self.deletion_protection,
+                )
+            )
+        return planes
+
+    def data_tier(self) -> DataTierSpec:
+        return DataTierSpec(
+            primary_region=self.primary_region,
+            standby_region=self.standby_region,
+            database=self.control_plane.database,
+            deletion_protection=self.deletion_protection,
+        )
+
     def tags_for(self, stack: str) -> dict[str, str]:
         """The configured tags plus the ones every resource carries for cost and ownership reports."""
         return {**self.tags, "project": PROJECT, "stack": stack, "tier": self.tier, "managed-by": "pulumi"}
@@ -229,11 +432,52 @@ class RegionNetwork:
     flow_log_retention_days: int
 
 
+@dataclass(frozen=True)
+class RegionControlPlane:
+    """The slice of the config one region's control plane is built from."""
+
+    region: str
+    role: Literal["primary", "standby"]
+    domain: str
+    gateway: GatewayConfig
+    min_tasks: int
+    max_tasks: int
+    redis: RedisConfig
+    log_retention_days: int
+    deletion_protection: bool
+
+    @property
+    def api_name(self) -> str:
+        """The name clients use; served by whichever region DNS points at."""
+        return f"api.{self.domain}"
+
+    @property
+    def regional_name(self) -> str:
+        """This region's own name for the gateway: health checks and operators reach one region by it."""
+        return f"{self.region}.api.{self.domain}"
+
+
+@dataclass(frozen=True)
+class DataTierSpec:
+    """The slice of the config the data tier is built from."""
+
+    primary_region: str
+    standby_region: str | None
+    database: DatabaseConfig
+    deletion_protection: bool
+
+    @property
+    def regions(self) -> list[str]:
+        return [self.primary_region, *([self.standby_region] if self.standby_region else [])]
+
+
 # Secrets never enter the model: they are read with the secret getters so they stay secret in state.
 # Each must arrive marked secret (ESC `fn::secret`, or `pulumi config set --secret`).
 SECRET_KEYS: dict[str, str] = {
     "gatewayMasterKey": "LiteLLM master key for the gateway",
     "providerApiKeys": "object of serverless fallback provider name -> API key",
+    "databasePassword": 'master password of the Aurora cluster: 8-128 printable ASCII, no / " @ or space',
+    "redisAuthToken": "auth token of the gateway's Redis: 16-128 printable ASCII, no / \" @ or space",
 }
 
 
@@ -501,6 +745,147 @@ def _batch_jobs_fit(c: FleetConfig) -> Iterator[tuple[str, str]]:
                 f"got {job.memory_gib}; a Cloud Run job with {job.gpu} takes "
                 f"{gpu.min_memory_gib}-{gpu.max_memory_gib} GiB",
             )
+
+
+@_rule
+def _gateway_fits(c: FleetConfig) -> Iterator[tuple[str, str]]:
+    gw = c.control_plane.gateway
+    at = "controlPlane.gateway"
+    if gw.cpu not in FARGATE_CPU_MEMORY:
+        yield f"{at}.cpu", f"got {gw.cpu}; Fargate takes: {_one_of(FARGATE_CPU_MEMORY)}"
+    elif gw.memory_mib not in FARGATE_CPU_MEMORY[gw.cpu]:
+        memory = FARGATE_CPU_MEMORY[gw.cpu]
+        yield (
+            f"{at}.memoryMib",
+            f"got {gw.memory_mib}; with cpu {gw.cpu} Fargate takes {memory[0]}-{memory[-1]} MiB "
+            f"in steps of {memory[1] - memory[0]}",
+        )
+    if gw.min_tasks > gw.max_tasks:
+        yield f"{at}.minTasks", f"got {gw.min_tasks}; at most maxTasks ({gw.max_tasks})"
+    if gw.standby_min_tasks > gw.standby_max_tasks:
+        yield (
+            f"{at}.standbyMinTasks",
+            f"got {gw.standby_min_tasks}; at most standbyMaxTasks ({gw.standby_max_tasks})",
+        )
+    if c.tier == "prod" and gw.min_tasks < 2:
+        yield (
+            f"{at}.minTasks",
+            f"got {gw.min_tasks}; prod runs at least 2 so losing a zone leaves the gateway up",
+        )
+    if c.standby_region is None:
+        for key in ("standby_min_tasks", "standby_max_tasks"):
+            if key in gw.model_fields_set:
+                yield (
+                    f"{at}.{to_camel(key)}",
+                    "set, but there is no standbyRegion to run a standby gateway in",
+                )
+
+    endpoints = {e.name: e for e in gw.serverless_endpoints}
+    for i, endpoint in enumerate(gw.serverless_endpoints):
+        if [e.name for e in gw.serverless_endpoints].index(endpoint.name) != i:
+            yield (
+                f"{at}.serverlessEndpoints[{i}].name",
+                f"got {endpoint.name!r} twice; endpoint names are unique",
+            )
+    seen: set[str] = set()
+    for i, route in enumerate(gw.routes):
+        here = f"{at}.routes[{i}]"
+        if route.model in seen:
+            yield f"{here}.model", f"got {route.model!r} twice; each model has one route"
+        seen.add(route.model)
+        if route.model in endpoints:
+            yield (
+                f"{here}.model",
+                f"got {route.model!r}, also a serverless endpoint's name; the two must differ",
+            )
+        for field, names in (("endpoints", route.endpoints), ("fallbacks", route.fallbacks)):
+            for j, name in enumerate(names):
+                if name not in endpoints:
+                    known = _one_of(endpoints) or "(none declared)"
+                    yield f"{here}.{field}[{j}]", f"got {name!r}; declared serverlessEndpoints: {known}"
+                elif names.index(name) != j:
+                    yield f"{here}.{field}[{j}]", f"got {name!r} twice"
+        for j, name in enumerate(route.fallbacks):
+            if name in route.endpoints:
+                yield (
+                    f"{here}.fallbacks[{j}]",
+                    f"got {name!r}, which already serves the route; fall back elsewhere",
+                )
+
+
+@_rule
+def _data_tier_fits(c: FleetConfig) -> Iterator[tuple[str, str]]:
+    cp = c.control_plane
+    db, redis = cp.database, cp.redis
+    if c.tier == "prod":
+        if redis.replicas < 1:
+            yield (
+                "controlPlane.redis.replicas",
+                f"got {redis.replicas}; prod keeps at least 1 replica in another zone (Multi-AZ failover)",
+            )
+        if db.instances < 2:
+            yield (
+                "controlPlane.database.instances",
+                f"got {db.instances}; prod runs a writer and at least 1 reader in another zone",
+            )
+        if db.backup_retention_days < 7:
+            yield (
+                "controlPlane.database.backupRetentionDays",
+                f"got {db.backup_retention_days}; prod keeps 7-35",
+            )
+    if c.standby_region is not None:
+        family = db.instance_class.rsplit(".", 1)[0]
+        if family not in AURORA_GLOBAL_INSTANCE_FAMILIES:
+            allowed = _one_of(
+                c for c in AURORA_INSTANCE_CLASSES if c.rsplit(".", 1)[0] in AURORA_GLOBAL_INSTANCE_FAMILIES
+            )
+            yield (
+                "controlPlane.database.instanceClass",
+                f"got {db.instance_class!r}; a global database (two regions) takes memory-optimized classes: "
+                f"{allowed}",
+            )
+    elif "standby_instances" in db.model_fields_set:
+        yield (
+            "controlPlane.database.standbyInstances",
+            "set, but there is no standbyRegion to hold a secondary cluster",
+        )
+
+
+@_rule
+def _failover_meets_rto(c: FleetConfig) -> Iterator[tuple[str, str]]:
+    cp = c.control_plane
+    fo = cp.failover
+    budget = c.failover_budget
+    if budget is None:
+        if "failover" in cp.model_fields_set:
+            yield (
+                "controlPlane.failover",
+                "set, but there is no standbyRegion to fail over to; one region serves a plain record",
+            )
+        return
+    regions = fo.checker_regions
+    if len(set(regions)) != len(regions):
+        yield "controlPlane.failover.checkerRegions", f"got {regions}; each region once"
+    elif len(regions) < ROUTE53_MIN_CHECKER_REGIONS:
+        yield (
+            "controlPlane.failover.checkerRegions",
+            f"got {len(regions)} region(s); Route53 checks from at least {ROUTE53_MIN_CHECKER_REGIONS}",
+        )
+    if budget.worst_case_seconds > fo.rto_seconds:
+        ttl_source = "an alias to an ALB is held" if cp.dns.record_type == "alias" else "the record's TTL"
+        room = fo.rto_seconds - budget.detection_seconds
+        if room <= 0:
+            hint = "detection alone exceeds it: lower healthCheckIntervalSeconds or failureThreshold"
+        elif cp.dns.record_type == "alias":
+            hint = f"use dns.recordType cname with dns.ttlSeconds at most {room}"
+        else:
+            hint = f"lower dns.ttlSeconds to at most {room}, or detect faster"
+        yield (
+            "controlPlane.failover.rtoSeconds",
+            f"got {fo.rto_seconds}, but failover can take {budget.worst_case_seconds} s "
+            f"({fo.health_check_interval_seconds} s x {fo.failure_threshold} failed checks to detect "
+            f"+ {budget.dns_ttl_seconds} s {ttl_source}); {hint}",
+        )
 
 
 class FleetSecrets:

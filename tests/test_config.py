@@ -62,7 +62,8 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, batchJobs, gatewayMasterKey, providerApiKeys",
+        "gcpRegion, tags, network, gpuPools, batchJobs, controlPlane, gatewayMasterKey, providerApiKeys, "
+        "databasePassword, redisAuthToken",
     ),
     (
         "misspelt key is suggested",
