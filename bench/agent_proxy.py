@@ -118,7 +118,7 @@ def summarize(latencies: list[float], seconds: float, failures: int) -> dict[str
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
         "--seconds", type=float, default=4.0, help="measured seconds per level, target and round"
     )

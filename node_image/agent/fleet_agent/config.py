@@ -127,6 +127,7 @@ class SupervisorConfig(_Section):
     crash_loop_restarts: int = Field(default=c.CRASH_LOOP_RESTARTS, ge=1)
     crash_loop_window_s: PositiveSeconds = c.CRASH_LOOP_WINDOW_S
     stop_grace_s: PositiveSeconds = c.ENGINE_STOP_GRACE_S
+    restart_grace_s: PositiveSeconds = c.ENGINE_RESTART_GRACE_S
 
 
 class GpuConfig(_Section):

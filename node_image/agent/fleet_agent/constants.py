@@ -39,7 +39,10 @@ RESTART_BACKOFF_MAX_S = 60.0
 RESTART_BACKOFF_RESET_AFTER_S = 120.0
 CRASH_LOOP_RESTARTS = 3
 CRASH_LOOP_WINDOW_S = 300.0
-ENGINE_STOP_GRACE_S = 15.0  # SIGTERM, then SIGKILL after this
+ENGINE_STOP_GRACE_S = 15.0  # a drain's stop: SIGTERM, then SIGKILL after this
+# A restart's stop: the engine is wedged or dead, its requests are lost either way, and a wedged
+# process seldom honours SIGTERM, so it gets little time before SIGKILL.
+ENGINE_RESTART_GRACE_S = 3.0
 
 # --- Proxy --------------------------------------------------------------------------------------
 RETRY_AFTER_S = 5  # what a 503 tells the client (or the gateway) to wait
@@ -54,7 +57,9 @@ REQUEST_ID_MAX_LEN = 128
 
 # --- Preemption ---------------------------------------------------------------------------------
 AWS_IMDS_URL = "http://169.254.169.254"
-AWS_POLL_PERIOD_S = 2.0  # what AWS's node-termination-handler uses; notices come ~120 s ahead
+# AWS's node-termination-handler polls every 2 s; half a second keeps notice-to-unready under 1 s
+# at four requests a second to a link-local service.
+AWS_POLL_PERIOD_S = 0.5
 AWS_TOKEN_TTL_S = 21600
 GCE_METADATA_URL = "http://metadata.google.internal"
 GCE_WAIT_TIMEOUT_S = 60  # wait_for_change hangs this long, then the watch is renewed

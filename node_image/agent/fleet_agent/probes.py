@@ -280,10 +280,14 @@ class ProbeRunner:
         kick = self._kicks[probe.check]
         while True:
             kick.clear()
+            started = time.monotonic()
             try:
                 await probe.run()
             except Exception as exc:  # a probe bug must not end the probing
                 log.exception("probe %s crashed", probe.check)
                 probe.record(False, f"probe error: {exc!r}"[:300])
+            # The period runs from start to start, as Kubernetes' periodSeconds does: a probe that
+            # times out does not stretch the interval by its timeout.
+            idle = max(probe.period - (time.monotonic() - started), 0.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(kick.wait(), probe.period)
+                await asyncio.wait_for(kick.wait(), idle)

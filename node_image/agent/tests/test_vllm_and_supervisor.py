@@ -160,9 +160,11 @@ def test_requests_waiting_without_tokens_is_wedged_then_restarted(tmp_path: Path
 def test_crash_loop_is_reported_and_backs_off(tmp_path: Path) -> None:
     config = vllm_config(executable=[sys.executable, "-c", "import sys; sys.exit(3)"])
     with RunningAgent(write_config(tmp_path, config)) as agent:
-        status = agent.wait_detail("engine", "crash loop", timeout=15)
-        assert status["state"] == "starting"
-        assert status["engine"]["crash_loop"] is True
-        assert "exited with code 3" in status["checks"]["engine"]["detail"]
-        assert "restart in 2.0 s" in status["checks"]["engine"]["detail"]  # the longest backoff
+        first = agent.wait_detail("engine", "restart in 0.2 s", timeout=15)
+        assert "crash loop" not in first["checks"]["engine"]["detail"]
+        looping = agent.wait_detail("engine", "crash loop: 3 exits in 300 s; restart in 0.8 s", timeout=15)
+        assert looping["engine"]["crash_loop"] is True
+        assert "exited with code 3" in looping["checks"]["engine"]["detail"]
+        capped = agent.wait_detail("engine", "restart in 2.0 s", timeout=15)  # doubled up to the cap
+        assert capped["state"] == "starting"
         assert agent.readyz() == 503

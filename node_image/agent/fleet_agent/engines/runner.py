@@ -56,8 +56,8 @@ class EngineRunner:
 
 class SpawnedEngine(EngineRunner):
     """Starts the engine as a child process in its own process group and restarts it when it
-    exits, with exponential backoff. Several exits inside a window is a crash loop: reported, and
-    restarts go on at the longest backoff."""
+    exits, with exponential backoff (reset once it has run healthy for a while). Several exits
+    inside a window is a crash loop: reported in the engine check and /status."""
 
     mode = "spawn"
 
@@ -99,13 +99,13 @@ class SpawnedEngine(EngineRunner):
         if not self.alive or self._stopping:
             return
         log.warning("restarting engine pid %s: %s", self.pid, reason)
-        await self._terminate()
+        await self._terminate(self._config.restart_grace_s)
 
     async def stop(self) -> None:
         self._stopping = True
         if self.alive:
             log.info("stopping engine pid %s", self.pid)
-            await self._terminate()
+            await self._terminate(self._config.stop_grace_s)
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,7 +136,6 @@ class SpawnedEngine(EngineRunner):
             self._exits.append(time.monotonic())
             delay = self.backoff_s()
             if self.crash_loop:
-                delay = self._config.backoff_max_s
                 detail += f"; crash loop: {len(self._exits)} exits in {self._config.crash_loop_window_s:g} s"
             log.error("engine %s; restart in %.1f s", detail, delay)
             self._on_exit(EngineExit(code, detail, delay))
@@ -165,7 +164,7 @@ class SpawnedEngine(EngineRunner):
         self._exited.set()
         return code, _describe_exit(code)
 
-    async def _terminate(self) -> None:
+    async def _terminate(self, grace_s: float) -> None:
         process = self._process
         if process is None or process.returncode is not None:
             return
@@ -173,11 +172,9 @@ class SpawnedEngine(EngineRunner):
         self._signal_group(process.pid, signal.SIGTERM)
         self._signal_group(process.pid, signal.SIGCONT)
         try:
-            await asyncio.wait_for(self._exited.wait(), self._config.stop_grace_s)
+            await asyncio.wait_for(self._exited.wait(), grace_s)
         except TimeoutError:
-            log.warning(
-                "engine pid %s ignored SIGTERM for %.0f s: SIGKILL", process.pid, self._config.stop_grace_s
-            )
+            log.warning("engine pid %s ignored SIGTERM for %g s: SIGKILL", process.pid, grace_s)
             self._signal_group(process.pid, signal.SIGKILL)
             await self._exited.wait()
 
