@@ -1,0 +1,509 @@
+"""The regional control planes as the program declares them: per-region ALB, gateway, Redis and Aurora,
+who may reach whom, where the secrets go, and what the gateway is configured with."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from components.network import subnet_plan
+from fleet.esc import STANDIN_PREFIX
+from fleet.harness import RecordedResource, Rendering, is_secret
+
+CONTROL_PLANE = "inference-fleet:control_plane:RegionalControlPlane"
+DATA_TIER = "inference-fleet:data_tier:DataTier"
+ALB = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+SERVICE = "aws:ecs/service:Service"
+TASK = "aws:ecs/taskDefinition:TaskDefinition"
+REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
+CLUSTER = "aws:rds/cluster:Cluster"
+INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+GLOBAL = "aws:rds/globalCluster:GlobalCluster"
+SG = "aws:ec2/securityGroup:SecurityGroup"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+KMS = "aws:kms/key:Key"
+REGIONS = ("us-east-1", "us-west-2")
+
+
+def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
+    provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
+    return [r for r in rendering.of_type(resource_type) if r.provider == provider]
+
+
+def one_in(rendering: Rendering, region: str, resource_type: str) -> RecordedResource:
+    found = in_region(rendering, region, resource_type)
+    assert len(found) == 1, [r.name for r in found]
+    return found[0]
+
+
+def container(rendering: Rendering, region: str) -> dict[str, Any]:
+    (definition,) = json.loads(one_in(rendering, region, TASK).inputs["containerDefinitions"])
+    return definition
+
+
+def strings(value: Any) -> Iterator[str]:
+    """Every string in a recorded value that is not marked secret."""
+    if is_secret(value):
+        return
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings(item)
+
+
+def secret_value(value: Any) -> Any:
+    assert is_secret(value), f"expected a secret, got {value!r}"
+    return value["value"]
+
+
+# --- topology -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_prod_runs_a_full_control_plane_in_each_region_under_its_own_provider(render, region):
+    prod = render("prod")
+    for resource_type in (ALB, SERVICE, REDIS, CLUSTER):
+        one_in(prod, region, resource_type)
+    component = prod.one(CONTROL_PLANE, f"control-plane-{region}")
+    provider = prod.one("pulumi:providers:aws", f"aws-{region}").urn
+    children = prod.descendants(component)
+    assert all(child.provider == provider for child in children if child.custom)
+    assert all(child.name.startswith(f"{component.name}-") for child in children)
+
+
+def test_prod_has_one_global_database_over_both_regional_clusters(render):
+    prod = render("prod")
+    global_cluster = prod.one(GLOBAL)
+    assert global_cluster.inputs["engine"] == "aurora-postgresql"
+    assert global_cluster.inputs["storageEncrypted"] is True
+    assert global_cluster.inputs["deletionProtection"] is True
+    writer, secondary = (one_in(prod, region, CLUSTER) for region in REGIONS)
+    for cluster in (writer, secondary):
+        assert cluster.inputs["globalClusterIdentifier"] == global_cluster.id
+    assert writer.inputs["masterUsername"] and is_secret(writer.inputs["masterPassword"])
+    assert "masterPassword" not in secondary.inputs, "a secondary takes no credentials"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_region_encrypts_its_data_with_its_own_key(render, region):
+    prod = render("prod")
+    key = one_in(prod, region, KMS)
+    assert key.inputs["enableKeyRotation"] is True
+    cluster = one_in(prod, region, CLUSTER)
+    assert cluster.inputs["storageEncrypted"] is True
+    assert cluster.inputs["kmsKeyId"] == key.outputs["arn"]
+    assert cluster.inputs["backupRetentionPeriod"] == 14
+    assert cluster.inputs["deletionProtection"] is True
+    assert cluster.inputs["skipFinalSnapshot"] is False
+    redis = one_in(prod, region, REDIS)
+    assert redis.inputs["kmsKeyId"] == key.outputs["arn"]
+    for instance in in_region(prod, region, INSTANCE):
+        assert instance.inputs["clusterIdentifier"] == cluster.id
+        assert instance.inputs["publiclyAccessible"] is False
+        assert instance.inputs["instanceClass"] == "db.r7g.large"
+
+
+def test_the_standby_cluster_joins_after_the_writer_has_instances(render):
+    prod = render("prod")
+    secondary = one_in(prod, "us-west-2", CLUSTER)
+    assert secondary.inputs.get("replicationSourceIdentifier") is None
+    writer_instances = in_region(prod, "us-east-1", INSTANCE)
+    assert len(writer_instances) == 2
+    assert len(in_region(prod, "us-west-2", INSTANCE)) == 2
+
+
+def test_gateways_reach_the_database_through_the_global_writer_endpoint(render):
+    """The endpoint Aurora moves with a switchover or failover: nothing to change after a promotion."""
+    prod = render("prod")
+    endpoint = prod.one(GLOBAL).outputs["endpoint"]
+    for region in REGIONS:
+        secret = one_in(prod, region, "aws:secretsmanager/secretVersion:SecretVersion")
+        document = json.loads(secret_value(secret.inputs["secretString"]))
+        assert f"@{endpoint}:5432/litellm?sslmode=require" in document["DATABASE_URL"]
+    assert prod.outputs["database"]["writerEndpoint"] == endpoint
+
+
+def test_dev_is_one_small_region_without_a_global_database_or_deletion_protection(render):
+    dev = render("dev")
+    assert [c.name for c in dev.of_type(CONTROL_PLANE)] == ["control-plane-us-east-1"]
+    assert dev.of_type(GLOBAL) == []
+    (cluster,) = dev.of_type(CLUSTER)
+    assert cluster.inputs.get("globalClusterIdentifier") is None
+    assert cluster.inputs["deletionProtection"] is False
+    assert cluster.inputs["skipFinalSnapshot"] is True
+    (instance,) = dev.of_type(INSTANCE)
+    assert instance.inputs["instanceClass"] == "db.t4g.medium"
+    (redis,) = dev.of_type(REDIS)
+    assert redis.inputs["numCacheClusters"] == 1
+    assert redis.inputs["multiAzEnabled"] is False
+    (alb,) = dev.of_type(ALB)
+    assert alb.inputs["enableDeletionProtection"] is False
+    (task,) = dev.of_type(TASK)
+    assert (task.inputs["cpu"], task.inputs["memory"]) == ("512", "1024")
+    (service,) = dev.of_type(SERVICE)
+    assert service.inputs["desiredCount"] == 1
+    assert dev.outputs["database"]["writerEndpoint"] == cluster.outputs["endpoint"]
+
+
+# --- the load balancer ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_alb_serves_https_with_a_dns_validated_certificate_and_redirects_http(render, region):
+    prod = render("prod")
+    alb = one_in(prod, region, ALB)
+    assert alb.inputs["internal"] is False
+    assert alb.inputs["dropInvalidHeaderFields"] is True
+    public_subnets = prod.outputs["networks"][region]  # private ids are exported; public are the others
+    assert not set(alb.inputs["subnets"]) & set(public_subnets["privateSubnetIds"])
+    listeners = {listener.inputs["port"]: listener for listener in in_region(prod, region, LISTENER)}
+    assert set(listeners) == {80, 443}
+
+    https = listeners[443]
+    assert https.inputs["protocol"] == "HTTPS"
+    assert https.inputs["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    validation = one_in(prod, region, "aws:acm/certificateValidation:CertificateValidation")
+    certificate = one_in(prod, region, "aws:acm/certificate:Certificate")
+    assert (
+        https.inputs["certificateArn"] == validation.outputs["certificateArn"] == certificate.outputs["arn"]
+    )
+    assert certificate.inputs["validationMethod"] == "DNS"
+    assert certificate.inputs["domainName"] == "api.fleet.example.com"
+    assert certificate.inputs["subjectAlternativeNames"] == [f"{region}.api.fleet.example.com"]
+    (forward,) = https.inputs["defaultActions"]
+    assert forward["type"] == "forward"
+    assert forward["targetGroupArn"] == one_in(prod, region, TARGET_GROUP).outputs["arn"]
+
+    (redirect,) = listeners[80].inputs["defaultActions"]
+    assert redirect["type"] == "redirect"
+    assert redirect["redirect"] == {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}
+
+
+def test_every_certificate_name_is_validated_by_exactly_one_route53_record(render):
+    """ACM asks for the same record for a name in every region: the shared API name gets one record."""
+    prod = render("prod")
+    validations = {
+        region: one_in(prod, region, "aws:acm/certificateValidation:CertificateValidation")
+        for region in REGIONS
+    }
+    records = [r for r in prod.of_type("aws:route53/record:Record") if r.inputs["name"].startswith("_")]
+    names = [r.inputs["name"] for r in records]
+    assert len(names) == len(set(names)) == 3  # api.<domain> once, each region's own name once
+    for region, validation in validations.items():
+        certificate = one_in(prod, region, "aws:acm/certificate:Certificate")
+        wanted = {o["resourceRecordName"].rstrip(".") for o in certificate.outputs["domainValidationOptions"]}
+        assert set(validation.inputs["validationRecordFqdns"]) == wanted
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_alb_writes_access_logs_to_a_private_bucket_it_may_write_to(render, region):
+    prod = render("prod")
+    alb = one_in(prod, region, ALB)
+    bucket = one_in(prod, region, "aws:s3/bucket:Bucket")
+    logs = alb.inputs["accessLogs"]
+    assert logs == {"bucket": bucket.id, "prefix": "alb-logs", "enabled": True}
+    block = one_in(prod, region, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(
+        block.inputs[k]
+        for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    policy = json.loads(one_in(prod, region, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    allow = next(s for s in policy["Statement"] if s["Effect"] == "Allow")
+    assert allow["Action"] == "s3:PutObject"
+    assert allow["Resource"] == f"{bucket.outputs['arn']}/alb-logs/AWSLogs/123456789012/*"
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_target_health_is_the_gateway_readiness(render, region):
+    group = one_in(render("prod"), region, TARGET_GROUP)
+    assert group.inputs["targetType"] == "ip"
+    assert group.inputs["port"] == 4000
+    check = group.inputs["healthCheck"]
+    assert (check["path"], check["matcher"]) == ("/health/readiness", "200")
+
+
+# --- the gateway service ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_gateway_runs_on_fargate_in_private_subnets_behind_the_alb(render, region):
+    prod = render("prod")
+    service = one_in(prod, region, SERVICE)
+    task = one_in(prod, region, TASK)
+    assert service.inputs["launchType"] == "FARGATE"
+    assert service.inputs["taskDefinition"] == task.outputs["arn"]
+    network = service.inputs["networkConfiguration"]
+    assert network["assignPublicIp"] is False
+    assert network["subnets"] == prod.outputs["networks"][region]["privateSubnetIds"]
+    (balancer,) = service.inputs["loadBalancers"]
+    assert balancer["targetGroupArn"] == one_in(prod, region, TARGET_GROUP).outputs["arn"]
+    assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert task.inputs["requiresCompatibilities"] == ["FARGATE"]
+    assert (task.inputs["cpu"], task.inputs["memory"]) == ("2048", "4096")
+
+
+def test_gateway_image_is_the_one_the_stack_config_pins(render, stack_input):
+    prod = render("prod")
+    config = json.loads(stack_input("prod").config["inference-fleet:controlPlane"])
+    pinned = config["gateway"]["image"]
+    assert "@sha256:" in pinned
+    for region in REGIONS:
+        assert container(prod, region)["image"] == pinned
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_gateway_secrets_come_only_from_secrets_manager(render, region):
+    prod = render("prod")
+    definition = container(prod, region)
+    secret = one_in(prod, region, "aws:secretsmanager/secret:Secret")
+    names = {s["name"] for s in definition["secrets"]}
+    assert names == {
+        "LITELLM_MASTER_KEY",
+        "DATABASE_URL",
+        "REDIS_PASSWORD",
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "TOGETHER_AI_API_KEY",
+        "FIREWORKS_AI_API_KEY",
+    }
+    for entry in definition["secrets"]:
+        assert entry["valueFrom"] == f"{secret.outputs['arn']}:{entry['name']}::"
+    plain = {e["name"] for e in definition["environment"]}
+    assert not plain & names
+    assert not [n for n in plain if n.endswith(("_API_KEY", "MASTER_KEY", "PASSWORD", "TOKEN", "DATABASE_URL"))]
+    # The secret's document holds exactly the keys the task reads, encrypted with the region's key.
+    version = one_in(prod, region, "aws:secretsmanager/secretVersion:SecretVersion")
+    assert set(json.loads(secret_value(version.inputs["secretString"]))) == names
+    assert secret.inputs["kmsKeyId"] == one_in(prod, region, KMS).outputs["arn"]
+
+
+def test_no_resource_input_holds_an_esc_secret_in_clear(render):
+    for stack in ("dev", "prod"):
+        rendering = render(stack)
+        for resource in rendering.resources:
+            leaked = [s for s in strings(resource.inputs) if STANDIN_PREFIX in s]
+            assert not leaked, f"{resource.type} {resource.name} holds a secret in clear: {leaked}"
+
+
+def test_the_secret_checks_would_see_a_leak(render):
+    """The scan above must be able to fail: the secrets do reach inputs, wrapped."""
+    prod = render("prod")
+    wrapped = [
+        r
+        for r in prod.resources
+        if any(is_secret(v) and STANDIN_PREFIX in json.dumps(v) for v in r.inputs.values())
+    ]
+    assert {r.type for r in wrapped} >= {
+        "aws:secretsmanager/secretVersion:SecretVersion",
+        "aws:rds/cluster:Cluster",
+        REDIS,
+    }
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_execution_role_reads_only_its_secret_and_task_role_only_its_config(render, region):
+    prod = render("prod")
+    policies = {
+        p.name: json.loads(p.inputs["policy"])
+        for p in in_region(prod, region, "aws:iam/rolePolicy:RolePolicy")
+    }
+    execution = policies[f"control-plane-{region}-gateway-execution"]["Statement"]
+    secret = one_in(prod, region, "aws:secretsmanager/secret:Secret")
+    read = next(s for s in execution if s["Action"] == "secretsmanager:GetSecretValue")
+    assert read["Resource"] == secret.outputs["arn"]
+    for statement in execution:
+        assert statement["Resource"] != "*" and "*" not in statement["Action"]
+    task = policies[f"control-plane-{region}-gateway-task"]["Statement"]
+    assert [s["Action"] for s in task] == ["s3:GetObject"]
+    assert task[0]["Resource"].endswith(container_config_key(prod, region))
+
+
+def container_config_key(rendering: Rendering, region: str) -> str:
+    env = {e["name"]: e["value"] for e in container(rendering, region)["environment"]}
+    return env["LITELLM_CONFIG_BUCKET_OBJECT_KEY"]
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_gateway_reads_its_rendered_config_from_s3(render, region):
+    prod = render("prod")
+    env = {e["name"]: e["value"] for e in container(prod, region)["environment"]}
+    obj = one_in(prod, region, "aws:s3/bucketObjectv2:BucketObjectv2")
+    assert env["LITELLM_CONFIG_BUCKET_NAME"] == obj.inputs["bucket"]
+    assert env["LITELLM_CONFIG_BUCKET_OBJECT_KEY"] == obj.inputs["key"]
+    assert env["REDIS_HOST"] == one_in(prod, region, REDIS).outputs["primaryEndpointAddress"]
+    assert env["REDIS_SSL"] == "True"
+    config = yaml.safe_load(obj.inputs["content"])
+    assert config["general_settings"] == {
+        "master_key": "os.environ/LITELLM_MASTER_KEY",
+        "database_url": "os.environ/DATABASE_URL",
+    }
+    assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
+
+
+def test_gateway_config_carries_routes_fallbacks_and_costs(render):
+    prod = render("prod")
+    config = yaml.safe_load(
+        one_in(prod, "us-east-1", "aws:s3/bucketObjectv2:BucketObjectv2").inputs["content"]
+    )
+    router = config["router_settings"]
+    assert router["routing_strategy"] == "latency-based-routing"
+    assert router["num_retries"] == 2
+    assert router["fallbacks"] == [
+        {"llama-3.3-70b": ["fireworks-llama-3.3-70b"]},
+        {"gpt-4o-mini": ["anthropic-claude-haiku"]},
+    ]
+    groups = {d["model_name"]: d["litellm_params"] for d in config["model_list"]}
+    assert set(groups) == {
+        "llama-3.3-70b",
+        "gpt-4o-mini",
+        "fireworks-llama-3.3-70b",
+        "anthropic-claude-haiku",
+    }
+    assert groups["llama-3.3-70b"]["model"] == "together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo"
+    assert groups["llama-3.3-70b"]["api_key"] == "os.environ/TOGETHER_AI_API_KEY"
+    assert groups["anthropic-claude-haiku"]["output_cost_per_token"] == pytest.approx(4.0e-6)
+    assert groups["fireworks-llama-3.3-70b"]["input_cost_per_token"] == pytest.approx(0.9e-6)
+    # The file names no secret: every credential is an environment reference.
+    text = one_in(prod, "us-east-1", "aws:s3/bucketObjectv2:BucketObjectv2").inputs["content"]
+    assert STANDIN_PREFIX not in text and "placeholder" not in text
+
+
+def test_a_routing_change_is_a_new_config_object_and_a_new_task_definition(render, stack_input):
+    prod = render("prod")
+    control_plane = json.loads(stack_input("prod").config["inference-fleet:controlPlane"])
+    control_plane["gateway"]["routingStrategy"] = "cost-based-routing"
+    changed = render("prod", {"controlPlane": control_plane})
+    key, new_key = (container_config_key(r, "us-east-1") for r in (prod, changed))
+    assert key != new_key
+    assert key.startswith("config/litellm-") and new_key.endswith(".yaml")
+    assert one_in(changed, "us-east-1", "aws:s3/bucketObjectv2:BucketObjectv2").inputs["key"] == new_key
+
+
+@pytest.mark.parametrize(("region", "minimum"), [("us-east-1", 3), ("us-west-2", 2)])
+def test_gateway_scales_on_requests_per_target_and_the_standby_is_smaller(render, region, minimum):
+    prod = render("prod")
+    target = one_in(prod, region, "aws:appautoscaling/target:Target")
+    service = one_in(prod, region, SERVICE)
+    assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == (minimum, 12)
+    assert service.inputs["desiredCount"] == minimum
+    policy = one_in(prod, region, "aws:appautoscaling/policy:Policy")
+    tracking = policy.inputs["targetTrackingScalingPolicyConfiguration"]
+    metric = tracking["predefinedMetricSpecification"]
+    assert metric["predefinedMetricType"] == "ALBRequestCountPerTarget"
+    alb = one_in(prod, region, ALB).outputs["arnSuffix"]
+    group = one_in(prod, region, TARGET_GROUP).outputs["arnSuffix"]
+    assert metric["resourceLabel"] == f"{alb}/{group}"
+    assert tracking["targetValue"] == 600
+
+
+# --- Redis ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_prod_redis_is_multi_az_with_tls_auth_and_encryption_at_rest(render, region):
+    redis = one_in(render("prod"), region, REDIS)
+    assert redis.inputs["numCacheClusters"] == 2
+    assert redis.inputs["multiAzEnabled"] is True
+    assert redis.inputs["automaticFailoverEnabled"] is True
+    assert redis.inputs["transitEncryptionEnabled"] is True
+    assert redis.inputs["atRestEncryptionEnabled"] is True
+    assert is_secret(redis.inputs["authToken"])
+
+
+# --- who may reach whom -----------------------------------------------------------------------------------
+
+
+def flows(rendering: Rendering, region: str) -> dict[str, set[tuple[str, int]]]:
+    """Ingress per security group name: {(source, port)}, source a group name or a CIDR."""
+    groups = {g.id: g.name for g in in_region(rendering, region, SG)}
+    found: dict[str, set[tuple[str, int]]] = {name: set() for name in groups.values()}
+    for rule in in_region(rendering, region, INGRESS):
+        source = groups.get(rule.inputs.get("referencedSecurityGroupId"), rule.inputs.get("cidrIpv4"))
+        assert rule.inputs["fromPort"] == rule.inputs["toPort"]
+        found[groups[rule.inputs["securityGroupId"]]].add((source, rule.inputs["fromPort"]))
+    return found
+
+
+def egress(rendering: Rendering, region: str) -> dict[str, set[tuple[str, int]]]:
+    groups = {g.id: g.name for g in in_region(rendering, region, SG)}
+    found: dict[str, set[tuple[str, int]]] = {name: set() for name in groups.values()}
+    for rule in in_region(rendering, region, EGRESS):
+        target = groups.get(rule.inputs.get("referencedSecurityGroupId"), rule.inputs.get("cidrIpv4"))
+        found[groups[rule.inputs["securityGroupId"]]].add((target, rule.inputs["fromPort"]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("region", "other_cidr"), [("us-east-1", "10.20.0.0/16"), ("us-west-2", "10.10.0.0/16")]
+)
+def test_only_the_alb_reaches_the_gateway_and_only_the_gateway_reaches_the_data(render, region, other_cidr):
+    prod = render("prod")
+    cp = f"control-plane-{region}"
+    other_private = {(cidr, 5432) for cidr in subnet_plan(other_cidr, 3)[0]}
+    assert flows(prod, region) == {
+        f"{cp}-alb-sg": {("0.0.0.0/0", 443), ("0.0.0.0/0", 80)},
+        f"{cp}-gateway-sg": {(f"{cp}-alb-sg", 4000)},
+        f"{cp}-redis-sg": {(f"{cp}-gateway-sg", 6379)},
+        # The gateway here, and the other region's gateway subnets over the peering (by CIDR:
+        # AWS cannot reference a group across regions).
+        f"data-{region}-sg": {(f"{cp}-gateway-sg", 5432)} | other_private,
+    }
+    assert egress(prod, region) == {
+        f"{cp}-alb-sg": {(f"{cp}-gateway-sg", 4000)},
+        f"{cp}-gateway-sg": {
+            (f"{cp}-redis-sg", 6379),
+            (f"data-{region}-sg", 5432),
+            ("0.0.0.0/0", 443),
+            *other_private,
+        },
+        f"{cp}-redis-sg": set(),
+        f"data-{region}-sg": set(),
+    }
+    # The groups carry no inline rules that could widen this.
+    for group in in_region(prod, region, SG):
+        assert not group.inputs.get("ingress") and not group.inputs.get("egress")
+
+
+def test_the_peering_routes_each_regions_private_subnets_to_the_other(render):
+    prod = render("prod")
+    peering = prod.one("aws:ec2/vpcPeeringConnection:VpcPeeringConnection")
+    assert peering.inputs["peerRegion"] == "us-west-2"
+    accepter = prod.one("aws:ec2/vpcPeeringConnectionAccepter:VpcPeeringConnectionAccepter")
+    assert accepter.inputs["vpcPeeringConnectionId"] == peering.id
+    routes = [r for r in prod.of_type("aws:ec2/route:Route") if r.inputs.get("vpcPeeringConnectionId")]
+    by_destination = {
+        cidr: [r for r in routes if r.inputs["destinationCidrBlock"] == cidr]
+        for cidr in ("10.10.0.0/16", "10.20.0.0/16")
+    }
+    assert {len(v) for v in by_destination.values()} == {3}
+    for region, other in (("us-east-1", "10.20.0.0/16"), ("us-west-2", "10.10.0.0/16")):
+        private_tables = {
+            t.id
+            for t in prod.of_type("aws:ec2/routeTable:RouteTable")
+            if t.name.startswith(f"network-{region}-private")
+        }
+        assert {r.inputs["routeTableId"] for r in by_destination[other]} == private_tables
+
+
+# --- outputs ----------------------------------------------------------------------------------------------
+
+
+def test_stack_outputs_name_the_api_the_gateways_the_checks_the_databases_and_the_budget(render):
+    outputs = render("prod").outputs
+    assert outputs["apiUrl"] == "https://api.fleet.example.com"
+    assert outputs["gatewayUrls"] == {r: f"https://{r}.api.fleet.example.com" for r in REGIONS}
+    assert set(outputs["healthCheckIds"]) == set(REGIONS)
+    assert set(outputs["database"]["clusterEndpoints"]) == set(REGIONS)
+    assert outputs["database"]["globalClusterId"] == "inference-fleet-prod"
+    assert outputs["failover"]["worstCaseSeconds"] == outputs["budgets"]["worstCaseFailoverSeconds"]
