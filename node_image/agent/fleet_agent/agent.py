@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import httpx
-
 from fleet_agent import __version__
 from fleet_agent.config import AgentConfig
 from fleet_agent.drain import Drainer, DrainNotice, DrainReport, iso, make_hooks

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 import httpx
-
 from fleet_agent import constants as c
 from fleet_agent.config import AgentConfig, PreemptionConfig
 from fleet_agent.drain import DrainNotice

@@ -12,7 +12,6 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import httpx
-
 from fleet_agent.engines.base import EngineError, EngineHealth
 from fleet_agent.state import Check
 

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
-
 from fleet_agent import constants as c
 from fleet_agent.config import EngineConfig
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from fleet_agent.engines.base import EngineAdapter, EngineHealth, EngineLoad, HealthReading, metric_sums
 
 RUNNING = "llamacpp:requests_processing"

@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 import httpx
-
 from fleet_agent import constants as c
 from fleet_agent.engines.base import EngineAdapter, EngineError, ModelReading
 

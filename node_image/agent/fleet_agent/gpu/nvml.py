@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pynvml
-
 from fleet_agent import constants as c
 from fleet_agent.gpu.backend import GpuReading, GpuUnavailable, XidEvent
 
