@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fleet_agent import __version__
+from fleet_agent.aio import cancel_and_wait
 from fleet_agent.config import AgentConfig
 from fleet_agent.drain import Drainer, DrainNotice, DrainReport, iso, make_hooks
 from fleet_agent.engines import make_adapter
@@ -134,11 +135,7 @@ class Agent:
         """Stop everything the agent started. Stops the engine without draining: call after a drain,
         or where no request can be in flight (job mode, tests)."""
         await self.probes.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         await self.runner.stop()
         if self.gpu is not None:

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import httpx
+from fleet_agent.aio import cancel_and_wait
 from fleet_agent.engines.base import EngineError, EngineHealth
 from fleet_agent.state import Check
 
@@ -268,11 +269,7 @@ class ProbeRunner:
                 self._kicks[check].set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
 
     async def _loop(self, probe: Probe) -> None:

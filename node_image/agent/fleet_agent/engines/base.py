@@ -59,6 +59,8 @@ class EngineAdapter(ABC):
     kind: ClassVar[str]
     health_path: ClassVar[str]
     metrics_path: ClassVar[str | None] = None
+    # The engine's metric names for requests running, requests waiting, tokens generated.
+    load_metrics: ClassVar[tuple[str, str, str] | None] = None
     canary_path: ClassVar[str] = "/v1/completions"
 
     def __init__(self, config: EngineConfig, *, gpu_required: bool) -> None:
@@ -137,7 +139,11 @@ class EngineAdapter(ABC):
         return None
 
     def read_load(self, metrics_text: str) -> EngineLoad:
-        return EngineLoad()
+        if self.load_metrics is None:
+            return EngineLoad()
+        running, waiting, generated = self.load_metrics
+        sums = metric_sums(metrics_text, set(self.load_metrics))
+        return EngineLoad(sums.get(running), sums.get(waiting), sums.get(generated))
 
     def serves_on_gpu(self, reading: ModelReading | None) -> bool:
         """Whether a request answered now runs on the GPU (the X-Fleet-GPU receipt)."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import httpx
-from fleet_agent.engines.base import EngineAdapter, EngineHealth, EngineLoad, HealthReading, metric_sums
-
-RUNNING = "llamacpp:requests_processing"
-WAITING = "llamacpp:requests_deferred"
-GENERATED = "llamacpp:tokens_predicted_total"
+from fleet_agent.engines.base import EngineAdapter, EngineHealth, HealthReading
 
 
 class LlamaCppAdapter(EngineAdapter):
     kind = "llamacpp"
     health_path = "/health"
     metrics_path = "/metrics"
+    # Running, waiting ("deferred": no free slot), tokens generated.
+    load_metrics = (
+        "llamacpp:requests_processing",
+        "llamacpp:requests_deferred",
+        "llamacpp:tokens_predicted_total",
+    )
 
     def default_executable(self) -> list[str]:
         return ["llama-server"]
@@ -43,7 +45,3 @@ class LlamaCppAdapter(EngineAdapter):
 
     def loaded_on_gpu(self) -> bool | None:
         return self.gpu_required and self.config.gpu_layers > 0
-
-    def read_load(self, metrics_text: str) -> EngineLoad:
-        sums = metric_sums(metrics_text, {RUNNING, WAITING, GENERATED})
-        return EngineLoad(sums.get(RUNNING), sums.get(WAITING), sums.get(GENERATED))

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from fleet_agent.engines.base import EngineAdapter, EngineLoad, metric_sums
-
-RUNNING = "vllm:num_requests_running"
-WAITING = "vllm:num_requests_waiting"
-GENERATED = "vllm:generation_tokens_total"
+from fleet_agent.engines.base import EngineAdapter
 
 
 class VllmAdapter(EngineAdapter):
     kind = "vllm"
     health_path = "/health"
     metrics_path = "/metrics"
+    load_metrics = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total")
 
     def default_executable(self) -> list[str]:
         return ["vllm", "serve"]
@@ -27,7 +24,3 @@ class VllmAdapter(EngineAdapter):
 
     def loaded_on_gpu(self) -> bool | None:
         return self.gpu_required  # vLLM has no CPU fallback on a GPU node
-
-    def read_load(self, metrics_text: str) -> EngineLoad:
-        sums = metric_sums(metrics_text, {RUNNING, WAITING, GENERATED})
-        return EngineLoad(sums.get(RUNNING), sums.get(WAITING), sums.get(GENERATED))
