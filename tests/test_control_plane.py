@@ -281,7 +281,9 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
         assert entry["valueFrom"] == f"{secret.outputs['arn']}:{entry['name']}::"
     plain = {e["name"] for e in definition["environment"]}
     assert not plain & names
-    assert not [n for n in plain if n.endswith(("_API_KEY", "MASTER_KEY", "PASSWORD", "TOKEN", "DATABASE_URL"))]
+    assert not [
+        n for n in plain if n.endswith(("_API_KEY", "MASTER_KEY", "PASSWORD", "TOKEN", "DATABASE_URL"))
+    ]
     # The secret's document holds exactly the keys the task reads, encrypted with the region's key.
     version = one_in(prod, region, "aws:secretsmanager/secretVersion:SecretVersion")
     assert set(json.loads(secret_value(version.inputs["secretString"]))) == names
