@@ -33,7 +33,7 @@ Send = Callable[[Message], Awaitable[None]]
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the proxy sets itself.
 DROPPED_REQUEST_HEADERS = frozenset(
     {b"host", b"connection", b"keep-alive", b"proxy-authorization", b"te", b"trailer", b"transfer-encoding"}
-    | {b"upgrade", b"authorization", b"x-api-key", b"content-length", b"expect"}
+    | {b"upgrade", b"authorization", b"x-api-key", b"content-length", b"expect", b"x-request-id"}
 )
 DROPPED_RESPONSE_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
@@ -189,62 +189,46 @@ class Proxy:
         target = scope["raw_path"].decode("latin-1") if scope.get("raw_path") else scope["path"]
         if query:
             target += "?" + query.decode("latin-1")
-        try:
-            response = await self._upstream.request(scope["method"], target, headers, body)
-        except UpstreamError as exc:
-            outcome.status, outcome.note = 502, str(exc)
-            error = openai_error("engine unreachable", "server_error", "engine_unreachable")
-            await send_json(send, 502, error, [id_header])
-            return
-        try:
-            outcome.status = response.status
-            start = {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": self._response_headers(response, body, id_header),
-            }
-            await send(start)
-            outcome.first_byte = time.perf_counter()
-            await self._stream(response, receive, send, outcome)
-        finally:
-            await response.aclose()
+        # From here the engine works for this client: if it goes away, stop the engine's work too.
+        async with _CancelOnDisconnect(receive) as guard:
+            try:
+                response = await self._upstream.request(scope["method"], target, headers, body)
+            except UpstreamError as exc:
+                outcome.status, outcome.note = 502, str(exc)
+                error = openai_error("engine unreachable", "server_error", "engine_unreachable")
+                await send_json(send, 502, error, [id_header])
+                return
+            try:
+                outcome.status = response.status
+                start = {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": self._response_headers(response, body, id_header),
+                }
+                await send(start)
+                outcome.first_byte = time.perf_counter()
+                await self._stream(response, send, outcome, guard)
+            finally:
+                await response.aclose()  # mid-body, this closes the connection: the engine stops
+        if guard.client_gone:
+            outcome.status = outcome.status or 499
+            outcome.note = "client went away"
 
     async def _stream(
-        self, response: UpstreamResponse, receive: Receive, send: Send, outcome: _Outcome
+        self, response: UpstreamResponse, send: Send, outcome: _Outcome, guard: _CancelOnDisconnect
     ) -> None:
-        """Pass each chunk on as the engine sends it. A client that goes away cancels this, which
-        closes the engine connection so the engine stops generating for nobody."""
+        """Pass each chunk on as the engine sends it."""
         traffic = self.agent.traffic
-        current = asyncio.current_task()
-        finished = False
-        client_gone = False
-
-        def on_disconnect(watch: asyncio.Future[Message]) -> None:
-            nonlocal client_gone
-            if not finished and not watch.cancelled() and current is not None:
-                client_gone = True
-                current.cancel()
-
-        watch = asyncio.ensure_future(receive())
-        watch.add_done_callback(on_disconnect)
         try:
             async for chunk in response.body():
                 traffic.upstream_bytes += len(chunk)
                 outcome.sent_bytes += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            finished = True
-            await send({"type": "http.response.body", "body": b""})
         except UpstreamError as exc:
             # Headers are out: all that is left is to end the response where the engine broke it.
             outcome.note = str(exc)
-        except asyncio.CancelledError:
-            if not client_gone or current is None:
-                raise
-            current.uncancel()
-            outcome.note = "client went away mid-response"
-        finally:
-            finished = True
-            watch.cancel()
+        guard.finish()
+        await send({"type": "http.response.body", "body": b""})
 
     def _response_headers(
         self, response: UpstreamResponse, body: bytes, id_header: tuple[bytes, bytes]
@@ -282,6 +266,47 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 class ClientGone(Exception):
     pass
+
+
+class _CancelOnDisconnect:
+    """Cancels the request's task when the client disconnects, and absorbs that cancellation.
+
+    Once the body is read, the ASGI `receive` only returns when the client goes away (or the
+    response is complete). Cancelling closes the engine connection, so the engine stops generating
+    for nobody (llama.cpp and vLLM abort a request whose connection closes)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[object] | None = None
+        self._watch: asyncio.Future[Message] | None = None
+        self._done = False
+        self.client_gone = False
+
+    async def __aenter__(self) -> _CancelOnDisconnect:
+        self._task = asyncio.current_task()
+        self._watch = asyncio.ensure_future(self._receive())
+        self._watch.add_done_callback(self._on_message)
+        return self
+
+    def finish(self) -> None:
+        """The response is about to complete: a disconnect from here on is the normal end."""
+        self._done = True
+
+    def _on_message(self, watch: asyncio.Future[Message]) -> None:
+        if self._done or watch.cancelled() or watch.exception() is not None or self._task is None:
+            return
+        if watch.result()["type"] == "http.disconnect":
+            self.client_gone = True
+            self._task.cancel()
+
+    async def __aexit__(self, exc_type: object, exc: object, traceback: object) -> bool:
+        self._done = True
+        if self._watch is not None:
+            self._watch.cancel()
+        if exc_type is asyncio.CancelledError and self.client_gone and self._task is not None:
+            self._task.uncancel()
+            return True
+        return False
 
 
 class _Outcome:

@@ -148,3 +148,31 @@ def test_gpu_node_without_a_gpu_is_never_ready(tmp_path: Path, tiny_model: Path)
             agent.http.post("/v1/completions", json=completion(), headers=agent.headers()).status_code == 503
         )
         assert httpx.get(agent.url + "/startupz").status_code == 503
+
+
+def engine_tokens(agent: RunningAgent) -> float:
+    for line in agent.http.get("/metrics/engine").text.splitlines():
+        if line.startswith("llamacpp:tokens_predicted_total "):
+            return float(line.split()[1])
+    raise AssertionError("llama.cpp reports no tokens_predicted_total")
+
+
+def test_client_that_goes_away_stops_the_engines_work(agent: RunningAgent) -> None:
+    asked = 4000
+    before = engine_tokens(agent)
+    with (
+        httpx.Client(base_url=agent.url, timeout=30) as client,
+        client.stream(
+            "POST", "/v1/completions", json=completion(max_tokens=asked, stream=True), headers=agent.headers()
+        ) as response,
+    ):
+        next(response.iter_raw())  # generation has begun; now hang up
+    wait_for(lambda: agent.status()["in_flight"] == 0, 10, "the proxy to let the request go")
+    wait_for(
+        lambda: "llamacpp:requests_processing 0" in agent.http.get("/metrics/engine").text,
+        10,
+        "llama.cpp to stop the abandoned generation",
+    )
+    generated = engine_tokens(agent) - before
+    assert generated < asked / 2, f"the engine generated {generated:.0f} of {asked} tokens for nobody"
+    assert agent.readyz() == 200
