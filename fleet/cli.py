@@ -12,6 +12,7 @@ per problem, no traceback); 3 the program itself failed (a bug: the traceback is
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 import warnings
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config: Path | None = None) -> int:
+    # One short burst of allocations (the cloud SDKs' classes, the resources) that lives until exit: the
+    # cyclic collector would find nothing to free and costs about a fifth of the run.
+    gc.disable()
     # Imported here so `fleet --help` answers without loading Pulumi and the cloud SDKs.
     from components.config import ConfigError
     from fleet.harness import render

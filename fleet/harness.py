@@ -9,6 +9,7 @@ are captured from the root stack's outputs.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import runpy
@@ -165,14 +166,19 @@ def render(stack: StackInput) -> Rendering:
     disabled = _disabled_default_providers(stack.config)
     monitor = RecordingMonitor(FleetMocks(), disabled)
     program = stack.project_dir / "__main__.py"
-    with _engine_environment(stack), _program_on_path(str(stack.project_dir)), _fresh_event_loop():
+    with (
+        _engine_environment(stack),
+        _program_on_path(str(stack.project_dir)),
+        _fresh_event_loop(),
+        _cyclic_gc_paused(),
+    ):
         pulumi.runtime.set_mocks(
             monitor.mocks, project=stack.project, stack=stack.stack, preview=False, monitor=monitor
         )
         # set_mocks leaves a root stack with its outputs already sealed; start from none, as `pulumi up` does.
         settings.ROOT.set(None)
         # Output tasks are tracked process-wide; a render that failed must not leave any for the next.
-        settings.SETTINGS.outputs.clear()
+        settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue] (a contextvar-backed field)
 
         def run_program() -> None:
             runpy.run_path(str(program), run_name="__main__")
@@ -204,6 +210,19 @@ def _engine_environment(stack: StackInput) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A render allocates SDK classes and resources in one burst that lives until it ends: the cyclic
+    collector finds nothing to free there, and costs a fifth of the time. Reference counting still runs."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @contextmanager
@@ -243,6 +262,8 @@ def redact(value: Any) -> Any:
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the wire protocol carries every number as a float: 45 s, not 45.0 s
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, pulumi.output.Unknown):
