@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+
 from fleet_agent import __version__
 from fleet_agent.aio import cancel_and_wait
 from fleet_agent.config import AgentConfig

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fleet_agent import constants as c
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from fleet_agent import constants as c
 
 EngineKind = Literal["vllm", "ollama", "llamacpp"]
 PositiveSeconds = Annotated[float, Field(gt=0)]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+
 from fleet_agent.config import AgentConfig, DrainedHookConfig, WebhookHook
 
 if TYPE_CHECKING:

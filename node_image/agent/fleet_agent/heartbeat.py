@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
+from redis.exceptions import RedisError
+
 from fleet_agent import constants as c
 from fleet_agent.config import HeartbeatConfig, NodeConfig
-from redis.exceptions import RedisError
 
 log = logging.getLogger("fleet_agent.heartbeat")
 

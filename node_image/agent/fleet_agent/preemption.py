@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import httpx
+
 from fleet_agent import constants as c
 from fleet_agent.config import AgentConfig, PreemptionConfig
 from fleet_agent.drain import DrainNotice

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import httpx
+
 from fleet_agent.aio import cancel_and_wait
 from fleet_agent.engines.base import EngineError, EngineHealth
 from fleet_agent.state import Check

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import uvicorn
+
 from fleet_agent import metrics
 from fleet_agent.proxy import Proxy, Receive, Scope, Send, openai_error, send_json
 from fleet_agent.state import State

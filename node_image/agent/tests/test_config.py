@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from fleet_agent.config import ConfigError, load_config
 
 from .agent_testkit.harness import to_toml

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from fleet_agent.config import WebhookHook
 from fleet_agent.drain import DrainedEvent, WebhookDrainedHook
 

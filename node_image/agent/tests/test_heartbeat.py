@@ -8,6 +8,7 @@ import json
 import time
 
 import redis
+
 from fleet_agent.config import HeartbeatConfig, NodeConfig
 from fleet_agent.heartbeat import Heartbeat, index_key, node_key
 

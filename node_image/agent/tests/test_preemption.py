@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from fleet_agent.config import AgentConfig, EngineConfig, PreemptionConfig
 from fleet_agent.drain import DrainNotice
 from fleet_agent.preemption import AwsImdsWatcher, GceMetadataWatcher, make_watcher

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import httpx
+
 from fleet_agent.config import EngineConfig
 from fleet_agent.engines import make_adapter
 from fleet_agent.engines.base import EngineHealth

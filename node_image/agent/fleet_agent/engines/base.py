@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
+
 from fleet_agent import constants as c
 from fleet_agent.config import EngineConfig
 

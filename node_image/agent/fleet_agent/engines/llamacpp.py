@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+
 from fleet_agent.engines.base import EngineAdapter, EngineHealth, HealthReading
 
 

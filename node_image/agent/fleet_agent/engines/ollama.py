@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import httpx
+
 from fleet_agent import constants as c
 from fleet_agent.engines.base import EngineAdapter, EngineError, ModelReading
 

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pynvml
+
 from fleet_agent import constants as c
 from fleet_agent.gpu.backend import GpuReading, GpuUnavailable, XidEvent
 

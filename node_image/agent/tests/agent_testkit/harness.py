@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from fleet_agent.agent import Agent
 from fleet_agent.config import AgentConfig, load_config
 from fleet_agent.drain import DrainNotice
