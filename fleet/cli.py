@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import traceback
 import warnings
@@ -46,13 +47,16 @@ def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config:
     # cyclic collector would find nothing to free and costs about a fifth of the run.
     gc.disable()
     # Imported here so `fleet --help` answers without loading Pulumi and the cloud SDKs.
-    from components.config import ConfigError
-    from fleet.harness import render
+    from components.core.config import ConfigError
+    from fleet.harness import PhysicalNameError, render
     from fleet.policy_run import PolicyConfigError, evaluate, load_config_file
     from fleet.report import plan_json, plan_table
     from fleet.stackfile import StackFileError, find_project_dir, load_stack
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if out is not None and (problem := _unwritable(out)):
+        print(f"error: --out {out}: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         rule_config = load_config_file(policy_config) if policy_config is not None else None
     except PolicyConfigError as e:
@@ -60,7 +64,7 @@ def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config:
     try:
         stack = load_stack(find_project_dir(cwd.resolve()), stack_name)
         rendering = render(stack)
-    except (ConfigError, StackFileError) as e:
+    except (ConfigError, StackFileError, PhysicalNameError) as e:
         return _config_error(e)
     except Exception:
         traceback.print_exc()
@@ -77,6 +81,18 @@ def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config:
     else:
         sys.stdout.write(text)
     return EXIT_POLICY if policy.mandatory else EXIT_OK
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why the plan could not be written to `path` (checked before a render spends seconds), or None."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        return "is a directory; give a file path"
+    if not parent.is_dir():
+        return f"no directory {parent}"
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "not writable"
+    return None
 
 
 def _config_error(error: Exception) -> int:

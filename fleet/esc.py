@@ -3,12 +3,17 @@
 Follows ESC's rules for what it can: imports merged in order (later wins, objects merged deeply), then the
 environment's own values; `${path}` interpolation; `fn::join`, `fn::toJSON`, `fn::toString`. What only
 the ESC service can produce (`fn::secret` plaintext or ciphertext, `fn::open::*` dynamic logins and
-secret stores) becomes a stand-in string marked secret, `esc-standin:<environment>:<path>`, so a render
-needs no account and never holds a real secret. Anything derived from a secret is secret too.
+secret stores) becomes a stand-in string marked secret, so a render needs no account and never holds a
+real secret. Anything derived from a secret is secret too.
+
+A stand-in is `esc-standin-` and a digest of where the value comes from (`<environment>:<path>`): opaque,
+deterministic, and shaped to pass the clouds' rules on secrets (lengths, characters), since the real
+value, which the program checks at `pulumi up`, is not visible here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -17,7 +22,14 @@ from typing import Any
 
 import yaml
 
-STANDIN_PREFIX = "esc-standin:"
+STANDIN_PREFIX = "esc-standin-"
+
+
+def standin(origin: str) -> str:
+    """The stand-in for a secret from `origin` (`<environment>:<path>`, `<stack file>:<key>`)."""
+    return f"{STANDIN_PREFIX}{hashlib.sha256(origin.encode()).hexdigest()[:20]}"
+
+
 _INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
 _PATH_PART = re.compile(r"""\.?([A-Za-z_][\w-]*)|\[(\d+)\]|\["([^"]+)"\]""")
 
@@ -156,9 +168,9 @@ class _Evaluator:
         name = next(k for k in node if k.startswith("fn::"))
         arg = node[name]
         if name == "fn::secret":
-            return Secret(f"{STANDIN_PREFIX}{env}:{path}")
+            return Secret(standin(f"{env}:{path}"))
         if name.startswith("fn::open::"):
-            return _OpenedStandIn(f"{STANDIN_PREFIX}{env}:{path}")
+            return _OpenedStandIn(f"{env}:{path}")
         if name == "fn::join":
             sep, items = self.node(arg, path)
             parts = [_strip_secrets(i) for i in items]
@@ -220,13 +232,13 @@ class _Evaluator:
 class _OpenedStandIn:
     """The output of an `fn::open::*` provider: any property read from it is a secret stand-in."""
 
-    base: str
+    origin: str
 
     def child(self, part: str | int) -> _OpenedStandIn:
-        return _OpenedStandIn(f"{self.base}.{part}")
+        return _OpenedStandIn(f"{self.origin}.{part}")
 
     def resolve(self) -> Secret:
-        return Secret(self.base)
+        return Secret(standin(self.origin))
 
 
 def _parse_path(ref: str, at: str) -> list[str | int]:
@@ -258,7 +270,7 @@ def _strip_secrets(value: Any) -> Any:
     if isinstance(value, Secret):
         return _strip_secrets(value.value)
     if isinstance(value, _OpenedStandIn):
-        return value.base
+        return standin(value.origin)
     if isinstance(value, dict):
         return {k: _strip_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from fleet.mocks import FleetMocks
+from fleet.mocks import FleetMocks, NameProblem
 from fleet.stackfile import StackInput
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -43,6 +46,42 @@ class MissingProviderError(RuntimeError):
     """A resource used a default provider although the stack disables them (as `pulumi up` would refuse)."""
 
 
+class PhysicalNameError(ValueError):
+    """Names the cloud's API would refuse: one line per resource, naming it, the name and the limit."""
+
+    def __init__(self, problems: list[NameProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class ResourceOptions:
+    """The options a registration carried that change how the engine treats the resource."""
+
+    protect: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()  # explicit dependencies (URNs), beyond those its inputs carry
+    delete_before_replace: bool = False
+    retain_on_delete: bool = False
+    aliases: tuple[dict[str, Any], ...] = ()
+    additional_secret_outputs: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Only what differs from the defaults, in the wire's camelCase names."""
+        shown = {
+            "protect": self.protect,
+            "ignoreChanges": list(self.ignore_changes),
+            "dependsOn": list(self.depends_on),
+            "deleteBeforeReplace": self.delete_before_replace,
+            "retainOnDelete": self.retain_on_delete,
+            "aliases": list(self.aliases),
+            "additionalSecretOutputs": list(self.additional_secret_outputs),
+            "replaceOnChanges": list(self.replace_on_changes),
+        }
+        return {k: v for k, v in shown.items() if v}
+
+
 @dataclass(frozen=True)
 class RecordedResource:
     urn: str
@@ -54,6 +93,11 @@ class RecordedResource:
     custom: bool
     inputs: dict[str, Any]
     outputs: dict[str, Any]  # the state the mocks answered with: inputs plus computed ids, ARNs, endpoints
+    options: ResourceOptions = ResourceOptions()
+    # The name the cloud knows it by (given or auto-named); None for resources without one.
+    physical_name: str | None = None
+    # Per input, the URNs of the resources its value was computed from.
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +108,7 @@ class Rendering:
     stack: str
     resources: list[RecordedResource]
     outputs: dict[str, Any]
+    project_dir: Path | None = None
     _by_urn: dict[str, RecordedResource] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,20 +156,53 @@ class Rendering:
         return top
 
 
+def engine_urn(parent: str, type_: str, name: str) -> str:
+    """A URN as the engine makes it: the parent's whole qualified type chain, then `$` and the type.
+
+    The SDK's MockMonitor keeps only the parent's last type (wrong two levels down) and qualifies top-level
+    resources with the root stack's type (the engine does not).
+    """
+    if parent and f"::{STACK_TYPE}::" not in parent:
+        type_ = f"{parent.split('::')[2]}${type_}"
+    return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+
+
+class DeclarationOrder:
+    """The order the program constructs its resources in: deterministic, unlike the order their
+    registrations reach the monitor (which waits on each resource's inputs).
+
+    A stack transformation (the SDK runs them synchronously in every resource's constructor) records each
+    resource's URN as it is built; it changes nothing.
+    """
+
+    def __init__(self) -> None:
+        self.urns: dict[str, int] = {}
+        self._by_resource: dict[int, str] = {}
+
+    def transformation(self, args: pulumi.ResourceTransformationArgs) -> None:
+        parent = args.opts.parent
+        parent_urn = self._by_resource.get(id(parent), "") if parent is not None else ""
+        urn = engine_urn(parent_urn, args.type_, args.name)
+        self._by_resource[id(args.resource)] = urn
+        self.urns.setdefault(urn, len(self.urns))
+
+    def sort(self, records: list[RecordedResource]) -> list[RecordedResource]:
+        last = len(self.urns)
+        return sorted(records, key=lambda r: (self.urns.get(r.urn, last), r.urn))
+
+
 class RecordingMonitor(MockMonitor):
     """A mock monitor that keeps every registration and the stack's outputs."""
 
     def __init__(self, mocks: FleetMocks, disabled_default_providers: set[str]) -> None:
         super().__init__(mocks)
+        self.fleet_mocks = mocks
         self.records: list[RecordedResource] = []
         self.stack_outputs: dict[str, Any] = {}
         self._disabled = disabled_default_providers
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
-        # The engine does not qualify a type with the root stack's: top-level URNs carry no `Stack$` prefix.
-        if f"::{STACK_TYPE}::" in parent:
-            parent = ""
-        return super().make_urn(parent, type_, name)
+        return engine_urn(parent, type_, name)
 
     def RegisterResource(self, request: Any) -> Any:
         if request.type == STACK_TYPE:
@@ -137,6 +215,11 @@ class RecordingMonitor(MockMonitor):
                 "pulumi:disable-default-providers: pass the region's provider"
             )
         response = super().RegisterResource(request)
+        property_dependencies = {
+            key: tuple(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
+        }
+        implicit = {urn for urns in property_dependencies.values() for urn in urns}
+        declared = self.fleet_mocks.declared.get((request.type, request.name)) if request.custom else None
         self.records.append(
             RecordedResource(
                 urn=response.urn,
@@ -148,6 +231,18 @@ class RecordingMonitor(MockMonitor):
                 custom=bool(request.custom),
                 inputs=rpc.deserialize_properties(request.object),
                 outputs=self.resources[response.urn].state,
+                options=ResourceOptions(
+                    protect=bool(request.protect),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    depends_on=tuple(u for u in request.dependencies if u not in implicit),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    aliases=tuple(json_format.MessageToDict(a) for a in request.aliases),
+                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                ),
+                physical_name=declared.physical_name if declared else None,
+                property_dependencies=property_dependencies,
             )
         )
         return response
@@ -158,15 +253,16 @@ class RecordingMonitor(MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-def render(stack: StackInput) -> Rendering:
-    """Run the stack's program under mocks and return what it declared.
+def render(stack: StackInput, program: Callable[[], object] | None = None) -> Rendering:
+    """Run the stack's program (or `program`, e.g. one component alone) under mocks; return what it declared.
 
-    Raises the program's own errors (a ConfigError for bad config) and EmptyRenderError when nothing
-    was registered.
+    Raises the program's own errors (a ConfigError for bad config), PhysicalNameError for names the cloud
+    would refuse, and EmptyRenderError when nothing was registered.
     """
     disabled = _disabled_default_providers(stack.config)
     monitor = RecordingMonitor(FleetMocks(), disabled)
-    program = stack.project_dir / "__main__.py"
+    main = stack.project_dir / "__main__.py"
+    order = DeclarationOrder()
     with (
         _engine_environment(stack),
         _program_on_path(str(stack.project_dir)),
@@ -182,12 +278,20 @@ def render(stack: StackInput) -> Rendering:
         settings.SETTINGS.outputs.clear()  # pyright: ignore[reportAttributeAccessIssue] (a contextvar-backed field)
 
         def run_program() -> None:
-            runpy.run_path(str(program), run_name="__main__")
+            pulumi.runtime.register_stack_transformation(order.transformation)
+            if program is None:
+                runpy.run_path(str(main), run_name="__main__")
+            else:
+                program()
 
         _sync_await(run_in_stack(run_program))
+    if monitor.fleet_mocks.name_problems:
+        raise PhysicalNameError(monitor.fleet_mocks.name_problems)
     if not monitor.records:
         raise EmptyRenderError(f"{stack.project}/{stack.stack}: the program registered no resources")
-    return Rendering(stack.project, stack.stack, list(monitor.records), monitor.stack_outputs)
+    return Rendering(
+        stack.project, stack.stack, order.sort(monitor.records), monitor.stack_outputs, stack.project_dir
+    )
 
 
 def _disabled_default_providers(config: dict[str, str]) -> set[str]:
@@ -259,20 +363,53 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG
 
 
-def redact(value: Any) -> Any:
-    """A JSON-ready copy with every secret shown as "[secret]" and every unknown as "[unknown]"."""
+def redact(value: Any, root: Path | None = None) -> Any:
+    """A JSON-ready copy with every secret shown as "[secret]", every unknown as "[unknown]", and assets
+    and archives as their path (relative to `root`) and content digest, never an object's repr."""
     if is_secret(value):
         return "[secret]"
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: redact(v, root) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [redact(v, root) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)  # the wire protocol carries every number as a float: 45 s, not 45.0 s
     if value is None or isinstance(value, str | int | float | bool):
         return value
     if isinstance(value, pulumi.output.Unknown):
         return "[unknown]"
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return describe_asset(value, root)
     if isinstance(value, pulumi.Resource):
         return f"[resource {type(value).__name__}]"
-    return str(value)
+    raise TypeError(f"cannot show a {type(value).__name__} in a plan deterministically")
+
+
+def describe_asset(value: pulumi.Asset | pulumi.Archive, root: Path | None) -> dict[str, Any]:
+    """An asset or archive as what it holds: a file's path and sha256, a text's sha256, an archive's
+    members."""
+    if isinstance(value, pulumi.FileAsset | pulumi.FileArchive):
+        path = Path(str(value.path))
+        shown = str(path.relative_to(root)) if root is not None and path.is_relative_to(root) else str(path)
+        kind = "asset" if isinstance(value, pulumi.FileAsset) else "archive"
+        return {kind: {"path": shown, "sha256": _content_digest(path)}}
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": {"sha256": hashlib.sha256(str(value.text).encode()).hexdigest()}}
+    if isinstance(value, pulumi.RemoteAsset | pulumi.RemoteArchive):
+        kind = "asset" if isinstance(value, pulumi.RemoteAsset) else "archive"
+        return {kind: {"uri": str(value.uri)}}
+    if isinstance(value, pulumi.AssetArchive):
+        members = dict(sorted(value.assets.items()))
+        return {"archive": {name: describe_asset(member, root) for name, member in members.items()}}
+    raise TypeError(f"cannot show a {type(value).__name__} in a plan deterministically")
+
+
+def _content_digest(path: Path) -> str:
+    """A file's sha256; a directory's over its files' relative paths and contents, in sorted order."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -29,8 +29,12 @@ class PolicyResult:
 
 
 def plan_document(rendering: Rendering, policy: PolicyResult) -> dict[str, Any]:
-    """The JSON contract: stack, project, resources, outputs, policy, budgets; secrets as "[secret]"."""
-    outputs = redact(rendering.outputs)
+    """The JSON contract: stack, project, resources, outputs, policy, budgets; secrets as "[secret]".
+
+    Deterministic: resources in the order the program declares them, maps (outputs, budgets) by key.
+    """
+    root = rendering.project_dir
+    outputs = _sorted(redact(rendering.outputs, root))
     return {
         "stack": rendering.stack,
         "project": rendering.project,
@@ -39,9 +43,11 @@ def plan_document(rendering: Rendering, policy: PolicyResult) -> dict[str, Any]:
                 "urn": r.urn,
                 "type": r.type,
                 "name": r.name,
+                "physicalName": r.physical_name,
                 "parent": r.parent,
                 "provider": r.provider,
-                "inputs": redact(r.inputs),
+                "options": r.options.as_dict(),
+                "inputs": redact(r.inputs, root),
             }
             for r in rendering.resources
         ],
@@ -57,12 +63,32 @@ def plan_document(rendering: Rendering, policy: PolicyResult) -> dict[str, Any]:
     }
 
 
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
 def plan_json(rendering: Rendering, policy: PolicyResult) -> str:
     return json.dumps(plan_document(rendering, policy), indent=2, sort_keys=False) + "\n"
 
 
 def _short(urn: str | None) -> str:
     return urn.rsplit("::", 1)[-1] if urn else "-"
+
+
+def _details(resource: RecordedResource) -> str:
+    """What a person reviewing the plan needs beyond the logical name: the cloud's name, the options."""
+    parts = []
+    if resource.physical_name is not None and resource.physical_name != resource.name:
+        parts.append(f"= {resource.physical_name}")
+    for key, value in resource.options.as_dict().items():
+        if key == "dependsOn":
+            value = [_short(u) for u in value]
+        parts.append(key if value is True else f"{key}={json.dumps(value)}")
+    return f"  {'  '.join(parts)}" if parts else ""
 
 
 def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
@@ -91,6 +117,8 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
             lines.append(f"{'(top level)':<48} {'':<24} {len(members):>4}")
         for resource_type, count in sorted(Counter(m.type for m in members).items()):
             lines.append(f"  {count:>4}  {resource_type}")
+            for m in (m for m in members if m.type == resource_type):
+                lines.append(f"          {m.name}{_details(m)}")
         lines.append("")
 
     lines.append("Outputs")

@@ -7,13 +7,15 @@ stand-ins marked secret.
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from fleet.esc import STANDIN_PREFIX, EscError, config_string, open_environments
+from fleet.esc import EscError, config_string, open_environments, standin
 
 
 class StackFileError(ValueError):
@@ -49,6 +51,12 @@ def find_project_dir(start: Path) -> Path:
     raise StackFileError(f"no Pulumi.yaml in {start} or any parent directory")
 
 
+# What a stack file may hold (Pulumi's stack settings); anything else is a misspelling Pulumi would ignore.
+STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
+# An ESC environment reference: `<project>/<environment>`, optionally `@<version>`.
+_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$")
+
+
 def load_stack(project_dir: Path, stack: str) -> StackInput:
     project_doc = _read_yaml(project_dir / "Pulumi.yaml")
     project = project_doc.get("name")
@@ -61,6 +69,13 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         )
         raise StackFileError(f"--stack {stack}: no {stack_path.name}; stacks here: {', '.join(known)}")
     stack_doc = _read_yaml(stack_path)
+    for key in stack_doc:
+        if key not in STACK_FILE_KEYS:
+            close = difflib.get_close_matches(str(key), STACK_FILE_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise StackFileError(
+                f"{stack_path.name}: {key}: unknown key; {hint}allowed: {', '.join(STACK_FILE_KEYS)}"
+            )
 
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
@@ -71,9 +86,7 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         elif not isinstance(declaration, dict):
             config[full_key] = config_string(declaration)
 
-    environments = stack_doc.get("environment") or []
-    if not isinstance(environments, list):
-        raise StackFileError(f"{stack_path.name}: environment: is a list of ESC environment names")
+    environments = _environments(stack_path, stack_doc.get("environment"))
     if environments:
         try:
             opened = open_environments(project_dir / "esc", environments, project)
@@ -82,20 +95,99 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         config.update(opened.config)
         secret_keys |= opened.secret_config_keys
 
-    for key, value in (stack_doc.get("config") or {}).items():
+    stack_config = stack_doc.get("config") or {}
+    if not isinstance(stack_config, dict):
+        raise StackFileError(f"{stack_path.name}: config: expected a mapping of key: value")
+    for key, value in stack_config.items():
         full_key = key if ":" in key else f"{project}:{key}"
+        _refuse_ambiguous(stack_path.name, full_key, value)
         secret_keys.discard(full_key)
         if isinstance(value, dict) and set(value) == {"secure"}:
-            config[full_key] = f"{STANDIN_PREFIX}{stack_path.name}:{key}"
+            config[full_key] = standin(f"{stack_path.name}:{key}")
             secret_keys.add(full_key)
         else:
             config[full_key] = config_string(value)
     return StackInput(project, stack, project_dir, config, frozenset(secret_keys))
 
 
+def _environments(stack_path: Path, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise StackFileError(
+            f"{stack_path.name}: environment: expected a list of ESC environments such as inference-fleet/dev"
+        )
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not _ENVIRONMENT_RE.match(name):
+            raise StackFileError(
+                f"{stack_path.name}: environment[{i}]: got {name!r}; expected <project>/<environment> "
+                "(letters, digits, '_', '.', '-'), such as inference-fleet/dev"
+            )
+    return value
+
+
+class _Ambiguous:
+    """A plain YAML scalar whose meaning differs between YAML readers or that Pulumi cannot carry."""
+
+    def __init__(self, text: str, reading: str) -> None:
+        self.text = text
+        self.reading = reading
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML 1.1 (PyYAML) reads some plain scalars differently from the YAML 1.2 reader Pulumi uses (`no`
+    is false here, the string "no" there; `2025-01-01` a date here, a string there), and some values do not
+    survive Pulumi's config (NaN, integers past 2^53). Such scalars load as `_Ambiguous` and are refused
+    by name, asking for quotes or another value."""
+
+
+def _bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = str(node.value)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return _Ambiguous(text, f"YAML 1.1 reads it as {loader.construct_yaml_bool(node)}, Pulumi as the string")
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    return _Ambiguous(str(node.value), "a date to YAML 1.1, a string to Pulumi")
+
+
+def _float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_yaml_float(node)
+    if value != value or value in (float("inf"), float("-inf")):
+        return _Ambiguous(str(node.value), "not a number Pulumi's config can carry")
+    return value
+
+
+def _int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    value = loader.construct_yaml_int(node)
+    if abs(value) > 2**53:
+        return _Ambiguous(str(node.value), "an integer past 2^53, which JSON does not carry exactly")
+    return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _bool)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _float)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _int)
+
+
+def _refuse_ambiguous(file: str, path: str, value: Any) -> None:
+    if isinstance(value, _Ambiguous):
+        raise StackFileError(
+            f"{file}: {path}: got {value.text} unquoted ({value.reading}); quote it or fix it"
+        )
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_ambiguous(file, f"{path}.{key}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_ambiguous(file, f"{path}[{i}]", item)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.load(path.read_text(), Loader=_StrictLoader)
     except FileNotFoundError:
         raise StackFileError(f"{path}: not found") from None
     except yaml.YAMLError as e:

@@ -19,7 +19,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from components.catalog import AWS_REGIONS, GCP_REGIONS, GPU_INSTANCE_TYPES
+from components.core.catalog.aws import AWS_REGIONS, GPU_INSTANCE_TYPES, TIER_MAX_GPUS
+from components.core.catalog.gcp import GCP_REGIONS
 from policies.linking import of_types, referenced
 from policies.reliability import AUTOSCALING_GROUP, pool_instance_types
 from policies.support import (
@@ -92,7 +93,7 @@ _CAP_SCHEMA = PolicyConfigSchema(
         "maxGpus": {
             "type": "object",
             "additionalProperties": {"type": "integer", "minimum": 0},
-            "default": {"dev": 8, "prod": 64, "default": 8},
+            "default": {**TIER_MAX_GPUS, "default": TIER_MAX_GPUS["dev"]},
             "description": (
                 "Most GPUs a stack may run at full scale, by its tier tag; 'default' for any other tier."
             ),

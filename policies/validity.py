@@ -13,7 +13,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
 )
 
-from components.catalog import CLOUD_RUN_GPUS
+from components.core.catalog.gcp import CLOUD_RUN_GPUS
 from policies.support import as_number, cpu_count, items, known, label, mapping, memory_gib, path, present
 
 CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"

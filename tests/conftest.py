@@ -1,8 +1,13 @@
 """Fixtures over the one recording harness that `fleet plan` uses.
 
-`render("prod")` renders a shipped stack; `render("prod", {"key": value})` renders it with config keys
-changed (None removes a key). A test that asks for `render` and ends without a rendering that recorded
-resources fails: a test must not pass having checked nothing.
+- `render("prod")` renders a shipped stack; `render("prod", {"key": value})` renders it with config keys
+  changed (None removes a key).
+- `declare(program, stack="prod")` renders one capability alone: `program(config, stack_context,
+  secrets)` runs in place of `__main__.py`, with the stack's validated config.
+- `config_problems("prod", {...})` returns the lines a bad config is refused with.
+
+A test that asks for `render` or `declare` and ends without a rendering that recorded resources fails: a
+test must not pass having checked nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from typing import Any
 
 import pytest
 
+from components.core.config import ConfigError, StackSecrets
+from components.core.context import StackContext
+from components.stack import FleetConfig, load_stack_config, parse_stack_config
 from fleet.harness import Rendering
 from fleet.harness import render as harness_render
 from fleet.stackfile import StackInput, load_stack
@@ -21,6 +29,7 @@ from fleet.stackfile import StackInput, load_stack
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 RenderFn = Callable[..., Rendering]
+Program = Callable[[FleetConfig, StackContext, StackSecrets], object]
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +37,29 @@ def project_dir() -> Path:
     return PROJECT_DIR
 
 
+def stack_input_for(stack: str, changes: dict[str, Any] | None = None) -> StackInput:
+    loaded = load_stack(PROJECT_DIR, stack)
+    return loaded.with_config(changes) if changes else loaded
+
+
 @pytest.fixture
 def stack_input() -> Callable[..., StackInput]:
-    def make(stack: str, changes: dict[str, Any] | None = None) -> StackInput:
-        loaded = load_stack(PROJECT_DIR, stack)
-        return loaded.with_config(changes) if changes else loaded
+    return stack_input_for
 
-    return make
+
+def problems_of(stack: str | StackInput, changes: dict[str, Any] | None = None) -> list[str]:
+    """The lines the config model refuses a stack (with changes) with; fails if it is accepted."""
+    given = stack if isinstance(stack, StackInput) else stack_input_for(stack, changes)
+    if isinstance(stack, StackInput) and changes:
+        given = stack.with_config(changes)
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(given.config, set(given.secret_keys))
+    return raised.value.problems
+
+
+@pytest.fixture
+def config_problems() -> Callable[..., list[str]]:
+    return problems_of
 
 
 _shipped: dict[str, Rendering] = {}
@@ -50,11 +75,11 @@ def render() -> Iterator[RenderFn]:
             if isinstance(stack, StackInput):
                 rendering = harness_render(stack.with_config(changes) if changes else stack)
             elif changes:
-                rendering = harness_render(load_stack(PROJECT_DIR, stack).with_config(changes))
+                rendering = harness_render(stack_input_for(stack, changes))
             else:
                 # Shipped stacks render the same every time: render each once per session.
                 if stack not in _shipped:
-                    _shipped[stack] = harness_render(load_stack(PROJECT_DIR, stack))
+                    _shipped[stack] = harness_render(stack_input_for(stack))
                 rendering = _shipped[stack]
         renderings.append(rendering)
         return rendering
@@ -62,3 +87,23 @@ def render() -> Iterator[RenderFn]:
     yield do_render
     if not any(r.resources for r in renderings):
         pytest.fail("this test asked for a render but checked no recorded resources")
+
+
+@pytest.fixture
+def declare() -> Iterator[Callable[..., Rendering]]:
+    renderings: list[Rendering] = []
+
+    def do_declare(program: Program, stack: str = "prod", changes: dict[str, Any] | None = None) -> Rendering:
+        def run() -> None:
+            config, secrets = load_stack_config()
+            program(config, StackContext.create(config.tier, config.tags), secrets)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            rendering = harness_render(stack_input_for(stack, changes), program=run)
+        renderings.append(rendering)
+        return rendering
+
+    yield do_declare
+    if not any(r.resources for r in renderings):
+        pytest.fail("this test asked for a declaration but checked no recorded resources")

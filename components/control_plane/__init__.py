@@ -1,0 +1,113 @@
+"""The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
+
+Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `ControlPlaneOutputs` (and its
+per-region `RegionalControlPlaneOutputs`), `declare`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from components.control_plane.config import (
+    GATEWAY_MASTER_KEY,
+    PROVIDER_API_KEYS,
+    REDIS_AUTH_TOKEN,
+    GatewayConfig,
+    RedisConfig,
+)
+from components.control_plane.control_plane import (
+    ControlPlaneRegion,
+    DatabaseAccess,
+    GatewaySecrets,
+    RegionalControlPlane,
+    RegionalControlPlaneArgs,
+    RegionalControlPlaneOutputs,
+)
+from components.core.config import SecretSpec, StackSecrets
+from components.core.context import StackContext
+from components.data_tier import DATABASE_PASSWORD, DataTierOutputs
+from components.network import NetworkOutputs
+
+__all__ = [
+    "SECRETS",
+    "ControlPlaneOutputs",
+    "GatewayConfig",
+    "RedisConfig",
+    "RegionalControlPlaneOutputs",
+    "declare",
+]
+
+SECRETS: list[SecretSpec] = [GATEWAY_MASTER_KEY, PROVIDER_API_KEYS, REDIS_AUTH_TOKEN]
+
+
+@dataclass(frozen=True)
+class ControlPlaneOutputs:
+    """Every region's control plane, primary first."""
+
+    regions: dict[str, RegionalControlPlaneOutputs]
+
+    def exports(self) -> dict[str, Any]:
+        return {"gatewayUrls": {region: cp.gateway_url for region, cp in self.regions.items()}}
+
+    def budgets(self) -> dict[str, Any]:
+        return {}
+
+
+def declare(
+    stack: StackContext,
+    domain: str,
+    gateway: GatewayConfig,
+    redis: RedisConfig,
+    log_retention_days: int,
+    networks: NetworkOutputs,
+    data: DataTierOutputs,
+    secrets: StackSecrets,
+) -> ControlPlaneOutputs:
+    """A control plane per network region (`control-plane-<region>`); the first region is the primary."""
+    gateway_secrets = GatewaySecrets(
+        master_key=secrets.require(GATEWAY_MASTER_KEY.key),
+        provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
+        database_password=secrets.require(DATABASE_PASSWORD.key),
+        redis_auth_token=secrets.require(REDIS_AUTH_TOKEN.key),
+    )
+    planes: dict[str, RegionalControlPlane] = {}
+    primary: RegionalControlPlane | None = None
+    for region, net in networks.regions.items():
+        role = "primary" if primary is None else "standby"
+        plane = RegionalControlPlane(
+            f"control-plane-{region}",
+            RegionalControlPlaneArgs(
+                plane=ControlPlaneRegion(
+                    region=region,
+                    role=role,
+                    domain=domain,
+                    gateway=gateway,
+                    min_tasks=gateway.min_tasks if role == "primary" else gateway.standby_min_tasks,
+                    max_tasks=gateway.max_tasks if role == "primary" else gateway.standby_max_tasks,
+                    redis=redis,
+                    log_retention_days=log_retention_days,
+                    deletion_protection=stack.deletion_protection,
+                ),
+                stack=stack,
+                region=net.region,
+                vpc_id=net.vpc_id,
+                public_subnet_ids=net.public_subnet_ids,
+                private_subnet_ids=net.private_subnet_ids,
+                kms_key_arn=data.kms_key_arns[region],
+                database=DatabaseAccess(
+                    endpoint=data.writer_endpoint,
+                    port=data.port,
+                    name=data.name,
+                    username=data.master_username,
+                    security_group_id=data.security_group_ids[region],
+                    remote_cidrs=networks.remote_private_cidrs(region),
+                ),
+                secrets=gateway_secrets,
+                # The primary writes the API name's ACM validation record; the others reuse it.
+                shared_validation_fqdns=primary.shared_validation_fqdns if primary else None,
+            ),
+        )
+        primary = primary or plane
+        planes[region] = plane
+    return ControlPlaneOutputs({region: plane.outputs for region, plane in planes.items()})

@@ -1,0 +1,233 @@
+"""The `controlPlane.gateway` and `controlPlane.redis` sections, and the gateway's secrets."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic.alias_generators import to_camel
+
+from components.core.catalog.aws import (
+    ELASTICACHE_AUTH_TOKEN_LENGTH,
+    ELASTICACHE_AUTH_TOKEN_SPECIALS,
+    ELASTICACHE_NODE_TYPES,
+    FARGATE_CPU_MEMORY,
+    MAX_CERTIFICATE_COMMON_NAME_LENGTH,
+    MAX_DNS_NAME_LENGTH,
+)
+from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
+from components.core.fields import ImageRef, ModelName, in_
+
+# The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
+# Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
+DEFAULT_GATEWAY_IMAGE = (
+    "ghcr.io/berriai/litellm-database@sha256:5a9ff0fd7177372f2ccd8949cb121f67e281f4d13d026af51f9c096c0626f50a"
+)
+# LiteLLM's routing strategies (router_settings.routing_strategy).
+GATEWAY_ROUTING_STRATEGIES: tuple[str, ...] = (
+    "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing",
+)  # fmt: skip
+# Serverless providers the gateway may fall back to: LiteLLM's provider prefix for each. Their API keys
+# come from the providerApiKeys secret object, one entry per provider name.
+GATEWAY_PROVIDERS: tuple[str, ...] = (
+    "openai", "anthropic", "together_ai", "fireworks_ai", "groq", "deepinfra", "mistral",
+)  # fmt: skip
+# The longest name the control plane serves under the domain: a region's own gateway name.
+_REGIONAL_PREFIX = "ap-northeast-1.api."
+
+_PROVIDER_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
+
+
+def _provider_model(value: str) -> str:
+    if not _PROVIDER_MODEL_RE.match(value):
+        raise ValueError(f"got {value!r}; expected the provider's model id, such as meta-llama/Llama-3.3-70B")
+    return value
+
+
+ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
+GatewayProvider = Annotated[str, AfterValidator(in_(GATEWAY_PROVIDERS))]
+RoutingStrategy = Annotated[str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES))]
+ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
+
+
+class ServerlessEndpointConfig(Section):
+    """A provider-hosted model the gateway can send requests to, and what it costs."""
+
+    list_key = "name"
+
+    name: ModelName
+    provider: GatewayProvider
+    model: ProviderModelId
+    input_cost_per_million_tokens: float = Field(ge=0, le=1000)
+    output_cost_per_million_tokens: float = Field(ge=0, le=1000)
+
+
+class GatewayRouteConfig(Section):
+    """A model name clients ask for: the endpoints that serve it, then the fallbacks tried in order."""
+
+    list_key = "model"
+
+    model: ModelName
+    endpoints: list[ModelName] = Field(min_length=1, max_length=20)
+    fallbacks: list[ModelName] = Field(default_factory=list, max_length=10)
+
+
+class GatewayConfig(Section):
+    """The LiteLLM gateway: its image, task size and counts, and the routing it is rendered with."""
+
+    image: ImageRef = DEFAULT_GATEWAY_IMAGE
+    cpu: int = Field(default=512, description="Fargate CPU units: 256, 512, 1024, 2048, 4096, 8192, 16384")
+    memory_mib: int = Field(default=1024, description="Fargate memory, paired with cpu")
+    min_tasks: int = Field(default=1, ge=1, le=200)
+    max_tasks: int = Field(default=2, ge=1, le=200)
+    standby_min_tasks: int = Field(default=1, ge=1, le=200)
+    standby_max_tasks: int = Field(default=2, ge=1, le=200)
+    target_requests_per_task: int = Field(
+        default=600, ge=10, le=100_000, description="ALB requests per task per minute autoscaling holds"
+    )
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    num_retries: int = Field(default=2, ge=0, le=10)
+    request_timeout_seconds: int = Field(default=600, ge=10, le=3600)
+    allowed_fails: int = Field(default=3, ge=1, le=100)
+    cooldown_seconds: int = Field(default=30, ge=1, le=3600)
+    routes: list[GatewayRouteConfig] = Field(default_factory=list)
+    serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
+
+    def providers_used(self) -> list[str]:
+        """Providers whose keys the gateway needs: those of the endpoints that routes reach."""
+        endpoints = {e.name: e for e in self.serverless_endpoints}
+        reached = {name for route in self.routes for name in [*route.endpoints, *route.fallbacks]}
+        return sorted({endpoints[name].provider for name in reached if name in endpoints})
+
+
+class RedisConfig(Section):
+    node_type: ElastiCacheNodeType = "cache.t4g.micro"
+    replicas: int = Field(
+        default=0, ge=0, le=5, description="replica nodes besides the primary; >= 1 is Multi-AZ"
+    )
+
+
+@rule(GatewayConfig)
+def _gateway_fits(gw: GatewayConfig, view: StackView) -> Iterator[Problem]:
+    if gw.cpu not in FARGATE_CPU_MEMORY:
+        yield "cpu", f"got {gw.cpu}; Fargate takes: {one_of(FARGATE_CPU_MEMORY)}"
+    elif gw.memory_mib not in FARGATE_CPU_MEMORY[gw.cpu]:
+        memory = FARGATE_CPU_MEMORY[gw.cpu]
+        yield (
+            "memoryMib",
+            f"got {gw.memory_mib}; with cpu {gw.cpu} Fargate takes {memory[0]}-{memory[-1]} MiB "
+            f"in steps of {memory[1] - memory[0]}",
+        )
+    if gw.min_tasks > gw.max_tasks:
+        yield "minTasks", f"got {gw.min_tasks}; at most maxTasks ({gw.max_tasks})"
+    if gw.standby_min_tasks > gw.standby_max_tasks:
+        yield (
+            "standbyMinTasks",
+            f"got {gw.standby_min_tasks}; at most standbyMaxTasks ({gw.standby_max_tasks})",
+        )
+    if view.tier == "prod" and gw.min_tasks < 2:
+        yield "minTasks", f"got {gw.min_tasks}; prod runs at least 2 so losing a zone leaves the gateway up"
+    if view.standby_region is None:
+        for key in ("standby_min_tasks", "standby_max_tasks"):
+            if key in gw.model_fields_set:
+                yield to_camel(key), "set, but there is no standbyRegion to run a standby gateway in"
+
+
+@rule(GatewayConfig)
+def _routes_name_declared_endpoints(gw: GatewayConfig, view: StackView) -> Iterator[Problem]:
+    endpoints = [e.name for e in gw.serverless_endpoints]
+    for i, route in enumerate(gw.routes):
+        here = f"routes[{i}]"
+        if route.model in endpoints:
+            yield (
+                f"{here}.model",
+                f"got {route.model!r}, also a serverless endpoint's name; the two must differ",
+            )
+        for field, names in (("endpoints", route.endpoints), ("fallbacks", route.fallbacks)):
+            for j, name in enumerate(names):
+                if name not in endpoints:
+                    known = one_of(endpoints) or "(none declared)"
+                    yield f"{here}.{field}[{j}]", f"got {name!r}; declared serverlessEndpoints: {known}"
+        for j, name in enumerate(route.fallbacks):
+            if name in route.endpoints:
+                yield (
+                    f"{here}.fallbacks[{j}]",
+                    f"got {name!r}, which already serves the route; fall back elsewhere",
+                )
+
+
+@rule(GatewayConfig)
+def _provider_keys_cover_the_routes(gw: GatewayConfig, view: StackView) -> Iterator[Problem]:
+    given = view.secret_object_keys.get(PROVIDER_API_KEYS.key)
+    if given is None:
+        return  # not visible here: the value is held where only Pulumi can read it
+    missing = [p for p in gw.providers_used() if p not in given]
+    if missing:
+        yield (
+            TopKey(PROVIDER_API_KEYS.key),
+            f"no key for {one_of(missing)}; the gateway's routes use {one_of(gw.providers_used())}. "
+            "Add it in ESC: secrets.providerApiKeys.<provider>",
+        )
+
+
+@rule(RedisConfig)
+def _redis_fits(redis: RedisConfig, view: StackView) -> Iterator[Problem]:
+    if view.tier == "prod" and redis.replicas < 1:
+        yield (
+            "replicas",
+            f"got {redis.replicas}; prod keeps at least 1 replica in another zone (Multi-AZ failover)",
+        )
+
+
+@stack_rule
+def _served_names_fit(view: StackView) -> Iterator[Problem]:
+    """The names the control plane serves under the domain fit the certificate's and DNS's limits."""
+    domain = view.domain
+    api_name = f"api.{domain}"
+    if len(api_name) > MAX_CERTIFICATE_COMMON_NAME_LENGTH:
+        yield (
+            TopKey("domain"),
+            f"got {len(domain)} characters; the certificate's name api.<domain> would be {len(api_name)}, "
+            f"and ACM takes at most {MAX_CERTIFICATE_COMMON_NAME_LENGTH} (a domain of at most "
+            f"{MAX_CERTIFICATE_COMMON_NAME_LENGTH - len('api.')})",
+        )
+    elif len(_REGIONAL_PREFIX) + len(domain) > MAX_DNS_NAME_LENGTH:
+        yield (
+            TopKey("domain"),
+            f"got {len(domain)} characters; regional names under it would pass DNS's {MAX_DNS_NAME_LENGTH}",
+        )
+
+
+def _redis_auth_token(value: Any) -> str | None:
+    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
+    text = value if isinstance(value, str) else ""
+    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
+    if not (low <= len(text) <= high and allowed):
+        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
+        return (
+            f"ElastiCache takes an AUTH token of {low}-{high} ASCII letters, digits and {specials}; "
+            f"got {len(text)} characters"
+        )
+    return None
+
+
+def _provider_keys(value: Any) -> str | None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
+        return "expected an object of provider name -> API key (e.g. secrets.providerApiKeys.openai in ESC)"
+    unknown = [p for p in value if p not in GATEWAY_PROVIDERS]
+    if unknown:
+        return f"unknown provider(s) {one_of(unknown)}; allowed: {one_of(GATEWAY_PROVIDERS)}"
+    return None
+
+
+GATEWAY_MASTER_KEY = SecretSpec("gatewayMasterKey", "LiteLLM master key for the gateway")
+PROVIDER_API_KEYS = SecretSpec(
+    "providerApiKeys", "object of serverless fallback provider name -> API key", check=_provider_keys
+)
+REDIS_AUTH_TOKEN = SecretSpec(
+    "redisAuthToken",
+    "auth token of the gateway's Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
+    check=_redis_auth_token,
+)

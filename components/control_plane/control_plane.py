@@ -1,0 +1,836 @@
+"""RegionalControlPlane: one region's public API, the LiteLLM gateway behind it, and the gateway's Redis.
+
+    internet -> ALB (HTTPS 443; 80 redirects) -> gateway tasks on Fargate (private subnets, port 4000)
+                                               -> Redis (TLS, auth token), Aurora (TLS), providers (443)
+
+Security groups chain the tiers: only the ALB reaches the gateway, only the gateway reaches Redis and the
+database. The gateway's secrets (master key, database URL, Redis token, provider keys) sit in one Secrets
+Manager secret, encrypted with the region's data key, and reach the container only as `secrets`
+(valueFrom), never as plain environment. Its config file is rendered from the stack config into S3 under a
+key carrying its digest, so a routing change is a new task definition and a rolling deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import pulumi
+import pulumi_aws as aws
+
+from components.control_plane.config import GatewayConfig, RedisConfig
+from components.control_plane.gateway_config import (
+    DATABASE_URL_ENV,
+    GATEWAY_PORT,
+    MASTER_KEY_ENV,
+    READINESS_PATH,
+    REDIS_HOST_ENV,
+    REDIS_PASSWORD_ENV,
+    REDIS_PORT,
+    REDIS_PORT_ENV,
+    config_digest,
+    litellm_config_yaml,
+    provider_key_env,
+)
+from components.core.config import PROJECT
+from components.core.context import RegionContext, StackContext
+from components.core.iam import scoped_role
+
+HTTPS_PORT = 443
+HTTP_PORT = 80
+# TLS 1.3 with 1.2 for older clients, forward secrecy only.
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+CONTAINER_NAME = "gateway"
+ACCESS_LOG_PREFIX = "alb-logs"
+CONFIG_PREFIX = "config"
+# Fargate stops a task at most 120 s after SIGTERM; in-flight requests get the ALB's deregistration delay.
+STOP_TIMEOUT_SECONDS = 120
+# A private ECR image needs pull permissions; a public registry's does not.
+_ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)")
+
+
+@dataclass(frozen=True)
+class GatewaySecrets:
+    """The stack's secrets the gateway needs, as secret Outputs (from ESC through StackSecrets)."""
+
+    master_key: pulumi.Output[str]
+    provider_api_keys: pulumi.Output[Any]
+    database_password: pulumi.Output[str]
+    redis_auth_token: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
+class DatabaseAccess:
+    """How the gateway reaches the data tier in its region."""
+
+    endpoint: pulumi.Input[str]
+    port: int
+    name: str
+    username: str
+    security_group_id: pulumi.Input[str]
+    # Private subnets of other regions where the writer may live, reached over the VPC peering.
+    remote_cidrs: Sequence[str]
+
+
+@dataclass(frozen=True)
+class ControlPlaneRegion:
+    """The slice of the config one region's control plane is built from."""
+
+    region: str
+    role: Literal["primary", "standby"]
+    domain: str
+    gateway: GatewayConfig
+    min_tasks: int
+    max_tasks: int
+    redis: RedisConfig
+    log_retention_days: int
+    deletion_protection: bool
+
+    @property
+    def api_name(self) -> str:
+        """The name clients use; served by whichever region DNS points at."""
+        return f"api.{self.domain}"
+
+    @property
+    def regional_name(self) -> str:
+        """This region's own name for the gateway: health checks and operators reach one region by it."""
+        return f"{self.region}.api.{self.domain}"
+
+
+@dataclass(frozen=True)
+class RegionalControlPlaneArgs:
+    plane: ControlPlaneRegion
+    stack: StackContext
+    region: RegionContext
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: pulumi.Input[Sequence[str]]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    kms_key_arn: pulumi.Input[str]
+    database: DatabaseAccess
+    secrets: GatewaySecrets
+    # ACM validates a name with the same record in every region: the primary writes the one for the
+    # shared API name and hands its FQDNs to the others (None: this region writes it).
+    shared_validation_fqdns: pulumi.Input[Sequence[str]] | None = None
+
+
+@dataclass(frozen=True)
+class RegionalControlPlaneOutputs:
+    """One region's control plane as DNS, failover and the capabilities that route through it see it."""
+
+    region: str
+    role: Literal["primary", "standby"]
+    regional_name: str
+    # The path on `regional_name` that says whether this region serves (what DNS failover probes).
+    health_check_path: str
+    gateway_url: pulumi.Output[str]
+    alb_dns_name: pulumi.Output[str]
+    alb_zone_id: pulumi.Output[str]
+    alb_security_group_id: pulumi.Output[str]
+    gateway_security_group_id: pulumi.Output[str]
+    redis_security_group_id: pulumi.Output[str]
+    redis_endpoint: pulumi.Output[str]
+    cluster_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+
+
+class RegionalControlPlane(pulumi.ComponentResource):
+    """ALB + ECS Fargate gateway + ElastiCache Redis in one region, on that region's network.
+
+    Every child goes through the region's provider.
+    """
+
+    outputs: RegionalControlPlaneOutputs
+
+    alb_dns_name: pulumi.Output[str]
+    alb_zone_id: pulumi.Output[str]
+    gateway_url: pulumi.Output[str]
+    regional_name: str
+    certificate_arn: pulumi.Output[str]
+    shared_validation_fqdns: pulumi.Output[list[str]]
+    alb_security_group_id: pulumi.Output[str]
+    gateway_security_group_id: pulumi.Output[str]
+    redis_security_group_id: pulumi.Output[str]
+    redis_endpoint: pulumi.Output[str]
+    cluster_name: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RegionalControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            "inference-fleet:control_plane:RegionalControlPlane",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[args.region.provider])),
+        )
+        self._name = name
+        self._args = args
+        plane = args.plane
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._account = aws.get_caller_identity_output(opts=invoke).account_id
+        self._zone_id = aws.route53.get_zone_output(
+            name=plane.domain, private_zone=False, opts=invoke
+        ).zone_id
+
+        alb_sg, gateway_sg, redis_sg = self._security_groups()
+        bucket = self._bucket()
+        certificate = self._certificate()
+        alb, target_group, https = self._load_balancer(alb_sg, bucket, certificate)
+        redis = self._redis(redis_sg)
+        secret = self._secret(redis)
+        cluster, service = self._service(gateway_sg, bucket, secret, redis, target_group, https)
+        self._autoscaling(cluster, service, alb, target_group)
+
+        aws.route53.Record(
+            f"{name}-regional",
+            zone_id=self._zone_id,
+            name=plane.regional_name,
+            type="A",
+            aliases=[
+                aws.route53.RecordAliasArgs(
+                    name=alb.dns_name, zone_id=alb.zone_id, evaluate_target_health=True
+                )
+            ],
+            opts=self._child(),
+        )
+
+        self.outputs = RegionalControlPlaneOutputs(
+            region=plane.region,
+            role=plane.role,
+            regional_name=plane.regional_name,
+            health_check_path=READINESS_PATH,
+            gateway_url=pulumi.Output.from_input(f"https://{plane.regional_name}"),
+            alb_dns_name=alb.dns_name,
+            alb_zone_id=alb.zone_id,
+            alb_security_group_id=alb_sg.id,
+            gateway_security_group_id=gateway_sg.id,
+            redis_security_group_id=redis_sg.id,
+            redis_endpoint=redis.primary_endpoint_address,
+            cluster_name=cluster.name,
+            service_name=service.name,
+        )
+        out = self.outputs
+        self.register_outputs(
+            {
+                "albDnsName": out.alb_dns_name,
+                "gatewayUrl": out.gateway_url,
+                "certificateArn": certificate.certificate_arn,
+                "redisEndpoint": out.redis_endpoint,
+                "clusterName": out.cluster_name,
+                "serviceName": out.service_name,
+            }
+        )
+
+    def _child(self, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    # --- who may talk to whom -------------------------------------------------------------------------
+
+    def _security_groups(
+        self,
+    ) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+        """Groups without inline rules (the provider then drops AWS's allow-all egress); rules one by one."""
+        name, args = self._name, self._args
+
+        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
+            return aws.ec2.SecurityGroup(
+                f"{name}-{suffix}",
+                vpc_id=args.vpc_id,
+                description=description,
+                revoke_rules_on_delete=True,
+                tags={"Name": f"{name}-{suffix}"},
+                opts=self._child(),
+            )
+
+        alb = group("alb-sg", "gateway ALB: HTTPS from the internet, HTTP only to redirect")
+        gateway = group("gateway-sg", "LiteLLM gateway tasks: from the ALB only")
+        redis = group("redis-sg", "gateway Redis: from the gateway only")
+
+        def rule(
+            direction: str,
+            rule_name: str,
+            group: aws.ec2.SecurityGroup,
+            port: int,
+            description: str,
+            *,
+            cidr: str | None = None,
+            peer: pulumi.Input[str] | None = None,
+        ) -> None:
+            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
+            kind(
+                f"{name}-{rule_name}",
+                security_group_id=group.id,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                cidr_ipv4=cidr,
+                referenced_security_group_id=peer,
+                description=description,
+                opts=self._child(),
+            )
+
+        anywhere = "0.0.0.0/0"
+        db_port = args.database.port
+        rule("in", "alb-https", alb, HTTPS_PORT, "HTTPS from clients", cidr=anywhere)
+        rule("in", "alb-http", alb, HTTP_PORT, "HTTP from clients, redirected to HTTPS", cidr=anywhere)
+        rule("out", "alb-to-gateway", alb, GATEWAY_PORT, "to the gateway", peer=gateway.id)
+
+        rule("in", "gateway-from-alb", gateway, GATEWAY_PORT, "from the ALB", peer=alb.id)
+        rule("out", "gateway-to-redis", gateway, REDIS_PORT, "to its Redis", peer=redis.id)
+        rule("out", "gateway-to-db", gateway, db_port, "to Aurora here", peer=args.database.security_group_id)
+        for i, cidr in enumerate(args.database.remote_cidrs):
+            rule(
+                "out",
+                f"gateway-to-remote-db-{i}",
+                gateway,
+                db_port,
+                "to the Aurora writer elsewhere",
+                cidr=cidr,
+            )
+        # Providers, AWS APIs (Secrets Manager, S3, logs) and the image registry are all HTTPS.
+        rule("out", "gateway-https", gateway, HTTPS_PORT, "HTTPS to providers and AWS APIs", cidr=anywhere)
+
+        rule("in", "redis-from-gateway", redis, REDIS_PORT, "from the gateway", peer=gateway.id)
+        # The database's group belongs to the data tier; the gateway opens its own way in.
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-db-from-gateway",
+            security_group_id=args.database.security_group_id,
+            referenced_security_group_id=gateway.id,
+            ip_protocol="tcp",
+            from_port=args.database.port,
+            to_port=args.database.port,
+            description=f"from the gateway in {args.plane.region}",
+            opts=self._child(),
+        )
+        return alb, gateway, redis
+
+    # --- storage for access logs and the gateway's config ----------------------------------------------
+
+    def _bucket(self) -> aws.s3.Bucket:
+        name, plane = self._name, self._args.plane
+        bucket = aws.s3.Bucket(
+            f"{name}-bucket", force_destroy=not plane.deletion_protection, opts=self._child()
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-bucket",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=self._child(),
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-bucket",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child(),
+        )
+        # ALB access logs can only be written to a bucket encrypted with S3-managed keys.
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-bucket",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256"
+                    )
+                )
+            ],
+            opts=self._child(),
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-bucket",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-access-logs",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{ACCESS_LOG_PREFIX}/"),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                        days=plane.log_retention_days
+                    ),
+                )
+            ],
+            opts=self._child(),
+        )
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self)).arn
+        log_objects = pulumi.Output.concat(bucket.arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", self._account, "/*")
+        self._bucket_policy = aws.s3.BucketPolicy(
+            f"{name}-bucket",
+            bucket=bucket.id,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            # Regions older than August 2022 deliver as their ELB account, newer ones as a
+                            # service principal: allow both, for this account's logs under the prefix only.
+                            "Sid": "AlbAccessLogs",
+                            "Effect": "Allow",
+                            "Principal": {
+                                "AWS": elb_account,
+                                "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+                            },
+                            "Action": "s3:PutObject",
+                            "Resource": log_objects,
+                        },
+                        {
+                            "Sid": "TlsOnly",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        },
+                    ],
+                }
+            ),
+            opts=self._child(),
+        )
+        return bucket
+
+    # --- TLS for the API name and this region's own name ------------------------------------------------
+
+    def _certificate(self) -> aws.acm.CertificateValidation:
+        name, args, plane = self._name, self._args, self._args.plane
+        certificate = aws.acm.Certificate(
+            f"{name}-cert",
+            domain_name=plane.api_name,
+            subject_alternative_names=[plane.regional_name],
+            validation_method="DNS",
+            opts=self._child(),
+        )
+        own_names = [plane.regional_name] + ([plane.api_name] if args.shared_validation_fqdns is None else [])
+        records: dict[str, aws.route53.Record] = {}
+        for domain in own_names:
+            option = certificate.domain_validation_options.apply(
+                lambda options, domain=domain: next(o for o in options if o.domain_name == domain)
+            )
+            records[domain] = aws.route53.Record(
+                f"{name}-cert-{'api' if domain == plane.api_name else 'regional'}",
+                zone_id=self._zone_id,
+                name=option.apply(lambda o: o.resource_record_name or ""),
+                type=option.apply(lambda o: o.resource_record_type or "CNAME"),
+                records=[option.apply(lambda o: o.resource_record_value or "")],
+                ttl=300,
+                opts=self._child(),
+            )
+        shared = [records[plane.api_name].fqdn] if plane.api_name in records else []
+        self.shared_validation_fqdns = pulumi.Output.all(*shared) if shared else pulumi.Output.from_input([])
+        fqdns: pulumi.Input[Sequence[str]] = pulumi.Output.all(
+            records[plane.regional_name].fqdn,
+            *shared,
+        )
+        if args.shared_validation_fqdns is not None:
+            fqdns = pulumi.Output.all(fqdns, args.shared_validation_fqdns).apply(lambda p: [*p[0], *p[1]])
+        return aws.acm.CertificateValidation(
+            f"{name}-cert",
+            certificate_arn=certificate.arn,
+            validation_record_fqdns=fqdns,
+            opts=self._child(),
+        )
+
+    # --- the load balancer ------------------------------------------------------------------------------
+
+    def _load_balancer(
+        self,
+        alb_sg: aws.ec2.SecurityGroup,
+        bucket: aws.s3.Bucket,
+        certificate: aws.acm.CertificateValidation,
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.Listener]:
+        name, args, plane = self._name, self._args, self._args.plane
+        timeout = plane.gateway.request_timeout_seconds
+        alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            # Auto-names would not fit the API's 32 characters: the stack and region say whose it is.
+            name=args.stack.physical_name("gateway", args.region),
+            load_balancer_type="application",
+            internal=False,
+            security_groups=[alb_sg.id],
+            subnets=args.public_subnet_ids,
+            # A completion may stay silent until done: let a connection idle as long as a request may run.
+            idle_timeout=timeout,
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=plane.deletion_protection,
+            access_logs=aws.lb.LoadBalancerAccessLogsArgs(
+                bucket=bucket.id, prefix=ACCESS_LOG_PREFIX, enabled=True
+            ),
+            opts=self._child(depends_on=[self._bucket_policy]),
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            name=args.stack.physical_name("gateway", args.region, replaced_on=(GATEWAY_PORT, "HTTP", "ip")),
+            port=GATEWAY_PORT,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            # Requests last seconds to minutes: send each to the task with the fewest in flight.
+            load_balancing_algorithm_type="least_outstanding_requests",
+            # A task leaving (scale-in, deployment) finishes what it holds before it is stopped.
+            deregistration_delay=timeout,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=READINESS_PATH,
+                protocol="HTTP",
+                port="traffic-port",
+                matcher="200",
+                interval=10,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=self._child(),
+        )
+        https = aws.lb.Listener(
+            f"{name}-https",
+            load_balancer_arn=alb.arn,
+            port=HTTPS_PORT,
+            protocol="HTTPS",
+            ssl_policy=TLS_POLICY,
+            certificate_arn=certificate.certificate_arn,
+            default_actions=[
+                aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+            ],
+            opts=self._child(),
+        )
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=alb.arn,
+            port=HTTP_PORT,
+            protocol="HTTP",
+            default_actions=[
+                aws.lb.ListenerDefaultActionArgs(
+                    type="redirect",
+                    redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                        protocol="HTTPS", port=str(HTTPS_PORT), status_code="HTTP_301"
+                    ),
+                )
+            ],
+            opts=self._child(),
+        )
+        return alb, target_group, https
+
+    # --- Redis --------------------------------------------------------------------------------------------
+
+    def _redis(self, redis_sg: aws.ec2.SecurityGroup) -> aws.elasticache.ReplicationGroup:
+        name, args, plane = self._name, self._args, self._args.plane
+        subnets = aws.elasticache.SubnetGroup(
+            f"{name}-redis",
+            subnet_ids=args.private_subnet_ids,
+            description=f"{PROJECT}/{args.stack.stack} gateway Redis, private subnets",
+            opts=self._child(),
+        )
+        replicated = plane.redis.replicas > 0
+        return aws.elasticache.ReplicationGroup(
+            f"{name}-redis",
+            description=(
+                f"{PROJECT}/{args.stack.stack} gateway routing state and heartbeats in {plane.region}"
+            ),
+            engine="redis",
+            engine_version="7.1",
+            parameter_group_name="default.redis7",
+            node_type=plane.redis.node_type,
+            num_cache_clusters=1 + plane.redis.replicas,
+            # With a replica in another zone, losing the primary's zone promotes the replica.
+            automatic_failover_enabled=replicated,
+            multi_az_enabled=replicated,
+            port=REDIS_PORT,
+            subnet_group_name=subnets.name,
+            security_group_ids=[redis_sg.id],
+            at_rest_encryption_enabled=True,
+            kms_key_id=args.kms_key_arn,
+            transit_encryption_enabled=True,
+            transit_encryption_mode="required",
+            auth_token=args.secrets.redis_auth_token,
+            auto_minor_version_upgrade=True,
+            maintenance_window="sun:06:00-sun:07:00",
+            opts=self._child(),
+        )
+
+    # --- the gateway's secrets ----------------------------------------------------------------------------
+
+    def _secret(self, redis: aws.elasticache.ReplicationGroup) -> aws.secretsmanager.Secret:
+        name, args, plane = self._name, self._args, self._args.plane
+        providers = plane.gateway.providers_used()
+        db = args.database
+        secret = aws.secretsmanager.Secret(
+            f"{name}-gateway-secret",
+            description=f"{PROJECT}/{args.stack.stack}: LiteLLM gateway secrets in {plane.region}",
+            kms_key_id=args.kms_key_arn,
+            recovery_window_in_days=30 if plane.deletion_protection else 7,
+            opts=self._child(),
+        )
+
+        def document(values: list[Any]) -> str:
+            master_key, provider_keys, password, redis_token, endpoint = values
+            missing = [p for p in providers if p not in (provider_keys or {})]
+            if missing:
+                raise ValueError(
+                    f"{PROJECT}:providerApiKeys: no key for {', '.join(missing)}; the gateway's routes use "
+                    f"{', '.join(providers)}. Add it in ESC: secrets.providerApiKeys.<provider>"
+                )
+            url = (
+                f"postgresql://{db.username}:{quote(password, safe='')}@{endpoint}:{db.port}/{db.name}"
+                "?sslmode=require"
+            )
+            return json.dumps(
+                {
+                    MASTER_KEY_ENV: master_key,
+                    DATABASE_URL_ENV: url,
+                    REDIS_PASSWORD_ENV: redis_token,
+                    **{provider_key_env(p): provider_keys[p] for p in providers},
+                }
+            )
+
+        contents = pulumi.Output.all(
+            args.secrets.master_key,
+            args.secrets.provider_api_keys,
+            args.secrets.database_password,
+            args.secrets.redis_auth_token,
+            db.endpoint,
+        ).apply(document)
+        aws.secretsmanager.SecretVersion(
+            f"{name}-gateway-secret",
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret(contents),
+            opts=self._child(),
+        )
+        return secret
+
+    # --- the gateway service ------------------------------------------------------------------------------
+
+    def _service(
+        self,
+        gateway_sg: aws.ec2.SecurityGroup,
+        bucket: aws.s3.Bucket,
+        secret: aws.secretsmanager.Secret,
+        redis: aws.elasticache.ReplicationGroup,
+        target_group: aws.lb.TargetGroup,
+        https: aws.lb.Listener,
+    ) -> tuple[aws.ecs.Cluster, aws.ecs.Service]:
+        name, args, plane = self._name, self._args, self._args.plane
+        gateway = plane.gateway
+        region = plane.region
+
+        config_text = litellm_config_yaml(gateway)
+        config_key = f"{CONFIG_PREFIX}/litellm-{config_digest(config_text)}.yaml"
+        aws.s3.BucketObjectv2(
+            f"{name}-litellm-config",
+            bucket=bucket.id,
+            key=config_key,
+            content=config_text,
+            content_type="application/yaml",
+            opts=self._child(),
+        )
+
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            opts=self._child(),
+        )
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-gateway-logs", retention_in_days=plane.log_retention_days, opts=self._child()
+        )
+        execution_role, task_role = self._task_roles(bucket, config_key, secret, logs)
+
+        secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV] + [
+            provider_key_env(p) for p in gateway.providers_used()
+        ]
+        container = {
+            "name": CONTAINER_NAME,
+            "image": gateway.image,
+            "essential": True,
+            # One uvicorn worker per vCPU.
+            "command": ["--port", str(GATEWAY_PORT), "--num_workers", str(max(1, gateway.cpu // 1024))],
+            "portMappings": [{"containerPort": GATEWAY_PORT, "protocol": "tcp", "name": "http"}],
+            "environment": [
+                {"name": "LITELLM_CONFIG_BUCKET_NAME", "value": bucket.id},
+                {"name": "LITELLM_CONFIG_BUCKET_OBJECT_KEY", "value": config_key},
+                {"name": REDIS_HOST_ENV, "value": redis.primary_endpoint_address},
+                {"name": REDIS_PORT_ENV, "value": str(REDIS_PORT)},
+                {"name": "REDIS_SSL", "value": "True"},
+                {"name": "AWS_REGION", "value": region},
+                # Prices come from the config; do not fetch LiteLLM's cost map at every start.
+                {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
+                {"name": "LITELLM_LOG", "value": "INFO"},
+            ],
+            # valueFrom <secret ARN>:<JSON key>:: -- ECS reads each key at task start; nothing in plain text.
+            "secrets": [
+                {"name": key, "valueFrom": pulumi.Output.concat(secret.arn, f":{key}::")}
+                for key in secret_names
+            ],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": logs.name,
+                    "awslogs-region": region,
+                    "awslogs-stream-prefix": CONTAINER_NAME,
+                },
+            },
+            "stopTimeout": STOP_TIMEOUT_SECONDS,
+            "linuxParameters": {"initProcessEnabled": True},
+            "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+        }
+        task = aws.ecs.TaskDefinition(
+            f"{name}-gateway",
+            family=f"{PROJECT}-{args.stack.stack}-gateway",
+            cpu=str(gateway.cpu),
+            memory=str(gateway.memory_mib),
+            network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"],
+            runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(
+                operating_system_family="LINUX", cpu_architecture="X86_64"
+            ),
+            execution_role_arn=execution_role.arn,
+            task_role_arn=task_role.arn,
+            container_definitions=pulumi.Output.json_dumps([container]),
+            opts=self._child(),
+        )
+        service = aws.ecs.Service(
+            f"{name}-gateway",
+            cluster=cluster.arn,
+            task_definition=task.arn,
+            desired_count=plane.min_tasks,
+            launch_type="FARGATE",
+            platform_version="LATEST",
+            network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+                subnets=args.private_subnet_ids, security_groups=[gateway_sg.id], assign_public_ip=False
+            ),
+            load_balancers=[
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=target_group.arn,
+                    container_name=CONTAINER_NAME,
+                    container_port=GATEWAY_PORT,
+                )
+            ],
+            # Prisma migrations run at start; give a new task time before its health checks count.
+            health_check_grace_period_seconds=120,
+            deployment_minimum_healthy_percent=100,
+            deployment_maximum_percent=200,
+            deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(
+                enable=True, rollback=True
+            ),
+            availability_zone_rebalancing="ENABLED",
+            enable_ecs_managed_tags=True,
+            propagate_tags="SERVICE",
+            opts=self._child(
+                depends_on=[https],
+                # Autoscaling owns the running count once the service exists.
+                ignore_changes=["desiredCount"],
+            ),
+        )
+        return cluster, service
+
+    def _task_roles(
+        self,
+        bucket: aws.s3.Bucket,
+        config_key: str,
+        secret: aws.secretsmanager.Secret,
+        logs: aws.cloudwatch.LogGroup,
+    ) -> tuple[aws.iam.Role, aws.iam.Role]:
+        name, args, plane = self._name, self._args, self._args.plane
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "Logs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": pulumi.Output.concat(logs.arn, ":*"),
+            },
+            {
+                "Sid": "GatewaySecret",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret.arn,
+            },
+            {
+                "Sid": "DecryptGatewaySecret",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": args.kms_key_arn,
+                "Condition": {
+                    "StringEquals": {"kms:ViaService": f"secretsmanager.{plane.region}.amazonaws.com"}
+                },
+            },
+        ]
+        ecr = _ECR_IMAGE.match(plane.gateway.image)
+        if ecr is not None:
+            account, registry_region, repository = ecr.groups()
+            statements += [
+                # AWS defines no resource for this call: it is account-wide by design.
+                {
+                    "Sid": "EcrLogin",
+                    "Effect": "Allow",
+                    "Action": "ecr:GetAuthorizationToken",
+                    "Resource": "*",
+                },
+                {
+                    "Sid": "EcrPull",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchCheckLayerAvailability",
+                    ],
+                    "Resource": f"arn:aws:ecr:{registry_region}:{account}:repository/{repository}",
+                },
+            ]
+        execution_role = scoped_role(
+            f"{name}-gateway-execution", "ecs-tasks.amazonaws.com", self._account, statements, self._child()
+        )
+        task_role = scoped_role(
+            f"{name}-gateway-task",
+            "ecs-tasks.amazonaws.com",
+            self._account,
+            [
+                {
+                    "Sid": "ReadGatewayConfig",
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": pulumi.Output.concat(bucket.arn, "/", config_key),
+                }
+            ],
+            self._child(),
+        )
+        return execution_role, task_role
+
+    # --- autoscaling --------------------------------------------------------------------------------------
+
+    def _autoscaling(
+        self,
+        cluster: aws.ecs.Cluster,
+        service: aws.ecs.Service,
+        alb: aws.lb.LoadBalancer,
+        target_group: aws.lb.TargetGroup,
+    ) -> None:
+        name, plane = self._name, self._args.plane
+        target = aws.appautoscaling.Target(
+            f"{name}-gateway",
+            service_namespace="ecs",
+            scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", cluster.name, "/", service.name),
+            min_capacity=plane.min_tasks,
+            max_capacity=plane.max_tasks,
+            opts=self._child(),
+        )
+        aws.appautoscaling.Policy(
+            f"{name}-gateway-requests",
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+                target_value=plane.gateway.target_requests_per_task,
+                predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                    predefined_metric_type="ALBRequestCountPerTarget",
+                    resource_label=pulumi.Output.concat(alb.arn_suffix, "/", target_group.arn_suffix),
+                ),
+                # Add tasks quickly (a failover lands all traffic at once); remove them slowly.
+                scale_out_cooldown=60,
+                scale_in_cooldown=300,
+            ),
+            opts=self._child(),
+        )

@@ -1,0 +1,102 @@
+"""The LiteLLM proxy's config file, rendered from the stack config.
+
+Pure data, no cloud calls: the control plane uploads the YAML and points the gateway at it. Every secret
+and every endpoint known only after deployment is an `os.environ/NAME` reference that LiteLLM resolves
+at start-up; the values come from Secrets Manager (secrets) or the task definition (plain settings),
+so the file itself holds nothing secret and its digest changes only when the routing does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import yaml
+
+from components.control_plane.config import GatewayConfig, ServerlessEndpointConfig
+
+GATEWAY_PORT = 4000
+# LiteLLM's readiness: 200 once the proxy serves and its database answers, 503 otherwise.
+READINESS_PATH = "/health/readiness"
+REDIS_PORT = 6379
+
+# Environment variables the rendered file reads. Secrets reach the container through the task
+# definition's `secrets` (Secrets Manager); the rest are plain settings.
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+DATABASE_URL_ENV = "DATABASE_URL"
+REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
+REDIS_HOST_ENV = "REDIS_HOST"
+REDIS_PORT_ENV = "REDIS_PORT"
+
+
+def provider_key_env(provider: str) -> str:
+    """The environment variable carrying one provider's API key, e.g. together_ai -> TOGETHER_AI_API_KEY."""
+    return f"{provider.upper()}_API_KEY"
+
+
+def _deployment(
+    model_name: str, deployment_id: str, endpoint: ServerlessEndpointConfig, timeout: int
+) -> dict[str, Any]:
+    return {
+        "model_name": model_name,
+        "litellm_params": {
+            "model": f"{endpoint.provider}/{endpoint.model}",
+            "api_key": f"os.environ/{provider_key_env(endpoint.provider)}",
+            # LiteLLM prices per token; the config states prices per million, as providers publish them.
+            "input_cost_per_token": endpoint.input_cost_per_million_tokens / 1_000_000,
+            "output_cost_per_token": endpoint.output_cost_per_million_tokens / 1_000_000,
+            "timeout": timeout,
+        },
+        "model_info": {"id": deployment_id},
+    }
+
+
+def litellm_config(gateway: GatewayConfig) -> dict[str, Any]:
+    """The proxy config as a mapping: model routes, fallbacks, routing, retries, Redis and database."""
+    endpoints = {e.name: e for e in gateway.serverless_endpoints}
+    timeout = gateway.request_timeout_seconds
+    model_list: list[dict[str, Any]] = []
+    for route in gateway.routes:
+        for name in route.endpoints:
+            model_list.append(_deployment(route.model, f"{route.model}/{name}", endpoints[name], timeout))
+    # A fallback is a model group of its own: LiteLLM falls back from one group name to another.
+    fallback_groups = sorted({name for route in gateway.routes for name in route.fallbacks})
+    for name in fallback_groups:
+        model_list.append(_deployment(name, name, endpoints[name], timeout))
+
+    router_settings: dict[str, Any] = {
+        "routing_strategy": gateway.routing_strategy,
+        "num_retries": gateway.num_retries,
+        "timeout": timeout,
+        "allowed_fails": gateway.allowed_fails,
+        "cooldown_time": gateway.cooldown_seconds,
+        # Shared routing state (cooldowns, usage, latency) across every task of the region.
+        "redis_host": f"os.environ/{REDIS_HOST_ENV}",
+        "redis_port": f"os.environ/{REDIS_PORT_ENV}",
+        "redis_password": f"os.environ/{REDIS_PASSWORD_ENV}",
+    }
+    fallbacks = [{route.model: list(route.fallbacks)} for route in gateway.routes if route.fallbacks]
+    if fallbacks:
+        router_settings["fallbacks"] = fallbacks
+    return {
+        "model_list": model_list,
+        "router_settings": router_settings,
+        "litellm_settings": {
+            "request_timeout": timeout,
+            # Providers differ in the OpenAI parameters they accept; drop the unsupported ones, do not fail.
+            "drop_params": True,
+        },
+        "general_settings": {
+            "master_key": f"os.environ/{MASTER_KEY_ENV}",
+            "database_url": f"os.environ/{DATABASE_URL_ENV}",
+        },
+    }
+
+
+def litellm_config_yaml(gateway: GatewayConfig) -> str:
+    return yaml.safe_dump(litellm_config(gateway), sort_keys=False, default_flow_style=False)
+
+
+def config_digest(text: str) -> str:
+    """A short content digest: part of the object key, so a routing change rolls the service."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

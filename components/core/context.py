@@ -1,0 +1,87 @@
+"""What every component is given instead of reading config itself: the stack it belongs to and the region
+it is declared in, with that region's provider.
+
+One explicit provider per AWS region: the stacks set `pulumi:disable-default-providers: ["*"]`, so a
+resource that forgets its provider fails instead of landing wherever the ambient credentials point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.core.catalog.aws import region_code
+from components.core.config import PROJECT
+
+# Explicit physical names start with this, then the stack and (for regional resources) the region's code:
+# short enough for the tightest limits (load balancers: 32), and readable in the console.
+NAME_PREFIX = "fleet"
+
+
+@dataclass(frozen=True)
+class RegionContext:
+    """A region a component is declared in, and the provider every resource there goes through."""
+
+    region: str
+    provider: aws.Provider
+
+    @property
+    def code(self) -> str:
+        return region_code(self.region)
+
+    def options(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+        """Options for a child declared here: the parent, this region's provider, and any others given."""
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
+
+
+@dataclass
+class StackContext:
+    """The stack a component belongs to: project, stack, tier, and the tags every resource carries."""
+
+    stack: str
+    tier: str
+    tags: Mapping[str, str]
+    project: str = PROJECT
+    _regions: dict[str, RegionContext] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, tier: str, configured_tags: Mapping[str, str]) -> StackContext:
+        stack = pulumi.get_stack()
+        tags = {**configured_tags, "project": PROJECT, "stack": stack, "tier": tier, "managed-by": "pulumi"}
+        return cls(stack=stack, tier=tier, tags=tags)
+
+    @property
+    def deletion_protection(self) -> bool:
+        """prod keeps stateful resources from being deleted by a stray `pulumi destroy`."""
+        return self.tier == "prod"
+
+    def region(self, name: str) -> RegionContext:
+        """The region's context, its provider declared once (at the top level, as `aws-<region>`)."""
+        if name not in self._regions:
+            provider = aws.Provider(
+                f"aws-{name}",
+                region=name,
+                # Default tags reach every taggable resource declared with this provider.
+                default_tags=aws.ProviderDefaultTagsArgs(tags=dict(self.tags)),
+            )
+            self._regions[name] = RegionContext(name, provider)
+        return self._regions[name]
+
+    def physical_name(
+        self, kind: str, region: RegionContext | None = None, replaced_on: tuple[object, ...] = ()
+    ) -> str:
+        """An explicit name that carries the stack and region: `fleet-prod-use1-gateway`.
+
+        `replaced_on`: the values whose change makes the cloud replace the resource. Their digest ends
+        the name, so a replacement is created under a new name before the old one goes (a fixed name
+        would collide with the resource it replaces).
+        """
+        parts = [NAME_PREFIX, self.stack, *([region.code] if region else []), kind]
+        if replaced_on:
+            parts.append(hashlib.sha256(repr(replaced_on).encode()).hexdigest()[:4])
+        return "-".join(parts)

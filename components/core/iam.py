@@ -1,0 +1,51 @@
+"""IAM documents and roles, written once: a service's trust policy with its confused-deputy guard, and a
+role whose only permissions are the statements given (an inline policy, deleted with the role)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+Statement = dict[str, Any]
+
+
+def policy_document(statements: Sequence[Statement]) -> pulumi.Output[str]:
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def service_trust_policy(
+    service: str, account: pulumi.Input[str], source_arn_like: pulumi.Input[str] | None = None
+) -> pulumi.Output[str]:
+    """The service may assume the role only for this account (and, given, only from matching sources)."""
+    condition: dict[str, Any] = {"StringEquals": {"aws:SourceAccount": account}}
+    if source_arn_like is not None:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn_like}
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sts:AssumeRole",
+                "Condition": condition,
+            }
+        ]
+    )
+
+
+def scoped_role(
+    name: str,
+    service: str,
+    account: pulumi.Input[str],
+    statements: Sequence[Statement],
+    opts: pulumi.ResourceOptions,
+    source_arn_like: pulumi.Input[str] | None = None,
+) -> aws.iam.Role:
+    """A role `service` assumes, holding exactly `statements` (Role and RolePolicy both named `name`)."""
+    role = aws.iam.Role(
+        name, assume_role_policy=service_trust_policy(service, account, source_arn_like), opts=opts
+    )
+    aws.iam.RolePolicy(name, role=role.id, policy=policy_document(statements), opts=opts)
+    return role

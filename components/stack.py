@@ -1,0 +1,125 @@
+"""The stack's config: the root model composes the capabilities' sections under the stack-file keys.
+
+Nothing but composition and the stack-wide facts (tier, regions, domain) lives here; each section and
+its rules belong to the capability that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Annotated, ClassVar, Literal
+
+import pulumi
+from pydantic import BeforeValidator, Field
+
+from components import control_plane, data_tier
+from components.batch import BatchJobConfig
+from components.control_plane import GatewayConfig, RedisConfig
+from components.core.config import (
+    PROJECT,
+    Problem,
+    RootSection,
+    SecretSpec,
+    Section,
+    StackSecrets,
+    StackView,
+    parse_config,
+    rule,
+)
+from components.core.fields import (
+    AwsRegionName,
+    DomainName,
+    GcpProjectId,
+    GcpRegionName,
+    LogRetentionDays,
+    Tags,
+)
+from components.data_tier import DatabaseConfig
+from components.failover import DnsConfig, FailoverConfig
+from components.gpu_pools import GpuPoolConfig
+from components.network import NetworkConfig
+
+SECRETS: list[SecretSpec] = [*control_plane.SECRETS, *data_tier.SECRETS]
+
+
+class ControlPlaneConfig(Section):
+    """`controlPlane`: the gateway and its Redis, the database, the API record and its failover."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    dns: DnsConfig = Field(default_factory=DnsConfig)
+    failover: FailoverConfig = Field(default_factory=FailoverConfig)
+    log_retention_days: LogRetentionDays = Field(default=30, description="gateway logs and ALB access logs")
+
+
+class FleetConfig(RootSection):
+    """Every `inference-fleet:*` key of a stack."""
+
+    secret_keys: ClassVar[tuple[str, ...]] = tuple(s.key for s in SECRETS)
+
+    tier: Literal["dev", "prod"]
+    domain: DomainName
+    primary_region: AwsRegionName = "us-east-1"
+    # Pulumi.yaml declares this key with default "" (a declared key without default is required).
+    standby_region: Annotated[AwsRegionName | None, BeforeValidator(lambda v: v or None)] = None
+    gcp_project: GcpProjectId
+    gcp_region: GcpRegionName = "us-central1"
+    tags: Tags
+    network: NetworkConfig
+    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
+    control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
+
+    @property
+    def control_plane_regions(self) -> list[str]:
+        """Primary first, then the standby where there is one."""
+        return [self.primary_region, *([self.standby_region] if self.standby_region else [])]
+
+    def view(
+        self,
+        sections: Mapping[type[Section], list[tuple[str, Section]]],
+        secret_object_keys: Mapping[str, frozenset[str]],
+    ) -> StackView:
+        return StackView(
+            tier=self.tier,
+            domain=self.domain,
+            primary_region=self.primary_region,
+            standby_region=self.standby_region,
+            gcp_region=self.gcp_region,
+            sections=sections,
+            secret_object_keys=secret_object_keys,
+        )
+
+
+@rule(FleetConfig)
+def _control_plane_regions(c: FleetConfig, view: StackView) -> Iterator[Problem]:
+    if c.tier == "prod" and c.standby_region is None:
+        yield "standbyRegion", "required in prod: the control plane runs active-passive across two regions"
+    if c.standby_region is not None and c.standby_region == c.primary_region:
+        yield (
+            "standbyRegion",
+            f"got {c.standby_region!r}, the same as primaryRegion; the standby must be another region",
+        )
+
+
+def parse_stack_config(raw: Mapping[str, str], secret_keys: set[str]) -> FleetConfig:
+    """Validate config as the engine passes it (`project:key -> string`), or raise ConfigError."""
+    return parse_config(FleetConfig, raw, secret_keys, SECRETS)
+
+
+def load_stack_config() -> tuple[FleetConfig, StackSecrets]:
+    """This stack's config as the engine passed it, validated; and its secrets, read on demand."""
+    raw = pulumi.runtime.get_config_env()
+    secret_keys = set(pulumi.runtime.get_config_secret_keys_env())
+    return parse_stack_config(raw, secret_keys), StackSecrets(SECRETS)
+
+
+__all__ = [
+    "PROJECT",
+    "SECRETS",
+    "ControlPlaneConfig",
+    "FleetConfig",
+    "load_stack_config",
+    "parse_stack_config",
+]

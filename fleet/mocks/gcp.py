@@ -1,0 +1,88 @@
+"""GCP as far as a render needs it: each resource type's name rules, ids and computed outputs.
+
+Names: limits from the API reference of each resource (Cloud Run, Cloud Tasks, IAM, Cloud Storage).
+The capabilities that declare GCP resources register them here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fleet.mocks.registry import MockContext, NameRule, declare, register
+
+PROJECT_NUMBER = "100000000002"
+
+# Lower-case letters, digits and hyphens, a letter first and no hyphen last (most GCP resource ids).
+_GCP_ID = r"[a-z](?:[-a-z0-9]*[a-z0-9])?"
+_GCP_ID_WORDS = "lower-case letters, digits and hyphens, a letter first, no hyphen last"
+_RUN_JOB = NameRule(63, "Cloud Run Admin API v2 Job name", pattern=_GCP_ID, what=_GCP_ID_WORDS)
+_TASKS_QUEUE = NameRule(
+    100, "Cloud Tasks API Queue id", pattern=r"[A-Za-z0-9-]+", what="letters, digits and hyphens"
+)
+_GCS_BUCKET = NameRule(
+    63,
+    "Cloud Storage bucket naming (without dots)",
+    min_length=3,
+    pattern=r"[a-z0-9][a-z0-9_-]*[a-z0-9]",
+    what="lower-case letters, digits, '_' and '-', a letter or digit at both ends",
+    forbidden_prefixes=("goog",),
+)
+_SERVICE_ACCOUNT_ID = NameRule(
+    30, "IAM CreateServiceAccount accountId", min_length=6, pattern=_GCP_ID, what=_GCP_ID_WORDS
+)
+_ARTIFACT_REPOSITORY = NameRule(63, "Artifact Registry repository id", pattern=_GCP_ID, what=_GCP_ID_WORDS)
+_FIRESTORE_DATABASE = NameRule(
+    63, "Firestore database id", min_length=4, pattern=r"[a-z](?:[-a-z0-9]*[a-z0-9])?|\(default\)",
+    what=_GCP_ID_WORDS + ", or (default)",
+)  # fmt: skip
+
+
+@register("gcp:cloudrunv2/job:Job", lowercase=True, rule=_RUN_JOB)
+def _run_job(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    return {
+        "uid": ctx.id,
+        "location": ctx.region,
+        "id": f"projects/{project}/locations/{ctx.region}/jobs/{ctx.physical_name}",
+    }
+
+
+@register("gcp:cloudtasks/queue:Queue", lowercase=True, rule=_TASKS_QUEUE)
+def _tasks_queue(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    return {"id": f"projects/{project}/locations/{ctx.region}/queues/{ctx.physical_name}"}
+
+
+@register("gcp:storage/bucket:Bucket", lowercase=True, rule=_GCS_BUCKET)
+def _gcs_bucket(ctx: MockContext) -> dict[str, Any]:
+    return {
+        "url": f"gs://{ctx.physical_name}",
+        "selfLink": f"https://www.googleapis.com/storage/v1/b/{ctx.physical_name}",
+    }
+
+
+@register(
+    "gcp:serviceaccount/account:Account", name_input="accountId", autonamed=False, rule=_SERVICE_ACCOUNT_ID
+)
+def _service_account(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    email = f"{ctx.physical_name}@{project}.iam.gserviceaccount.com"
+    return {"email": email, "member": f"serviceAccount:{email}", "uniqueId": str(int(ctx.id[-12:], 16))}
+
+
+declare("gcp:artifactregistry/repository:Repository", name_input="repositoryId", autonamed=False,
+        rule=_ARTIFACT_REPOSITORY)  # fmt: skip
+declare("gcp:firestore/database:Database", lowercase=True, rule=_FIRESTORE_DATABASE)
+
+
+def call(token: str, args: dict[str, Any], region: str) -> dict[str, Any] | None:
+    """The answer to a GCP function (invoke), or None for one this module does not know."""
+    if token == "gcp:organizations/getProject:getProject":
+        project = str(args.get("projectId") or "")
+        return {"projectId": project, "number": PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
+    return None
+
+
+def common_outputs(token: str, physical: str, region: str) -> dict[str, Any]:
+    """GCP resources report their own name; nothing is common beyond it."""
+    return {}
