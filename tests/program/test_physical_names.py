@@ -1,0 +1,94 @@
+"""Every name the program declares, or the engine would generate, is one the cloud's API accepts.
+
+The mocks check each name against its API's rule as the program registers it (fleet/mocks); these tests
+show the shipped stacks pass that check as a whole, that auto-names look as the engine makes them, and
+that a name over its limit stops the render with exit 2 naming the resource.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleet.harness import PhysicalNameError
+from fleet.harness import render as harness_render
+from fleet.mocks.registry import REGISTRY
+from fleet.stackfile import load_stack
+
+FLEET = str(Path(sys.executable).with_name("fleet"))
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_name_exceeds_its_api_limit(render, stack):
+    rendering = render(stack)
+    checked = 0
+    for resource in rendering.resources:
+        spec = REGISTRY.get(resource.type)
+        if not resource.custom or resource.type.startswith("pulumi:providers:"):
+            continue
+        assert spec is not None, f"{resource.type} is not registered with a name rule"
+        if resource.physical_name is None or spec.rule is None:
+            continue
+        assert spec.rule.problem(resource.physical_name) is None, (resource.name, resource.physical_name)
+        checked += 1
+    assert checked >= 30  # the load balancers, roles, buckets, clusters ... all had a name to check
+
+
+def test_auto_names_are_the_logical_name_and_seven_hex_digits(render):
+    prod = render("prod")
+    role = prod.one("aws:iam/role:Role", "control-plane-us-east-1-gateway-task")
+    assert re.fullmatch(r"control-plane-us-east-1-gateway-task-[0-9a-f]{7}", role.physical_name or "")
+    bucket = prod.one("aws:s3/bucket:Bucket", "control-plane-us-east-1-bucket")
+    assert bucket.outputs["bucket"] == bucket.physical_name == bucket.id
+
+
+def test_load_balancer_names_are_explicit_short_and_carry_stack_and_region(render):
+    prod = render("prod")
+    names = sorted(r.physical_name or "" for r in prod.of_type("aws:lb/loadBalancer:LoadBalancer"))
+    assert names == ["fleet-prod-use1-gateway", "fleet-prod-usw2-gateway"]
+    groups = [r.physical_name or "" for r in prod.of_type("aws:lb/targetGroup:TargetGroup")]
+    assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-gateway-[0-9a-f]{4}", g) for g in groups), groups
+
+
+def test_an_over_long_auto_name_is_refused_naming_the_resource(tmp_path):
+    (tmp_path / "Pulumi.yaml").write_text("name: demo\nruntime: python\n")
+    (tmp_path / "Pulumi.test.yaml").write_text("config: {}\n")
+    (tmp_path / "__main__.py").write_text(
+        "import pulumi, pulumi_aws as aws\n"
+        "p = aws.Provider('aws-eu', region='eu-west-1')\n"
+        "aws.lb.TargetGroup('inference-gateway-targets', port=80, protocol='HTTP',\n"
+        "                   opts=pulumi.ResourceOptions(provider=p))\n"
+    )
+    with pytest.raises(PhysicalNameError) as raised:
+        harness_render(load_stack(tmp_path, "test"))
+    (problem,) = raised.value.problems
+    assert str(problem).startswith(
+        "inference-gateway-targets (aws:lb/targetGroup:TargetGroup): name 'inference-gateway-targets-"
+    )
+    assert str(problem).endswith("is 33 characters; elbv2 CreateTargetGroup Name takes 1-32 characters")
+
+
+def test_a_stack_whose_names_overflow_exits_2_naming_the_resource(project_dir, tmp_path):
+    """A longer stack name makes the explicit load balancer names too long for the API."""
+    for item in ("Pulumi.yaml", "__main__.py", "esc", "components", "functions"):
+        source = project_dir / item
+        (tmp_path / item).symlink_to(source, target_is_directory=source.is_dir())
+    shutil.copy(project_dir / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod-eu-canary.yaml")
+    result = subprocess.run(
+        [FLEET, "plan", "--stack", "prod-eu-canary", "-C", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert (
+        "error: control-plane-us-east-1-alb (aws:lb/loadBalancer:LoadBalancer): name "
+        "'fleet-prod-eu-canary-use1-gateway' is 33 characters; elbv2 CreateLoadBalancer Name takes 1-32 characters"
+    ) in lines
+    assert "Traceback" not in result.stderr
