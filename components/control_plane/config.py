@@ -15,7 +15,6 @@ from components.core.catalog.aws import (
     ELASTICACHE_NODE_TYPES,
     FARGATE_CPU_MEMORY,
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
-    MAX_DNS_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import ImageRef, ModelName, in_
@@ -34,9 +33,6 @@ GATEWAY_ROUTING_STRATEGIES: tuple[str, ...] = (
 GATEWAY_PROVIDERS: tuple[str, ...] = (
     "openai", "anthropic", "together_ai", "fireworks_ai", "groq", "deepinfra", "mistral",
 )  # fmt: skip
-# The longest name the control plane serves under the domain: a region's own gateway name.
-_REGIONAL_PREFIX = "ap-northeast-1.api."
-
 _PROVIDER_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
@@ -183,7 +179,7 @@ def _redis_fits(redis: RedisConfig, view: StackView) -> Iterator[Problem]:
 
 @stack_rule
 def _served_names_fit(view: StackView) -> Iterator[Problem]:
-    """The names the control plane serves under the domain fit the certificate's and DNS's limits."""
+    """The API name fits the certificate's Common Name (the regional names, 253 at most, go in its SANs)."""
     domain = view.domain
     api_name = f"api.{domain}"
     if len(api_name) > MAX_CERTIFICATE_COMMON_NAME_LENGTH:
@@ -192,11 +188,6 @@ def _served_names_fit(view: StackView) -> Iterator[Problem]:
             f"got {len(domain)} characters; the certificate's name api.<domain> would be {len(api_name)}, "
             f"and ACM takes at most {MAX_CERTIFICATE_COMMON_NAME_LENGTH} (a domain of at most "
             f"{MAX_CERTIFICATE_COMMON_NAME_LENGTH - len('api.')})",
-        )
-    elif len(_REGIONAL_PREFIX) + len(domain) > MAX_DNS_NAME_LENGTH:
-        yield (
-            TopKey("domain"),
-            f"got {len(domain)} characters; regional names under it would pass DNS's {MAX_DNS_NAME_LENGTH}",
         )
 
 

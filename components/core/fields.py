@@ -13,6 +13,7 @@ from pydantic import AfterValidator
 from components.core.catalog.aws import (
     AWS_REGIONS,
     LOG_RETENTION_DAYS,
+    MAX_DNS_NAME_LENGTH,
     MAX_TAG_KEY_LENGTH,
     MAX_TAG_VALUE_LENGTH,
     MAX_TAGS_PER_RESOURCE,
@@ -81,6 +82,8 @@ _SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
 
 
 def _domain(value: str) -> str:
+    if len(value) > MAX_DNS_NAME_LENGTH:
+        raise ValueError(f"got {len(value)} characters; a DNS name is at most {MAX_DNS_NAME_LENGTH}")
     if not _DOMAIN_RE.match(value):
         raise ValueError(f"got {value!r}; expected a lower-case DNS name such as fleet.example.com")
     return value

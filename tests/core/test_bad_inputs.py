@@ -1,0 +1,545 @@
+"""What a careless operator hits, refused by `fleet plan` with exit 2 and one line naming the key or file.
+
+Each case is a stack file (and where needed an ESC environment) written as an operator would, planned by
+the real CLI; the expected line is compared whole. Secrets whose values only Pulumi can read offline are
+checked where the program sees them at `pulumi up`: the config loader, given the values as the engine
+passes them.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.core.config import ConfigError
+from components.stack import parse_stack_config
+from fleet.cli import main as fleet_main
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+SHARED = ("Pulumi.yaml", "__main__.py", "components", "functions")
+PROD = yaml.safe_load((PROJECT_DIR / "Pulumi.prod.yaml").read_text())
+DEV = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())
+NS = "inference-fleet"
+
+
+def project(tmp_path: Path, stack_text: str, esc: dict[str, str] | None = None) -> Path:
+    """A project directory like ours with one stack file `Pulumi.case.yaml` (and ESC files) of our own."""
+    for item in SHARED:
+        source = PROJECT_DIR / item
+        (tmp_path / item).symlink_to(source, target_is_directory=source.is_dir())
+    (tmp_path / "esc").mkdir()
+    for definition in (PROJECT_DIR / "esc").glob("*.yaml"):
+        text = (esc or {}).get(definition.name, definition.read_text())
+        (tmp_path / "esc" / definition.name).write_text(text)
+    (tmp_path / "Pulumi.case.yaml").write_text(stack_text)
+    return tmp_path
+
+
+def plan(directory: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[str]]:
+    code = fleet_main(["plan", "--stack", "case", "-C", str(directory), *extra])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def stack_with(base: dict[str, Any], **config: Any) -> str:
+    """The base stack file with `inference-fleet:` keys set (None removes one)."""
+    doc = copy.deepcopy(base)
+    for key, value in config.items():
+        full = f"{NS}:{key}"
+        if value is None:
+            doc["config"].pop(full, None)
+        else:
+            doc["config"][full] = value
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def prod_cp(**changes: Any) -> dict[str, Any]:
+    cp = copy.deepcopy(PROD["config"][f"{NS}:controlPlane"])
+    for path, value in changes.items():
+        node = cp
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return cp
+
+
+def pools(*specs: tuple[str, str, str, int]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "region": region, "instanceTypes": [instance_type], "maxSize": size}
+        for name, region, instance_type, size in specs
+    ]
+
+
+PROD_TEXT = (PROJECT_DIR / "Pulumi.prod.yaml").read_text()
+ROUTES = PROD["config"][f"{NS}:controlPlane"]["gateway"]["routes"]
+ENDPOINTS = PROD["config"][f"{NS}:controlPlane"]["gateway"]["serverlessEndpoints"]
+MANY_TAGS = {"owner": "a", "cost-center": "b", **{f"t{i}": "x" for i in range(42)}}
+ESC_PROD = (PROJECT_DIR / "esc" / "prod.yaml").read_text()
+
+# (case id, stack file text, ESC file overrides, the exact line expected)
+CASES: list[tuple[str, str, dict[str, str], str]] = [
+    # --- the stack file itself ---------------------------------------------------------------------------
+    (
+        "misspelt config namespace",
+        PROD_TEXT.replace("inference-fleet:tier: prod", "inferense-fleet:tier: prod"),
+        {},
+        "error: inferense-fleet:tier: unknown namespace 'inferense-fleet'; did you mean 'inference-fleet'? "
+        "allowed: inference-fleet, pulumi, aws, gcp, kubernetes, command",
+    ),
+    (
+        "misspelt top-level key config",
+        PROD_TEXT.replace("\nconfig:\n", "\nconfigs:\n"),
+        {},
+        "error: Pulumi.case.yaml: configs: unknown key; did you mean 'config'? "
+        "allowed: config, environment, secretsprovider, encryptedkey, encryptionsalt",
+    ),
+    (
+        "misspelt top-level key environment",
+        PROD_TEXT.replace("environment:", "enviroment:"),
+        {},
+        "error: Pulumi.case.yaml: enviroment: unknown key; did you mean 'environment'? "
+        "allowed: config, environment, secretsprovider, encryptedkey, encryptionsalt",
+    ),
+    (
+        "not YAML",
+        PROD_TEXT.replace("inference-fleet:tier: prod", "inference-fleet:tier: [prod"),
+        {},
+        "error: Pulumi.case.yaml line 9: not valid YAML (expected ',' or ']', but got ':')",
+    ),
+    (
+        "config not a mapping",
+        "config: [tier]\n",
+        {},
+        "error: Pulumi.case.yaml: config: expected a mapping of key: value",
+    ),
+    (
+        "unquoted date",
+        PROD_TEXT.replace("inference-fleet:domain: fleet.example.com", "inference-fleet:domain: 2025-01-01"),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:domain: got 2025-01-01 unquoted (a date to YAML 1.1, a "
+        "string to Pulumi); quote it or fix it",
+    ),
+    (
+        "unquoted no for a string",
+        PROD_TEXT.replace("natGateways: per-az", "natGateways: no"),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:network.natGateways: got no unquoted (YAML 1.1 reads it as "
+        "False, Pulumi as the string); quote it or fix it",
+    ),
+    (
+        "unquoted yes for a string",
+        PROD_TEXT.replace("recordType: cname", "recordType: yes"),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:controlPlane.dns.recordType: got yes unquoted (YAML 1.1 "
+        "reads it as True, Pulumi as the string); quote it or fix it",
+    ),
+    (
+        "NaN",
+        PROD_TEXT.replace("ttlSeconds: 15", "ttlSeconds: .nan"),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:controlPlane.dns.ttlSeconds: got .nan unquoted (not a "
+        "number Pulumi's config can carry); quote it or fix it",
+    ),
+    (
+        "huge integer",
+        PROD_TEXT.replace("minTasks: 3", "minTasks: 123456789012345678901"),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:controlPlane.gateway.minTasks: got 123456789012345678901 "
+        "unquoted (an integer past 2^53, which JSON does not carry exactly); quote it or fix it",
+    ),
+    (
+        "empty environment entry",
+        PROD_TEXT.replace("  - inference-fleet/prod\n", '  - ""\n'),
+        {},
+        "error: Pulumi.case.yaml: environment[1]: got ''; expected <project>/<environment> (letters, digits, "
+        "'_', '.', '-'), such as inference-fleet/dev",
+    ),
+    (
+        "environment entry without a project",
+        PROD_TEXT.replace("  - inference-fleet/prod\n", "  - prod\n"),
+        {},
+        "error: Pulumi.case.yaml: environment[1]: got 'prod'; expected <project>/<environment> (letters, "
+        "digits, '_', '.', '-'), such as inference-fleet/dev",
+    ),
+    (
+        "environment not a list",
+        PROD_TEXT.replace(
+            "environment:\n  - inference-fleet/common\n  - inference-fleet/prod\n",
+            "environment: inference-fleet/prod\n",
+        ),
+        {},
+        "error: Pulumi.case.yaml: environment: expected a list of ESC environments such as inference-fleet/dev",
+    ),
+    (
+        "environment without a definition",
+        PROD_TEXT.replace("  - inference-fleet/prod\n", "  - inference-fleet/staging\n"),
+        {},
+        "error: Pulumi.case.yaml: environment inference-fleet/staging: no definition at ...",
+    ),
+    (
+        "secure value on an object key",
+        PROD_TEXT.replace(
+            "  inference-fleet:tags:\n    owner: ml-platform\n    cost-center: inference\n",
+            "  inference-fleet:tags:\n    secure: AAABAKp1bHVtaQ==\n",
+        ),
+        {},
+        "error: inference-fleet:tags: given as a secret, but it is plain config; the stack's secrets are "
+        "gatewayMasterKey, providerApiKeys, redisAuthToken, databasePassword",
+    ),
+    (
+        "secret missing from ESC",
+        PROD_TEXT,
+        {
+            "prod.yaml": ESC_PROD.replace(
+                "    inference-fleet:gatewayMasterKey: ${secrets.gatewayMasterKey}\n", ""
+            )
+        },
+        "error: inference-fleet:gatewayMasterKey: required but not set (LiteLLM master key for the gateway); "
+        "set it with fn::secret in the stack's ESC environment",
+    ),
+    (
+        "secret given in plain text",
+        stack_with(PROD, redisAuthToken="0123456789abcdef0123"),
+        {},
+        "error: inference-fleet:redisAuthToken: given in plain text; it is a secret (auth token of the "
+        "gateway's Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -): set it with fn::secret in the "
+        "stack's ESC environment or `pulumi config set --secret redisAuthToken`",
+    ),
+    (
+        "provider key missing for a route",
+        PROD_TEXT,
+        {
+            "common.yaml": (PROJECT_DIR / "esc" / "common.yaml")
+            .read_text()
+            .replace("      fireworks_ai:\n        fn::secret: placeholder-set-with-esc-env-set\n", "")
+        },
+        "error: inference-fleet:providerApiKeys: no key for fireworks_ai; the gateway's routes use anthropic, "
+        "fireworks_ai, openai, together_ai. Add it in ESC: secrets.providerApiKeys.<provider>",
+    ),
+    # --- duplicates -----------------------------------------------------------------------------------
+    (
+        "two pools with one name",
+        stack_with(
+            PROD,
+            gpuPools=pools(("llama", "us-east-1", "g6.xlarge", 2), ("llama", "us-west-2", "g6.xlarge", 2)),
+        ),
+        {},
+        "error: inference-fleet:gpuPools[1].name: got 'llama' twice; each is named once",
+    ),
+    (
+        "an instance type twice in a pool",
+        stack_with(
+            PROD,
+            gpuPools=[
+                {
+                    "name": "llama",
+                    "region": "us-east-1",
+                    "instanceTypes": ["g6.xlarge", "g6.xlarge"],
+                    "maxSize": 2,
+                }
+            ],
+        ),
+        {},
+        "error: inference-fleet:gpuPools[0].instanceTypes[1]: got 'g6.xlarge' twice; list each once",
+    ),
+    (
+        "two endpoints with one name",
+        stack_with(PROD, controlPlane=prod_cp(**{"gateway.serverlessEndpoints": [*ENDPOINTS, ENDPOINTS[0]]})),
+        {},
+        "error: inference-fleet:controlPlane.gateway.serverlessEndpoints[4].name: got 'together-llama-3.3-70b' "
+        "twice; each is named once",
+    ),
+    (
+        "two routes for one model",
+        stack_with(PROD, controlPlane=prod_cp(**{"gateway.routes": [*ROUTES, ROUTES[1]]})),
+        {},
+        "error: inference-fleet:controlPlane.gateway.routes[2].model: got 'gpt-4o-mini' twice; each is named once",
+    ),
+    (
+        "a fallback listed twice",
+        stack_with(
+            PROD,
+            controlPlane=prod_cp(
+                **{
+                    "gateway.routes": [
+                        {
+                            "model": "gpt-4o-mini",
+                            "endpoints": ["openai-gpt-4o-mini"],
+                            "fallbacks": ["anthropic-claude-haiku", "anthropic-claude-haiku"],
+                        }
+                    ]
+                }
+            ),
+        ),
+        {},
+        "error: inference-fleet:controlPlane.gateway.routes[0].fallbacks[1]: got 'anthropic-claude-haiku' "
+        "twice; list each once",
+    ),
+    (
+        "a checker region twice",
+        stack_with(
+            PROD, controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "eu-west-1", "us-east-1"]})
+        ),
+        {},
+        "error: inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-east-1' twice; list each once",
+    ),
+    # --- address ranges ---------------------------------------------------------------------------------
+    (
+        "public range",
+        stack_with(
+            PROD,
+            network={
+                **PROD["config"][f"{NS}:network"],
+                "cidrs": {"us-east-1": "11.0.0.0/16", "us-west-2": "10.20.0.0/16"},
+            },
+        ),
+        {},
+        "error: inference-fleet:network.cidrs.us-east-1: got '11.0.0.0/16'; expected a private (RFC 1918) range "
+        "such as 10.10.0.0/16: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+    ),
+    (
+        "link-local range",
+        stack_with(
+            PROD,
+            network={
+                **PROD["config"][f"{NS}:network"],
+                "cidrs": {"us-east-1": "169.254.0.0/16", "us-west-2": "10.20.0.0/16"},
+            },
+        ),
+        {},
+        "error: inference-fleet:network.cidrs.us-east-1: got '169.254.0.0/16'; expected a private (RFC 1918) "
+        "range such as 10.10.0.0/16: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+    ),
+    (
+        "carrier-grade NAT range",
+        stack_with(
+            PROD,
+            network={
+                **PROD["config"][f"{NS}:network"],
+                "cidrs": {"us-east-1": "100.64.0.0/16", "us-west-2": "10.20.0.0/16"},
+            },
+        ),
+        {},
+        "error: inference-fleet:network.cidrs.us-east-1: got '100.64.0.0/16'; expected a private (RFC 1918) "
+        "range such as 10.10.0.0/16: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+    ),
+    # --- numbers beyond what the tier allows --------------------------------------------------------------
+    (
+        "dev pool too large",
+        stack_with(DEV, gpuPools=pools(("llama", "us-east-1", "g6.xlarge", 6))),
+        {},
+        "error: inference-fleet:gpuPools[0].maxSize: got 6; a dev pool runs at most 4 nodes",
+    ),
+    (
+        "prod GPUs past the tier cap",
+        stack_with(
+            PROD,
+            gpuPools=pools(("big", "us-east-1", "g6.12xlarge", 12), ("more", "us-west-2", "g6.12xlarge", 6)),
+        ),
+        {},
+        "error: inference-fleet:gpuPools: 72 GPUs at full scale (big: 48, more: 24); a prod stack runs at most 64",
+    ),
+    (
+        "a pool whose type its region lacks",
+        stack_with(PROD, gpuPools=pools(("llama", "us-west-2", "g6e.xlarge", 1)), standbyRegion="eu-west-1",
+                   network={**PROD["config"][f"{NS}:network"], "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"}},
+                   gcpRegion="europe-west4"),  # fmt: skip
+        {},
+        "error: inference-fleet:gpuPools[0].region: got 'us-west-2'; pools run in control-plane regions: "
+        "us-east-1, eu-west-1",
+    ),
+    (
+        "a GPU type the pool's region does not offer",
+        stack_with(PROD, gpuPools=pools(("llama", "eu-west-1", "g6e.xlarge", 1)), standbyRegion="eu-west-1",
+                   network={**PROD["config"][f"{NS}:network"], "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"}},
+                   controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "us-west-2", "eu-west-1"]})),  # fmt: skip
+        {},
+        "error: inference-fleet:gpuPools[0].instanceTypes[0]: g6e.xlarge is not offered in eu-west-1; offered "
+        "there: g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge, g5.12xlarge, g5.24xlarge, "
+        "g5.48xlarge, g6.xlarge, g6.2xlarge, g6.4xlarge, g6.8xlarge, g6.16xlarge, g6.12xlarge, g6.24xlarge, "
+        "g6.48xlarge, p4d.24xlarge",
+    ),
+    (
+        "gateway tasks beyond the API's range",
+        stack_with(PROD, controlPlane=prod_cp(**{"gateway.maxTasks": 500})),
+        {},
+        "error: inference-fleet:controlPlane.gateway.maxTasks: got 500; input should be less than or equal to 200",
+    ),
+    # --- tags --------------------------------------------------------------------------------------------
+    (
+        "more tags than a resource can carry",
+        stack_with(PROD, tags=MANY_TAGS),
+        {},
+        "error: inference-fleet:tags: got 44 tags; at most 43: AWS allows 50 per resource, and the program adds "
+        "4 to every resource and up to 3 of a resource's own",
+    ),
+    (
+        "a tag key with a character AWS refuses",
+        stack_with(PROD, tags={"owner": "a", "cost-center": "b", "team|x": "c"}),
+        {},
+        "error: inference-fleet:tags: tag key 'team|x': AWS allows letters, digits, spaces and _ . : / = + - @",
+    ),
+    (
+        "a tag value with a character AWS refuses",
+        stack_with(PROD, tags={"owner": "ml;platform", "cost-center": "b"}),
+        {},
+        "error: inference-fleet:tags: tag 'owner': value 'ml;platform'; AWS allows letters, digits, spaces and "
+        "_ . : / = + - @",
+    ),
+    (
+        "a tag the program sets itself",
+        stack_with(PROD, tags={"owner": "a", "cost-center": "b", "tier": "gold"}),
+        {},
+        "error: inference-fleet:tags: tag key 'tier': the program sets it on every resource; reserved: project, "
+        "stack, tier, managed-by",
+    ),
+    (
+        "a tag value over 256 characters",
+        stack_with(PROD, tags={"owner": "a" * 257, "cost-center": "b"}),
+        {},
+        "error: inference-fleet:tags: tag 'owner': value longer than 256 characters",
+    ),
+    # --- DNS names ------------------------------------------------------------------------------------
+    (
+        "a domain past DNS's 253 characters",
+        stack_with(PROD, domain=".".join(["a" * 63] * 4) + ".com"),
+        {},
+        "error: inference-fleet:domain: got 259 characters; a DNS name is at most 253",
+    ),
+    (
+        "an API name too long for the certificate",
+        stack_with(PROD, domain="inference." + "platform-" * 6 + "example.com"),
+        {},
+        "error: inference-fleet:domain: got 75 characters; the certificate's name api.<domain> would be 79, and "
+        "ACM takes at most 64 (a domain of at most 60)",
+    ),
+    # --- values the program would silently round, remedies that cannot be ------------------------------------
+    (
+        "promotion delay not a whole number of alarm periods",
+        stack_with(PROD, controlPlane=prod_cp(**{"failover.promoteAfterSeconds": 90})),
+        {},
+        "error: inference-fleet:controlPlane.failover.promoteAfterSeconds: got 90; the alarm counts whole 60 s "
+        "periods and would promote after 60 s: give a multiple of 60",
+    ),
+    (
+        "no TTL could meet the RTO",
+        stack_with(PROD, controlPlane=prod_cp(**{"failover.failureThreshold": 6, "failover.rtoSeconds": 63})),
+        {},
+        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but failover can take 75 s (10 s x 6 "
+        "failed checks to detect + 15 s the record's TTL); detection alone leaves 3 s, less than the shortest "
+        "TTL (5 s): lower healthCheckIntervalSeconds or failureThreshold",
+    ),
+    (
+        "a TTL below Route53's floor",
+        stack_with(PROD, controlPlane=prod_cp(**{"dns.ttlSeconds": 2})),
+        {},
+        "error: inference-fleet:controlPlane.dns.ttlSeconds: got 2; input should be greater than or equal to 5",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack_text", "esc", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_careless_input_exits_2_with_one_line_naming_the_key(tmp_path, capsys, stack_text, esc, expected):
+    code, lines = plan(project(tmp_path, stack_text, esc), capsys)
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    if expected.endswith("..."):
+        assert lines[0].startswith(expected.removesuffix("...")), lines[0]
+    else:
+        assert lines[0] == expected
+
+
+def test_there_are_at_least_forty_cases():
+    assert len(CASES) + len(SECRET_CASES) + 2 >= 40
+
+
+# --- secrets: checked where the program sees their values (at `pulumi up`, as the engine passes them) --------
+
+SECRET_CASES: list[tuple[str, str, Any, str]] = [
+    (
+        "Aurora password with @",
+        "databasePassword",
+        "pass@word-123",
+        "inference-fleet:databasePassword: Aurora takes a master password of 8-41 printable ASCII characters "
+        'without / " @; got 13 characters (value not shown)',
+    ),
+    (
+        "Aurora password from openssl rand -hex 32",
+        "databasePassword",
+        "a" * 64,
+        "inference-fleet:databasePassword: Aurora takes a master password of 8-41 printable ASCII characters "
+        'without / " @; got 64 characters (value not shown)',
+    ),
+    (
+        "Redis token with a slash",
+        "redisAuthToken",
+        "0123456789abcdef/0123",
+        "inference-fleet:redisAuthToken: ElastiCache takes an AUTH token of 16-128 ASCII letters, digits and "
+        "! & # $ ^ < > -; got 21 characters (value not shown)",
+    ),
+    (
+        "Redis token too short",
+        "redisAuthToken",
+        "short-token",
+        "inference-fleet:redisAuthToken: ElastiCache takes an AUTH token of 16-128 ASCII letters, digits and "
+        "! & # $ ^ < > -; got 11 characters (value not shown)",
+    ),
+    (
+        "provider key for an unknown provider",
+        "providerApiKeys",
+        {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "openia": "k"},
+        "inference-fleet:providerApiKeys: unknown provider(s) openia; allowed: openai, anthropic, together_ai, "
+        "fireworks_ai, groq, deepinfra, mistral (value not shown)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"), [c[1:] for c in SECRET_CASES], ids=[c[0] for c in SECRET_CASES]
+)
+def test_a_secret_the_cloud_would_refuse_is_named_without_its_value(stack_input, key, value, expected):
+    stack = stack_input("prod", {key: value})
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config(stack.config, set(stack.secret_keys))
+    assert raised.value.problems == [expected]
+    assert str(value) not in str(raised.value)
+
+
+def test_the_readme_generation_commands_make_values_the_clouds_accept(stack_input):
+    """Run each `openssl rand` command the README gives for a secret and check the value as `pulumi up` would."""
+    readme = (PROJECT_DIR / "README.md").read_text()
+    commands = {}
+    for line in readme.splitlines():
+        for key in ("gatewayMasterKey", "databasePassword", "redisAuthToken"):
+            if f"secrets.{key} " in line and "openssl rand" in line:
+                commands[key] = line.split(f"secrets.{key} ", 1)[1].rsplit(" --secret", 1)[0]
+    assert set(commands) == {"gatewayMasterKey", "databasePassword", "redisAuthToken"}, commands
+    values = {
+        key: subprocess.run(
+            ["bash", "-c", f"printf %s {command}"], capture_output=True, text=True, check=True
+        ).stdout
+        for key, command in commands.items()
+    }
+    stack = stack_input("prod", values)
+    parse_stack_config(stack.config, set(stack.secret_keys))  # raises ConfigError on a value AWS refuses
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        ("{tmp}", "error: --out {tmp}: is a directory; give a file path"),
+        ("{tmp}/missing/plan.json", "error: --out {tmp}/missing/plan.json: no directory {tmp}/missing"),
+    ],
+    ids=["a directory", "a missing directory"],
+)
+def test_out_that_cannot_be_written_fails_before_rendering(tmp_path, capsys, out, expected):
+    (tmp_path / "project").mkdir()
+    directory = project(tmp_path / "project", PROD_TEXT)
+    target = out.format(tmp=tmp_path)
+    code, lines = plan(directory, capsys, "--out", target)
+    assert (code, lines) == (2, [expected.format(tmp=tmp_path)])
