@@ -216,7 +216,10 @@ class RecordingMonitor(MockMonitor):
             )
         response = super().RegisterResource(request)
         property_dependencies = {
-            key: tuple(deps.urns) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
+            # The SDK sends dependencies as sets: sorted, so two renders agree.
+            key: tuple(sorted(deps.urns))
+            for key, deps in sorted(request.propertyDependencies.items())
+            if deps.urns
         }
         implicit = {urn for urns in property_dependencies.values() for urn in urns}
         declared = self.fleet_mocks.declared.get((request.type, request.name)) if request.custom else None
@@ -234,7 +237,7 @@ class RecordingMonitor(MockMonitor):
                 options=ResourceOptions(
                     protect=bool(request.protect),
                     ignore_changes=tuple(request.ignoreChanges),
-                    depends_on=tuple(u for u in request.dependencies if u not in implicit),
+                    depends_on=tuple(sorted(u for u in request.dependencies if u not in implicit)),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     retain_on_delete=bool(request.retainOnDelete),
                     aliases=tuple(json_format.MessageToDict(a) for a in request.aliases),

@@ -1,27 +1,68 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: uv (from PyPI), redis-server (the agent's tests start one), the locked environment.
-# Safe to run again: each step is skipped where it is already done.
+# Set up a fresh machine: uv (from PyPI), the system packages the tests use, the locked environment.
+# Works where `pip install` into the system Python is refused (PEP 668: Debian 12, Ubuntu 24.04), where pip
+# is not installed at all, and with a fresh HOME. Safe to run again: each step is skipped where it is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v uv >/dev/null 2>&1; then
-  echo "setup: installing uv from PyPI"
-  python3 -m pip install --quiet "uv>=0.13"
+UV_VERSION="0.13.9"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# uv: the release wheel from PyPI, checked against PyPI's sha256, its binary put on PATH. Only the Python
+# standard library is needed for this, so it works without pip, venv or ensurepip.
+install_uv() {
+  local target=/usr/local/bin
+  if [ -n "$sudo" ] && ! sudo -n true 2>/dev/null; then
+    target="$HOME/.local/bin"
+  fi
+  echo "setup: installing uv $UV_VERSION from PyPI into $target"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 - "$UV_VERSION" "$tmp" <<'PY'
+import hashlib, io, json, platform, sys, urllib.request, zipfile
+version, out = sys.argv[1], sys.argv[2]
+arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine().lower()]
+release = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/uv/{version}/json", timeout=60))
+wheel = next(
+    f for f in release["urls"]
+    if f["filename"].endswith(".whl") and "manylinux" in f["filename"] and f"_{arch}" in f["filename"]
+    and "musllinux" not in f["filename"]
+)
+data = urllib.request.urlopen(wheel["url"], timeout=300).read()
+if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
+    sys.exit(f"setup: {wheel['filename']}: sha256 does not match PyPI's")
+with zipfile.ZipFile(io.BytesIO(data)) as archive:
+    member = next(n for n in archive.namelist() if n.endswith("/scripts/uv"))
+    with open(f"{out}/uv", "wb") as binary:
+        binary.write(archive.read(member))
+PY
+  chmod 0755 "$tmp/uv"
+  if [ "$target" = /usr/local/bin ]; then
+    $sudo install -m 0755 "$tmp/uv" "$target/uv"
+  else
+    mkdir -p "$target" && install -m 0755 "$tmp/uv" "$target/uv"
+  fi
+  rm -rf "$tmp"
   hash -r
   command -v uv >/dev/null 2>&1 || {
-    echo "setup: uv installed but not on PATH; add Python's scripts directory (e.g. ~/.local/bin) to PATH" >&2
+    echo "setup: uv is in $target, which is not on PATH; add it (e.g. export PATH=\"$target:\$PATH\") and run again" >&2
     exit 1
   }
-fi
+}
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "setup: installing redis-server (Debian package)"
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+command -v uv >/dev/null 2>&1 || install_uv
+
+# redis-server: the agent's heartbeat tests run a real one.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]} (Debian packages)"
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Precompiled bytecode: with PYTHONDONTWRITEBYTECODE set, each `fleet plan` would recompile pulumi_aws (~1.5 s).
+# The system Python (3.11 or 3.12), never a downloaded one; bytecode precompiled: with
+# PYTHONDONTWRITEBYTECODE set, each `fleet plan` would otherwise recompile pulumi_aws (~1.5 s).
 UV_COMPILE_BYTECODE=1 uv sync --frozen
 echo "setup: done. Render the dev stack with: uv run fleet plan --stack dev"
