@@ -346,18 +346,32 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ),
     (
         "a pool whose type its region lacks",
-        stack_with(PROD, gpuPools=pools(("llama", "us-west-2", "g6e.xlarge", 1)), standbyRegion="eu-west-1",
-                   network={**PROD["config"][f"{NS}:network"], "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"}},
-                   gcpRegion="europe-west4"),  # fmt: skip
+        stack_with(
+            PROD,
+            gpuPools=pools(("llama", "us-west-2", "g6e.xlarge", 1)),
+            standbyRegion="eu-west-1",
+            network={
+                **PROD["config"][f"{NS}:network"],
+                "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"},
+            },
+            gcpRegion="europe-west4",
+        ),
         {},
         "error: inference-fleet:gpuPools[0].region: got 'us-west-2'; pools run in control-plane regions: "
         "us-east-1, eu-west-1",
     ),
     (
         "a GPU type the pool's region does not offer",
-        stack_with(PROD, gpuPools=pools(("llama", "eu-west-1", "g6e.xlarge", 1)), standbyRegion="eu-west-1",
-                   network={**PROD["config"][f"{NS}:network"], "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"}},
-                   controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "us-west-2", "eu-west-1"]})),  # fmt: skip
+        stack_with(
+            PROD,
+            gpuPools=pools(("llama", "eu-west-1", "g6e.xlarge", 1)),
+            standbyRegion="eu-west-1",
+            network={
+                **PROD["config"][f"{NS}:network"],
+                "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"},
+            },
+            controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "us-west-2", "eu-west-1"]}),
+        ),
         {},
         "error: inference-fleet:gpuPools[0].instanceTypes[0]: g6e.xlarge is not offered in eu-west-1; offered "
         "there: g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge, g5.12xlarge, g5.24xlarge, "
