@@ -23,9 +23,9 @@ install_uv() {
 import hashlib, io, json, platform, sys, urllib.request, zipfile
 version, out = sys.argv[1], sys.argv[2]
 arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine().lower()]
-release = json.load(urllib.request.urlopen(f"https://pypi.org/pypi/uv/{version}/json", timeout=60))
+project = json.load(urllib.request.urlopen("https://pypi.org/pypi/uv/json", timeout=60))
 wheel = next(
-    f for f in release["urls"]
+    f for f in project["releases"][version]
     if f["filename"].endswith(".whl") and "manylinux" in f["filename"] and f"_{arch}" in f["filename"]
     and "musllinux" not in f["filename"]
 )
