@@ -20,16 +20,18 @@ install_uv() {
   local tmp
   tmp=$(mktemp -d)
   python3 - "$UV_VERSION" "$tmp" <<'PY'
-import hashlib, io, json, platform, sys, urllib.request, zipfile
+import hashlib, io, json, platform, sys, urllib.parse, urllib.request, zipfile
 version, out = sys.argv[1], sys.argv[2]
 arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine().lower()]
-project = json.load(urllib.request.urlopen("https://pypi.org/pypi/uv/json", timeout=60))
+index = "https://pypi.org/pypi/uv/json"
+project = json.load(urllib.request.urlopen(index, timeout=60))
 wheel = next(
     f for f in project["releases"][version]
     if f["filename"].endswith(".whl") and "manylinux" in f["filename"] and f"_{arch}" in f["filename"]
     and "musllinux" not in f["filename"]
 )
-data = urllib.request.urlopen(wheel["url"], timeout=300).read()
+# PyPI gives absolute URLs; a mirror may give them relative to the index.
+data = urllib.request.urlopen(urllib.parse.urljoin(index, wheel["url"]), timeout=300).read()
 if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
     sys.exit(f"setup: {wheel['filename']}: sha256 does not match PyPI's")
 with zipfile.ZipFile(io.BytesIO(data)) as archive:
