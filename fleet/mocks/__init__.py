@@ -10,7 +10,6 @@ with the resource, the name and the limit, as a problem of the render.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ import pulumi
 from fleet.mocks import aws, gcp
 from fleet.mocks.registry import (
     AUTONAME_RANDOM_HEX,
+    INVOKES,
     PREFIXED_SUFFIX_LENGTH,
     REGISTRY,
     MockContext,
@@ -118,16 +118,13 @@ class FleetMocks(pulumi.runtime.Mocks):
         return f"{base}-{''.join(rng.choices('0123456789abcdef', k=AUTONAME_RANDOM_HEX))}"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        region = self._region_of(args.provider, args.args)
-        cloud = _CLOUDS.get(args.token.split(":", 1)[0])
-        answer: Callable[..., dict[str, Any] | None] | None = getattr(cloud, "call", None)
-        found = answer(args.token, args.args, region) if answer else None
-        if found is None:
+        answer = INVOKES.get(args.token)
+        if answer is None:
             raise NotImplementedError(
                 f"fleet mocks: no answer for function {args.token}; add one in fleet/mocks/"
                 f"{args.token.split(':', 1)[0]}.py"
             )
-        return found
+        return answer(args.args, self._region_of(args.provider, args.args))
 
     def _region_of(self, provider_ref: str | None, inputs: dict[str, Any]) -> str:
         explicit = inputs.get("region") or inputs.get("location")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.core.catalog.aws import AWS_REGIONS, region_code
-from fleet.mocks.registry import MockContext, NameRule, declare, digest, register
+from fleet.mocks.registry import MockContext, NameRule, declare, digest, invoke, register
 
 ACCOUNT_ID = "123456789012"
 
@@ -406,36 +406,48 @@ _ELB_ACCOUNTS = {
 }
 
 
-def call(token: str, args: dict[str, Any], region: str) -> dict[str, Any] | None:
-    """The answer to an AWS function (invoke), or None for one this module does not know."""
-    if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-        count = AWS_REGIONS[region].availability_zones
-        suffixes = "abcdef"[:count]
-        return {
-            "names": [f"{region}{s}" for s in suffixes],
-            "zoneIds": [f"{region_code(region)}-az{i + 1}" for i in range(count)],
-            "id": region,
-            "region": region,
-        }
-    if token == "aws:index/getCallerIdentity:getCallerIdentity":
-        return {
-            "accountId": ACCOUNT_ID,
-            "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/inference-fleet-deployer/pulumi",
-            "userId": "AROAEXAMPLEDEPLOYER:pulumi",
-            "id": ACCOUNT_ID,
-        }
-    if token == "aws:index/getRegion:getRegion":
-        return {"name": region, "region": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
-    if token == "aws:route53/getZone:getZone":
-        name = str(args.get("name", "")).rstrip(".")
-        zone_id = "Z" + digest(name)[:20].upper()
-        return {"zoneId": zone_id, "id": zone_id, "name": name, "privateZone": False}
-    if token == "aws:elb/getServiceAccount:getServiceAccount":
-        account = _ELB_ACCOUNTS.get(region, "000000000000")
-        return {"arn": f"arn:aws:iam::{account}:root", "id": account, "region": region}
-    if token == "aws:index/getPartition:getPartition":
-        return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
-    return None
+@invoke("aws:index/getAvailabilityZones:getAvailabilityZones")
+def _availability_zones(args: dict[str, Any], region: str) -> dict[str, Any]:
+    count = AWS_REGIONS[region].availability_zones
+    return {
+        "names": [f"{region}{s}" for s in "abcdef"[:count]],
+        "zoneIds": [f"{region_code(region)}-az{i + 1}" for i in range(count)],
+        "id": region,
+        "region": region,
+    }
+
+
+@invoke("aws:index/getCallerIdentity:getCallerIdentity")
+def _caller_identity(args: dict[str, Any], region: str) -> dict[str, Any]:
+    return {
+        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/inference-fleet-deployer/pulumi",
+        "userId": "AROAEXAMPLEDEPLOYER:pulumi",
+        "id": ACCOUNT_ID,
+    }
+
+
+@invoke("aws:index/getRegion:getRegion")
+def _region(args: dict[str, Any], region: str) -> dict[str, Any]:
+    return {"name": region, "region": region, "id": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+
+
+@invoke("aws:route53/getZone:getZone")
+def _zone(args: dict[str, Any], region: str) -> dict[str, Any]:
+    name = str(args.get("name", "")).rstrip(".")
+    zone_id = "Z" + digest(name)[:20].upper()
+    return {"zoneId": zone_id, "id": zone_id, "name": name, "privateZone": False}
+
+
+@invoke("aws:elb/getServiceAccount:getServiceAccount")
+def _elb_service_account(args: dict[str, Any], region: str) -> dict[str, Any]:
+    account = _ELB_ACCOUNTS.get(region, "000000000000")
+    return {"arn": f"arn:aws:iam::{account}:root", "id": account, "region": region}
+
+
+@invoke("aws:index/getPartition:getPartition")
+def _partition(args: dict[str, Any], region: str) -> dict[str, Any]:
+    return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
 
 
 def common_outputs(token: str, physical: str, region: str) -> dict[str, Any]:

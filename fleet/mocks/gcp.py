@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleet.mocks.registry import MockContext, NameRule, declare, register
+from fleet.mocks.registry import MockContext, NameRule, declare, invoke, register
 
 PROJECT_NUMBER = "100000000002"
 
@@ -75,12 +75,10 @@ declare("gcp:artifactregistry/repository:Repository", name_input="repositoryId",
 declare("gcp:firestore/database:Database", lowercase=True, rule=_FIRESTORE_DATABASE)
 
 
-def call(token: str, args: dict[str, Any], region: str) -> dict[str, Any] | None:
-    """The answer to a GCP function (invoke), or None for one this module does not know."""
-    if token == "gcp:organizations/getProject:getProject":
-        project = str(args.get("projectId") or "")
-        return {"projectId": project, "number": PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
-    return None
+@invoke("gcp:organizations/getProject:getProject")
+def _project(args: dict[str, Any], region: str) -> dict[str, Any]:
+    project = str(args.get("projectId") or "")
+    return {"projectId": project, "number": PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
 
 
 def common_outputs(token: str, physical: str, region: str) -> dict[str, Any]:

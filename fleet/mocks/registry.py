@@ -75,6 +75,19 @@ class TypeSpec:
 
 
 REGISTRY: dict[str, TypeSpec] = {}
+# Functions (invokes) by token: the answer from the call's arguments and the provider's region.
+Answer = Callable[[dict[str, Any], str], dict[str, Any]]
+INVOKES: dict[str, Answer] = {}
+
+
+def invoke(token: str) -> Callable[[Answer], Answer]:
+    """Register the answer to a function (invoke) such as aws:index/getCallerIdentity (decorator)."""
+
+    def decorate(fn: Answer) -> Answer:
+        INVOKES[token] = fn
+        return fn
+
+    return decorate
 
 
 def register(token: str, **fields: Any) -> Callable[[Outputs], Outputs]:
