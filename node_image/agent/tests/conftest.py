@@ -48,9 +48,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         import redis
 
-        client = redis.Redis(
-            host="127.0.0.1", port=port
-        )  # where it binds; "localhost" may be ::1 or unresolved
+        # Where it binds: "localhost" may resolve to ::1, or not at all.
+        client = redis.Redis(host="127.0.0.1", port=port)
         wait_for(client.ping, 10, "redis-server to answer PING")
         client.close()
         yield f"redis://127.0.0.1:{port}/0"
