@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,9 @@ from fleet.stackfile import StackInput
 SECRET_KEYS = {s.key: s.description for s in SECRETS}
 
 PROD_CIDRS = {"us-east-1": "10.10.0.0/16", "us-west-2": "10.20.0.0/16"}
+PROD_CONTROL_PLANE = yaml.safe_load((Path(__file__).resolve().parents[2] / "Pulumi.prod.yaml").read_text())[
+    "config"
+]["inference-fleet:controlPlane"]
 
 
 def network(**changes: Any) -> dict[str, Any]:
@@ -304,6 +308,30 @@ def test_secret_given_in_plain_text_is_refused(stack_input):
         "inference-fleet:gatewayMasterKey: given in plain text; it is a secret (LiteLLM master key for the "
         "gateway): set it with fn::secret in the stack's ESC environment or `pulumi config set --secret "
         "gatewayMasterKey`"
+    ]
+
+
+def test_every_sections_problems_are_reported_together(stack_input):
+    found = problems(
+        stack_input(
+            "prod",
+            {
+                "network": network(natGateways="single"),
+                "controlPlane": {
+                    **PROD_CONTROL_PLANE,
+                    "gateway": {**PROD_CONTROL_PLANE["gateway"], "minTasks": 5, "maxTasks": 2},
+                    "redis": {"replicas": 0},
+                },
+                "batchJobs": [{"name": "embed", "cpu": 2}],
+            },
+        )
+    )
+    assert found == [
+        "inference-fleet:network.natGateways: got 'single'; prod needs per-az so one zone's outage leaves egress up",
+        "inference-fleet:batchJobs[0].cpu: got 2; a Cloud Run job with nvidia-l4 takes 4-8 CPU",
+        "inference-fleet:controlPlane.gateway.minTasks: got 5; at most maxTasks (2)",
+        "inference-fleet:controlPlane.redis.replicas: got 0; prod keeps at least 1 replica in another zone "
+        "(Multi-AZ failover)",
     ]
 
 

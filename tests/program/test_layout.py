@@ -1,0 +1,61 @@
+"""The layout every capability builds on: a short composition root, one package per capability, and no
+capability reaching into another's internals (only what its package publishes, and `components.core`)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = ROOT / "components"
+CAPABILITIES = sorted(
+    p.name for p in COMPONENTS.iterdir() if (p / "__init__.py").is_file() and p.name != "core"
+)
+
+
+def imported_modules(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+    return found
+
+
+def test_main_only_composes_and_stays_short():
+    assert len((ROOT / "__main__.py").read_text().splitlines()) < 100
+    assert not (COMPONENTS / "config.py").exists()
+
+
+def test_capabilities_are_packages_with_a_config_section():
+    assert {"network", "data_tier", "control_plane", "failover", "gpu_pools", "batch"} <= set(CAPABILITIES)
+    for capability in CAPABILITIES:
+        assert (COMPONENTS / capability / "config.py").is_file(), capability
+
+
+def test_no_capability_imports_another_capabilitys_internals():
+    offenders = []
+    for capability in CAPABILITIES:
+        for path in (COMPONENTS / capability).rglob("*.py"):
+            for module in imported_modules(path):
+                parts = module.split(".")
+                if parts[0] != "components" or len(parts) < 3:
+                    continue  # not ours, or a package's published API (components.<capability>)
+                if parts[1] not in ("core", capability):
+                    offenders.append(f"{path.relative_to(ROOT)} imports {module}")
+    assert not offenders, offenders
+
+
+def test_core_depends_on_no_capability():
+    for path in (COMPONENTS / "core").rglob("*.py"):
+        for module in imported_modules(path):
+            parts = module.split(".")
+            assert parts[0] != "components" or parts[1] == "core", f"{path} imports {module}"
+
+
+def test_the_catalogs_load_without_a_cloud_sdk():
+    """The policy pack reads them in its own process at every preview: they must stay plain data."""
+    for path in (COMPONENTS / "core" / "catalog").glob("*.py"):
+        assert not any(m.startswith("pulumi") for m in imported_modules(path)), path
