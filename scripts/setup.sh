@@ -55,11 +55,13 @@ PY
 
 command -v uv >/dev/null 2>&1 || install_uv
 
-# redis-server: the agent's heartbeat tests run a real one.
+# redis-server: the agent's heartbeat tests run a real one. libgomp1: llama.cpp's OpenMP runtime, which the
+# xllamacpp wheel links against (minimal Debian and Ubuntu images lack it).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+/sbin/ldconfig -p 2>/dev/null | grep -q "libgomp.so.1 " || missing+=(libgomp1)
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "setup: installing ${missing[*]} (Debian packages)"
+  echo "setup: installing ${missing[*]} (distribution packages)"
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
