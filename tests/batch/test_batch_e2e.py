@@ -137,7 +137,7 @@ def test_engine_crash_is_retried_then_succeeds(
     assert code == 0, status
     assert execution.exit_codes == [1, 0]  # Cloud Run retried the failed attempt (maxRetries 1 in dev)
     first, second = status["attempts"]
-    assert first["state"] == "retrying" and "engine" in first["error"]
+    assert first["state"] == "retrying" and first["error"].startswith("the engine crashed mid-batch")
     assert second["state"] == "succeeded"
     assert status["state"] == "succeeded" and status["attempt"] == 2
     assert status["items"]["succeeded"] == 12

@@ -279,6 +279,9 @@ class JobRun:
                 run_begun = time.monotonic()
                 batch = asyncio.create_task(self._send_all(agent, items), name="batch")
                 await asyncio.wait({batch, crashed}, return_when=asyncio.FIRST_COMPLETED)
+                if batch.done() and isinstance(batch.exception(), Retryable):
+                    # A request that failed may be the first sign of a crash: give the watch a moment.
+                    await asyncio.wait({crashed}, timeout=5 * ENGINE_WATCH_PERIOD_S)
                 if crashed.done():
                     batch.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
