@@ -109,7 +109,7 @@ def test_submit_runs_to_succeeded_with_results_status_and_receipt(world: BatchWo
     # One dispatch (as the queue's service account, to the job's :run), one execution, one attempt.
     task = world.task(job_id)
     assert [code for _, code in task.attempts] == [200] and task.outcome == "done"
-    (execution,) = world.run.executions
+    (execution,) = world.finished_executions()
     assert execution.exit_codes == [0]
     assert execution.overrides["containerOverrides"][0]["env"] == [{"name": "FLEET_JOB_ID", "value": job_id}]
 
@@ -122,7 +122,7 @@ def test_duplicate_submit_is_a_no_op(world: BatchWorld, cli: Cli) -> None:
     assert code == 0 and status["state"] == "succeeded"
     late = cli.submit(prompts(1), key="same-key")  # finished: nothing is enqueued at all
     assert late == {"jobId": first["jobId"], "duplicate": True, "state": "succeeded"}
-    assert len(world.run.executions) == 1
+    assert len(world.finished_executions()) == 1
     assert len(world.tasks.tasks) == 1
 
 
@@ -133,7 +133,7 @@ def test_engine_crash_is_retried_then_succeeds(
         cli = Cli(world, tmp_path, monkeypatch, capsys)
         job_id = cli.submit(prompts(12, max_tokens=512), key="crash")["jobId"]
         code, status = cli.wait(job_id)
-        (execution,) = world.run.executions
+        (execution,) = world.finished_executions()
     assert code == 0, status
     assert execution.exit_codes == [1, 0]  # Cloud Run retried the failed attempt (maxRetries 1 in dev)
     first, second = status["attempts"]
@@ -154,7 +154,7 @@ def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None
         "retryable": False,
     }
     assert [a["attempt"] for a in status["attempts"]] == [1]
-    (execution,) = world.run.executions
+    (execution,) = world.finished_executions()
     assert execution.exit_codes == [0]  # exit 0: Cloud Run does not run it again
     assert not world.storage.objects
 
@@ -168,4 +168,4 @@ def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, 
     (first, failed), (second, ok) = task.attempts
     assert (failed, ok) == (503, 200)
     assert second - first >= retry_delay_s(world.queue, 1)  # the rendered queue's minBackoff
-    assert len(world.run.executions) == 1
+    assert len(world.finished_executions()) == 1

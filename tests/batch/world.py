@@ -183,6 +183,12 @@ class BatchWorld:
             "FLEET_CLOUDTASKS_URL": self.urls["tasks"],
         }
 
+    def finished_executions(self, timeout: float = 30) -> list[Any]:
+        """Every execution, once its task's process has exited (the status is written just before)."""
+        for execution in self.run.executions:
+            assert execution.done.wait(timeout), f"{execution.name} still running after {timeout} s"
+        return list(self.run.executions)
+
     def document(self, job_id: str) -> dict[str, Any]:
         return self.firestore.fields(f"{self.database_path}/documents/jobs/{job_id}")
 
