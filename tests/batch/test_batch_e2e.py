@@ -169,3 +169,17 @@ def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, 
     assert (failed, ok) == (503, 200)
     assert second - first >= retry_delay_s(world.queue, 1)  # the rendered queue's minBackoff
     assert len(world.finished_executions()) == 1
+
+
+def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: BatchWorld, cli: Cli) -> None:
+    world.run_job.timeout_s = 2.0  # the batch below takes longer: Cloud Run sends SIGTERM at the timeout
+    job_id = cli.submit(prompts(200, max_tokens=512), key="slow")["jobId"]
+    world.wait_for_execution(timeout=60)
+    (execution,) = world.finished_executions()
+    code, out = cli("status", job_id)
+    status = json.loads(out)
+    assert code == 0 and status["state"] == "failed"
+    assert execution.exit_codes == [1, 1]  # both attempts ask for a retry; maxRetries 1 ends it
+    assert [a["state"] for a in status["attempts"]] == ["retrying", "failed"]
+    assert all("SIGTERM" in a["error"] for a in status["attempts"])
+    assert status["error"]["retryable"] is True

@@ -18,7 +18,7 @@ from typing import Any
 
 from fleet.harness import Rendering
 from node_image.agent.tests.agent_testkit.harness import FAST_PROBES, FAST_SUPERVISOR, LLAMA_SERVER
-from node_image.agent.tests.agent_testkit.net import ThreadedServer, free_port
+from node_image.agent.tests.agent_testkit.net import ThreadedServer, free_port, wait_for
 
 from .gcp_fakes import (
     FakeCloudTasks,
@@ -182,6 +182,10 @@ class BatchWorld:
             "FLEET_FIRESTORE_URL": self.urls["firestore"],
             "FLEET_CLOUDTASKS_URL": self.urls["tasks"],
         }
+
+    def wait_for_execution(self, timeout: float) -> None:
+        """Until jobs:run has started an execution (the dispatcher runs on its own schedule)."""
+        wait_for(lambda: self.run.executions, timeout, "an execution of the job")
 
     def finished_executions(self, timeout: float = 30) -> list[Any]:
         """Every execution, once its task's process has exited (the status is written just before)."""

@@ -50,6 +50,8 @@ TERMINAL = frozenset({SUCCEEDED, FAILED})
 # The JSON line (stdout, so Cloud Run makes it jsonPayload) the log-based metrics count.
 FINISHED_EVENT = "fleet.job.finished"
 ENGINE_WATCH_PERIOD_S = 0.1
+# Cloud Run's container contract: SIGKILL 10 s after SIGTERM. The engine gets at most this much of it.
+JOB_ENGINE_STOP_GRACE_S = 5.0
 MAX_ITEMS = 100_000
 # Keys of an input item that are ours, not the engine's.
 ITEM_ID = "id"
@@ -261,9 +263,10 @@ class JobRun:
     async def _work(self, items: list[Item]) -> tuple[str, dict[str, int]]:
         from fleet_agent.agent import Agent  # the engine stack loads only once the input is good
 
-        agent = Agent(self.config, gpu_backend=self.gpu_backend)
+        agent = Agent(_job_config(self.config), gpu_backend=self.gpu_backend)
         begun = time.monotonic()
         await agent.start()
+        batch: asyncio.Task[tuple[list[dict[str, Any]], dict[str, int]]] | None = None
         try:
             crashed = asyncio.create_task(_engine_crashed(agent), name="engine-watch")
             try:
@@ -290,9 +293,11 @@ class JobRun:
                 lines, counts = batch.result()
                 self.timings["runSeconds"] = round(time.monotonic() - run_begun, 3)
             finally:
-                crashed.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await crashed
+                for task in (batch, crashed):
+                    if task is not None and not task.done():
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
         finally:
             await agent.close()
         name = f"results/{self.settings.job_id}/output.jsonl"
@@ -389,6 +394,15 @@ class JobRun:
     def _first_start(self) -> datetime:
         first = self.history[0].get("startedAt") if self.history else None
         return first if isinstance(first, datetime) else self.started_at
+
+
+def _job_config(config: AgentConfig) -> AgentConfig:
+    """The agent's config for one attempt: the engine stops quicker than a node's drain allows, so that on
+    SIGTERM (the task timeout) the stop and the status write fit in the 10 s before Cloud Run's SIGKILL."""
+    grace = min(config.supervisor.stop_grace_s, JOB_ENGINE_STOP_GRACE_S)
+    return config.model_copy(
+        update={"supervisor": config.supervisor.model_copy(update={"stop_grace_s": grace})}
+    )
 
 
 async def _first(waiting: Any, crashed: asyncio.Task[None]) -> bool:
