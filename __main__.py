@@ -2,7 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import control_plane, data_tier, failover, network
+from components import batch, control_plane, data_tier, failover, network
 from components.core.catalog.aws import ROUTE53_METRICS_REGION
 from components.core.context import StackContext
 from components.core.outputs import publish
@@ -28,9 +28,10 @@ promotion = data_tier.declare_promotion(
     alarm_region=ROUTE53_METRICS_REGION,
     standby_region=config.standby_region,
 )
+batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs)
 
 publish(
-    [networks, data, planes, dns, promotion],
+    [networks, data, planes, dns, promotion, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

@@ -89,6 +89,7 @@ class FleetConfig(RootSection):
             gcp_region=self.gcp_region,
             sections=sections,
             secret_object_keys=secret_object_keys,
+            tags=self.tags,
         )
 
 

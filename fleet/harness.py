@@ -237,6 +237,7 @@ class RecordingMonitor(MockMonitor):
                 options=ResourceOptions(
                     protect=bool(request.protect),
                     ignore_changes=tuple(request.ignoreChanges),
+                    # Sorted: the SDK gathers a resource's dependencies as a set, in no stable order.
                     depends_on=tuple(sorted(u for u in request.dependencies if u not in implicit)),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     retain_on_delete=bool(request.retainOnDelete),

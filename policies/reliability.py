@@ -20,6 +20,11 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.core.catalog.gcp import (
+    CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
+    CLOUD_RUN_MAX_RETRIES,
+    CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
+)
 from policies.linking import of_types
 from policies.support import (
     as_number,
@@ -34,7 +39,7 @@ from policies.support import (
     setting,
     truthy,
 )
-from policies.validity import gpu_instance_types
+from policies.validity import gpu_instance_types, job_gpus
 
 ROUTE53_RECORD = "aws:route53/record:Record"
 ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -275,8 +280,6 @@ no_install_at_startup = ResourceValidationPolicy(
 
 # --- batch: Cloud Run jobs and Cloud Tasks ---------------------------------------------------------------
 
-CLOUD_RUN_MAX_RETRIES = 10  # Cloud Run's own limit per task
-
 
 def _job_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type != CLOUD_RUN_JOB:
@@ -299,11 +302,24 @@ def _job_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
             "the 10-minute default kills long GPU tasks mid-batch.",
             None,
         )
+        return
+    timeout = _seconds(known(task, "timeout"))
+    gpus, _ = job_gpus(args.props)
+    limit = CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS if gpus else CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS
+    if timeout is not None and timeout > limit:
+        kind = "a task with a GPU" if gpus else "a task"
+        report(
+            f"{label(args)} sets timeout {task.get('timeout')}: Cloud Run runs {kind} at most {limit} s.",
+            None,
+        )
 
 
 cloud_run_job_retries_timeout = ResourceValidationPolicy(
     name="cloud-run-job-retries-timeout",
-    description="Cloud Run jobs state their retries per task (0-10) and their task timeout.",
+    description=(
+        "Cloud Run jobs state their retries per task (0-10) and their task timeout, within Cloud Run's limit "
+        "(1 hour with a GPU, 168 hours without)."
+    ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_job_retries,
 )

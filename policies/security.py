@@ -183,6 +183,34 @@ gcs_uniform_bucket_access = ResourceValidationPolicy(
 )
 
 
+GCS_BUCKET_GRANTS = (
+    "gcp:storage/bucketIAMMember:BucketIAMMember",
+    "gcp:storage/bucketIAMBinding:BucketIAMBinding",
+)
+PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
+
+
+def _gcs_public_members(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in GCS_BUCKET_GRANTS:
+        return
+    members = [known(args.props, "member"), *items(known(args.props, "members"))]
+    public = [m for m in members if m in PUBLIC_MEMBERS]
+    if public:
+        report(
+            f"{label(args)} grants {known(args.props, 'role')} to {', '.join(public)}: batch inputs and "
+            "results are never public; grant a group or service account instead.",
+            None,
+        )
+
+
+gcs_no_public_members = ResourceValidationPolicy(
+    name="gcs-no-public-members",
+    description="No GCS bucket grant names allUsers or allAuthenticatedUsers: results buckets stay private.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_gcs_public_members,
+)
+
+
 # --- databases and caches -----------------------------------------------------------------------------
 
 RDS_CLUSTER = "aws:rds/cluster:Cluster"
@@ -601,6 +629,7 @@ POLICIES = [
     s3_bucket_encrypted,
     gcs_public_access_prevention,
     gcs_uniform_bucket_access,
+    gcs_no_public_members,
     rds_storage_encrypted,
     rds_tls_required,
     redis_encrypted_with_auth,

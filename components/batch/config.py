@@ -1,20 +1,128 @@
-"""The `batchJobs` section: Cloud Run GPU jobs, checked against what the GCP region offers.
-
-Validated now; the jobs land with the batch capability.
-"""
+"""The `batchJobs` section: Cloud Run GPU jobs fed by Cloud Tasks, checked against what the GCP region
+offers and what the Cloud Run and Cloud Tasks APIs accept."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from components.core.catalog.gcp import CLOUD_RUN_GPUS
-from components.core.config import Problem, Section, StackView, one_of, rule
-from components.core.fields import Slug
+from components.batch.retry import RetryPolicy
+from components.core.catalog.gcp import (
+    CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
+    CLOUD_RUN_GPUS,
+    CLOUD_RUN_MAX_RETRIES,
+    CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS,
+    CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES,
+    CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND,
+    GCP_LABEL_MAX_LENGTH,
+    GCP_MAX_LABELS,
+)
+from components.core.config import Problem, Section, StackView, TopKey, one_of, rule, stack_rule
+from components.core.fields import DEFAULT_TAG_KEYS, ModelName, Slug
 
 CloudRunGpuName = Literal["nvidia-l4"]
+EngineKind = Literal["vllm", "llamacpp"]
+
+_GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9_.-]{1,220}[a-z0-9])/(\S+[^/])$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
+_MEMBER = re.compile(r"^(user|group|serviceAccount|domain):\S+$")
+_LABEL_KEY = re.compile(rf"^[a-z][a-z0-9_-]{{0,{GCP_LABEL_MAX_LENGTH - 1}}}$")
+_LABEL_VALUE = re.compile(rf"^[a-z0-9_-]{{0,{GCP_LABEL_MAX_LENGTH}}}$")
+# Labels on a batch resource besides the stack's tags: the program's own (job, component) and the
+# provider's attribution label (goog-pulumi-provisioned).
+_OWN_LABELS = 3
+
+
+def _gcs_uri(value: str) -> str:
+    if not _GCS_URI.match(value):
+        raise ValueError(f"got {value!r}; expected gs://<bucket>/<path to the weights (a file or folder)>")
+    return value
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError(f"got {value!r}; expected an email address")
+    return value
+
+
+def _member(value: str) -> str:
+    if not _MEMBER.match(value):
+        raise ValueError(
+            f"got {value!r}; expected an IAM principal: user:<email>, group:<email>, "
+            "serviceAccount:<email> or domain:<domain>"
+        )
+    return value
+
+
+GcsUri = Annotated[str, AfterValidator(_gcs_uri)]
+Email = Annotated[str, AfterValidator(_email)]
+IamMember = Annotated[str, AfterValidator(_member)]
+
+
+class BatchModelConfig(Section):
+    """What the engine serves: the name clients use, and the weights, mounted read-only from a bucket (the
+    model store) at /models; nothing is downloaded at start."""
+
+    name: ModelName
+    uri: GcsUri
+
+    @property
+    def bucket(self) -> str:
+        match = _GCS_URI.match(self.uri)
+        assert match is not None
+        return match.group(1)
+
+    @property
+    def path(self) -> str:
+        match = _GCS_URI.match(self.uri)
+        assert match is not None
+        return match.group(2)
+
+
+class BatchQueueConfig(Section):
+    """The Cloud Tasks queue in front of the job: how fast it dispatches jobs:run, and how it retries a
+    dispatch that failed (jobs:run answers at once; a failed execution is the job's own maxRetries)."""
+
+    max_dispatches_per_second: float = Field(default=1.0, gt=0, le=CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND)
+    max_concurrent_dispatches: int = Field(default=10, ge=1, le=CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES)
+    # Bounded: never -1 (unlimited), so a dispatch that keeps failing is given up.
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    min_backoff_seconds: int = Field(default=1, ge=1)
+    max_backoff_seconds: int = Field(default=60, ge=1, le=3600)
+    max_doublings: int = Field(default=4, ge=0, le=16)
+    # 0: give up after maxAttempts alone.
+    max_retry_duration_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
+    # Each jobs:run call's deadline (Task.dispatchDeadline, set by the submit client).
+    dispatch_deadline_seconds: int = Field(
+        default=30, ge=CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS[0], le=CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS[1]
+    )
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.max_attempts,
+            min_backoff_s=self.min_backoff_seconds,
+            max_backoff_s=self.max_backoff_seconds,
+            max_doublings=self.max_doublings,
+            max_retry_duration_s=self.max_retry_duration_seconds,
+        )
+
+    @property
+    def give_up_after_seconds(self) -> float:
+        return self.retry.give_up_after_s(self.dispatch_deadline_seconds)
+
+
+class BatchAlertsConfig(Section):
+    """Cloud Monitoring alerts (the seed's four) and where they go."""
+
+    email: Email | None = None
+    queue_depth: int = Field(default=100, ge=1)
+    failure_rate_percent: float = Field(default=5.0, gt=0, le=100)
+    p95_seconds: int = Field(default=120, ge=1)
+    cold_starts_per_hour: int = Field(default=10, ge=1)
 
 
 class BatchJobConfig(Section):
@@ -24,6 +132,22 @@ class BatchJobConfig(Section):
     gpu: CloudRunGpuName = "nvidia-l4"
     cpu: int = Field(default=4, ge=1)
     memory_gib: int = Field(default=16, ge=1)
+    engine: EngineKind = "vllm"
+    model: BatchModelConfig
+    # Concurrent requests the job sends its engine (llama.cpp -np, vLLM's batch fills itself).
+    parallel: int = Field(default=4, ge=1, le=256)
+    max_retries: int = Field(default=2, ge=0, le=CLOUD_RUN_MAX_RETRIES)
+    task_timeout_seconds: int = Field(default=600, ge=1)
+    queue: BatchQueueConfig = Field(default_factory=BatchQueueConfig)
+    alerts: BatchAlertsConfig = Field(default_factory=BatchAlertsConfig)
+    # Who may submit (enqueue, create status documents) and read results.
+    submitters: list[IamMember] = Field(default_factory=list)
+    results_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    @property
+    def worst_case_seconds(self) -> int:
+        """Every attempt of one task running to its timeout."""
+        return (self.max_retries + 1) * self.task_timeout_seconds
 
 
 @rule(BatchJobConfig)
@@ -42,3 +166,41 @@ def _job_fits(job: BatchJobConfig, view: StackView) -> Iterator[Problem]:
             f"got {job.memory_gib}; a Cloud Run job with {job.gpu} takes "
             f"{gpu.min_memory_gib}-{gpu.max_memory_gib} GiB",
         )
+
+
+@rule(BatchJobConfig)
+def _job_limits(job: BatchJobConfig, view: StackView) -> Iterator[Problem]:
+    if job.task_timeout_seconds > CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS:
+        yield (
+            "taskTimeoutSeconds",
+            f"got {job.task_timeout_seconds}; a Cloud Run task with a GPU runs at most "
+            f"{CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS} s per attempt",
+        )
+    queue = job.queue
+    if queue.min_backoff_seconds > queue.max_backoff_seconds:
+        yield (
+            "queue.minBackoffSeconds",
+            f"got {queue.min_backoff_seconds}; at most queue.maxBackoffSeconds ({queue.max_backoff_seconds})",
+        )
+    if view.tier == "prod" and job.alerts.email is None:
+        yield "alerts.email", "required in prod: the batch alerts need somewhere to go"
+
+
+@stack_rule
+def _tags_are_gcp_labels(view: StackView) -> Iterator[Problem]:
+    """Batch resources carry the stack's tags as GCP labels (the provider's default labels), whose rules
+    are stricter than AWS tags'."""
+    jobs = view.all(BatchJobConfig)
+    if not jobs:
+        return
+    tags = view.tags
+    for key, value in tags.items():
+        if not _LABEL_KEY.match(key) or not _LABEL_VALUE.match(value):
+            yield (
+                TopKey(f"tags.{key}"),
+                f"got {key!r}: {value!r}; with batchJobs, tags are also GCP labels: keys start with a "
+                "lower-case letter, keys and values are at most 63 lower-case letters, digits, '_' or '-'",
+            )
+    limit = GCP_MAX_LABELS - len(DEFAULT_TAG_KEYS) - _OWN_LABELS
+    if len(tags) > limit:
+        yield TopKey("tags"), f"got {len(tags)} tags; with batchJobs at most {limit} (GCP's 64 labels)"

@@ -23,6 +23,7 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, ClassVar, TypeVar
 
 import pulumi
@@ -76,6 +77,8 @@ class StackView:
     sections: Mapping[type[Section], list[tuple[str, Section]]]
     # For secrets whose value is an object (provider API keys): the names it holds, where visible.
     secret_object_keys: Mapping[str, frozenset[str]]
+    # The stack's own tags (the program adds its defaults to them).
+    tags: Mapping[str, str] = dataclass_field(default_factory=dict)
 
     @property
     def control_plane_regions(self) -> list[str]:

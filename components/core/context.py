@@ -8,15 +8,19 @@ resource that forgets its provider fails instead of landing wherever the ambient
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.core.catalog.aws import region_code
 from components.core.config import PROJECT
+
+if TYPE_CHECKING:
+    import pulumi_gcp as gcp
 
 # Explicit physical names start with this, then the stack and (for regional resources) the region's code:
 # short enough for the tightest limits (load balancers: 32), and readable in the console.
@@ -39,6 +43,24 @@ class RegionContext:
         return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
 
 
+@dataclass(frozen=True)
+class GcpContext:
+    """The GCP project and region a component is declared in, and the provider every resource there goes
+    through (credentials: the ambient ones, which ESC's gcp-login sets as GOOGLE_OAUTH_ACCESS_TOKEN)."""
+
+    project: str
+    region: str
+    provider: gcp.Provider
+
+    def options(self, parent: pulumi.Resource, **kwargs: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=parent, provider=self.provider, **kwargs)
+
+
+def gcp_label(value: str) -> str:
+    """A tag value as a GCP label value: lower-case letters, digits, '_' and '-', at most 63."""
+    return re.sub(r"[^a-z0-9_-]", "_", value.lower())[:63]
+
+
 @dataclass
 class StackContext:
     """The stack a component belongs to: project, stack, tier, and the tags every resource carries."""
@@ -48,6 +70,7 @@ class StackContext:
     tags: Mapping[str, str]
     project: str = PROJECT
     _regions: dict[str, RegionContext] = field(default_factory=dict, repr=False)
+    _gcp: dict[tuple[str, str], GcpContext] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, tier: str, configured_tags: Mapping[str, str]) -> StackContext:
@@ -71,6 +94,22 @@ class StackContext:
             )
             self._regions[name] = RegionContext(name, provider)
         return self._regions[name]
+
+    def gcp(self, project: str, region: str) -> GcpContext:
+        """The GCP project and region's context, its provider declared once (at the top level, as
+        `gcp-<region>`). The stack's tags become the provider's default labels."""
+        import pulumi_gcp as gcp  # loaded only by stacks that declare GCP resources
+
+        key = (project, region)
+        if key not in self._gcp:
+            provider = gcp.Provider(
+                f"gcp-{region}",
+                project=project,
+                region=region,
+                default_labels={k: gcp_label(v) for k, v in self.tags.items()},
+            )
+            self._gcp[key] = GcpContext(project, region, provider)
+        return self._gcp[key]
 
     def physical_name(
         self, kind: str, region: RegionContext | None = None, replaced_on: tuple[object, ...] = ()

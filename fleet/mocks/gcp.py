@@ -1,14 +1,15 @@
 """GCP as far as a render needs it: each resource type's name rules, ids and computed outputs.
 
-Names: limits from the API reference of each resource (Cloud Run, Cloud Tasks, IAM, Cloud Storage).
-The capabilities that declare GCP resources register them here.
+Names: limits from the API reference of each resource (Cloud Run, Cloud Tasks, IAM, Cloud Storage, Cloud
+Logging). The capabilities that declare GCP resources register them here, and the node image the batch jobs
+build with docker-build (pushed to Artifact Registry).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fleet.mocks.registry import MockContext, NameRule, declare, invoke, register
+from fleet.mocks.registry import MockContext, NameRule, declare, digest, invoke, register
 
 PROJECT_NUMBER = "100000000002"
 
@@ -35,6 +36,14 @@ _FIRESTORE_DATABASE = NameRule(
     63, "Firestore database id", min_length=4, pattern=r"[a-z](?:[-a-z0-9]*[a-z0-9])?|\(default\)",
     what=_GCP_ID_WORDS + ", or (default)",
 )  # fmt: skip
+
+
+_LOG_METRIC = NameRule(
+    100,
+    "Cloud Logging LogMetric name",
+    pattern=r"[A-Za-z0-9_.,+!*'()%-][A-Za-z0-9_.,+!*'()%/-]*",
+    what="letters, digits and _-.,+!*',()%/, not starting with '/'",
+)
 
 
 @register("gcp:cloudrunv2/job:Job", lowercase=True, rule=_RUN_JOB)
@@ -67,7 +76,12 @@ def _gcs_bucket(ctx: MockContext) -> dict[str, Any]:
 def _service_account(ctx: MockContext) -> dict[str, Any]:
     project = ctx.inputs.get("project") or "project"
     email = f"{ctx.physical_name}@{project}.iam.gserviceaccount.com"
-    return {"email": email, "member": f"serviceAccount:{email}", "uniqueId": str(int(ctx.id[-12:], 16))}
+    return {
+        "email": email,
+        "member": f"serviceAccount:{email}",
+        "name": f"projects/{project}/serviceAccounts/{email}",
+        "uniqueId": str(int(digest(ctx.id)[:12], 16)),
+    }
 
 
 declare("gcp:artifactregistry/repository:Repository", name_input="repositoryId", autonamed=False,
@@ -75,10 +89,52 @@ declare("gcp:artifactregistry/repository:Repository", name_input="repositoryId",
 declare("gcp:firestore/database:Database", lowercase=True, rule=_FIRESTORE_DATABASE)
 
 
+# Resources without a name of their own (bindings, API enablements) or named by the server.
+for _token in (
+    "gcp:projects/service:Service",
+    "gcp:projects/iAMMember:IAMMember",
+    "gcp:storage/bucketIAMMember:BucketIAMMember",
+    "gcp:serviceaccount/iAMMember:IAMMember",
+    "gcp:cloudrunv2/jobIamMember:JobIamMember",
+    "gcp:cloudtasks/queueIamMember:QueueIamMember",
+):
+    declare(_token, name_input=None)
+
+
+@register("gcp:monitoring/notificationChannel:NotificationChannel", name_input=None)
+def _notification_channel(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    return {"name": f"projects/{project}/notificationChannels/{int(digest(ctx.id)[:12], 16)}"}
+
+
+@register("gcp:monitoring/alertPolicy:AlertPolicy", name_input=None)
+def _alert_policy(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    return {"name": f"projects/{project}/alertPolicies/{int(digest(ctx.id)[:12], 16)}"}
+
+
+declare("gcp:logging/metric:Metric", autonamed=False, rule=_LOG_METRIC)
+
+
+# docker-build pushes the node image to Artifact Registry; the registry answers with the image's digest.
+@register("docker-build:index:Image", name_input=None)
+def _image(ctx: MockContext) -> dict[str, Any]:
+    tags = ctx.inputs.get("tags") or []
+    tag = tags[0] if tags and isinstance(tags[0], str) else f"{ctx.args.name}:latest"
+    image_digest = f"sha256:{digest(f'{ctx.id}:{tag}')}"
+    return {"digest": image_digest, "ref": f"{tag}@{image_digest}"}
+
+
 @invoke("gcp:organizations/getProject:getProject")
 def _project(args: dict[str, Any], region: str) -> dict[str, Any]:
     project = str(args.get("projectId") or "")
     return {"projectId": project, "number": PROJECT_NUMBER, "name": project, "id": f"projects/{project}"}
+
+
+@invoke("gcp:organizations/getClientConfig:getClientConfig")
+def _client_config(args: dict[str, Any], region: str) -> dict[str, Any]:
+    # The deployer's short-lived OAuth token (ESC's gcp-login); a stand-in here.
+    return {"accessToken": "ya29.offline-render-token", "project": "", "region": region, "id": "client"}
 
 
 def common_outputs(token: str, physical: str, region: str) -> dict[str, Any]:

@@ -58,6 +58,8 @@ REGIONS = (
 )
 
 # (case id, stack, config changes, the exact line expected; one ending in "..." is a prefix)
+TINY_MODEL = {"name": "tiny", "uri": "gs://models/tiny.gguf"}
+
 BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "tier not allowed",
@@ -271,13 +273,13 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
     (
         "Cloud Run GPU job below its CPU floor",
         "prod",
-        {"batchJobs": [{"name": "embed", "cpu": 2}]},
+        {"batchJobs": [{"name": "embed", "cpu": 2, "model": TINY_MODEL}]},
         "inference-fleet:batchJobs[0].cpu: got 2; a Cloud Run job with nvidia-l4 takes 4-8 CPU",
     ),
     (
         "Cloud Run GPU type not known",
         "prod",
-        {"batchJobs": [{"name": "embed", "gpu": "nvidia-h100"}]},
+        {"batchJobs": [{"name": "embed", "gpu": "nvidia-h100", "model": TINY_MODEL}]},
         "inference-fleet:batchJobs[0].gpu: got 'nvidia-h100'; allowed: 'nvidia-l4'",
     ),
 ]
@@ -322,7 +324,7 @@ def test_every_sections_problems_are_reported_together(stack_input):
                     "gateway": {**PROD_CONTROL_PLANE["gateway"], "minTasks": 5, "maxTasks": 2},
                     "redis": {"replicas": 0},
                 },
-                "batchJobs": [{"name": "embed", "cpu": 2}],
+                "batchJobs": [{"name": "embed", "cpu": 2, "model": TINY_MODEL}],
             },
         )
     )

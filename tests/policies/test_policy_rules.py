@@ -297,6 +297,16 @@ def failover_pair(*, primary_check: bool = True, secondary: bool = True) -> None
         )
 
 
+def gcs_grant(member: str = "group:ml-platform@example.com") -> None:
+    gcp.storage.BucketIAMMember(
+        "readers",
+        bucket="acme-results",
+        role="roles/storage.objectViewer",
+        member=member,
+        opts=gcp_provider(),
+    )
+
+
 def health_check(interval: int = 30) -> None:
     aws.route53.HealthCheck(
         "api",
@@ -439,6 +449,7 @@ CASES = [
     ),
     Case("gcs-public-access-prevention", "results", lambda: gcs_bucket(prevention="inherited"), gcs_bucket),
     Case("gcs-uniform-bucket-access", "results", lambda: gcs_bucket(uniform=False), gcs_bucket),
+    Case("gcs-no-public-members", "readers", lambda: gcs_grant("allUsers"), gcs_grant),
     Case("rds-storage-encrypted", "db", lambda: aurora(encrypted=False), aurora),
     Case("rds-tls-required", "db", lambda: aurora(force_ssl="0"), aurora),
     Case("redis-encrypted-with-auth", "state", lambda: redis(token=False), redis),
@@ -518,6 +529,13 @@ def test_rule_fires_naming_the_resource(declare, case: Case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
 def test_rule_stays_quiet_on_the_compliant_twin(declare, case: Case) -> None:
     assert findings(declare(case.quiet), case.rule) == []
+
+
+def test_a_gpu_job_timeout_beyond_cloud_runs_hour_is_named(declare) -> None:
+    found = findings(declare(lambda: cloud_run_job(timeout="7200s")), "cloud-run-job-retries-timeout")
+    assert [v.message.splitlines()[-1] for v in found] == [
+        "gcp:cloudrunv2/job:Job 'batch' sets timeout 7200s: Cloud Run runs a task with a GPU at most 3600 s."
+    ]
 
 
 # --- one bad change per theme on the shipped prod stack ------------------------------------------------------

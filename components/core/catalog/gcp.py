@@ -34,3 +34,31 @@ CLOUD_RUN_GPUS: dict[str, CloudRunGpu] = {
 }
 
 GCP_REGIONS: frozenset[str] = frozenset().union(*(g.regions for g in CLOUD_RUN_GPUS.values()))
+
+# --- Cloud Run jobs (Cloud Run docs: "Set maximum retries for jobs", "Set task timeout for jobs") --------
+
+# Retries per task: 0-10.
+CLOUD_RUN_MAX_RETRIES = 10
+# A task attempt's timeout: up to 168 hours; with a GPU, up to 1 hour (GA; 12 hours is a preview).
+CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS = 168 * 3600
+CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS = 3600
+
+# --- Cloud Tasks (google/cloud/tasks/v2 queue.proto, task.proto, cloudtasks.proto) -----------------------
+
+# RateLimits: max_dispatches_per_second at most 500; max_concurrent_dispatches at most 5,000.
+CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND = 500
+CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES = 5000
+# Task.dispatch_deadline of an HTTP task: 15 s to 30 min (default 10 min).
+CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS = (15, 1800)
+# CreateTask: a task is at most 100 KB.
+CLOUD_TASKS_MAX_TASK_BYTES = 100 * 1024
+# A named task's name cannot be reused for about an hour after the task ran or was deleted (queues made
+# through the Cloud Tasks API; 9 days for queue.yaml queues).
+CLOUD_TASKS_NAME_REUSE_SECONDS = 3600
+
+# --- labels (Resource Manager "Labels" requirements) ----------------------------------------------------
+
+# Keys 1-63 characters, a lower-case letter first, then lower-case letters, digits, '_' and '-'; values
+# 0-63 of the same characters; at most 64 labels on a resource.
+GCP_LABEL_MAX_LENGTH = 63
+GCP_MAX_LABELS = 64

@@ -206,8 +206,11 @@ class AgentConfig(_Section):
 # --- Loading ------------------------------------------------------------------------------------
 
 
-def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
-    """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys."""
+def load_config(
+    path: Path | None, environ: Mapping[str, str] | None = None, *, serving: bool = True
+) -> AgentConfig:
+    """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys (only for a
+    serving node: job mode runs no proxy)."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
@@ -224,7 +227,8 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    config.server._api_keys = _load_api_keys(config.server, environ)
+    if serving:
+        config.server._api_keys = _load_api_keys(config.server, environ)
     return config
 
 

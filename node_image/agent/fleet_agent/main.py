@@ -1,5 +1,6 @@
 """`fleet-agent`: the command line. `run` serves until SIGTERM (or a preemption notice) has been
-drained; `check-config` validates a config file. Bad config: one line per bad key, exit 2."""
+drained; `job` runs one batch job attempt (Cloud Run jobs; see fleet_agent/job.py for its exit codes);
+`check-config` validates a config file. Bad config: one line per bad key, exit 2."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("run", "start the engine and serve until drained (SIGTERM or a preemption notice)"),
         ("check-config", "validate the config and print what it sets up"),
+        ("job", "run one batch job attempt (Cloud Run jobs): engine up, items through it, status written"),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument("--config", type=Path, default=None, help=config_help)
@@ -54,9 +56,11 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_CONFIG
-    path = args.config or Path(os.environ.get("FLEET_AGENT_CONFIG", c.DEFAULT_CONFIG_PATH))
+    path: Path | None = args.config or Path(os.environ.get("FLEET_AGENT_CONFIG", c.DEFAULT_CONFIG_PATH))
+    if args.command == "job" and args.config is None and path is not None and not path.exists():
+        path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
     try:
-        config = load_config(path)
+        config = load_config(path, serving=args.command != "job")
     except ConfigError as exc:
         for line in exc.lines:
             print(f"fleet-agent: {line}", file=sys.stderr)
@@ -65,6 +69,10 @@ def run_cli(argv: list[str] | None = None) -> int:
         print(describe(config))
         return EXIT_OK
     setup_logging(config.log_level)
+    if args.command == "job":
+        from fleet_agent.job import run_job
+
+        return asyncio.run(run_job(config))
     # The server stack is imported only here, so --help and check-config answer at once.
     from fleet_agent.server import bind
 

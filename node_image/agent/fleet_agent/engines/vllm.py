@@ -17,7 +17,9 @@ class VllmAdapter(EngineAdapter):
     def engine_arguments(self) -> list[str]:
         port = str(self.config.bind_port)
         model = self.primary_model
-        return [model, "--host", "127.0.0.1", "--port", port, "--served-model-name", model]
+        # Weights from a path (the model store's mount) when given, served under the model's name.
+        source = str(self.config.model_path) if self.config.model_path is not None else model
+        return [source, "--host", "127.0.0.1", "--port", port, "--served-model-name", model]
 
     def environment(self) -> dict[str, str]:
         return {"VLLM_NO_USAGE_STATS": "1", **self.config.env}

@@ -1,0 +1,630 @@
+"""Batch GPU work on GCP: a Cloud Tasks queue per job dispatches `jobs:run` (with an OAuth token) to a Cloud
+Run GPU job whose container is the node image with the agent in job mode; status lives in Firestore, results
+in the job's bucket.
+
+    BatchJobs (once per stack): the project's APIs, the Artifact Registry repository, the node image built
+      from node_image/Dockerfile per engine (pinned by digest), the Firestore status database
+    BatchJob (per `batchJobs[]` entry): service accounts (runner, dispatcher), the results bucket, the Cloud
+      Run job, the queue, IAM bindings, the log-based metrics and the four alert policies
+
+Who may do what: the runner writes its bucket and the status database and reads the model's bucket; the
+dispatcher may only run this job with overrides; submitters may enqueue, act as the dispatcher (Cloud Tasks
+needs it to mint the OAuth token), write status documents and read results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+from components.batch.config import BatchJobConfig
+from components.batch.names import (
+    CONTAINER_NAME,
+    STATUS_COLLECTION,
+    BatchNames,
+    database_name,
+    repository_name,
+)
+from components.batch.outputs import BatchJobOutputs, BatchOutputs
+from components.core.context import GcpContext, StackContext
+
+# APIs the batch side calls; enabled by the program so `pulumi up` works on a fresh project (and left on
+# at destroy: other workloads may use them).
+APIS = (
+    "artifactregistry.googleapis.com",
+    "cloudtasks.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
+    "run.googleapis.com",
+    "storage.googleapis.com",
+)
+# The node image recipe (the GPU pools' AMI is built from the same one) and its build context.
+IMAGE_CONTEXT = "node_image"
+DOCKERFILE = "node_image/Dockerfile"
+MODELS_MOUNT = "/models"
+CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+# What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
+FINISHED_EVENT = "fleet.job.finished"
+
+
+@dataclass(frozen=True)
+class BatchJobsArgs:
+    stack: StackContext
+    gcp: GcpContext
+    jobs: Sequence[BatchJobConfig]
+
+
+class BatchJobs(pulumi.ComponentResource):
+    """What every batch job of the stack shares, and one BatchJob per configured job."""
+
+    def __init__(self, name: str, args: BatchJobsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("inference-fleet:batch:BatchJobs", name, None, opts)
+        stack, ctx = args.stack, args.gcp
+        services = [
+            gcp.projects.Service(
+                f"{name}-{api.split('.')[0]}",
+                project=ctx.project,
+                service=api,
+                disable_on_destroy=False,
+                opts=ctx.options(self),
+            )
+            for api in APIS
+        ]
+
+        def child(**kwargs: Any) -> pulumi.ResourceOptions:
+            return ctx.options(self, depends_on=services, **kwargs)
+
+        repository = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            project=ctx.project,
+            location=ctx.region,
+            repository_id=repository_name(stack.stack),
+            format="DOCKER",
+            description=f"inference-fleet {stack.stack}: the node image (engine + agent) for batch jobs",
+            labels={"component": "batch"},
+            opts=child(),
+        )
+        registry = f"{ctx.region}-docker.pkg.dev"
+        token = gcp.organizations.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(provider=ctx.provider)
+        ).access_token
+        builder = docker_build.Provider(f"{name}-docker-build", opts=pulumi.ResourceOptions(parent=self))
+        images: dict[str, pulumi.Output[str]] = {}
+        for engine in sorted({job.engine for job in args.jobs}):
+            image = docker_build.Image(
+                f"{name}-node-{engine}",
+                context=docker_build.BuildContextArgs(location=IMAGE_CONTEXT),
+                dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
+                build_args={"ENGINE": engine},
+                platforms=[docker_build.Platform.LINUX_AMD64],
+                push=True,
+                tags=[
+                    pulumi.Output.concat(
+                        registry,
+                        "/",
+                        ctx.project,
+                        "/",
+                        repository.repository_id,
+                        f"/node-{engine}:{stack.stack}",
+                    )
+                ],
+                registries=[
+                    docker_build.RegistryArgs(
+                        address=registry, username="oauth2accesstoken", password=pulumi.Output.secret(token)
+                    )
+                ],
+                opts=pulumi.ResourceOptions(parent=self, provider=builder, depends_on=[repository]),
+            )
+            # `ref` is the pushed tag with the build's digest: jobs run exactly what was built.
+            images[engine] = image.ref
+
+        database: gcp.firestore.Database | None = None
+        protection = "ENABLED" if stack.deletion_protection else "DISABLED"
+        if args.jobs:
+            database = gcp.firestore.Database(
+                f"{name}-status",
+                project=ctx.project,
+                name=database_name(stack.stack),
+                location_id=ctx.region,
+                type="FIRESTORE_NATIVE",
+                concurrency_mode="OPTIMISTIC",
+                point_in_time_recovery_enablement=(
+                    "POINT_IN_TIME_RECOVERY_ENABLED"
+                    if stack.deletion_protection
+                    else "POINT_IN_TIME_RECOVERY_DISABLED"
+                ),
+                delete_protection_state=f"DELETE_PROTECTION_{protection}",
+                # The provider's default (ABANDON) would leave a dev database behind on destroy.
+                deletion_policy="ABANDON" if stack.deletion_protection else "DELETE",
+                opts=child(protect=stack.deletion_protection),
+            )
+
+        jobs: dict[str, BatchJobOutputs] = {}
+        for job in args.jobs:
+            assert database is not None
+            component = BatchJob(
+                f"{name}-{job.name}",
+                BatchJobArgs(
+                    stack=stack,
+                    gcp=ctx,
+                    job=job,
+                    image=images[job.engine],
+                    database=database.name,
+                    depends_on=services,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            jobs[job.name] = component.outputs
+        self.outputs = BatchOutputs(
+            project=ctx.project,
+            region=ctx.region,
+            database=database.name if database is not None else None,
+            images=images,
+            jobs=jobs,
+        )
+        self.register_outputs({"jobs": list(jobs)})
+
+
+@dataclass(frozen=True)
+class BatchJobArgs:
+    stack: StackContext
+    gcp: GcpContext
+    job: BatchJobConfig
+    image: pulumi.Input[str]
+    database: pulumi.Input[str]
+    depends_on: Sequence[pulumi.Resource]
+
+
+class BatchJob(pulumi.ComponentResource):
+    """One batch job: its identities, bucket, Cloud Run job, queue, IAM and alerts."""
+
+    def __init__(self, name: str, args: BatchJobArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("inference-fleet:batch:BatchJob", name, None, opts)
+        stack, ctx, job = args.stack, args.gcp, args.job
+        names = BatchNames(stack.stack, ctx.project, ctx.region, job.name)
+        project = ctx.project
+        labels = {"component": "batch", "job": job.name}
+
+        def child(**kwargs: Any) -> pulumi.ResourceOptions:
+            return ctx.options(self, depends_on=list(args.depends_on), **kwargs)
+
+        runner = gcp.serviceaccount.Account(
+            f"{name}-runner",
+            project=project,
+            account_id=names.runner_account_id,
+            display_name=f"fleet {stack.stack} {job.name}: batch job",
+            description="Runs the batch job: writes its results and status, reads its model.",
+            opts=child(),
+        )
+        dispatcher = gcp.serviceaccount.Account(
+            f"{name}-dispatcher",
+            project=project,
+            account_id=names.dispatcher_account_id,
+            display_name=f"fleet {stack.stack} {job.name}: Cloud Tasks dispatcher",
+            description="Cloud Tasks' OAuth identity: may run this one job with overrides, nothing else.",
+            opts=child(),
+        )
+        bucket = gcp.storage.Bucket(
+            f"{name}-results",
+            project=project,
+            name=names.bucket,
+            location=ctx.region.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            force_destroy=not stack.deletion_protection,
+            versioning=gcp.storage.BucketVersioningArgs(enabled=stack.deletion_protection),
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=job.results_retention_days),
+                )
+            ],
+            labels=labels,
+            opts=child(),
+        )
+        run_job = self._run_job(name, args, names, runner, bucket, labels)
+        queue = gcp.cloudtasks.Queue(
+            f"{name}-queue",
+            project=project,
+            location=ctx.region,
+            name=names.queue,
+            rate_limits=gcp.cloudtasks.QueueRateLimitsArgs(
+                max_dispatches_per_second=job.queue.max_dispatches_per_second,
+                max_concurrent_dispatches=job.queue.max_concurrent_dispatches,
+            ),
+            retry_config=gcp.cloudtasks.QueueRetryConfigArgs(
+                max_attempts=job.queue.max_attempts,
+                min_backoff=f"{job.queue.min_backoff_seconds}s",
+                max_backoff=f"{job.queue.max_backoff_seconds}s",
+                max_doublings=job.queue.max_doublings,
+                max_retry_duration=f"{job.queue.max_retry_duration_seconds}s",
+            ),
+            # Every task of this queue goes to this job's :run, with the dispatcher's OAuth token, whatever
+            # URL a client put in the task.
+            http_target=gcp.cloudtasks.QueueHttpTargetArgs(
+                http_method="POST",
+                uri_override=gcp.cloudtasks.QueueHttpTargetUriOverrideArgs(
+                    scheme="HTTPS",
+                    host="run.googleapis.com",
+                    path_override=gcp.cloudtasks.QueueHttpTargetUriOverridePathOverrideArgs(
+                        path=run_job.name.apply(
+                            lambda job_name: (
+                                f"/v2/projects/{project}/locations/{ctx.region}/jobs/{job_name}:run"
+                            )
+                        )
+                    ),
+                    uri_override_enforce_mode="ALWAYS",
+                ),
+                header_overrides=[
+                    gcp.cloudtasks.QueueHttpTargetHeaderOverrideArgs(
+                        header=gcp.cloudtasks.QueueHttpTargetHeaderOverrideHeaderArgs(
+                            key="Content-Type", value="application/json"
+                        )
+                    )
+                ],
+                oauth_token=gcp.cloudtasks.QueueHttpTargetOauthTokenArgs(
+                    service_account_email=dispatcher.email, scope=CLOUD_PLATFORM_SCOPE
+                ),
+            ),
+            opts=child(),
+        )
+        self._bind(name, args, names, runner, dispatcher, bucket, run_job, queue)
+        self._alerts(name, args, names, queue, labels)
+        self.outputs = BatchJobOutputs(
+            name=job.name,
+            run_job=run_job.name,
+            queue=queue.name,
+            bucket=bucket.name,
+            dispatcher_email=dispatcher.email,
+            give_up_after_seconds=job.queue.give_up_after_seconds,
+            worst_case_seconds=job.worst_case_seconds,
+        )
+        self.register_outputs({"job": run_job.name, "queue": queue.name, "bucket": bucket.name})
+
+    def _run_job(
+        self,
+        name: str,
+        args: BatchJobArgs,
+        names: BatchNames,
+        runner: gcp.serviceaccount.Account,
+        bucket: gcp.storage.Bucket,
+        labels: dict[str, str],
+    ) -> gcp.cloudrunv2.Job:
+        stack, ctx, job = args.stack, args.gcp, args.job
+        model_path = f"{MODELS_MOUNT}/{job.model.path}"
+        env: dict[str, pulumi.Input[str]] = {
+            # The agent's own config (fleet-agent reads FLEET_AGENT__<SECTION>__<KEY>).
+            "FLEET_AGENT__NODE__REGION": ctx.region,
+            "FLEET_AGENT__NODE__POOL": job.name,
+            "FLEET_AGENT__NODE__ACCELERATOR": "gpu",
+            "FLEET_AGENT__ENGINE__KIND": job.engine,
+            "FLEET_AGENT__ENGINE__MODELS": json.dumps([job.model.name]),
+            "FLEET_AGENT__ENGINE__MODEL_PATH": model_path,
+            "FLEET_AGENT__ENGINE__PARALLEL": str(job.parallel),
+            # Job mode: where status and results go, and how many attempts Cloud Run makes.
+            "FLEET_JOB_NAME": job.name,
+            "FLEET_JOB_PROJECT": ctx.project,
+            "FLEET_JOB_DATABASE": args.database,
+            "FLEET_JOB_COLLECTION": STATUS_COLLECTION,
+            "FLEET_JOB_BUCKET": bucket.name,
+            "FLEET_JOB_MAX_RETRIES": str(job.max_retries),
+        }
+        return gcp.cloudrunv2.Job(
+            f"{name}-job",
+            project=ctx.project,
+            location=ctx.region,
+            name=names.run_job,
+            deletion_protection=stack.deletion_protection,
+            labels=labels,
+            template=gcp.cloudrunv2.JobTemplateArgs(
+                task_count=1,
+                parallelism=1,
+                labels=labels,
+                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
+                    service_account=runner.email,
+                    max_retries=job.max_retries,
+                    timeout=f"{job.task_timeout_seconds}s",
+                    execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+                    node_selector=gcp.cloudrunv2.JobTemplateTemplateNodeSelectorArgs(accelerator=job.gpu),
+                    # No zonal redundancy: it needs its own GPU quota, and a failed task is retried anyway.
+                    gpu_zonal_redundancy_disabled=True,
+                    containers=[
+                        gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
+                            name=CONTAINER_NAME,
+                            image=args.image,
+                            args=["job"],
+                            envs=[
+                                gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(name=k, value=v)
+                                for k, v in env.items()
+                            ],
+                            resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
+                                limits={
+                                    "cpu": str(job.cpu),
+                                    "memory": f"{job.memory_gib}Gi",
+                                    "nvidia.com/gpu": "1",
+                                }
+                            ),
+                            volume_mounts=[
+                                gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(
+                                    name="models", mount_path=MODELS_MOUNT
+                                )
+                            ],
+                        )
+                    ],
+                    volumes=[
+                        gcp.cloudrunv2.JobTemplateTemplateVolumeArgs(
+                            name="models",
+                            gcs=gcp.cloudrunv2.JobTemplateTemplateVolumeGcsArgs(
+                                bucket=job.model.bucket, read_only=True
+                            ),
+                        )
+                    ],
+                ),
+            ),
+            opts=ctx.options(self, depends_on=list(args.depends_on)),
+        )
+
+    def _bind(
+        self,
+        name: str,
+        args: BatchJobArgs,
+        names: BatchNames,
+        runner: gcp.serviceaccount.Account,
+        dispatcher: gcp.serviceaccount.Account,
+        bucket: gcp.storage.Bucket,
+        run_job: gcp.cloudrunv2.Job,
+        queue: gcp.cloudtasks.Queue,
+    ) -> None:
+        ctx, job = args.gcp, args.job
+        opts = ctx.options(self)
+        project = ctx.project
+        # Firestore roles are project-wide; the condition holds them to the stack's status database.
+        database_only = gcp.projects.IAMMemberConditionArgs(
+            title="batch-status-database-only",
+            description="Only the batch status database",
+            expression=pulumi.Output.concat(
+                'resource.name == "projects/', project, "/databases/", args.database, '"'
+            ),
+        )
+        gcp.projects.IAMMember(
+            f"{name}-runner-status",
+            project=project,
+            role="roles/datastore.user",
+            member=runner.member,
+            condition=database_only,
+            opts=opts,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-runner-results",
+            bucket=bucket.name,
+            role="roles/storage.objectUser",
+            member=runner.member,
+            opts=opts,
+        )
+        gcp.storage.BucketIAMMember(
+            f"{name}-runner-model",
+            bucket=job.model.bucket,
+            role="roles/storage.objectViewer",
+            member=runner.member,
+            opts=opts,
+        )
+        gcp.cloudrunv2.JobIamMember(
+            f"{name}-dispatcher-run",
+            project=project,
+            location=ctx.region,
+            name=run_job.name,
+            role="roles/run.jobsExecutorWithOverrides",
+            member=dispatcher.member,
+            opts=opts,
+        )
+        for i, member in enumerate(job.submitters):
+            gcp.cloudtasks.QueueIamMember(
+                f"{name}-submitter{i}-enqueue",
+                project=project,
+                location=ctx.region,
+                name=queue.name,
+                role="roles/cloudtasks.enqueuer",
+                member=member,
+                opts=opts,
+            )
+            # Creating a task that carries the dispatcher's OAuth token needs actAs on that account.
+            gcp.serviceaccount.IAMMember(
+                f"{name}-submitter{i}-act-as-dispatcher",
+                service_account_id=dispatcher.name,
+                role="roles/iam.serviceAccountUser",
+                member=member,
+                opts=opts,
+            )
+            gcp.projects.IAMMember(
+                f"{name}-submitter{i}-status",
+                project=project,
+                role="roles/datastore.user",
+                member=member,
+                condition=database_only,
+                opts=opts,
+            )
+            gcp.storage.BucketIAMMember(
+                f"{name}-submitter{i}-results",
+                bucket=bucket.name,
+                role="roles/storage.objectViewer",
+                member=member,
+                opts=opts,
+            )
+
+    def _alerts(
+        self,
+        name: str,
+        args: BatchJobArgs,
+        names: BatchNames,
+        queue: gcp.cloudtasks.Queue,
+        labels: dict[str, str],
+    ) -> None:
+        ctx, job, stack = args.gcp, args.job, args.stack
+        opts = ctx.options(self, depends_on=list(args.depends_on))
+        project = ctx.project
+        alerts = job.alerts
+        channels: list[pulumi.Input[str]] = []
+        if alerts.email is not None:
+            channel = gcp.monitoring.NotificationChannel(
+                f"{name}-alerts",
+                project=project,
+                type="email",
+                display_name=f"fleet {stack.stack} {job.name} batch alerts",
+                labels={"email_address": alerts.email},
+                user_labels=labels,
+                opts=opts,
+            )
+            channels.append(channel.name)
+        finished = (
+            f'resource.type="cloud_run_job" AND resource.labels.job_name="{names.run_job}" '
+            f'AND jsonPayload.event="{FINISHED_EVENT}"'
+        )
+        outcomes = gcp.logging.Metric(
+            f"{name}-outcomes",
+            project=project,
+            name=names.metric("outcomes"),
+            description="Batch jobs finished, by final state (succeeded, failed) and whether retryable.",
+            filter=finished,
+            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                metric_kind="DELTA",
+                value_type="INT64",
+                unit="1",
+                labels=[
+                    gcp.logging.MetricMetricDescriptorLabelArgs(key="state", value_type="STRING"),
+                    gcp.logging.MetricMetricDescriptorLabelArgs(key="retryable", value_type="STRING"),
+                ],
+            ),
+            label_extractors={
+                "state": "EXTRACT(jsonPayload.state)",
+                "retryable": "EXTRACT(jsonPayload.retryable)",
+            },
+            opts=opts,
+        )
+        durations = gcp.logging.Metric(
+            f"{name}-seconds",
+            project=project,
+            name=names.metric("seconds"),
+            description="Submit-to-finish seconds of batch jobs that succeeded.",
+            filter=f'{finished} AND jsonPayload.state="succeeded"',
+            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+                metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
+            ),
+            value_extractor="EXTRACT(jsonPayload.seconds)",
+            bucket_options=gcp.logging.MetricBucketOptionsArgs(
+                exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
+                    num_finite_buckets=32, growth_factor=1.4, scale=1
+                )
+            ),
+            opts=opts,
+        )
+        user_metric = "logging.googleapis.com/user/"
+        conditions = {
+            "queue-depth": gcp.monitoring.AlertPolicyConditionArgs(
+                display_name=f"queue depth above {alerts.queue_depth} for 5 minutes",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=queue.name.apply(
+                        lambda q: (
+                            'metric.type="cloudtasks.googleapis.com/queue/depth" AND '
+                            f'resource.type="cloud_tasks_queue" AND resource.label.queue_id="{q}"'
+                        )
+                    ),
+                    comparison="COMPARISON_GT",
+                    threshold_value=alerts.queue_depth,
+                    duration="300s",
+                    aggregations=[
+                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                            alignment_period="60s", per_series_aligner="ALIGN_MAX"
+                        )
+                    ],
+                ),
+            ),
+            "failure-rate": gcp.monitoring.AlertPolicyConditionArgs(
+                display_name=f"more than {alerts.failure_rate_percent:g}% of jobs failed in the last hour",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=outcomes.name.apply(
+                        lambda m: (
+                            f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job" '
+                            'AND metric.label.state="failed"'
+                        )
+                    ),
+                    denominator_filter=outcomes.name.apply(
+                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
+                    ),
+                    comparison="COMPARISON_GT",
+                    threshold_value=alerts.failure_rate_percent / 100,
+                    duration="0s",
+                    aggregations=[_sum_over_hour()],
+                    denominator_aggregations=[
+                        gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
+                            alignment_period="3600s",
+                            per_series_aligner="ALIGN_DELTA",
+                            cross_series_reducer="REDUCE_SUM",
+                        )
+                    ],
+                ),
+            ),
+            "p95-seconds": gcp.monitoring.AlertPolicyConditionArgs(
+                display_name=f"P95 submit-to-succeeded above {alerts.p95_seconds} s over an hour",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=durations.name.apply(
+                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
+                    ),
+                    comparison="COMPARISON_GT",
+                    threshold_value=alerts.p95_seconds,
+                    duration="0s",
+                    aggregations=[
+                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                            alignment_period="3600s",
+                            per_series_aligner="ALIGN_DELTA",
+                            cross_series_reducer="REDUCE_PERCENTILE_95",
+                        )
+                    ],
+                ),
+            ),
+            # Every task attempt of a job starts a GPU instance and its engine from cold.
+            "cold-starts": gcp.monitoring.AlertPolicyConditionArgs(
+                display_name=f"more than {alerts.cold_starts_per_hour} cold starts (task attempts) an hour",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=(
+                        'metric.type="run.googleapis.com/job/completed_task_attempt_count" AND '
+                        f'resource.type="cloud_run_job" AND resource.label.job_name="{names.run_job}"'
+                    ),
+                    comparison="COMPARISON_GT",
+                    threshold_value=alerts.cold_starts_per_hour,
+                    duration="0s",
+                    aggregations=[_sum_over_hour()],
+                ),
+            ),
+        }
+        for key, condition in conditions.items():
+            gcp.monitoring.AlertPolicy(
+                f"{name}-{key}",
+                project=project,
+                display_name=f"fleet {stack.stack} {job.name}: {key}",
+                combiner="OR",
+                conditions=[condition],
+                notification_channels=channels,
+                user_labels=labels,
+                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                    content=(
+                        f"Batch job {job.name} (Cloud Run job {names.run_job}, queue {names.queue}). "
+                        f"Status documents: Firestore collection {STATUS_COLLECTION}; `fleet jobs status`."
+                    ),
+                    mime_type="text/markdown",
+                ),
+                opts=opts,
+            )
+
+
+def _sum_over_hour() -> gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs:
+    return gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+        alignment_period="3600s", per_series_aligner="ALIGN_DELTA", cross_series_reducer="REDUCE_SUM"
+    )

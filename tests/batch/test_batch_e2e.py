@@ -1,0 +1,185 @@
+"""End to end on 127.0.0.1: `fleet jobs submit` -> status document and named task -> the fake Cloud Tasks
+dispatcher (the rendered queue's retry config, OAuth as its service account) -> jobs:run on the fake Run Admin
+API -> `fleet-agent job` in front of real llama.cpp -> results in the bucket, status in Firestore.
+
+The dev stack's one batch job is rendered once; its declared resources configure the fakes (world.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.cli import main as fleet
+from fleet.harness import Rendering, render
+from fleet.stackfile import load_stack
+
+from .gcp_fakes import retry_delay_s
+from .world import CRASHING_ENGINE, BatchWorld
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+JOB = "smoke"
+
+
+@pytest.fixture(scope="module")
+def dev() -> Rendering:
+    return render(load_stack(PROJECT_DIR, "dev"))
+
+
+@pytest.fixture
+def world(dev: Rendering, tiny_model: Path) -> Iterator[BatchWorld]:
+    with BatchWorld(dev, tiny_model) as running:
+        yield running
+
+
+class Cli:
+    """`fleet jobs ...` run in-process with the world's client environment."""
+
+    def __init__(
+        self, world: BatchWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    ) -> None:
+        monkeypatch.delenv("GOOGLE_OAUTH_ACCESS_TOKEN", raising=False)
+        for key, value in world.client_environ(tmp_path).items():
+            monkeypatch.setenv(key, value)
+        self.tmp_path = tmp_path
+        self.capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str]:
+        self.capsys.readouterr()
+        code = fleet(["jobs", *args, "--stack", "dev", "--job", JOB, "-C", str(PROJECT_DIR)])
+        captured = self.capsys.readouterr()
+        return code, captured.out or captured.err
+
+    def submit(self, lines: list[dict[str, Any]] | str, key: str | None = None) -> dict[str, Any]:
+        path = self.tmp_path / f"input-{key or 'x'}.jsonl"
+        path.write_text(
+            lines if isinstance(lines, str) else "".join(json.dumps(line) + "\n" for line in lines)
+        )
+        code, out = self("submit", "--input", str(path), *(["--idempotency-key", key] if key else []))
+        assert code == 0, out
+        return json.loads(out)
+
+    def wait(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        code, out = self("wait", job_id, "--timeout", "90")
+        return code, json.loads(out)
+
+
+@pytest.fixture
+def cli(world: BatchWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> Cli:
+    return Cli(world, tmp_path, monkeypatch, capsys)
+
+
+def prompts(count: int, max_tokens: int = 8) -> list[dict[str, Any]]:
+    return [
+        {"id": f"p{i}", "prompt": f"hello {i}", "max_tokens": max_tokens, "ignore_eos": True}
+        for i in range(count)
+    ]
+
+
+def test_submit_runs_to_succeeded_with_results_status_and_receipt(world: BatchWorld, cli: Cli) -> None:
+    items = [*prompts(2), {"id": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}]
+    submitted = cli.submit(items, key="first")
+    assert submitted["duplicate"] is False and submitted["state"] == "queued"
+    job_id = submitted["jobId"]
+
+    code, status = cli.wait(job_id)
+    assert code == 0, status
+    assert status["state"] == "succeeded"
+    assert status["attempt"] == 1
+    assert [a["state"] for a in status["attempts"]] == ["succeeded"]
+    assert status["items"] == {"total": 3, "succeeded": 3, "failed": 0}
+    assert status["receipt"]["engine"] == "llamacpp"
+    assert status["receipt"]["model"] == "qwen2.5-0.5b-instruct"  # the dev job's served name
+    assert status["receipt"]["gpu"] == "none"  # a CPU stand-in says so
+    assert status["receipt"]["execution"].startswith(world.job_name)
+    for key in ("queueSeconds", "engineReadySeconds", "runSeconds", "totalSeconds"):
+        assert status["timings"][key] >= 0, key
+
+    bucket, name = status["resultUri"].removeprefix("gs://").split("/", 1)
+    assert bucket == world.bucket and name == f"results/{job_id}/output.jsonl"
+    data, content_type = world.storage.objects[(bucket, name)]
+    assert content_type == "application/x-ndjson"
+    results = {line["id"]: line for line in map(json.loads, data.decode().splitlines())}
+    assert results["p0"]["response"]["usage"]["completion_tokens"] == 8
+    assert results["chat"]["response"]["choices"][0]["message"]["role"] == "assistant"
+
+    # One dispatch (as the queue's service account, to the job's :run), one execution, one attempt.
+    task = world.task(job_id)
+    assert [code for _, code in task.attempts] == [200] and task.outcome == "done"
+    (execution,) = world.finished_executions()
+    assert execution.exit_codes == [0]
+    assert execution.overrides["containerOverrides"][0]["env"] == [{"name": "FLEET_JOB_ID", "value": job_id}]
+
+
+def test_duplicate_submit_is_a_no_op(world: BatchWorld, cli: Cli) -> None:
+    first = cli.submit(prompts(1), key="same-key")
+    again = cli.submit(prompts(1), key="same-key")  # still queued: the task name is taken
+    assert again == {**first, "duplicate": True}
+    code, status = cli.wait(first["jobId"])
+    assert code == 0 and status["state"] == "succeeded"
+    late = cli.submit(prompts(1), key="same-key")  # finished: nothing is enqueued at all
+    assert late == {"jobId": first["jobId"], "duplicate": True, "state": "succeeded"}
+    assert len(world.finished_executions()) == 1
+    assert len(world.tasks.tasks) == 1
+
+
+def test_engine_crash_is_retried_then_succeeds(
+    dev: Rendering, tiny_model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    with BatchWorld(dev, tiny_model, engine=CRASHING_ENGINE) as world:
+        cli = Cli(world, tmp_path, monkeypatch, capsys)
+        job_id = cli.submit(prompts(12, max_tokens=512), key="crash")["jobId"]
+        code, status = cli.wait(job_id)
+        (execution,) = world.finished_executions()
+    assert code == 0, status
+    assert execution.exit_codes == [1, 0]  # Cloud Run retried the failed attempt (maxRetries 1 in dev)
+    first, second = status["attempts"]
+    assert first["state"] == "retrying" and first["error"].startswith("the engine crashed mid-batch")
+    assert second["state"] == "succeeded"
+    assert status["state"] == "succeeded" and status["attempt"] == 2
+    assert status["items"]["succeeded"] == 12
+
+
+def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None:
+    job_id = cli.submit('{"id": "a", "prompt": "fine"}\nthis is not json\n', key="bad")["jobId"]
+    code, status = cli.wait(job_id)
+    assert code == 1
+    assert status["state"] == "failed"
+    assert status["error"] == {
+        "reason": "bad_input",
+        "message": "line 2: not JSON (Expecting value)",
+        "retryable": False,
+    }
+    assert [a["attempt"] for a in status["attempts"]] == [1]
+    (execution,) = world.finished_executions()
+    assert execution.exit_codes == [0]  # exit 0: Cloud Run does not run it again
+    assert not world.storage.objects
+
+
+def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, cli: Cli) -> None:
+    world.run.unavailable_next = 1  # jobs:run answers 503 once
+    job_id = cli.submit(prompts(1), key="dispatch")["jobId"]
+    code, status = cli.wait(job_id)
+    assert code == 0 and status["state"] == "succeeded"
+    task = world.task(job_id)
+    (first, failed), (second, ok) = task.attempts
+    assert (failed, ok) == (503, 200)
+    assert second - first >= retry_delay_s(world.queue, 1)  # the rendered queue's minBackoff
+    assert len(world.finished_executions()) == 1
+
+
+def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: BatchWorld, cli: Cli) -> None:
+    world.run_job.timeout_s = 2.0  # the batch below takes longer: Cloud Run sends SIGTERM at the timeout
+    job_id = cli.submit(prompts(200, max_tokens=512), key="slow")["jobId"]
+    world.wait_for_execution(timeout=60)
+    (execution,) = world.finished_executions()
+    code, out = cli("status", job_id)
+    status = json.loads(out)
+    assert code == 0 and status["state"] == "failed"
+    assert execution.exit_codes == [1, 1]  # both attempts ask for a retry; maxRetries 1 ends it
+    assert [a["state"] for a in status["attempts"]] == ["retrying", "failed"]
+    assert all("SIGTERM" in a["error"] for a in status["attempts"])
+    assert status["error"]["retryable"] is True

@@ -1,0 +1,215 @@
+"""A stack's batch job as `fleet plan` renders it, standing on the fakes: the queue's rate limits, retry config
+and HTTP target, the Cloud Run job's container, env, retries, timeout and identity, and every IAM binding are
+read from the recorded resources, so the fakes behave as the declared stack would.
+
+What stands in for the container image and the platform (the only differences from a Cloud Run task): the
+entrypoint is this environment's `fleet-agent`, the engine is real llama.cpp (xllamacpp) on a tiny model on
+the CPU, probes run faster, and the Google endpoints point at the fakes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from fleet.harness import Rendering
+from node_image.agent.tests.agent_testkit.harness import FAST_PROBES, FAST_SUPERVISOR, LLAMA_SERVER
+from node_image.agent.tests.agent_testkit.net import ThreadedServer, free_port, wait_for
+
+from .gcp_fakes import (
+    FakeCloudTasks,
+    FakeFirestore,
+    FakeRunAdmin,
+    FakeStorage,
+    Identity,
+    Queue,
+    RunJob,
+    duration_s,
+)
+
+FLEET_AGENT = str(Path(sys.executable).with_name("fleet-agent"))
+SUBMITTER_EMAIL = "ci-submitter@acme-inference-dev.iam.gserviceaccount.com"
+CRASHING_ENGINE = [sys.executable, str(Path(__file__).with_name("crashing_engine.py"))]
+
+
+def _members(rendering: Rendering, type_: str, role: str, **match: Any) -> set[str]:
+    return {
+        r.inputs["member"]
+        for r in rendering.of_type(type_)
+        if r.inputs["role"] == role and all(r.inputs.get(k) == v for k, v in match.items())
+    }
+
+
+class BatchWorld:
+    """The fakes, configured from one rendered batch job, and the environment a client and a task get."""
+
+    def __init__(self, rendering: Rendering, tiny_model: Path, *, engine: list[str] | None = None) -> None:
+        self.rendering = rendering
+        self.tiny_model = tiny_model
+        self.engine = engine or LLAMA_SERVER
+        self.identity = Identity()
+        job = rendering.one("gcp:cloudrunv2/job:Job")
+        queue = rendering.one("gcp:cloudtasks/queue:Queue")
+        database = rendering.one("gcp:firestore/database:Database")
+        bucket = rendering.one("gcp:storage/bucket:Bucket")
+        project = job.inputs["project"]
+        self.job_name = job.inputs["name"]
+        self.database_path = f"projects/{project}/databases/{database.inputs['name']}"
+        self.bucket = bucket.inputs["name"]
+        template = job.inputs["template"]["template"]
+        (container,) = template["containers"]
+        self.run_job = RunJob(
+            name=f"projects/{project}/locations/{job.inputs['location']}/jobs/{self.job_name}",
+            container=container["name"],
+            command=[FLEET_AGENT, *container["args"]],
+            env={e["name"]: e["value"] for e in container["envs"]},
+            max_retries=int(template["maxRetries"]),
+            timeout_s=duration_s(template["timeout"]),
+            service_account=template["serviceAccount"],
+            executors=_members(
+                rendering, "gcp:cloudrunv2/jobIamMember:JobIamMember", "roles/run.jobsExecutorWithOverrides"
+            ),
+        )
+        target = queue.inputs["httpTarget"]
+        retry, rates = queue.inputs["retryConfig"], queue.inputs["rateLimits"]
+        dispatcher = target["oauthToken"]["serviceAccountEmail"]
+        act_as = {
+            r.inputs["member"]
+            for r in rendering.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+            if r.inputs["role"] == "roles/iam.serviceAccountUser"
+            and r.inputs["serviceAccountId"].endswith(dispatcher)
+        }
+        self.queue = Queue(
+            name=f"projects/{project}/locations/{queue.inputs['location']}/queues/{queue.inputs['name']}",
+            max_dispatches_per_second=float(rates["maxDispatchesPerSecond"]),
+            max_concurrent_dispatches=int(rates["maxConcurrentDispatches"]),
+            max_attempts=int(retry["maxAttempts"]),
+            min_backoff_s=duration_s(retry["minBackoff"]),
+            max_backoff_s=duration_s(retry["maxBackoff"]),
+            max_doublings=int(retry["maxDoublings"]),
+            max_retry_duration_s=duration_s(retry["maxRetryDuration"]),
+            http_method=target["httpMethod"],
+            uri_override=target["uriOverride"],
+            oauth_service_account=dispatcher,
+            header_overrides={
+                h["header"]["key"]: h["header"]["value"] for h in target.get("headerOverrides", [])
+            },
+            enqueuers=_members(
+                rendering, "gcp:cloudtasks/queueIamMember:QueueIamMember", "roles/cloudtasks.enqueuer"
+            ),
+            act_as=act_as,
+        )
+        self.firestore = FakeFirestore(
+            self.identity,
+            self.database_path,
+            _members(rendering, "gcp:projects/iAMMember:IAMMember", "roles/datastore.user"),
+        )
+        self.storage = FakeStorage(
+            self.identity,
+            {
+                self.bucket: {
+                    r.inputs["member"]
+                    for r in rendering.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+                    if r.inputs["bucket"] == self.bucket
+                }
+            },
+        )
+        self.run = FakeRunAdmin(self.identity, [self.run_job], self._task_env)
+        self.submitter_groups = [
+            m.removeprefix("group:") for m in self.queue.enqueuers if m.startswith("group:")
+        ]
+        self.urls: dict[str, str] = {}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> BatchWorld:
+        servers = {
+            "oauth": _asgi(self.identity.oauth),
+            "metadata": self.identity.metadata_server(self.run_job.service_account),
+            "firestore": self.firestore,
+            "storage": self.storage,
+            "run": self.run,
+        }
+        for name, app in servers.items():
+            self.urls[name] = self._stack.enter_context(ThreadedServer(app)).url
+        self.tasks = FakeCloudTasks(self.identity, [self.queue], {"run.googleapis.com": self.urls["run"]})
+        self.urls["tasks"] = self._stack.enter_context(ThreadedServer(self.tasks)).url
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _task_env(self, job: RunJob) -> dict[str, str]:
+        agent = {
+            "NODE__ACCELERATOR": "cpu",
+            "ENGINE__MODEL_PATH": str(self.tiny_model),
+            "ENGINE__EXECUTABLE": json.dumps(self.engine),
+            "ENGINE__PORT": str(free_port()),
+            **{f"PROBES__{k.upper()}": str(v) for k, v in FAST_PROBES.items()},
+            **{f"SUPERVISOR__{k.upper()}": str(v) for k, v in FAST_SUPERVISOR.items()},
+        }
+        return {
+            **{f"FLEET_AGENT__{k}": v for k, v in agent.items()},
+            "GCE_METADATA_HOST": self.urls["metadata"].removeprefix("http://"),
+            "FLEET_JOB_FIRESTORE_URL": self.urls["firestore"],
+            "FLEET_JOB_STORAGE_URL": self.urls["storage"],
+        }
+
+    def client_environ(self, directory: Path) -> dict[str, str]:
+        """What `fleet jobs` needs: Application Default Credentials of a submitter (a service account key file,
+        a member of the stack's submitter group, whose token_uri is the fake OAuth endpoint: google-auth signs
+        its JWT and exchanges it there) and the endpoints."""
+        credentials = directory / "submitter-key.json"
+        private_key, key_id = self.identity.add_service_account(SUBMITTER_EMAIL, self.submitter_groups)
+        credentials.write_text(
+            json.dumps(
+                {
+                    "type": "service_account",
+                    "project_id": self.run_job.name.split("/")[1],
+                    "private_key_id": key_id,
+                    "private_key": private_key,
+                    "client_email": SUBMITTER_EMAIL,
+                    "client_id": "100000000000000000001",
+                    "token_uri": f"{self.urls['oauth']}/token",
+                }
+            )
+        )
+        return {
+            "GOOGLE_APPLICATION_CREDENTIALS": str(credentials),
+            "FLEET_FIRESTORE_URL": self.urls["firestore"],
+            "FLEET_CLOUDTASKS_URL": self.urls["tasks"],
+        }
+
+    def wait_for_execution(self, timeout: float) -> None:
+        """Until jobs:run has started an execution (the dispatcher runs on its own schedule)."""
+        wait_for(lambda: self.run.executions, timeout, "an execution of the job")
+
+    def finished_executions(self, timeout: float = 30) -> list[Any]:
+        """Every execution, once its task's process has exited (the status is written just before)."""
+        for execution in self.run.executions:
+            assert execution.done.wait(timeout), f"{execution.name} still running after {timeout} s"
+        return list(self.run.executions)
+
+    def document(self, job_id: str) -> dict[str, Any]:
+        return self.firestore.fields(f"{self.database_path}/documents/jobs/{job_id}")
+
+    def task(self, job_id: str) -> Any:
+        return self.tasks.tasks[f"{self.queue.name}/tasks/{job_id}"]
+
+
+def _asgi(method: Any) -> Any:
+    """A bound method as an ASGI 3 app (uvicorn takes a bound method for the older single-callable style)."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await method(scope, receive, send)
+
+    return app
+
+
+@contextmanager
+def batch_world(rendering: Rendering, tiny_model: Path, **kwargs: Any) -> Iterator[BatchWorld]:
+    with BatchWorld(rendering, tiny_model, **kwargs) as world:
+        yield world
