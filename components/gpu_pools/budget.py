@@ -3,7 +3,8 @@
 Per pool, at its min and its max size: nodes, GPUs, on-demand and spot nodes, USD an hour. The on-demand
 nodes (the base, then the on-demand share above it) are priced at the first listed type's on-demand
 price (Auto Scaling's `prioritized` order); the spot nodes at the highest spot price among the pool's
-types, an upper bound. A pool with a type the catalog does not price shows its cost as None.
+types, an upper bound. A pool with a type the catalog does not price names those types instead of a
+cost, and the stack's total cost is then left out rather than understated.
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from components.core.catalog.aws_prices import PRICES_CHECKED, NodePrice, node_price
-
-PRICE_CATALOG = "components/core/catalog/aws_prices.py"
+from components.core.catalog.aws_prices import PRICES_CHECKED, node_price
 from components.gpu_pools.config import GpuPoolConfig
 
+PRICE_CATALOG = "components/core/catalog/aws_prices.py"
 
-def _hourly(pool: GpuPoolConfig, nodes: int) -> float | None:
-    prices: list[NodePrice | None] = [node_price(pool.region, t) for t in pool.instance_types]
-    if any(p is None for p in prices):
-        return None
-    known = [p for p in prices if p is not None]
+
+def _hourly(pool: GpuPoolConfig, nodes: int) -> float:
+    known = [p for p in (node_price(pool.region, t) for t in pool.instance_types) if p is not None]
     on_demand = pool.on_demand_nodes(nodes)
     cost = on_demand * known[0].on_demand + (nodes - on_demand) * max(p.spot for p in known)
     return round(cost, 2)
@@ -29,6 +27,15 @@ def _hourly(pool: GpuPoolConfig, nodes: int) -> float | None:
 
 def pool_budget(pool: GpuPoolConfig) -> dict[str, Any]:
     at_max_on_demand = pool.on_demand_nodes(pool.max_size)
+    unpriced = [t for t in pool.instance_types if node_price(pool.region, t) is None]
+    cost: dict[str, Any] = (
+        {"unpricedTypes": unpriced}
+        if unpriced
+        else {
+            "usdPerHourAtMin": _hourly(pool, pool.min_size),
+            "usdPerHourAtMax": _hourly(pool, pool.max_size),
+        }
+    )
     return {
         "region": pool.region,
         "engine": pool.engine,
@@ -40,28 +47,22 @@ def pool_budget(pool: GpuPoolConfig) -> dict[str, Any]:
         "onDemandNodesAtMax": at_max_on_demand,
         "spotNodesAtMax": pool.max_size - at_max_on_demand,
         "spotShareAtMax": round(pool.spot_share_at_max(), 3),
-        "usdPerHourAtMin": _hourly(pool, pool.min_size),
-        "usdPerHourAtMax": _hourly(pool, pool.max_size),
+        **cost,
     }
 
 
 def stack_budget(pools: Sequence[GpuPoolConfig]) -> dict[str, Any]:
-    """The pools' figures and the stack's totals (a total is None when any pool's cost is unknown)."""
+    """The pools' figures and the stack's totals."""
     per_pool = {pool.name: pool_budget(pool) for pool in pools}
-
-    def total(key: str) -> float | int | None:
-        values = [figures[key] for figures in per_pool.values()]
-        if any(v is None for v in values):
-            return None
-        return round(sum(values), 2) if isinstance(sum(values), float) else sum(values)
-
-    return {
-        "gpuCapacity": per_pool,
-        "gpuTotals": {
-            "gpusAtMin": total("gpusAtMin"),
-            "gpusAtMax": total("gpusAtMax"),
-            "usdPerHourAtMin": total("usdPerHourAtMin"),
-            "usdPerHourAtMax": total("usdPerHourAtMax"),
-            "prices": f"catalog {PRICES_CHECKED}: on-demand list prices, spot estimated ({PRICE_CATALOG})",
-        },
+    totals: dict[str, Any] = {
+        "gpusAtMin": sum(p["gpusAtMin"] for p in per_pool.values()),
+        "gpusAtMax": sum(p["gpusAtMax"] for p in per_pool.values()),
     }
+    unpriced = [name for name, figures in per_pool.items() if "unpricedTypes" in figures]
+    if unpriced:
+        totals["unpricedPools"] = unpriced
+    else:
+        for key in ("usdPerHourAtMin", "usdPerHourAtMax"):
+            totals[key] = round(sum(p[key] for p in per_pool.values()), 2)
+    totals["prices"] = f"catalog {PRICES_CHECKED}: on-demand list prices, spot estimated ({PRICE_CATALOG})"
+    return {"gpuCapacity": per_pool, "gpuTotals": totals}

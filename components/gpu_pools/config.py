@@ -200,15 +200,15 @@ def _pool_fits(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
 @rule(GpuPoolConfig)
 def _pool_capacity_mix(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
     """The on-demand floor, the spot share and the warm pool (after the sizes hold)."""
+    cap = TIER_MAX_SPOT_SHARE.get(view.tier)
+    share = pool.spot_share_at_max()
     if view.tier == "prod" and pool.uses_spot and pool.on_demand_base < 1:
         yield (
             "onDemandBase",
             f"got {pool.on_demand_base}; a prod pool on spot keeps at least 1 on-demand node, so a spot "
             "reclaim of every node cannot take its model offline",
         )
-    cap = TIER_MAX_SPOT_SHARE.get(view.tier)
-    share = pool.spot_share_at_max()
-    if cap is not None and share > cap:
+    elif cap is not None and share > cap:
         yield (
             "spotPercentage",
             f"got {pool.spot_percentage}, {share:.0%} of the nodes on spot at maxSize; a {view.tier} pool "

@@ -627,3 +627,41 @@ def test_secrets_reach_the_rules_unwrapped_as_the_engine_hands_them_over(declare
     environment = rendering.one("aws:lambda/function:Function").inputs["environment"]
     assert is_secret(environment)  # recorded as it travels: the secret marks the whole object
     assert fired_on(rendering, "no-secrets-in-environment", "promote")  # the rule saw the plain value
+
+
+def test_image_builds_are_held_to_imdsv2_and_encrypted_volumes(declare) -> None:
+    """The node image's build instances and its recipe's root volume fall under the compute rules too."""
+
+    def image_build(tokens: str, encrypted: str) -> Callable[[], None]:
+        def program() -> None:
+            aws.imagebuilder.InfrastructureConfiguration(
+                "bake",
+                instance_profile_name="bake",
+                instance_metadata_options=aws.imagebuilder.InfrastructureConfigurationInstanceMetadataOptionsArgs(
+                    http_tokens=tokens
+                ),
+                opts=aws_provider(),
+            )
+            aws.imagebuilder.ImageRecipe(
+                "node",
+                version="1.0.0",
+                parent_image="ami-0123456789abcdef0",
+                components=[],
+                block_device_mappings=[
+                    aws.imagebuilder.ImageRecipeBlockDeviceMappingArgs(
+                        device_name="/dev/sda1",
+                        ebs=aws.imagebuilder.ImageRecipeBlockDeviceMappingEbsArgs(
+                            volume_size=100, encrypted=encrypted
+                        ),
+                    )
+                ],
+                opts=aws_provider(),
+            )
+
+        return program
+
+    loose = declare(image_build("optional", "false"))
+    assert [v.urn.rsplit("::", 1)[-1] for v in findings(loose, "launch-template-imdsv2")] == ["bake"]
+    assert [v.urn.rsplit("::", 1)[-1] for v in findings(loose, "ebs-volumes-encrypted")] == ["node"]
+    strict = declare(image_build("required", "true"))
+    assert findings(strict, "launch-template-imdsv2") == findings(strict, "ebs-volumes-encrypted") == []
