@@ -46,6 +46,7 @@ BUILD_INSTANCE_POLICIES = (
 # A vLLM bake (driver, CUDA wheels, tests on a second instance) takes most of an hour; the provider's
 # default create timeout is 60 minutes.
 IMAGE_CREATE_TIMEOUT = "3h"
+BUILD_LOG_PREFIX = "build-logs"
 
 
 def recipe_steps() -> list[str]:
@@ -170,7 +171,14 @@ class NodeImage(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Action": "s3:GetObject",
                     "Resource": pulumi.Output.concat(bucket.arn, "/node-image/*"),
-                }
+                },
+                {
+                    # The build's logs (the infrastructure configuration's S3 logging).
+                    "Sid": "WriteBuildLogs",
+                    "Effect": "Allow",
+                    "Action": "s3:PutObject",
+                    "Resource": pulumi.Output.concat(bucket.arn, f"/{BUILD_LOG_PREFIX}/*"),
+                },
             ],
             child,
             managed_policy_arns=BUILD_INSTANCE_POLICIES,
@@ -219,7 +227,7 @@ class NodeImage(pulumi.ComponentResource):
             terminate_instance_on_failure=True,
             logging=aws.imagebuilder.InfrastructureConfigurationLoggingArgs(
                 s3_logs=aws.imagebuilder.InfrastructureConfigurationLoggingS3LogsArgs(
-                    s3_bucket_name=bucket.id, s3_key_prefix="build-logs"
+                    s3_bucket_name=bucket.id, s3_key_prefix=BUILD_LOG_PREFIX
                 )
             ),
             opts=child,

@@ -74,7 +74,9 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
         "drain": {
             "hooks": [{"kind": "aws-lifecycle", "hook_name": node.hook_name, "group_name": node.group_name}]
         },
-        "preemption": {"provider": "aws"},
+        # The group's capacity rebalancing answers a rebalance recommendation: it starts a replacement, then
+        # terminates this node through its lifecycle hook, which is when the agent drains.
+        "preemption": {"provider": "aws", "on_rebalance": "log"},
         "heartbeat": {
             "redis_url": f"rediss://{node.redis_host}:{HEARTBEAT_REDIS_PORT}/0",
             "redis_password_file": REDIS_PASSWORD_FILE,

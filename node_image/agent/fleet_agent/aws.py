@@ -44,8 +44,9 @@ def aws_client(service: str, region: str, imds_url: str, timeout_s: float, attem
 class AwsLifecycleDrainedHook:
     """Tells Auto Scaling the instance is drained: CompleteLifecycleAction for this instance (IMDS), on the
     configured hook and group, with the configured result. The instance role may do this for its own group
-    only. While the group has no action open for the instance yet (a rebalance drain ends before the group
-    starts terminating), it asks again until the deadline."""
+    only. Until the group has an action open for the instance (after a spot notice it starts terminating
+    the node within moments), the call is refused with ValidationError and asked again until the deadline;
+    transient errors are botocore's to retry (`attempts`)."""
 
     def __init__(self, config: AwsLifecycleHook, imds: ImdsSession) -> None:
         self.config = config
@@ -63,8 +64,7 @@ class AwsLifecycleDrainedHook:
             max(min(hook.timeout_s, deadline - time.time()), 0.1),
             hook.attempts,
         )
-        problem = ""
-        for attempt in range(1, hook.attempts + 1):
+        while True:
             try:
                 await asyncio.to_thread(
                     client.complete_lifecycle_action,
@@ -76,11 +76,15 @@ class AwsLifecycleDrainedHook:
             except ClientError as exc:
                 error = exc.response.get("Error", {})
                 problem = f"{error.get('Code')}: {error.get('Message')}"
-                if error.get("Code") != "ValidationError":
-                    break  # refused (e.g. AccessDenied): asking again will not help
+                if (
+                    error.get("Code") != "ValidationError"
+                    or deadline - time.time() <= c.LIFECYCLE_ACTION_RETRY_S
+                ):
+                    raise RuntimeError(problem) from None  # refused (AccessDenied ...), or out of time
+                log.warning("drained-hook %s: %s; asking again", self.name, problem)
+                await asyncio.sleep(c.LIFECYCLE_ACTION_RETRY_S)
             except BotoCoreError as exc:
-                problem = repr(exc)  # botocore has already retried what is retryable
-                break
+                raise RuntimeError(repr(exc)) from None  # botocore has already retried what is retryable
             else:
                 log.info(
                     "lifecycle action completed: %s %s for %s (%s)",
@@ -90,12 +94,6 @@ class AwsLifecycleDrainedHook:
                     hook.result,
                 )
                 return
-            left = deadline - time.time()
-            if attempt == hook.attempts or left <= c.LIFECYCLE_ACTION_RETRY_S:
-                break
-            log.warning("drained-hook %s: attempt %d: %s", self.name, attempt, problem)
-            await asyncio.sleep(c.LIFECYCLE_ACTION_RETRY_S)
-        raise RuntimeError(problem or "no time left before the deadline")
 
 
 def fetch_secrets(config: AgentConfig) -> list[Path]:

@@ -79,7 +79,7 @@ DRAIN_RESERVE_S = 15.0
 HOOK_TIMEOUT_S = 5.0
 HOOK_ATTEMPTS = 3
 # The AWS drained-hook asks again this often while Auto Scaling has no lifecycle action open for the
-# instance yet (a rebalance drain finishes before the group starts terminating the node).
+# instance yet (a spot notice reaches the node and the group at about the same time).
 LIFECYCLE_ACTION_RETRY_S = 2.0
 DRAIN_POLL_S = 0.05
 

@@ -19,6 +19,7 @@ import pytest
 
 from fleet_agent.aws import AwsLifecycleDrainedHook
 from fleet_agent.config import AwsLifecycleHook
+from fleet_agent.constants import LIFECYCLE_ACTION_RETRY_S
 from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
@@ -146,12 +147,14 @@ def test_an_action_auto_scaling_refuses_is_reported(moto_url: str, autoscaling: 
     imds = FakeImds(instance_id="i-00000000000000000")  # not in the group
 
     async def complete(url: str) -> None:
-        config = AwsLifecycleHook(kind="aws-lifecycle", hook_name=HOOK, group_name=group, attempts=1)
+        config = AwsLifecycleHook(kind="aws-lifecycle", hook_name=HOOK, group_name=group)
         async with httpx.AsyncClient() as client:
             hook = AwsLifecycleDrainedHook(config, ImdsSession(url, client))
             now = time.time()
-            event = DrainedEvent("n", "us-east-1", "p", "aws-spot", "spot", now, now + 30, 0, now)
-            await hook.run(event, now + 30)
+            # Time for one more try after the first refusal: the group may open the action a moment later.
+            deadline = now + LIFECYCLE_ACTION_RETRY_S + 1.5
+            event = DrainedEvent("n", "us-east-1", "p", "aws-spot", "spot", now, deadline, 0, now)
+            await hook.run(event, deadline)
 
     with serving(imds) as metadata, pytest.raises(RuntimeError) as refused:
         asyncio.run(complete(metadata.url))
