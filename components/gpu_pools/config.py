@@ -225,6 +225,18 @@ def _pool_capacity_mix(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem
             yield "warmPool.minSize", f"got {pool.warm_pool.min_size}; with maxSize at most 1000 nodes"
 
 
+@rule(NodeImageConfig)
+def _build_instance_offered(image: NodeImageConfig, view: StackView) -> Iterator[Problem]:
+    region = AWS_REGIONS[view.primary_region]
+    if not region.offers(image.build_instance_type):
+        offered = [t for t in GPU_INSTANCE_TYPES if region.offers(t) and GPU_INSTANCE_TYPES[t].gpus == 1]
+        yield (
+            "buildInstanceType",
+            f"{image.build_instance_type} is not offered in {view.primary_region}, where the image is built; "
+            f"offered there: {one_of(offered)}",
+        )
+
+
 @stack_rule
 def _gpus_within_the_tier_cap(view: StackView) -> Iterator[Problem]:
     pools = view.all(GpuPoolConfig)

@@ -198,6 +198,19 @@ def test_a_moving_parent_image_is_refused(config_problems, parent: str) -> None:
     assert line.startswith(f"inference-fleet:nodeImage.parentImage: got {parent!r}; expected a pinned Ubuntu")
 
 
+def test_the_image_is_built_on_a_gpu_the_primary_region_offers(stack_input, config_problems) -> None:
+    """ca-central-1 as dev's only region: it offers g5 and g6, not the L40S (g6e) asked to build on."""
+    network = json.loads(stack_input("dev").config["inference-fleet:network"])
+    network["cidrs"] = {"ca-central-1": "10.110.0.0/16"}
+    moved = pools(stack_input, "dev", region="ca-central-1")
+    changes = {"primaryRegion": "ca-central-1", "network": network, "gpuPools": moved}
+    (line,) = config_problems("dev", {**changes, "nodeImage": {"buildInstanceType": "g6e.xlarge"}})
+    assert line.startswith(
+        "inference-fleet:nodeImage.buildInstanceType: g6e.xlarge is not offered in ca-central-1, where the image "
+        "is built; offered there: g5.xlarge, g5.2xlarge"
+    ), line
+
+
 def test_the_default_parent_is_a_dated_canonical_release(stack_input) -> None:
     assert "/stable/20260714/" in DEFAULT_PARENT_IMAGE
 
