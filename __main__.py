@@ -2,7 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import batch, control_plane, data_tier, failover, network
+from components import batch, control_plane, data_tier, failover, gpu_pools, network
 from components.core.catalog.aws import ROUTE53_METRICS_REGION
 from components.core.context import StackContext
 from components.core.outputs import publish
@@ -15,8 +15,30 @@ cp = config.control_plane
 
 networks = network.declare(stack, config.network, regions)
 data = data_tier.declare_database(stack, cp.database, networks, secrets.require("databasePassword"))
+# Each region's gateway routes to its own GPU pools first; how it reaches them is known from config.
+deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
 planes = control_plane.declare(
-    stack, config.domain, cp.gateway, cp.redis, cp.log_retention_days, networks, data, secrets
+    stack,
+    config.domain,
+    cp.gateway,
+    cp.redis,
+    cp.log_retention_days,
+    networks,
+    data,
+    secrets,
+    pools=deployments,
+    pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
+)
+pools = gpu_pools.declare(
+    stack,
+    config.gpu_pools,
+    config.node_image,
+    config.domain,
+    cp.gateway.request_timeout_seconds,
+    networks,
+    planes,
+    data,
+    secrets,
 )
 dns = failover.declare(stack, config.domain, cp.dns, cp.failover, planes)
 promotion = data_tier.declare_promotion(
@@ -31,7 +53,7 @@ promotion = data_tier.declare_promotion(
 batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs)
 
 publish(
-    [networks, data, planes, dns, promotion, batch_jobs],
+    [networks, data, planes, pools, dns, promotion, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

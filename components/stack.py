@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 import pulumi
 from pydantic import BeforeValidator, Field
 
-from components import control_plane, data_tier
+from components import control_plane, data_tier, gpu_pools
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
 from components.core.config import (
@@ -36,10 +36,10 @@ from components.core.fields import (
 )
 from components.data_tier import DatabaseConfig
 from components.failover import DnsConfig, FailoverConfig
-from components.gpu_pools import GpuPoolConfig
+from components.gpu_pools import GpuPoolConfig, NodeImageConfig
 from components.network import NetworkConfig
 
-SECRETS: list[SecretSpec] = [*control_plane.SECRETS, *data_tier.SECRETS]
+SECRETS: list[SecretSpec] = [*control_plane.SECRETS, *data_tier.SECRETS, *gpu_pools.SECRETS]
 
 
 class ControlPlaneConfig(Section):
@@ -68,6 +68,7 @@ class FleetConfig(RootSection):
     tags: Tags
     network: NetworkConfig
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
 

@@ -20,6 +20,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.core.catalog.aws import TIER_MAX_SPOT_SHARE
 from components.core.catalog.gcp import (
     CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
     CLOUD_RUN_MAX_RETRIES,
@@ -27,7 +28,9 @@ from components.core.catalog.gcp import (
 )
 from policies.linking import of_types
 from policies.support import (
+    TIER_KEY,
     as_number,
+    effective_tags,
     is_prod,
     items,
     json_value,
@@ -419,6 +422,77 @@ prod_gpu_pool_capacity = ResourceValidationPolicy(
     validate=_gpu_pool,
 )
 
+_SPOT_SCHEMA = PolicyConfigSchema(
+    properties={
+        "maxSpotShare": {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": 0, "maximum": 1},
+            "default": {**TIER_MAX_SPOT_SHARE, "default": 1.0},
+            "description": (
+                "Largest share of a GPU pool's nodes at maxSize that may run on spot, by the stack's tier "
+                "tag; 'default' for any other tier."
+            ),
+        }
+    }
+)
+# Strategies that spread spot over the deepest capacity pools: `lowest-price` packs a group into the
+# cheapest pool, which is reclaimed all at once.
+SPREADING_SPOT_STRATEGIES = frozenset(
+    {"price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized"}
+)
+
+
+def spot_nodes_at_max(props: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(spot nodes, nodes) at a mixed-instances group's max size, as Auto Scaling splits them: the
+    on-demand base, then the on-demand percentage above it rounded up; None without a distribution."""
+    distribution = mapping(path(props, "mixedInstancesPolicy", "instancesDistribution"))
+    size = as_number(known(props, "maxSize"))
+    if not distribution or size is None or size <= 0:
+        return None
+    base = min(int(as_number(distribution.get("onDemandBaseCapacity")) or 0), int(size))
+    above = int(size) - base
+    percent = as_number(distribution.get("onDemandPercentageAboveBaseCapacity"))
+    on_demand = base + -(-above * int(100 if percent is None else percent) // 100)
+    return int(size) - on_demand, int(size)
+
+
+def _spot_share(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != AUTOSCALING_GROUP or not gpu_instance_types(pool_instance_types(args.props)):
+        return
+    split = spot_nodes_at_max(args.props)
+    if split is None or split[0] == 0:
+        return
+    spot, size = split
+    tier = effective_tags(args).get(TIER_KEY, "default")
+    caps = setting(args, _SPOT_SCHEMA, "maxSpotShare")
+    cap = float(caps.get(tier, caps.get("default", 1.0)))
+    if spot / size > cap:
+        report(
+            f"{label(args)} runs {spot} of its {size} nodes on spot at maxSize ({spot / size:.0%}), over the "
+            f"{tier} cap of {cap:.0%} (config maxSpotShare): raise onDemandBaseCapacity or "
+            "onDemandPercentageAboveBaseCapacity.",
+            None,
+        )
+    strategy = path(args.props, "mixedInstancesPolicy", "instancesDistribution", "spotAllocationStrategy")
+    if strategy not in SPREADING_SPOT_STRATEGIES:
+        report(
+            f"{label(args)} allocates spot with {strategy or 'lowest-price (the default)'!r}: use "
+            "price-capacity-optimized, so one reclaim wave does not take every spot node at once.",
+            None,
+        )
+
+
+gpu_pool_spot_share = ResourceValidationPolicy(
+    name="gpu-pool-spot-share",
+    description=(
+        "GPU pools keep their spot share at full scale under the tier's cap (config maxSpotShare) and spread "
+        "spot over capacity pools (price-capacity-optimized), so a reclaim wave leaves most nodes serving."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_SPOT_SCHEMA,
+    validate=_spot_share,
+)
+
 POLICIES = [
     failover_record_health_check,
     failover_records_paired,
@@ -428,4 +502,5 @@ POLICIES = [
     cloud_run_job_retries_timeout,
     cloud_tasks_retry_backoff,
     prod_gpu_pool_capacity,
+    gpu_pool_spot_share,
 ]

@@ -359,16 +359,27 @@ redis_encrypted_with_auth = ResourceValidationPolicy(
 # --- compute and network ------------------------------------------------------------------------------
 
 
+IMAGE_BUILDER_INFRASTRUCTURE = "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration"
+IMAGE_RECIPE = "aws:imagebuilder/imageRecipe:ImageRecipe"
+_METADATA_OPTIONS = {
+    "aws:ec2/launchTemplate:LaunchTemplate": "metadataOptions",
+    "aws:ec2/instance:Instance": "metadataOptions",
+    # The build and test instances of a baked image.
+    IMAGE_BUILDER_INFRASTRUCTURE: "instanceMetadataOptions",
+}
+
+
 def _imdsv2(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+    key = _METADATA_OPTIONS.get(args.resource_type)
+    if key is None:
         return
-    options = mapping(known(args.props, "metadataOptions"))
+    options = mapping(known(args.props, key))
     if options.get("httpEndpoint") == "disabled":
         return  # no metadata service at all
     tokens = options.get("httpTokens")
     if tokens != "required":
         report(
-            f"{label(args)} sets metadataOptions.httpTokens to {tokens!r}: set it to 'required' (IMDSv2), "
+            f"{label(args)} sets {key}.httpTokens to {tokens!r}: set it to 'required' (IMDSv2), "
             "so a request forged through a workload cannot read the node's role credentials.",
             None,
         )
@@ -377,11 +388,50 @@ def _imdsv2(args: ResourceValidationArgs, report: ReportViolation) -> None:
 launch_template_imdsv2 = ResourceValidationPolicy(
     name="launch-template-imdsv2",
     description=(
-        "Launch templates and instances require IMDSv2 session tokens (metadataOptions.httpTokens = "
-        "required); the node agent reads spot notices with IMDSv2 too."
+        "Launch templates, instances and image build instances require IMDSv2 session tokens "
+        "(httpTokens = required); the node agent reads spot notices with IMDSv2 too."
     ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_imdsv2,
+)
+
+
+def _unencrypted_volumes(args: ResourceValidationArgs) -> Iterator[str]:
+    """Where a resource creates an EBS volume without encryption."""
+    props = args.props
+    if args.resource_type in ("aws:ec2/launchTemplate:LaunchTemplate", IMAGE_RECIPE):
+        for i, device in enumerate(map(mapping, items(known(props, "blockDeviceMappings")))):
+            ebs = mapping(device.get("ebs"))
+            if ebs and not truthy(ebs.get("encrypted")) and not ebs.get("snapshotId"):
+                yield f"blockDeviceMappings[{i}] ({device.get('deviceName')})"
+    elif args.resource_type == "aws:ec2/instance:Instance":
+        root = mapping(known(props, "rootBlockDevice"))
+        if not truthy(root.get("encrypted")):
+            yield "rootBlockDevice"
+        for i, device in enumerate(map(mapping, items(known(props, "ebsBlockDevices")))):
+            if not truthy(device.get("encrypted")):
+                yield f"ebsBlockDevices[{i}]"
+    elif args.resource_type == "aws:ebs/volume:Volume" and not truthy(known(props, "encrypted")):
+        yield "encrypted"
+
+
+def _ebs_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for where in _unencrypted_volumes(args):
+        report(
+            f"{label(args)} {where} is not encrypted: set encrypted to true. A GPU node's disk holds model "
+            "weights and the engine's caches, and an unencrypted image snapshot copies into every region.",
+            None,
+        )
+
+
+ebs_volumes_encrypted = ResourceValidationPolicy(
+    name="ebs-volumes-encrypted",
+    description=(
+        "EBS volumes are encrypted at rest: launch templates' and image recipes' block devices, instances' "
+        "root and data volumes, standalone volumes."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_ebs_encrypted,
 )
 
 _INGRESS_SCHEMA = PolicyConfigSchema(
@@ -634,6 +684,7 @@ POLICIES = [
     rds_tls_required,
     redis_encrypted_with_auth,
     launch_template_imdsv2,
+    ebs_volumes_encrypted,
     internet_ingress_lb_ports_only,
     iam_no_star_on_star,
     no_secrets_in_environment,

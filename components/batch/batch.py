@@ -33,6 +33,7 @@ from components.batch.names import (
 )
 from components.batch.outputs import BatchJobOutputs, BatchOutputs
 from components.core.context import GcpContext, StackContext
+from components.core.node_image import BUILD_CONTEXT, DOCKERFILE
 
 # APIs the batch side calls; enabled by the program so `pulumi up` works on a fresh project (and left on
 # at destroy: other workloads may use them).
@@ -46,9 +47,6 @@ APIS = (
     "run.googleapis.com",
     "storage.googleapis.com",
 )
-# The node image recipe (the GPU pools' AMI is built from the same one) and its build context.
-IMAGE_CONTEXT = "node_image"
-DOCKERFILE = "node_image/Dockerfile"
 MODELS_MOUNT = "/models"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
@@ -101,7 +99,7 @@ class BatchJobs(pulumi.ComponentResource):
         for engine in sorted({job.engine for job in args.jobs}):
             image = docker_build.Image(
                 f"{name}-node-{engine}",
-                context=docker_build.BuildContextArgs(location=IMAGE_CONTEXT),
+                context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
                 dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
                 build_args={"ENGINE": engine},
                 platforms=[docker_build.Platform.LINUX_AMD64],

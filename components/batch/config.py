@@ -22,9 +22,14 @@ from components.core.catalog.gcp import (
 )
 from components.core.config import Problem, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import DEFAULT_TAG_KEYS, ModelName, Slug
+from components.core.node_image import image_engine
 
 CloudRunGpuName = Literal["nvidia-l4"]
-EngineKind = Literal["vllm", "llamacpp"]
+# Job mode serves the weights mounted from the model's bucket path, which vLLM loads from a directory;
+# Ollama loads only from its own model store.
+EngineKind = Annotated[
+    str, AfterValidator(image_engine(("vllm",), "job mode serves weights from the bucket path: vLLM"))
+]
 
 _GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9_.-]{1,220}[a-z0-9])/(\S+[^/])$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")

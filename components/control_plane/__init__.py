@@ -1,13 +1,16 @@
 """The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
 
-Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `ControlPlaneOutputs` (and its
-per-region `RegionalControlPlaneOutputs`), `declare`.
+Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `PoolDeployment` (how the gateway
+reaches a GPU pool), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import pulumi
 
 from components.control_plane.config import (
     GATEWAY_MASTER_KEY,
@@ -24,6 +27,7 @@ from components.control_plane.control_plane import (
     RegionalControlPlaneArgs,
     RegionalControlPlaneOutputs,
 )
+from components.control_plane.gateway_config import PoolDeployment
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DATABASE_PASSWORD, DataTierOutputs
@@ -33,6 +37,7 @@ __all__ = [
     "SECRETS",
     "ControlPlaneOutputs",
     "GatewayConfig",
+    "PoolDeployment",
     "RedisConfig",
     "RegionalControlPlaneOutputs",
     "declare",
@@ -63,13 +68,17 @@ def declare(
     networks: NetworkOutputs,
     data: DataTierOutputs,
     secrets: StackSecrets,
+    pools: Sequence[PoolDeployment] = (),
+    pool_api_key: pulumi.Output[str] | None = None,
 ) -> ControlPlaneOutputs:
-    """A control plane per network region (`control-plane-<region>`); the first region is the primary."""
+    """A control plane per network region (`control-plane-<region>`); the first region is the primary.
+    Each region's gateway routes to the `pools` of its own region first."""
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
         provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
         database_password=secrets.require(DATABASE_PASSWORD.key),
         redis_auth_token=secrets.require(REDIS_AUTH_TOKEN.key),
+        pool_api_key=pool_api_key,
     )
     planes: dict[str, RegionalControlPlane] = {}
     primary: RegionalControlPlane | None = None
@@ -88,6 +97,7 @@ def declare(
                     redis=redis,
                     log_retention_days=log_retention_days,
                     deletion_protection=stack.deletion_protection,
+                    pools=tuple(p for p in pools if p.region == region),
                 ),
                 stack=stack,
                 region=net.region,

@@ -17,7 +17,7 @@ from components.core.catalog.aws import (
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import ImageRef, ModelName, in_
+from components.core.fields import ImageRef, ModelName, Slug, in_
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -28,11 +28,19 @@ DEFAULT_GATEWAY_IMAGE = (
 GATEWAY_ROUTING_STRATEGIES: tuple[str, ...] = (
     "simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing-v2", "cost-based-routing",
 )  # fmt: skip
-# Serverless providers the gateway may fall back to: LiteLLM's provider prefix for each. Their API keys
-# come from the providerApiKeys secret object, one entry per provider name.
-GATEWAY_PROVIDERS: tuple[str, ...] = (
-    "openai", "anthropic", "together_ai", "fireworks_ai", "groq", "deepinfra", "mistral",
-)  # fmt: skip
+# Serverless providers the gateway may fall back to, and the LiteLLM provider each is called through.
+# Their API keys come from the providerApiKeys secret object, one entry per provider name. LiteLLM
+# (1.104) calls replicate and lambda_ai (Lambda's inference API) natively; RunPod and Modal serverless
+# endpoints, and any other OpenAI-compatible server (a vLLM endpoint), are reached through LiteLLM's
+# OpenAI client at the endpoint's apiBase.
+GATEWAY_PROVIDERS: dict[str, str] = {
+    "openai": "openai", "anthropic": "anthropic", "together_ai": "together_ai",
+    "fireworks_ai": "fireworks_ai", "groq": "groq", "deepinfra": "deepinfra", "mistral": "mistral",
+    "replicate": "replicate", "lambda_ai": "lambda_ai",
+    "runpod": "openai", "modal": "openai", "openai_compatible": "openai",
+}  # fmt: skip
+# Providers whose endpoints are the user's own: each needs its apiBase.
+API_BASE_PROVIDERS: tuple[str, ...] = ("runpod", "modal", "openai_compatible")
 _PROVIDER_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
@@ -42,8 +50,18 @@ def _provider_model(value: str) -> str:
     return value
 
 
+def _api_base(value: str) -> str:
+    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~%/-]*)?$", value):
+        raise ValueError(
+            f"got {value!r}; expected the endpoint's OpenAI-compatible base URL over HTTPS, such as "
+            "https://api.runpod.ai/v2/<endpoint id>/openai/v1"
+        )
+    return value.rstrip("/")
+
+
 ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
-GatewayProvider = Annotated[str, AfterValidator(in_(GATEWAY_PROVIDERS))]
+GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS)))]
+ApiBase = Annotated[str, AfterValidator(_api_base)]
 RoutingStrategy = Annotated[str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES))]
 ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
 
@@ -56,17 +74,21 @@ class ServerlessEndpointConfig(Section):
     name: ModelName
     provider: GatewayProvider
     model: ProviderModelId
+    # runpod, modal, openai_compatible: where the endpoint serves the OpenAI API.
+    api_base: ApiBase | None = None
     input_cost_per_million_tokens: float = Field(ge=0, le=1000)
     output_cost_per_million_tokens: float = Field(ge=0, le=1000)
 
 
 class GatewayRouteConfig(Section):
-    """A model name clients ask for: the endpoints that serve it, then the fallbacks tried in order."""
+    """A model name clients ask for: the fleet's own GPU pools that serve it (tried first, those in the
+    gateway's own region), the serverless endpoints that serve it, then the fallbacks tried in order."""
 
     list_key = "model"
 
     model: ModelName
-    endpoints: list[ModelName] = Field(min_length=1, max_length=20)
+    pools: list[Slug] = Field(default_factory=list, max_length=20)
+    endpoints: list[ModelName] = Field(default_factory=list, max_length=20)
     fallbacks: list[ModelName] = Field(default_factory=list, max_length=10)
 
 
@@ -136,6 +158,8 @@ def _routes_name_declared_endpoints(gw: GatewayConfig, view: StackView) -> Itera
     endpoints = [e.name for e in gw.serverless_endpoints]
     for i, route in enumerate(gw.routes):
         here = f"routes[{i}]"
+        if not route.pools and not route.endpoints:
+            yield here, "names neither pools nor endpoints; a route needs at least one of them"
         if route.model in endpoints:
             yield (
                 f"{here}.model",
@@ -152,6 +176,18 @@ def _routes_name_declared_endpoints(gw: GatewayConfig, view: StackView) -> Itera
                     f"{here}.fallbacks[{j}]",
                     f"got {name!r}, which already serves the route; fall back elsewhere",
                 )
+
+
+@rule(ServerlessEndpointConfig)
+def _api_base_where_needed(endpoint: ServerlessEndpointConfig, view: StackView) -> Iterator[Problem]:
+    if endpoint.provider in API_BASE_PROVIDERS and endpoint.api_base is None:
+        yield "apiBase", f"required for provider {endpoint.provider}: the endpoint's OpenAI-compatible URL"
+    elif endpoint.provider not in API_BASE_PROVIDERS and endpoint.api_base is not None:
+        yield (
+            "apiBase",
+            f"set for {endpoint.provider}, which LiteLLM calls at its own endpoint; for another server use "
+            f"provider {one_of(API_BASE_PROVIDERS)}",
+        )
 
 
 @rule(GatewayConfig)

@@ -27,14 +27,17 @@ from components.control_plane.gateway_config import (
     DATABASE_URL_ENV,
     GATEWAY_PORT,
     MASTER_KEY_ENV,
+    POOL_API_KEY_ENV,
     READINESS_PATH,
     REDIS_HOST_ENV,
     REDIS_PASSWORD_ENV,
     REDIS_PORT,
     REDIS_PORT_ENV,
+    PoolDeployment,
     config_digest,
     litellm_config_yaml,
     provider_key_env,
+    uses_pools,
 )
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
@@ -61,6 +64,8 @@ class GatewaySecrets:
     provider_api_keys: pulumi.Output[Any]
     database_password: pulumi.Output[str]
     redis_auth_token: pulumi.Output[str]
+    # The key the gateway presents to the fleet's GPU pools; None where the stack has none.
+    pool_api_key: pulumi.Output[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class ControlPlaneRegion:
     redis: RedisConfig
     log_retention_days: int
     deletion_protection: bool
+    # The GPU pools this region's gateway routes to first (its own region's).
+    pools: tuple[PoolDeployment, ...] = ()
 
     @property
     def api_name(self) -> str:
@@ -556,6 +563,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
     def _secret(self, redis: aws.elasticache.ReplicationGroup) -> aws.secretsmanager.Secret:
         name, args, plane = self._name, self._args, self._args.plane
         providers = plane.gateway.providers_used()
+        to_pools = uses_pools(plane.gateway, plane.pools)
+        if to_pools and args.secrets.pool_api_key is None:
+            raise ValueError("the gateway routes to GPU pools but was given no pool API key")
         db = args.database
         secret = aws.secretsmanager.Secret(
             f"{name}-gateway-secret",
@@ -566,7 +576,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         )
 
         def document(values: list[Any]) -> str:
-            master_key, provider_keys, password, redis_token, endpoint = values
+            master_key, provider_keys, password, redis_token, endpoint, pool_key = values
             missing = [p for p in providers if p not in (provider_keys or {})]
             if missing:
                 raise ValueError(
@@ -583,6 +593,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
                     DATABASE_URL_ENV: url,
                     REDIS_PASSWORD_ENV: redis_token,
                     **{provider_key_env(p): provider_keys[p] for p in providers},
+                    **({POOL_API_KEY_ENV: pool_key} if to_pools else {}),
                 }
             )
 
@@ -592,6 +603,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             args.secrets.database_password,
             args.secrets.redis_auth_token,
             db.endpoint,
+            args.secrets.pool_api_key if to_pools else None,
         ).apply(document)
         aws.secretsmanager.SecretVersion(
             f"{name}-gateway-secret",
@@ -616,7 +628,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         gateway = plane.gateway
         region = plane.region
 
-        config_text = litellm_config_yaml(gateway)
+        config_text = litellm_config_yaml(gateway, plane.pools)
         config_key = f"{CONFIG_PREFIX}/litellm-{config_digest(config_text)}.yaml"
         aws.s3.BucketObjectv2(
             f"{name}-litellm-config",
@@ -640,6 +652,8 @@ class RegionalControlPlane(pulumi.ComponentResource):
         secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV] + [
             provider_key_env(p) for p in gateway.providers_used()
         ]
+        if uses_pools(gateway, plane.pools):
+            secret_names.append(POOL_API_KEY_ENV)
         container = {
             "name": CONTAINER_NAME,
             "image": gateway.image,

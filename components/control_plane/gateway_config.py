@@ -9,11 +9,13 @@ so the file itself holds nothing secret and its digest changes only when the rou
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from components.control_plane.config import GatewayConfig, ServerlessEndpointConfig
+from components.control_plane.config import GATEWAY_PROVIDERS, GatewayConfig, ServerlessEndpointConfig
 
 GATEWAY_PORT = 4000
 # LiteLLM's readiness: 200 once the proxy serves and its database answers, 503 otherwise.
@@ -27,6 +29,23 @@ DATABASE_URL_ENV = "DATABASE_URL"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 REDIS_HOST_ENV = "REDIS_HOST"
 REDIS_PORT_ENV = "REDIS_PORT"
+# The key the gateway presents to the fleet's own GPU pools (their agents check it).
+POOL_API_KEY_ENV = "FLEET_POOL_API_KEY"
+# LiteLLM tries a model group's deployments by `order`, lowest first, and moves to the next order only
+# when every deployment of the lower one has failed or cools down (order-based fallback, LiteLLM 1.104).
+POOL_ORDER = 1
+SERVERLESS_ORDER = 2
+
+
+@dataclass(frozen=True)
+class PoolDeployment:
+    """One of the fleet's GPU pools as the gateway reaches it: an OpenAI-compatible endpoint (the node
+    agents behind the pool's internal load balancer) serving `model` under its engine's name."""
+
+    pool: str
+    region: str
+    model: str
+    api_base: str
 
 
 def provider_key_env(provider: str) -> str:
@@ -35,30 +54,64 @@ def provider_key_env(provider: str) -> str:
 
 
 def _deployment(
-    model_name: str, deployment_id: str, endpoint: ServerlessEndpointConfig, timeout: int
+    model_name: str,
+    deployment_id: str,
+    endpoint: ServerlessEndpointConfig,
+    timeout: int,
+    order: int | None = None,
 ) -> dict[str, Any]:
-    return {
-        "model_name": model_name,
-        "litellm_params": {
-            "model": f"{endpoint.provider}/{endpoint.model}",
-            "api_key": f"os.environ/{provider_key_env(endpoint.provider)}",
-            # LiteLLM prices per token; the config states prices per million, as providers publish them.
-            "input_cost_per_token": endpoint.input_cost_per_million_tokens / 1_000_000,
-            "output_cost_per_token": endpoint.output_cost_per_million_tokens / 1_000_000,
-            "timeout": timeout,
-        },
-        "model_info": {"id": deployment_id},
+    params: dict[str, Any] = {
+        "model": f"{GATEWAY_PROVIDERS[endpoint.provider]}/{endpoint.model}",
+        "api_key": f"os.environ/{provider_key_env(endpoint.provider)}",
+        # LiteLLM prices per token; the config states prices per million, as providers publish them.
+        "input_cost_per_token": endpoint.input_cost_per_million_tokens / 1_000_000,
+        "output_cost_per_token": endpoint.output_cost_per_million_tokens / 1_000_000,
+        "timeout": timeout,
     }
+    if endpoint.api_base is not None:
+        params["api_base"] = endpoint.api_base
+    if order is not None:
+        params["order"] = order
+    return {"model_name": model_name, "litellm_params": params, "model_info": {"id": deployment_id}}
 
 
-def litellm_config(gateway: GatewayConfig) -> dict[str, Any]:
-    """The proxy config as a mapping: model routes, fallbacks, routing, retries, Redis and database."""
+def pool_deployments(
+    gateway: GatewayConfig, route_model: str, pool_names: Sequence[str], pools: Sequence[PoolDeployment]
+) -> list[dict[str, Any]]:
+    """The deployments of a route's pools that this gateway reaches (its own region's), first in order."""
+    here = {p.pool: p for p in pools}
+    return [
+        {
+            "model_name": route_model,
+            "litellm_params": {
+                # The agents proxy the engine's OpenAI API; the request names the model the engine serves.
+                "model": f"openai/{here[name].model}",
+                "api_base": here[name].api_base,
+                "api_key": f"os.environ/{POOL_API_KEY_ENV}",
+                "timeout": gateway.request_timeout_seconds,
+                "order": POOL_ORDER,
+            },
+            "model_info": {"id": f"{route_model}/pool/{name}"},
+        }
+        for name in pool_names
+        if name in here
+    ]
+
+
+def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> dict[str, Any]:
+    """The proxy config as a mapping: model routes (the region's own GPU pools first, then serverless
+    endpoints), fallbacks, routing, retries, Redis and database. `pools`: the pools this gateway reaches."""
     endpoints = {e.name: e for e in gateway.serverless_endpoints}
     timeout = gateway.request_timeout_seconds
     model_list: list[dict[str, Any]] = []
     for route in gateway.routes:
+        own = pool_deployments(gateway, route.model, route.pools, pools)
+        model_list += own
+        order = SERVERLESS_ORDER if own else None
         for name in route.endpoints:
-            model_list.append(_deployment(route.model, f"{route.model}/{name}", endpoints[name], timeout))
+            model_list.append(
+                _deployment(route.model, f"{route.model}/{name}", endpoints[name], timeout, order)
+            )
     # A fallback is a model group of its own: LiteLLM falls back from one group name to another.
     fallback_groups = sorted({name for route in gateway.routes for name in route.fallbacks})
     for name in fallback_groups:
@@ -93,8 +146,14 @@ def litellm_config(gateway: GatewayConfig) -> dict[str, Any]:
     }
 
 
-def litellm_config_yaml(gateway: GatewayConfig) -> str:
-    return yaml.safe_dump(litellm_config(gateway), sort_keys=False, default_flow_style=False)
+def litellm_config_yaml(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> str:
+    return yaml.safe_dump(litellm_config(gateway, pools), sort_keys=False, default_flow_style=False)
+
+
+def uses_pools(gateway: GatewayConfig, pools: Sequence[PoolDeployment]) -> bool:
+    """Whether this gateway routes to any of the pools (and so needs their API key)."""
+    names = {name for route in gateway.routes for name in route.pools}
+    return any(p.pool in names for p in pools)
 
 
 def config_digest(text: str) -> str:

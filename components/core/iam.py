@@ -1,5 +1,6 @@
-"""IAM documents and roles, written once: a service's trust policy with its confused-deputy guard, and a
-role whose only permissions are the statements given (an inline policy, deleted with the role)."""
+"""IAM documents and roles, written once: a service's trust policy with its confused-deputy guard, a
+role whose only permissions are the statements given (an inline policy, deleted with the role), and an
+EC2 instance's role with its instance profile."""
 
 from __future__ import annotations
 
@@ -49,3 +50,31 @@ def scoped_role(
     )
     aws.iam.RolePolicy(name, role=role.id, policy=policy_document(statements), opts=opts)
     return role
+
+
+def instance_role(
+    name: str,
+    statements: Sequence[Statement],
+    opts: pulumi.ResourceOptions,
+    managed_policy_arns: Sequence[str] = (),
+) -> aws.iam.InstanceProfile:
+    """A role EC2 instances assume through an instance profile (all three named `name`), holding exactly
+    `statements` and the AWS-managed policies given.
+
+    The trust policy has no aws:SourceAccount condition: EC2 assumes an instance profile's role itself,
+    and only principals of this account can attach the profile to an instance (iam:PassRole).
+    """
+    role = aws.iam.Role(
+        name,
+        assume_role_policy=policy_document(
+            [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+        ),
+        opts=opts,
+    )
+    if statements:
+        aws.iam.RolePolicy(name, role=role.id, policy=policy_document(statements), opts=opts)
+    for arn in managed_policy_arns:
+        aws.iam.RolePolicyAttachment(
+            f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=opts
+        )
+    return aws.iam.InstanceProfile(name, role=role.name, opts=opts)

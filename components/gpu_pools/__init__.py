@@ -1,8 +1,146 @@
-"""The GPU pools capability: its config section today; the node pools land with their issue.
+"""The GPU pools capability: the node image baked by EC2 Image Builder, and per pool an Auto Scaling group
+of GPU nodes (on-demand floor, spot above it) behind an internal load balancer, which the gateway of the
+pool's region routes to before its serverless endpoints.
 
-Published: `GpuPoolConfig`.
+Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `SECRETS`, `GpuPoolsOutputs`,
+`gateway_deployments` (the gateway's view of the pools, from config alone), `declare`.
 """
 
-from components.gpu_pools.config import GpuPoolConfig
+from __future__ import annotations
 
-__all__ = ["GpuPoolConfig"]
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.control_plane import ControlPlaneOutputs, PoolDeployment
+from components.core.config import SecretSpec, StackSecrets
+from components.core.context import StackContext
+from components.data_tier import DataTierOutputs
+from components.gpu_pools.budget import stack_budget
+from components.gpu_pools.config import POOL_API_KEY, GpuPoolConfig, NodeImageConfig
+from components.gpu_pools.node_image import NodeImage, NodeImageArgs
+from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.network import NetworkOutputs
+
+__all__ = [
+    "POOL_API_KEY",
+    "SECRETS",
+    "GpuPoolConfig",
+    "GpuPoolsOutputs",
+    "NodeImageConfig",
+    "declare",
+    "gateway_deployments",
+]
+
+SECRETS: list[SecretSpec] = [POOL_API_KEY]
+# The control plane's Redis token: the nodes' heartbeats authenticate with it.
+REDIS_AUTH_TOKEN_KEY = "redisAuthToken"
+
+
+def pool_hostname(pool: GpuPoolConfig, domain: str) -> str:
+    """The pool's name for the gateway: an alias of its internal load balancer."""
+    return f"{pool.name}.pools.{domain}"
+
+
+def gateway_deployments(pools: Sequence[GpuPoolConfig], domain: str) -> list[PoolDeployment]:
+    """How the gateways reach the pools, known from config before either is declared."""
+    return [
+        PoolDeployment(
+            pool=pool.name,
+            region=pool.region,
+            model=pool.model,
+            api_base=f"http://{pool_hostname(pool, domain)}/v1",
+        )
+        for pool in pools
+    ]
+
+
+@dataclass(frozen=True)
+class GpuPoolsOutputs:
+    pools: dict[str, GpuNodePoolOutputs] = field(default_factory=dict)
+    image_arns: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    config: tuple[GpuPoolConfig, ...] = ()
+
+    def exports(self) -> dict[str, Any]:
+        return {
+            "gpuPools": {
+                name: {
+                    "region": pool.region,
+                    "endpoint": f"http://{pool.hostname}",
+                    "autoScalingGroup": pool.group_name,
+                    "loadBalancer": pool.load_balancer_dns_name,
+                }
+                for name, pool in self.pools.items()
+            },
+            "nodeImages": self.image_arns,
+        }
+
+    def budgets(self) -> dict[str, Any]:
+        return stack_budget(self.config) if self.config else {}
+
+
+def declare(
+    stack: StackContext,
+    pools: Sequence[GpuPoolConfig],
+    image: NodeImageConfig,
+    domain: str,
+    request_timeout_s: int,
+    networks: NetworkOutputs,
+    planes: ControlPlaneOutputs,
+    data: DataTierOutputs,
+    secrets: StackSecrets,
+) -> GpuPoolsOutputs:
+    """The node image (`node-image`, built in the primary region) and a pool per config entry
+    (`pool-<name>`), each in its region's network, reached from that region's gateway."""
+    if not pools:
+        return GpuPoolsOutputs()
+    regions = list(networks.regions)
+    build_region = regions[0]
+    build_net = networks.regions[build_region]
+    engines = sorted({pool.engine for pool in pools})
+    node_image = NodeImage(
+        "node-image",
+        NodeImageArgs(
+            config=image,
+            stack=stack,
+            region=build_net.region,
+            subnet_id=build_net.private_subnet_ids.apply(lambda ids: ids[0]),
+            vpc_id=build_net.vpc_id,
+            engines=engines,
+            distribution_regions=[r for r in regions if any(p.region == r for p in pools)],
+            deletion_protection=stack.deletion_protection,
+        ),
+    ).outputs
+    api_key = secrets.require(POOL_API_KEY.key)
+    redis_token = secrets.require(REDIS_AUTH_TOKEN_KEY)
+    zone_id = aws.route53.get_zone_output(
+        name=domain, private_zone=False, opts=pulumi.InvokeOutputOptions(provider=build_net.region.provider)
+    ).zone_id
+    built: dict[str, GpuNodePoolOutputs] = {}
+    for pool in pools:
+        net, plane = networks.regions[pool.region], planes.regions[pool.region]
+        built[pool.name] = GpuNodePool(
+            f"pool-{pool.name}",
+            GpuNodePoolArgs(
+                pool=pool,
+                stack=stack,
+                region=net.region,
+                vpc_id=net.vpc_id,
+                private_subnet_ids=net.private_subnet_ids,
+                ami_id=node_image.amis[pool.engine][pool.region],
+                gateway_security_group_id=plane.gateway_security_group_id,
+                redis_security_group_id=plane.redis_security_group_id,
+                redis_host=plane.redis_endpoint,
+                kms_key_arn=data.kms_key_arns[pool.region],
+                api_key=api_key,
+                redis_auth_token=redis_token,
+                zone_id=zone_id,
+                hostname=pool_hostname(pool, domain),
+                request_timeout_s=request_timeout_s,
+                deletion_protection=stack.deletion_protection,
+            ),
+        ).outputs
+    return GpuPoolsOutputs(pools=built, image_arns=node_image.image_arns, config=tuple(pools))

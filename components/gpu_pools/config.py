@@ -1,18 +1,44 @@
-"""The `gpuPools` section: GPU node pools, checked against what each region offers and the tier allows.
-
-Validated now; the node-pool component lands with the GPU pools capability.
+"""The `gpuPools` and `nodeImage` sections: GPU node pools checked against what each region offers, what
+the tier allows and what Auto Scaling accepts, and the pre-baked image they boot.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from components.core.catalog.aws import AWS_REGIONS, GPU_INSTANCE_TYPES, TIER_MAX_GPUS, TIER_MAX_POOL_NODES
-from components.core.config import Problem, Section, StackView, TopKey, one_of, rule, stack_rule
+from components.control_plane import GatewayConfig
+from components.core.catalog.aws import (
+    AWS_REGIONS,
+    GPU_INSTANCE_TYPES,
+    TIER_MAX_GPUS,
+    TIER_MAX_POOL_NODES,
+    TIER_MAX_SPOT_SHARE,
+)
+from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import AwsRegionName, Slug
+from components.core.node_image import image_engine
+
+# A pool's load balancer and target group are auto-named `pool-<name>-lb-<7 hex>`: the API's 32
+# characters leave 16 for the pool's name.
+MAX_POOL_NAME_LENGTH = 16
+# Engine flags the node's agent sets itself (from the pool's model, the node's GPUs and its own port).
+AGENT_OWNED_ENGINE_FLAGS = ("--host", "--port", "--served-model-name", "--tensor-parallel-size")
+# Canonical's Ubuntu 24.04 image for the build region, pinned to a release serial: Image Builder resolves
+# the public parameter when it bakes. 20260714 is a published noble serial (ubuntu-noble-24.04-amd64-
+# server-20260714); move it deliberately, as a new serial rebuilds every node.
+DEFAULT_PARENT_IMAGE = (
+    "ssm:/aws/service/canonical/ubuntu/server/24.04/stable/20260714/amd64/hvm/ebs-gp3/ami-id"
+)
+_PINNED_PARENT = re.compile(
+    r"^(ami-[0-9a-f]{8,17}"
+    r"|ssm:/aws/service/canonical/ubuntu/server/24\.04/stable/\d{8}(\.\d+)?/amd64/hvm/ebs-gp3/ami-id"
+    r"|arn:aws:imagebuilder:[a-z0-9-]+:aws:image/ubuntu-server-24-lts-x86/\d+\.\d+\.\d+)$"
+)
+_ENGINE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
 def _gpu_instance_type(value: str) -> str:
@@ -21,23 +47,95 @@ def _gpu_instance_type(value: str) -> str:
     return value
 
 
+def _engine_model(value: str) -> str:
+    if not _ENGINE_MODEL_RE.match(value):
+        raise ValueError(
+            f"got {value!r}; expected the engine's model id: a Hugging Face repository "
+            "(meta-llama/Llama-3.1-8B-Instruct) for vllm, a model tag (qwen2.5:14b) for ollama"
+        )
+    return value
+
+
+def _parent_image(value: str) -> str:
+    if not _PINNED_PARENT.match(value):
+        raise ValueError(
+            f"got {value!r}; expected a pinned Ubuntu 24.04 amd64 parent: an AMI id in the primary region, "
+            "Canonical's dated parameter ssm:/aws/service/canonical/ubuntu/server/24.04/stable/<serial>/"
+            "amd64/hvm/ebs-gp3/ami-id, or an Image Builder image ARN with a full version (not 'current' "
+            "or x.x.x: a moving parent rebuilds every node when it moves)"
+        )
+    return value
+
+
 GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
+EngineName = Annotated[str, AfterValidator(image_engine())]
+EngineModelId = Annotated[str, AfterValidator(_engine_model)]
+ParentImage = Annotated[str, AfterValidator(_parent_image)]
+
+
+class WarmPoolConfig(Section):
+    """Pre-initialised nodes kept beside the group (model already on the node's disk), for fast scale-out."""
+
+    min_size: int = Field(default=1, ge=0, le=1000)
+    state: Literal["Stopped", "Running", "Hibernated"] = "Stopped"
 
 
 class GpuPoolConfig(Section):
+    """A GPU node pool: an Auto Scaling group of one engine serving one model, behind its own internal
+    load balancer, with an on-demand floor and spot above it."""
+
     list_key = "name"
 
     name: Slug
     region: AwsRegionName
+    engine: EngineName
+    model: EngineModelId = Field(
+        description="what the engine serves: a Hugging Face id (vllm) or tag (ollama)"
+    )
     instance_types: list[GpuInstanceTypeName] = Field(min_length=1, max_length=20)
     min_size: int = Field(default=0, ge=0, le=1000)
     max_size: int = Field(ge=1, le=1000)
-    on_demand_base: int = Field(default=0, ge=0, le=1000)
+    on_demand_base: int = Field(default=0, ge=0, le=1000, description="nodes always on-demand")
+    spot_percentage: int = Field(
+        default=100, ge=0, le=100, description="share of the nodes above the on-demand base that run on spot"
+    )
+    disk_gib: int = Field(default=200, ge=60, le=16384, description="encrypted gp3 root volume")
+    engine_args: list[str] = Field(default_factory=list, max_length=40)
+    warm_pool: WarmPoolConfig | None = None
+
+    @property
+    def gpus_per_node(self) -> int:
+        """GPUs on each node (every type of a pool carries the same number; a rule checks it)."""
+        return max(GPU_INSTANCE_TYPES[t].gpus for t in self.instance_types)
 
     @property
     def gpus_at_max(self) -> int:
         """GPUs the pool runs at its max size, counting the largest type it may launch."""
-        return self.max_size * max(GPU_INSTANCE_TYPES[t].gpus for t in self.instance_types)
+        return self.max_size * self.gpus_per_node
+
+    def on_demand_nodes(self, nodes: int) -> int:
+        """On-demand nodes among `nodes`: the base, then the on-demand share above it, rounded up as Auto
+        Scaling rounds (in favour of on-demand)."""
+        base = min(nodes, self.on_demand_base)
+        above = nodes - base
+        return base + -(-above * (100 - self.spot_percentage) // 100)
+
+    def spot_share_at_max(self) -> float:
+        return (self.max_size - self.on_demand_nodes(self.max_size)) / self.max_size
+
+    @property
+    def uses_spot(self) -> bool:
+        return self.spot_percentage > 0 and self.max_size > self.on_demand_base
+
+
+class NodeImageConfig(Section):
+    """`nodeImage`: the pre-baked GPU node image, built by EC2 Image Builder in the primary region from
+    node_image/recipe and distributed to every region with pools."""
+
+    parent_image: ParentImage = DEFAULT_PARENT_IMAGE
+    root_volume_gib: int = Field(default=100, ge=60, le=2048, description="the image's root volume")
+    # A GPU instance, so the image's test phase runs nvidia-smi against a real GPU.
+    build_instance_type: GpuInstanceTypeName = "g6.xlarge"
 
 
 @rule(GpuPoolConfig)
@@ -45,6 +143,12 @@ def _pool_fits(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
     regions = view.control_plane_regions
     if pool.region not in regions:
         yield "region", f"got {pool.region!r}; pools run in control-plane regions: {one_of(regions)}"
+    if len(pool.name) > MAX_POOL_NAME_LENGTH:
+        yield (
+            "name",
+            f"got {len(pool.name)} characters; at most {MAX_POOL_NAME_LENGTH}: it names the pool's load "
+            "balancer and target group, which elbv2 caps at 32 characters with their suffixes",
+        )
     region = AWS_REGIONS[pool.region]
     for j, instance_type in enumerate(pool.instance_types):
         if not region.offers(instance_type):
@@ -53,6 +157,14 @@ def _pool_fits(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
                 f"instanceTypes[{j}]",
                 f"{instance_type} is not offered in {pool.region}; offered there: {one_of(offered)}",
             )
+    gpus = {t: GPU_INSTANCE_TYPES[t].gpus for t in pool.instance_types}
+    if len(set(gpus.values())) > 1:
+        counts = ", ".join(f"{t}: {n}" for t, n in gpus.items())
+        yield (
+            "instanceTypes",
+            f"mixes GPU counts ({counts}); every type of a pool carries the same number of GPUs (the engine "
+            "is started with one tensor-parallel size)",
+        )
     if pool.min_size > pool.max_size:
         yield "minSize", f"got {pool.min_size}; at most maxSize ({pool.max_size})"
     if pool.on_demand_base > pool.max_size:
@@ -60,6 +172,58 @@ def _pool_fits(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
     cap = TIER_MAX_POOL_NODES.get(view.tier)
     if cap is not None and pool.max_size > cap:
         yield "maxSize", f"got {pool.max_size}; a {view.tier} pool runs at most {cap} nodes"
+    if pool.engine_args and pool.engine != "vllm":
+        yield (
+            "engineArgs",
+            f"set for {pool.engine}; only vllm takes engine arguments (Ollama runs as the node's unit)",
+        )
+    for j, arg in enumerate(pool.engine_args):
+        flag = arg.split("=", 1)[0]
+        if flag in AGENT_OWNED_ENGINE_FLAGS:
+            yield (
+                f"engineArgs[{j}]",
+                f"got {flag!r}; the node's agent sets {one_of(AGENT_OWNED_ENGINE_FLAGS)}",
+            )
+
+
+@rule(GpuPoolConfig)
+def _pool_capacity_mix(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
+    """The on-demand floor, the spot share and the warm pool (after the sizes hold)."""
+    cap = TIER_MAX_SPOT_SHARE.get(view.tier)
+    share = pool.spot_share_at_max()
+    if view.tier == "prod" and pool.uses_spot and pool.on_demand_base < 1:
+        yield (
+            "onDemandBase",
+            f"got {pool.on_demand_base}; a prod pool on spot keeps at least 1 on-demand node, so a spot "
+            "reclaim of every node cannot take its model offline",
+        )
+    elif cap is not None and share > cap:
+        yield (
+            "spotPercentage",
+            f"got {pool.spot_percentage}, {share:.0%} of the nodes on spot at maxSize; a {view.tier} pool "
+            f"runs at most {cap:.0%} (raise onDemandBase or lower spotPercentage)",
+        )
+    if pool.warm_pool is not None:
+        if pool.uses_spot or len(pool.instance_types) > 1:
+            yield (
+                "warmPool",
+                "set on a pool with spot or several instance types; Auto Scaling keeps warm pools only for "
+                "groups of one on-demand type (PutWarmPool refuses a mixed instances policy or spot)",
+            )
+        elif pool.warm_pool.min_size + pool.max_size > 1000:
+            yield "warmPool.minSize", f"got {pool.warm_pool.min_size}; with maxSize at most 1000 nodes"
+
+
+@rule(NodeImageConfig)
+def _build_instance_offered(image: NodeImageConfig, view: StackView) -> Iterator[Problem]:
+    region = AWS_REGIONS[view.primary_region]
+    if not region.offers(image.build_instance_type):
+        offered = [t for t in GPU_INSTANCE_TYPES if region.offers(t) and GPU_INSTANCE_TYPES[t].gpus == 1]
+        yield (
+            "buildInstanceType",
+            f"{image.build_instance_type} is not offered in {view.primary_region}, where the image is built; "
+            f"offered there: {one_of(offered)}",
+        )
 
 
 @stack_rule
@@ -73,3 +237,30 @@ def _gpus_within_the_tier_cap(view: StackView) -> Iterator[Problem]:
             TopKey("gpuPools"),
             f"{total} GPUs at full scale ({parts}); a {view.tier} stack runs at most {cap}",
         )
+
+
+@stack_rule
+def _routes_name_declared_pools(view: StackView) -> Iterator[Problem]:
+    pools = [pool.name for _, pool in view.all(GpuPoolConfig)]
+    for gateway_path, gateway in view.all(GatewayConfig):
+        for i, route in enumerate(gateway.routes):
+            for j, name in enumerate(route.pools):
+                if name not in pools:
+                    yield (
+                        TopKey(f"{gateway_path}.routes[{i}].pools[{j}]"),
+                        f"got {name!r}; declared gpuPools: {one_of(pools) or '(none)'}",
+                    )
+
+
+def _api_key(value: object) -> str | None:
+    text = value if isinstance(value, str) else ""
+    if len(text) < 24 or not text.isascii() or any(c.isspace() for c in text):
+        return f"expected at least 24 ASCII characters without spaces; got {len(text)} characters"
+    return None
+
+
+POOL_API_KEY = SecretSpec(
+    "poolApiKey",
+    "API key the gateway presents to the GPU pools' agents (openssl rand -hex 32)",
+    check=_api_key,
+)

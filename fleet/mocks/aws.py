@@ -114,6 +114,15 @@ _ASG_NAME = NameRule(
 )  # fmt: skip
 _LIFECYCLE_HOOK = NameRule(255, "autoscaling PutLifecycleHook LifecycleHookName", pattern=r"[A-Za-z0-9\-_/]+")
 _OBJECT_KEY = NameRule(1024, "s3 PutObject Key")
+# Image Builder's ResourceName shape (CreateComponent, CreateImageRecipe, CreateInfrastructureConfiguration,
+# CreateDistributionConfiguration name): 3-128 characters.
+_IMAGEBUILDER_NAME = NameRule(
+    128,
+    "imagebuilder Create* name (ResourceName)",
+    min_length=3,
+    pattern=r"[-_A-Za-z0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z0-9]",
+    what="letters, digits, hyphens, underscores and inner spaces",
+)
 
 
 def _arn(ctx: MockContext, service: str, resource: str) -> str:
@@ -160,6 +169,59 @@ def _autoscaling_group(ctx: MockContext) -> dict[str, Any]:
 
 declare("aws:autoscaling/lifecycleHook:LifecycleHook", autonamed=False, rule=_LIFECYCLE_HOOK)
 declare("aws:ec2/instance:Instance", name_input=None, id_prefix="i-")
+
+
+# --- images (EC2 Image Builder) ----------------------------------------------------------------------------
+
+# Distribution configuration ARN -> the regions it copies AMIs to (an image's outputs name one AMI each).
+_DISTRIBUTION_REGIONS: dict[str, list[str]] = {}
+
+
+def _imagebuilder_arn(ctx: MockContext, kind: str, suffix: str = "") -> str:
+    return _arn(ctx, "imagebuilder", f"{kind}/{ctx.physical_name.lower()}{suffix}")
+
+
+@register("aws:imagebuilder/component:Component", rule=_IMAGEBUILDER_NAME)
+def _component(ctx: MockContext) -> dict[str, Any]:
+    return {
+        "arn": _imagebuilder_arn(ctx, "component", f"/{ctx.inputs.get('version')}/1"),
+        "owner": ACCOUNT_ID,
+    }
+
+
+@register("aws:imagebuilder/imageRecipe:ImageRecipe", rule=_IMAGEBUILDER_NAME)
+def _image_recipe(ctx: MockContext) -> dict[str, Any]:
+    return {
+        "arn": _imagebuilder_arn(ctx, "image-recipe", f"/{ctx.inputs.get('version')}"),
+        "owner": ACCOUNT_ID,
+    }
+
+
+@register("aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration", rule=_IMAGEBUILDER_NAME)
+def _infrastructure_configuration(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": _imagebuilder_arn(ctx, "infrastructure-configuration")}
+
+
+@register("aws:imagebuilder/distributionConfiguration:DistributionConfiguration", rule=_IMAGEBUILDER_NAME)
+def _distribution_configuration(ctx: MockContext) -> dict[str, Any]:
+    arn = _imagebuilder_arn(ctx, "distribution-configuration")
+    _DISTRIBUTION_REGIONS[arn] = [str(d.get("region")) for d in ctx.inputs.get("distributions") or []]
+    return {"arn": arn}
+
+
+@register("aws:imagebuilder/image:Image", name_input=None)
+def _image(ctx: MockContext) -> dict[str, Any]:
+    recipe = str(ctx.inputs.get("imageRecipeArn", "")).split("/")[1:2] or ["image"]
+    regions = _DISTRIBUTION_REGIONS.get(str(ctx.inputs.get("distributionConfigurationArn")), [ctx.region])
+    amis = [
+        {"region": region, "image": f"ami-{digest(ctx.id + region)[:17]}", "accountId": ACCOUNT_ID}
+        for region in regions
+    ]
+    return {
+        "arn": _arn(ctx, "imagebuilder", f"image/{recipe[0]}/1.0.0/1"),
+        "version": "1.0.0/1",
+        "outputResources": [{"amis": amis, "containers": []}],
+    }
 
 
 @register("aws:ec2/vpc:Vpc", name_input=None, id_prefix="vpc-")
@@ -347,6 +409,7 @@ declare("aws:lambda/permission:Permission", name_input=None)
 declare("aws:iam/role:Role", rule=_IAM_ROLE, id_is_name=True)
 declare("aws:iam/rolePolicy:RolePolicy", rule=_IAM_POLICY)
 declare("aws:iam/instanceProfile:InstanceProfile", rule=_IAM_INSTANCE_PROFILE, id_is_name=True)
+declare("aws:iam/rolePolicyAttachment:RolePolicyAttachment", name_input=None)
 
 
 # --- events, alarms, queues, parameters, logs --------------------------------------------------------------

@@ -4,7 +4,8 @@ read from the recorded resources, so the fakes behave as the declared stack woul
 
 What stands in for the container image and the platform (the only differences from a Cloud Run task): the
 entrypoint is this environment's `fleet-agent`, the engine is real llama.cpp (xllamacpp) on a tiny model on
-the CPU, probes run faster, and the Google endpoints point at the fakes.
+the CPU in place of the job's vLLM on an L4 (neither vLLM nor a GPU runs here), probes run faster, and the
+Google endpoints point at the fakes.
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class BatchWorld:
     def _task_env(self, job: RunJob) -> dict[str, str]:
         agent = {
             "NODE__ACCELERATOR": "cpu",
+            "ENGINE__KIND": "llamacpp",
             "ENGINE__MODEL_PATH": str(self.tiny_model),
             "ENGINE__EXECUTABLE": json.dumps(self.engine),
             "ENGINE__PORT": str(free_port()),

@@ -33,8 +33,14 @@ REGIONS = ("us-east-1", "us-west-2")
 
 
 def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
+    """The control plane's and the data tier's resources of a type in a region (not the GPU pools')."""
     provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
-    return [r for r in rendering.of_type(resource_type) if r.provider == provider]
+
+    def of_pools(r: RecordedResource) -> bool:
+        top = rendering.top_component(r)
+        return top is not None and top.type.startswith("inference-fleet:gpu_pools:")
+
+    return [r for r in rendering.of_type(resource_type) if r.provider == provider and not of_pools(r)]
 
 
 def one_in(rendering: Rendering, region: str, resource_type: str) -> RecordedResource:
@@ -147,7 +153,7 @@ def test_dev_is_one_small_region_without_a_global_database_or_deletion_protectio
     (redis,) = dev.of_type(REDIS)
     assert redis.inputs["numCacheClusters"] == 1
     assert redis.inputs["multiAzEnabled"] is False
-    (alb,) = dev.of_type(ALB)
+    alb = one_in(dev, "us-east-1", ALB)
     assert alb.inputs["enableDeletionProtection"] is False
     (task,) = dev.of_type(TASK)
     assert (task.inputs["cpu"], task.inputs["memory"]) == ("512", "1024")
@@ -276,6 +282,9 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
         "ANTHROPIC_API_KEY",
         "TOGETHER_AI_API_KEY",
         "FIREWORKS_AI_API_KEY",
+        "RUNPOD_API_KEY",
+        # Both regions' gateways route to a GPU pool of their own.
+        "FLEET_POOL_API_KEY",
     }
     for entry in definition["secrets"]:
         assert entry["valueFrom"] == f"{secret.outputs['arn']}:{entry['name']}::"
@@ -367,6 +376,8 @@ def test_gateway_config_carries_routes_fallbacks_and_costs(render):
     ]
     groups = {d["model_name"]: d["litellm_params"] for d in config["model_list"]}
     assert set(groups) == {
+        "llama-3.1-8b",
+        "qwen-2.5-14b",
         "llama-3.3-70b",
         "gpt-4o-mini",
         "fireworks-llama-3.3-70b",

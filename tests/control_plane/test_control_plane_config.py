@@ -38,7 +38,9 @@ def test_prod_planes_are_primary_then_standby_and_the_standby_is_smaller(render)
     targets = {t.name: t.inputs for t in prod.of_type("aws:appautoscaling/target:Target")}
     assert targets["control-plane-us-east-1-gateway"]["minCapacity"] == 3
     assert targets["control-plane-us-west-2-gateway"]["minCapacity"] == 2
-    albs = prod.of_type("aws:lb/loadBalancer:LoadBalancer")
+    albs = [
+        a for a in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if a.name.startswith("control-plane-")
+    ]
     assert len(albs) == 2 and all(alb.inputs["enableDeletionProtection"] for alb in albs)
     assert prod.outputs["budgets"]["worstCaseFailoverSeconds"] == 45
 
@@ -82,10 +84,13 @@ def test_the_gateway_needs_keys_only_for_providers_its_routes_reach(stack_input)
         "anthropic",
         "fireworks_ai",
         "openai",
+        "runpod",
         "together_ai",
     ]
-    rendered = litellm_config(config.control_plane.gateway)
+    rendered = litellm_config(config.control_plane.gateway)  # no pool reachable: serverless only
     assert {d["model_info"]["id"] for d in rendered["model_list"]} == {
+        "llama-3.1-8b/together-llama-3.1-8b",
+        "qwen-2.5-14b/runpod-qwen-2.5-14b",
         "llama-3.3-70b/together-llama-3.3-70b",
         "gpt-4o-mini/openai-gpt-4o-mini",
         "fireworks-llama-3.3-70b",
@@ -146,8 +151,8 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"gateway": {"routes": [{"model": "llama-3.3-70b", "endpoints": ["replicate-llama"]}]}},
         "inference-fleet:controlPlane.gateway.routes[0].endpoints[0]: got 'replicate-llama'; declared "
-        "serverlessEndpoints: together-llama-3.3-70b, fireworks-llama-3.3-70b, openai-gpt-4o-mini, "
-        "anthropic-claude-haiku",
+        "serverlessEndpoints: together-llama-3.1-8b, runpod-qwen-2.5-14b, together-llama-3.3-70b, "
+        "fireworks-llama-3.3-70b, openai-gpt-4o-mini, anthropic-claude-haiku",
     ),
     (
         "falling back to the endpoint that already serves",
@@ -304,7 +309,8 @@ def test_a_provider_the_gateway_does_not_know_is_named(stack_input):
     cp = control_plane(stack_input, gateway={"serverlessEndpoints": [endpoint], "routes": []})
     assert problems(stack_input, "prod", {"controlPlane": cp}) == [
         "inference-fleet:controlPlane.gateway.serverlessEndpoints[0].provider: got 'acme'; allowed: openai, "
-        "anthropic, together_ai, fireworks_ai, groq, deepinfra, mistral"
+        "anthropic, together_ai, fireworks_ai, groq, deepinfra, mistral, replicate, lambda_ai, runpod, modal, "
+        "openai_compatible"
     ]
 
 

@@ -70,12 +70,29 @@ def prod_cp(**changes: Any) -> dict[str, Any]:
 
 def pools(*specs: tuple[str, str, str, int]) -> list[dict[str, Any]]:
     return [
-        {"name": name, "region": region, "instanceTypes": [instance_type], "maxSize": size}
+        {
+            "name": name,
+            "region": region,
+            "engine": "vllm",
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "instanceTypes": [instance_type],
+            "maxSize": size,
+            "onDemandBase": 1,
+        }
         for name, region, instance_type, size in specs
     ]
 
 
 PROD_TEXT = (PROJECT_DIR / "Pulumi.prod.yaml").read_text()
+PROD_POOLS: list[dict[str, Any]] = PROD["config"][f"{NS}:gpuPools"]
+DEV_POOLS: list[dict[str, Any]] = DEV["config"][f"{NS}:gpuPools"]
+
+
+def prod_pools(*extra: dict[str, Any], **changes: dict[str, Any]) -> list[dict[str, Any]]:
+    """The prod pools (with `changes` by pool name) and extra ones after them."""
+    return [{**p, **changes.get(p["name"], {})} for p in copy.deepcopy(PROD_POOLS)] + list(extra)
+
+
 ROUTES = PROD["config"][f"{NS}:controlPlane"]["gateway"]["routes"]
 ENDPOINTS = PROD["config"][f"{NS}:controlPlane"]["gateway"]["serverlessEndpoints"]
 MANY_TAGS = {"owner": "a", "cost-center": "b", **{f"t{i}": "x" for i in range(42)}}
@@ -189,7 +206,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         ),
         {},
         "error: inference-fleet:tags: given as a secret, but it is plain config; the stack's secrets are "
-        "gatewayMasterKey, providerApiKeys, redisAuthToken, databasePassword",
+        "gatewayMasterKey, providerApiKeys, redisAuthToken, databasePassword, poolApiKey",
     ),
     (
         "secret missing from ESC",
@@ -219,46 +236,36 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
             .replace("      fireworks_ai:\n        fn::secret: placeholder-set-with-esc-env-set\n", "")
         },
         "error: inference-fleet:providerApiKeys: no key for fireworks_ai; the gateway's routes use anthropic, "
-        "fireworks_ai, openai, together_ai. Add it in ESC: secrets.providerApiKeys.<provider>",
+        "fireworks_ai, openai, runpod, together_ai. Add it in ESC: secrets.providerApiKeys.<provider>",
     ),
     # --- duplicates -----------------------------------------------------------------------------------
     (
         "two pools with one name",
-        stack_with(
-            PROD,
-            gpuPools=pools(("llama", "us-east-1", "g6.xlarge", 2), ("llama", "us-west-2", "g6.xlarge", 2)),
-        ),
+        stack_with(PROD, gpuPools=prod_pools(*pools(("qwen-14b", "us-west-2", "g6.xlarge", 2)))),
         {},
-        "error: inference-fleet:gpuPools[1].name: got 'llama' twice; each is named once",
+        "error: inference-fleet:gpuPools[3].name: got 'qwen-14b' twice; each is named once",
     ),
     (
         "an instance type twice in a pool",
         stack_with(
-            PROD,
-            gpuPools=[
-                {
-                    "name": "llama",
-                    "region": "us-east-1",
-                    "instanceTypes": ["g6.xlarge", "g6.xlarge"],
-                    "maxSize": 2,
-                }
-            ],
+            PROD, gpuPools=prod_pools(**{"qwen-14b": {"instanceTypes": ["g6.2xlarge", "g6.2xlarge"]}})
         ),
         {},
-        "error: inference-fleet:gpuPools[0].instanceTypes[1]: got 'g6.xlarge' twice; list each once",
+        "error: inference-fleet:gpuPools[1].instanceTypes[1]: got 'g6.2xlarge' twice; list each once",
     ),
     (
         "two endpoints with one name",
         stack_with(PROD, controlPlane=prod_cp(**{"gateway.serverlessEndpoints": [*ENDPOINTS, ENDPOINTS[0]]})),
         {},
-        "error: inference-fleet:controlPlane.gateway.serverlessEndpoints[4].name: got 'together-llama-3.3-70b' "
-        "twice; each is named once",
+        f"error: inference-fleet:controlPlane.gateway.serverlessEndpoints[{len(ENDPOINTS)}].name: got "
+        f"{ENDPOINTS[0]['name']!r} twice; each is named once",
     ),
     (
         "two routes for one model",
-        stack_with(PROD, controlPlane=prod_cp(**{"gateway.routes": [*ROUTES, ROUTES[1]]})),
+        stack_with(PROD, controlPlane=prod_cp(**{"gateway.routes": [*ROUTES, ROUTES[-1]]})),
         {},
-        "error: inference-fleet:controlPlane.gateway.routes[2].model: got 'gpt-4o-mini' twice; each is named once",
+        f"error: inference-fleet:controlPlane.gateway.routes[{len(ROUTES)}].model: got {ROUTES[-1]['model']!r} "
+        "twice; each is named once",
     ),
     (
         "a fallback listed twice",
@@ -331,49 +338,39 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     # --- numbers beyond what the tier allows --------------------------------------------------------------
     (
         "dev pool too large",
-        stack_with(DEV, gpuPools=pools(("llama", "us-east-1", "g6.xlarge", 6))),
+        stack_with(DEV, gpuPools=[{**DEV_POOLS[0], "maxSize": 6}]),
         {},
         "error: inference-fleet:gpuPools[0].maxSize: got 6; a dev pool runs at most 4 nodes",
     ),
     (
         "prod GPUs past the tier cap",
-        stack_with(
-            PROD,
-            gpuPools=pools(("big", "us-east-1", "g6.12xlarge", 12), ("more", "us-west-2", "g6.12xlarge", 6)),
-        ),
+        stack_with(PROD, gpuPools=prod_pools(**{"llama-8b": {"maxSize": 60, "onDemandBase": 16}})),
         {},
-        "error: inference-fleet:gpuPools: 72 GPUs at full scale (big: 48, more: 24); a prod stack runs at most 64",
+        "error: inference-fleet:gpuPools: 68 GPUs at full scale (llama-8b: 60, qwen-14b: 4, llama-8b-west: 4); "
+        "a prod stack runs at most 64",
     ),
     (
-        "a pool whose type its region lacks",
-        stack_with(
-            PROD,
-            gpuPools=pools(("llama", "us-west-2", "g6e.xlarge", 1)),
-            standbyRegion="eu-west-1",
-            network={
-                **PROD["config"][f"{NS}:network"],
-                "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"},
-            },
-            gcpRegion="europe-west4",
-        ),
+        "a pool outside the control-plane regions",
+        stack_with(PROD, gpuPools=prod_pools(*pools(("extra", "us-east-2", "g6.xlarge", 1)))),
         {},
-        "error: inference-fleet:gpuPools[0].region: got 'us-west-2'; pools run in control-plane regions: "
-        "us-east-1, eu-west-1",
+        "error: inference-fleet:gpuPools[3].region: got 'us-east-2'; pools run in control-plane regions: "
+        "us-east-1, us-west-2",
     ),
     (
         "a GPU type the pool's region does not offer",
         stack_with(
             PROD,
-            gpuPools=pools(("llama", "eu-west-1", "g6e.xlarge", 1)),
             standbyRegion="eu-west-1",
             network={
                 **PROD["config"][f"{NS}:network"],
                 "cidrs": {"us-east-1": "10.10.0.0/16", "eu-west-1": "10.20.0.0/16"},
             },
-            controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "us-west-2", "eu-west-1"]}),
+            gpuPools=prod_pools(
+                **{"llama-8b-west": {"region": "eu-west-1", "instanceTypes": ["g6e.xlarge"]}}
+            ),
         ),
         {},
-        "error: inference-fleet:gpuPools[0].instanceTypes[0]: g6e.xlarge is not offered in eu-west-1; offered "
+        "error: inference-fleet:gpuPools[2].instanceTypes[0]: g6e.xlarge is not offered in eu-west-1; offered "
         "there: g5.xlarge, g5.2xlarge, g5.4xlarge, g5.8xlarge, g5.16xlarge, g5.12xlarge, g5.24xlarge, "
         "g5.48xlarge, g6.xlarge, g6.2xlarge, g6.4xlarge, g6.8xlarge, g6.16xlarge, g6.12xlarge, g6.24xlarge, "
         "g6.48xlarge, p4d.24xlarge",
@@ -508,7 +505,8 @@ SECRET_CASES: list[tuple[str, str, Any, str]] = [
         "providerApiKeys",
         {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "openia": "k"},
         "inference-fleet:providerApiKeys: unknown provider(s) openia; allowed: openai, anthropic, together_ai, "
-        "fireworks_ai, groq, deepinfra, mistral (value not shown)",
+        "fireworks_ai, groq, deepinfra, mistral, replicate, lambda_ai, runpod, modal, openai_compatible "
+        "(value not shown)",
     ),
 ]
 

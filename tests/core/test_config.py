@@ -72,8 +72,8 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, batchJobs, controlPlane, gatewayMasterKey, providerApiKeys, "
-        "redisAuthToken, databasePassword",
+        "gcpRegion, tags, network, gpuPools, nodeImage, batchJobs, controlPlane, gatewayMasterKey, "
+        "providerApiKeys, redisAuthToken, databasePassword, poolApiKey",
     ),
     (
         "misspelt key is suggested",
@@ -222,54 +222,7 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "inference-fleet:gcpRegion: got 'us-west1'; allowed (regions with Cloud Run GPUs): asia-south1, "
         "asia-southeast1, europe-west1, europe-west4, us-central1, us-east4",
     ),
-    (
-        "GPU type not offered in its region",
-        "prod",
-        {
-            "primaryRegion": "us-east-2",
-            "network": network(cidrs={"us-east-2": "10.10.0.0/16", "us-west-2": "10.20.0.0/16"}),
-            "gpuPools": [
-                {"name": "llama", "region": "us-east-2", "instanceTypes": ["p5e.48xlarge"], "maxSize": 2}
-            ],
-        },
-        "inference-fleet:gpuPools[0].instanceTypes[0]: p5e.48xlarge is not offered in us-east-2; offered there: g5.xlarge, ...",
-    ),
-    (
-        "unknown GPU instance type",
-        "prod",
-        {
-            "gpuPools": [
-                {"name": "llama", "region": "us-east-1", "instanceTypes": ["g9.xlarge"], "maxSize": 2}
-            ]
-        },
-        "inference-fleet:gpuPools[0].instanceTypes[0]: got 'g9.xlarge'; allowed: g5.xlarge, g5.2xlarge, ...",
-    ),
-    (
-        "GPU pool outside the control-plane regions",
-        "prod",
-        {
-            "gpuPools": [
-                {"name": "llama", "region": "eu-west-1", "instanceTypes": ["g5.xlarge"], "maxSize": 2}
-            ]
-        },
-        "inference-fleet:gpuPools[0].region: got 'eu-west-1'; pools run in control-plane regions: us-east-1, us-west-2",
-    ),
-    (
-        "pool minimum above maximum",
-        "prod",
-        {
-            "gpuPools": [
-                {
-                    "name": "llama",
-                    "region": "us-east-1",
-                    "instanceTypes": ["g6.xlarge"],
-                    "minSize": 4,
-                    "maxSize": 2,
-                }
-            ]
-        },
-        "inference-fleet:gpuPools[0].minSize: got 4; at most maxSize (2)",
-    ),
+    # GPU pools' own rules: tests/gpu_pools/test_gpu_pools_config.py.
     (
         "Cloud Run GPU job below its CPU floor",
         "prod",

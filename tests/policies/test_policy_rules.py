@@ -21,10 +21,12 @@ import pulumi_aws as aws
 import pulumi_gcp as gcp
 import pytest
 
+from components.core.catalog.aws import GPU_INSTANCE_TYPES
 from fleet.harness import Rendering, is_secret, render
 from fleet.policy_run import RuleConfig, evaluate
 from fleet.report import Violation
 from fleet.stackfile import StackInput, load_stack
+from policies.cost import DEFAULT_GPU_FAMILIES
 from policies.pack import POLICIES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -171,6 +173,7 @@ def launch_template(
     tokens: str = "required",
     instance_type: str = "g6.xlarge",
     user_data: str = "#!/bin/bash\nsystemctl start fleet-agent\n",
+    encrypted: bool = True,
 ) -> None:
     aws.ec2.LaunchTemplate(
         "gpu",
@@ -178,6 +181,14 @@ def launch_template(
         metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
             http_endpoint="enabled", http_tokens=tokens, http_put_response_hop_limit=2
         ),
+        block_device_mappings=[
+            aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name="/dev/sda1",
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=200, volume_type="gp3", encrypted=str(encrypted).lower()
+                ),
+            )
+        ],
         user_data=base64.b64encode(user_data.encode()).decode(),
         opts=aws_provider(),
     )
@@ -377,6 +388,7 @@ def gpu_pool(
     rebalance: bool = True,
     max_size: int = 4,
     tags: dict[str, str] | None = None,
+    spot_strategy: str = "price-capacity-optimized",
 ) -> None:
     opts = aws_provider()
     template = aws.ec2.LaunchTemplate(
@@ -395,7 +407,7 @@ def gpu_pool(
             instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
                 on_demand_base_capacity=on_demand_base,
                 on_demand_percentage_above_base_capacity=0,
-                spot_allocation_strategy="price-capacity-optimized",
+                spot_allocation_strategy=spot_strategy,
             ),
             launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
                 launch_template_specification=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
@@ -454,6 +466,7 @@ CASES = [
     Case("rds-tls-required", "db", lambda: aurora(force_ssl="0"), aurora),
     Case("redis-encrypted-with-auth", "state", lambda: redis(token=False), redis),
     Case("launch-template-imdsv2", "gpu", lambda: launch_template(tokens="optional"), launch_template),
+    Case("ebs-volumes-encrypted", "gpu", lambda: launch_template(encrypted=False), launch_template),
     Case(
         "internet-ingress-lb-ports-only", "alb", lambda: alb_security_group(extra_port=22), alb_security_group
     ),
@@ -487,6 +500,8 @@ CASES = [
     Case("cloud-run-job-retries-timeout", "batch", lambda: cloud_run_job(timeout=None), cloud_run_job),
     Case("cloud-tasks-retry-backoff", "batch", lambda: tasks_queue(attempts=-1), tasks_queue),
     Case("prod-gpu-pool-capacity", "pool", lambda: gpu_pool(on_demand_base=0), gpu_pool),
+    # All 4 nodes on spot in prod (cap 90 %); the twin keeps one on-demand (75 %).
+    Case("gpu-pool-spot-share", "pool", lambda: gpu_pool(on_demand_base=0, rebalance=True), gpu_pool),
     Case("cloud-run-gpu-job-shape", "batch", lambda: cloud_run_job(cpu="2"), cloud_run_job),
     Case("route53-health-check-interval", "api", lambda: health_check(interval=20), health_check),
     Case(
@@ -589,6 +604,9 @@ def test_a_failover_record_without_health_check_added_to_prod_is_named(declare) 
     assert fired_on(rendering, "failover-records-paired", "batch-primary")  # and it has no SECONDARY
 
 
+DEFAULT_ALLOWLIST = [t for t in GPU_INSTANCE_TYPES if t.split(".")[0] in DEFAULT_GPU_FAMILIES]
+
+
 def test_a_gpu_type_off_the_allowlist_added_to_prod_is_named_and_the_allowlist_is_config(declare) -> None:
     def training_node() -> None:
         aws.ec2.LaunchTemplate(
@@ -602,7 +620,8 @@ def test_a_gpu_type_off_the_allowlist_added_to_prod_is_named_and_the_allowlist_i
     found = fired_on(rendering, "gpu-instance-type-allowlist", "trainer")
     assert found and "p5.48xlarge" in found[0].message
     # The platform team can approve the type through the pack's config, without touching the rule.
-    approved = {"gpu-instance-type-allowlist": RuleConfig(None, {"allowedInstanceTypes": ["p5.48xlarge"]})}
+    allowed = [*DEFAULT_ALLOWLIST, "p5.48xlarge"]  # the shipped pools' types stay allowed
+    approved = {"gpu-instance-type-allowlist": RuleConfig(None, {"allowedInstanceTypes": allowed})}
     assert not [
         v for v in evaluate(rendering, approved).violations if v.policy == "gpu-instance-type-allowlist"
     ]
@@ -626,3 +645,41 @@ def test_secrets_reach_the_rules_unwrapped_as_the_engine_hands_them_over(declare
     environment = rendering.one("aws:lambda/function:Function").inputs["environment"]
     assert is_secret(environment)  # recorded as it travels: the secret marks the whole object
     assert fired_on(rendering, "no-secrets-in-environment", "promote")  # the rule saw the plain value
+
+
+def test_image_builds_are_held_to_imdsv2_and_encrypted_volumes(declare) -> None:
+    """The node image's build instances and its recipe's root volume fall under the compute rules too."""
+
+    def image_build(tokens: str, encrypted: str) -> Callable[[], None]:
+        def program() -> None:
+            aws.imagebuilder.InfrastructureConfiguration(
+                "bake",
+                instance_profile_name="bake",
+                instance_metadata_options=aws.imagebuilder.InfrastructureConfigurationInstanceMetadataOptionsArgs(
+                    http_tokens=tokens
+                ),
+                opts=aws_provider(),
+            )
+            aws.imagebuilder.ImageRecipe(
+                "node",
+                version="1.0.0",
+                parent_image="ami-0123456789abcdef0",
+                components=[],
+                block_device_mappings=[
+                    aws.imagebuilder.ImageRecipeBlockDeviceMappingArgs(
+                        device_name="/dev/sda1",
+                        ebs=aws.imagebuilder.ImageRecipeBlockDeviceMappingEbsArgs(
+                            volume_size=100, encrypted=encrypted
+                        ),
+                    )
+                ],
+                opts=aws_provider(),
+            )
+
+        return program
+
+    loose = declare(image_build("optional", "false"))
+    assert [v.urn.rsplit("::", 1)[-1] for v in findings(loose, "launch-template-imdsv2")] == ["bake"]
+    assert [v.urn.rsplit("::", 1)[-1] for v in findings(loose, "ebs-volumes-encrypted")] == ["node"]
+    strict = declare(image_build("required", "true"))
+    assert findings(strict, "launch-template-imdsv2") == findings(strict, "ebs-volumes-encrypted") == []

@@ -170,6 +170,10 @@ ELASTICACHE_AUTH_TOKEN_SPECIALS = "!&#$^<>-"
 # these as its defaults (config maxGpus raises them deliberately).
 TIER_MAX_GPUS: dict[str, int] = {"dev": 8, "prod": 64}
 TIER_MAX_POOL_NODES: dict[str, int] = {"dev": 4, "prod": 64}
+# The largest share of a pool's nodes at full scale that may run on spot: the config refuses more, and
+# the policy pack's gpu-pool-spot-share takes these as its defaults. Prod keeps a tenth on-demand so one
+# spot reclaim wave cannot take a whole model offline; dev may run all spot.
+TIER_MAX_SPOT_SHARE: dict[str, float] = {"dev": 1.0, "prod": 0.9}
 
 
 def region_code(region: str) -> str:

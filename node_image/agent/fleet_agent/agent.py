@@ -75,7 +75,9 @@ class Agent:
         if self.gpu is not None:
             probes.append(GpuProbe(self))
         self.probes = ProbeRunner(probes)
-        self.drainer = Drainer(self, make_hooks(config.drain.hooks, self._side_client))
+        self.drainer = Drainer(
+            self, make_hooks(config.drain.hooks, self._side_client, str(config.preemption.aws_imds_url))
+        )
         self.watcher = make_watcher(config, self._side_client)
         self.heartbeat: Heartbeat | None = None
         if config.heartbeat.redis_url is not None:

@@ -144,7 +144,20 @@ class WebhookHook(_Section):
     attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
 
 
-DrainedHookConfig = Annotated[WebhookHook, Field(discriminator="kind")]
+class AwsLifecycleHook(_Section):
+    """Completes the Auto Scaling lifecycle action that holds this instance (its identity from IMDSv2,
+    credentials from the instance role), so the group terminates the node as soon as it is drained."""
+
+    kind: Literal["aws-lifecycle"]
+    # PutLifecycleHook / CreateAutoScalingGroup limits (botocore's autoscaling model).
+    hook_name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9\-_\/]+$")]
+    group_name: Annotated[str, Field(min_length=1, max_length=255)]
+    result: Literal["CONTINUE", "ABANDON"] = "CONTINUE"
+    timeout_s: PositiveSeconds = c.HOOK_TIMEOUT_S
+    attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
+
+
+DrainedHookConfig = Annotated[WebhookHook | AwsLifecycleHook, Field(discriminator="kind")]
 
 
 class DrainConfig(_Section):
@@ -186,6 +199,23 @@ class HeartbeatConfig(_Section):
         return self
 
 
+class SecretsConfig(_Section):
+    """Files written from one AWS Secrets Manager secret (a JSON object) before the agent starts
+    (`fleet-agent fetch-secrets`): e.g. the API key and the heartbeat Redis password, so neither sits in
+    the node's user data."""
+
+    aws_secret_id: str | None = None  # the secret's ARN (its region is the ARN's)
+    files: dict[str, Path] = {}  # key in the secret's JSON -> file to write (mode 0600)
+
+    @model_validator(mode="after")
+    def _files_need_a_secret(self) -> SecretsConfig:
+        if self.files and self.aws_secret_id is None:
+            raise ValueError("aws_secret_id: required when files are listed")
+        if self.aws_secret_id is not None and not self.aws_secret_id.startswith("arn:aws"):
+            raise ValueError("aws_secret_id: must be the secret's ARN (arn:aws:secretsmanager:...)")
+        return self
+
+
 class AgentConfig(_Section):
     node: NodeConfig = NodeConfig()
     engine: EngineConfig
@@ -196,6 +226,7 @@ class AgentConfig(_Section):
     drain: DrainConfig = DrainConfig()
     preemption: PreemptionConfig = PreemptionConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
+    secrets: SecretsConfig = SecretsConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
@@ -207,10 +238,10 @@ class AgentConfig(_Section):
 
 
 def load_config(
-    path: Path | None, environ: Mapping[str, str] | None = None, *, serving: bool = True
+    path: Path | None, environ: Mapping[str, str] | None = None, *, load_keys: bool = True
 ) -> AgentConfig:
-    """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys (only for a
-    serving node: job mode runs no proxy)."""
+    """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys (unless
+    `load_keys` is false: job mode serves no proxy, and `fetch-secrets` runs before the key file exists)."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
@@ -227,7 +258,7 @@ def load_config(
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    if serving:
+    if load_keys:
         config.server._api_keys = _load_api_keys(config.server, environ)
     return config
 
@@ -284,7 +315,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif part in ("webhook",):  # the discriminator's tag adds nothing for the reader
+        elif part in ("webhook", "aws-lifecycle"):  # the discriminator's tag adds nothing for the reader
             continue
         else:
             text += f".{part}" if text else part

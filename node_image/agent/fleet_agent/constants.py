@@ -61,6 +61,11 @@ AWS_IMDS_URL = "http://169.254.169.254"
 # at four requests a second to a link-local service.
 AWS_POLL_PERIOD_S = 0.5
 AWS_TOKEN_TTL_S = 21600
+# Auto Scaling target lifecycle states (IMDS autoscaling/target-lifecycle-state) that take the instance
+# out of service: terminated (scale-in, instance refresh, replacement) or returned to a warm pool.
+AWS_LEAVING_LIFECYCLE_STATES: frozenset[str] = frozenset(
+    {"Terminated", "Warmed:Stopped", "Warmed:Hibernated", "Warmed:Running", "Warmed:Terminated"}
+)
 GCE_METADATA_URL = "http://metadata.google.internal"
 GCE_WAIT_TIMEOUT_S = 60  # wait_for_change hangs this long, then the watch is renewed
 GCE_PREEMPTED_GRACE_S = 25.0  # Spot VMs get ~30 s from soft-off to hard-off
@@ -73,6 +78,9 @@ DRAIN_TIMEOUT_S = 90.0  # longest drain on SIGTERM; systemd's TimeoutStopSec mus
 DRAIN_RESERVE_S = 15.0
 HOOK_TIMEOUT_S = 5.0
 HOOK_ATTEMPTS = 3
+# The AWS drained-hook asks again this often while Auto Scaling has no lifecycle action open for the
+# instance yet (a spot notice reaches the node and the group at about the same time).
+LIFECYCLE_ACTION_RETRY_S = 2.0
 DRAIN_POLL_S = 0.05
 
 # --- Heartbeat ----------------------------------------------------------------------------------
@@ -121,4 +129,7 @@ THROTTLE_NAMES: dict[int, str] = {
 # --- Engines ------------------------------------------------------------------------------------
 DEFAULT_ENGINE_PORTS = {"vllm": 8000, "ollama": 11434, "llamacpp": 8081}
 DEFAULT_SERVING_PORT = 8080
+# What a load balancer's health check reads: 200 only while the node should get traffic.
+READINESS_PATH = "/readyz"
+LIVENESS_PATH = "/livez"
 CANARY_PROMPT = "ping"

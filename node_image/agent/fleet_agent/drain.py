@@ -1,8 +1,8 @@
 """Draining: readiness off at once, in-flight requests finished (until a deadline taken from the
 notice), then the drained-hooks, then the engine stopped. Every step is logged with its time.
 
-Drained-hooks are a small pluggable list. A webhook POST now; the node-pool work adds the ASG
-lifecycle action as another `DrainedHook`.
+Drained-hooks are a small pluggable list: a webhook POST, and the Auto Scaling lifecycle action
+(`fleet_agent.aws`), which lets the group terminate the node as soon as it is drained.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from fleet_agent.config import AgentConfig, DrainedHookConfig, WebhookHook
+from fleet_agent.config import AgentConfig, AwsLifecycleHook, DrainedHookConfig, WebhookHook
 
 if TYPE_CHECKING:
     from fleet_agent.agent import Agent
@@ -124,11 +124,19 @@ class WebhookDrainedHook:
         raise RuntimeError(problem or "no time left before the deadline")
 
 
-def make_hooks(configs: list[DrainedHookConfig], client: httpx.AsyncClient) -> list[DrainedHook]:
+def make_hooks(
+    configs: list[DrainedHookConfig], client: httpx.AsyncClient, imds_url: str
+) -> list[DrainedHook]:
     hooks: list[DrainedHook] = []
     for config in configs:
         if isinstance(config, WebhookHook):
             hooks.append(WebhookDrainedHook(config, client))
+        elif isinstance(config, AwsLifecycleHook):
+            # botocore is loaded only where a hook needs it.
+            from fleet_agent.aws import AwsLifecycleDrainedHook
+            from fleet_agent.imds import ImdsSession
+
+            hooks.append(AwsLifecycleDrainedHook(config, ImdsSession(imds_url, client)))
     return hooks
 
 

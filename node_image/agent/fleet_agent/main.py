@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleet_agent import __version__
 from fleet_agent import constants as c
-from fleet_agent.config import AgentConfig, ConfigError, load_config
+from fleet_agent.config import AgentConfig, ConfigError, WebhookHook, load_config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "start the engine and serve until drained (SIGTERM or a preemption notice)"),
         ("check-config", "validate the config and print what it sets up"),
         ("job", "run one batch job attempt (Cloud Run jobs): engine up, items through it, status written"),
+        ("fetch-secrets", "write the [secrets] files from AWS Secrets Manager (before run, at boot)"),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument("--config", type=Path, default=None, help=config_help)
@@ -60,11 +61,14 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.command == "job" and args.config is None and path is not None and not path.exists():
         path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
     try:
-        config = load_config(path, serving=args.command != "job")
+        # Job mode serves no proxy; the key file is one of the files fetch-secrets writes.
+        config = load_config(path, load_keys=args.command not in ("job", "fetch-secrets"))
     except ConfigError as exc:
         for line in exc.lines:
             print(f"fleet-agent: {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    if args.command == "fetch-secrets":
+        return _fetch_secrets(config)
     if args.command == "check-config":
         print(describe(config))
         return EXIT_OK
@@ -131,9 +135,24 @@ async def serve(config: AgentConfig, sock: socket.socket) -> int:
     return code
 
 
+def _fetch_secrets(config: AgentConfig) -> int:
+    from fleet_agent.aws import fetch_secrets  # botocore only for this command
+
+    try:
+        written = fetch_secrets(config)
+    except RuntimeError as exc:
+        print(f"fleet-agent: fetch-secrets: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"fleet-agent: wrote {len(written)} secret file(s): {', '.join(map(str, written)) or 'none'}")
+    return EXIT_OK
+
+
 def describe(config: AgentConfig) -> str:
     engine = config.engine
-    hooks = ", ".join(str(hook.url) for hook in config.drain.hooks) or "none"
+    hooks = ", ".join(
+        str(h.url) if isinstance(h, WebhookHook) else f"lifecycle {h.group_name}/{h.hook_name}"
+        for h in config.drain.hooks
+    )
     heartbeat = "off" if config.heartbeat.redis_url is None else f"every {config.heartbeat.period_s:g} s"
     return "\n".join(
         [
@@ -143,7 +162,7 @@ def describe(config: AgentConfig) -> str:
             f"models {', '.join(engine.models)}",
             f"  serving: {config.server.host}:{config.server.port}, {len(config.server.api_keys)} API key(s)",
             f"  preemption: {config.preemption.provider}; "
-            f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks}",
+            f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks or 'none'}",
             f"  heartbeat: {heartbeat}",
         ]
     )

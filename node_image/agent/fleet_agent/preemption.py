@@ -16,6 +16,7 @@ import httpx
 from fleet_agent import constants as c
 from fleet_agent.config import AgentConfig, PreemptionConfig
 from fleet_agent.drain import DrainNotice
+from fleet_agent.imds import ImdsSession
 
 log = logging.getLogger("fleet_agent.preemption")
 
@@ -50,19 +51,18 @@ def parse_time(text: str) -> float | None:
 
 
 class AwsImdsWatcher(Watcher):
-    """IMDSv2: a session token from PUT /latest/api/token, then polls (<= 2 s, as AWS's own
-    node-termination-handler does) of the spot instance-action and the rebalance recommendation.
-    Both answer 404 until there is a notice."""
+    """IMDSv2: polls (<= 2 s, as AWS's own node-termination-handler does) of the spot instance-action,
+    the rebalance recommendation and the Auto Scaling target lifecycle state. The first two answer 404
+    until there is a notice; the third names the state the group moves the instance to (404 outside a
+    group), `Terminated` or `Warmed:*` once a scale-in, instance refresh or replacement takes it."""
 
-    TOKEN_PATH = "/latest/api/token"
     SPOT_PATH = "/latest/meta-data/spot/instance-action"
     REBALANCE_PATH = "/latest/meta-data/events/recommendations/rebalance"
+    LIFECYCLE_PATH = "/latest/meta-data/autoscaling/target-lifecycle-state"
 
     def __init__(self, config: AgentConfig, client: httpx.AsyncClient) -> None:
         super().__init__(config, client)
-        self.base = str(self.config.aws_imds_url).rstrip("/")
-        self._token: str | None = None
-        self._token_expires = 0.0
+        self.imds = ImdsSession(str(self.config.aws_imds_url), client)
         self._rebalance_seen = False
 
     async def watch(self, on_notice: NoticeHandler) -> None:
@@ -70,24 +70,31 @@ class AwsImdsWatcher(Watcher):
             try:
                 notice = await self._poll()
             except httpx.HTTPError as exc:
-                self._token = None
+                self.imds.forget_token()
                 await self._failed("IMDS request failed", exc)
                 continue
             if notice is not None:
                 on_notice(notice)
-                if notice.source == "aws-spot":
-                    return  # the interruption is final; nothing further to watch
+                if notice.source in ("aws-spot", "aws-asg-lifecycle"):
+                    return  # the node is going away; nothing further to watch
             await asyncio.sleep(self.config.aws_poll_s)
 
     async def _poll(self) -> DrainNotice | None:
-        spot = await self._get(self.SPOT_PATH)
+        spot = await self.imds.get(self.SPOT_PATH)
         if spot is not None:
             body = spot.json()
             deadline = parse_time(str(body.get("time", ""))) or time.time() + self.drain_timeout_s
             action = body.get("action", "terminate")
             return DrainNotice("aws-spot", f"spot interruption: {action}", time.time(), deadline)
+        target = await self.imds.get(self.LIFECYCLE_PATH)
+        state = target.text.strip() if target is not None else ""
+        if state in c.AWS_LEAVING_LIFECYCLE_STATES:
+            # The group holds the instance in Terminating:Wait (or Warmed:Pending:Wait) for its lifecycle
+            # hook's heartbeat timeout; the drained-hook completes the action before that.
+            detail = f"Auto Scaling target lifecycle state {state}"
+            return DrainNotice("aws-asg-lifecycle", detail, time.time(), time.time() + self.drain_timeout_s)
         if not self._rebalance_seen:
-            rebalance = await self._get(self.REBALANCE_PATH)
+            rebalance = await self.imds.get(self.REBALANCE_PATH)
             if rebalance is not None:
                 self._rebalance_seen = True
                 noticed = rebalance.json().get("noticeTime", "")
@@ -100,36 +107,6 @@ class AwsImdsWatcher(Watcher):
                 detail = f"rebalance recommendation (noticeTime {noticed})"
                 return DrainNotice("aws-rebalance", detail, time.time(), time.time() + self.drain_timeout_s)
         return None
-
-    async def _get(self, path: str) -> httpx.Response | None:
-        """The document at `path`, or None on 404 (no notice)."""
-        for _ in range(2):
-            token = await self._session_token()
-            response = await self.client.get(
-                self.base + path,
-                headers={"X-aws-ec2-metadata-token": token},
-                timeout=c.METADATA_TIMEOUT_S,
-            )
-            if response.status_code == 401:  # the token expired early (instance stop/start)
-                self._token = None
-                continue
-            if response.status_code == 404:
-                return None
-            response.raise_for_status()
-            return response
-        raise httpx.HTTPError("IMDS refused two fresh tokens")
-
-    async def _session_token(self) -> str:
-        if self._token is None or time.monotonic() >= self._token_expires:
-            response = await self.client.put(
-                self.base + self.TOKEN_PATH,
-                headers={"X-aws-ec2-metadata-token-ttl-seconds": str(c.AWS_TOKEN_TTL_S)},
-                timeout=c.METADATA_TIMEOUT_S,
-            )
-            response.raise_for_status()
-            self._token = response.text.strip()
-            self._token_expires = time.monotonic() + c.AWS_TOKEN_TTL_S - 60
-        return self._token
 
 
 class GceMetadataWatcher(Watcher):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import uvicorn
 
+from fleet_agent import constants as c
 from fleet_agent import metrics
 from fleet_agent.proxy import Proxy, Receive, Scope, Send, openai_error, send_json
 from fleet_agent.state import State
@@ -30,8 +31,8 @@ class AgentApp:
         self.agent = agent
         self.proxy = Proxy(agent)
         self.routes = {
-            "/livez": self.livez,
-            "/readyz": self.readyz,
+            c.LIVENESS_PATH: self.livez,
+            c.READINESS_PATH: self.readyz,
             "/startupz": self.startupz,
             "/status": self.status,
             "/metrics": self.metrics,

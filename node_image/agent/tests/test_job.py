@@ -73,7 +73,7 @@ def test_missing_job_settings_exit_2_naming_them(tmp_path, capsys) -> None:
     config = load_config(
         None,
         {"FLEET_AGENT__ENGINE__KIND": "vllm", "FLEET_AGENT__ENGINE__MODELS": '["m"]'},
-        serving=False,  # job mode runs no proxy: no API key needed
+        load_keys=False,  # job mode runs no proxy: no API key needed
     )
     assert asyncio.run(run_job(config, {"FLEET_JOB_NAME": "smoke"})) == EXIT_BAD_CONFIG
     err = capsys.readouterr().err

@@ -1,16 +1,25 @@
 """The image's files agree with the agent: the example config validates and shows the real
-defaults, and the units give the drain the time and the signal handling it needs."""
+defaults, the units give the drain the time and the signal handling it needs, and the one recipe
+(node_image/recipe) is what both the AMI and the container image run."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from fleet_agent import constants as c
 from fleet_agent.config import AgentConfig
 
 NODE_IMAGE = Path(__file__).resolve().parents[2]
 EXAMPLE = NODE_IMAGE / "config" / "agent.example.toml"
+RECIPE = NODE_IMAGE / "recipe"
+REPO = NODE_IMAGE.parent
 
 
 def unit(name: str) -> dict[str, list[str]]:
@@ -65,6 +74,15 @@ def test_agent_unit_lets_the_drain_finish() -> None:
     assert service["Service.ExecStart"] == [
         "/opt/fleet-agent/bin/fleet-agent run --config /etc/fleet-agent/agent.toml"
     ]
+    # The secret files are written (into the tmpfs RuntimeDirectory) before the config that names them
+    # is checked.
+    assert service["Service.ExecStartPre"] == [
+        "/opt/fleet-agent/bin/fleet-agent fetch-secrets --config /etc/fleet-agent/agent.toml",
+        "/opt/fleet-agent/bin/fleet-agent check-config --config /etc/fleet-agent/agent.toml",
+    ]
+    assert service["Service.RuntimeDirectory"] == ["fleet-agent"]
+    assert service["Service.RuntimeDirectoryMode"] == ["0700"]
+    assert "fleet-model-cache.service" in service["Unit.After"][0].split()
     assert service["Service.RestartPreventExitStatus"] == ["2"]  # bad config: restarting will not help
 
 
@@ -72,3 +90,76 @@ def test_host_ollama_unit_is_loopback_only_and_keeps_models_loaded() -> None:
     environment = dict(value.split("=", 1) for value in unit("ollama.service")["Service.Environment"])
     assert environment["OLLAMA_HOST"] == f"127.0.0.1:{c.DEFAULT_ENGINE_PORTS['ollama']}"
     assert environment["OLLAMA_KEEP_ALIVE"] == "-1"
+
+
+def run_recipe(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """provision.sh with STAGING laid out as the bundle and the Dockerfile lay it out."""
+    staging = tmp_path / "staging"
+    if not staging.exists():
+        shutil.copytree(RECIPE, staging / "recipe")
+    return subprocess.run(
+        ["bash", str(staging / "recipe" / "provision.sh")],
+        env={"PATH": os.environ["PATH"], "STAGING": str(staging), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("step", ["nvidia", "units"])
+def test_the_container_target_skips_the_hosts_steps(tmp_path: Path, step: str) -> None:
+    done = run_recipe(tmp_path, TARGET="container", ENGINE="vllm", STEP=step)
+    assert done.returncode == 0, done.stderr
+    assert f"step {step}" in done.stdout and "skipped for a container" in done.stdout
+
+
+def test_the_recipe_refuses_llamacpp_and_unknown_targets(tmp_path: Path) -> None:
+    done = run_recipe(tmp_path, TARGET="ami", ENGINE="llamacpp")
+    assert done.returncode == 2
+    assert "llama.cpp publishes no Linux CUDA build" in done.stderr
+    assert run_recipe(tmp_path, TARGET="vm", ENGINE="vllm").returncode == 2
+
+
+def test_every_step_the_recipe_names_exists() -> None:
+    text = (RECIPE / "provision.sh").read_text()
+    steps = re.search(r"^STEPS=\((.*)\)$", text, re.MULTILINE)
+    assert steps is not None
+    names = steps.group(1).split()
+    assert names[0] == "base" and names[-1] == "validate"
+    assert sorted(p.stem for p in (RECIPE / "steps").glob("*.sh")) == sorted(names)
+
+
+def test_the_dockerfile_runs_the_recipe_with_what_it_needs() -> None:
+    dockerfile = (NODE_IMAGE / "Dockerfile").read_text()
+    copied = re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE)
+    sources = {source for line in copied for source in line.split()}
+    # The same staging layout the program's bundle has: recipe, units, config, the agent and its lock.
+    for needed in (
+        "node_image/recipe",
+        "node_image/systemd",
+        "node_image/config",
+        "node_image/agent/pyproject.toml",
+        "node_image/agent/requirements.lock.txt",
+        "node_image/agent/fleet_agent",
+    ):
+        assert needed in sources, needed
+    assert re.search(r"TARGET=container .*provision\.sh", dockerfile, re.DOTALL)
+    assert re.search(r"^FROM \S+@sha256:[0-9a-f]{64}$", dockerfile, re.MULTILINE)  # pinned base
+    assert 'ENTRYPOINT ["/opt/fleet-agent/bin/fleet-agent"]' in dockerfile
+
+
+def test_the_agent_lock_matches_uv_lock() -> None:
+    """The image installs the agent's dependencies from this hash-locked export; it must be current."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.fail("uv is not on PATH (it runs the whole test suite)")
+    lock = NODE_IMAGE / "agent" / "requirements.lock.txt"
+    header = lock.read_text().splitlines()[1].removeprefix("#    ").split()
+    assert header[:2] == ["uv", "export"]
+    exported = subprocess.run(
+        [uv, *header[1:-2]], cwd=REPO, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    body = [line for line in lock.read_text().splitlines() if not line.startswith("#")]
+    assert body == [line for line in exported.splitlines() if not line.startswith("#")], (
+        "node_image/agent/requirements.lock.txt is stale: run the command in its header"
+    )

@@ -91,6 +91,26 @@ def test_aws_rebalance_recommendation(on_rebalance: str, drains: bool) -> None:
         assert notice is None
 
 
+def test_aws_auto_scaling_termination_drains() -> None:
+    """A scale-in or instance refresh shows as the target lifecycle state, with no spot notice."""
+    imds = FakeImds()
+    imds.target_lifecycle_state = "InService"
+    with serving(imds) as server:
+        config = agent_config(provider="aws", aws_imds_url=server.url, aws_poll_s=0.1)
+
+        async def scenario() -> DrainNotice:
+            async with httpx.AsyncClient() as client:
+                watcher = AwsImdsWatcher(config, client)
+                return await first_notice(
+                    watcher, lambda: setattr(imds, "target_lifecycle_state", "Terminated")
+                )
+
+        notice = asyncio.run(scenario())
+    assert notice.source == "aws-asg-lifecycle"
+    assert notice.detail == "Auto Scaling target lifecycle state Terminated"
+    assert notice.deadline - notice.noticed_at == pytest.approx(config.drain.timeout_s)
+
+
 def test_aws_metadata_down_is_retried_not_fatal() -> None:
     config = agent_config(provider="aws", aws_imds_url="http://127.0.0.1:9", aws_poll_s=0.1)
 

@@ -2,7 +2,9 @@
 
 AWS IMDSv2: PUT /latest/api/token with X-aws-ec2-metadata-token-ttl-seconds gives a token; every GET
 needs it in X-aws-ec2-metadata-token (401 without); spot/instance-action and the rebalance
-recommendation answer 404 until a notice is posted.
+recommendation answer 404 until a notice is posted; autoscaling/target-lifecycle-state answers once the
+instance is in a group. The instance's identity (instance-id, placement/region) and its role's
+credentials (iam/security-credentials/, then /<role>, as botocore reads them) are served too.
 
 GCE: /computeMetadata/v1/instance/{preempted,maintenance-event} need `Metadata-Flavor: Google`
 (403 without), answer with that header and an ETag, and with wait_for_change=true hang until the
@@ -27,10 +29,24 @@ NOT_FOUND_HTML = (
 
 
 class FakeImds:
-    def __init__(self) -> None:
+    def __init__(self, instance_id: str = "i-0123456789abcdef0", region: str = "us-east-1") -> None:
         self.tokens: set[str] = set()
         self.spot_action: dict[str, str] | None = None
         self.rebalance: dict[str, str] | None = None
+        self.target_lifecycle_state: str | None = None  # None: not in an Auto Scaling group
+        self.instance_id = instance_id
+        self.region = region
+        self.role = "fleet-node"
+        # What the instance role's temporary credentials look like (IMDS security-credentials document).
+        self.credentials = {
+            "Code": "Success",
+            "LastUpdated": "2026-11-23T10:00:00Z",
+            "Type": "AWS-HMAC",
+            "AccessKeyId": "ASIAFAKEIMDSROLEKEY1",
+            "SecretAccessKey": secrets.token_urlsafe(30),
+            "Token": secrets.token_urlsafe(60),
+            "Expiration": "2099-01-01T00:00:00Z",
+        }
         self.token_requests = 0
         self.unauthorized = 0
 
@@ -55,15 +71,27 @@ class FakeImds:
             self.unauthorized += 1
             await respond(send, 401, "")
             return
-        document: dict[str, Any] | None = None
+        document: dict[str, Any] | str | None = None
+        credentials = "/latest/meta-data/iam/security-credentials/"
         if path == "/latest/meta-data/spot/instance-action":
             document = self.spot_action
         elif path == "/latest/meta-data/events/recommendations/rebalance":
             document = self.rebalance
+        elif path == "/latest/meta-data/autoscaling/target-lifecycle-state":
+            document = self.target_lifecycle_state
+        elif path == "/latest/meta-data/instance-id":
+            document = self.instance_id
+        elif path == "/latest/meta-data/placement/region":
+            document = self.region
+        elif path == credentials:
+            document = self.role
+        elif path == credentials + self.role:
+            document = self.credentials
         if document is None:
             await respond(send, 404, NOT_FOUND_HTML, "text/html")
         else:
-            await respond(send, 200, json.dumps(document), "text/plain")
+            text = document if isinstance(document, str) else json.dumps(document)
+            await respond(send, 200, text, "text/plain")
 
 
 class FakeGceMetadata:

@@ -6,6 +6,8 @@ import asyncio
 import json
 import sys
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +231,55 @@ class RunningAgent:
 
     def headers(self, **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {API_KEY}", **extra}
+
+
+STREAM_TOKENS = 3000  # a few seconds of real generation on this machine
+
+
+class StreamInThread:
+    """A streaming completion read on a thread; records when its first chunk and its end arrived."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.first_chunk = threading.Event()
+        self.done = threading.Event()
+        self.text = ""
+        self.status = 0
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> StreamInThread:
+        self._thread.start()
+        wait_for(lambda: self.first_chunk.is_set() or self.error, 20, "the stream's first chunk")
+        assert self.error is None, self.error
+        return self
+
+    def _run(self) -> None:
+        body = completion(max_tokens=STREAM_TOKENS, stream=True)
+        chunks: list[bytes] = []
+        try:
+            with httpx.stream(
+                "POST",
+                self.url + "/v1/completions",
+                json=body,
+                headers={"Authorization": f"Bearer {API_KEY}"},
+                timeout=60,
+            ) as response:
+                self.status = response.status_code
+                for chunk in response.iter_raw():
+                    chunks.append(chunk)
+                    self.first_chunk.set()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.text = b"".join(chunks).decode("utf-8", "replace")
+            self.done.set()
+
+    def join(self) -> None:
+        assert self.done.wait(60), "stream never ended"
+        self._thread.join(5)
+
+
+def spot_notice(seconds_ahead: float) -> dict[str, str]:
+    when = datetime.fromtimestamp(time.time() + seconds_ahead, UTC)
+    return {"action": "terminate", "time": when.strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -1,0 +1,33 @@
+"""The node image as the program sees it: the one recipe (node_image/recipe) builds the AMI the GPU pools
+boot and the GPU container image the batch jobs (and Kubernetes) run, so what it can carry is one fact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from components.core.config import one_of
+
+# Engines the GPU image can carry. llama.cpp publishes no Linux CUDA build (releases b6500 to b10356 ship
+# CUDA for Windows only), so a GPU image cannot carry it.
+IMAGE_ENGINES: tuple[str, ...] = ("vllm", "ollama")
+# The container image's build: `docker build -f node_image/Dockerfile .` from the repository root.
+DOCKERFILE = "node_image/Dockerfile"
+BUILD_CONTEXT = "."
+
+
+def image_engine(allowed: Sequence[str] = IMAGE_ENGINES, why: str = "") -> Callable[[str], str]:
+    """A field validator: one of `allowed` (engines the image carries), llama.cpp refused with the reason."""
+
+    def check(value: str) -> str:
+        because = f" ({why})" if why else ""
+        if value == "llamacpp":
+            raise ValueError(
+                "got 'llamacpp'; llama.cpp publishes no Linux CUDA build (releases b6500 to b10356 ship CUDA "
+                f"for Windows only), so the GPU image cannot carry it; allowed{because}: {one_of(allowed)}"
+            )
+        if value not in allowed:
+            raise ValueError(f"got {value!r}; allowed{because}: {one_of(allowed)}")
+        return value
+
+    return check

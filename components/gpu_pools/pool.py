@@ -1,0 +1,446 @@
+"""GpuNodePool: one pool's GPU nodes in a region, from the baked image, behind an internal load balancer.
+
+gateway (its SG) --HTTP 80--> internal ALB (pool LB SG) --8080--> node agents (node SG)
+node agents --6379 TLS--> the region's Redis (heartbeats); --443--> AWS APIs (lifecycle, secrets)
+engines listen on 127.0.0.1 only; the agent is the node's one open port
+
+launch template: the baked AMI, IMDSv2 required (hop limit 2, for containers on the node), encrypted
+  gp3 root, the instance id as hostname, an instance profile with only the node's own calls, user data
+  that writes the agent's config
+Auto Scaling group across the private subnets: on-demand base + spot above it (price-capacity-
+  optimized), capacity rebalancing, instance refresh when the template changes (new AMI or config),
+  launch-before-terminate maintenance; a termination lifecycle hook that the agent completes once
+  drained (the target group's deregistration delay is the agent's drain deadline)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.core.config import PROJECT
+from components.core.context import RegionContext, StackContext
+from components.core.iam import instance_role
+from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.user_data import (
+    API_KEY_SECRET_KEY,
+    REDIS_PASSWORD_SECRET_KEY,
+    NodeSettings,
+    user_data,
+)
+from fleet_agent import constants as agent_constants
+
+LB_PORT = 80
+AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
+READINESS_PATH = agent_constants.READINESS_PATH
+REDIS_PORT = 6379
+HTTPS_PORT = 443
+HOOK_NAME = "fleet-drain"
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+# The load balancer keeps a leaving node's connections as long as the agent drains.
+DEREGISTRATION_DELAY_S = int(agent_constants.DRAIN_TIMEOUT_S)
+# The group holds a terminating node this long for the agent's drained-hook: its drain, the engine's stop
+# grace, and a margin; at the timeout it terminates the node anyway (CONTINUE).
+LIFECYCLE_HEARTBEAT_S = int(agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S) + 15
+# A new node loads its model before it counts (instance refresh and scaling metrics).
+INSTANCE_WARMUP_S = 900
+ROOT_DEVICE = "/dev/sda1"
+
+
+@dataclass(frozen=True)
+class GpuNodePoolArgs:
+    pool: GpuPoolConfig
+    stack: StackContext
+    region: RegionContext
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    ami_id: pulumi.Input[str]
+    # The region's control plane: who may call the pool, and where heartbeats go.
+    gateway_security_group_id: pulumi.Input[str]
+    redis_security_group_id: pulumi.Input[str]
+    redis_host: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    api_key: pulumi.Input[str]
+    redis_auth_token: pulumi.Input[str]
+    zone_id: pulumi.Input[str]
+    hostname: str  # the pool's name for the gateway, `<pool>.pools.<domain>`
+    request_timeout_s: int
+    deletion_protection: bool
+
+
+@dataclass(frozen=True)
+class GpuNodePoolOutputs:
+    name: str
+    region: str
+    hostname: str
+    group_name: str
+    load_balancer_dns_name: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    outputs: GpuNodePoolOutputs
+
+    def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(
+            "inference-fleet:gpu_pools:GpuNodePool",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[args.region.provider])),
+        )
+        self._name, self._args = name, args
+        pool, stack, region = args.pool, args.stack, args.region
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        # Known before anything exists: the node's config and its role name the group.
+        group_name = stack.physical_name(f"pool-{pool.name}", region)
+
+        lb_sg, node_sg = self._security_groups()
+        secret = self._secret()
+        profile = instance_role(
+            f"{name}-node",
+            self._node_statements(account, group_name, secret),
+            child,
+        )
+        load_balancer, target_group = self._load_balancer(lb_sg)
+        settings = pulumi.Output.all(secret.arn, args.redis_host).apply(
+            lambda values: NodeSettings(
+                region=region.region,
+                group_name=group_name,
+                hook_name=HOOK_NAME,
+                secret_arn=values[0],
+                redis_host=values[1],
+            )
+        )
+        template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
+        group = self._group(group_name, template, target_group)
+        aws.autoscaling.LifecycleHook(
+            f"{name}-drain",
+            name=HOOK_NAME,
+            autoscaling_group_name=group.name,
+            lifecycle_transition=TERMINATING,
+            heartbeat_timeout=LIFECYCLE_HEARTBEAT_S,
+            default_result="CONTINUE",
+            opts=child,
+        )
+        aws.route53.Record(
+            f"{name}-dns",
+            zone_id=args.zone_id,
+            name=args.hostname,
+            type="A",
+            aliases=[
+                aws.route53.RecordAliasArgs(
+                    name=load_balancer.dns_name, zone_id=load_balancer.zone_id, evaluate_target_health=False
+                )
+            ],
+            opts=child,
+        )
+        self.outputs = GpuNodePoolOutputs(
+            name=pool.name,
+            region=region.region,
+            hostname=args.hostname,
+            group_name=group_name,
+            load_balancer_dns_name=load_balancer.dns_name,
+            target_group_arn=target_group.arn,
+            launch_template_id=template.id,
+        )
+        self.register_outputs({"groupName": group_name, "loadBalancer": load_balancer.dns_name})
+
+    # --- who may talk to whom -------------------------------------------------------------------------
+
+    def _security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+
+        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
+            return aws.ec2.SecurityGroup(
+                f"{name}-{suffix}",
+                vpc_id=args.vpc_id,
+                description=description,
+                revoke_rules_on_delete=True,
+                tags={"Name": f"{name}-{suffix}"},
+                opts=child,
+            )
+
+        lb = group("lb-sg", "GPU pool load balancer: from the gateway only")
+        node = group("node-sg", "GPU pool nodes: the agent's port from the pool's load balancer only")
+
+        def rule(
+            direction: str,
+            rule_name: str,
+            owner: pulumi.Input[str],
+            port: int,
+            description: str,
+            *,
+            peer: pulumi.Input[str] | None = None,
+            cidr: str | None = None,
+        ) -> None:
+            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
+            kind(
+                f"{name}-{rule_name}",
+                security_group_id=owner,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                referenced_security_group_id=peer,
+                cidr_ipv4=cidr,
+                description=description,
+                opts=child,
+            )
+
+        gateway, redis = args.gateway_security_group_id, args.redis_security_group_id
+        rule("in", "lb-from-gateway", lb.id, LB_PORT, "from the gateway", peer=gateway)
+        rule("out", "lb-to-nodes", lb.id, AGENT_PORT, "to the nodes' agents", peer=node.id)
+        rule(
+            "in", "node-from-lb", node.id, AGENT_PORT, "agent port from the pool's load balancer", peer=lb.id
+        )
+        rule("out", "node-to-redis", node.id, REDIS_PORT, "heartbeats to the region's Redis", peer=redis)
+        # Auto Scaling (the lifecycle action), Secrets Manager and the model store's bucket.
+        rule("out", "node-https", node.id, HTTPS_PORT, "HTTPS to AWS APIs", cidr="0.0.0.0/0")
+        # The gateway's and Redis's groups belong to the control plane; the pool opens its own way in.
+        rule("out", "gateway-to-lb", gateway, LB_PORT, f"to GPU pool {args.pool.name}", peer=lb.id)
+        rule(
+            "in",
+            "redis-from-nodes",
+            redis,
+            REDIS_PORT,
+            f"heartbeats from GPU pool {args.pool.name}",
+            peer=node.id,
+        )
+        return lb, node
+
+    # --- the node's secrets and permissions --------------------------------------------------------------
+
+    def _secret(self) -> aws.secretsmanager.Secret:
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+        secret = aws.secretsmanager.Secret(
+            f"{name}-node-secret",
+            description=f"{PROJECT}/{args.stack.stack}: GPU pool {args.pool.name} agent API key, Redis token",
+            kms_key_id=args.kms_key_arn,
+            recovery_window_in_days=30 if args.deletion_protection else 7,
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{name}-node-secret",
+            secret_id=secret.id,
+            secret_string=pulumi.Output.secret(
+                pulumi.Output.json_dumps(
+                    {API_KEY_SECRET_KEY: args.api_key, REDIS_PASSWORD_SECRET_KEY: args.redis_auth_token}
+                )
+            ),
+            opts=child,
+        )
+        return secret
+
+    def _node_statements(
+        self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
+    ) -> list[dict[str, object]]:
+        region = self._args.region.region
+        return [
+            {
+                # Its own group only: a node cannot release another pool's nodes.
+                "Sid": "CompleteOwnLifecycleAction",
+                "Effect": "Allow",
+                "Action": "autoscaling:CompleteLifecycleAction",
+                "Resource": pulumi.Output.concat(
+                    f"arn:aws:autoscaling:{region}:",
+                    account,
+                    f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
+                ),
+            },
+            {
+                "Sid": "ReadNodeSecret",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": secret.arn,
+            },
+            {
+                "Sid": "DecryptNodeSecret",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": self._args.kms_key_arn,
+                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            },
+        ]
+
+    # --- the load balancer ---------------------------------------------------------------------------------
+
+    def _load_balancer(self, lb_sg: aws.ec2.SecurityGroup) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup]:
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+        load_balancer = aws.lb.LoadBalancer(
+            f"{name}-lb",
+            load_balancer_type="application",
+            internal=True,
+            security_groups=[lb_sg.id],
+            subnets=args.private_subnet_ids,
+            # A completion may stay silent until done: a connection may idle as long as a request runs.
+            idle_timeout=args.request_timeout_s,
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=args.deletion_protection,
+            opts=child,
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-tg",
+            port=AGENT_PORT,
+            protocol="HTTP",
+            target_type="instance",
+            vpc_id=args.vpc_id,
+            load_balancing_algorithm_type="least_outstanding_requests",
+            deregistration_delay=DEREGISTRATION_DELAY_S,
+            # Readiness, not liveness: the agent answers 200 only with the model loaded, the GPU healthy and
+            # the node not draining.
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=READINESS_PATH,
+                protocol="HTTP",
+                port="traffic-port",
+                matcher="200",
+                interval=10,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=2,
+            ),
+            opts=child,
+        )
+        aws.lb.Listener(
+            f"{name}-http",
+            load_balancer_arn=load_balancer.arn,
+            port=LB_PORT,
+            protocol="HTTP",
+            default_actions=[
+                aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+            ],
+            opts=child,
+        )
+        return load_balancer, target_group
+
+    # --- the nodes --------------------------------------------------------------------------------------
+
+    def _launch_template(
+        self, node_sg: aws.ec2.SecurityGroup, profile: aws.iam.InstanceProfile, data: pulumi.Output[str]
+    ) -> aws.ec2.LaunchTemplate:
+        name, args, pool = self._name, self._args, self._args.pool
+        tags = {**dict(args.stack.tags), "Name": f"{name}-node", "pool": pool.name}
+        return aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            description=f"{PROJECT}/{args.stack.stack} GPU pool {pool.name} ({pool.engine}, {pool.model})",
+            image_id=args.ami_id,
+            # One type: in the template. Several: the group's mixed instances policy lists them.
+            instance_type=pool.instance_types[0] if len(pool.instance_types) == 1 else None,
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            vpc_security_group_ids=[node_sg.id],
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                # Containers on the node (one network hop further) still reach IMDS with a token.
+                http_put_response_hop_limit=2,
+                instance_metadata_tags="disabled",
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=ROOT_DEVICE,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=pool.disk_gib,
+                        volume_type="gp3",
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            # The instance id as hostname: the agent's node id, heartbeat key and Auto Scaling agree.
+            private_dns_name_options=aws.ec2.LaunchTemplatePrivateDnsNameOptionsArgs(
+                hostname_type="resource-name"
+            ),
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            user_data=data,
+            update_default_version=True,
+            # Default tags reach the template, not what it launches: its volumes carry them from here.
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags=tags)
+            ],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _group(
+        self, group_name: str, template: aws.ec2.LaunchTemplate, target_group: aws.lb.TargetGroup
+    ) -> aws.autoscaling.Group:
+        name, args, pool = self._name, self._args, self._args.pool
+        spec = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
+        mixed: aws.autoscaling.GroupMixedInstancesPolicyArgs | None = None
+        single: aws.autoscaling.GroupLaunchTemplateArgs | None = None
+        if pool.warm_pool is None:
+            mixed = aws.autoscaling.GroupMixedInstancesPolicyArgs(
+                instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+                    on_demand_base_capacity=pool.on_demand_base,
+                    on_demand_percentage_above_base_capacity=100 - pool.spot_percentage,
+                    # The listed order is the on-demand preference; spot goes where capacity is deepest at a
+                    # low price, so a reclaim wave takes fewer nodes at once.
+                    on_demand_allocation_strategy="prioritized",
+                    spot_allocation_strategy="price-capacity-optimized",
+                ),
+                launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                    launch_template_specification=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                        **spec
+                    ),
+                    overrides=[
+                        aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
+                        for t in pool.instance_types
+                    ],
+                ),
+            )
+        else:
+            single = aws.autoscaling.GroupLaunchTemplateArgs(id=template.id, version=spec["version"])
+        warm = pool.warm_pool
+        tags = {**dict(args.stack.tags), "Name": f"{name}-node", "pool": pool.name}
+        return aws.autoscaling.Group(
+            f"{name}-asg",
+            name=group_name,
+            min_size=pool.min_size,
+            max_size=pool.max_size,
+            vpc_zone_identifiers=args.private_subnet_ids,
+            mixed_instances_policy=mixed,
+            launch_template=single,
+            # A rebalance recommendation starts a replacement before the interruption notice.
+            capacity_rebalance=pool.uses_spot,
+            target_group_arns=[target_group.arn],
+            # Replacement on readiness is the fleet controller's call (a degraded engine is restarted, not
+            # its node); the group replaces what EC2 reports impaired.
+            health_check_type="EC2",
+            health_check_grace_period=INSTANCE_WARMUP_S,
+            default_instance_warmup=INSTANCE_WARMUP_S,
+            # A new launch template version (new AMI, new agent config) rolls every node, new ones first.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=100,
+                    max_healthy_percentage=200,
+                    instance_warmup=str(INSTANCE_WARMUP_S),
+                    skip_matching=True,
+                ),
+            ),
+            instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
+                min_healthy_percentage=100, max_healthy_percentage=200
+            ),
+            warm_pool=None
+            if warm is None
+            else aws.autoscaling.GroupWarmPoolArgs(
+                pool_state=warm.state,
+                min_size=warm.min_size,
+                instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(
+                    reuse_on_scale_in=True
+                ),
+            ),
+            # Provider default tags do not reach a group or what it launches.
+            tags=[
+                aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
+                for k, v in tags.items()
+            ],
+            # GPU nodes take minutes to become ready (and spot may be short): `pulumi up` does not wait.
+            wait_for_capacity_timeout="0",
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+        )

@@ -1,0 +1,115 @@
+"""A pool node's user data: cloud-init writes the agent's config, and nothing else happens at boot.
+
+The config is built with the agent's own model (`fleet_agent.config.AgentConfig`): what the program
+renders is validated by the code that will read it, so a key the agent does not know, or a value it
+refuses, fails `fleet plan`, not a node at 3 a.m. Secrets are not in it: the agent fetches them from
+Secrets Manager with the instance role (`fetch-secrets`, the unit's first ExecStartPre).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import tomli_w
+import yaml
+
+from components.gpu_pools.config import GpuPoolConfig
+from fleet_agent import constants as agent_constants
+from fleet_agent.config import AgentConfig
+
+# EC2 takes at most 16 KB of user data, before base64.
+USER_DATA_LIMIT_BYTES = 16 * 1024
+AGENT_CONFIG_PATH = agent_constants.DEFAULT_CONFIG_PATH
+# The agent unit's RuntimeDirectory (tmpfs, 0700, the agent's user): where fetch-secrets writes.
+SECRET_DIR = "/run/fleet-agent"
+API_KEY_FILE = f"{SECRET_DIR}/api-key"
+REDIS_PASSWORD_FILE = f"{SECRET_DIR}/redis-password"
+# Keys of the pool's Secrets Manager secret (a JSON object).
+API_KEY_SECRET_KEY = "apiKey"
+REDIS_PASSWORD_SECRET_KEY = "redisPassword"
+# The model cache (on the instance store when the node has one: fleet-model-cache.service).
+MODEL_DIR = "/var/lib/fleet-models"
+HEARTBEAT_REDIS_PORT = 6379
+# Ollama runs as the host's unit on a VM; the agent attaches to it and may restart it (polkit rule).
+OLLAMA_RESTART = ["systemctl", "restart", "ollama.service"]
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What a node learns from the stack rather than from its pool's config."""
+
+    region: str
+    group_name: str
+    hook_name: str
+    secret_arn: str
+    redis_host: str
+
+
+def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
+    """The agent's config for a node of `pool`, validated by the agent's model."""
+    engine: dict[str, Any] = {"kind": pool.engine, "models": [pool.model]}
+    if pool.engine == "vllm":
+        args = list(pool.engine_args)
+        if pool.gpus_per_node > 1:
+            args = ["--tensor-parallel-size", str(pool.gpus_per_node), *args]
+        engine |= {
+            "mode": "spawn",
+            "args": args,
+            # Weights come from the model store into the cache; the engine never reaches the Hub.
+            "env": {"HF_HOME": f"{MODEL_DIR}/hf", "HF_HUB_OFFLINE": "1"},
+        }
+    else:
+        engine |= {"mode": "attach", "restart_command": OLLAMA_RESTART}
+    raw: dict[str, Any] = {
+        "node": {"region": node.region, "pool": pool.name, "accelerator": "gpu"},
+        "engine": engine,
+        "server": {
+            "host": "0.0.0.0",
+            "port": agent_constants.DEFAULT_SERVING_PORT,
+            "api_key_file": API_KEY_FILE,
+        },
+        "gpu": {"count": pool.gpus_per_node},
+        "drain": {
+            "hooks": [{"kind": "aws-lifecycle", "hook_name": node.hook_name, "group_name": node.group_name}]
+        },
+        # The group's capacity rebalancing answers a rebalance recommendation: it starts a replacement, then
+        # terminates this node through its lifecycle hook, which is when the agent drains.
+        "preemption": {"provider": "aws", "on_rebalance": "log"},
+        "heartbeat": {
+            "redis_url": f"rediss://{node.redis_host}:{HEARTBEAT_REDIS_PORT}/0",
+            "redis_password_file": REDIS_PASSWORD_FILE,
+        },
+        "secrets": {
+            "aws_secret_id": node.secret_arn,
+            "files": {API_KEY_SECRET_KEY: API_KEY_FILE, REDIS_PASSWORD_SECRET_KEY: REDIS_PASSWORD_FILE},
+        },
+    }
+    return AgentConfig.model_validate(raw)
+
+
+def agent_toml(config: AgentConfig) -> str:
+    """The config as the agent reads it: only what was set (the agent's defaults stay its own)."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_unset=True))
+
+
+def cloud_config(toml: str) -> str:
+    document = {
+        "write_files": [
+            {"path": AGENT_CONFIG_PATH, "owner": "root:root", "permissions": "0644", "content": toml}
+        ],
+        # The image is complete: no package index refresh or upgrade at boot.
+        "package_update": False,
+        "package_upgrade": False,
+    }
+    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+
+
+def user_data(pool: GpuPoolConfig, node: NodeSettings) -> str:
+    """The launch template's user data (base64), refused when over EC2's limit."""
+    text = cloud_config(agent_toml(agent_config(pool, node)))
+    size = len(text.encode())
+    if size > USER_DATA_LIMIT_BYTES:
+        raise ValueError(f"pool {pool.name}: user data is {size} bytes; EC2 takes {USER_DATA_LIMIT_BYTES}")
+    return base64.b64encode(text.encode()).decode()

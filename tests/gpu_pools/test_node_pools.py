@@ -1,0 +1,254 @@
+"""The GPU pools as the program declares them for prod: per pool, the baked image feeding a launch template
+with IMDSv2 required, a mixed-instances group whose on-demand base and spot share come from config, with
+capacity rebalancing, a termination lifecycle hook and an internal load balancer whose health check is the
+agent's readiness; who may reach whom; what a node may do."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components.gpu_pools import GpuPoolConfig
+from fleet.harness import RecordedResource, Rendering
+from fleet_agent import constants as agent_constants
+
+POOL = "inference-fleet:gpu_pools:GpuNodePool"
+IMAGE = "aws:imagebuilder/image:Image"
+TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+GROUP = "aws:autoscaling/group:Group"
+HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
+LB = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+
+
+def config_pools(stack_input, stack: str = "prod") -> list[GpuPoolConfig]:
+    raw = json.loads(stack_input(stack).config["inference-fleet:gpuPools"])
+    return [GpuPoolConfig.model_validate(p) for p in raw]
+
+
+def child(rendering: Rendering, pool: str, resource_type: str) -> RecordedResource:
+    component = rendering.one(POOL, f"pool-{pool}")
+    (found,) = [r for r in rendering.children(component) if r.type == resource_type]
+    return found
+
+
+def by_id(rendering: Rendering, value: Any) -> RecordedResource:
+    return rendering.by_id(str(value))
+
+
+def test_prod_has_two_pools_in_the_primary_and_one_in_the_standby(render) -> None:
+    prod = render("prod")
+    names = [p.name.removeprefix("pool-") for p in prod.of_type(POOL)]
+    providers = {name: str(child(prod, name, GROUP).provider).rsplit("::", 1)[-1] for name in names}
+    assert providers == {
+        "llama-8b": "aws-us-east-1",
+        "qwen-14b": "aws-us-east-1",
+        "llama-8b-west": "aws-us-west-2",
+    }
+    dev = render("dev")
+    assert [p.name for p in dev.of_type(POOL)] == ["pool-llama-8b"]
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_each_pool_boots_the_baked_image_for_its_engine_and_region(render, stack_input, pool: str) -> None:
+    prod = render("prod")
+    config = next(p for p in config_pools(stack_input) if p.name == pool)
+    template = child(prod, pool, TEMPLATE)
+    image = prod.one(IMAGE, f"node-image-{config.engine}")
+    amis = {a["region"]: a["image"] for a in image.outputs["outputResources"][0]["amis"]}
+    assert template.inputs["imageId"] == amis[config.region]
+    # The image's recipe is its engine's, on the pinned parent, with an encrypted root.
+    recipe = prod.one("aws:imagebuilder/imageRecipe:ImageRecipe", f"node-image-{config.engine}")
+    assert image.inputs["imageRecipeArn"] == recipe.outputs["arn"]
+    assert recipe.inputs["parentImage"].startswith("ssm:/aws/service/canonical/ubuntu/server/24.04/stable/")
+    assert {p["value"] for c in recipe.inputs["components"] for p in c["parameters"]} == {config.engine}
+    (root,) = recipe.inputs["blockDeviceMappings"]
+    assert root["ebs"]["encrypted"] == "true"
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_the_launch_template_requires_imdsv2_and_encrypts_the_root(render, stack_input, pool: str) -> None:
+    template = child(render("prod"), pool, TEMPLATE)
+    config = next(p for p in config_pools(stack_input) if p.name == pool)
+    metadata = template.inputs["metadataOptions"]
+    assert metadata["httpTokens"] == "required"
+    assert metadata["httpPutResponseHopLimit"] == 2  # containers on the node reach IMDS too
+    (root,) = template.inputs["blockDeviceMappings"]
+    assert root["deviceName"] == "/dev/sda1"
+    assert root["ebs"] == {
+        "volumeSize": config.disk_gib,
+        "volumeType": "gp3",
+        "encrypted": "true",
+        "deleteOnTermination": "true",
+    }
+    assert template.inputs["privateDnsNameOptions"]["hostnameType"] == "resource-name"
+    assert "instanceType" not in template.inputs  # several types: the group's overrides list them
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_the_group_mixes_an_on_demand_base_with_spot_as_configured(render, stack_input, pool: str) -> None:
+    prod = render("prod")
+    config = next(p for p in config_pools(stack_input) if p.name == pool)
+    group = child(prod, pool, GROUP)
+    inputs = group.inputs
+    assert (inputs["minSize"], inputs["maxSize"]) == (config.min_size, config.max_size)
+    policy = inputs["mixedInstancesPolicy"]
+    distribution = policy["instancesDistribution"]
+    assert distribution["onDemandBaseCapacity"] == config.on_demand_base
+    assert distribution["onDemandPercentageAboveBaseCapacity"] == 100 - config.spot_percentage
+    assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
+    assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == config.instance_types
+    spec = policy["launchTemplate"]["launchTemplateSpecification"]
+    template = child(prod, pool, TEMPLATE)
+    assert spec["launchTemplateId"] == template.id
+    assert spec["version"] == str(template.outputs["latestVersion"])  # a new version rolls the group
+    assert inputs["capacityRebalance"] is True
+    refresh = inputs["instanceRefresh"]
+    assert refresh["strategy"] == "Rolling"
+    assert refresh["preferences"]["minHealthyPercentage"] == 100  # replacements before removals
+    assert inputs["vpcZoneIdentifiers"] == prod.outputs["networks"][config.region]["privateSubnetIds"]
+    assert inputs["name"] == group.physical_name
+    assert inputs["waitForCapacityTimeout"] == "0"
+    propagated = {t["key"] for t in inputs["tags"] if t["propagateAtLaunch"]}
+    assert {"owner", "cost-center", "tier", "pool"} <= propagated
+    assert "desiredCapacity" in group.options.ignore_changes
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "llama-8b-west"])
+def test_termination_waits_for_the_agents_drain(render, pool: str) -> None:
+    prod = render("prod")
+    hook = child(prod, pool, HOOK)
+    group = child(prod, pool, GROUP)
+    assert hook.inputs["autoscalingGroupName"] == group.outputs["name"]
+    assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook.inputs["defaultResult"] == "CONTINUE"
+    drain = agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S
+    assert hook.inputs["heartbeatTimeout"] > drain
+    target_group = child(prod, pool, TARGET_GROUP)
+    assert target_group.inputs["deregistrationDelay"] == int(agent_constants.DRAIN_TIMEOUT_S)
+    assert group.inputs["targetGroupArns"] == [target_group.outputs["arn"]]
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_an_internal_load_balancer_checks_the_agents_readiness(render, pool: str) -> None:
+    prod = render("prod")
+    balancer = child(prod, pool, LB)
+    assert balancer.inputs["internal"] is True
+    assert len(balancer.physical_name or "") <= 32
+    target_group = child(prod, pool, TARGET_GROUP)
+    check = target_group.inputs["healthCheck"]
+    assert check["path"] == agent_constants.READINESS_PATH
+    assert check["matcher"] == "200"
+    assert target_group.inputs["port"] == agent_constants.DEFAULT_SERVING_PORT
+    assert len(target_group.physical_name or "") <= 32
+    listener = child(prod, pool, LISTENER)
+    assert listener.inputs["loadBalancerArn"] == balancer.outputs["arn"]
+    assert listener.inputs["defaultActions"][0]["targetGroupArn"] == target_group.outputs["arn"]
+    record = child(prod, pool, "aws:route53/record:Record")
+    assert record.inputs["name"] == f"{pool}.pools.fleet.example.com"
+    assert record.inputs["aliases"][0]["name"] == balancer.outputs["dnsName"]
+
+
+def rules_on(rendering: Rendering, group_id: str) -> list[dict[str, Any]]:
+    """Every rule on a security group: direction, port, peer (a group id or a CIDR)."""
+    found = []
+    for resource_type, direction in ((INGRESS, "in"), (EGRESS, "out")):
+        for rule in rendering.of_type(resource_type):
+            if rule.inputs["securityGroupId"] == group_id:
+                peer = rule.inputs.get("referencedSecurityGroupId") or rule.inputs.get("cidrIpv4")
+                found.append({"direction": direction, "port": rule.inputs["fromPort"], "peer": peer})
+    return found
+
+
+def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(render) -> None:
+    prod = render("prod")
+    balancer = child(prod, "llama-8b", LB)
+    (lb_sg,) = balancer.inputs["securityGroups"]
+    template = child(prod, "llama-8b", TEMPLATE)
+    (node_sg,) = template.inputs["vpcSecurityGroupIds"]
+    plane = prod.one("inference-fleet:control_plane:RegionalControlPlane", "control-plane-us-east-1")
+    groups = {
+        r.name: r.id for r in prod.descendants(plane) if r.type == "aws:ec2/securityGroup:SecurityGroup"
+    }
+    gateway_sg, redis_sg = (
+        groups["control-plane-us-east-1-gateway-sg"],
+        groups["control-plane-us-east-1-redis-sg"],
+    )
+    agent = agent_constants.DEFAULT_SERVING_PORT
+    assert sorted(rules_on(prod, lb_sg), key=str) == sorted(
+        [
+            {"direction": "in", "port": 80, "peer": gateway_sg},
+            {"direction": "out", "port": agent, "peer": node_sg},
+        ],
+        key=str,
+    )
+    assert sorted(rules_on(prod, node_sg), key=str) == sorted(
+        [
+            {"direction": "in", "port": agent, "peer": lb_sg},
+            {"direction": "out", "port": 6379, "peer": redis_sg},
+            {"direction": "out", "port": 443, "peer": "0.0.0.0/0"},
+        ],
+        key=str,
+    )  # no other way in: the engines listen on 127.0.0.1 behind the agent
+    assert {"direction": "out", "port": 80, "peer": lb_sg} in rules_on(prod, gateway_sg)
+    assert {"direction": "in", "port": 6379, "peer": node_sg} in rules_on(prod, redis_sg)
+
+
+def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> None:
+    prod = render("prod")
+    policy = child(prod, "llama-8b", "aws:iam/rolePolicy:RolePolicy")
+    statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
+    assert set(statements) == {"CompleteOwnLifecycleAction", "ReadNodeSecret", "DecryptNodeSecret"}
+    group = child(prod, "llama-8b", GROUP)
+    lifecycle = statements["CompleteOwnLifecycleAction"]
+    assert lifecycle["Action"] == "autoscaling:CompleteLifecycleAction"
+    assert lifecycle["Resource"] == (
+        f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group.physical_name}"
+    )
+    secret = child(prod, "llama-8b", "aws:secretsmanager/secret:Secret")
+    assert statements["ReadNodeSecret"]["Resource"] == secret.outputs["arn"]
+    profile = child(prod, "llama-8b", "aws:iam/instanceProfile:InstanceProfile")
+    template = child(prod, "llama-8b", TEMPLATE)
+    assert template.inputs["iamInstanceProfile"]["arn"] == profile.outputs["arn"]
+    role = child(prod, "llama-8b", "aws:iam/role:Role")
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
+
+
+def test_the_image_is_built_in_the_primary_with_imdsv2_and_copied_where_the_pools_run(render) -> None:
+    prod = render("prod")
+    infrastructure = prod.one("aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration")
+    assert infrastructure.provider and infrastructure.provider.endswith("aws-us-east-1")
+    assert infrastructure.inputs["instanceMetadataOptions"]["httpTokens"] == "required"
+    assert infrastructure.inputs["instanceTypes"] == ["g6.xlarge"]  # a GPU: the test phase runs nvidia-smi
+    for engine in ("vllm", "ollama"):
+        distribution = prod.one(
+            "aws:imagebuilder/distributionConfiguration:DistributionConfiguration", f"node-image-{engine}"
+        )
+        regions = [d["region"] for d in distribution.inputs["distributions"]]
+        assert regions == ["us-east-1", "us-west-2"]
+        image = prod.one(IMAGE, f"node-image-{engine}")
+        assert image.inputs["imageTestsConfiguration"]["imageTestsEnabled"] is True
+    dev = render("dev")
+    (distribution,) = dev.of_type("aws:imagebuilder/distributionConfiguration:DistributionConfiguration")
+    assert [d["region"] for d in distribution.inputs["distributions"]] == ["us-east-1"]
+    assert [i.name for i in dev.of_type(IMAGE)] == ["node-image-vllm"]  # only the engines pools use
+
+
+def test_a_warm_pool_gets_one_launch_template_and_no_spot(render, stack_input) -> None:
+    raw = json.loads(stack_input("prod").config["inference-fleet:gpuPools"])
+    raw[0] |= {"instanceTypes": ["g6e.xlarge"], "spotPercentage": 0, "warmPool": {"minSize": 2}}
+    group = child(render("prod", {"gpuPools": raw}), "llama-8b", GROUP)
+    assert group.inputs.get("mixedInstancesPolicy") is None
+    assert group.inputs["launchTemplate"]["version"] == "1"
+    assert group.inputs["warmPool"] == {
+        "poolState": "Stopped",
+        "minSize": 2,
+        "instanceReusePolicy": {"reuseOnScaleIn": True},
+    }
+    assert group.inputs["capacityRebalance"] is False  # no spot to rebalance
