@@ -2,8 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import control_plane, data_tier, failover, network
-from components.core.catalog.aws import ROUTE53_METRICS_REGION
+from components import alerts, control_plane, data_tier, failover, network
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -14,23 +13,41 @@ regions = config.control_plane_regions
 cp = config.control_plane
 
 networks = network.declare(stack, config.network, regions)
-data = data_tier.declare_database(stack, cp.database, networks, secrets.require("databasePassword"))
-planes = control_plane.declare(
-    stack, config.domain, cp.gateway, cp.redis, cp.log_retention_days, networks, data, secrets
-)
-dns = failover.declare(stack, config.domain, cp.dns, cp.failover, planes)
-promotion = data_tier.declare_promotion(
+topics = alerts.declare(stack, config.alerts, regions)
+data = data_tier.declare_database(
     stack,
-    data,
-    primary_health_check_id=dns.health_check_ids.get(config.primary_region),
-    promote_after_seconds=cp.failover.promote_after_seconds,
+    cp.database,
+    networks,
+    master_password=secrets.require("databasePassword"),
+    gateway_password=secrets.require("gatewayDatabasePassword"),
     log_retention_days=cp.log_retention_days,
-    alarm_region=ROUTE53_METRICS_REGION,
-    standby_region=config.standby_region,
+    topic_arns=topics.topic_arns,
+)
+planes = control_plane.declare(
+    stack,
+    config.domain,
+    cp.gateway,
+    cp.redis,
+    cp.log_retention_days,
+    networks,
+    data,
+    secrets,
+    topics.topic_arns,
+)
+resilience = failover.declare(
+    stack,
+    config.domain,
+    cp.dns,
+    cp.failover,
+    planes,
+    networks,
+    data,
+    topics.topic_arns,
+    cp.log_retention_days,
 )
 
 publish(
-    [networks, data, planes, dns, promotion],
+    [networks, topics, data, planes, resilience],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

@@ -49,3 +49,30 @@ def scoped_role(
     )
     aws.iam.RolePolicy(name, role=role.id, policy=policy_document(statements), opts=opts)
     return role
+
+
+# What a Lambda function attached to a VPC needs to manage its network interfaces (the AWS managed
+# policy AWSLambdaVPCAccessExecutionRole). EC2 defines no resource-level permissions for these: `*`.
+LAMBDA_VPC_ACCESS: Statement = {
+    "Sid": "VpcNetworkInterfaces",
+    "Effect": "Allow",
+    "Action": [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+    "Resource": "*",
+}
+
+
+def log_statement(log_group_arn: pulumi.Input[str]) -> Statement:
+    """Write to one log group's streams."""
+    return {
+        "Sid": "Logs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": pulumi.Output.concat(log_group_arn, ":*"),
+    }

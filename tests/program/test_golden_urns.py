@@ -9,10 +9,9 @@ a resource must update the list in the same commit, on purpose:
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
