@@ -56,7 +56,10 @@ def backends(litellm_config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def container(
-    image: str, litellm_config: Mapping[str, Any], gateway_port: int, log_options: Mapping[str, str]
+    image: pulumi.Input[str],
+    litellm_config: Mapping[str, Any],
+    gateway_port: int,
+    log_options: Mapping[str, str],
 ) -> dict[str, Any]:
     """The sidecar's container definition (essential: a task whose health cannot be told is replaced)."""
     return {

@@ -66,8 +66,8 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, batchJobs, controlPlane, gatewayMasterKey, providerApiKeys, "
-        "redisAuthToken, databasePassword",
+        "gcpRegion, tags, network, gpuPools, batchJobs, controlPlane, alerts, gatewayMasterKey, providerApiKeys, "
+        "redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, gatewayDatabasePassword",
     ),
     (
         "misspelt key is suggested",
