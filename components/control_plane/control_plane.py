@@ -41,7 +41,12 @@ from components.control_plane.gateway_config import (
     litellm_config_yaml,
     provider_key_env,
 )
-from components.control_plane.gateway_database import database_environment, database_url
+from components.control_plane.gateway_database import (
+    MIGRATE_CONTAINER,
+    database_environment,
+    database_url,
+    migrate_container,
+)
 from components.control_plane.image_mirror import declare_mirror, ecr_repository, mirrored
 from components.control_plane.public_api import NOT_FOUND, declare_public_rules
 from components.core.config import PROJECT
@@ -724,9 +729,6 @@ class RegionalControlPlane(pulumi.ComponentResource):
             "--num_workers", str(max(1, gateway.cpu // 1024)),  # one uvicorn worker per vCPU
             "--keepalive_timeout", str(keepalive),
         ]  # fmt: skip
-        if plane.role == "primary":
-            # Migrations at start, never a condition of starting (a task must start without the writer).
-            command.append("--no-enforce_prisma_migration_check")
         log_options = {"awslogs-group": logs.name, "awslogs-region": region}
         container = {
             "name": CONTAINER_NAME,
@@ -744,7 +746,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
                 # Prices come from the config; do not fetch LiteLLM's cost map at every start.
                 {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
                 {"name": "LITELLM_LOG", "value": "INFO"},
-                *database_environment(plane.role),
+                *database_environment(),
             ],
             # valueFrom <secret ARN>:<JSON key>:: -- ECS reads each key at task start; nothing in plain text.
             "secrets": [
@@ -755,6 +757,8 @@ class RegionalControlPlane(pulumi.ComponentResource):
                 "logDriver": "awslogs",
                 "options": {**log_options, "awslogs-stream-prefix": CONTAINER_NAME},
             },
+            # Migrations first; the server starts once they are done, whether or not they succeeded.
+            "dependsOn": [{"containerName": MIGRATE_CONTAINER, "condition": "COMPLETE"}],
             "stopTimeout": STOP_TIMEOUT_SECONDS,
             "linuxParameters": {"initProcessEnabled": True},
             "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
@@ -773,6 +777,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             task_role_arn=task_role.arn,
             container_definitions=pulumi.Output.json_dumps(
                 [
+                    migrate_container(container),
                     container,
                     region_health.container(image, litellm_config(gateway), GATEWAY_PORT, log_options),
                 ]

@@ -6,14 +6,20 @@ the gateway image pins, 1.104.0) behaves:
   restricted INTERNAL_USER identity (`DB_UNAVAILABLE_FALLBACK_USER_ID`), so during an outage any caller
   with a bearer token is served. `controlPlane.gateway.allowRequestsWithoutDatabase: false` refuses them
   instead.
-- The primary region's tasks run LiteLLM's schema migrations at start without making them a condition
-  of starting (`--no-enforce_prisma_migration_check`); the standby's never run them at start
-  (`DISABLE_SCHEMA_UPDATE`): a standby task scaling up while the writer is unreachable starts at once.
+- Migrations never keep a task from serving. LiteLLM run as the server with an unreachable writer
+  stops (its migration resolver gives up with "cannot be auto-recovered", whatever
+  `--no-enforce_prisma_migration_check` says), so the serving container skips them
+  (`DISABLE_SCHEMA_UPDATE`) and a `migrate` container in the same task runs them first
+  (`--skip_server_startup`). The server waits for it to *complete*, successfully or not: with the writer
+  unreachable that is a few seconds (Prisma's 5 s connect timeout), and the task serves.
 - LiteLLM's database watchdog probes every 10 s and reconnects once the (new) writer answers: the
   standby-recovery term of the region-loss budget.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 WATCHDOG_INTERVAL_SECONDS = 10
 WATCHDOG_PROBE_TIMEOUT_SECONDS = 5
@@ -26,9 +32,13 @@ GATEWAY_DATABASE_RECOVERY_SECONDS = (
 CONNECT_TIMEOUT_SECONDS = 5
 
 
-def database_environment(role: str) -> list[dict[str, str]]:
-    """The container's database settings (plain values; the URL itself is a secret)."""
-    env = [
+MIGRATE_CONTAINER = "migrate"
+
+
+def database_environment() -> list[dict[str, str]]:
+    """The serving container's database settings (plain values; the URL itself is a secret)."""
+    return [
+        {"name": "DISABLE_SCHEMA_UPDATE", "value": "true"},
         {"name": "PRISMA_HEALTH_WATCHDOG_INTERVAL_SECONDS", "value": str(WATCHDOG_INTERVAL_SECONDS)},
         {
             "name": "PRISMA_HEALTH_WATCHDOG_PROBE_TIMEOUT_SECONDS",
@@ -39,9 +49,24 @@ def database_environment(role: str) -> list[dict[str, str]]:
             "value": str(WATCHDOG_RECONNECT_TIMEOUT_SECONDS),
         },
     ]
-    if role == "standby":
-        env.append({"name": "DISABLE_SCHEMA_UPDATE", "value": "true"})
-    return env
+
+
+def migrate_container(gateway: Mapping[str, Any]) -> dict[str, Any]:
+    """LiteLLM's migrations, run to completion before the server starts (not essential: it may fail)."""
+    serving_only = {e["name"] for e in database_environment()}
+    log = gateway["logConfiguration"]
+    return {
+        "name": MIGRATE_CONTAINER,
+        "image": gateway["image"],
+        "essential": False,
+        "command": ["--skip_server_startup"],
+        "environment": [e for e in gateway["environment"] if e["name"] not in serving_only],
+        "secrets": gateway["secrets"],
+        "logConfiguration": {
+            **log,
+            "options": {**log["options"], "awslogs-stream-prefix": MIGRATE_CONTAINER},
+        },
+    }
 
 
 def database_url(username: str, password_quoted: str, endpoint: str, port: int, name: str) -> str:

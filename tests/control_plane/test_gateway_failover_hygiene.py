@@ -68,13 +68,16 @@ def test_the_gateway_keeps_connections_longer_than_the_load_balancer(render, reg
     assert alb.inputs["idleTimeout"] < keepalive
 
 
-def test_migrations_never_keep_a_gateway_from_starting(render):
-    prod = render("prod")
-    primary, standby = (containers(prod, r)["gateway"] for r in REGIONS)
-    # The primary migrates at start without making it a condition; the standby never migrates at start.
-    assert "--no-enforce_prisma_migration_check" in primary["command"]
-    assert "DISABLE_SCHEMA_UPDATE" not in env_of(primary)
-    assert env_of(standby)["DISABLE_SCHEMA_UPDATE"] == "true"
+@pytest.mark.parametrize("region", REGIONS)
+def test_migrations_run_first_and_never_keep_the_gateway_from_starting(render, region):
+    found = containers(render("prod"), region)
+    gateway, migrate = found["gateway"], found["migrate"]
+    # The server skips them; a container of its own runs them to completion, successful or not.
+    assert env_of(gateway)["DISABLE_SCHEMA_UPDATE"] == "true"
+    assert gateway["dependsOn"] == [{"containerName": "migrate", "condition": "COMPLETE"}]
+    assert (migrate["essential"], migrate["command"]) == (False, ["--skip_server_startup"])
+    assert "DISABLE_SCHEMA_UPDATE" not in env_of(migrate)
+    assert migrate["image"] == gateway["image"] and migrate["secrets"] == gateway["secrets"]
 
 
 @pytest.mark.parametrize("region", REGIONS)
