@@ -234,7 +234,8 @@ class RecordingMonitor(MockMonitor):
                 options=ResourceOptions(
                     protect=bool(request.protect),
                     ignore_changes=tuple(request.ignoreChanges),
-                    depends_on=tuple(u for u in request.dependencies if u not in implicit),
+                    # Sorted: the SDK gathers them concurrently, so their order differs between runs.
+                    depends_on=tuple(sorted(u for u in request.dependencies if u not in implicit)),
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     retain_on_delete=bool(request.retainOnDelete),
                     aliases=tuple(json_format.MessageToDict(a) for a in request.aliases),

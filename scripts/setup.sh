@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a fresh machine: uv (from PyPI), redis-server (the agent's tests start one), the locked environment.
+# Set up a fresh machine: uv (from PyPI), redis-server (the agent's tests start one), PostgreSQL (the
+# functions' tests start one), the locked environment.
 # Safe to run again: each step is skipped where it is already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
+
+# A real PostgreSQL for the tests of the functions that talk to one (the bootstrap, the prober's probe).
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  echo "setup: installing postgresql (Debian package)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 fi
 
 # Precompiled bytecode: with PYTHONDONTWRITEBYTECODE set, each `fleet plan` would recompile pulumi_aws (~1.5 s).

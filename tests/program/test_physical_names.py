@@ -52,7 +52,10 @@ def test_load_balancer_names_are_explicit_short_and_carry_stack_and_region(rende
     names = sorted(r.physical_name or "" for r in prod.of_type("aws:lb/loadBalancer:LoadBalancer"))
     assert names == ["fleet-prod-use1-gateway", "fleet-prod-usw2-gateway"]
     groups = [r.physical_name or "" for r in prod.of_type("aws:lb/targetGroup:TargetGroup")]
-    assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-gateway-[0-9a-f]{4}", g) for g in groups), groups
+    assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-(gateway|health)-[0-9a-f]{4}", g) for g in groups), (
+        groups
+    )
+    assert all(len(g) <= 32 for g in groups)
 
 
 def test_an_over_long_auto_name_is_refused_naming_the_resource(tmp_path):
