@@ -5,8 +5,9 @@ Invoked by Pulumi (`aws.lambda_.Invocation`) at deploy, from inside the VPC, as 
 1. the role exists and can log in, with the gateway's password stored as a SCRAM verifier computed here
    (the password never appears in a statement, so never in a server log);
 2. the master may act for the role (PostgreSQL 16 asks that before it hands objects over);
-3. the role owns the database, its public schema and everything the master created in it, so LiteLLM's
-   migrations (run by the gateway at start) can create and alter its tables.
+3. the role owns the database, its public schema and what the master created in it (tables, views,
+   sequences, enum types), so LiteLLM's migrations (the gateway task's `migrate` container) can create
+   and alter its tables.
 
 Every step is idempotent: running it again (a new password, a re-deploy) leaves the same end state. The
 event carries secrets; nothing of it is logged or returned.
@@ -26,6 +27,34 @@ log = logging.getLogger("db_bootstrap")
 log.setLevel(logging.INFO)
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_HAND_OVER = """
+DO $$
+DECLARE
+  me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+  obj record;
+BEGIN
+  FOR obj IN
+    SELECT c.relname AS name,
+           CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind
+    FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = me
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      -- a sequence owned by a column moves with its table
+      AND NOT (c.relkind = 'S' AND EXISTS (
+        SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+    ORDER BY c.relkind DESC
+  LOOP
+    EXECUTE format('ALTER %s public.%I OWNER TO %I', obj.kind, obj.name, {role});
+  END LOOP;
+  FOR obj IN
+    SELECT t.typname AS name FROM pg_type t
+    WHERE t.typnamespace = 'public'::regnamespace AND t.typowner = me AND t.typtype = 'e'
+  LOOP
+    EXECUTE format('ALTER TYPE public.%I OWNER TO %I', obj.name, {role});
+  END LOOP;
+END $$
+"""
 
 
 def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
@@ -63,8 +92,10 @@ def bootstrap(event: Mapping[str, Any], cafile: str | None = None) -> dict[str, 
             conn.execute(f"GRANT {r} TO CURRENT_USER")
         conn.execute(f"ALTER DATABASE {db} OWNER TO {r}")
         conn.execute(f"ALTER SCHEMA public OWNER TO {r}")
-        # Tables an earlier version created as the master user move to the gateway's role.
-        conn.execute(f"REASSIGN OWNED BY CURRENT_USER TO {r}")
+        # What an earlier gateway created as the master user moves to the gateway's role: this database's
+        # tables, views, standalone sequences and enum types (not REASSIGN OWNED, which would also hand
+        # over any other database the master owns).
+        conn.execute(_HAND_OVER.replace("{role}", quote_literal(role)))
         (owner,) = conn.execute(
             f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
         )

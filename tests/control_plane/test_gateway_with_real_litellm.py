@@ -292,7 +292,7 @@ def test_the_migrations_give_up_quickly_so_the_server_starts(rendering: Renderin
     result = run_litellm(
         config,
         args=migrate["command"],
-        env=gateway_env(migrate, gateway.backend_env),
+        env=gateway_env(migrate, {}),
         database="unreachable",
         timeout=90,
     )

@@ -24,8 +24,14 @@ def database(postgres: Postgres) -> str:
         f"CREATE ROLE {MASTER} LOGIN CREATEROLE CREATEDB PASSWORD '{MASTER_PASSWORD}'; END IF; END $$"
     )
     postgres.psql(f"CREATE DATABASE {name} OWNER {MASTER}")
+    postgres.psql(f"CREATE DATABASE {name}_other OWNER {MASTER}")
+    # What an earlier gateway, logged in as the master user, left behind: a table with a serial column, an
+    # enum type, a view, a standalone sequence.
     postgres.psql(
-        'CREATE TABLE "LiteLLM_VerificationToken" (token text primary key)',
+        "CREATE TYPE \"JobStatus\" AS ENUM ('queued', 'done'); "
+        'CREATE TABLE "LiteLLM_VerificationToken" (token text primary key, n serial, status "JobStatus"); '
+        'CREATE VIEW "LiteLLM_TokenView" AS SELECT token FROM "LiteLLM_VerificationToken"; '
+        "CREATE SEQUENCE standalone_seq",
         user=MASTER,
         password=MASTER_PASSWORD,
         database=name,
@@ -52,6 +58,9 @@ def owner_of(postgres: Postgres, database: str, what: str) -> str:
         "database": f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{database}'",
         "schema": "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public'",
         "table": "SELECT tableowner FROM pg_tables WHERE tablename = 'LiteLLM_VerificationToken'",
+        "view": "SELECT viewowner FROM pg_views WHERE viewname = 'LiteLLM_TokenView'",
+        "type": "SELECT pg_get_userbyid(typowner) FROM pg_type WHERE typname = 'JobStatus'",
+        "sequences": "SELECT string_agg(DISTINCT sequenceowner, ',') FROM pg_sequences WHERE schemaname = 'public'",
     }
     return postgres.psql(queries[what], database=database)
 
@@ -64,8 +73,12 @@ def test_the_gateway_gets_its_own_role_that_owns_its_database(postgres, database
         "databaseOwner": "litellm_gateway",
         "created": outcome["created"],
     }
-    for what in ("database", "schema", "table"):
+    for what in ("database", "schema", "table", "view", "type", "sequences"):
         assert owner_of(postgres, database, what) == "litellm_gateway", what
+    # Only this database: the master keeps what it owns elsewhere.
+    assert (
+        postgres.psql(f"SELECT count(*) FROM pg_database WHERE pg_get_userbyid(datdba) = '{MASTER}'") != "0"
+    )
     # The real psql client logs in as the gateway with its password, and can run migrations.
     as_gateway = {"user": "litellm_gateway", "password": "gw-p@ss'word", "database": database}
     postgres.psql('ALTER TABLE "LiteLLM_VerificationToken" ADD COLUMN spend float', **as_gateway)
