@@ -2,8 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import batch, control_plane, data_tier, failover, gpu_pools, network
-from components.core.catalog.aws import ROUTE53_METRICS_REGION
+from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, network
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -14,7 +13,16 @@ regions = config.control_plane_regions
 cp = config.control_plane
 
 networks = network.declare(stack, config.network, regions)
-data = data_tier.declare_database(stack, cp.database, networks, secrets.require("databasePassword"))
+topics = alerts.declare(stack, config.alerts, regions)
+data = data_tier.declare_database(
+    stack,
+    cp.database,
+    networks,
+    master_password=secrets.require("databasePassword"),
+    gateway_password=secrets.require("gatewayDatabasePassword"),
+    log_retention_days=cp.log_retention_days,
+    topic_arns=topics.topic_arns,
+)
 # Each region's gateway routes to its own GPU pools first; how it reaches them is known from config.
 deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
 planes = control_plane.declare(
@@ -26,6 +34,7 @@ planes = control_plane.declare(
     networks,
     data,
     secrets,
+    topics.topic_arns,
     pools=deployments,
     pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
 )
@@ -40,20 +49,21 @@ pools = gpu_pools.declare(
     data,
     secrets,
 )
-dns = failover.declare(stack, config.domain, cp.dns, cp.failover, planes)
-promotion = data_tier.declare_promotion(
+resilience = failover.declare(
     stack,
+    config.domain,
+    cp.dns,
+    cp.failover,
+    planes,
+    networks,
     data,
-    primary_health_check_id=dns.health_check_ids.get(config.primary_region),
-    promote_after_seconds=cp.failover.promote_after_seconds,
-    log_retention_days=cp.log_retention_days,
-    alarm_region=ROUTE53_METRICS_REGION,
-    standby_region=config.standby_region,
+    topics.topic_arns,
+    cp.log_retention_days,
 )
 batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs)
 
 publish(
-    [networks, data, planes, pools, dns, promotion, batch_jobs],
+    [networks, topics, data, planes, pools, resilience, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

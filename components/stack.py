@@ -13,6 +13,7 @@ import pulumi
 from pydantic import BeforeValidator, Field
 
 from components import control_plane, data_tier, gpu_pools
+from components.alerts import AlertsConfig
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
 from components.core.config import (
@@ -71,6 +72,7 @@ class FleetConfig(RootSection):
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @property
     def control_plane_regions(self) -> list[str]:

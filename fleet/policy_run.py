@@ -264,15 +264,16 @@ def _wire(value: Any, rendering: Rendering) -> Any:
 
 
 def _options(resource: RecordedResource) -> PolicyResourceOptions:
-    # The recording keeps a resource's parent; the other options the engine passes (protect,
-    # ignoreChanges, aliases, timeouts) are not recorded, and no rule here reads them.
+    # The options the engine passes an analyzer, as the recording kept them (custom timeouts are not
+    # recorded, and no rule here reads them).
+    options = resource.options
     return PolicyResourceOptions(
-        protect=False,
-        ignore_changes=[],
-        delete_before_replace=None,
+        protect=options.protect,
+        ignore_changes=list(options.ignore_changes),
+        delete_before_replace=options.delete_before_replace or None,
         aliases=[],
         custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
-        additional_secret_outputs=[],
+        additional_secret_outputs=list(options.additional_secret_outputs),
         parent=resource.parent,
     )
 

@@ -482,6 +482,26 @@ def _spot_share(args: ResourceValidationArgs, report: ReportViolation) -> None:
         )
 
 
+# --- alarms and protection ---------------------------------------------------------------------------------
+
+CLOUDWATCH_ALARMS = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
+
+
+def _alarm_action(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type not in CLOUDWATCH_ALARMS:
+        return
+    # A list whose ARNs are made on create is set; an absent or empty one is not.
+    actions = known(args.props, "alarmActions")
+    silent = not present(args.props, "alarmActions") or (actions is not None and not items(actions))
+    disabled = known(args.props, "actionsEnabled") is False
+    if silent or disabled:
+        report(
+            f"{label(args)} has no alarm action (alarmActions, with actionsEnabled): it fires and nobody "
+            "hears. Notify the region's alert topic (or act: a scaling policy).",
+            None,
+        )
+
+
 gpu_pool_spot_share = ResourceValidationPolicy(
     name="gpu-pool-spot-share",
     description=(
@@ -493,10 +513,51 @@ gpu_pool_spot_share = ResourceValidationPolicy(
     validate=_spot_share,
 )
 
+alarm_has_action = ResourceValidationPolicy(
+    name="alarm-has-action",
+    description=(
+        "Every CloudWatch alarm has an action (an alert topic or a scaling policy): an alarm nobody hears "
+        "is noise."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_alarm_action,
+)
+
+STATEFUL_TYPES = {
+    "aws:kms/key:Key": "a KMS key (deleting it loses everything encrypted with it)",
+    "aws:rds/globalCluster:GlobalCluster": "the global database",
+    "aws:rds/cluster:Cluster": "an Aurora cluster",
+    "aws:secretsmanager/secret:Secret": "a secret",
+}
+
+
+def _stateful_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    what = STATEFUL_TYPES.get(args.resource_type)
+    if what is None or not is_prod(args) or args.opts.protect:
+        return
+    report(
+        f"{label(args)} is {what} in prod without `protect`: a stray `pulumi destroy` or a replacement "
+        "would delete it. Declare it with ResourceOptions(protect=True).",
+        None,
+    )
+
+
+prod_stateful_protected = ResourceValidationPolicy(
+    name="prod-stateful-protected",
+    description=(
+        "Stateful prod resources (KMS keys, the global database, Aurora clusters, secrets) are declared "
+        "with `protect`, so no update or destroy can delete them."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_stateful_protected,
+)
+
 POLICIES = [
     failover_record_health_check,
     failover_records_paired,
     prod_database_protected,
+    prod_stateful_protected,
+    alarm_has_action,
     image_pinned_by_digest,
     no_install_at_startup,
     cloud_run_job_retries_timeout,

@@ -674,6 +674,93 @@ no_secrets_in_environment = ResourceValidationPolicy(
     validate=_secrets_in_env,
 )
 
+# --- the gateway's admin routes -----------------------------------------------------------------------
+
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+_ADMIN_SCHEMA = PolicyConfigSchema(
+    properties={
+        "adminPaths": {
+            "type": "array",
+            "items": {"type": "string"},
+            # LiteLLM's admin UI and management API (litellm.proxy._types.LiteLLMRoutes), one of each kind.
+            "default": [
+                "/ui/", "/login", "/key/generate", "/user/new", "/team/new", "/model/new", "/config/update",
+                "/spend/logs", "/global/spend/report", "/sso/key/generate", "/organization/new",
+                "/customer/new", "/budget/new", "/credentials", "/v1/agents", "/v1/mcp/server",
+                "/management/v1/users/bulk",
+            ],
+            "description": "Paths no internet-facing listener may forward (the gateway's admin routes).",
+        }
+    }
+)  # fmt: skip
+
+
+def _alb_matches(pattern: str, path: str) -> bool:
+    """An ALB path pattern: case-sensitive, the whole path, `*` any characters, `?` exactly one."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, path) is not None
+
+
+def _forwards(actions: Any) -> bool:
+    return any(str(mapping(a).get("type")) == "forward" for a in items(actions))
+
+
+def _public_listener_admin(args: StackValidationArgs, report: ReportViolation) -> None:
+    admin = list(setting(args, _ADMIN_SCHEMA, "adminPaths"))
+    resources = args.resources
+    public_lbs = [
+        lb for lb in of_types(resources, [LOAD_BALANCER]) if known(lb.props, "internal") is not True
+    ]
+    rules = of_types(resources, [LISTENER_RULE])
+    for listener in of_types(resources, [LISTENER]):
+        if not referenced(listener, "loadBalancerArn", public_lbs):
+            continue
+        if known(listener.props, "protocol") not in ("HTTP", "HTTPS"):
+            continue
+        if _forwards(known(listener.props, "defaultActions")):
+            report(
+                f"{label(listener)} on an internet-facing load balancer forwards every path by default, the "
+                "gateway's admin UI and management API included: answer unlisted paths with a fixed 404 and "
+                "forward only the API's paths in listener rules.",
+                listener.urn,
+            )
+        for rule in rules:
+            if not referenced(rule, "listenerArn", [listener]) or not _forwards(known(rule.props, "actions")):
+                continue
+            patterns = [
+                str(p)
+                for condition in items(known(rule.props, "conditions"))
+                for p in items(path(mapping(condition), "pathPattern", "values"))
+            ]
+            if not patterns:
+                report(
+                    f"{label(rule)} forwards from a public listener without a path condition: it exposes the "
+                    "gateway's admin routes. Name the API's paths.",
+                    rule.urn,
+                )
+                continue
+            exposed = [p for p in admin if any(_alb_matches(pattern, p) for pattern in patterns)]
+            if exposed:
+                report(
+                    f"{label(rule)} forwards admin routes from a public listener: its paths {patterns} match "
+                    f"{', '.join(exposed)}. List the inference API's paths only.",
+                    rule.urn,
+                )
+
+
+public_listener_no_admin = StackValidationPolicy(
+    name="public-listener-no-admin",
+    description=(
+        "Internet-facing load balancer listeners forward only the inference API, never the gateway's admin "
+        "UI or management routes (config adminPaths): a leaked or guessed key must not reach /key or /ui."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=_ADMIN_SCHEMA,
+    validate=_public_listener_admin,
+)
+
 POLICIES = [
     s3_bucket_public_access_blocked,
     s3_bucket_encrypted,
@@ -688,4 +775,5 @@ POLICIES = [
     internet_ingress_lb_ports_only,
     iam_no_star_on_star,
     no_secrets_in_environment,
+    public_listener_no_admin,
 ]

@@ -1,12 +1,14 @@
 """The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
 
 Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `PoolDeployment` (how the gateway
-reaches a GPU pool), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`.
+reaches a GPU pool), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`, and
+`GATEWAY_DATABASE_RECOVERY_SECONDS` (how long the gateways take to write again after a promotion, for the
+failover budget).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,8 @@ import pulumi
 
 from components.control_plane.config import (
     GATEWAY_MASTER_KEY,
+    GATEWAY_SALT_KEY,
+    GHCR_CREDENTIALS,
     PROVIDER_API_KEYS,
     REDIS_AUTH_TOKEN,
     GatewayConfig,
@@ -28,12 +32,15 @@ from components.control_plane.control_plane import (
     RegionalControlPlaneOutputs,
 )
 from components.control_plane.gateway_config import PoolDeployment
+from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
+from components.control_plane.image_mirror import mirrored
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
-from components.data_tier import DATABASE_PASSWORD, DataTierOutputs
+from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
 from components.network import NetworkOutputs
 
 __all__ = [
+    "GATEWAY_DATABASE_RECOVERY_SECONDS",
     "SECRETS",
     "ControlPlaneOutputs",
     "GatewayConfig",
@@ -43,7 +50,13 @@ __all__ = [
     "declare",
 ]
 
-SECRETS: list[SecretSpec] = [GATEWAY_MASTER_KEY, PROVIDER_API_KEYS, REDIS_AUTH_TOKEN]
+SECRETS: list[SecretSpec] = [
+    GATEWAY_MASTER_KEY,
+    PROVIDER_API_KEYS,
+    REDIS_AUTH_TOKEN,
+    GATEWAY_SALT_KEY,
+    GHCR_CREDENTIALS,
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,7 @@ def declare(
     networks: NetworkOutputs,
     data: DataTierOutputs,
     secrets: StackSecrets,
+    topic_arns: Mapping[str, pulumi.Input[str]],
     pools: Sequence[PoolDeployment] = (),
     pool_api_key: pulumi.Output[str] | None = None,
 ) -> ControlPlaneOutputs:
@@ -76,9 +90,13 @@ def declare(
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
         provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
-        database_password=secrets.require(DATABASE_PASSWORD.key),
+        database_password=secrets.require(GATEWAY_DATABASE_PASSWORD.key),
         redis_auth_token=secrets.require(REDIS_AUTH_TOKEN.key),
         pool_api_key=pool_api_key,
+        salt_key=secrets.require(GATEWAY_SALT_KEY.key),
+        registry_credentials=(
+            secrets.require_object(GHCR_CREDENTIALS.key) if mirrored(gateway.image) else None
+        ),
     )
     planes: dict[str, RegionalControlPlane] = {}
     primary: RegionalControlPlane | None = None
@@ -94,6 +112,7 @@ def declare(
                     gateway=gateway,
                     min_tasks=gateway.min_tasks if role == "primary" else gateway.standby_min_tasks,
                     max_tasks=gateway.max_tasks if role == "primary" else gateway.standby_max_tasks,
+                    primary_min_tasks=gateway.min_tasks,
                     redis=redis,
                     log_retention_days=log_retention_days,
                     deletion_protection=stack.deletion_protection,
@@ -109,11 +128,12 @@ def declare(
                     endpoint=data.writer_endpoint,
                     port=data.port,
                     name=data.name,
-                    username=data.master_username,
+                    username=data.gateway_username,
                     security_group_id=data.security_group_ids[region],
                     remote_cidrs=networks.remote_private_cidrs(region),
                 ),
                 secrets=gateway_secrets,
+                topic_arn=topic_arns[region],
                 # The primary writes the API name's ACM validation record; the others reuse it.
                 shared_validation_fqdns=primary.shared_validation_fqdns if primary else None,
             ),

@@ -112,6 +112,10 @@ class GatewayConfig(Section):
     cooldown_seconds: int = Field(default=30, ge=1, le=3600)
     routes: list[GatewayRouteConfig] = Field(default_factory=list)
     serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
+    allow_requests_without_database: bool = Field(
+        default=True,
+        description="serve while the database is unreachable (unverifiable keys get a restricted identity)",
+    )
 
     def providers_used(self) -> list[str]:
         """Providers whose keys the gateway needs: those of the endpoints that routes reach."""
@@ -204,6 +208,17 @@ def _provider_keys_cover_the_routes(gw: GatewayConfig, view: StackView) -> Itera
         )
 
 
+@rule(GatewayConfig)
+def _registry_credentials_for_the_mirror(gw: GatewayConfig, view: StackView) -> Iterator[Problem]:
+    if not gw.image.startswith(f"{GHCR}/") or view.secret_object_keys.get(GHCR_CREDENTIALS.key) is not None:
+        return
+    yield (
+        TopKey(GHCR_CREDENTIALS.key),
+        f"required: the gateway image is on {GHCR}, mirrored into each region's ECR by a pull-through cache, "
+        "which needs ghcr.io credentials. Add them in ESC: secrets.ghcrCredentials.{username,accessToken}",
+    )
+
+
 @rule(RedisConfig)
 def _redis_fits(redis: RedisConfig, view: StackView) -> Iterator[Problem]:
     if view.tier == "prod" and redis.replicas < 1:
@@ -240,6 +255,20 @@ def _redis_auth_token(value: Any) -> str | None:
     return None
 
 
+def _registry_credentials(value: Any) -> str | None:
+    if not isinstance(value, dict) or set(value) != {"username", "accessToken"}:
+        return "expected an object with username and accessToken (a GitHub token that may read packages)"
+    if not all(isinstance(v, str) and v for v in value.values()):
+        return "username and accessToken must be non-empty strings"
+    return None
+
+
+def _salt_key(value: Any) -> str | None:
+    if not isinstance(value, str) or len(value) < 32:
+        return "expected at least 32 characters (e.g. openssl rand -hex 32): it encrypts what LiteLLM stores"
+    return None
+
+
 def _provider_keys(value: Any) -> str | None:
     if not isinstance(value, dict) or not all(isinstance(v, str) and v for v in value.values()):
         return "expected an object of provider name -> API key (e.g. secrets.providerApiKeys.openai in ESC)"
@@ -252,6 +281,18 @@ def _provider_keys(value: Any) -> str | None:
 GATEWAY_MASTER_KEY = SecretSpec("gatewayMasterKey", "LiteLLM master key for the gateway")
 PROVIDER_API_KEYS = SecretSpec(
     "providerApiKeys", "object of serverless fallback provider name -> API key", check=_provider_keys
+)
+GHCR = "ghcr.io"
+GHCR_CREDENTIALS = SecretSpec(
+    "ghcrCredentials",
+    "object {username, accessToken}: ghcr.io credentials for the gateway image's pull-through cache",
+    check=_registry_credentials,
+    required=False,
+)
+GATEWAY_SALT_KEY = SecretSpec(
+    "gatewaySaltKey",
+    "LITELLM_SALT_KEY: encrypts the credentials LiteLLM stores in its database; never change it once set",
+    check=_salt_key,
 )
 REDIS_AUTH_TOKEN = SecretSpec(
     "redisAuthToken",

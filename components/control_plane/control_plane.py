@@ -2,6 +2,8 @@
 
     internet -> ALB (HTTPS 443; 80 redirects) -> gateway tasks on Fargate (private subnets, port 4000)
                                                -> Redis (TLS, auth token), Aurora (TLS), providers (443)
+         only the inference API and /fleet/region-health (the task's region-health sidecar, port 4001)
+         are forwarded; every other path (LiteLLM's admin UI and management API) gets a 404 from the ALB
 
 Security groups chain the tiers: only the ALB reaches the gateway, only the gateway reaches Redis and the
 database. The gateway's secrets (master key, database URL, Redis token, provider keys) sit in one Secrets
@@ -13,7 +15,6 @@ key carrying its digest, so a routing change is a new task definition and a roll
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,23 +23,35 @@ from urllib.parse import quote
 import pulumi
 import pulumi_aws as aws
 
+from components.control_plane import region_health
+from components.control_plane.alarms import AlarmTargets, declare_alarms
 from components.control_plane.config import GatewayConfig, RedisConfig
 from components.control_plane.gateway_config import (
     DATABASE_URL_ENV,
     GATEWAY_PORT,
+    LIVENESS_PATH,
     MASTER_KEY_ENV,
     POOL_API_KEY_ENV,
-    READINESS_PATH,
     REDIS_HOST_ENV,
     REDIS_PASSWORD_ENV,
     REDIS_PORT,
     REDIS_PORT_ENV,
+    SALT_KEY_ENV,
     PoolDeployment,
     config_digest,
+    litellm_config,
     litellm_config_yaml,
     provider_key_env,
     uses_pools,
 )
+from components.control_plane.gateway_database import (
+    MIGRATE_CONTAINER,
+    database_environment,
+    database_url,
+    migrate_container,
+)
+from components.control_plane.image_mirror import declare_mirror, ecr_repository, mirrored
+from components.control_plane.public_api import NOT_FOUND, declare_public_rules
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import scoped_role
@@ -52,8 +65,11 @@ ACCESS_LOG_PREFIX = "alb-logs"
 CONFIG_PREFIX = "config"
 # Fargate stops a task at most 120 s after SIGTERM; in-flight requests get the ALB's deregistration delay.
 STOP_TIMEOUT_SECONDS = 120
-# A private ECR image needs pull permissions; a public registry's does not.
-_ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/([^:@]+)")
+# The gateway keeps an idle connection open this much longer than the ALB does: the ALB must be the one
+# to close it, or it reuses a connection the gateway has just closed and answers 502.
+KEEPALIVE_MARGIN_SECONDS = 60
+# Redis maintenance, one window per role: never both regions at once.
+REDIS_MAINTENANCE_WINDOWS = {"primary": "sun:06:00-sun:07:00", "standby": "wed:06:00-wed:07:00"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +78,13 @@ class GatewaySecrets:
 
     master_key: pulumi.Output[str]
     provider_api_keys: pulumi.Output[Any]
+    # The gateway's own database role's password (never the master user's).
     database_password: pulumi.Output[str]
     redis_auth_token: pulumi.Output[str]
+    # LiteLLM encrypts what it stores (provider credentials added through the API) with this.
+    salt_key: pulumi.Output[str]
+    # ghcr.io credentials for the image's pull-through cache ({"username", "accessToken"}), if mirrored.
+    registry_credentials: pulumi.Output[Any] | None
     # The key the gateway presents to the fleet's GPU pools; None where the stack has none.
     pool_api_key: pulumi.Output[str] | None = None
 
@@ -75,7 +96,8 @@ class DatabaseAccess:
     endpoint: pulumi.Input[str]
     port: int
     name: str
-    username: str
+    # The gateway's own role, known once the data tier created it.
+    username: pulumi.Input[str]
     security_group_id: pulumi.Input[str]
     # Private subnets of other regions where the writer may live, reached over the VPC peering.
     remote_cidrs: Sequence[str]
@@ -91,6 +113,8 @@ class ControlPlaneRegion:
     gateway: GatewayConfig
     min_tasks: int
     max_tasks: int
+    # The primary's size: the standby scales to it when it takes traffic.
+    primary_min_tasks: int
     redis: RedisConfig
     log_retention_days: int
     deletion_protection: bool
@@ -119,6 +143,8 @@ class RegionalControlPlaneArgs:
     kms_key_arn: pulumi.Input[str]
     database: DatabaseAccess
     secrets: GatewaySecrets
+    # The region's alert topic: every alarm here notifies it.
+    topic_arn: pulumi.Input[str]
     # ACM validates a name with the same record in every region: the primary writes the one for the
     # shared API name and hands its FQDNs to the others (None: this region writes it).
     shared_validation_fqdns: pulumi.Input[Sequence[str]] | None = None
@@ -186,11 +212,29 @@ class RegionalControlPlane(pulumi.ComponentResource):
         alb_sg, gateway_sg, redis_sg = self._security_groups()
         bucket = self._bucket()
         certificate = self._certificate()
-        alb, target_group, https = self._load_balancer(alb_sg, bucket, certificate)
+        alb, target_group, health_group, https = self._load_balancer(alb_sg, bucket, certificate)
         redis = self._redis(redis_sg)
-        secret = self._secret(redis)
-        cluster, service = self._service(gateway_sg, bucket, secret, redis, target_group, https)
-        self._autoscaling(cluster, service, alb, target_group)
+        secret, version = self._secret(redis)
+        cluster, service = self._service(
+            gateway_sg, bucket, secret, version, redis, [target_group, health_group], https
+        )
+        scalable = self._autoscaling(cluster, service, alb, target_group)
+        declare_alarms(
+            AlarmTargets(
+                name=name,
+                region=plane.region,
+                role=plane.role,
+                topic_arn=args.topic_arn,
+                alb=alb,
+                target_group=target_group,
+                cluster=cluster,
+                service=service,
+                scalable_target=scalable,
+                primary_min_tasks=plane.primary_min_tasks,
+                requests_per_task_minute=plane.gateway.target_requests_per_task,
+            ),
+            self._child(),
+        )
 
         aws.route53.Record(
             f"{name}-regional",
@@ -209,7 +253,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             region=plane.region,
             role=plane.role,
             regional_name=plane.regional_name,
-            health_check_path=READINESS_PATH,
+            health_check_path=region_health.REGION_HEALTH_PATH,
             gateway_url=pulumi.Output.from_input(f"https://{plane.regional_name}"),
             alb_dns_name=alb.dns_name,
             alb_zone_id=alb.zone_id,
@@ -285,8 +329,11 @@ class RegionalControlPlane(pulumi.ComponentResource):
         rule("in", "alb-https", alb, HTTPS_PORT, "HTTPS from clients", cidr=anywhere)
         rule("in", "alb-http", alb, HTTP_PORT, "HTTP from clients, redirected to HTTPS", cidr=anywhere)
         rule("out", "alb-to-gateway", alb, GATEWAY_PORT, "to the gateway", peer=gateway.id)
+        health_port = region_health.REGION_HEALTH_PORT
+        rule("out", "alb-to-region-health", alb, health_port, "to the region-health sidecar", peer=gateway.id)
 
         rule("in", "gateway-from-alb", gateway, GATEWAY_PORT, "from the ALB", peer=alb.id)
+        rule("in", "region-health-from-alb", gateway, health_port, "region health, from the ALB", peer=alb.id)
         rule("out", "gateway-to-redis", gateway, REDIS_PORT, "to its Redis", peer=redis.id)
         rule("out", "gateway-to-db", gateway, db_port, "to Aurora here", peer=args.database.security_group_id)
         for i, cidr in enumerate(args.database.remote_cidrs):
@@ -449,7 +496,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         alb_sg: aws.ec2.SecurityGroup,
         bucket: aws.s3.Bucket,
         certificate: aws.acm.CertificateValidation,
-    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.Listener]:
+    ) -> tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup, aws.lb.TargetGroup, aws.lb.Listener]:
         name, args, plane = self._name, self._args, self._args.plane
         timeout = plane.gateway.request_timeout_seconds
         alb = aws.lb.LoadBalancer(
@@ -480,8 +527,31 @@ class RegionalControlPlane(pulumi.ComponentResource):
             load_balancing_algorithm_type="least_outstanding_requests",
             # A task leaving (scale-in, deployment) finishes what it holds before it is stopped.
             deregistration_delay=timeout,
+            # Liveness only: a task whose database is unreachable still serves (and is not replaced).
             health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=READINESS_PATH,
+                path=LIVENESS_PATH,
+                protocol="HTTP",
+                port="traffic-port",
+                matcher="200",
+                interval=10,
+                timeout=5,
+                healthy_threshold=2,
+                unhealthy_threshold=3,
+            ),
+            opts=self._child(),
+        )
+        health_port = region_health.REGION_HEALTH_PORT
+        health_group = aws.lb.TargetGroup(
+            f"{name}-health-tg",
+            name=args.stack.physical_name("health", args.region, replaced_on=(health_port, "HTTP", "ip")),
+            port=health_port,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            deregistration_delay=5,
+            # The sidecar's own liveness: its answer on the region-health path is Route53's to judge.
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                path=region_health.REGION_HEALTH_LIVE_PATH,
                 protocol="HTTP",
                 port="traffic-port",
                 matcher="200",
@@ -499,10 +569,19 @@ class RegionalControlPlane(pulumi.ComponentResource):
             protocol="HTTPS",
             ssl_policy=TLS_POLICY,
             certificate_arn=certificate.certificate_arn,
+            # Nothing but the listed paths: the admin UI and management API are not public.
             default_actions=[
-                aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)
+                aws.lb.ListenerDefaultActionArgs(type="fixed-response", fixed_response=NOT_FOUND)
             ],
             opts=self._child(),
+        )
+        declare_public_rules(
+            f"{name}-https",
+            https,
+            target_group,
+            health_group,
+            region_health.REGION_HEALTH_PATH,
+            self._child(),
         )
         aws.lb.Listener(
             f"{name}-http",
@@ -519,7 +598,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             ],
             opts=self._child(),
         )
-        return alb, target_group, https
+        return alb, target_group, health_group, https
 
     # --- Redis --------------------------------------------------------------------------------------------
 
@@ -554,13 +633,15 @@ class RegionalControlPlane(pulumi.ComponentResource):
             transit_encryption_mode="required",
             auth_token=args.secrets.redis_auth_token,
             auto_minor_version_upgrade=True,
-            maintenance_window="sun:06:00-sun:07:00",
+            maintenance_window=REDIS_MAINTENANCE_WINDOWS[plane.role],
             opts=self._child(),
         )
 
     # --- the gateway's secrets ----------------------------------------------------------------------------
 
-    def _secret(self, redis: aws.elasticache.ReplicationGroup) -> aws.secretsmanager.Secret:
+    def _secret(
+        self, redis: aws.elasticache.ReplicationGroup
+    ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
         name, args, plane = self._name, self._args, self._args.plane
         providers = plane.gateway.providers_used()
         to_pools = uses_pools(plane.gateway, plane.pools)
@@ -572,26 +653,24 @@ class RegionalControlPlane(pulumi.ComponentResource):
             description=f"{PROJECT}/{args.stack.stack}: LiteLLM gateway secrets in {plane.region}",
             kms_key_id=args.kms_key_arn,
             recovery_window_in_days=30 if plane.deletion_protection else 7,
-            opts=self._child(),
+            opts=self._child(protect=plane.deletion_protection),
         )
 
         def document(values: list[Any]) -> str:
-            master_key, provider_keys, password, redis_token, endpoint, pool_key = values
+            master_key, provider_keys, password, redis_token, salt_key, username, endpoint, pool_key = values
             missing = [p for p in providers if p not in (provider_keys or {})]
             if missing:
                 raise ValueError(
                     f"{PROJECT}:providerApiKeys: no key for {', '.join(missing)}; the gateway's routes use "
                     f"{', '.join(providers)}. Add it in ESC: secrets.providerApiKeys.<provider>"
                 )
-            url = (
-                f"postgresql://{db.username}:{quote(password, safe='')}@{endpoint}:{db.port}/{db.name}"
-                "?sslmode=require"
-            )
+            url = database_url(username, quote(password, safe=""), endpoint, db.port, db.name)
             return json.dumps(
                 {
                     MASTER_KEY_ENV: master_key,
                     DATABASE_URL_ENV: url,
                     REDIS_PASSWORD_ENV: redis_token,
+                    SALT_KEY_ENV: salt_key,
                     **{provider_key_env(p): provider_keys[p] for p in providers},
                     **({POOL_API_KEY_ENV: pool_key} if to_pools else {}),
                 }
@@ -602,16 +681,18 @@ class RegionalControlPlane(pulumi.ComponentResource):
             args.secrets.provider_api_keys,
             args.secrets.database_password,
             args.secrets.redis_auth_token,
+            args.secrets.salt_key,
+            db.username,
             db.endpoint,
             args.secrets.pool_api_key if to_pools else None,
         ).apply(document)
-        aws.secretsmanager.SecretVersion(
+        version = aws.secretsmanager.SecretVersion(
             f"{name}-gateway-secret",
             secret_id=secret.id,
             secret_string=pulumi.Output.secret(contents),
             opts=self._child(),
         )
-        return secret
+        return secret, version
 
     # --- the gateway service ------------------------------------------------------------------------------
 
@@ -620,8 +701,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
         gateway_sg: aws.ec2.SecurityGroup,
         bucket: aws.s3.Bucket,
         secret: aws.secretsmanager.Secret,
+        version: aws.secretsmanager.SecretVersion,
         redis: aws.elasticache.ReplicationGroup,
-        target_group: aws.lb.TargetGroup,
+        target_groups: list[aws.lb.TargetGroup],
         https: aws.lb.Listener,
     ) -> tuple[aws.ecs.Cluster, aws.ecs.Service]:
         name, args, plane = self._name, self._args, self._args.plane
@@ -647,19 +729,26 @@ class RegionalControlPlane(pulumi.ComponentResource):
         logs = aws.cloudwatch.LogGroup(
             f"{name}-gateway-logs", retention_in_days=plane.log_retention_days, opts=self._child()
         )
-        execution_role, task_role = self._task_roles(bucket, config_key, secret, logs)
+        image, pull_statements = self._image()
+        execution_role, task_role = self._task_roles(bucket, config_key, secret, logs, pull_statements)
 
-        secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV] + [
+        secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV, SALT_KEY_ENV] + [
             provider_key_env(p) for p in gateway.providers_used()
         ]
         if uses_pools(gateway, plane.pools):
             secret_names.append(POOL_API_KEY_ENV)
+        keepalive = gateway.request_timeout_seconds + KEEPALIVE_MARGIN_SECONDS
+        command = [
+            "--port", str(GATEWAY_PORT),
+            "--num_workers", str(max(1, gateway.cpu // 1024)),  # one uvicorn worker per vCPU
+            "--keepalive_timeout", str(keepalive),
+        ]  # fmt: skip
+        log_options = {"awslogs-group": logs.name, "awslogs-region": region}
         container = {
             "name": CONTAINER_NAME,
-            "image": gateway.image,
+            "image": image,
             "essential": True,
-            # One uvicorn worker per vCPU.
-            "command": ["--port", str(GATEWAY_PORT), "--num_workers", str(max(1, gateway.cpu // 1024))],
+            "command": command,
             "portMappings": [{"containerPort": GATEWAY_PORT, "protocol": "tcp", "name": "http"}],
             "environment": [
                 {"name": "LITELLM_CONFIG_BUCKET_NAME", "value": bucket.id},
@@ -671,6 +760,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
                 # Prices come from the config; do not fetch LiteLLM's cost map at every start.
                 {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
                 {"name": "LITELLM_LOG", "value": "INFO"},
+                *database_environment(),
             ],
             # valueFrom <secret ARN>:<JSON key>:: -- ECS reads each key at task start; nothing in plain text.
             "secrets": [
@@ -679,12 +769,10 @@ class RegionalControlPlane(pulumi.ComponentResource):
             ],
             "logConfiguration": {
                 "logDriver": "awslogs",
-                "options": {
-                    "awslogs-group": logs.name,
-                    "awslogs-region": region,
-                    "awslogs-stream-prefix": CONTAINER_NAME,
-                },
+                "options": {**log_options, "awslogs-stream-prefix": CONTAINER_NAME},
             },
+            # Migrations first; the server starts once they are done, whether or not they succeeded.
+            "dependsOn": [{"containerName": MIGRATE_CONTAINER, "condition": "COMPLETE"}],
             "stopTimeout": STOP_TIMEOUT_SECONDS,
             "linuxParameters": {"initProcessEnabled": True},
             "ulimits": [{"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
@@ -701,7 +789,15 @@ class RegionalControlPlane(pulumi.ComponentResource):
             ),
             execution_role_arn=execution_role.arn,
             task_role_arn=task_role.arn,
-            container_definitions=pulumi.Output.json_dumps([container]),
+            container_definitions=pulumi.Output.json_dumps(
+                [
+                    migrate_container(container),
+                    container,
+                    region_health.container(
+                        image, litellm_config(gateway, plane.pools), GATEWAY_PORT, log_options
+                    ),
+                ]
+            ),
             opts=self._child(),
         )
         service = aws.ecs.Service(
@@ -716,10 +812,15 @@ class RegionalControlPlane(pulumi.ComponentResource):
             ),
             load_balancers=[
                 aws.ecs.ServiceLoadBalancerArgs(
-                    target_group_arn=target_group.arn,
+                    target_group_arn=target_groups[0].arn,
                     container_name=CONTAINER_NAME,
                     container_port=GATEWAY_PORT,
-                )
+                ),
+                aws.ecs.ServiceLoadBalancerArgs(
+                    target_group_arn=target_groups[1].arn,
+                    container_name=region_health.CONTAINER_NAME,
+                    container_port=region_health.REGION_HEALTH_PORT,
+                ),
             ],
             # Prisma migrations run at start; give a new task time before its health checks count.
             health_check_grace_period_seconds=120,
@@ -732,7 +833,8 @@ class RegionalControlPlane(pulumi.ComponentResource):
             enable_ecs_managed_tags=True,
             propagate_tags="SERVICE",
             opts=self._child(
-                depends_on=[https],
+                # The listener routes to it, and the secret version holds the database role it logs in as.
+                depends_on=[https, version],
                 # Autoscaling owns the running count once the service exists.
                 ignore_changes=["desiredCount"],
             ),
@@ -745,6 +847,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         config_key: str,
         secret: aws.secretsmanager.Secret,
         logs: aws.cloudwatch.LogGroup,
+        pull_statements: list[dict[str, Any]],
     ) -> tuple[aws.iam.Role, aws.iam.Role]:
         name, args, plane = self._name, self._args, self._args.plane
         statements: list[dict[str, Any]] = [
@@ -770,28 +873,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
                 },
             },
         ]
-        ecr = _ECR_IMAGE.match(plane.gateway.image)
-        if ecr is not None:
-            account, registry_region, repository = ecr.groups()
-            statements += [
-                # AWS defines no resource for this call: it is account-wide by design.
-                {
-                    "Sid": "EcrLogin",
-                    "Effect": "Allow",
-                    "Action": "ecr:GetAuthorizationToken",
-                    "Resource": "*",
-                },
-                {
-                    "Sid": "EcrPull",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ecr:BatchGetImage",
-                        "ecr:GetDownloadUrlForLayer",
-                        "ecr:BatchCheckLayerAvailability",
-                    ],
-                    "Resource": f"arn:aws:ecr:{registry_region}:{account}:repository/{repository}",
-                },
-            ]
+        statements += pull_statements
         execution_role = scoped_role(
             f"{name}-gateway-execution", "ecs-tasks.amazonaws.com", self._account, statements, self._child()
         )
@@ -811,6 +893,34 @@ class RegionalControlPlane(pulumi.ComponentResource):
         )
         return execution_role, task_role
 
+    # --- the image, from this region's registry ------------------------------------------------------------
+
+    def _image(self) -> tuple[pulumi.Output[str], list[dict[str, Any]]]:
+        """The image reference the tasks pull, and what the execution role needs to pull it."""
+        name, args, plane = self._name, self._args, self._args.plane
+        image = plane.gateway.image
+        if mirrored(image) and args.secrets.registry_credentials is not None:
+            mirror = declare_mirror(
+                f"{name}-image-cache",
+                image,
+                args.region,
+                self._account,
+                args.stack.physical_name("ghcr", args.region),
+                args.secrets.registry_credentials.apply(json.dumps),
+                plane.deletion_protection,
+                self,
+            )
+            # The first pull in a region creates the cache's repository and imports the image.
+            return mirror.image, _ecr_pull(
+                mirror.repository_arn, ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]
+            )
+        in_ecr = ecr_repository(image)
+        if in_ecr is not None:
+            account, registry_region, repository = in_ecr
+            arn = f"arn:aws:ecr:{registry_region}:{account}:repository/{repository}"
+            return pulumi.Output.from_input(image), _ecr_pull(arn, [])
+        return pulumi.Output.from_input(image), []
+
     # --- autoscaling --------------------------------------------------------------------------------------
 
     def _autoscaling(
@@ -819,7 +929,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         service: aws.ecs.Service,
         alb: aws.lb.LoadBalancer,
         target_group: aws.lb.TargetGroup,
-    ) -> None:
+    ) -> aws.appautoscaling.Target:
         name, plane = self._name, self._args.plane
         target = aws.appautoscaling.Target(
             f"{name}-gateway",
@@ -848,3 +958,22 @@ class RegionalControlPlane(pulumi.ComponentResource):
             ),
             opts=self._child(),
         )
+        return target
+
+
+def _ecr_pull(repository_arn: pulumi.Input[str], extra: list[str]) -> list[dict[str, Any]]:
+    return [
+        # AWS defines no resource for this call: it is account-wide by design.
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {
+            "Sid": "EcrPull",
+            "Effect": "Allow",
+            "Action": [
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchCheckLayerAvailability",
+                *extra,
+            ],
+            "Resource": repository_arn,
+        },
+    ]

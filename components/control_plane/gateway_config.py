@@ -18,8 +18,8 @@ import yaml
 from components.control_plane.config import GATEWAY_PROVIDERS, GatewayConfig, ServerlessEndpointConfig
 
 GATEWAY_PORT = 4000
-# LiteLLM's readiness: 200 once the proxy serves and its database answers, 503 otherwise.
-READINESS_PATH = "/health/readiness"
+# LiteLLM's liveness: the process answers (the ALB's target health; never the database's state).
+LIVENESS_PATH = "/health/liveliness"
 REDIS_PORT = 6379
 
 # Environment variables the rendered file reads. Secrets reach the container through the task
@@ -29,6 +29,7 @@ DATABASE_URL_ENV = "DATABASE_URL"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 REDIS_HOST_ENV = "REDIS_HOST"
 REDIS_PORT_ENV = "REDIS_PORT"
+SALT_KEY_ENV = "LITELLM_SALT_KEY"
 # The key the gateway presents to the fleet's own GPU pools (their agents check it).
 POOL_API_KEY_ENV = "FLEET_POOL_API_KEY"
 # LiteLLM tries a model group's deployments by `order`, lowest first, and moves to the next order only
@@ -142,6 +143,8 @@ def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ())
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",
             "database_url": f"os.environ/{DATABASE_URL_ENV}",
+            # Keep serving while the database is unreachable (see control_plane/gateway_database.py).
+            "allow_requests_on_db_unavailable": gateway.allow_requests_without_database,
         },
     }
 

@@ -78,3 +78,30 @@ def instance_role(
             f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name, policy_arn=arn, opts=opts
         )
     return aws.iam.InstanceProfile(name, role=role.name, opts=opts)
+
+
+# What a Lambda function attached to a VPC needs to manage its network interfaces (the AWS managed
+# policy AWSLambdaVPCAccessExecutionRole). EC2 defines no resource-level permissions for these: `*`.
+LAMBDA_VPC_ACCESS: Statement = {
+    "Sid": "VpcNetworkInterfaces",
+    "Effect": "Allow",
+    "Action": [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSubnets",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+    "Resource": "*",
+}
+
+
+def log_statement(log_group_arn: pulumi.Input[str]) -> Statement:
+    """Write to one log group's streams."""
+    return {
+        "Sid": "Logs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": pulumi.Output.concat(log_group_arn, ":*"),
+    }

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from components.core.catalog.aws import (
+    AURORA_GLOBAL_DB_RPO_MIN_SECONDS,
     AURORA_GLOBAL_INSTANCE_FAMILIES,
     AURORA_INSTANCE_CLASSES,
     AURORA_PASSWORD_FORBIDDEN,
@@ -41,6 +42,12 @@ class DatabaseConfig(Section):
     standby_instances: int = Field(default=1, ge=1, le=15, description="instances in the standby's cluster")
     engine_version: AuroraEngineVersion = "16.6"
     backup_retention_days: int = Field(default=1, ge=1, le=35)
+    global_rpo_seconds: int = Field(
+        default=30,
+        ge=AURORA_GLOBAL_DB_RPO_MIN_SECONDS,
+        le=3600,
+        description="rds.global_db_rpo: the writer holds commits while no secondary is within this",
+    )
 
 
 @rule(DatabaseConfig)
@@ -61,8 +68,13 @@ def _database_fits(db: DatabaseConfig, view: StackView) -> Iterator[Problem]:
                 f"got {db.instance_class!r}; a global database (two regions) takes memory-optimized classes: "
                 f"{allowed}",
             )
-    elif "standby_instances" in db.model_fields_set:
-        yield "standbyInstances", "set, but there is no standbyRegion to hold a secondary cluster"
+    else:
+        for key, field in (
+            ("standby_instances", "standbyInstances"),
+            ("global_rpo_seconds", "globalRpoSeconds"),
+        ):
+            if key in db.model_fields_set:
+                yield field, "set, but there is no standbyRegion to hold a secondary cluster"
 
 
 def _aurora_password(value: Any) -> str | None:
@@ -80,5 +92,10 @@ def _aurora_password(value: Any) -> str | None:
 DATABASE_PASSWORD = SecretSpec(
     "databasePassword",
     'master password of the Aurora cluster: 8-41 printable ASCII, no / " @',
+    check=_aurora_password,
+)
+GATEWAY_DATABASE_PASSWORD = SecretSpec(
+    "gatewayDatabasePassword",
+    "password of the gateway's own database role (not the master user): 8-41 printable ASCII, no / \" @",
     check=_aurora_password,
 )

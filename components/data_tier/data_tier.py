@@ -19,16 +19,22 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.data_tier.config import DatabaseConfig
+from components.data_tier.gateway_role import GatewayRoleArgs, declare_gateway_role
 
 DATABASE_PORT = 5432
 DATABASE_NAME = "litellm"
 MASTER_USERNAME = "litellm"
 ENGINE = "aurora-postgresql"
 BACKUP_WINDOW = "03:00-04:00"
-MAINTENANCE_WINDOW = "sun:05:00-sun:06:00"
+# One maintenance window per region, on different days: never both regions of the global database at once.
+MAINTENANCE_WINDOWS = ("sun:05:00-sun:06:00", "wed:05:00-wed:06:00")
+# Members of a global database: Aurora sets the secondary's source and moves both clusters' engine version
+# together (and a failover swaps the roles); declaring them must never make `pulumi up` fight Aurora.
+GLOBAL_MEMBER_IGNORED = ["replicationSourceIdentifier", "engineVersion"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class DataTierRegion:
     private_subnet_ids: pulumi.Input[Sequence[str]]
     # Private subnets of the other control-plane regions, reaching the writer over the VPC peering.
     remote_client_cidrs: Sequence[str]
+    # The region's alert topic (the replication-lag alarm notifies it).
+    topic_arn: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class DataTierArgs:
     # The primary region first; a second region holds the global database's secondary cluster.
     regions: Sequence[DataTierRegion]
     master_password: pulumi.Input[str]
+    gateway_password: pulumi.Input[str]
+    log_retention_days: int
 
 
 @dataclass(frozen=True)
@@ -58,14 +68,19 @@ class DataTierOutputs:
     port: int
     name: str
     master_username: str
+    # The gateway's own role (never the master user), known once the bootstrap created it.
+    gateway_username: pulumi.Output[str]
     writer_endpoint: pulumi.Output[str]
     global_cluster_id: pulumi.Output[str] | None
     global_cluster_arn: pulumi.Output[str] | None
     security_group_ids: dict[str, pulumi.Output[str]]
     kms_key_arns: dict[str, pulumi.Output[str]]
     cluster_arns: dict[str, pulumi.Output[str]]
+    cluster_ids: dict[str, pulumi.Output[str]]
     cluster_endpoints: dict[str, pulumi.Output[str]]
     reader_endpoints: dict[str, pulumi.Output[str]]
+    # The bound on a region loss's data loss (rds.global_db_rpo); None without a global database.
+    global_rpo_seconds: int | None
 
     def exports(self) -> dict[str, Any]:
         return {
@@ -98,6 +113,7 @@ class DataTier(pulumi.ComponentResource):
         self.security_group_ids: dict[str, pulumi.Output[str]] = {}
         self.kms_key_arns: dict[str, pulumi.Output[str]] = {}
         self.cluster_arns: dict[str, pulumi.Output[str]] = {}
+        self.cluster_ids: dict[str, pulumi.Output[str]] = {}
         self.cluster_endpoints: dict[str, pulumi.Output[str]] = {}
         self.reader_endpoints: dict[str, pulumi.Output[str]] = {}
         subnet_groups: dict[str, aws.rds.SubnetGroup] = {}
@@ -111,7 +127,7 @@ class DataTier(pulumi.ComponentResource):
                 description=f"{PROJECT}/{stack.stack}: control-plane data in {region.region}",
                 enable_key_rotation=True,
                 deletion_window_in_days=30 if protect_data else 7,
-                opts=opts_here,
+                opts=region.options(self, protect=protect_data),
             )
             aws.kms.Alias(
                 f"{name}-{region.region}-key",
@@ -153,11 +169,7 @@ class DataTier(pulumi.ComponentResource):
                 f"{name}-{region.region}",
                 family=f"{ENGINE}{major}",
                 description=f"{PROJECT}/{stack.stack}: TLS required",
-                parameters=[
-                    aws.rds.ClusterParameterGroupParameterArgs(
-                        name="rds.force_ssl", value="1", apply_method="pending-reboot"
-                    )
-                ],
+                parameters=self._parameters(db, global_database=standby is not None),
                 opts=opts_here,
             )
 
@@ -172,9 +184,10 @@ class DataTier(pulumi.ComponentResource):
                 database_name=DATABASE_NAME,
                 storage_encrypted=True,
                 deletion_protection=protect_data,
-                opts=here.options(self),
+                opts=here.options(self, protect=protect_data),
             )
 
+        global_member = GLOBAL_MEMBER_IGNORED if global_cluster is not None else None
         writer = aws.rds.Cluster(
             f"{name}-{here.region}",
             engine=ENGINE,
@@ -192,7 +205,7 @@ class DataTier(pulumi.ComponentResource):
             port=DATABASE_PORT,
             backup_retention_period=db.backup_retention_days,
             preferred_backup_window=BACKUP_WINDOW,
-            preferred_maintenance_window=MAINTENANCE_WINDOW,
+            preferred_maintenance_window=MAINTENANCE_WINDOWS[0],
             copy_tags_to_snapshot=True,
             deletion_protection=protect_data,
             skip_final_snapshot=not protect_data,
@@ -200,7 +213,7 @@ class DataTier(pulumi.ComponentResource):
                 f"{PROJECT}-{stack.stack}-{here.region}-final" if protect_data else None
             ),
             enabled_cloudwatch_logs_exports=["postgresql"],
-            opts=here.options(self),
+            opts=here.options(self, protect=protect_data, ignore_changes=global_member),
         )
         writer_instances = self._instances(
             name, here, writer, db.instances, keys, subnet_groups, db.instance_class
@@ -223,7 +236,7 @@ class DataTier(pulumi.ComponentResource):
                 port=DATABASE_PORT,
                 backup_retention_period=db.backup_retention_days,
                 preferred_backup_window=BACKUP_WINDOW,
-                preferred_maintenance_window=MAINTENANCE_WINDOW,
+                preferred_maintenance_window=MAINTENANCE_WINDOWS[1],
                 copy_tags_to_snapshot=True,
                 deletion_protection=protect_data,
                 # A secondary takes no credentials (it replicates the writer). After a promotion it holds the
@@ -237,27 +250,53 @@ class DataTier(pulumi.ComponentResource):
                     self,
                     # A secondary can join only once the writer has an instance to replicate from.
                     depends_on=writer_instances,
-                    # Aurora fills this in for a global secondary; declaring nothing must not fight it.
-                    ignore_changes=["replicationSourceIdentifier"],
+                    protect=protect_data,
+                    ignore_changes=global_member,
                 ),
             )
             self._instances(
                 name, there, secondary, db.standby_instances, keys, subnet_groups, db.instance_class
             )
             self._export_cluster(there.region, secondary)
+            self._lag_alarm(name, standby, secondary, db)
+
+        writer_endpoint = global_cluster.endpoint if global_cluster else writer.endpoint
+        gateway_username = declare_gateway_role(
+            self,
+            f"{name}-gateway-role",
+            GatewayRoleArgs(
+                stack=stack,
+                region=here,
+                vpc_id=primary.vpc_id,
+                private_subnet_ids=primary.private_subnet_ids,
+                database_security_group_id=self.security_group_ids[here.region],
+                remote_database_cidrs=primary.remote_client_cidrs,
+                writer_endpoint=writer_endpoint,
+                port=DATABASE_PORT,
+                database=DATABASE_NAME,
+                master_username=MASTER_USERNAME,
+                master_password=args.master_password,
+                gateway_password=args.gateway_password,
+                log_retention_days=args.log_retention_days,
+                depends_on=writer_instances,
+            ),
+        )
 
         self.outputs = DataTierOutputs(
             port=DATABASE_PORT,
             name=DATABASE_NAME,
             master_username=MASTER_USERNAME,
-            writer_endpoint=global_cluster.endpoint if global_cluster else writer.endpoint,
+            gateway_username=gateway_username,
+            writer_endpoint=writer_endpoint,
             global_cluster_id=global_cluster.id if global_cluster else None,
             global_cluster_arn=global_cluster.arn if global_cluster else None,
             security_group_ids=self.security_group_ids,
             kms_key_arns=self.kms_key_arns,
             cluster_arns=self.cluster_arns,
+            cluster_ids=self.cluster_ids,
             cluster_endpoints=self.cluster_endpoints,
             reader_endpoints=self.reader_endpoints,
+            global_rpo_seconds=db.global_rpo_seconds if global_cluster is not None else None,
         )
         out = self.outputs
         self.register_outputs(
@@ -301,7 +340,50 @@ class DataTier(pulumi.ComponentResource):
             for i in range(count)
         ]
 
+    @staticmethod
+    def _parameters(
+        db: DatabaseConfig, global_database: bool
+    ) -> list[aws.rds.ClusterParameterGroupParameterArgs]:
+        """TLS forced; in a global database, the RPO bound (both regions: it must hold after a failover)."""
+        parameters = [
+            aws.rds.ClusterParameterGroupParameterArgs(
+                name="rds.force_ssl", value="1", apply_method="pending-reboot"
+            )
+        ]
+        if global_database:
+            parameters.append(
+                aws.rds.ClusterParameterGroupParameterArgs(
+                    name="rds.global_db_rpo", value=str(db.global_rpo_seconds), apply_method="pending-reboot"
+                )
+            )
+        return parameters
+
+    def _lag_alarm(
+        self, name: str, side: DataTierRegion, cluster: aws.rds.Cluster, db: DatabaseConfig
+    ) -> None:
+        """Replication to the standby falling behind: half the RPO bound, for three minutes."""
+        threshold_ms = db.global_rpo_seconds * 1000 / 2
+        alarm(
+            f"{name}-{side.region.region}-replication-lag",
+            side.topic_arn,
+            side.region.options(self),
+            description=(
+                f"Aurora global replication to {side.region.region} is over {threshold_ms / 1000:g} s "
+                "behind: "
+                f"at {db.global_rpo_seconds} s (rds.global_db_rpo) the writer holds commits."
+            ),
+            namespace="AWS/RDS",
+            metric_name="AuroraGlobalDBReplicationLag",
+            dimensions={"DBClusterIdentifier": cluster.cluster_identifier},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=threshold_ms,
+        )
+
     def _export_cluster(self, region: str, cluster: aws.rds.Cluster) -> None:
+        self.cluster_ids[region] = cluster.cluster_identifier
         self.cluster_arns[region] = cluster.arn
         self.cluster_endpoints[region] = cluster.endpoint
         self.reader_endpoints[region] = cluster.reader_endpoint

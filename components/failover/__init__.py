@@ -1,46 +1,182 @@
-"""The failover capability: the API name clients use, health-checked per region, and its DNS budget.
+"""The failover capability: the API name clients use, health-checked per region; the standby's prober,
+which promotes the database when the primary region is lost; and what both cost in time and data.
 
-Published: `DnsConfig`, `FailoverConfig`, `FailoverDnsOutputs`, `declare`.
+Published: `DnsConfig`, `FailoverConfig`, `FailoverOutputs`, `declare`, and the budget arithmetic.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import pulumi
 
-from components.control_plane import ControlPlaneOutputs
+from components.control_plane import GATEWAY_DATABASE_RECOVERY_SECONDS, ControlPlaneOutputs
 from components.core.context import StackContext
-from components.failover.budget import FailoverBudget, failover_budget
+from components.data_tier import DataTierOutputs
+from components.failover.budget import (
+    DnsFailoverBudget,
+    RegionLossBudget,
+    dns_failover_budget,
+    region_loss_budget,
+)
 from components.failover.config import DnsConfig, FailoverConfig
 from components.failover.dns import FailoverDns, FailoverDnsArgs, FailoverDnsOutputs, RegionEndpoint
+from components.failover.prober import AuroraPromotion, ProberArgs
+from components.network import NetworkOutputs
 
 __all__ = [
     "DnsConfig",
-    "FailoverBudget",
+    "DnsFailoverBudget",
     "FailoverConfig",
-    "FailoverDnsOutputs",
+    "FailoverOutputs",
+    "RegionLossBudget",
     "declare",
-    "failover_budget",
+    "dns_failover_budget",
+    "region_loss_budget",
 ]
 
 
+@dataclass(frozen=True)
+class FailoverOutputs:
+    dns: FailoverDnsOutputs
+    config: FailoverConfig
+    region_loss: RegionLossBudget | None = None
+    rpo_seconds: int | None = None
+    function_name: pulumi.Output[str] | None = None
+    record_parameter: pulumi.Output[str] | None = None
+    failure_queue_url: pulumi.Output[str] | None = None
+    switchover_command: pulumi.Output[str] | None = None
+    failback_command: pulumi.Output[str] | None = None
+
+    @property
+    def health_check_ids(self) -> dict[str, pulumi.Output[str]]:
+        return self.dns.health_check_ids
+
+    def exports(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"apiUrl": self.dns.api_url, "healthCheckIds": self.dns.health_check_ids}
+        if self.dns.budget is None or self.region_loss is None:
+            return {**out, "failover": {}, "promotion": {}}
+        out["failover"] = {
+            "dnsFailover": {
+                **self.dns.budget.terms(),
+                "worstCaseSeconds": self.dns.budget.worst_case_seconds,
+            },
+            "regionLoss": {**self.region_loss.terms(), "rtoSeconds": self.region_loss.rto_seconds},
+            "rpoSeconds": self.rpo_seconds,
+            "statusRecord": self.dns.status_record,
+        }
+        out["promotion"] = {
+            "function": self.function_name,
+            "record": self.record_parameter,
+            "failures": self.failure_queue_url,
+            "promoteAfterSeconds": self.config.promote_after_seconds,
+            # Planned, lossless moves of the writer: to the standby (maintenance), and back (failback).
+            "switchoverCommand": self.switchover_command,
+            "failbackCommand": self.failback_command,
+        }
+        return out
+
+    def budgets(self) -> dict[str, Any]:
+        if self.dns.budget is None or self.region_loss is None:
+            return {}
+        return {
+            "dnsFailoverWorstCaseSeconds": self.dns.budget.worst_case_seconds,
+            "dnsFailoverRtoTargetSeconds": self.config.rto_seconds,
+            "regionLossRtoSeconds": self.region_loss.rto_seconds,
+            "regionLossRtoTargetSeconds": self.config.region_loss_rto_seconds,
+            "rpoSeconds": self.rpo_seconds,
+            "rpoTargetSeconds": self.config.rpo_seconds,
+        }
+
+
 def declare(
-    stack: StackContext, domain: str, dns: DnsConfig, failover: FailoverConfig, planes: ControlPlaneOutputs
-) -> FailoverDnsOutputs:
-    """The API record (`dns`): a plain one for one region, a health-checked failover pair for two."""
+    stack: StackContext,
+    domain: str,
+    dns: DnsConfig,
+    failover: FailoverConfig,
+    planes: ControlPlaneOutputs,
+    networks: NetworkOutputs,
+    data: DataTierOutputs,
+    topic_arns: Mapping[str, pulumi.Input[str]],
+    log_retention_days: int,
+) -> FailoverOutputs:
+    """The API record (`dns`): a plain one for one region; with a standby, a health-checked failover pair
+    and the prober (`promotion`) in the standby region."""
     endpoints = [
         RegionEndpoint(cp.region, cp.regional_name, cp.alb_dns_name, cp.alb_zone_id, cp.health_check_path)
         for cp in planes.regions.values()
     ]
     primary = endpoints[0]
-    return FailoverDns(
+    standby = endpoints[1] if len(endpoints) > 1 else None
+    dns_outputs = FailoverDns(
         "dns",
         FailoverDnsArgs(
             domain=domain,
             api_name=f"api.{domain}",
             primary=primary,
-            standby=endpoints[1] if len(endpoints) > 1 else None,
+            standby=standby,
             dns=dns,
             failover=failover,
         ),
         opts=pulumi.ResourceOptions(providers=[stack.region(primary.region).provider]),
     ).outputs
+    if standby is None or dns_outputs.budget is None or dns_outputs.status_record is None:
+        return FailoverOutputs(dns=dns_outputs, config=failover)
+    assert data.global_cluster_id is not None and data.global_cluster_arn is not None
+    assert data.global_rpo_seconds is not None
+    there = networks.regions[standby.region]
+    target = data.cluster_arns[standby.region]
+    prober = AuroraPromotion(
+        "promotion",
+        ProberArgs(
+            stack=stack,
+            standby=stack.region(standby.region),
+            vpc_id=there.vpc_id,
+            private_subnet_ids=there.private_subnet_ids,
+            primary_private_cidrs=networks.regions[primary.region].private_cidrs,
+            global_cluster_id=data.global_cluster_id,
+            global_cluster_arn=data.global_cluster_arn,
+            target_cluster_arn=target,
+            target_cluster_id=data.cluster_ids[standby.region],
+            member_cluster_arns=list(data.cluster_arns.values()),
+            primary_writer_host=data.cluster_endpoints[primary.region],
+            database_port=data.port,
+            status_record=dns_outputs.status_record,
+            topic_arn=topic_arns[standby.region],
+            promote_after_seconds=failover.promote_after_seconds,
+            rpo_seconds=failover.rpo_seconds,
+            log_retention_days=log_retention_days,
+        ),
+    )
+    return FailoverOutputs(
+        dns=dns_outputs,
+        config=failover,
+        # Computed from what was declared: the checks and records, the prober's window, the gateways'
+        # database watchdog, the database's RPO bound.
+        region_loss=region_loss_budget(
+            dns_outputs.budget, failover.promote_after_seconds, GATEWAY_DATABASE_RECOVERY_SECONDS
+        ),
+        rpo_seconds=data.global_rpo_seconds,
+        function_name=prober.function_name,
+        record_parameter=prober.record_parameter,
+        failure_queue_url=prober.failure_queue_url,
+        switchover_command=_switchover(standby.region, data.global_cluster_id, target),
+        failback_command=_switchover(
+            primary.region, data.global_cluster_id, data.cluster_arns[primary.region]
+        ),
+    )
+
+
+def _switchover(
+    region: str, global_cluster_id: pulumi.Input[str], target: pulumi.Input[str]
+) -> pulumi.Output[str]:
+    return pulumi.Output.concat(
+        "aws rds switchover-global-cluster --region ",
+        region,
+        " --global-cluster-identifier ",
+        global_cluster_id,
+        " --target-db-cluster-identifier ",
+        target,
+    )

@@ -1,15 +1,20 @@
 """FailoverDns: the API name clients use, pointed at the healthy region.
 
-With a standby region: a Route53 health check per region on the gateway's readiness path over HTTPS, and
-a PRIMARY/SECONDARY failover pair for the API name, each record tied to its region's health check. While
-the primary's check passes, Route53 answers with the primary; when it fails, with the standby; when both
-fail, with the primary (Route53's fail-open).
+With a standby region: a Route53 health check per region on the region's "can serve" path over HTTPS
+(the gateway is up and reaches a model backend; never the database, so losing the global writer never
+fails both regions), and a PRIMARY/SECONDARY failover pair for the API name, each record tied to its
+region's health check. While the primary's check passes, Route53 answers with the primary; when it
+fails, with the standby; when both fail, with the primary (Route53's fail-open).
 
 The record shape is chosen to meet the RTO. An alias to an ALB costs nothing per query but is answered
-with the load balancer's 60 s TTL, so resolvers may hold the dead region for a full minute after the
-switch: 10 s x 3 + 60 s = 90 s, past a 60 s RTO. A CNAME to the ALB's DNS name carries our own TTL
-(15 s in prod): 10 s x 3 + 15 s = 45 s. The CNAME's target, the ALB name, never changes meaning, so its
-own 60 s TTL does not delay the switch. The worst case is computed here from the very values declared.
+with the load balancer's 60 s TTL, past a 60 s RTO once detection is counted. A CNAME to the ALB's DNS
+name carries our own TTL; its target, the ALB name, never changes meaning, so its own 60 s TTL does not
+delay the switch. The worst case (budget.py) is computed here from the very values declared.
+
+The status record: `_status.<primary region>.api.<domain>` TXT answers "healthy" while the primary's
+check passes and "failing" while it fails (a failover pair on that check and on its inverse). The
+standby's prober reads it through DNS: Route53's verdict from its checkers in several regions, without
+calling Route53's API (served from us-east-1, which may be the region that is lost).
 
 Without a standby (dev) it is one plain record and no health checks.
 """
@@ -17,15 +22,16 @@ Without a standby (dev) it is one plain record and no health checks.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.failover.budget import FailoverBudget, failover_budget
+from components.failover.budget import STATUS_RECORD_TTL_SECONDS, DnsFailoverBudget, dns_failover_budget
 from components.failover.config import DnsConfig, FailoverConfig
 
 HTTPS_PORT = 443
+STATUS_HEALTHY = "healthy"
+STATUS_FAILING = "failing"
 
 
 @dataclass(frozen=True)
@@ -44,27 +50,9 @@ class RegionEndpoint:
 class FailoverDnsOutputs:
     api_url: pulumi.Output[str]
     health_check_ids: dict[str, pulumi.Output[str]]
-    budget: FailoverBudget | None
-    rto_seconds: int
-
-    def exports(self) -> dict[str, Any]:
-        failover: dict[str, Any] = {}
-        if self.budget is not None:
-            failover = {
-                "worstCaseSeconds": self.budget.worst_case_seconds,
-                "detectionSeconds": self.budget.detection_seconds,
-                "dnsTtlSeconds": self.budget.dns_ttl_seconds,
-                "rtoSeconds": self.rto_seconds,
-            }
-        return {"apiUrl": self.api_url, "healthCheckIds": self.health_check_ids, "failover": failover}
-
-    def budgets(self) -> dict[str, Any]:
-        if self.budget is None:
-            return {}
-        return {
-            "worstCaseFailoverSeconds": self.budget.worst_case_seconds,
-            "failoverRtoSeconds": self.rto_seconds,
-        }
+    budget: DnsFailoverBudget | None
+    # The name the prober resolves for Route53's view of the primary (None without a standby).
+    status_record: str | None
 
 
 @dataclass(frozen=True)
@@ -89,13 +77,15 @@ class FailoverDns(pulumi.ComponentResource):
             name=args.domain, private_zone=False, opts=pulumi.InvokeOutputOptions(parent=self)
         ).zone_id
         health_check_ids: dict[str, pulumi.Output[str]] = {}
-        budget: FailoverBudget | None = None
+        budget: DnsFailoverBudget | None = None
+        status_record: str | None = None
 
         if args.standby is None:
             self._record(f"{name}-api", zone_id, args.primary)
         else:
             fo, dns = args.failover, args.dns
             interval, threshold = fo.health_check_interval_seconds, fo.failure_threshold
+            checks: dict[str, aws.route53.HealthCheck] = {}
             for role, endpoint in (("PRIMARY", args.primary), ("SECONDARY", args.standby)):
                 check = aws.route53.HealthCheck(
                     f"{name}-{endpoint.region}",
@@ -107,9 +97,10 @@ class FailoverDns(pulumi.ComponentResource):
                     request_interval=interval,
                     failure_threshold=threshold,
                     regions=list(fo.checker_regions),
-                    tags={"Name": f"{name}-{endpoint.region} gateway readiness"},
+                    tags={"Name": f"{name}-{endpoint.region} can serve"},
                     opts=pulumi.ResourceOptions(parent=self),
                 )
+                checks[endpoint.region] = check
                 health_check_ids[endpoint.region] = check.id
                 self._record(
                     f"{name}-api-{role.lower()}",
@@ -118,22 +109,56 @@ class FailoverDns(pulumi.ComponentResource):
                     failover=role,
                     health_check_id=check.id,
                 )
+            status_record = self._status_record(name, zone_id, args.primary, checks[args.primary.region])
             # Computed from the values just declared: the checks' interval and threshold, the records' shape.
-            budget = failover_budget(interval, threshold, dns.record_type, dns.ttl_seconds)
+            budget = dns_failover_budget(interval, threshold, dns.record_type, dns.ttl_seconds)
 
         self.outputs = FailoverDnsOutputs(
             api_url=pulumi.Output.from_input(f"https://{args.api_name}"),
             health_check_ids=health_check_ids,
             budget=budget,
-            rto_seconds=args.failover.rto_seconds,
+            status_record=status_record,
         )
         self.register_outputs(
             {
                 "apiUrl": self.outputs.api_url,
                 "healthCheckIds": health_check_ids,
-                "worstCaseFailoverSeconds": budget.worst_case_seconds if budget else None,
+                "dnsFailoverWorstCaseSeconds": budget.worst_case_seconds if budget else None,
             }
         )
+
+    def _status_record(
+        self, name: str, zone_id: pulumi.Input[str], primary: RegionEndpoint, check: aws.route53.HealthCheck
+    ) -> str:
+        """A TXT failover pair that answers with Route53's verdict on the primary's check."""
+        record_name = f"_status.{primary.regional_name}"
+        # Healthy exactly when the primary's check is not: the SECONDARY answers while the primary fails.
+        inverse = aws.route53.HealthCheck(
+            f"{name}-{primary.region}-inverse",
+            type="CALCULATED",
+            child_healthchecks=[check.id],
+            child_health_threshold=1,
+            invert_healthcheck=True,
+            tags={"Name": f"{name}-{primary.region} cannot serve"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for role, value, health_check in (
+            ("PRIMARY", STATUS_HEALTHY, check),
+            ("SECONDARY", STATUS_FAILING, inverse),
+        ):
+            aws.route53.Record(
+                f"{name}-status-{role.lower()}",
+                zone_id=zone_id,
+                name=record_name,
+                type="TXT",
+                ttl=STATUS_RECORD_TTL_SECONDS,
+                records=[value],
+                set_identifier=f"{primary.region}-status-{role.lower()}",
+                failover_routing_policies=[aws.route53.RecordFailoverRoutingPolicyArgs(type=role)],
+                health_check_id=health_check.id,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        return record_name
 
     def _record(
         self,

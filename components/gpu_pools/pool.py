@@ -223,7 +223,8 @@ class GpuNodePool(pulumi.ComponentResource):
             description=f"{PROJECT}/{args.stack.stack}: GPU pool {args.pool.name} agent API key, Redis token",
             kms_key_id=args.kms_key_arn,
             recovery_window_in_days=30 if args.deletion_protection else 7,
-            opts=child,
+            # As the gateway's secret: prod keeps it from a stray destroy (prod-stateful-protected).
+            opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
         aws.secretsmanager.SecretVersion(
             f"{name}-node-secret",

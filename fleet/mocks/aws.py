@@ -123,6 +123,13 @@ _IMAGEBUILDER_NAME = NameRule(
     pattern=r"[-_A-Za-z0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z0-9]",
     what="letters, digits, hyphens, underscores and inner spaces",
 )
+_ECR_CACHE_PREFIX = NameRule(
+    30,
+    "ecr CreatePullThroughCacheRule ecrRepositoryPrefix",
+    min_length=2,
+    pattern=r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*",
+    what="lower-case letters and digits, separated by . _ - or /",
+)
 
 
 def _arn(ctx: MockContext, service: str, resource: str) -> str:
@@ -404,6 +411,20 @@ declare("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", name_i
 declare("aws:lambda/permission:Permission", name_input=None)
 
 
+@register("aws:lambda/invocation:Invocation", name_input=None)
+def _invocation(ctx: MockContext) -> dict[str, Any]:
+    # What the function answered; the offline render does not run it.
+    return {"result": "{}"}
+
+
+@register(
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule", name_input="ecrRepositoryPrefix", autonamed=False,
+    rule=_ECR_CACHE_PREFIX,
+)  # fmt: skip
+def _pull_through_cache_rule(ctx: MockContext) -> dict[str, Any]:
+    return {"registryId": ACCOUNT_ID}
+
+
 # --- identity -------------------------------------------------------------------------------------------
 
 declare("aws:iam/role:Role", rule=_IAM_ROLE, id_is_name=True)
@@ -440,6 +461,9 @@ def _queue(ctx: MockContext) -> dict[str, Any]:
 @register("aws:sns/topic:Topic", rule=_TOPIC)
 def _topic(ctx: MockContext) -> dict[str, Any]:
     return {"arn": _arn(ctx, "sns", ctx.physical_name)}
+
+
+declare("aws:sns/topicSubscription:TopicSubscription", name_input=None)
 
 
 @register("aws:ssm/parameter:Parameter", rule=_PARAMETER, id_is_name=True)

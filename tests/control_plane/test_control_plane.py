@@ -43,15 +43,39 @@ def in_region(rendering: Rendering, region: str, resource_type: str) -> list[Rec
     return [r for r in rendering.of_type(resource_type) if r.provider == provider and not of_pools(r)]
 
 
-def one_in(rendering: Rendering, region: str, resource_type: str) -> RecordedResource:
-    found = in_region(rendering, region, resource_type)
+def one_in(
+    rendering: Rendering, region: str, resource_type: str, name: str | None = None
+) -> RecordedResource:
+    found = [r for r in in_region(rendering, region, resource_type) if name is None or r.name == name]
     assert len(found) == 1, [r.name for r in found]
     return found[0]
 
 
+def gateway_group(rendering: Rendering, region: str) -> RecordedResource:
+    return one_in(rendering, region, TARGET_GROUP, f"control-plane-{region}-tg")
+
+
+def gateway_secret(rendering: Rendering, region: str) -> RecordedResource:
+    return one_in(
+        rendering, region, "aws:secretsmanager/secret:Secret", f"control-plane-{region}-gateway-secret"
+    )
+
+
+def gateway_version(rendering: Rendering, region: str) -> RecordedResource:
+    return one_in(
+        rendering,
+        region,
+        "aws:secretsmanager/secretVersion:SecretVersion",
+        f"control-plane-{region}-gateway-secret",
+    )
+
+
+def containers(rendering: Rendering, region: str) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in json.loads(one_in(rendering, region, TASK).inputs["containerDefinitions"])}
+
+
 def container(rendering: Rendering, region: str) -> dict[str, Any]:
-    (definition,) = json.loads(one_in(rendering, region, TASK).inputs["containerDefinitions"])
-    return definition
+    return containers(rendering, region)["gateway"]
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -134,9 +158,11 @@ def test_gateways_reach_the_database_through_the_global_writer_endpoint(render):
     prod = render("prod")
     endpoint = prod.one(GLOBAL).outputs["endpoint"]
     for region in REGIONS:
-        secret = one_in(prod, region, "aws:secretsmanager/secretVersion:SecretVersion")
-        document = json.loads(secret_value(secret.inputs["secretString"]))
-        assert f"@{endpoint}:5432/litellm?sslmode=require" in document["DATABASE_URL"]
+        document = json.loads(secret_value(gateway_version(prod, region).inputs["secretString"]))
+        url = document["DATABASE_URL"]
+        # As its own role, never the master user; giving up a connect after 5 s, not a TCP timeout's minutes.
+        assert url.startswith("postgresql://litellm_gateway:")
+        assert url.endswith(f"@{endpoint}:5432/litellm?sslmode=require&connect_timeout=5")
     assert prod.outputs["database"]["writerEndpoint"] == endpoint
 
 
@@ -187,9 +213,10 @@ def test_alb_serves_https_with_a_dns_validated_certificate_and_redirects_http(re
     assert certificate.inputs["validationMethod"] == "DNS"
     assert certificate.inputs["domainName"] == "api.fleet.example.com"
     assert certificate.inputs["subjectAlternativeNames"] == [f"{region}.api.fleet.example.com"]
-    (forward,) = https.inputs["defaultActions"]
-    assert forward["type"] == "forward"
-    assert forward["targetGroupArn"] == one_in(prod, region, TARGET_GROUP).outputs["arn"]
+    # Only listed paths are forwarded (see the listener-rule test); anything else is the ALB's own 404.
+    (default,) = https.inputs["defaultActions"]
+    assert default["type"] == "fixed-response"
+    assert default["fixedResponse"]["statusCode"] == "404"
 
     (redirect,) = listeners[80].inputs["defaultActions"]
     assert redirect["type"] == "redirect"
@@ -203,7 +230,11 @@ def test_every_certificate_name_is_validated_by_exactly_one_route53_record(rende
         region: one_in(prod, region, "aws:acm/certificateValidation:CertificateValidation")
         for region in REGIONS
     }
-    records = [r for r in prod.of_type("aws:route53/record:Record") if r.inputs["name"].startswith("_")]
+    records = [
+        r
+        for r in prod.of_type("aws:route53/record:Record")
+        if r.inputs["name"].startswith("_") and r.inputs["type"] == "CNAME"
+    ]
     names = [r.inputs["name"] for r in records]
     assert len(names) == len(set(names)) == 3  # api.<domain> once, each region's own name once
     for region, validation in validations.items():
@@ -231,12 +262,38 @@ def test_alb_writes_access_logs_to_a_private_bucket_it_may_write_to(render, regi
 
 
 @pytest.mark.parametrize("region", REGIONS)
-def test_target_health_is_the_gateway_readiness(render, region):
-    group = one_in(render("prod"), region, TARGET_GROUP)
+def test_target_health_is_the_gateway_liveness_never_the_database(render, region):
+    group = gateway_group(render("prod"), region)
     assert group.inputs["targetType"] == "ip"
     assert group.inputs["port"] == 4000
     check = group.inputs["healthCheck"]
-    assert (check["path"], check["matcher"]) == ("/health/readiness", "200")
+    assert (check["path"], check["matcher"]) == ("/health/liveliness", "200")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_public_listener_forwards_only_the_inference_api_and_the_region_health(render, region):
+    prod = render("prod")
+    https = one_in(prod, region, LISTENER, f"control-plane-{region}-https")
+    rules = sorted(
+        (r for r in in_region(prod, region, "aws:lb/listenerRule:ListenerRule")),
+        key=lambda r: r.inputs["priority"],
+    )
+    health = one_in(prod, region, TARGET_GROUP, f"control-plane-{region}-health-tg")
+    forwarded: dict[str, str] = {}
+    for rule in rules:
+        assert rule.inputs["listenerArn"] == https.outputs["arn"]
+        (condition,) = rule.inputs["conditions"]
+        assert len(condition["pathPattern"]["values"]) <= 5  # the ALB's quota of values per rule
+        (action,) = rule.inputs["actions"]
+        assert action["type"] == "forward"
+        for path in condition["pathPattern"]["values"]:
+            forwarded[path] = action["targetGroupArn"]
+    gateway = gateway_group(prod, region).outputs["arn"]
+    assert forwarded.pop("/fleet/region-health") == health.outputs["arn"]
+    assert set(forwarded.values()) == {gateway}
+    assert {"/v1/chat/completions", "/chat/completions", "/v1/embeddings", "/v1/models"} <= set(forwarded)
+    # The region-health sidecar's own port, checked on its liveness path.
+    assert (health.inputs["port"], health.inputs["healthCheck"]["path"]) == (4001, "/fleet/live")
 
 
 # --- the gateway service ---------------------------------------------------------------------------------
@@ -252,8 +309,9 @@ def test_gateway_runs_on_fargate_in_private_subnets_behind_the_alb(render, regio
     network = service.inputs["networkConfiguration"]
     assert network["assignPublicIp"] is False
     assert network["subnets"] == prod.outputs["networks"][region]["privateSubnetIds"]
-    (balancer,) = service.inputs["loadBalancers"]
-    assert balancer["targetGroupArn"] == one_in(prod, region, TARGET_GROUP).outputs["arn"]
+    balancers = {b["containerName"]: b for b in service.inputs["loadBalancers"]}
+    assert balancers["gateway"]["targetGroupArn"] == gateway_group(prod, region).outputs["arn"]
+    assert balancers["region-health"]["containerPort"] == 4001
     assert service.inputs["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
     assert task.inputs["requiresCompatibilities"] == ["FARGATE"]
     assert (task.inputs["cpu"], task.inputs["memory"]) == ("2048", "4096")
@@ -263,21 +321,29 @@ def test_gateway_image_is_the_one_the_stack_config_pins(render, stack_input):
     prod = render("prod")
     config = json.loads(stack_input("prod").config["inference-fleet:controlPlane"])
     pinned = config["gateway"]["image"]
-    assert "@sha256:" in pinned
+    assert "@sha256:" in pinned and pinned.startswith("ghcr.io/")
     for region in REGIONS:
-        assert container(prod, region)["image"] == pinned
+        # Pulled through the region's own ECR (a pull-through cache of ghcr.io), by the same digest.
+        cache = one_in(prod, region, "aws:ecr/pullThroughCacheRule:PullThroughCacheRule")
+        assert (cache.inputs["upstreamRegistryUrl"], cache.inputs["ecrRepositoryPrefix"]) == (
+            "ghcr.io",
+            "ghcr",
+        )
+        mirrored = f"123456789012.dkr.ecr.{region}.amazonaws.com/ghcr/{pinned.removeprefix('ghcr.io/')}"
+        assert {c["image"] for c in containers(prod, region).values()} == {mirrored}
 
 
 @pytest.mark.parametrize("region", REGIONS)
 def test_gateway_secrets_come_only_from_secrets_manager(render, region):
     prod = render("prod")
     definition = container(prod, region)
-    secret = one_in(prod, region, "aws:secretsmanager/secret:Secret")
+    secret = gateway_secret(prod, region)
     names = {s["name"] for s in definition["secrets"]}
     assert names == {
         "LITELLM_MASTER_KEY",
         "DATABASE_URL",
         "REDIS_PASSWORD",
+        "LITELLM_SALT_KEY",
         "OPENAI_API_KEY",
         "ANTHROPIC_API_KEY",
         "TOGETHER_AI_API_KEY",
@@ -294,7 +360,7 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
         n for n in plain if n.endswith(("_API_KEY", "MASTER_KEY", "PASSWORD", "TOKEN", "DATABASE_URL"))
     ]
     # The secret's document holds exactly the keys the task reads, encrypted with the region's key.
-    version = one_in(prod, region, "aws:secretsmanager/secretVersion:SecretVersion")
+    version = gateway_version(prod, region)
     assert set(json.loads(secret_value(version.inputs["secretString"]))) == names
     assert secret.inputs["kmsKeyId"] == one_in(prod, region, KMS).outputs["arn"]
 
@@ -329,12 +395,20 @@ def test_execution_role_reads_only_its_secret_and_task_role_only_its_config(rend
         p.name: json.loads(p.inputs["policy"])
         for p in in_region(prod, region, "aws:iam/rolePolicy:RolePolicy")
     }
-    execution = policies[f"control-plane-{region}-gateway-execution"]["Statement"]
-    secret = one_in(prod, region, "aws:secretsmanager/secret:Secret")
-    read = next(s for s in execution if s["Action"] == "secretsmanager:GetSecretValue")
-    assert read["Resource"] == secret.outputs["arn"]
-    for statement in execution:
-        assert statement["Resource"] != "*" and "*" not in statement["Action"]
+    execution = {s["Sid"]: s for s in policies[f"control-plane-{region}-gateway-execution"]["Statement"]}
+    secret = gateway_secret(prod, region)
+    assert execution["GatewaySecret"]["Resource"] == secret.outputs["arn"]
+    # Pulling the image from the region's pull-through cache: its one repository (created on first pull).
+    repository = f"arn:aws:ecr:{region}:123456789012:repository/ghcr/berriai/litellm-database"
+    assert execution["EcrPull"]["Resource"] == repository
+    assert "ecr:BatchImportUpstreamImage" in execution["EcrPull"]["Action"]
+    for sid, statement in execution.items():
+        # ECR defines no resource for its login call: the one account-wide statement.
+        assert statement["Resource"] != "*" or (sid, statement["Action"]) == (
+            "EcrLogin",
+            "ecr:GetAuthorizationToken",
+        )
+        assert "*" not in statement["Action"]
     task = policies[f"control-plane-{region}-gateway-task"]["Statement"]
     assert [s["Action"] for s in task] == ["s3:GetObject"]
     assert task[0]["Resource"].endswith(container_config_key(prod, region))
@@ -358,6 +432,8 @@ def test_gateway_reads_its_rendered_config_from_s3(render, region):
     assert config["general_settings"] == {
         "master_key": "os.environ/LITELLM_MASTER_KEY",
         "database_url": "os.environ/DATABASE_URL",
+        # Keep serving while the database is unreachable.
+        "allow_requests_on_db_unavailable": True,
     }
     assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
 
@@ -410,12 +486,14 @@ def test_gateway_scales_on_requests_per_target_and_the_standby_is_smaller(render
     service = one_in(prod, region, SERVICE)
     assert (target.inputs["minCapacity"], target.inputs["maxCapacity"]) == (minimum, 12)
     assert service.inputs["desiredCount"] == minimum
-    policy = one_in(prod, region, "aws:appautoscaling/policy:Policy")
+    policy = one_in(
+        prod, region, "aws:appautoscaling/policy:Policy", f"control-plane-{region}-gateway-requests"
+    )
     tracking = policy.inputs["targetTrackingScalingPolicyConfiguration"]
     metric = tracking["predefinedMetricSpecification"]
     assert metric["predefinedMetricType"] == "ALBRequestCountPerTarget"
     alb = one_in(prod, region, ALB).outputs["arnSuffix"]
-    group = one_in(prod, region, TARGET_GROUP).outputs["arnSuffix"]
+    group = gateway_group(prod, region).outputs["arnSuffix"]
     assert metric["resourceLabel"] == f"{alb}/{group}"
     assert tracking["targetValue"] == 600
 
@@ -464,16 +542,27 @@ def test_only_the_alb_reaches_the_gateway_and_only_the_gateway_reaches_the_data(
     prod = render("prod")
     cp = f"control-plane-{region}"
     other_private = {(cidr, 5432) for cidr in subnet_plan(other_cidr, 3)[0]}
+    primary = region == "us-east-1"
+    # The functions the failover design adds: the database bootstrap (primary), the prober (standby).
+    helpers_in = {"data-gateway-role-sg": set()} if primary else {"promotion-sg": set()}
+    helpers_out = (
+        {"data-gateway-role-sg": {(f"data-{region}-sg", 5432), *other_private}}
+        if primary
+        else {"promotion-sg": {("0.0.0.0/0", 443), *other_private}}
+    )
     assert flows(prod, region) == {
         f"{cp}-alb-sg": {("0.0.0.0/0", 443), ("0.0.0.0/0", 80)},
-        f"{cp}-gateway-sg": {(f"{cp}-alb-sg", 4000)},
+        f"{cp}-gateway-sg": {(f"{cp}-alb-sg", 4000), (f"{cp}-alb-sg", 4001)},
         f"{cp}-redis-sg": {(f"{cp}-gateway-sg", 6379)},
         # The gateway here, and the other region's gateway subnets over the peering (by CIDR:
         # AWS cannot reference a group across regions).
-        f"data-{region}-sg": {(f"{cp}-gateway-sg", 5432)} | other_private,
+        f"data-{region}-sg": {(f"{cp}-gateway-sg", 5432)}
+        | other_private
+        | ({("data-gateway-role-sg", 5432)} if primary else set()),
+        **helpers_in,
     }
     assert egress(prod, region) == {
-        f"{cp}-alb-sg": {(f"{cp}-gateway-sg", 4000)},
+        f"{cp}-alb-sg": {(f"{cp}-gateway-sg", 4000), (f"{cp}-gateway-sg", 4001)},
         f"{cp}-gateway-sg": {
             (f"{cp}-redis-sg", 6379),
             (f"data-{region}-sg", 5432),
@@ -482,6 +571,7 @@ def test_only_the_alb_reaches_the_gateway_and_only_the_gateway_reaches_the_data(
         },
         f"{cp}-redis-sg": set(),
         f"data-{region}-sg": set(),
+        **helpers_out,
     }
     # The groups carry no inline rules that could widen this.
     for group in in_region(prod, region, SG):
@@ -519,4 +609,8 @@ def test_stack_outputs_name_the_api_the_gateways_the_checks_the_databases_and_th
     assert set(outputs["healthCheckIds"]) == set(REGIONS)
     assert set(outputs["database"]["clusterEndpoints"]) == set(REGIONS)
     assert outputs["database"]["globalClusterId"] == "inference-fleet-prod"
-    assert outputs["failover"]["worstCaseSeconds"] == outputs["budgets"]["worstCaseFailoverSeconds"]
+    assert (
+        outputs["failover"]["dnsFailover"]["worstCaseSeconds"]
+        == outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
+    )
+    assert outputs["failover"]["regionLoss"]["rtoSeconds"] == outputs["budgets"]["regionLossRtoSeconds"]

@@ -42,7 +42,7 @@ def test_prod_planes_are_primary_then_standby_and_the_standby_is_smaller(render)
         a for a in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if a.name.startswith("control-plane-")
     ]
     assert len(albs) == 2 and all(alb.inputs["enableDeletionProtection"] for alb in albs)
-    assert prod.outputs["budgets"]["worstCaseFailoverSeconds"] == 45
+    assert prod.outputs["budgets"]["dnsFailoverWorstCaseSeconds"] == 56
 
 
 def test_defaults_make_dev_small_and_cheap(stack_input):
@@ -272,11 +272,11 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "inference-fleet:controlPlane.logRetentionDays: got 45; CloudWatch Logs allows: 1, 3, ...",
     ),
     (
-        "promotion delay below Route53's metric period",
+        "promotion delay shorter than three observations",
         "prod",
-        {"failover": {"promoteAfterSeconds": 30}},
-        "inference-fleet:controlPlane.failover.promoteAfterSeconds: got 30; input should be greater than or "
-        "equal to 60",
+        {"failover": {"promoteAfterSeconds": 20}},
+        "inference-fleet:controlPlane.failover.promoteAfterSeconds: got 20; input should be greater than or "
+        "equal to 30",
     ),
     (
         "misspelt section key",

@@ -9,6 +9,7 @@ passes them.
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ),
     (
         "NaN",
-        PROD_TEXT.replace("ttlSeconds: 15", "ttlSeconds: .nan"),
+        re.sub(r"ttlSeconds: \d+", "ttlSeconds: .nan", PROD_TEXT),
         {},
         "error: Pulumi.case.yaml: inference-fleet:controlPlane.dns.ttlSeconds: got .nan unquoted (not a "
         "number Pulumi's config can carry); quote it or fix it",
@@ -206,7 +207,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         ),
         {},
         "error: inference-fleet:tags: given as a secret, but it is plain config; the stack's secrets are "
-        "gatewayMasterKey, providerApiKeys, redisAuthToken, databasePassword, poolApiKey",
+        "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
+        "gatewayDatabasePassword, poolApiKey",
     ),
     (
         "secret missing from ESC",
@@ -431,19 +433,19 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     ),
     # --- values the program would silently round, remedies that cannot be ------------------------------------
     (
-        "promotion delay not a whole number of alarm periods",
-        stack_with(PROD, controlPlane=prod_cp(**{"failover.promoteAfterSeconds": 90})),
+        "promotion delay not a whole number of prober observations",
+        stack_with(PROD, controlPlane=prod_cp(**{"failover.promoteAfterSeconds": 95})),
         {},
-        "error: inference-fleet:controlPlane.failover.promoteAfterSeconds: got 90; the alarm counts whole 60 s "
-        "periods and would promote after 60 s: give a multiple of 60",
+        "error: inference-fleet:controlPlane.failover.promoteAfterSeconds: got 95; the prober observes every 10 s: "
+        "give a multiple of 10",
     ),
     (
         "no TTL could meet the RTO",
         stack_with(PROD, controlPlane=prod_cp(**{"failover.failureThreshold": 6, "failover.rtoSeconds": 63})),
         {},
-        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but failover can take 75 s (10 s x 6 "
-        "failed checks to detect + 15 s the record's TTL); detection alone leaves 3 s, less than the shortest "
-        "TTL (5 s): lower healthCheckIntervalSeconds or failureThreshold",
+        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but DNS failover can take 86 s (76 s to "
+        "detect with 10 s x 6 checks + 10 s the record's TTL); detection alone takes 76 s, leaving less than the "
+        "shortest TTL (5 s): use failureThreshold at most 4 and a cname dns.ttlSeconds of at most 7",
     ),
     (
         "a TTL below Route53's floor",

@@ -72,8 +72,9 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, batchJobs, controlPlane, gatewayMasterKey, "
-        "providerApiKeys, redisAuthToken, databasePassword, poolApiKey",
+        "gcpRegion, tags, network, gpuPools, nodeImage, batchJobs, controlPlane, alerts, gatewayMasterKey, "
+        "providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
+        "gatewayDatabasePassword, poolApiKey",
     ),
     (
         "misspelt key is suggested",

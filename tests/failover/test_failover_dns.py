@@ -1,5 +1,6 @@
-"""The API name's failover: health checks, the PRIMARY/SECONDARY pair, and the worst-case failover time
-computed from what is declared and held to the stack's RTO at config time."""
+"""The API name's failover: health checks on each region's "can serve" path, the PRIMARY/SECONDARY pair,
+the status record the prober reads, and the budgets (DNS failover, region-loss RTO, RPO) computed from
+what is declared and held to the stack's targets at config time."""
 
 from __future__ import annotations
 
@@ -21,10 +22,15 @@ RECORD = "aws:route53/record:Record"
 ALB = "aws:lb/loadBalancer:LoadBalancer"
 API = "api.fleet.example.com"
 ALIAS_TTL = 60  # what resolvers may hold an alias to an ALB for
+PROBE_TIMEOUT = 4 + 2  # Route53: connect within 4 s, a status within 2 s of connecting
 
 
 def api_records(rendering: Rendering, name: str = API) -> list[Any]:
     return [r for r in rendering.of_type(RECORD) if r.inputs["name"] == name]
+
+
+def endpoint_checks(rendering: Rendering) -> list[Any]:
+    return [c for c in rendering.of_type(HEALTH_CHECK) if c.inputs["type"] == "HTTPS"]
 
 
 def alb_of(rendering: Rendering, region: str) -> Any:
@@ -37,9 +43,13 @@ def alb_of(rendering: Rendering, region: str) -> Any:
 
 
 def worst_case_from_declarations(rendering: Rendering) -> int:
-    """Recompute the figure from the recorded resources alone, as a reviewer would."""
-    checks = rendering.of_type(HEALTH_CHECK)
-    detection = max(c.inputs["requestInterval"] * c.inputs["failureThreshold"] for c in checks)
+    """Recompute the figure from the recorded resources alone, as a reviewer would: the first probe up to
+    an interval late, the rest of the failed probes, the last one timing out, Route53's aggregation (one
+    interval), then the TTL resolvers hold."""
+    detection = max(
+        c.inputs["requestInterval"] * (c.inputs["failureThreshold"] + 1) + PROBE_TIMEOUT
+        for c in endpoint_checks(rendering)
+    )
     ttls = [ALIAS_TTL if r.inputs.get("aliases") else r.inputs["ttl"] for r in api_records(rendering)]
     return detection + max(ttls)
 
@@ -59,14 +69,14 @@ def problems(stack_input, changes: dict[str, Any]) -> list[str]:
     return raised.value.problems
 
 
-def test_each_region_has_an_https_health_check_on_the_gateway_readiness(render):
+def test_each_region_has_an_https_health_check_on_its_can_serve_path(render):
     prod = render("prod")
-    checks = {c.inputs["fqdn"]: c for c in prod.of_type(HEALTH_CHECK)}
+    checks = {c.inputs["fqdn"]: c for c in endpoint_checks(prod)}
     assert set(checks) == {"us-east-1.api.fleet.example.com", "us-west-2.api.fleet.example.com"}
     for check in checks.values():
-        assert check.inputs["type"] == "HTTPS"
         assert check.inputs["port"] == 443
-        assert check.inputs["resourcePath"] == "/health/readiness"
+        # The region-health sidecar: the gateway and a model backend, never the database.
+        assert check.inputs["resourcePath"] == "/fleet/region-health"
         assert check.inputs["enableSni"] is True
         assert check.inputs["requestInterval"] == 10
         assert check.inputs["failureThreshold"] == 3
@@ -83,7 +93,7 @@ def test_the_checked_names_lead_to_their_own_regions_alb(render):
 
 def test_the_api_name_is_a_primary_secondary_pair_tied_to_the_health_checks(render):
     prod = render("prod")
-    checks = {c.inputs["fqdn"].split(".", 1)[0]: c for c in prod.of_type(HEALTH_CHECK)}
+    checks = {c.inputs["fqdn"].split(".", 1)[0]: c for c in endpoint_checks(prod)}
     records = api_records(prod)
     assert len(records) == 2
     by_role = {r.inputs["failoverRoutingPolicies"][0]["type"]: r for r in records}
@@ -93,16 +103,86 @@ def test_the_api_name_is_a_primary_secondary_pair_tied_to_the_health_checks(rend
         assert record.inputs["healthCheckId"] == checks[region].id
         assert record.inputs["type"] == "CNAME"
         assert record.inputs["records"] == [alb_of(prod, region).outputs["dnsName"]]
-        assert record.inputs["ttl"] == 15
+        assert record.inputs["ttl"] == 10
         assert record.inputs["setIdentifier"]
     assert prod.outputs["healthCheckIds"] == {region: check.id for region, check in checks.items()}
 
 
-def test_the_budget_is_what_the_declarations_add_up_to_and_within_the_rto(render):
+def test_the_status_record_answers_with_route53s_verdict_on_the_primary(render):
+    prod = render("prod")
+    primary = next(c for c in endpoint_checks(prod) if c.inputs["fqdn"].startswith("us-east-1."))
+    (inverse,) = [c for c in prod.of_type(HEALTH_CHECK) if c.inputs["type"] == "CALCULATED"]
+    # Healthy exactly when the primary's check is not.
+    assert inverse.inputs["childHealthchecks"] == [primary.id]
+    assert (inverse.inputs["childHealthThreshold"], inverse.inputs["invertHealthcheck"]) == (1, True)
+    records = api_records(prod, "_status.us-east-1.api.fleet.example.com")
+    answers = {r.inputs["failoverRoutingPolicies"][0]["type"]: r for r in records}
+    assert set(answers) == {"PRIMARY", "SECONDARY"}
+    assert (answers["PRIMARY"].inputs["records"], answers["PRIMARY"].inputs["healthCheckId"]) == (
+        ["healthy"],
+        primary.id,
+    )
+    assert (answers["SECONDARY"].inputs["records"], answers["SECONDARY"].inputs["healthCheckId"]) == (
+        ["failing"],
+        inverse.id,
+    )
+    assert {r.inputs["type"] for r in records} == {"TXT"}
+    assert prod.outputs["failover"]["statusRecord"] == "_status.us-east-1.api.fleet.example.com"
+
+
+def test_the_dns_budget_is_what_the_declarations_add_up_to_and_within_the_target(render):
     prod = render("prod")
     budgets = prod.outputs["budgets"]
-    assert budgets["worstCaseFailoverSeconds"] == worst_case_from_declarations(prod) == 45
-    assert budgets["worstCaseFailoverSeconds"] <= budgets["failoverRtoSeconds"] == 60
+    assert budgets["dnsFailoverWorstCaseSeconds"] == worst_case_from_declarations(prod) == 56
+    assert budgets["dnsFailoverWorstCaseSeconds"] <= budgets["dnsFailoverRtoTargetSeconds"] == 60
+    terms = prod.outputs["failover"]["dnsFailover"]
+    assert terms == {
+        "firstProbeOffsetSeconds": 10,
+        "probeIntervalsSeconds": 20,
+        "probeTimeoutSeconds": 6,
+        "aggregationSeconds": 10,
+        "dnsTtlSeconds": 10,
+        "worstCaseSeconds": 56,
+    }
+
+
+def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
+    prod = render("prod")
+    budgets = prod.outputs["budgets"]
+    terms = prod.outputs["failover"]["regionLoss"]
+    rto = terms.pop("rtoSeconds")
+    assert rto == sum(terms.values()) == budgets["regionLossRtoSeconds"] == 304
+    # Detection: the DNS detection (46 s), the status record's TTL (10 s), one prober interval (10 s).
+    assert terms["detectionSeconds"] == 46 + 10 + 10
+    assert terms["agreementSeconds"] == 60  # promoteAfterSeconds
+    assert terms["auroraFailoverSeconds"] == 120
+    # The gateways' database watchdog, as their task definition sets it: interval + probe + reconnect.
+    env = {
+        e["name"]: e["value"]
+        for c in json.loads(
+            next(t for t in prod.of_type("aws:ecs/taskDefinition:TaskDefinition")).inputs[
+                "containerDefinitions"
+            ]
+        )
+        if c["name"] == "gateway"
+        for e in c["environment"]
+    }
+    watchdog = [
+        "PRISMA_HEALTH_WATCHDOG_INTERVAL_SECONDS",
+        "PRISMA_HEALTH_WATCHDOG_PROBE_TIMEOUT_SECONDS",
+        "PRISMA_WATCHDOG_RECONNECT_TIMEOUT_SECONDS",
+    ]
+    assert terms["standbyRecoverySeconds"] == sum(int(env[k]) for k in watchdog)
+    assert rto <= budgets["regionLossRtoTargetSeconds"] == 360
+    # The RPO is the bound the parameter groups set (rds.global_db_rpo), within the target.
+    bounds = {
+        p["value"]
+        for group in prod.of_type("aws:rds/clusterParameterGroup:ClusterParameterGroup")
+        for p in group.inputs["parameters"]
+        if p["name"] == "rds.global_db_rpo"
+    }
+    assert bounds == {str(int(budgets["rpoSeconds"]))} == {"30"}
+    assert budgets["rpoSeconds"] <= budgets["rpoTargetSeconds"] == 60
 
 
 def test_an_alias_pair_is_held_60_s_and_the_budget_says_so(render, stack_input):
@@ -115,27 +195,30 @@ def test_an_alias_pair_is_held_60_s_and_the_budget_says_so(render, stack_input):
         assert alias["evaluateTargetHealth"] is True
         assert record.inputs["healthCheckId"]
     assert (
-        rendering.outputs["budgets"]["worstCaseFailoverSeconds"]
+        rendering.outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
         == worst_case_from_declarations(rendering)
-        == 90
+        == 106
     )
 
 
 def test_slower_detection_moves_the_budget(render, stack_input):
     slower = control_plane(
-        stack_input, failover={"healthCheckIntervalSeconds": 30, "failureThreshold": 2, "rtoSeconds": 90}
+        stack_input, failover={"healthCheckIntervalSeconds": 30, "failureThreshold": 2, "rtoSeconds": 120}
     )
     rendering = render("prod", {"controlPlane": slower})
     assert (
-        rendering.outputs["budgets"]["worstCaseFailoverSeconds"]
+        rendering.outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
         == worst_case_from_declarations(rendering)
-        == 75
+        == 106
     )
+    # Detection 50 s slower: 30 s first-probe offset, one more 30 s interval, 30 s aggregation.
+    assert rendering.outputs["budgets"]["regionLossRtoSeconds"] == 304 + 50
 
 
 def test_dev_serves_a_plain_record_without_health_checks_or_budget(render):
     dev = render("dev")
     assert dev.of_type(HEALTH_CHECK) == []
+    assert dev.of_type("inference-fleet:promotion:AuroraPromotion") == []
     (record,) = api_records(dev, "api.dev.fleet.example.com")
     assert not record.inputs.get("failoverRoutingPolicies")
     assert not record.inputs.get("healthCheckId")
@@ -151,21 +234,63 @@ RTO_CASES = [
     (
         "alias pair over a 60 s RTO",
         {"dns": {"recordType": "alias"}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but failover can take 90 s (10 s x 3 failed "
-        "checks to detect + 60 s an alias to an ALB is held); use dns.recordType cname with dns.ttlSeconds at most 30",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 106 s (46 s to detect "
+        "with 10 s x 3 checks + 60 s an alias to an ALB is held); use dns.recordType cname with dns.ttlSeconds at "
+        "most 14",
     ),
     (
         "TTL too long",
         {"dns": {"ttlSeconds": 45}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but failover can take 75 s (10 s x 3 failed "
-        "checks to detect + 45 s the record's TTL); lower dns.ttlSeconds to at most 30, or detect faster",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 91 s (46 s to detect "
+        "with 10 s x 3 checks + 45 s the record's TTL); lower dns.ttlSeconds to at most 14, or detect faster",
     ),
     (
         "detection alone too slow",
         {"failover": {"healthCheckIntervalSeconds": 30, "failureThreshold": 3}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but failover can take 105 s (30 s x 3 failed "
-        "checks to detect + 15 s the record's TTL); detection alone leaves 0 s, less than the shortest TTL (5 s): "
-        "lower healthCheckIntervalSeconds or failureThreshold",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 136 s (126 s to detect "
+        "with 30 s x 3 checks + 10 s the record's TTL); detection alone takes 126 s, leaving less than the shortest "
+        "TTL (5 s): use healthCheckIntervalSeconds 10, failureThreshold at most 3 and a cname dns.ttlSeconds of at "
+        "most 14",
+    ),
+    (
+        "a target no setting can meet",
+        {"failover": {"rtoSeconds": 25}},
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 25, but DNS failover can take 56 s (46 s to detect "
+        "with 10 s x 3 checks + 10 s the record's TTL); no setting fails DNS over faster than 31 s (10 s checks, "
+        "threshold 1, a 5 s cname): raise rtoSeconds to at least 31",
+    ),
+    (
+        "region loss slower than its target",
+        {"failover": {"regionLossRtoSeconds": 300}},
+        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 300, but recovering from a region loss can "
+        "take 304 s (66 s detectionSeconds + 60 s agreementSeconds + 3 s recheckSeconds + 120 s auroraFailoverSeconds "
+        "+ 45 s standbyRecoverySeconds + 10 s dnsTtlSeconds); lower promoteAfterSeconds to at most 50",
+    ),
+    (
+        "a region-loss target no setting can meet",
+        {"failover": {"regionLossRtoSeconds": 200}},
+        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 200, but recovering from a region loss can "
+        "take 304 s (66 s detectionSeconds + 60 s agreementSeconds + 3 s recheckSeconds + 120 s auroraFailoverSeconds "
+        "+ 45 s standbyRecoverySeconds + 10 s dnsTtlSeconds); even the fastest detection and promoteAfterSeconds 30 "
+        "take 249 s: raise regionLossRtoSeconds to at least 249",
+    ),
+    (
+        "an RPO target Aurora cannot bound",
+        {"failover": {"rpoSeconds": 10}},
+        "inference-fleet:controlPlane.failover.rpoSeconds: got 10; Aurora bounds a global database's RPO at 20 s at "
+        "the least (rds.global_db_rpo): raise rpoSeconds to at least 20",
+    ),
+    (
+        "an RPO target under the database's bound",
+        {"failover": {"rpoSeconds": 25}},
+        "inference-fleet:controlPlane.failover.rpoSeconds: got 25, but the database bounds its RPO at 30 s "
+        "(database.globalRpoSeconds, Aurora's rds.global_db_rpo): lower database.globalRpoSeconds to at most 25",
+    ),
+    (
+        "an agreement window the prober cannot count",
+        {"failover": {"promoteAfterSeconds": 65}},
+        "inference-fleet:controlPlane.failover.promoteAfterSeconds: got 65; the prober observes every 10 s: give a "
+        "multiple of 10",
     ),
     (
         "interval Route53 does not offer",
@@ -254,10 +379,16 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
     checks = {c["name"]: c for c in by_type[HEALTH_CHECK]}
     assert len(checks) >= 2
 
-    pair = [r for r in by_type[RECORD] if r["inputs"].get("failoverRoutingPolicies")]
+    pair = [
+        r
+        for r in by_type[RECORD]
+        if r["inputs"].get("failoverRoutingPolicies") and r["inputs"]["name"] == API
+    ]
     assert sorted(r["inputs"]["failoverRoutingPolicies"][0]["type"] for r in pair) == ["PRIMARY", "SECONDARY"]
     health_check_ids = set(plan["outputs"]["healthCheckIds"].values())
     assert {r["inputs"]["healthCheckId"] for r in pair} == health_check_ids
     assert len(health_check_ids) == 2
 
-    assert 0 < plan["budgets"]["worstCaseFailoverSeconds"] <= 60
+    assert 0 < plan["budgets"]["dnsFailoverWorstCaseSeconds"] <= 60
+    assert plan["budgets"]["regionLossRtoSeconds"] <= plan["budgets"]["regionLossRtoTargetSeconds"]
+    assert plan["budgets"]["rpoSeconds"] <= plan["budgets"]["rpoTargetSeconds"]

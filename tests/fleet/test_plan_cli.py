@@ -125,3 +125,26 @@ def test_unknown_stack_exits_2(project_dir):
     result = fleet_plan("--stack", "staging", cwd=project_dir)
     assert result.returncode == 2
     assert result.stderr == "error: --stack staging: no Pulumi.staging.yaml; stacks here: dev, prod\n"
+
+
+@pytest.mark.parametrize(
+    ("failover", "key"),
+    [
+        ({"rtoSeconds": 40}, "controlPlane.failover.rtoSeconds"),
+        ({"regionLossRtoSeconds": 240}, "controlPlane.failover.regionLossRtoSeconds"),
+        ({"rpoSeconds": 25}, "controlPlane.failover.rpoSeconds"),
+    ],
+    ids=["dns failover target", "region-loss target", "rpo target"],
+)
+def test_a_stack_that_cannot_meet_its_failover_targets_exits_2_naming_the_key(
+    project_dir, project_copy, failover, key
+):
+    control_plane = yaml.safe_load((project_dir / "Pulumi.prod.yaml").read_text())["config"][
+        "inference-fleet:controlPlane"
+    ]
+    control_plane["failover"].update(failover)
+    write_stack(project_copy, project_dir, {"inference-fleet:controlPlane": control_plane})
+    result = fleet_plan("--stack", "bad", cwd=project_copy)
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: inference-fleet:{key}: got ")

@@ -92,6 +92,6 @@ def test_the_pool_key_reaches_the_gateway_only_through_its_secret(render) -> Non
         # The gateway presents the key the agents check.
         assert document[POOL_API_KEY_ENV] == node_document["apiKey"]
         task = prod.one("aws:ecs/taskDefinition:TaskDefinition", f"control-plane-{region}-gateway")
-        (container,) = json.loads(task.inputs["containerDefinitions"])
+        container = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "gateway")
         assert POOL_API_KEY_ENV in {s["name"] for s in container["secrets"]}
         assert POOL_API_KEY_ENV not in {e["name"] for e in container["environment"]}

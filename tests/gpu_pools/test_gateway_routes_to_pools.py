@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from testkit.fake_openai import ANSWER, FakeOpenAI
+from testkit.litellm_proxy import running_litellm
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER, SERVERLESS_ORDER
 from fleet.harness import render
@@ -25,8 +27,6 @@ from fleet_agent.drain import DrainNotice
 from node_image.agent.tests.agent_testkit.harness import API_KEY, RunningAgent, llama_config, write_config
 from node_image.agent.tests.agent_testkit.net import free_port, serving, wait_for
 from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama
-from tests.testkit.fake_openai import ANSWER, FakeOpenAI
-from tests.testkit.litellm_proxy import litellm_proxy
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 ROUTE = "llama-3.1-8b"
@@ -69,9 +69,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             "OPENAI_API_KEY": "sk-unused",
             "ANTHROPIC_API_KEY": "sk-unused",
         }
-        with litellm_proxy(config, env) as url:
+        with running_litellm(config, env=env) as proxy:
             yield {
-                "url": url,
+                "url": proxy.base_url,
                 "config": config,
                 "agent_port": agent_port,
                 "fake": fake,

@@ -427,6 +427,62 @@ def gpu_pool(
     )
 
 
+def alarm(*, actions: list[str] | None = None) -> None:
+    aws.cloudwatch.MetricAlarm(
+        "lag",
+        namespace="AWS/RDS",
+        metric_name="AuroraGlobalDBReplicationLag",
+        statistic="Maximum",
+        period=60,
+        evaluation_periods=3,
+        comparison_operator="GreaterThanThreshold",
+        threshold=15000,
+        alarm_actions=actions,
+        opts=aws_provider(),
+    )
+
+
+def kms_key(*, protect: bool = True) -> None:
+    aws.kms.Key(
+        "data", enable_key_rotation=True, opts=aws_provider().merge(pulumi.ResourceOptions(protect=protect))
+    )
+
+
+def public_listener(
+    *, default: str = "fixed-response", paths: tuple[str, ...] = ("/v1/chat/completions",)
+) -> None:
+    opts = aws_provider()
+    alb = aws.lb.LoadBalancer("alb", internal=False, subnets=["subnet-a", "subnet-b"], opts=opts)
+    group = aws.lb.TargetGroup(
+        "gateway", port=4000, protocol="HTTP", target_type="ip", vpc_id="vpc-1", opts=opts
+    )
+    action = (
+        aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=group.arn)
+        if default == "forward"
+        else aws.lb.ListenerDefaultActionArgs(
+            type="fixed-response",
+            fixed_response=aws.lb.ListenerDefaultActionFixedResponseArgs(
+                content_type="text/plain", status_code="404"
+            ),
+        )
+    )
+    listener = aws.lb.Listener(
+        "https", load_balancer_arn=alb.arn, port=443, protocol="HTTPS", default_actions=[action], opts=opts
+    )
+    aws.lb.ListenerRule(
+        "api",
+        listener_arn=listener.arn,
+        priority=10,
+        conditions=[
+            aws.lb.ListenerRuleConditionArgs(
+                path_pattern=aws.lb.ListenerRuleConditionPathPatternArgs(values=list(paths))
+            )
+        ],
+        actions=[aws.lb.ListenerRuleActionArgs(type="forward", target_group_arn=group.arn)],
+        opts=opts,
+    )
+
+
 def region_provider(region: str = "us-east-1") -> None:
     aws.ec2.Vpc("vpc", cidr_block="10.30.0.0/16", opts=aws_provider(region))
 
@@ -518,6 +574,14 @@ CASES = [
         lambda: tagged_vpc(PROD_TAGS),
     ),
     Case("allowed-regions", "aws-sa-east-1", lambda: region_provider("sa-east-1"), region_provider),
+    Case(
+        "alarm-has-action",
+        "lag",
+        alarm,
+        lambda: alarm(actions=["arn:aws:sns:us-east-1:123456789012:fleet-prod-use1-alerts"]),
+    ),
+    Case("prod-stateful-protected", "data", lambda: kms_key(protect=False), kms_key),
+    Case("public-listener-no-admin", "https", lambda: public_listener(default="forward"), public_listener),
 ]
 
 
@@ -551,6 +615,40 @@ def test_a_gpu_job_timeout_beyond_cloud_runs_hour_is_named(declare) -> None:
     assert [v.message.splitlines()[-1] for v in found] == [
         "gcp:cloudrunv2/job:Job 'batch' sets timeout 7200s: Cloud Run runs a task with a GPU at most 3600 s."
     ]
+
+
+def test_a_listener_rule_forwarding_a_catch_all_or_an_admin_prefix_is_named(declare) -> None:
+    for paths in (("/*",), ("/v1/chat/completions", "/key/*"), ("/v1/*",)):
+        found = findings(
+            declare(lambda paths=paths: public_listener(paths=paths)), "public-listener-no-admin"
+        )
+        assert [v.urn.rsplit("::", 1)[-1] for v in found] == ["api"], paths
+
+    # An internal load balancer may route anything: only the internet is kept from the admin routes.
+    def internal() -> None:
+        opts = aws_provider()
+        alb = aws.lb.LoadBalancer("alb", internal=True, subnets=["subnet-a", "subnet-b"], opts=opts)
+        group = aws.lb.TargetGroup(
+            "t", port=4000, protocol="HTTP", target_type="ip", vpc_id="vpc-1", opts=opts
+        )
+        aws.lb.Listener(
+            "admin",
+            load_balancer_arn=alb.arn,
+            port=8443,
+            protocol="HTTP",
+            default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=group.arn)],
+            opts=opts,
+        )
+
+    assert findings(declare(internal), "public-listener-no-admin") == []
+
+
+def test_protection_applies_to_prod_only(declare) -> None:
+    def dev_key() -> None:
+        dev_tags = {**PROD_TAGS, "tier": "dev"}
+        aws.kms.Key("data", opts=aws_provider(tags=dev_tags))
+
+    assert findings(declare(dev_key), "prod-stateful-protected") == []
 
 
 # --- one bad change per theme on the shipped prod stack ------------------------------------------------------

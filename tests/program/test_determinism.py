@@ -29,9 +29,13 @@ def test_two_renders_of_prod_are_byte_identical(project_dir):
 
 def test_assets_appear_as_path_and_content_digest(project_dir):
     plan = json.loads(plan_text(project_dir, "prod"))
-    function = next(r for r in plan["resources"] if r["type"] == "aws:lambda/function:Function")
-    handler = function["inputs"]["code"]["archive"]["handler.py"]["asset"]
-    assert handler["path"] == "functions/aurora_promotion/handler.py"
+    function = next(
+        r
+        for r in plan["resources"]
+        if (r["type"], r["name"]) == ("aws:lambda/function:Function", "promotion-function")
+    )
+    handler = function["inputs"]["code"]["archive"]["failover_prober/handler.py"]["asset"]
+    assert handler["path"] == "functions/failover_prober/handler.py"
     assert len(handler["sha256"]) == 64
     assert "object at 0x" not in json.dumps(plan)
 
@@ -43,8 +47,11 @@ def test_resource_options_reach_the_plan(project_dir):
     assert service["options"]["ignoreChanges"] == ["desiredCount"]
     assert service["options"]["dependsOn"] == [
         "urn:pulumi:prod::inference-fleet::inference-fleet:control_plane:RegionalControlPlane$"
-        "aws:lb/listener:Listener::control-plane-us-east-1-https"
+        "aws:lb/listener:Listener::control-plane-us-east-1-https",
+        "urn:pulumi:prod::inference-fleet::inference-fleet:control_plane:RegionalControlPlane$"
+        "aws:secretsmanager/secretVersion:SecretVersion::control-plane-us-east-1-gateway-secret",
     ]
     secondary = by_name[("aws:rds/cluster:Cluster", "data-us-west-2")]
-    assert secondary["options"]["ignoreChanges"] == ["replicationSourceIdentifier"]
+    assert secondary["options"]["ignoreChanges"] == ["replicationSourceIdentifier", "engineVersion"]
+    assert secondary["options"]["protect"] is True
     assert secondary["physicalName"].startswith("data-us-west-2-")

@@ -60,7 +60,8 @@ def test_load_balancer_names_are_explicit_short_and_carry_stack_and_region(rende
         r for r in prod.of_type("aws:lb/targetGroup:TargetGroup") if r.name.startswith("control-plane-")
     ]
     names = [g.physical_name or "" for g in groups]
-    assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-gateway-[0-9a-f]{4}", g) for g in names), names
+    assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-(gateway|health)-[0-9a-f]{4}", g) for g in names), names
+    assert all(len(g) <= 32 for g in names)
     # The GPU pools' internal load balancers are auto-named from the pool (tests/gpu_pools).
 
 

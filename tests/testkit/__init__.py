@@ -1,1 +1,2 @@
-"""Real parts the root tests start on 127.0.0.1 (the LiteLLM proxy) and fakes of what cannot run here."""
+"""Real parts the root tests start on 127.0.0.1 (PostgreSQL, the LiteLLM proxy) and fakes of what cannot
+run here."""

@@ -1,81 +1,164 @@
-"""The real LiteLLM proxy, the gateway's engine, on 127.0.0.1: a config mapping in, a base URL out, a
-clean shutdown.
+"""The real LiteLLM proxy (PyPI `litellm[proxy]`, pinned at the gateway image's version) on 127.0.0.1 for
+a test: a config (a mapping or a file) in, a base URL out, stopped cleanly on exit.
 
-Started as the gateway image starts it (`litellm --config FILE --port N`), without a database (with
-DATABASE_URL set it would run Prisma migrations, which download an engine) and offline: its cost map
-from the package, no tokenizer downloads.
+Offline, as on these machines:
+- HF_HUB_OFFLINE=1 and LITELLM_LOCAL_MODEL_COST_MAP: no tokenizer or price-map downloads at start;
+- one worker (two on two cores restart each other without `--timeout_worker_healthcheck`);
+- `database="unreachable"`: a Prisma client stand-in whose database never answers (the image ships the
+  generated client; generating it downloads engines), with DATABASE_URL set, so LiteLLM runs its real
+  code paths for an unreachable database. `database="none"`: no DATABASE_URL at all.
+
+Use one proxy per test module: it takes several seconds to start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import httpx
 import yaml
 
 from node_image.agent.tests.agent_testkit.net import free_port
 
-STARTUP_TIMEOUT_S = 120
-# Whatever the caller's environment holds, these are the proxy's: offline, DB-less, one worker.
-OFFLINE_ENV = {
-    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-    "HF_HUB_OFFLINE": "1",
-    "LITELLM_TELEMETRY": "False",
-    "LITELLM_LOG": "ERROR",
-}
-DROPPED_ENV = ("DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "LITELLM_CONFIG_BUCKET_NAME")
+UNREACHABLE_DATABASE = Path(__file__).resolve().parent / "unreachable_database"
+# A port nothing listens on (bound, then released): a database that refuses connections.
+CLOSED_DATABASE_URL = (
+    "postgresql://litellm_gateway:x@127.0.0.1:{port}/litellm?sslmode=disable&connect_timeout=2"
+)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING"}
 
 
-@contextmanager
-def litellm_proxy(config: Mapping[str, Any], env: Mapping[str, str]) -> Iterator[str]:
-    """Run the proxy with `config` (the mapping the gateway's YAML holds) and `env` (what the task
-    definition would pass: master key, provider keys); yields its base URL, stops it on exit."""
-    executable = Path(sys.executable).with_name("litellm")
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="litellm-") as directory:
-        path = Path(directory) / "config.yaml"
-        path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
-        environment = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV}
-        environment |= OFFLINE_ENV | dict(env)
-        log = Path(directory) / "proxy.log"
-        with log.open("w") as output:
+@dataclass(frozen=True)
+class LiteLLMProxy:
+    base_url: str
+    port: int
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def litellm_binary() -> str:
+    return str(Path(sys.executable).with_name("litellm"))
+
+
+def proxy_environment(
+    env: Mapping[str, str] | None, database: Literal["none", "unreachable"]
+) -> dict[str, str]:
+    merged = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    if database == "none":
+        merged.pop("DATABASE_URL", None)
+    elif database == "unreachable":
+        merged.setdefault("DATABASE_URL", CLOSED_DATABASE_URL.format(port=free_port()))
+        merged["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(UNREACHABLE_DATABASE), merged.get("PYTHONPATH")])
+        )
+    return merged
+
+
+def _config_file(config: Mapping[str, Any] | Path, directory: Path) -> Path:
+    if isinstance(config, Path):
+        return config
+    path = directory / "litellm-config.yaml"
+    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+    return path
+
+
+@contextlib.contextmanager
+def running_litellm(
+    config: Mapping[str, Any] | Path,
+    *,
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    database: Literal["none", "unreachable"] = "none",
+    start_timeout: float = 120,
+) -> Iterator[LiteLLMProxy]:
+    """The proxy serving `config` on a free port until the block ends. `args` are extra CLI flags (not
+    --config/--port/--num_workers, which this sets)."""
+    with tempfile.TemporaryDirectory(prefix="litellm-") as tmp:
+        directory = Path(tmp)
+        port = free_port()
+        log = directory / "litellm.log"
+        command = [
+            litellm_binary(), "--config", str(_config_file(config, directory)), "--port", str(port),
+            "--host", "127.0.0.1", "--num_workers", "1", *args,
+        ]  # fmt: skip
+        with log.open("wb") as sink:
             process = subprocess.Popen(
-                [str(executable), "--config", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
+                command,
+                env=proxy_environment(env, database),
                 cwd=directory,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-        url = f"http://127.0.0.1:{port}"
+        proxy = LiteLLMProxy(f"http://127.0.0.1:{port}", port, log)
         try:
-            _wait_alive(url, process, log)
-            yield url
+            _wait_until_live(proxy, process, start_timeout)
+            yield proxy
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            _stop(process)
 
 
-def _wait_alive(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+def run_litellm(
+    config: Mapping[str, Any] | Path,
+    *,
+    args: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    database: Literal["none", "unreachable"] = "none",
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """LiteLLM's CLI run to completion (e.g. `--skip_server_startup`: migrations only)."""
+    with tempfile.TemporaryDirectory(prefix="litellm-") as tmp:
+        directory = Path(tmp)
+        return subprocess.run(
+            [litellm_binary(), "--config", str(_config_file(config, directory)), *args],
+            env=proxy_environment(env, database),
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def _wait_until_live(proxy: LiteLLMProxy, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"litellm exited {process.returncode}:\n{log.read_text()[-4000:]}")
+            raise RuntimeError(
+                f"LiteLLM exited with {process.returncode} before serving:\n{proxy.output()[-4000:]}"
+            )
         try:
-            if httpx.get(url + "/health/liveliness", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
+            with urllib.request.urlopen(f"{proxy.base_url}/health/liveliness", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
             pass
         time.sleep(0.25)
-    raise RuntimeError(f"litellm did not answer within {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+    raise TimeoutError(f"LiteLLM did not serve within {timeout:g} s:\n{proxy.output()[-4000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes], grace: float = 5) -> None:
+    """SIGTERM to the proxy's process group (its workers too), SIGKILL after `grace` s: a proxy whose
+    database is unreachable may hold its shutdown for spend logs it can never write."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)

@@ -115,12 +115,13 @@ ROUTE53_CHECKER_REGIONS: tuple[str, ...] = (
 ROUTE53_MIN_CHECKER_REGIONS = 3
 # Route53 health checks probe every 10 s (fast) or 30 s (standard); nothing else.
 ROUTE53_HEALTH_CHECK_INTERVALS: tuple[int, ...] = (10, 30)
-# Route53 publishes health-check metrics to CloudWatch in us-east-1 only, once a minute: alarms on them
-# live there and count whole minutes.
-ROUTE53_METRICS_REGION = "us-east-1"
-ROUTE53_METRIC_PERIOD_SECONDS = 60
+# A Route53 HTTP(S) health checker must connect within 4 s and get a status within 2 s of connecting
+# (Route53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy").
+ROUTE53_PROBE_TIMEOUT_SECONDS = 4 + 2
 # An alias record to a load balancer answers with the load balancer's own TTL, which is 60 s.
 ALIAS_TO_ALB_TTL_SECONDS = 60
+# Route53 health checks, per month (Route53 pricing): a calculated check is billed as a basic check.
+ROUTE53_BASIC_HEALTH_CHECK_USD_MONTH = 0.50
 
 # ElastiCache node types offered for the gateway's Redis (Graviton; TLS and auth supported on all).
 ELASTICACHE_NODE_TYPES: tuple[str, ...] = (
@@ -138,6 +139,14 @@ AURORA_INSTANCE_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 AURORA_GLOBAL_INSTANCE_FAMILIES: frozenset[str] = frozenset({"db.r6g", "db.r7g", "db.r8g"})
 AURORA_POSTGRES_MAJOR_VERSIONS: tuple[int, ...] = (15, 16, 17)
+# How long promoting a global database's secondary takes. The Aurora User Guide ("Using switchover or
+# failover in Amazon Aurora Global Database") says RTO "can be in the order of minutes"; the Aurora
+# features page says a secondary region is promoted "in less than a minute". Budgeted at two minutes.
+AURORA_GLOBAL_FAILOVER_SECONDS = 120
+# rds.global_db_rpo (Aurora PostgreSQL): the bound on a global database's RPO, in seconds, at least 20.
+# With it set, the writer holds commits while no secondary is within it (Aurora User Guide, "Managing
+# RPOs for Aurora PostgreSQL-based global databases").
+AURORA_GLOBAL_DB_RPO_MIN_SECONDS = 20
 
 
 # --- limits the APIs hold every stack to --------------------------------------------------------------

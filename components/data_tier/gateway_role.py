@@ -1,0 +1,143 @@
+"""The gateway's own database role: created at deploy by a function inside the primary region's VPC
+(functions/db_bootstrap), connecting as the master user through the writer endpoint.
+
+    Pulumi (aws.lambda_.Invocation) -> Lambda in the private subnets -> Aurora writer (TLS, 5432)
+      -> role `litellm_gateway` with the gateway's password, owner of the `litellm` database
+
+The invocation's input carries both passwords: it is a secret in Pulumi's state, and the function logs
+and returns neither. It runs again when the gateway's password or the function's code changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.core.config import PROJECT
+from components.core.context import RegionContext, StackContext
+from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+
+GATEWAY_USERNAME = "litellm_gateway"
+PACKAGE = "db_bootstrap"
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True)
+class GatewayRoleArgs:
+    stack: StackContext
+    region: RegionContext
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    database_security_group_id: pulumi.Input[str]
+    # Where the writer may be: this region's private subnets (in its own group) and the other regions'.
+    remote_database_cidrs: Sequence[str]
+    writer_endpoint: pulumi.Input[str]
+    port: int
+    database: str
+    master_username: str
+    master_password: pulumi.Input[str]
+    gateway_password: pulumi.Input[str]
+    log_retention_days: int
+    depends_on: Sequence[pulumi.Resource]
+
+
+def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleArgs) -> pulumi.Output[str]:
+    """The gateway's role name, known once the role exists (an Output that depends on the invocation)."""
+    opts = args.region.options(parent)
+    group = aws.ec2.SecurityGroup(
+        f"{name}-sg",
+        vpc_id=args.vpc_id,
+        description="database bootstrap function: to the Aurora writer only",
+        revoke_rules_on_delete=True,
+        tags={"Name": f"{name}-sg"},
+        opts=opts,
+    )
+    aws.vpc.SecurityGroupEgressRule(
+        f"{name}-to-db",
+        security_group_id=group.id,
+        referenced_security_group_id=args.database_security_group_id,
+        ip_protocol="tcp",
+        from_port=args.port,
+        to_port=args.port,
+        description="to the Aurora writer here",
+        opts=opts,
+    )
+    for i, cidr in enumerate(args.remote_database_cidrs):
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-to-remote-db-{i}",
+            security_group_id=group.id,
+            cidr_ipv4=cidr,
+            ip_protocol="tcp",
+            from_port=args.port,
+            to_port=args.port,
+            description="to the Aurora writer in another region, after a failover",
+            opts=opts,
+        )
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-db-from-bootstrap",
+        security_group_id=args.database_security_group_id,
+        referenced_security_group_id=group.id,
+        ip_protocol="tcp",
+        from_port=args.port,
+        to_port=args.port,
+        description="from the database bootstrap function",
+        opts=opts,
+    )
+
+    function_name = f"{PROJECT}-{args.stack.stack}-db-bootstrap"
+    logs = aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/aws/lambda/{function_name}",
+        retention_in_days=args.log_retention_days,
+        opts=opts,
+    )
+    account = aws.get_caller_identity_output(
+        opts=pulumi.InvokeOutputOptions(parent=parent, provider=args.region.provider)
+    ).account_id
+    role = scoped_role(
+        f"{name}-function",
+        "lambda.amazonaws.com",
+        account,
+        [log_statement(logs.arn), LAMBDA_VPC_ACCESS],
+        opts,
+    )
+    function = aws.lambda_.Function(
+        f"{name}-function",
+        name=function_name,
+        description="Creates the gateway's own database role (never the master user)",
+        runtime=LAMBDA_RUNTIME,
+        architectures=["arm64"],
+        handler=handler(PACKAGE),
+        code=function_code(PACKAGE),
+        role=role.arn,
+        timeout=60,
+        memory_size=256,  # the SCRAM key derivation is CPU-bound; CPU comes with memory
+        vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+            subnet_ids=args.private_subnet_ids, security_group_ids=[group.id]
+        ),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
+        opts=opts,
+    )
+    payload = pulumi.Output.json_dumps(
+        {
+            "host": args.writer_endpoint,
+            "port": args.port,
+            "database": args.database,
+            "masterUser": args.master_username,
+            "masterPassword": args.master_password,
+            "gatewayUser": GATEWAY_USERNAME,
+            "gatewayPassword": args.gateway_password,
+        }
+    )
+    invocation = aws.lambda_.Invocation(
+        f"{name}-run",
+        function_name=function.name,
+        input=pulumi.Output.secret(payload),
+        triggers={"code": function.source_code_hash},
+        opts=args.region.options(parent, depends_on=list(args.depends_on)),
+    )
+    return invocation.id.apply(lambda _: GATEWAY_USERNAME)

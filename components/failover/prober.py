@@ -1,0 +1,303 @@
+"""The standby's prober: decides, outside the primary region, when to fail the Aurora global database over.
+
+    EventBridge schedule (standby region), every minute
+      -> Lambda in the standby's private subnets (functions/failover_prober), observing for ~55 s:
+           the primary writer over the VPC peering (a Postgres SSLRequest, every 10 s)
+           Route53's verdict on the primary region (the status record, through the VPC's resolver)
+           the standby's RPO lag (CloudWatch, standby region)
+      -> both signals agree for `promoteAfterSeconds` and the lag is known and within the RPO:
+           rds:FailoverGlobalCluster (AllowDataLoss) to the standby cluster, once; the record in SSM
+      -> every decision worth a person's attention to the standby's alert topic
+
+Nothing in it is a service of the primary region, Route53's API and CloudWatch's Route53 metrics
+included (both served from us-east-1). Its role may read and fail over this global database only, read
+and write its two parameters, read metrics, publish to its topic, write its logs. It needs no reserved
+concurrency: a second concurrent run re-reads the database before acting and finds the failover under way.
+A run that fails leaves its event in a queue whose depth, like the function's errors, alarms.
+
+Monthly cost (arm64, 128 MB, ~56 s a run, 43,800 runs): Lambda compute ~$4.10 + requests ~$0.01,
+CloudWatch GetMetricData ~$0.44, Route53 queries ~$0.11, the inverted (calculated) health check $0.50:
+about $5.20. Route53 ARC's readiness and routing controls would be ~$1,800 (a cluster at $2.50/hour); an
+always-on Fargate task ~$7.30 plus its own patching.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.core.alarms import alarm
+from components.core.config import PROJECT
+from components.core.context import RegionContext, StackContext
+from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
+
+PACKAGE = "failover_prober"
+SCHEDULE = "rate(1 minute)"
+# A run observes for 55 s; the rest of the timeout leaves room for the failover call and the record.
+FUNCTION_TIMEOUT_SECONDS = 75
+# A scheduled event the next minute's run already covers is not worth retrying.
+MAX_EVENT_AGE_SECONDS = 60
+HTTPS_PORT = 443
+
+
+@dataclass(frozen=True)
+class ProberArgs:
+    stack: StackContext
+    standby: RegionContext
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[Sequence[str]]
+    # The primary region's private subnets, where its writer lives, reached over the peering.
+    primary_private_cidrs: Sequence[str]
+    global_cluster_id: pulumi.Input[str]
+    global_cluster_arn: pulumi.Input[str]
+    target_cluster_arn: pulumi.Input[str]
+    target_cluster_id: pulumi.Input[str]
+    # Every member's ARN: FailoverGlobalCluster authorizes against the clusters it moves the writer between.
+    member_cluster_arns: list[pulumi.Input[str]]
+    primary_writer_host: pulumi.Input[str]
+    database_port: int
+    status_record: str
+    topic_arn: pulumi.Input[str]
+    promote_after_seconds: int
+    rpo_seconds: int
+    log_retention_days: int
+
+
+class AuroraPromotion(pulumi.ComponentResource):
+    """The prober and what it needs (the type keeps the name of the promotion path it replaced)."""
+
+    function_name: pulumi.Output[str]
+    record_parameter: pulumi.Output[str]
+    failure_queue_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("inference-fleet:promotion:AuroraPromotion", name, None, opts)
+        here = args.standby.options(self)
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=args.standby.provider)
+        ).account_id
+        prefix = f"{PROJECT}-{args.stack.stack}"
+
+        queue = aws.sqs.Queue(
+            f"{name}-failed",
+            message_retention_seconds=14 * 24 * 3600,
+            sqs_managed_sse_enabled=True,
+            opts=here,
+        )
+        # The function writes both; Pulumi only creates them.
+        record = aws.ssm.Parameter(
+            f"{name}-record",
+            name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/last",
+            type="String",
+            description="The last promotion of the Aurora global database (history: every one)",
+            value=json.dumps({"action": "none"}),
+            opts=args.standby.options(self, ignore_changes=["value"]),
+        )
+        state = aws.ssm.Parameter(
+            f"{name}-state",
+            name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/prober",
+            type="String",
+            description="The prober's state between runs: since when the primary region has looked lost",
+            value=json.dumps({"suspectSince": None, "notified": False, "savedAt": None}),
+            opts=args.standby.options(self, ignore_changes=["value"]),
+        )
+        function_name = f"{prefix}-aurora-promotion"
+        logs = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=args.log_retention_days,
+            opts=here,
+        )
+        group = self._security_group(name, args, here)
+        role = self._role(name, args, account, queue, [record, state], logs, here)
+        function = aws.lambda_.Function(
+            f"{name}-function",
+            name=function_name,
+            description="Observes the primary region from the standby; fails the Aurora global database over "
+            "when the writer and Route53 agree it is lost",
+            runtime=LAMBDA_RUNTIME,
+            architectures=["arm64"],
+            handler=handler(PACKAGE),
+            code=function_code(PACKAGE),
+            role=role.arn,
+            timeout=FUNCTION_TIMEOUT_SECONDS,
+            memory_size=128,
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=args.private_subnet_ids, security_group_ids=[group.id]
+            ),
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "GLOBAL_CLUSTER_ID": args.global_cluster_id,
+                    "TARGET_CLUSTER_ARN": args.target_cluster_arn,
+                    "STANDBY_CLUSTER_ID": args.target_cluster_id,
+                    "PRIMARY_WRITER_HOST": args.primary_writer_host,
+                    "DATABASE_PORT": str(args.database_port),
+                    "STATUS_RECORD": args.status_record,
+                    "RECORD_PARAMETER": record.name,
+                    "STATE_PARAMETER": state.name,
+                    "TOPIC_ARN": args.topic_arn,
+                    "PROBE_INTERVAL_SECONDS": str(PROBER_INTERVAL_SECONDS),
+                    "PROBE_TIMEOUT_SECONDS": str(PROBER_TIMEOUT_SECONDS),
+                    "AGREE_SECONDS": str(args.promote_after_seconds),
+                    "RPO_SECONDS": str(args.rpo_seconds),
+                }
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
+            opts=here,
+        )
+        aws.lambda_.FunctionEventInvokeConfig(
+            f"{name}-retries",
+            function_name=function.name,
+            # The schedule is the retry: every minute a fresh run looks again.
+            maximum_retry_attempts=0,
+            maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
+            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                    destination=queue.arn
+                )
+            ),
+            opts=here,
+        )
+        schedule = aws.cloudwatch.EventRule(
+            f"{name}-schedule",
+            description="Runs the failover prober: it observes the primary region for most of each minute",
+            schedule_expression=SCHEDULE,
+            opts=here,
+        )
+        aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=schedule.arn,
+            opts=here,
+        )
+        aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=here)
+        self._alarms(name, args, function, queue, here)
+
+        self.function_name = function.name
+        self.record_parameter = record.name
+        self.failure_queue_url = queue.url
+        self.register_outputs(
+            {
+                "functionName": self.function_name,
+                "recordParameter": self.record_parameter,
+                "failureQueueUrl": self.failure_queue_url,
+            }
+        )
+
+    def _security_group(
+        self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions
+    ) -> aws.ec2.SecurityGroup:
+        group = aws.ec2.SecurityGroup(
+            f"{name}-sg",
+            vpc_id=args.vpc_id,
+            description="failover prober: the primary writer over the peering, AWS APIs over HTTPS",
+            revoke_rules_on_delete=True,
+            tags={"Name": f"{name}-sg"},
+            opts=opts,
+        )
+        for i, cidr in enumerate(args.primary_private_cidrs):
+            aws.vpc.SecurityGroupEgressRule(
+                f"{name}-to-primary-db-{i}",
+                security_group_id=group.id,
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=args.database_port,
+                to_port=args.database_port,
+                description="the primary region's Aurora writer, over the VPC peering",
+                opts=opts,
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-https",
+            security_group_id=group.id,
+            cidr_ipv4="0.0.0.0/0",
+            ip_protocol="tcp",
+            from_port=HTTPS_PORT,
+            to_port=HTTPS_PORT,
+            description="RDS, SSM, CloudWatch and SNS in this region (through its NAT)",
+            opts=opts,
+        )
+        return group
+
+    def _alarms(
+        self,
+        name: str,
+        args: ProberArgs,
+        function: aws.lambda_.Function,
+        queue: aws.sqs.Queue,
+        opts: pulumi.ResourceOptions,
+    ) -> None:
+        alarm(
+            f"{name}-errors",
+            args.topic_arn,
+            opts,
+            description="The failover prober failed a run: it may not be watching the primary region.",
+            namespace="AWS/Lambda",
+            metric_name="Errors",
+            dimensions={"FunctionName": function.name},
+            statistic="Sum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+        alarm(
+            f"{name}-failures-queued",
+            args.topic_arn,
+            opts,
+            description="Failed prober runs wait in the failure queue for a person.",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": queue.name},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+
+    def _role(
+        self,
+        name: str,
+        args: ProberArgs,
+        account: pulumi.Output[str],
+        queue: aws.sqs.Queue,
+        parameters: list[aws.ssm.Parameter],
+        logs: aws.cloudwatch.LogGroup,
+        opts: pulumi.ResourceOptions,
+    ) -> aws.iam.Role:
+        statements: list[dict[str, Any]] = [
+            {
+                "Sid": "ReadGlobalDatabase",
+                "Effect": "Allow",
+                "Action": "rds:DescribeGlobalClusters",
+                "Resource": args.global_cluster_arn,
+            },
+            {
+                "Sid": "FailOverGlobalDatabase",
+                "Effect": "Allow",
+                "Action": "rds:FailoverGlobalCluster",
+                "Resource": [args.global_cluster_arn, *args.member_cluster_arns],
+            },
+            {
+                "Sid": "RecordAndState",
+                "Effect": "Allow",
+                "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+                "Resource": [p.arn for p in parameters],
+            },
+            # CloudWatch defines no resource for reading metrics.
+            {"Sid": "ReadLag", "Effect": "Allow", "Action": "cloudwatch:GetMetricData", "Resource": "*"},
+            {"Sid": "Tell", "Effect": "Allow", "Action": "sns:Publish", "Resource": args.topic_arn},
+            {"Sid": "FailedEvents", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue.arn},
+            log_statement(logs.arn),
+            LAMBDA_VPC_ACCESS,
+        ]
+        return scoped_role(f"{name}-function", "lambda.amazonaws.com", account, statements, opts)

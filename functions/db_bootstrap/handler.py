@@ -1,0 +1,104 @@
+"""Give the gateway its own database role, owner of its database, so it never connects as the master user.
+
+Invoked by Pulumi (`aws.lambda_.Invocation`) at deploy, from inside the VPC, as the master user:
+
+1. the role exists and can log in, with the gateway's password stored as a SCRAM verifier computed here
+   (the password never appears in a statement, so never in a server log);
+2. the master may act for the role (PostgreSQL 16 asks that before it hands objects over);
+3. the role owns the database, its public schema and what the master created in it (tables, views,
+   sequences, enum types), so LiteLLM's migrations (the gateway task's `migrate` container) can create
+   and alter its tables.
+
+Every step is idempotent: running it again (a new password, a re-deploy) leaves the same end state. The
+event carries secrets; nothing of it is logged or returned.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from .pgwire import Connection, Endpoint, quote_ident, quote_literal, scram_verifier
+
+log = logging.getLogger("db_bootstrap")
+log.setLevel(logging.INFO)
+
+ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_HAND_OVER = """
+DO $$
+DECLARE
+  me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+  obj record;
+BEGIN
+  FOR obj IN
+    SELECT c.relname AS name,
+           CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                          WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind
+    FROM pg_class c
+    WHERE c.relnamespace = 'public'::regnamespace AND c.relowner = me
+      AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+      -- a sequence owned by a column moves with its table
+      AND NOT (c.relkind = 'S' AND EXISTS (
+        SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i')))
+    ORDER BY c.relkind DESC
+  LOOP
+    EXECUTE format('ALTER %s public.%I OWNER TO %I', obj.kind, obj.name, {role});
+  END LOOP;
+  FOR obj IN
+    SELECT t.typname AS name FROM pg_type t
+    WHERE t.typnamespace = 'public'::regnamespace AND t.typowner = me AND t.typtype = 'e'
+  LOOP
+    EXECUTE format('ALTER TYPE public.%I OWNER TO %I', obj.name, {role});
+  END LOOP;
+END $$
+"""
+
+
+def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    del context
+    return bootstrap(event)
+
+
+def bootstrap(event: Mapping[str, Any], cafile: str | None = None) -> dict[str, Any]:
+    role, database, master = str(event["gatewayUser"]), str(event["database"]), str(event["masterUser"])
+    for name in (role, database, master):
+        if not ROLE_NAME.match(name):
+            raise ValueError(f"{name!r} is not a plain lower-case identifier")
+    if role == master:
+        raise ValueError("the gateway's role must not be the master user")
+    endpoint = Endpoint(
+        host=str(event["host"]),
+        port=int(event["port"]),
+        database=database,
+        user=master,
+        password=str(event["masterPassword"]),
+    )
+    r, db = quote_ident(role), quote_ident(database)
+    verifier = quote_literal(scram_verifier(str(event["gatewayPassword"])))
+    with Connection(endpoint, cafile=cafile) as conn:
+        exists = conn.execute(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(role)}")
+        if not exists:
+            conn.execute(f"CREATE ROLE {r} LOGIN")
+        conn.execute(f"ALTER ROLE {r} WITH LOGIN NOCREATEDB NOCREATEROLE PASSWORD {verifier}")
+        member = conn.execute(
+            f"SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid "
+            f"WHERE g.rolname = {quote_literal(role)} AND m.member = (SELECT oid FROM pg_roles "
+            "WHERE rolname = current_user)"
+        )
+        if not member:
+            conn.execute(f"GRANT {r} TO CURRENT_USER")
+        conn.execute(f"ALTER DATABASE {db} OWNER TO {r}")
+        conn.execute(f"ALTER SCHEMA public OWNER TO {r}")
+        # What an earlier gateway created as the master user moves to the gateway's role: this database's
+        # tables, views, standalone sequences and enum types (not REASSIGN OWNED, which would also hand
+        # over any other database the master owns).
+        conn.execute(_HAND_OVER.replace("{role}", quote_literal(role)))
+        (owner,) = conn.execute(
+            f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = {quote_literal(database)}"
+        )
+    outcome = {"role": role, "database": database, "databaseOwner": owner[0], "created": not exists}
+    log.info(json.dumps(outcome))
+    return outcome

@@ -1,0 +1,155 @@
+"""The gateway as failover needs it: the region-health sidecar and what it checks, keep-alive above the
+load balancer's idle timeout, migrations never a condition of starting, alarms that reach a person, the
+standby growing to the primary's size when it takes traffic, and the image from the region's own ECR."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleet.harness import RecordedResource, Rendering
+
+TASK = "aws:ecs/taskDefinition:TaskDefinition"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+REGIONS = ("us-east-1", "us-west-2")
+SIDECAR_CODE = Path(__file__).resolve().parents[2] / "functions" / "region_health" / "region_health.py"
+
+
+def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
+    provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
+    return [r for r in rendering.of_type(resource_type) if r.provider == provider]
+
+
+def containers(rendering: Rendering, region: str) -> dict[str, dict[str, Any]]:
+    (task,) = in_region(rendering, region, TASK)
+    return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["environment"]}
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_region_health_sidecar_runs_this_repositorys_code_in_the_gateway_image(render, region):
+    prod = render("prod")
+    found = containers(prod, region)
+    sidecar, gateway = found["region-health"], found["gateway"]
+    assert sidecar["essential"] is True
+    assert sidecar["image"] == gateway["image"]
+    assert sidecar["entryPoint"][:2] == ["python3", "-c"]
+    env = env_of(sidecar)
+    assert env["FLEET_REGION_HEALTH_CODE"] == SIDECAR_CODE.read_text()
+    assert env["GATEWAY_LIVENESS_URL"] == "http://127.0.0.1:4000/health/liveliness"
+    assert sidecar["portMappings"][0]["containerPort"] == int(env["REGION_HEALTH_PORT"]) == 4001
+    # It checks the backends of the config the gateway runs: every deployment of the rendered file.
+    config_object = prod.one("aws:s3/bucketObjectv2:BucketObjectv2", f"control-plane-{region}-litellm-config")
+    config = yaml.safe_load(config_object.inputs["content"])
+    backends = json.loads(env["FLEET_BACKENDS"])
+    assert {b["name"] for b in backends} == {d["model_info"]["id"] for d in config["model_list"]}
+    urls = {b["url"] for b in backends}
+    # This region's own GPU pools (their internal load balancers), then the serverless endpoints.
+    pools = {"us-east-1": {"llama-8b", "qwen-14b"}, "us-west-2": {"llama-8b-west"}}[region]
+    assert urls == {f"http://{pool}.pools.fleet.example.com/v1" for pool in pools} | {
+        "https://api.runpod.ai/v2/qwen25-14b-vllm/openai/v1",
+        "https://api.together.xyz/v1",
+        "https://api.fireworks.ai/inference/v1",
+        "https://api.openai.com/v1",
+        "https://api.anthropic.com",
+    }
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_gateway_keeps_connections_longer_than_the_load_balancer(render, region):
+    prod = render("prod")
+    command = containers(prod, region)["gateway"]["command"]
+    keepalive = int(command[command.index("--keepalive_timeout") + 1])
+    alb = prod.one("aws:lb/loadBalancer:LoadBalancer", f"control-plane-{region}-alb")
+    assert alb.inputs["idleTimeout"] < keepalive
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_migrations_run_first_and_never_keep_the_gateway_from_starting(render, region):
+    found = containers(render("prod"), region)
+    gateway, migrate = found["gateway"], found["migrate"]
+    # The server skips them; a container of its own runs them to completion, successful or not.
+    assert env_of(gateway)["DISABLE_SCHEMA_UPDATE"] == "true"
+    assert gateway["dependsOn"] == [{"containerName": "migrate", "condition": "COMPLETE"}]
+    assert (migrate["essential"], migrate["command"]) == (False, ["--skip_server_startup"])
+    assert "DISABLE_SCHEMA_UPDATE" not in env_of(migrate)
+    assert migrate["image"] == gateway["image"] and migrate["secrets"] == gateway["secrets"]
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_every_control_plane_alarm_reaches_the_regions_topic(render, region):
+    prod = render("prod")
+    topic = prod.outputs["alertTopics"][region]
+    alarms = {a.name.removeprefix(f"control-plane-{region}-"): a for a in in_region(prod, region, ALARM)}
+    expected = {"alb-5xx", "unhealthy-targets", "tasks-below-desired"}
+    assert expected <= set(alarms)
+    for name in expected:
+        assert alarms[name].inputs["alarmActions"] == [topic]
+        assert alarms[name].inputs["okActions"] == [topic]
+    assert alarms["alb-5xx"].inputs["metricName"] == "HTTPCode_ELB_5XX_Count"
+    running = {q["id"]: q for q in alarms["tasks-below-desired"].inputs["metricQueries"]}
+    assert running["missing"]["expression"] == "desired - running"
+    assert running["running"]["metric"]["namespace"] == "ECS/ContainerInsights"
+
+
+def test_the_standby_takes_the_primarys_size_when_it_takes_traffic(render):
+    prod = render("prod")
+    (alarm,) = [a for a in in_region(prod, "us-west-2", ALARM) if a.name.endswith("taking-traffic")]
+    (policy,) = [
+        p
+        for p in in_region(prod, "us-west-2", "aws:appautoscaling/policy:Policy")
+        if p.name.endswith("takeover")
+    ]
+    step = policy.inputs["stepScalingPolicyConfiguration"]
+    assert step["adjustmentType"] == "ExactCapacity"
+    assert [s["scalingAdjustment"] for s in step["stepAdjustments"]] == [3]  # the primary's minTasks
+    assert policy.outputs["arn"] in alarm.inputs["alarmActions"]
+    assert alarm.inputs["metricName"] == "RequestCount"
+    assert alarm.inputs["threshold"] == 600  # one task's worth a minute: far above the health checks
+    assert not [a for a in in_region(prod, "us-east-1", ALARM) if a.name.endswith("taking-traffic")]
+
+
+def test_prod_protects_the_gateways_secrets(render):
+    prod = render("prod")
+    secrets = prod.of_type("aws:secretsmanager/secret:Secret")
+    assert secrets and all(s.options.protect for s in secrets)
+    assert not any(s.options.protect for s in render("dev").of_type("aws:secretsmanager/secret:Secret"))
+
+
+def test_an_image_already_in_ecr_is_pulled_as_it_is(render, stack_input):
+    config = json.loads(stack_input("prod").config["inference-fleet:controlPlane"])
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/litellm-database@sha256:" + "a" * 64
+    config["gateway"]["image"] = image
+    rendering = render("prod", {"controlPlane": config})
+    assert rendering.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
+    assert containers(rendering, "us-west-2")["gateway"]["image"] == image
+
+
+def test_alerts_go_to_a_topic_per_region_with_the_configured_subscriptions(render):
+    prod = render("prod")
+    topics = prod.of_type("aws:sns/topic:Topic")
+    assert sorted(t.physical_name for t in topics) == ["fleet-prod-use1-alerts", "fleet-prod-usw2-alerts"]
+    subscriptions = prod.of_type("aws:sns/topicSubscription:TopicSubscription")
+    assert {(s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions} == {
+        (t.outputs["arn"], "email", "ml-platform-oncall@example.com") for t in topics
+    }
+
+
+def test_prod_without_anyone_to_alert_is_refused(config_problems):
+    assert config_problems("prod", {"alerts": {"subscriptions": []}}) == [
+        "inference-fleet:alerts.subscriptions: empty; prod names at least one: failover decisions and alarms "
+        "must reach a person"
+    ]
+    assert config_problems(
+        "prod", {"alerts": {"subscriptions": [{"protocol": "sms", "endpoint": "555-1234"}]}}
+    ) == [
+        "inference-fleet:alerts.subscriptions[0].endpoint: got '555-1234'; sms takes a phone number in E.164 form "
+        "(+15551234567)"
+    ]

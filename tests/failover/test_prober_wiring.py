@@ -1,0 +1,171 @@
+"""How the prober is wired: everything in the standby region, on a schedule, inside the standby's network
+with a way to the primary writer over the peering, a role that can do this one thing only, and alarms on
+its own failures. Nothing of it lives in the primary region."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.network import subnet_plan
+from fleet.harness import RecordedResource, Rendering
+
+PROMOTION = "inference-fleet:promotion:AuroraPromotion"
+FUNCTION = "aws:lambda/function:Function"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+PROBER = Path(__file__).resolve().parents[2] / "functions" / "failover_prober"
+
+
+def provider_region(rendering: Rendering, resource: RecordedResource) -> str:
+    assert resource.provider
+    return rendering.get(resource.provider).inputs["region"]
+
+
+def policy_of(rendering: Rendering, role: RecordedResource) -> list[dict[str, Any]]:
+    (policy,) = [p for p in rendering.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+    return json.loads(policy.inputs["policy"])["Statement"]
+
+
+def cluster_in(rendering: Rendering, region: str) -> RecordedResource:
+    return next(
+        c for c in rendering.of_type("aws:rds/cluster:Cluster") if provider_region(rendering, c) == region
+    )
+
+
+@pytest.fixture
+def prod(render) -> Rendering:
+    return render("prod")
+
+
+def prober(rendering: Rendering) -> RecordedResource:
+    return rendering.one(FUNCTION, "promotion-function")
+
+
+def test_everything_the_prober_uses_lives_in_the_standby_region(prod):
+    component = prod.one(PROMOTION)
+    children = [r for r in prod.descendants(component) if r.custom]
+    assert {provider_region(prod, r) for r in children} == {"us-west-2"}
+    assert all(r.name.startswith("promotion-") for r in prod.descendants(component))
+    # The alarm -> EventBridge -> forwarder path in the primary region is gone.
+    assert not [
+        r
+        for r in prod.of_type("aws:cloudwatch/eventRule:EventRule")
+        if provider_region(prod, r) == "us-east-1"
+    ]
+    assert not [a for a in prod.of_type(ALARM) if a.inputs.get("namespace") == "AWS/Route53"]
+
+
+def test_a_schedule_runs_it_every_minute(prod):
+    (rule,) = prod.of_type("aws:cloudwatch/eventRule:EventRule")
+    assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
+    target = prod.one("aws:cloudwatch/eventTarget:EventTarget")
+    assert (target.inputs["rule"], target.inputs["arn"]) == (
+        rule.outputs["name"],
+        prober(prod).outputs["arn"],
+    )
+    permission = prod.one("aws:lambda/permission:Permission")
+    assert (permission.inputs["principal"], permission.inputs["sourceArn"]) == (
+        "events.amazonaws.com",
+        rule.outputs["arn"],
+    )
+
+
+def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
+    function = prober(prod)
+    env = function.inputs["environment"]["variables"]
+    standby, primary = cluster_in(prod, "us-west-2"), cluster_in(prod, "us-east-1")
+    assert env["GLOBAL_CLUSTER_ID"] == prod.one("aws:rds/globalCluster:GlobalCluster").id
+    assert env["TARGET_CLUSTER_ARN"] == standby.outputs["arn"]
+    assert env["STANDBY_CLUSTER_ID"] == standby.outputs["clusterIdentifier"]
+    # The primary's own cluster endpoint (not the global one, which follows the writer).
+    assert env["PRIMARY_WRITER_HOST"] == primary.outputs["endpoint"]
+    assert env["STATUS_RECORD"] == prod.outputs["failover"]["statusRecord"]
+    assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
+    assert env["TOPIC_ARN"] == prod.outputs["alertTopics"]["us-west-2"]
+    # No reserved concurrency: new accounts often cannot reserve any, and a second run is harmless.
+    assert function.inputs.get("reservedConcurrentExecutions") is None
+    assert function.inputs["handler"] == "failover_prober.handler.handle"
+
+
+def test_it_runs_in_the_standby_network_and_reaches_only_the_primary_writer_and_https(prod):
+    function = prober(prod)
+    vpc = function.inputs["vpcConfig"]
+    assert vpc["subnetIds"] == prod.outputs["networks"]["us-west-2"]["privateSubnetIds"]
+    (group_id,) = vpc["securityGroupIds"]
+    rules = [
+        r
+        for r in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+        if r.inputs["securityGroupId"] == group_id
+    ]
+    ports = {(r.inputs["cidrIpv4"], r.inputs["fromPort"]) for r in rules}
+    primary_private = {(c, 5432) for c in subnet_plan("10.10.0.0/16", 3)[0]}
+    assert ports == primary_private | {("0.0.0.0/0", 443)}
+    # And the primary's database lets the standby's private subnets in (the data tier's rule).
+    ingress = [
+        r.inputs["cidrIpv4"]
+        for r in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.name.startswith("data-us-east-1-remote-")
+    ]
+    assert len(ingress) == 3
+
+
+def test_the_function_ships_the_prober_package_from_this_repository(prod):
+    assets = getattr(prober(prod).inputs["code"], "assets", None) or {}
+    assert set(assets) == {f"failover_prober/{p.name}" for p in PROBER.glob("*.py")}
+    for name, asset in assets.items():
+        assert Path(asset.path).resolve() == PROBER / name.split("/", 1)[1]
+
+
+def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
+    config = prod.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+    assert config.inputs["functionName"] == prober(prod).outputs["name"]
+    assert (config.inputs["maximumRetryAttempts"], config.inputs["maximumEventAgeInSeconds"]) == (0, 60)
+    queue = prod.one("aws:sqs/queue:Queue")
+    assert config.inputs["destinationConfig"]["onFailure"]["destination"] == queue.outputs["arn"]
+    alarms = {a.name: a for a in prod.of_type(ALARM) if a.name.startswith("promotion-")}
+    topic = prod.outputs["alertTopics"]["us-west-2"]
+    assert alarms["promotion-errors"].inputs["dimensions"] == {"FunctionName": prober(prod).outputs["name"]}
+    assert alarms["promotion-failures-queued"].inputs["dimensions"] == {"QueueName": queue.outputs["name"]}
+    assert all(a.inputs["alarmActions"] == [topic] for a in alarms.values())
+
+
+def test_the_role_can_only_read_and_promote_this_database_and_keep_its_record(prod):
+    function = prober(prod)
+    (role,) = [r for r in prod.of_type("aws:iam/role:Role") if r.outputs["arn"] == function.inputs["role"]]
+    statements = {s["Sid"]: s for s in policy_of(prod, role)}
+    global_arn = prod.one("aws:rds/globalCluster:GlobalCluster").outputs["arn"]
+    clusters = sorted(c.outputs["arn"] for c in prod.of_type("aws:rds/cluster:Cluster"))
+    assert statements["ReadGlobalDatabase"]["Resource"] == global_arn
+    assert statements["FailOverGlobalDatabase"]["Action"] == "rds:FailoverGlobalCluster"
+    assert sorted(statements["FailOverGlobalDatabase"]["Resource"]) == sorted([global_arn, *clusters])
+    parameters = sorted(p.outputs["arn"] for p in prod.of_type("aws:ssm/parameter:Parameter"))
+    assert sorted(statements["RecordAndState"]["Resource"]) == parameters
+    assert statements["Tell"]["Resource"] == prod.outputs["alertTopics"]["us-west-2"]
+    for sid, statement in statements.items():
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any("*" in a for a in actions)
+        # Reading metrics and managing the function's network interfaces: AWS defines no resources.
+        assert statement["Resource"] != "*" or sid in ("ReadLag", "VpcNetworkInterfaces")
+
+
+def test_prod_outputs_the_record_and_the_lossless_moves(prod):
+    promotion = prod.outputs["promotion"]
+    standby, primary = cluster_in(prod, "us-west-2"), cluster_in(prod, "us-east-1")
+    assert promotion["switchoverCommand"] == (
+        "aws rds switchover-global-cluster --region us-west-2 --global-cluster-identifier inference-fleet-prod "
+        f"--target-db-cluster-identifier {standby.outputs['arn']}"
+    )
+    assert promotion["failbackCommand"] == (
+        "aws rds switchover-global-cluster --region us-east-1 --global-cluster-identifier inference-fleet-prod "
+        f"--target-db-cluster-identifier {primary.outputs['arn']}"
+    )
+    assert promotion["record"] == "/inference-fleet/prod/aurora-promotion/last"
+
+
+def test_dev_has_nothing_to_promote(render):
+    dev = render("dev")
+    assert dev.of_type(PROMOTION) == []
+    assert dev.outputs["failover"] == {} and dev.outputs["promotion"] == {}

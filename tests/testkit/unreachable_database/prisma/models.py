@@ -1,0 +1,1 @@
+from prisma._types import __getattr__  # noqa: F401
