@@ -54,7 +54,8 @@ from components.control_plane.image_mirror import declare_mirror, ecr_repository
 from components.control_plane.public_api import NOT_FOUND, declare_public_rules
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.iam import scoped_role
+from components.core.iam import Statement, scoped_role
+from components.core.storage import private_bucket
 
 HTTPS_PORT = 443
 HTTP_PORT = 80
@@ -366,37 +367,35 @@ class RegionalControlPlane(pulumi.ComponentResource):
 
     def _bucket(self) -> aws.s3.Bucket:
         name, plane = self._name, self._args.plane
-        bucket = aws.s3.Bucket(
-            f"{name}-bucket", force_destroy=not plane.deletion_protection, opts=self._child()
-        )
-        aws.s3.BucketOwnershipControls(
+        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self)).arn
+
+        def access_logs(bucket: aws.s3.Bucket) -> list[Statement]:
+            log_objects = pulumi.Output.concat(
+                bucket.arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", self._account, "/*"
+            )
+            # Regions older than August 2022 deliver as their ELB account, newer ones as a service
+            # principal: allow both, for this account's logs under the prefix only.
+            return [
+                {
+                    "Sid": "AlbAccessLogs",
+                    "Effect": "Allow",
+                    "Principal": {
+                        "AWS": elb_account,
+                        "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
+                    },
+                    "Action": "s3:PutObject",
+                    "Resource": log_objects,
+                }
+            ]
+
+        private = private_bucket(
             f"{name}-bucket",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=self._child(),
+            self._child(),
+            force_destroy=not plane.deletion_protection,
+            statements=access_logs,
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=self._child(),
-        )
-        # ALB access logs can only be written to a bucket encrypted with S3-managed keys.
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256"
-                    )
-                )
-            ],
-            opts=self._child(),
-        )
+        bucket = private.bucket
+        self._bucket_policy = private.policy
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-bucket",
             bucket=bucket.id,
@@ -410,40 +409,6 @@ class RegionalControlPlane(pulumi.ComponentResource):
                     ),
                 )
             ],
-            opts=self._child(),
-        )
-        elb_account = aws.elb.get_service_account_output(opts=pulumi.InvokeOutputOptions(parent=self)).arn
-        log_objects = pulumi.Output.concat(bucket.arn, f"/{ACCESS_LOG_PREFIX}/AWSLogs/", self._account, "/*")
-        self._bucket_policy = aws.s3.BucketPolicy(
-            f"{name}-bucket",
-            bucket=bucket.id,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            # Regions older than August 2022 deliver as their ELB account, newer ones as a
-                            # service principal: allow both, for this account's logs under the prefix only.
-                            "Sid": "AlbAccessLogs",
-                            "Effect": "Allow",
-                            "Principal": {
-                                "AWS": elb_account,
-                                "Service": "logdelivery.elasticloadbalancing.amazonaws.com",
-                            },
-                            "Action": "s3:PutObject",
-                            "Resource": log_objects,
-                        },
-                        {
-                            "Sid": "TlsOnly",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
-                    ],
-                }
-            ),
             opts=self._child(),
         )
         return bucket

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
+from components.core.iam import Statement, policy_document
 
-def private_bucket(name: str, opts: pulumi.ResourceOptions, force_destroy: bool) -> aws.s3.Bucket:
-    """A bucket (auto-named from `name`) and the settings every private bucket of the fleet carries."""
+
+@dataclass(frozen=True)
+class PrivateBucket:
+    bucket: aws.s3.Bucket
+    # What writes that the policy allows must wait for (e.g. a load balancer delivering its logs).
+    policy: aws.s3.BucketPolicy
+
+
+def private_bucket(
+    name: str,
+    opts: pulumi.ResourceOptions,
+    force_destroy: bool,
+    statements: Callable[[aws.s3.Bucket], Sequence[Statement]] = lambda bucket: (),
+) -> PrivateBucket:
+    """A bucket (auto-named from `name`) and the settings every private bucket of the fleet carries.
+
+    `statements`: what the bucket's policy allows besides (given the bucket, for its ARN); TLS-only is added.
+    S3-managed encryption, because some writers (ALB access logs) refuse a bucket encrypted with KMS.
+    """
     bucket = aws.s3.Bucket(name, force_destroy=force_destroy, opts=opts)
     aws.s3.BucketOwnershipControls(
         name,
@@ -36,24 +57,15 @@ def private_bucket(name: str, opts: pulumi.ResourceOptions, force_destroy: bool)
         ],
         opts=opts,
     )
-    aws.s3.BucketPolicy(
-        name,
-        bucket=bucket.id,
-        policy=pulumi.Output.json_dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Sid": "TlsOnly",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ],
-            }
-        ),
-        opts=opts,
+    tls_only: Statement = {
+        "Sid": "TlsOnly",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    policy = aws.s3.BucketPolicy(
+        name, bucket=bucket.id, policy=policy_document([*statements(bucket), tls_only]), opts=opts
     )
-    return bucket
+    return PrivateBucket(bucket, policy)

@@ -151,7 +151,7 @@ class NodeImage(pulumi.ComponentResource):
         stack, config = args.stack, args.config
 
         files = bundle_files()
-        bucket = private_bucket(f"{name}-bundle", child, force_destroy=not args.deletion_protection)
+        bucket = private_bucket(f"{name}-bundle", child, force_destroy=not args.deletion_protection).bucket
         key = f"node-image/bundle-{bundle_digest(files)}.zip"
         bundle = aws.s3.BucketObjectv2(
             f"{name}-bundle",
