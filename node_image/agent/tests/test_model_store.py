@@ -84,7 +84,10 @@ def node_config(vol: Volume, tmp_path: Path) -> dict[str, Any]:
 def sync_model(vol: Volume, tmp_path: Path, tiny_model: Path) -> int:
     """The model written through a writable mount of its own, manifest last; its total bytes."""
     with mount(vol, tmp_path / "writer", tmp_path / "writer-cache") as writer:
-        files: dict[str, bytes | Path] = {"tiny.gguf": tiny_model, "extra/weights.bin": os.urandom(FILLER_BYTES)}
+        files: dict[str, bytes | Path] = {
+            "tiny.gguf": tiny_model,
+            "extra/weights.bin": os.urandom(FILLER_BYTES),
+        }
         return put_model(writer / MODEL_DIR, files, "tiny").total_bytes
 
 
@@ -164,7 +167,11 @@ def test_a_killed_mount_is_mounted_again_and_the_engine_keeps_running(
             assert after["engine"]["pid"] == engine_pid and after["engine"]["restarts"] == 0
             assert 'fleet_agent_model_store_remounts_total{cause="stale"} 1' in node.http.get("/metrics").text
             assert "fleet_agent_engine_restarts_total" not in node.http.get("/metrics").text
-            assert sorted(os.listdir(mount_point / MODEL_DIR)) == ["extra", "fleet-manifest.json", "tiny.gguf"]
+            assert sorted(os.listdir(mount_point / MODEL_DIR)) == [
+                "extra",
+                "fleet-manifest.json",
+                "tiny.gguf",
+            ]
             node.wait_state("ready", 30)
             answer = node.http.post("/v1/completions", json=completion(4), headers=node.headers())
             assert answer.status_code == 200, answer.text
@@ -201,8 +208,12 @@ def test_mount_store_mounts_in_the_foreground_with_the_password_from_secrets_man
     vol = store_volume
     sync_model(vol, tmp_path, tiny_model)
     secrets = moto_client("secretsmanager", moto_url)
-    arn = secrets.create_secret(Name="fleet-test-store", SecretString=json.dumps({"authToken": PASSWORD}))["ARN"]
-    section = store_section(vol, tmp_path, mode="attach", meta_secret={"aws_secret_id": arn, "key": "authToken"})
+    arn = secrets.create_secret(Name="fleet-test-store", SecretString=json.dumps({"authToken": PASSWORD}))[
+        "ARN"
+    ]
+    section = store_section(
+        vol, tmp_path, mode="attach", meta_secret={"aws_secret_id": arn, "key": "authToken"}
+    )
     del section["meta_password_file"], section["log_file"]
     mount_point = tmp_path / "models"
     with serving(FakeImds()) as metadata:
@@ -247,7 +258,9 @@ def test_mount_store_mounts_in_the_foreground_with_the_password_from_secrets_man
 
 
 def test_the_cache_check_juicefs_prints_is_read() -> None:
-    cold = parse_check("2026/11/30 21:15:48 juicefs[8371] <INFO>: check cache: 1 files checked, 0 B of 64 MiB (0.0%) cached [warmup@warmup.go:332]")
+    cold = parse_check(
+        "2026/11/30 21:15:48 juicefs[8371] <INFO>: check cache: 1 files checked, 0 B of 64 MiB (0.0%) cached [warmup@warmup.go:332]"
+    )
     warm = parse_check("check cache: 3 files checked, 1.5 GiB of 1.5 GiB (100.0%) cached")
     assert (cold.files, cold.cached_bytes, cold.total_bytes, cold.ratio) == (1, 0, 64 << 20, 0.0)
     assert (warm.files, warm.cached_bytes, warm.ratio) == (3, int(1.5 * (1 << 30)), 1.0)
@@ -306,7 +319,9 @@ def test_an_unmounted_attach_mode_store_waits_for_the_host(tmp_path: Path) -> No
         }
     )
     ok, detail = asyncio.run(ModelStore(config, AgentMetrics()).ensure())
-    assert not ok and detail == f"waiting for the host to mount the volume: {tmp_path / 'models'} is not mounted"
+    assert (
+        not ok and detail == f"waiting for the host to mount the volume: {tmp_path / 'models'} is not mounted"
+    )
 
 
 def test_the_store_check_is_part_of_readiness(tmp_path: Path, tiny_model: Path) -> None:

@@ -61,7 +61,9 @@ def test_example_config_validates_and_shows_the_defaults() -> None:
         if section == "log_level":
             continue
         # An optional section ([model_store]) is `Model | None`.
-        annotation = next((a for a in typing.get_args(model.annotation) if a is not type(None)), model.annotation)
+        annotation = next(
+            (a for a in typing.get_args(model.annotation) if a is not type(None)), model.annotation
+        )
         fields = set(annotation.model_fields) - {"model_path", "port", "executable", "restart_command"}
         text = EXAMPLE.read_text()
         missing = [field for field in fields if f"{field} =" not in text]

@@ -72,13 +72,13 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     if binary is None:
         pytest.fail("redis-server is not installed (scripts/setup.sh installs it)")
     port = free_port()
+    # What JuiceFS asks of its metadata Redis: noeviction (ElastiCache: the store's parameter group).
+    argv = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
+        "--maxmemory-policy", "noeviction", "--appendonly", "no", "--save", "", "--dir", str(directory),
+    ]  # fmt: skip
     process = subprocess.Popen(
-        [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", PASSWORD,
-            # What JuiceFS asks of its metadata Redis (ElastiCache: the store's parameter group).
-            "--maxmemory-policy", "noeviction", "--appendonly", "no", "--save", "",
-            "--dir", str(directory),
-        ],  # fmt: skip
+        argv,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -107,12 +107,12 @@ def s3_bucket(moto_url: str, bucket: str) -> str:
 
 
 def format_volume(juicefs: str, meta_url: str, bucket_url: str, name: str) -> None:
+    argv = [
+        juicefs, "format", "--storage", "s3", "--bucket", bucket_url,
+        "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--trash-days", "0", meta_url, name,
+    ]  # fmt: skip
     subprocess.run(
-        [
-            juicefs, "format", "--storage", "s3", "--bucket", bucket_url,
-            "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, "--trash-days", "0",
-            "--no-update", meta_url, name,
-        ],  # fmt: skip
+        argv,
         env={**os.environ, "META_PASSWORD": PASSWORD},
         check=True,
         capture_output=True,
@@ -180,9 +180,9 @@ def mount_processes(mount_point: Path) -> list[int]:
             words = (entry / "cmdline").read_bytes().replace(b"\0", b" ").split()
         except OSError:
             continue
-        if words[:1] and words[0].endswith(b"juicefs") and b"mount" in words[1:2]:
-            if str(mount_point).encode() in words:
-                pids.append(int(entry.name))
+        ours = words[:1] and words[0].endswith(b"juicefs") and b"mount" in words[1:2]
+        if ours and str(mount_point).encode() in words:
+            pids.append(int(entry.name))
     return pids
 
 
@@ -215,4 +215,3 @@ def put_model(model_dir: Path, files: dict[str, bytes | Path], model: str) -> Ma
     manifest = Manifest(model=model, files=entries, source="test")
     write_manifest(model_dir, manifest)
     return manifest
-
