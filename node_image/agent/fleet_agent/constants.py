@@ -146,6 +146,9 @@ STORE_REMOUNT_BACKOFF_S = 1.0  # doubles per failed remount, up to the max
 STORE_REMOUNT_BACKOFF_MAX_S = 30.0
 STORE_WARMUP_THREADS = 16
 STORE_WARMUP_POLL_S = 2.0  # how often the warmup's progress is read (`juicefs warmup --check`)
+# On a VM the host's unit mounts the store (`fleet-agent mount-store`); the agent may restart it (polkit).
+STORE_UNIT = "fleet-model-store.service"
+STORE_REMOUNT_COMMAND = ("systemctl", "restart", STORE_UNIT)
 
 # --- Engines ------------------------------------------------------------------------------------
 DEFAULT_ENGINE_PORTS = {"vllm": 8000, "ollama": 11434, "llamacpp": 8081}

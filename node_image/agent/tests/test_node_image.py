@@ -91,6 +91,28 @@ def test_agent_unit_lets_the_drain_finish() -> None:
     assert service["Service.RestartPreventExitStatus"] == ["2"]  # bad config: restarting will not help
 
 
+def test_the_model_store_unit_mounts_before_the_agent_and_comes_back() -> None:
+    store = unit(c.STORE_UNIT)
+    assert store["Service.ExecStart"] == [
+        "/opt/fleet-agent/bin/fleet-agent mount-store --config /etc/fleet-agent/agent.toml"
+    ]
+    assert store["Service.Restart"] == ["on-failure"]  # a client that dies is started again
+    assert store["Service.RestartPreventExitStatus"] == ["2"]
+    assert {"fleet-agent.service", "ollama.service"} <= set(store["Unit.Before"][0].split())
+    assert "fleet-model-cache.service" in store["Unit.After"][0].split()  # its cache on the NVMe first
+    agent = unit("fleet-agent.service")
+    assert c.STORE_UNIT in agent["Unit.Wants"][0].split() and c.STORE_UNIT in agent["Unit.After"][0].split()
+    # The agent's remount is what polkit lets its user do, and the image installs and enables both.
+    rule = (NODE_IMAGE / "systemd" / "50-fleet-agent-model-store.rules").read_text()
+    assert c.STORE_REMOUNT_COMMAND == ("systemctl", "restart", c.STORE_UNIT)
+    assert f'action.lookup("unit") == "{c.STORE_UNIT}"' in rule and 'action.lookup("verb") == "restart"' in rule
+    units = (RECIPE / "steps" / "units.sh").read_text()
+    enabled = re.search(r"^enabled=\((.*)\)$", units, re.MULTILINE)
+    assert enabled is not None and c.STORE_UNIT in enabled.group(1).split()
+    assert "50-fleet-agent-model-store.rules" in units
+    assert "juicefs-cache" in (RECIPE / "files" / "fleet-model-cache").read_text()
+
+
 def test_host_ollama_unit_is_loopback_only_and_keeps_models_loaded() -> None:
     environment = dict(value.split("=", 1) for value in unit("ollama.service")["Service.Environment"])
     assert environment["OLLAMA_HOST"] == f"127.0.0.1:{c.DEFAULT_ENGINE_PORTS['ollama']}"
