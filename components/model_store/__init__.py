@@ -149,7 +149,7 @@ def declare(
 
     token = secrets.require(MODEL_STORE_AUTH_TOKEN.key) if regions else None
     built: dict[str, RegionalModelStoreOutputs] = {}
-    for region in regions:
+    for index, region in enumerate(regions):
         net = networks.regions[region]
         assert token is not None
         built[region] = ModelStore(
@@ -164,6 +164,7 @@ def declare(
                 auth_token=token,
                 log_retention_days=log_retention_days,
                 deletion_protection=stack.deletion_protection,
+                index=index,
             ),
         ).outputs
     gcs_bucket = None

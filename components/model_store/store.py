@@ -41,7 +41,9 @@ REDIS_FAMILY = "redis7"
 # How the policy pack knows a Redis holds a JuiceFS volume's metadata (juicefs-metadata-redis).
 ROLE_TAG = ("fleet-role", "juicefs-metadata")
 SNAPSHOT_WINDOW = "03:00-04:00"
-MAINTENANCE_WINDOW = "sun:05:00-sun:06:00"
+# One maintenance window per region, on days of their own: never both volumes' metadata at once, nor on
+# the gateway Redis's days (sun, wed).
+MAINTENANCE_WINDOWS = ("tue:06:00-tue:07:00", "thu:06:00-thu:07:00", "sat:06:00-sat:07:00")
 PACKAGE = "store_format"
 # Where the format function's layer puts the client (the wheel's layout under /opt).
 LAYER_KEY_PREFIX = "deploy/"
@@ -71,6 +73,7 @@ class ModelStoreArgs:
     auth_token: pulumi.Input[str]
     log_retention_days: int
     deletion_protection: bool
+    index: int = 0  # the region's place among the store's regions (its maintenance day)
 
 
 @dataclass(frozen=True)
@@ -251,7 +254,7 @@ class ModelStore(pulumi.ComponentResource):
             final_snapshot_identifier=(
                 args.stack.physical_name("models-final", args.region) if args.deletion_protection else None
             ),
-            maintenance_window=MAINTENANCE_WINDOW,
+            maintenance_window=MAINTENANCE_WINDOWS[args.index % len(MAINTENANCE_WINDOWS)],
             auto_minor_version_upgrade=True,
             tags={ROLE_TAG[0]: ROLE_TAG[1]},
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),

@@ -426,6 +426,8 @@ declare("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", name_i
 def _layer_version(ctx: MockContext) -> dict[str, Any]:
     layer = _arn(ctx, "lambda", f"layer:{ctx.physical_name}")
     return {"layerArn": layer, "arn": f"{layer}:1", "version": "1"}
+
+
 declare("aws:lambda/permission:Permission", name_input=None)
 
 

@@ -11,6 +11,7 @@ import subprocess
 import tomllib
 import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_example_config_validates_and_shows_the_defaults() -> None:
         if section == "log_level":
             continue
         # An optional section ([model_store]) is `Model | None`.
-        annotation = next(
+        annotation: Any = next(
             (a for a in typing.get_args(model.annotation) if a is not type(None)), model.annotation
         )
         fields = set(annotation.model_fields) - {"model_path", "port", "executable", "restart_command"}
@@ -105,7 +106,9 @@ def test_the_model_store_unit_mounts_before_the_agent_and_comes_back() -> None:
     # The agent's remount is what polkit lets its user do, and the image installs and enables both.
     rule = (NODE_IMAGE / "systemd" / "50-fleet-agent-model-store.rules").read_text()
     assert c.STORE_REMOUNT_COMMAND == ("systemctl", "restart", c.STORE_UNIT)
-    assert f'action.lookup("unit") == "{c.STORE_UNIT}"' in rule and 'action.lookup("verb") == "restart"' in rule
+    assert (
+        f'action.lookup("unit") == "{c.STORE_UNIT}"' in rule and 'action.lookup("verb") == "restart"' in rule
+    )
     units = (RECIPE / "steps" / "units.sh").read_text()
     enabled = re.search(r"^enabled=\((.*)\)$", units, re.MULTILINE)
     assert enabled is not None and c.STORE_UNIT in enabled.group(1).split()
