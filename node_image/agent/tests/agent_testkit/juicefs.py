@@ -45,6 +45,8 @@ def fuse_problem() -> str | None:
         return "/dev/fuse is missing (a container without the fuse device): JuiceFS cannot mount here"
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         return "/dev/fuse is not readable and writable by this user: JuiceFS cannot mount here"
+    if os.geteuid() != 0 and not (shutil.which("fusermount3") or shutil.which("fusermount")):
+        return "no fusermount3 for a mount without root (scripts/setup.sh installs fuse3)"
     return None
 
 
