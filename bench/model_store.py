@@ -5,7 +5,8 @@ its own process), the real JuiceFS client over FUSE, one multi-GiB file.
 
 Reads the same file three ways, each with the page cache of what it reads dropped first (the file, and
 for JuiceFS its cache blocks), so every figure is a read from where the bytes live:
-  cold: through a read-only mount with an empty cache (chunks come from the object store);
+  cold: through a node's mount (the agent's command line: read-only, prod's prefetch and buffer) with an
+        empty cache (chunks come from the object store);
   warm: the same, after `juicefs warmup` (chunks come from the local cache directory);
   local: the file on the local disk the cache lives on.
 `--streams` readers each take a contiguous share of the file (a loader reading several shards at once).
@@ -19,6 +20,7 @@ Prints the steps, then one JSON object as the last line. Goal: warm_over_local >
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -38,6 +40,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fleet_agent.config import ModelStoreConfig  # noqa: E402
+from fleet_agent.model_store import JuiceFs  # noqa: E402
 from node_image.agent.tests.agent_testkit.harness import LLAMA_SERVER, to_toml  # noqa: E402
 from node_image.agent.tests.agent_testkit.juicefs import (  # noqa: E402
     Volume,
@@ -51,6 +55,8 @@ from node_image.agent.tests.agent_testkit.net import free_port, wait_for  # noqa
 from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama  # noqa: E402
 
 MIB = 1 << 20
+# Prod's modelStore.cache (Pulumi.prod.yaml): prefetch 4, the default 1024 MiB read buffer.
+NODE_PREFETCH, NODE_BUFFER_MIB = 4, 1024
 CHUNK = 16 * MIB
 API_KEY = "bench-key-0123456789"
 POSIX_FADV_DONTNEED = 4
@@ -155,6 +161,32 @@ def moto_server() -> Iterator[str]:
         process.wait(10)
 
 
+@contextlib.contextmanager
+def node_mount(vol: Volume, mount_point: Path, cache: Path) -> Iterator[Path]:
+    """The volume mounted as a prod node's agent mounts it: its command line, prod's cache settings."""
+    config = ModelStoreConfig.model_validate(
+        {
+            "volume": vol.name,
+            "meta_url": vol.meta_url,
+            "meta_password_file": str(vol.password_file),
+            "mount_point": str(mount_point),
+            "model_dir": "bench",
+            "cache_dir": str(cache),
+            "cache_size_mib": 64 * 1024,
+            "prefetch": NODE_PREFETCH,
+            "buffer_size_mib": NODE_BUFFER_MIB,
+            "metrics_address": "127.0.0.1:0",
+            "log_file": str(mount_point.parent / "node-juicefs.log"),
+            "juicefs": [vol.juicefs],
+        }
+    )
+    try:
+        asyncio.run(JuiceFs(config).mount())
+        yield mount_point
+    finally:
+        force_unmount(vol.juicefs, mount_point)
+
+
 def read_figures(vol: Volume, work: Path, size: int, streams: int) -> dict[str, float | str]:
     local = work / "local" / "weights.bin"
     local.parent.mkdir()
@@ -166,7 +198,7 @@ def read_figures(vol: Volume, work: Path, size: int, streams: int) -> dict[str, 
         shutil.copyfile(local, writer / "weights.bin")
         log(f"  copied in {time.perf_counter() - started:.1f} s")
     cache = work / "node-cache"
-    with mount(vol, work / "node", cache, read_only=True) as node:
+    with node_mount(vol, work / "node", cache) as node:
         target = node / "weights.bin"
         how = drop_caches(target)
         cold = read_throughput(target, streams)
@@ -213,6 +245,8 @@ def agent_ready_seconds(vol: Volume, work: Path, cache: Path, run: str) -> float
             "model_dir": "bench/tiny",
             "cache_dir": str(cache),
             "cache_size_mib": 64 * 1024,
+            "prefetch": NODE_PREFETCH,
+            "buffer_size_mib": NODE_BUFFER_MIB,
             "metrics_address": "127.0.0.1:0",
             "log_file": str(work / f"agent-juicefs-{run}.log"),
             "juicefs": [vol.juicefs],
