@@ -2,7 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, network
+from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, model_store, network
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -38,6 +38,17 @@ planes = control_plane.declare(
     pools=deployments,
     pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
 )
+# Model weights: a JuiceFS volume per region with GPU pools, a bucket for the batch jobs.
+store = model_store.declare(
+    stack,
+    config.model_store,
+    networks,
+    data.kms_key_arns,
+    secrets,
+    cp.log_retention_days,
+    regions=config.gpu_regions,
+    gcp=(config.gcp_project, config.gcp_region) if config.batch_jobs else None,
+)
 pools = gpu_pools.declare(
     stack,
     config.gpu_pools,
@@ -48,6 +59,7 @@ pools = gpu_pools.declare(
     planes,
     data,
     secrets,
+    store,
 )
 resilience = failover.declare(
     stack,
@@ -60,10 +72,10 @@ resilience = failover.declare(
     topics.topic_arns,
     cp.log_retention_days,
 )
-batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs)
+batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs, store)
 
 publish(
-    [networks, topics, data, planes, pools, resilience, batch_jobs],
+    [networks, topics, data, planes, store, pools, resilience, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

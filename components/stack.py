@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 import pulumi
 from pydantic import BeforeValidator, Field
 
-from components import control_plane, data_tier, gpu_pools
+from components import control_plane, data_tier, gpu_pools, model_store
 from components.alerts import AlertsConfig
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
@@ -38,9 +38,15 @@ from components.core.fields import (
 from components.data_tier import DatabaseConfig
 from components.failover import DnsConfig, FailoverConfig
 from components.gpu_pools import GpuPoolConfig, NodeImageConfig
+from components.model_store import ModelStoreConfig
 from components.network import NetworkConfig
 
-SECRETS: list[SecretSpec] = [*control_plane.SECRETS, *data_tier.SECRETS, *gpu_pools.SECRETS]
+SECRETS: list[SecretSpec] = [
+    *control_plane.SECRETS,
+    *data_tier.SECRETS,
+    *gpu_pools.SECRETS,
+    *model_store.SECRETS,
+]
 
 
 class ControlPlaneConfig(Section):
@@ -70,6 +76,7 @@ class FleetConfig(RootSection):
     network: NetworkConfig
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
+    model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -78,6 +85,11 @@ class FleetConfig(RootSection):
     def control_plane_regions(self) -> list[str]:
         """Primary first, then the standby where there is one."""
         return [self.primary_region, *([self.standby_region] if self.standby_region else [])]
+
+    @property
+    def gpu_regions(self) -> list[str]:
+        """The control-plane regions with GPU pools, in their order: each gets a model store."""
+        return [r for r in self.control_plane_regions if any(p.region == r for p in self.gpu_pools)]
 
     def view(
         self,

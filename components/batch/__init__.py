@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from components.batch.config import BatchAlertsConfig, BatchJobConfig, BatchModelConfig, BatchQueueConfig
 from components.batch.outputs import BatchOutputs
 from components.core.context import StackContext
+from components.model_store import ModelStoreOutputs
 
 __all__ = [
     "BatchAlertsConfig",
@@ -23,12 +24,22 @@ __all__ = [
 ]
 
 
-def declare(stack: StackContext, project: str, region: str, jobs: Sequence[BatchJobConfig]) -> BatchOutputs:
-    """The stack's batch jobs (`batch`); a stack without any declares nothing and loads no GCP SDK."""
+def declare(
+    stack: StackContext,
+    project: str,
+    region: str,
+    jobs: Sequence[BatchJobConfig],
+    store: ModelStoreOutputs,
+) -> BatchOutputs:
+    """The stack's batch jobs (`batch`), each mounting its model from the model store's bucket; a stack
+    without any declares nothing and loads no GCP SDK."""
     # Imported here: pulumi_gcp and pulumi_docker_build load only for stacks that have batch jobs.
     if not jobs:
         return BatchOutputs(project=project, region=region, database=None, images={}, jobs={})
     from components.batch.batch import BatchJobs, BatchJobsArgs
 
-    component = BatchJobs("batch", BatchJobsArgs(stack=stack, gcp=stack.gcp(project, region), jobs=jobs))
+    mounts = {job.name: store.gcs_mount(job.model.source) for job in jobs}
+    component = BatchJobs(
+        "batch", BatchJobsArgs(stack=stack, gcp=stack.gcp(project, region), jobs=jobs, mounts=mounts)
+    )
     return component.outputs

@@ -15,7 +15,7 @@ needs it to mint the OAuth token), write status documents and read results.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from components.batch.names import (
 from components.batch.outputs import BatchJobOutputs, BatchOutputs
 from components.core.context import GcpContext, StackContext
 from components.core.node_image import BUILD_CONTEXT, DOCKERFILE
+from components.model_store import MountSpec
 
 # APIs the batch side calls; enabled by the program so `pulumi up` works on a fresh project (and left on
 # at destroy: other workloads may use them).
@@ -47,7 +48,6 @@ APIS = (
     "run.googleapis.com",
     "storage.googleapis.com",
 )
-MODELS_MOUNT = "/models"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
 FINISHED_EVENT = "fleet.job.finished"
@@ -58,6 +58,8 @@ class BatchJobsArgs:
     stack: StackContext
     gcp: GcpContext
     jobs: Sequence[BatchJobConfig]
+    # Each job's model, from the model store (its bucket, mounted read-only).
+    mounts: Mapping[str, MountSpec]
 
 
 class BatchJobs(pulumi.ComponentResource):
@@ -154,6 +156,7 @@ class BatchJobs(pulumi.ComponentResource):
                     stack=stack,
                     gcp=ctx,
                     job=job,
+                    mount=args.mounts[job.name],
                     image=images[job.engine],
                     database=database.name,
                     depends_on=services,
@@ -176,6 +179,7 @@ class BatchJobArgs:
     stack: StackContext
     gcp: GcpContext
     job: BatchJobConfig
+    mount: MountSpec
     image: pulumi.Input[str]
     database: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource]
@@ -297,7 +301,8 @@ class BatchJob(pulumi.ComponentResource):
         labels: dict[str, str],
     ) -> gcp.cloudrunv2.Job:
         stack, ctx, job = args.stack, args.gcp, args.job
-        model_path = f"{MODELS_MOUNT}/{job.model.path}"
+        mount = args.mount
+        model_path = mount.model_dir
         env: dict[str, pulumi.Input[str]] = {
             # The agent's own config (fleet-agent reads FLEET_AGENT__<SECTION>__<KEY>).
             "FLEET_AGENT__NODE__REGION": ctx.region,
@@ -352,7 +357,7 @@ class BatchJob(pulumi.ComponentResource):
                             ),
                             volume_mounts=[
                                 gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(
-                                    name="models", mount_path=MODELS_MOUNT
+                                    name="models", mount_path=mount.mount_point
                                 )
                             ],
                         )
@@ -361,7 +366,7 @@ class BatchJob(pulumi.ComponentResource):
                         gcp.cloudrunv2.JobTemplateTemplateVolumeArgs(
                             name="models",
                             gcs=gcp.cloudrunv2.JobTemplateTemplateVolumeGcsArgs(
-                                bucket=job.model.bucket, read_only=True
+                                bucket=mount.volume, read_only=mount.read_only
                             ),
                         )
                     ],
@@ -384,6 +389,7 @@ class BatchJob(pulumi.ComponentResource):
         ctx, job = args.gcp, args.job
         opts = ctx.options(self)
         project = ctx.project
+        model_bucket = args.mount.volume
         # Firestore roles are project-wide; the condition holds them to the stack's status database.
         database_only = gcp.projects.IAMMemberConditionArgs(
             title="batch-status-database-only",
@@ -409,7 +415,7 @@ class BatchJob(pulumi.ComponentResource):
         )
         gcp.storage.BucketIAMMember(
             f"{name}-runner-model",
-            bucket=job.model.bucket,
+            bucket=model_bucket,
             role="roles/storage.objectViewer",
             member=runner.member,
             opts=opts,

@@ -23,6 +23,7 @@ from components.core.catalog.gcp import (
 from components.core.config import Problem, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import DEFAULT_TAG_KEYS, ModelName, Slug
 from components.core.node_image import image_engine
+from components.model_store import ModelStoreConfig
 
 CloudRunGpuName = Literal["nvidia-l4"]
 # Job mode serves the weights mounted from the model's bucket path, which vLLM loads from a directory;
@@ -31,7 +32,6 @@ EngineKind = Annotated[
     str, AfterValidator(image_engine(("vllm",), "job mode serves weights from the bucket path: vLLM"))
 ]
 
-_GCS_URI = re.compile(r"^gs://([a-z0-9][a-z0-9_.-]{1,220}[a-z0-9])/(\S+[^/])$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")
 _MEMBER = re.compile(r"^(user|group|serviceAccount|domain):\S+$")
 _LABEL_KEY = re.compile(rf"^[a-z][a-z0-9_-]{{0,{GCP_LABEL_MAX_LENGTH - 1}}}$")
@@ -39,12 +39,6 @@ _LABEL_VALUE = re.compile(rf"^[a-z0-9_-]{{0,{GCP_LABEL_MAX_LENGTH}}}$")
 # Labels on a batch resource besides the stack's tags: the program's own (job, component) and the
 # provider's attribution label (goog-pulumi-provisioned).
 _OWN_LABELS = 3
-
-
-def _gcs_uri(value: str) -> str:
-    if not _GCS_URI.match(value):
-        raise ValueError(f"got {value!r}; expected gs://<bucket>/<path to the weights (a file or folder)>")
-    return value
 
 
 def _email(value: str) -> str:
@@ -62,29 +56,16 @@ def _member(value: str) -> str:
     return value
 
 
-GcsUri = Annotated[str, AfterValidator(_gcs_uri)]
 Email = Annotated[str, AfterValidator(_email)]
 IamMember = Annotated[str, AfterValidator(_member)]
 
 
 class BatchModelConfig(Section):
-    """What the engine serves: the name clients use, and the weights, mounted read-only from a bucket (the
-    model store) at /models; nothing is downloaded at start."""
+    """What the engine serves: the name clients use, and the model in the model store whose weights the
+    job mounts read-only (the store's bucket at /models); nothing is downloaded at start."""
 
     name: ModelName
-    uri: GcsUri
-
-    @property
-    def bucket(self) -> str:
-        match = _GCS_URI.match(self.uri)
-        assert match is not None
-        return match.group(1)
-
-    @property
-    def path(self) -> str:
-        match = _GCS_URI.match(self.uri)
-        assert match is not None
-        return match.group(2)
+    source: str = Field(description="the model's name in modelStore.models")
 
 
 class BatchQueueConfig(Section):
@@ -189,6 +170,18 @@ def _job_limits(job: BatchJobConfig, view: StackView) -> Iterator[Problem]:
         )
     if view.tier == "prod" and job.alerts.email is None:
         yield "alerts.email", "required in prod: the batch alerts need somewhere to go"
+
+
+@stack_rule
+def _jobs_serve_stored_models(view: StackView) -> Iterator[Problem]:
+    stored = view.section(ModelStoreConfig).names
+    for path, job in view.all(BatchJobConfig):
+        if job.model.source not in stored:
+            yield (
+                TopKey(f"{path}.model.source"),
+                f"got {job.model.source!r}, which modelStore.models does not list; the store holds: "
+                f"{one_of(stored) or '(none)'} (add it there, and load it with `fleet models sync`)",
+            )
 
 
 @stack_rule

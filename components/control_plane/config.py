@@ -10,14 +10,18 @@ from pydantic import AfterValidator, Field
 from pydantic.alias_generators import to_camel
 
 from components.core.catalog.aws import (
-    ELASTICACHE_AUTH_TOKEN_LENGTH,
-    ELASTICACHE_AUTH_TOKEN_SPECIALS,
-    ELASTICACHE_NODE_TYPES,
     FARGATE_CPU_MEMORY,
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import ImageRef, ModelName, Slug, in_
+from components.core.fields import (
+    ElastiCacheNodeType,
+    ImageRef,
+    ModelName,
+    Slug,
+    elasticache_auth_token_problem,
+    in_,
+)
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -63,7 +67,6 @@ ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
 GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS)))]
 ApiBase = Annotated[str, AfterValidator(_api_base)]
 RoutingStrategy = Annotated[str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES))]
-ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
 
 
 class ServerlessEndpointConfig(Section):
@@ -242,19 +245,6 @@ def _served_names_fit(view: StackView) -> Iterator[Problem]:
         )
 
 
-def _redis_auth_token(value: Any) -> str | None:
-    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
-    text = value if isinstance(value, str) else ""
-    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
-    if not (low <= len(text) <= high and allowed):
-        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
-        return (
-            f"ElastiCache takes an AUTH token of {low}-{high} ASCII letters, digits and {specials}; "
-            f"got {len(text)} characters"
-        )
-    return None
-
-
 def _registry_credentials(value: Any) -> str | None:
     if not isinstance(value, dict) or set(value) != {"username", "accessToken"}:
         return "expected an object with username and accessToken (a GitHub token that may read packages)"
@@ -297,5 +287,5 @@ GATEWAY_SALT_KEY = SecretSpec(
 REDIS_AUTH_TOKEN = SecretSpec(
     "redisAuthToken",
     "auth token of the gateway's Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
-    check=_redis_auth_token,
+    check=elasticache_auth_token_problem,
 )

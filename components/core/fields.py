@@ -12,6 +12,9 @@ from pydantic import AfterValidator
 
 from components.core.catalog.aws import (
     AWS_REGIONS,
+    ELASTICACHE_AUTH_TOKEN_LENGTH,
+    ELASTICACHE_AUTH_TOKEN_SPECIALS,
+    ELASTICACHE_NODE_TYPES,
     LOG_RETENTION_DAYS,
     MAX_DNS_NAME_LENGTH,
     MAX_TAG_KEY_LENGTH,
@@ -170,7 +173,22 @@ def _model_name(value: str) -> str:
     return value
 
 
+def elasticache_auth_token_problem(value: object) -> str | None:
+    """Why ElastiCache would refuse `value` as an AUTH token (a SecretSpec check), or None."""
+    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
+    text = value if isinstance(value, str) else ""
+    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
+    if not (low <= len(text) <= high and allowed):
+        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
+        return (
+            f"ElastiCache takes an AUTH token of {low}-{high} ASCII letters, digits and {specials}; "
+            f"got {len(text)} characters"
+        )
+    return None
+
+
 AwsRegionName = Annotated[str, AfterValidator(_aws_region)]
+ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
 GcpRegionName = Annotated[str, AfterValidator(_gcp_region)]
 VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
 DomainName = Annotated[str, AfterValidator(_domain)]

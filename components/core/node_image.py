@@ -5,8 +5,12 @@ boot and the GPU container image the batch jobs (and Kubernetes) run, so what it
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from components.core.config import one_of
+
+NODE_IMAGE_DIR = Path(__file__).resolve().parents[2] / "node_image"
+RECIPE_DIR = NODE_IMAGE_DIR / "recipe"
 
 # Engines the GPU image can carry. llama.cpp publishes no Linux CUDA build (releases b6500 to b10356 ship
 # CUDA for Windows only), so a GPU image cannot carry it.
@@ -14,6 +18,13 @@ IMAGE_ENGINES: tuple[str, ...] = ("vllm", "ollama")
 # The container image's build: `docker build -f node_image/Dockerfile .` from the repository root.
 DOCKERFILE = "node_image/Dockerfile"
 BUILD_CONTEXT = "."
+
+
+def recipe_versions() -> dict[str, str]:
+    """node_image/recipe/versions.env as a mapping: every version the image pins, in one place (the model
+    store's format function runs the same JuiceFS release as the nodes)."""
+    pairs = (line.split("=", 1) for line in (RECIPE_DIR / "versions.env").read_text().splitlines())
+    return {k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
 
 
 def image_engine(allowed: Sequence[str] = IMAGE_ENGINES, why: str = "") -> Callable[[str], str]:

@@ -23,6 +23,7 @@ from components.gpu_pools.budget import stack_budget
 from components.gpu_pools.config import POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
 
 __all__ = [
@@ -92,9 +93,11 @@ def declare(
     planes: ControlPlaneOutputs,
     data: DataTierOutputs,
     secrets: StackSecrets,
+    store: ModelStoreOutputs,
 ) -> GpuPoolsOutputs:
     """The node image (`node-image`, built in the primary region) and a pool per config entry
-    (`pool-<name>`), each in its region's network, reached from that region's gateway."""
+    (`pool-<name>`), each in its region's network, reached from that region's gateway, its nodes mounting
+    their model from the region's model store."""
     if not pools:
         return GpuPoolsOutputs()
     regions = list(networks.regions)
@@ -141,6 +144,8 @@ def declare(
                 hostname=pool_hostname(pool, domain),
                 request_timeout_s=request_timeout_s,
                 deletion_protection=stack.deletion_protection,
+                mount=store.mount(pool.region, pool.model),
+                store_access=store.access(pool.region),
             ),
         ).outputs
     return GpuPoolsOutputs(pools=built, image_arns=node_image.image_arns, config=tuple(pools))

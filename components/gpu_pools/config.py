@@ -21,6 +21,7 @@ from components.core.catalog.aws import (
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import AwsRegionName, Slug
 from components.core.node_image import image_engine
+from components.model_store import ModelStoreConfig
 
 # A pool's load balancer and target group are auto-named `pool-<name>-lb-<7 hex>`: the API's 32
 # characters leave 16 for the pool's name.
@@ -250,6 +251,20 @@ def _routes_name_declared_pools(view: StackView) -> Iterator[Problem]:
                         TopKey(f"{gateway_path}.routes[{i}].pools[{j}]"),
                         f"got {name!r}; declared gpuPools: {one_of(pools) or '(none)'}",
                     )
+
+
+@stack_rule
+def _pools_serve_stored_models(view: StackView) -> Iterator[Problem]:
+    """A pool's weights come from the model store: its model must be one the store holds (the node checks
+    the store's manifest of it before it serves)."""
+    stored = view.section(ModelStoreConfig).names
+    for path, pool in view.all(GpuPoolConfig):
+        if pool.model not in stored:
+            yield (
+                TopKey(f"{path}.model"),
+                f"got {pool.model!r}, which modelStore.models does not list; the store holds: "
+                f"{one_of(stored) or '(none)'} (add it there, and load it with `fleet models sync`)",
+            )
 
 
 def _api_key(value: object) -> str | None:

@@ -26,11 +26,10 @@ import yaml
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role
+from components.core.node_image import NODE_IMAGE_DIR, RECIPE_DIR, recipe_versions
 from components.core.storage import private_bucket
 from components.gpu_pools.config import NodeImageConfig
 
-NODE_IMAGE_DIR = Path(__file__).resolve().parents[2] / "node_image"
-RECIPE_DIR = NODE_IMAGE_DIR / "recipe"
 # Where the build instance unpacks the bundle; the layout the Dockerfile gives STAGING too.
 STAGING = "/tmp/fleet-image"
 ENGINE_PARAMETER = "Engine"
@@ -54,12 +53,6 @@ def recipe_steps() -> list[str]:
     found = re.search(r"^STEPS=\((.*)\)$", (RECIPE_DIR / "provision.sh").read_text(), re.MULTILINE)
     assert found is not None, "node_image/recipe/provision.sh lists no STEPS"
     return found.group(1).split()
-
-
-def recipe_versions() -> dict[str, str]:
-    """versions.env as a mapping: what the image pins (tagged on the AMI)."""
-    pairs = (line.split("=", 1) for line in (RECIPE_DIR / "versions.env").read_text().splitlines())
-    return {k.strip(): v.strip() for k, v in (p for p in pairs if len(p) == 2) if not k.startswith("#")}
 
 
 def bundle_files() -> dict[str, Path]:
@@ -233,7 +226,7 @@ class NodeImage(pulumi.ComponentResource):
             opts=child,
         )
         # What the image pins, on every AMI (tag values as AWS takes them).
-        pinned = {k.lower(): v for k, v in recipe_versions().items() if not k.endswith("SHA256")}
+        pinned = {k.lower(): v for k, v in recipe_versions().items() if not k.endswith(("SHA256", "URL"))}
         amis: dict[str, dict[str, pulumi.Output[str]]] = {}
         arns: dict[str, pulumi.Output[str]] = {}
         for engine in args.engines:

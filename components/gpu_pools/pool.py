@@ -31,6 +31,7 @@ from components.gpu_pools.user_data import (
     NodeSettings,
     user_data,
 )
+from components.model_store import MountSpec, StoreAccess
 from fleet_agent import constants as agent_constants
 
 LB_PORT = 80
@@ -69,6 +70,9 @@ class GpuNodePoolArgs:
     hostname: str  # the pool's name for the gateway, `<pool>.pools.<domain>`
     request_timeout_s: int
     deletion_protection: bool
+    # The model's mount from the region's model store, and what a node needs to reach the store.
+    mount: MountSpec | None = None
+    store_access: StoreAccess | None = None
 
 
 @dataclass(frozen=True)
@@ -101,19 +105,27 @@ class GpuNodePool(pulumi.ComponentResource):
 
         lb_sg, node_sg = self._security_groups()
         secret = self._secret()
+        store_statements = list(args.store_access.statements) if args.store_access else []
         profile = instance_role(
             f"{name}-node",
-            self._node_statements(account, group_name, secret),
+            [*self._node_statements(account, group_name, secret), *store_statements],
             child,
         )
         load_balancer, target_group = self._load_balancer(lb_sg)
-        settings = pulumi.Output.all(secret.arn, args.redis_host).apply(
+        mount = args.mount
+        settings = pulumi.Output.all(
+            secret.arn,
+            args.redis_host,
+            mount.metadata_url if mount else None,
+            mount.metadata_password.secret_id if mount and mount.metadata_password else None,
+        ).apply(
             lambda values: NodeSettings(
                 region=region.region,
                 group_name=group_name,
                 hook_name=HOOK_NAME,
                 secret_arn=values[0],
                 redis_host=values[1],
+                model_store=mount.agent_settings(values[2], values[3]) if mount else None,
             )
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
@@ -334,7 +346,11 @@ class GpuNodePool(pulumi.ComponentResource):
             # One type: in the template. Several: the group's mixed instances policy lists them.
             instance_type=pool.instance_types[0] if len(pool.instance_types) == 1 else None,
             iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
-            vpc_security_group_ids=[node_sg.id],
+            # The store's client group is the node's way to the model store's metadata Redis.
+            vpc_security_group_ids=[
+                node_sg.id,
+                *([args.store_access.client_security_group_id] if args.store_access else []),
+            ],
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled",
                 http_tokens="required",

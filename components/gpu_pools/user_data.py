@@ -34,6 +34,8 @@ MODEL_DIR = "/var/lib/fleet-models"
 HEARTBEAT_REDIS_PORT = 6379
 # Ollama runs as the host's unit on a VM; the agent attaches to it and may restart it (polkit rule).
 OLLAMA_RESTART = ["systemctl", "restart", "ollama.service"]
+# Read by the image's ollama.service (EnvironmentFile=-): where its models are.
+OLLAMA_ENV_PATH = "/etc/fleet-agent/ollama.env"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class NodeSettings:
     hook_name: str
     secret_arn: str
     redis_host: str
+    # The agent's [model_store] table (the pool's model in its region's store), from the store's MountSpec.
+    model_store: dict[str, Any] | None = None
 
 
 def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
@@ -60,6 +64,8 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
             # Weights come from the model store into the cache; the engine never reaches the Hub.
             "env": {"HF_HOME": f"{MODEL_DIR}/hf", "HF_HUB_OFFLINE": "1"},
         }
+        if node.model_store is not None:
+            engine["model_path"] = stored_model_dir(node.model_store)
     else:
         engine |= {"mode": "attach", "restart_command": OLLAMA_RESTART}
     raw: dict[str, Any] = {
@@ -86,7 +92,21 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
             "files": {API_KEY_SECRET_KEY: API_KEY_FILE, REDIS_PASSWORD_SECRET_KEY: REDIS_PASSWORD_FILE},
         },
     }
+    if node.model_store is not None:
+        raw["model_store"] = node.model_store
     return AgentConfig.model_validate(raw)
+
+
+def stored_model_dir(store: dict[str, Any]) -> str:
+    return f"{store['mount_point']}/{store['model_dir']}"
+
+
+def ollama_environment(node: NodeSettings) -> str | None:
+    """The host Ollama unit's environment file: its models from the store's read-only mount, never pruned
+    (Ollama prunes unused blobs at start, which a read-only mount refuses)."""
+    if node.model_store is None:
+        return None
+    return f"OLLAMA_MODELS={stored_model_dir(node.model_store)}\nOLLAMA_NOPRUNE=1\n"
 
 
 def agent_toml(config: AgentConfig) -> str:
@@ -94,11 +114,14 @@ def agent_toml(config: AgentConfig) -> str:
     return tomli_w.dumps(config.model_dump(mode="json", exclude_unset=True))
 
 
-def cloud_config(toml: str) -> str:
+def cloud_config(toml: str, ollama_env: str | None = None) -> str:
+    contents = {AGENT_CONFIG_PATH: toml, **({OLLAMA_ENV_PATH: ollama_env} if ollama_env is not None else {})}
+    files = [
+        {"path": path, "owner": "root:root", "permissions": "0644", "content": content}
+        for path, content in contents.items()
+    ]
     document = {
-        "write_files": [
-            {"path": AGENT_CONFIG_PATH, "owner": "root:root", "permissions": "0644", "content": toml}
-        ],
+        "write_files": files,
         # The image is complete: no package index refresh or upgrade at boot.
         "package_update": False,
         "package_upgrade": False,
@@ -108,7 +131,8 @@ def cloud_config(toml: str) -> str:
 
 def user_data(pool: GpuPoolConfig, node: NodeSettings) -> str:
     """The launch template's user data (base64), refused when over EC2's limit."""
-    text = cloud_config(agent_toml(agent_config(pool, node)))
+    ollama_env = ollama_environment(node) if pool.engine == "ollama" else None
+    text = cloud_config(agent_toml(agent_config(pool, node)), ollama_env)
     size = len(text.encode())
     if size > USER_DATA_LIMIT_BYTES:
         raise ValueError(f"pool {pool.name}: user data is {size} bytes; EC2 takes {USER_DATA_LIMIT_BYTES}")

@@ -59,6 +59,17 @@ _CACHE_SUBNET_GROUP = NameRule(
     255, "elasticache CreateCacheSubnetGroup CacheSubnetGroupName", pattern=r"[A-Za-z0-9-]+",
     what="letters, digits or hyphens",
 )  # fmt: skip
+# The API model gives no constraint; the ElastiCache User Guide (Creating a parameter group) does: 1-255
+# letters, digits or hyphens, a letter first, no hyphen last and no two in a row (stored lower-case).
+_CACHE_PARAMETER_GROUP = NameRule(
+    255,
+    "elasticache CreateCacheParameterGroup CacheParameterGroupName (ElastiCache User Guide)",
+    pattern=_IDENTIFIER,
+    what=_IDENTIFIER_WORDS,
+)
+_LAMBDA_LAYER = NameRule(
+    140, "lambda PublishLayerVersion LayerName (LayerNameOrArn, a bare name)", pattern=r"[a-zA-Z0-9_-]+"
+)
 _IAM_NAME = r"[\w+=,.@-]+"
 _IAM_ROLE = NameRule(64, "iam CreateRole RoleName", pattern=_IAM_NAME)
 _IAM_POLICY = NameRule(128, "iam PutRolePolicy PolicyName", pattern=_IAM_NAME)
@@ -350,6 +361,7 @@ def _replication_group(ctx: MockContext) -> dict[str, Any]:
 
 
 declare("aws:elasticache/subnetGroup:SubnetGroup", lowercase=True, rule=_CACHE_SUBNET_GROUP)
+declare("aws:elasticache/parameterGroup:ParameterGroup", lowercase=True, rule=_CACHE_PARAMETER_GROUP)
 
 
 @register("aws:kms/key:Key", name_input=None)
@@ -408,6 +420,14 @@ def _function(ctx: MockContext) -> dict[str, Any]:
 
 
 declare("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", name_input=None)
+
+
+@register("aws:lambda/layerVersion:LayerVersion", name_input="layerName", autonamed=False, rule=_LAMBDA_LAYER)
+def _layer_version(ctx: MockContext) -> dict[str, Any]:
+    layer = _arn(ctx, "lambda", f"layer:{ctx.physical_name}")
+    return {"layerArn": layer, "arn": f"{layer}:1", "version": "1"}
+
+
 declare("aws:lambda/permission:Permission", name_input=None)
 
 

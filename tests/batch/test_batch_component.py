@@ -57,10 +57,11 @@ def test_the_job_is_an_l4_gpu_job_with_retries_timeout_and_its_own_identity(prod
     assert container["image"] == image.outputs["ref"]
     assert "@sha256:" in container["image"]
     env = {e["name"]: e["value"] for e in container["envs"]}
-    assert env["FLEET_AGENT__ENGINE__MODEL_PATH"] == "/models/llama-3.1-8b-instruct"
+    # The model from the model store's bucket (a MountSpec), mounted read-only at /models.
+    assert env["FLEET_AGENT__ENGINE__MODEL_PATH"] == "/models/meta-llama/Llama-3.1-8B-Instruct"
     assert env["FLEET_JOB_DATABASE"] == database_name("prod")
     (volume,) = task["volumes"]
-    assert volume["gcs"] == {"bucket": "acme-inference-prod-models", "readOnly": True}
+    assert volume["gcs"] == {"bucket": "acme-inference-prod-prod-models", "readOnly": True}
 
 
 def test_dev_job_can_be_destroyed(render) -> None:
@@ -68,7 +69,7 @@ def test_dev_job_can_be_destroyed(render) -> None:
     assert dev.one(JOB).inputs["deletionProtection"] is False
     database = dev.one("gcp:firestore/database:Database")
     assert database.inputs["deletionPolicy"] == "DELETE"
-    assert dev.one("gcp:storage/bucket:Bucket").inputs["forceDestroy"] is True
+    assert dev.one("gcp:storage/bucket:Bucket", "batch-smoke-results").inputs["forceDestroy"] is True
 
 
 def test_queue_targets_the_jobs_run_with_an_oauth_token_and_bounded_retries(prod: Rendering) -> None:
@@ -120,10 +121,10 @@ def test_iam_gives_each_identity_only_its_part(prod: Rendering) -> None:
         (g.inputs["bucket"], g.inputs["role"], g.inputs["member"])
         for g in prod.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
     }
-    results = prod.one("gcp:storage/bucket:Bucket").outputs["name"]
+    results = prod.one("gcp:storage/bucket:Bucket", "batch-llm-batch-results").outputs["name"]
     assert buckets == {
         (results, "roles/storage.objectUser", runner),
-        ("acme-inference-prod-models", "roles/storage.objectViewer", runner),
+        ("acme-inference-prod-prod-models", "roles/storage.objectViewer", runner),
         (results, "roles/storage.objectViewer", group),
     }
 
@@ -134,7 +135,7 @@ def test_status_database_and_private_results_bucket(prod: Rendering) -> None:
     assert database.inputs["locationId"] == "us-central1"
     assert database.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED"
     assert database.options.protect
-    bucket = prod.one("gcp:storage/bucket:Bucket")
+    bucket = prod.one("gcp:storage/bucket:Bucket", "batch-llm-batch-results")
     assert bucket.inputs["uniformBucketLevelAccess"] is True
     assert bucket.inputs["publicAccessPrevention"] == "enforced"
     assert bucket.physical_name == "acme-inference-prod-prod-llm-batch"
@@ -167,7 +168,7 @@ def test_names_shared_with_the_client_match_the_rendered_resources(prod: Renderi
     names = BatchNames("prod", "acme-inference-prod", "us-central1", "llm-batch")
     assert names.run_job == prod.one(JOB).physical_name
     assert names.queue == prod.one(QUEUE).physical_name
-    assert names.bucket == prod.one("gcp:storage/bucket:Bucket").physical_name
+    assert names.bucket == prod.one("gcp:storage/bucket:Bucket", "batch-llm-batch-results").physical_name
     dispatcher = prod.one("gcp:serviceaccount/account:Account", "batch-llm-batch-dispatcher")
     assert names.service_account_email(names.dispatcher_account_id) == dispatcher.outputs["email"]
     assert database_name("prod") == prod.one("gcp:firestore/database:Database").physical_name

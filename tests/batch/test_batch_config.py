@@ -9,7 +9,7 @@ import pytest
 
 from components.stack import parse_stack_config
 
-MODEL = {"name": "tiny", "uri": "gs://models/tiny.gguf"}
+MODEL = {"name": "tiny", "source": "meta-llama/Llama-3.1-8B-Instruct"}  # a model the stores hold
 
 
 def job(**fields: Any) -> dict[str, Any]:
@@ -49,9 +49,10 @@ def job(**fields: Any) -> dict[str, Any]:
             "inference-fleet:batchJobs[0].alerts.email: required in prod: the batch alerts need somewhere to go",
         ),
         (
-            {"batchJobs": [job(model={"name": "tiny", "uri": "s3://models/tiny.gguf"})]},
-            "inference-fleet:batchJobs[0].model.uri: got 's3://models/tiny.gguf'; expected gs://<bucket>/<path to "
-            "the weights (a file or folder)>",
+            {"batchJobs": [job(model={"name": "tiny", "source": "mistralai/Mistral-7B-v0.3"})]},
+            "inference-fleet:batchJobs[0].model.source: got 'mistralai/Mistral-7B-v0.3', which modelStore.models "
+            "does not list; the store holds: meta-llama/Llama-3.1-8B-Instruct, qwen2.5:14b (add it there, and load "
+            "it with `fleet models sync`)",
         ),
         (
             {"batchJobs": [job(submitters=["ada@example.com"])]},
@@ -73,7 +74,7 @@ def job(**fields: Any) -> dict[str, Any]:
         "dispatch-rate",
         "dispatch-deadline",
         "prod-alerts",
-        "model-uri",
+        "model-not-in-the-store",
         "submitter",
         "tags-as-labels",
     ],

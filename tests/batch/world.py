@@ -56,7 +56,7 @@ class BatchWorld:
         job = rendering.one("gcp:cloudrunv2/job:Job")
         queue = rendering.one("gcp:cloudtasks/queue:Queue")
         database = rendering.one("gcp:firestore/database:Database")
-        bucket = rendering.one("gcp:storage/bucket:Bucket")
+        bucket = rendering.one("gcp:storage/bucket:Bucket", "batch-smoke-results")
         project = job.inputs["project"]
         self.job_name = job.inputs["name"]
         self.database_path = f"projects/{project}/databases/{database.inputs['name']}"

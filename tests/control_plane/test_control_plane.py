@@ -33,12 +33,15 @@ REGIONS = ("us-east-1", "us-west-2")
 
 
 def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
-    """The control plane's and the data tier's resources of a type in a region (not the GPU pools')."""
+    """The control plane's and the data tier's resources of a type in a region (not the GPU pools' nor the
+    model store's)."""
     provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
 
     def of_pools(r: RecordedResource) -> bool:
         top = rendering.top_component(r)
-        return top is not None and top.type.startswith("inference-fleet:gpu_pools:")
+        return top is not None and top.type.startswith(
+            ("inference-fleet:gpu_pools:", "inference-fleet:model_store:")
+        )
 
     return [r for r in rendering.of_type(resource_type) if r.provider == provider and not of_pools(r)]
 
@@ -176,7 +179,7 @@ def test_dev_is_one_small_region_without_a_global_database_or_deletion_protectio
     assert cluster.inputs["skipFinalSnapshot"] is True
     (instance,) = dev.of_type(INSTANCE)
     assert instance.inputs["instanceClass"] == "db.t4g.medium"
-    (redis,) = dev.of_type(REDIS)
+    (redis,) = in_region(dev, "us-east-1", REDIS)
     assert redis.inputs["numCacheClusters"] == 1
     assert redis.inputs["multiAzEnabled"] is False
     alb = one_in(dev, "us-east-1", ALB)

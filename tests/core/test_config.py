@@ -58,7 +58,7 @@ REGIONS = (
 )
 
 # (case id, stack, config changes, the exact line expected; one ending in "..." is a prefix)
-TINY_MODEL = {"name": "tiny", "uri": "gs://models/tiny.gguf"}
+TINY_MODEL = {"name": "tiny", "source": "meta-llama/Llama-3.1-8B-Instruct"}  # a model prod's store holds
 
 BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
     (
@@ -72,9 +72,9 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, batchJobs, controlPlane, alerts, gatewayMasterKey, "
-        "providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey",
+        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, batchJobs, controlPlane, alerts, "
+        "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
+        "gatewayDatabasePassword, poolApiKey, modelStoreAuthToken",
     ),
     (
         "misspelt key is suggested",

@@ -170,7 +170,8 @@ def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(
     balancer = child(prod, "llama-8b", LB)
     (lb_sg,) = balancer.inputs["securityGroups"]
     template = child(prod, "llama-8b", TEMPLATE)
-    (node_sg,) = template.inputs["vpcSecurityGroupIds"]
+    # The node's own group, and the model store's client group (tests/model_store checks that one).
+    node_sg, _store_client_sg = template.inputs["vpcSecurityGroupIds"]
     plane = prod.one("inference-fleet:control_plane:RegionalControlPlane", "control-plane-us-east-1")
     groups = {
         r.name: r.id for r in prod.descendants(plane) if r.type == "aws:ec2/securityGroup:SecurityGroup"
@@ -203,7 +204,12 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     prod = render("prod")
     policy = child(prod, "llama-8b", "aws:iam/rolePolicy:RolePolicy")
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    assert set(statements) == {"CompleteOwnLifecycleAction", "ReadNodeSecret", "DecryptNodeSecret"}
+    # Its own, and the model store's reads (tests/model_store checks those).
+    assert set(statements) - {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"} == {
+        "CompleteOwnLifecycleAction",
+        "ReadNodeSecret",
+        "DecryptNodeSecret",
+    }
     group = child(prod, "llama-8b", GROUP)
     lifecycle = statements["CompleteOwnLifecycleAction"]
     assert lifecycle["Action"] == "autoscaling:CompleteLifecycleAction"

@@ -36,8 +36,8 @@ def user_data_text(rendering: Rendering, pool: str) -> str:
 def written_config(text: str) -> str:
     assert text.startswith("#cloud-config\n")
     document: dict[str, Any] = yaml.safe_load(text)
-    (entry,) = document["write_files"]
-    assert entry["path"] == AGENT_CONFIG_PATH
+    # The agent's config (and, on Ollama nodes, the host Ollama's environment file: tests/model_store).
+    (entry,) = [e for e in document["write_files"] if e["path"] == AGENT_CONFIG_PATH]
     assert document["package_update"] is False and document["package_upgrade"] is False
     return entry["content"]
 

@@ -168,6 +168,33 @@ def redis(*, at_rest: bool = True, mode: str = "required", token: bool = True) -
     )
 
 
+def juicefs_metadata(*, policy: str | None = "noeviction", replicas: int = 1, snapshots: int = 7) -> None:
+    opts = aws_provider()
+    group = aws.elasticache.ParameterGroup(
+        "meta",
+        family="redis7",
+        parameters=[aws.elasticache.ParameterGroupParameterArgs(name="maxmemory-policy", value=policy)]
+        if policy
+        else [],
+        opts=opts,
+    )
+    aws.elasticache.ReplicationGroup(
+        "meta",
+        description="JuiceFS metadata",
+        node_type="cache.t4g.small",
+        parameter_group_name=group.name,
+        num_cache_clusters=1 + replicas,
+        multi_az_enabled=replicas > 0,
+        automatic_failover_enabled=replicas > 0,
+        snapshot_retention_limit=snapshots,
+        at_rest_encryption_enabled=True,
+        transit_encryption_enabled=True,
+        auth_token=pulumi.Output.secret("x" * 32),
+        tags={"fleet-role": "juicefs-metadata"},
+        opts=opts,
+    )
+
+
 def launch_template(
     *,
     tokens: str = "required",
@@ -581,6 +608,7 @@ CASES = [
         lambda: alarm(actions=["arn:aws:sns:us-east-1:123456789012:fleet-prod-use1-alerts"]),
     ),
     Case("prod-stateful-protected", "data", lambda: kms_key(protect=False), kms_key),
+    Case("juicefs-metadata-redis", "meta", lambda: juicefs_metadata(policy="volatile-lru"), juicefs_metadata),
     Case("public-listener-no-admin", "https", lambda: public_listener(default="forward"), public_listener),
 ]
 

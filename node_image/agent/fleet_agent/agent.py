@@ -22,6 +22,7 @@ from fleet_agent.gpu.backend import GpuBackend
 from fleet_agent.gpu.health import GpuMonitor
 from fleet_agent.heartbeat import Heartbeat
 from fleet_agent.metrics import AgentMetrics
+from fleet_agent.model_store import ModelStore, ModelStoreProbe
 from fleet_agent.preemption import make_watcher
 from fleet_agent.probes import (
     CanaryProbe,
@@ -52,6 +53,12 @@ class Agent:
 
                 gpu_backend = NvmlBackend()
             self.gpu = GpuMonitor(gpu_backend, config.gpu, on_change=self._on_gpu_event)
+        self.store: ModelStore | None = None
+        if config.model_store is not None:
+            checks.append(Check.STORE)
+            self.store = ModelStore(
+                config.model_store, self.metrics, on_change=lambda: self.probes.kick(Check.STORE)
+            )
         self.board = CheckBoard(checks)
         self.board.set(Check.PROGRESS, True, "idle")
         self.state = StateMachine(self.board, on_change=self._on_transition)
@@ -74,6 +81,8 @@ class Agent:
         ]
         if self.gpu is not None:
             probes.append(GpuProbe(self))
+        if self.store is not None:
+            probes.append(ModelStoreProbe(self))
         self.probes = ProbeRunner(probes)
         self.drainer = Drainer(
             self, make_hooks(config.drain.hooks, self._side_client, str(config.preemption.aws_imds_url))
@@ -89,6 +98,8 @@ class Agent:
         self.engine_started_at = time.monotonic()
         self.engine_up_at: float | None = None
         self.model_reading: ModelReading | None = None
+        self.model_load_seconds: float | None = None  # the last engine start's, to the model served
+        self._load_noted_generation = -1
         self.engine_load: EngineLoad | None = None
         self.started_at = time.time()
         self._restarting = False
@@ -110,12 +121,22 @@ class Agent:
             ", ".join(self.config.engine.models),
         )
         self.engine_started_at = time.monotonic()
-        await self.runner.start()
+        if self.store is None:
+            await self.runner.start()
+        else:
+            # The engine loads from the local cache: it starts once the store has warmed the model.
+            self._tasks.append(asyncio.create_task(self._start_engine_when_warm(self.store), name="engine"))
         self.probes.start()
         if self.heartbeat is not None:
             self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         if self.watcher is not None:
             self._tasks.append(asyncio.create_task(self.watcher.watch(self._on_notice), name="preemption"))
+
+    async def _start_engine_when_warm(self, store: ModelStore) -> None:
+        await store.warmed.wait()
+        log.info("model warm in the local cache: starting the engine")
+        self.engine_started_at = time.monotonic()
+        await self.runner.start()
 
     async def wait_ready(self, timeout: float) -> bool:
         """For callers without the HTTP server (job mode): True once the node is ready."""
@@ -141,6 +162,8 @@ class Agent:
         await cancel_and_wait(self._tasks)
         self._tasks = []
         await self.runner.stop()
+        if self.store is not None:
+            await self.store.close()
         if self.gpu is not None:
             await asyncio.to_thread(self.gpu.close)
         if self.heartbeat is not None:
@@ -154,6 +177,15 @@ class Agent:
 
     def serves_on_gpu(self) -> bool:
         return self.adapter.serves_on_gpu(self.model_reading) and (self.gpu is None or not self.gpu.problems)
+
+    def note_model_loaded(self) -> None:
+        """The model check passed: how long this engine start took to serve it (once per start)."""
+        if self._load_noted_generation == self.engine_generation:
+            return
+        self._load_noted_generation = self.engine_generation
+        self.model_load_seconds = time.monotonic() - self.engine_started_at
+        self.metrics.model_load_seconds.observe(self.model_load_seconds)
+        log.info("model loaded %.1f s after the engine started", self.model_load_seconds)
 
     async def restart_engine(self, cause: str, reason: str) -> None:
         """`cause` labels the restart metric (dead, unresponsive, wedged, startup_timeout)."""
@@ -251,6 +283,7 @@ class Agent:
         runner = self.runner
         reading = self.model_reading
         load = self.engine_load
+        load_s = self.model_load_seconds
         return {
             "node": {
                 "id": self.config.node.id,
@@ -286,7 +319,9 @@ class Agent:
                 "on_gpu": None if reading is None else reading.on_gpu,
                 "detail": None if reading is None else reading.detail,
                 "facts": None if reading is None else reading.facts,
+                "load_seconds": None if load_s is None else round(load_s, 3),
             },
+            "model_store": None if self.store is None else self.store.status(),
             "gpu": self._gpu_status(),
             "in_flight": self.traffic.inflight,
             "drain": None if self.drainer.report is None else self.drainer.report.as_dict(),

@@ -96,23 +96,38 @@ class AwsLifecycleDrainedHook:
                 return
 
 
+def _secret_document(secret_id: str, imds_url: str) -> dict[str, Any]:
+    """A Secrets Manager secret holding a JSON object, read with the instance role (region: the ARN's)."""
+    region = secret_id.split(":")[3]
+    client = aws_client("secretsmanager", region, imds_url, c.HOOK_TIMEOUT_S)
+    try:
+        document = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
+    except (ClientError, BotoCoreError) as exc:
+        raise RuntimeError(f"secret {secret_id}: {exc}") from None
+    except (KeyError, json.JSONDecodeError):
+        raise RuntimeError(f"secret {secret_id}: not a JSON object") from None
+    if not isinstance(document, dict):
+        raise RuntimeError(f"secret {secret_id}: not a JSON object")
+    return document
+
+
+def secret_value(secret_id: str, key: str, imds_url: str) -> str:
+    """One key of a secret (the model store's metadata password, for `mount-store`)."""
+    document = _secret_document(secret_id, imds_url)
+    if key not in document:
+        raise RuntimeError(f"secret {secret_id}: no key {key!r}")
+    return str(document[key])
+
+
 def fetch_secrets(config: AgentConfig) -> list[Path]:
     """Write `secrets.files` from the Secrets Manager secret (JSON object); returns the files written."""
     secrets = config.secrets
     if secrets.aws_secret_id is None:
         return []
-    region = secrets.aws_secret_id.split(":")[3]
-    client = aws_client("secretsmanager", region, str(config.preemption.aws_imds_url), c.HOOK_TIMEOUT_S)
-    try:
-        value = client.get_secret_value(SecretId=secrets.aws_secret_id)["SecretString"]
-        document = json.loads(value)
-    except (ClientError, BotoCoreError) as exc:
-        raise RuntimeError(f"secret {secrets.aws_secret_id}: {exc}") from None
-    except (KeyError, json.JSONDecodeError):
-        raise RuntimeError(f"secret {secrets.aws_secret_id}: not a JSON object") from None
+    document = _secret_document(secrets.aws_secret_id, str(config.preemption.aws_imds_url))
     written = []
     for key, path in secrets.files.items():
-        if not isinstance(document, dict) or key not in document:
+        if key not in document:
             raise RuntimeError(f"secret {secrets.aws_secret_id}: no key {key!r}")
         path.parent.mkdir(parents=True, exist_ok=True)
         # Created 0600 from the start: the value never sits in a file others can read.

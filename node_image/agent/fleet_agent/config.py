@@ -216,6 +216,84 @@ class SecretsConfig(_Section):
         return self
 
 
+class StoreSecretConfig(_Section):
+    """One key of an AWS Secrets Manager secret (a JSON object), read with the instance role."""
+
+    aws_secret_id: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:secretsmanager:")]
+    key: Annotated[str, Field(min_length=1)]
+
+
+class ModelStoreConfig(_Section):
+    """The model store: a JuiceFS volume mounted (read-only) at `mount_point`, the model's directory in it
+    (`model_dir`, listed by its fleet-manifest.json) warmed into the local cache before the engine starts.
+
+    spawn: the agent mounts the volume itself and mounts it again when it goes stale (containers, tests).
+    attach: the host mounts it (the fleet-model-store unit running `fleet-agent mount-store`, or the
+    JuiceFS CSI driver); the agent runs `remount_command` when the mount goes stale, where one is given.
+    """
+
+    volume: Annotated[str, Field(min_length=1, max_length=255)]
+    # redis://host:port/db or rediss://...; the password is never in it (META_PASSWORD from a file or
+    # the secret below).
+    meta_url: str
+    meta_password_file: Path | None = None
+    meta_secret: StoreSecretConfig | None = None  # read by `mount-store` (attach mode on a VM)
+    mount_point: Path = Path(c.STORE_MOUNT_POINT)
+    mode: Literal["spawn", "attach"] = "spawn"
+    remount_command: list[str] | None = None
+    model_dir: str  # the model's directory in the volume
+    read_only: bool = True
+    cache_dir: Path = Path(c.STORE_CACHE_DIR)
+    cache_size_mib: int = Field(default=c.STORE_CACHE_SIZE_MIB, ge=0)
+    free_space_ratio: float = Field(default=c.STORE_FREE_SPACE_RATIO, ge=0, lt=1)
+    buffer_size_mib: int = Field(default=300, ge=32)
+    prefetch: int = Field(default=1, ge=0, le=256)
+    metadata_cache_s: float = Field(default=c.STORE_METADATA_CACHE_S, ge=0)
+    metrics_address: str = c.STORE_METRICS_ADDRESS
+    log_file: Path | None = None  # a background mount's log (spawn mode); None: JuiceFS's default
+    juicefs: list[str] = Field(default=["juicefs"], min_length=1)  # the client, and its leading arguments
+    warmup: bool = True
+    warmup_threads: int = Field(default=c.STORE_WARMUP_THREADS, ge=1, le=256)
+    warmup_poll_s: PositiveSeconds = c.STORE_WARMUP_POLL_S
+    check_period_s: PositiveSeconds = c.STORE_CHECK_PERIOD_S
+    check_timeout_s: PositiveSeconds = c.STORE_CHECK_TIMEOUT_S
+    mount_timeout_s: PositiveSeconds = c.STORE_MOUNT_TIMEOUT_S
+    attach_grace_s: PositiveSeconds = c.STORE_ATTACH_GRACE_S
+    remount_backoff_s: PositiveSeconds = c.STORE_REMOUNT_BACKOFF_S
+    remount_backoff_max_s: PositiveSeconds = c.STORE_REMOUNT_BACKOFF_MAX_S
+
+    @property
+    def model_path(self) -> Path:
+        return self.mount_point / self.model_dir
+
+    @field_validator("meta_url")
+    @classmethod
+    def _meta_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss:// (the volume's metadata Redis)")
+        if "@" in value.split("//", 1)[1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials: give meta_password_file or meta_secret")
+        return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir(cls, value: str) -> str:
+        from fleet_agent.manifest import path_problem
+
+        problem = path_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_specifics(self) -> ModelStoreConfig:
+        if self.mode == "spawn" and self.remount_command is not None:
+            raise ValueError("remount_command: only for mode 'attach' (in spawn mode the agent mounts)")
+        if self.meta_password_file is not None and self.meta_secret is not None:
+            raise ValueError("meta_secret: give the password one way, meta_password_file or meta_secret")
+        return self
+
+
 class AgentConfig(_Section):
     node: NodeConfig = NodeConfig()
     engine: EngineConfig
@@ -227,6 +305,7 @@ class AgentConfig(_Section):
     preemption: PreemptionConfig = PreemptionConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     secrets: SecretsConfig = SecretsConfig()
+    model_store: ModelStoreConfig | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

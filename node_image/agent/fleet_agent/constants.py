@@ -126,6 +126,30 @@ THROTTLE_NAMES: dict[int, str] = {
     THROTTLE_HW_POWER_BRAKE: "hw_power_brake",
 }
 
+# --- Model store (JuiceFS) ----------------------------------------------------------------------
+# Where a node mounts the store's volume (read-only), and where JuiceFS keeps its block cache: under the
+# model directory, which fleet-model-cache puts on the instance store (local NVMe) when there is one.
+STORE_MOUNT_POINT = "/mnt/fleet-models"
+STORE_CACHE_DIR = "/var/lib/fleet-models/juicefs-cache"
+STORE_CACHE_SIZE_MIB = 200 * 1024
+STORE_FREE_SPACE_RATIO = 0.1  # JuiceFS stops caching when the cache's disk has less free than this
+# A read-only volume changes only when `fleet models sync` writes a new model version: metadata may be
+# cached for long (JuiceFS's own advice for read-only mounts), so the engine's many small opens never
+# wait on the metadata Redis.
+STORE_METADATA_CACHE_S = 3600.0
+STORE_METRICS_ADDRESS = "127.0.0.1:9567"  # the JuiceFS client's Prometheus endpoint
+STORE_CHECK_PERIOD_S = 2.0
+STORE_CHECK_TIMEOUT_S = 2.0  # a mount whose daemon does not answer this fast is stale
+STORE_MOUNT_TIMEOUT_S = 30.0  # `juicefs mount -d` returns once the volume answers
+STORE_ATTACH_GRACE_S = 60.0  # attach mode: how long the host's mount unit may take before a remount
+STORE_REMOUNT_BACKOFF_S = 1.0  # doubles per failed remount, up to the max
+STORE_REMOUNT_BACKOFF_MAX_S = 30.0
+STORE_WARMUP_THREADS = 16
+STORE_WARMUP_POLL_S = 2.0  # how often the warmup's progress is read (`juicefs warmup --check`)
+# On a VM the host's unit mounts the store (`fleet-agent mount-store`); the agent may restart it (polkit).
+STORE_UNIT = "fleet-model-store.service"
+STORE_REMOUNT_COMMAND = ("systemctl", "restart", STORE_UNIT)
+
 # --- Engines ------------------------------------------------------------------------------------
 DEFAULT_ENGINE_PORTS = {"vllm": 8000, "ollama": 11434, "llamacpp": 8081}
 DEFAULT_SERVING_PORT = 8080

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("check-config", "validate the config and print what it sets up"),
         ("job", "run one batch job attempt (Cloud Run jobs): engine up, items through it, status written"),
         ("fetch-secrets", "write the [secrets] files from AWS Secrets Manager (before run, at boot)"),
+        ("mount-store", "mount the [model_store] volume in the foreground (the fleet-model-store unit)"),
     ):
         command = commands.add_parser(name, help=help_text, description=help_text)
         command.add_argument("--config", type=Path, default=None, help=config_help)
@@ -62,13 +63,17 @@ def run_cli(argv: list[str] | None = None) -> int:
         path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
     try:
         # Job mode serves no proxy; the key file is one of the files fetch-secrets writes.
-        config = load_config(path, load_keys=args.command not in ("job", "fetch-secrets"))
+        config = load_config(path, load_keys=args.command not in ("job", "fetch-secrets", "mount-store"))
     except ConfigError as exc:
         for line in exc.lines:
             print(f"fleet-agent: {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     if args.command == "fetch-secrets":
         return _fetch_secrets(config)
+    if args.command == "mount-store":
+        from fleet_agent.model_store import mount_in_foreground
+
+        return mount_in_foreground(config)
     if args.command == "check-config":
         print(describe(config))
         return EXIT_OK
@@ -154,6 +159,14 @@ def describe(config: AgentConfig) -> str:
         for h in config.drain.hooks
     )
     heartbeat = "off" if config.heartbeat.redis_url is None else f"every {config.heartbeat.period_s:g} s"
+    store = config.model_store
+    store_line = (
+        "off"
+        if store is None
+        else f"JuiceFS:{store.volume} at {store.mount_point} ({store.mode}, "
+        f"{'read-only' if store.read_only else 'read-write'}), model {store.model_dir}, "
+        f"cache {store.cache_size_mib} MiB in {store.cache_dir}"
+    )
     return "\n".join(
         [
             f"config ok: node {config.node.id} "
@@ -164,6 +177,7 @@ def describe(config: AgentConfig) -> str:
             f"  preemption: {config.preemption.provider}; "
             f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks or 'none'}",
             f"  heartbeat: {heartbeat}",
+            f"  model store: {store_line}",
         ]
     )
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Loading and warming a model: seconds (a tiny model from a warm cache) to an hour (70B from cold).
+LOAD_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 Labels = tuple[str, ...]
@@ -172,6 +174,37 @@ class AgentMetrics:
         self.xid_events = add(Counter("fleet_agent_gpu_xid_events_total", "XID events seen", ["gpu", "xid"]))
         self.heartbeat_failures = add(
             Counter("fleet_agent_heartbeat_failures_total", "Heartbeats Redis refused")
+        )
+        self.model_load_seconds = add(
+            Histogram(
+                "fleet_agent_model_load_seconds",
+                "Engine start to the model served (per engine start)",
+                buckets=LOAD_BUCKETS_S,
+            )
+        )
+        self.store_mounted = add(
+            Gauge("fleet_agent_model_store_mounted", "1 while the model store's mount answers")
+        )
+        self.store_model_bytes = add(
+            Gauge("fleet_agent_model_store_model_bytes", "Bytes of the model's files (its manifest)")
+        )
+        self.store_cached_bytes = add(
+            Gauge("fleet_agent_model_store_warm_bytes", "Bytes of the model's files in the local cache")
+        )
+        self.store_warmup_ratio = add(
+            Gauge("fleet_agent_model_store_warmup_ratio", "Share of the model's bytes in the local cache")
+        )
+        self.store_warmup_seconds = add(
+            Histogram(
+                "fleet_agent_model_store_warmup_seconds",
+                "Time to warm the model into the local cache",
+                buckets=LOAD_BUCKETS_S,
+            )
+        )
+        self.store_remounts = add(
+            Counter(
+                "fleet_agent_model_store_remounts_total", "Model store mounted again, by cause", ["cause"]
+            )
         )
 
     def render(self) -> str:

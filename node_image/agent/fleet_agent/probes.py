@@ -113,6 +113,8 @@ class ModelProbe(Probe):
         agent = self.agent
         if not self.board.ok(Check.ENGINE):
             return
+        if agent.store is not None and not agent.store.warmed.is_set():
+            return  # an attached engine would load from the object store: wait for the warm cache
         generation = agent.engine_generation
         try:
             reading = await agent.adapter.model_status(agent.probe_client, self.config.model_timeout_s)
@@ -134,6 +136,7 @@ class ModelProbe(Probe):
         else:
             if not self.board.ok(Check.MODEL):
                 agent.probes.kick(Check.CANARY)
+                agent.note_model_loaded()
             self.record(True, reading.detail)
 
 

@@ -33,6 +33,7 @@ class Check(enum.StrEnum):
     CANARY = "canary"  # a one-token request succeeds
     GPU = "gpu"  # NVML says the GPU is fit
     PROGRESS = "progress"  # waiting requests are getting tokens
+    STORE = "store"  # the model store is mounted and the model warm in the local cache
 
 
 @dataclass

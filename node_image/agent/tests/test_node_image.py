@@ -9,7 +9,9 @@ import re
 import shutil
 import subprocess
 import tomllib
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +61,11 @@ def test_example_config_validates_and_shows_the_defaults() -> None:
     for section, model in AgentConfig.model_fields.items():
         if section == "log_level":
             continue
-        fields = set(model.annotation.model_fields) - {"model_path", "port", "executable", "restart_command"}  # type: ignore[union-attr]
+        # An optional section ([model_store]) is `Model | None`.
+        annotation: Any = next(
+            (a for a in typing.get_args(model.annotation) if a is not type(None)), model.annotation
+        )
+        fields = set(annotation.model_fields) - {"model_path", "port", "executable", "restart_command"}
         text = EXAMPLE.read_text()
         missing = [field for field in fields if f"{field} =" not in text]
         assert not missing, f"[{section}] keys not in the example: {missing}"
@@ -84,6 +90,30 @@ def test_agent_unit_lets_the_drain_finish() -> None:
     assert service["Service.RuntimeDirectoryMode"] == ["0700"]
     assert "fleet-model-cache.service" in service["Unit.After"][0].split()
     assert service["Service.RestartPreventExitStatus"] == ["2"]  # bad config: restarting will not help
+
+
+def test_the_model_store_unit_mounts_before_the_agent_and_comes_back() -> None:
+    store = unit(c.STORE_UNIT)
+    assert store["Service.ExecStart"] == [
+        "/opt/fleet-agent/bin/fleet-agent mount-store --config /etc/fleet-agent/agent.toml"
+    ]
+    assert store["Service.Restart"] == ["on-failure"]  # a client that dies is started again
+    assert store["Service.RestartPreventExitStatus"] == ["2"]
+    assert {"fleet-agent.service", "ollama.service"} <= set(store["Unit.Before"][0].split())
+    assert "fleet-model-cache.service" in store["Unit.After"][0].split()  # its cache on the NVMe first
+    agent = unit("fleet-agent.service")
+    assert c.STORE_UNIT in agent["Unit.Wants"][0].split() and c.STORE_UNIT in agent["Unit.After"][0].split()
+    # The agent's remount is what polkit lets its user do, and the image installs and enables both.
+    rule = (NODE_IMAGE / "systemd" / "50-fleet-agent-model-store.rules").read_text()
+    assert c.STORE_REMOUNT_COMMAND == ("systemctl", "restart", c.STORE_UNIT)
+    assert (
+        f'action.lookup("unit") == "{c.STORE_UNIT}"' in rule and 'action.lookup("verb") == "restart"' in rule
+    )
+    units = (RECIPE / "steps" / "units.sh").read_text()
+    enabled = re.search(r"^enabled=\((.*)\)$", units, re.MULTILINE)
+    assert enabled is not None and c.STORE_UNIT in enabled.group(1).split()
+    assert "50-fleet-agent-model-store.rules" in units
+    assert "juicefs-cache" in (RECIPE / "files" / "fleet-model-cache").read_text()
 
 
 def test_host_ollama_unit_is_loopback_only_and_keeps_models_loaded() -> None:

@@ -6,7 +6,7 @@ apt-get update -q
 packages=(ca-certificates curl gnupg jq python3 python3-venv zstd fuse3)
 if [[ "${TARGET}" == ami ]]; then
   # The model cache on the instance store (mdadm for several NVMe disks, XFS), and polkit for the
-  # agent's one privileged action (restarting the host's Ollama).
+  # agent's privileged actions (restarting the host's Ollama, or the model store's stale mount).
   packages+=(mdadm xfsprogs nvme-cli pciutils polkitd)
 fi
 apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # systemd units (AMI only; in a container the agent is the entrypoint). The agent starts at boot once
 # cloud-init has written /etc/fleet-agent/agent.toml; the model cache is set up on the instance store
-# before it.
+# and the model store mounted (read-only, JuiceFS) before it.
 set -euo pipefail
 
 if [[ "${TARGET}" != ami ]]; then
@@ -12,8 +12,10 @@ fi
 units="${STAGING}/systemd"
 install -m 0755 "${RECIPE}/files/fleet-model-cache" /usr/local/sbin/fleet-model-cache
 install -m 0644 "${units}/fleet-model-cache.service" /etc/systemd/system/fleet-model-cache.service
+install -m 0644 "${units}/fleet-model-store.service" /etc/systemd/system/fleet-model-store.service
 install -m 0644 "${units}/fleet-agent.service" /etc/systemd/system/fleet-agent.service
-enabled=(fleet-model-cache.service fleet-agent.service)
+install -m 0644 "${units}/50-fleet-agent-model-store.rules" /etc/polkit-1/rules.d/50-fleet-agent-model-store.rules
+enabled=(fleet-model-cache.service fleet-model-store.service fleet-agent.service)
 if [[ "${ENGINE}" == ollama ]]; then
   install -m 0644 "${units}/ollama.service" /etc/systemd/system/ollama.service
   install -d /etc/systemd/system/fleet-agent.service.d

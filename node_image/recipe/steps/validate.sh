@@ -12,5 +12,5 @@ esac
 if [[ "${TARGET}" == ami ]]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   nvidia-ctk --version
-  systemctl is-enabled fleet-agent.service fleet-model-cache.service
+  systemctl is-enabled fleet-agent.service fleet-model-cache.service fleet-model-store.service
 fi

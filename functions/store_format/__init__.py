@@ -1,0 +1,1 @@
+"""Formats the model store's JuiceFS volume from inside its VPC (see handler.py)."""
