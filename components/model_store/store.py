@@ -104,7 +104,7 @@ class ModelStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         volume = stack.physical_name("models", region)
 
-        bucket = private_bucket(f"{name}-chunks", child, force_destroy=not args.deletion_protection)
+        bucket = private_bucket(f"{name}-chunks", child, force_destroy=not args.deletion_protection).bucket
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-chunks",
             bucket=bucket.id,
