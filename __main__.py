@@ -2,7 +2,7 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, network
+from components import alerts, batch, control_plane, controller, data_tier, failover, gpu_pools, network
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -25,6 +25,11 @@ data = data_tier.declare_database(
 )
 # Each region's gateway routes to its own GPU pools first; how it reaches them is known from config.
 deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
+# The gateway's Redis takes the nodes' heartbeats and the fleet controller, each as its own ACL user.
+redis_users = [
+    *gpu_pools.redis_users(config.gpu_pools, secrets),
+    *controller.redis_users(config.gpu_pools, secrets),
+]
 planes = control_plane.declare(
     stack,
     config.domain,
@@ -37,6 +42,7 @@ planes = control_plane.declare(
     topics.topic_arns,
     pools=deployments,
     pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
+    redis_users=redis_users,
 )
 pools = gpu_pools.declare(
     stack,
@@ -60,10 +66,21 @@ resilience = failover.declare(
     topics.topic_arns,
     cp.log_retention_days,
 )
+fleet = controller.declare(
+    stack,
+    config.controller,
+    pools,
+    networks,
+    planes,
+    data,
+    topics.topic_arns,
+    cp.log_retention_days,
+    secrets,
+)
 batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs)
 
 publish(
-    [networks, topics, data, planes, pools, resilience, batch_jobs],
+    [networks, topics, data, planes, pools, fleet, resilience, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

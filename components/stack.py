@@ -12,10 +12,11 @@ from typing import Annotated, ClassVar, Literal
 import pulumi
 from pydantic import BeforeValidator, Field
 
-from components import control_plane, data_tier, gpu_pools
+from components import control_plane, controller, data_tier, gpu_pools
 from components.alerts import AlertsConfig
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
+from components.controller import ControllerConfig
 from components.core.config import (
     PROJECT,
     Problem,
@@ -40,7 +41,12 @@ from components.failover import DnsConfig, FailoverConfig
 from components.gpu_pools import GpuPoolConfig, NodeImageConfig
 from components.network import NetworkConfig
 
-SECRETS: list[SecretSpec] = [*control_plane.SECRETS, *data_tier.SECRETS, *gpu_pools.SECRETS]
+SECRETS: list[SecretSpec] = [
+    *control_plane.SECRETS,
+    *data_tier.SECRETS,
+    *gpu_pools.SECRETS,
+    *controller.SECRETS,
+]
 
 
 class ControlPlaneConfig(Section):
@@ -70,6 +76,7 @@ class FleetConfig(RootSection):
     network: NetworkConfig
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

@@ -10,14 +10,12 @@ from pydantic import AfterValidator, Field
 from pydantic.alias_generators import to_camel
 
 from components.core.catalog.aws import (
-    ELASTICACHE_AUTH_TOKEN_LENGTH,
-    ELASTICACHE_AUTH_TOKEN_SPECIALS,
     ELASTICACHE_NODE_TYPES,
     FARGATE_CPU_MEMORY,
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import ImageRef, ModelName, Slug, in_
+from components.core.fields import ImageRef, ModelName, Slug, elasticache_password_problem, in_
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -243,16 +241,7 @@ def _served_names_fit(view: StackView) -> Iterator[Problem]:
 
 
 def _redis_auth_token(value: Any) -> str | None:
-    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
-    text = value if isinstance(value, str) else ""
-    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
-    if not (low <= len(text) <= high and allowed):
-        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
-        return (
-            f"ElastiCache takes an AUTH token of {low}-{high} ASCII letters, digits and {specials}; "
-            f"got {len(text)} characters"
-        )
-    return None
+    return elasticache_password_problem(value)
 
 
 def _registry_credentials(value: Any) -> str | None:

@@ -12,6 +12,8 @@ from pydantic import AfterValidator
 
 from components.core.catalog.aws import (
     AWS_REGIONS,
+    ELASTICACHE_AUTH_TOKEN_LENGTH,
+    ELASTICACHE_AUTH_TOKEN_SPECIALS,
     LOG_RETENTION_DAYS,
     MAX_DNS_NAME_LENGTH,
     MAX_TAG_KEY_LENGTH,
@@ -180,3 +182,18 @@ LogRetentionDays = Annotated[int, AfterValidator(_log_retention)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 ModelName = Annotated[str, AfterValidator(_model_name)]
+
+
+def elasticache_password_problem(value: object) -> str | None:
+    """Why ElastiCache would refuse a value as an AUTH token or an RBAC user's password (the same rules),
+    or None. For SecretSpec checks."""
+    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
+    text = value if isinstance(value, str) else ""
+    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
+    if not (low <= len(text) <= high and allowed):
+        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
+        return (
+            f"ElastiCache takes a password of {low}-{high} ASCII letters, digits and {specials}; "
+            f"got {len(text)} characters"
+        )
+    return None
