@@ -15,7 +15,7 @@ from components.core.catalog.aws import (
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import ImageRef, ModelName, Slug, elasticache_password_problem, in_
+from components.core.fields import ImageRef, ModelName, Slug, elasticache_password, in_
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -240,10 +240,6 @@ def _served_names_fit(view: StackView) -> Iterator[Problem]:
         )
 
 
-def _redis_auth_token(value: Any) -> str | None:
-    return elasticache_password_problem(value)
-
-
 def _registry_credentials(value: Any) -> str | None:
     if not isinstance(value, dict) or set(value) != {"username", "accessToken"}:
         return "expected an object with username and accessToken (a GitHub token that may read packages)"
@@ -286,5 +282,5 @@ GATEWAY_SALT_KEY = SecretSpec(
 REDIS_AUTH_TOKEN = SecretSpec(
     "redisAuthToken",
     "auth token of the gateway's Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
-    check=_redis_auth_token,
+    check=elasticache_password("an AUTH token"),
 )

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, rule, stack_rule
-from components.core.fields import elasticache_password_problem
+from components.core.fields import elasticache_password
 from components.gpu_pools import GpuPoolConfig
 
 # A tick must finish (every poll, the cloud reads, the calls) well before the next one starts.
@@ -48,7 +48,7 @@ class ControllerConfig(Section):
 CONTROLLER_REDIS_PASSWORD = SecretSpec(
     "controllerRedisPassword",
     "password of the fleet controller's own Redis user (openssl rand -hex 32)",
-    check=elasticache_password_problem,
+    check=elasticache_password("a user password"),
 )
 
 

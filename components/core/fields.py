@@ -184,16 +184,20 @@ ImageRef = Annotated[str, AfterValidator(_image)]
 ModelName = Annotated[str, AfterValidator(_model_name)]
 
 
-def elasticache_password_problem(value: object) -> str | None:
-    """Why ElastiCache would refuse a value as an AUTH token or an RBAC user's password (the same rules),
-    or None. For SecretSpec checks."""
-    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
-    text = value if isinstance(value, str) else ""
-    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
-    if not (low <= len(text) <= high and allowed):
-        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
-        return (
-            f"ElastiCache takes a password of {low}-{high} ASCII letters, digits and {specials}; "
-            f"got {len(text)} characters"
-        )
-    return None
+def elasticache_password(what: str) -> Callable[[object], str | None]:
+    """A SecretSpec check: why ElastiCache would refuse a value as `what` (an AUTH token and an RBAC
+    user's password follow the same rules), or None."""
+
+    def problem(value: object) -> str | None:
+        low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
+        text = value if isinstance(value, str) else ""
+        allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
+        if not (low <= len(text) <= high and allowed):
+            specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
+            return (
+                f"ElastiCache takes {what} of {low}-{high} ASCII letters, digits and {specials}; "
+                f"got {len(text)} characters"
+            )
+        return None
+
+    return problem

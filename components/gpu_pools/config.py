@@ -19,7 +19,7 @@ from components.core.catalog.aws import (
     TIER_MAX_SPOT_SHARE,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import AwsRegionName, Slug, elasticache_password_problem
+from components.core.fields import AwsRegionName, Slug, elasticache_password
 from components.core.node_image import image_engine
 
 # A pool's load balancer and target group are auto-named `pool-<name>-lb-<7 hex>`: the API's 32
@@ -262,7 +262,7 @@ def _api_key(value: object) -> str | None:
 NODE_REDIS_PASSWORD = SecretSpec(
     "nodeRedisPassword",
     "password of the pool nodes' own Redis user, for their heartbeats (openssl rand -hex 32)",
-    check=elasticache_password_problem,
+    check=elasticache_password("a user password"),
 )
 POOL_API_KEY = SecretSpec(
     "poolApiKey",

@@ -72,9 +72,9 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, batchJobs, controlPlane, alerts, gatewayMasterKey, "
-        "providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey",
+        "gcpRegion, tags, network, gpuPools, nodeImage, controller, batchJobs, controlPlane, alerts, "
+        "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
+        "gatewayDatabasePassword, poolApiKey, nodeRedisPassword, controllerRedisPassword",
     ),
     (
         "misspelt key is suggested",
