@@ -13,6 +13,8 @@ units="${STAGING}/systemd"
 install -m 0755 "${RECIPE}/files/fleet-model-cache" /usr/local/sbin/fleet-model-cache
 install -m 0644 "${units}/fleet-model-cache.service" /etc/systemd/system/fleet-model-cache.service
 install -m 0644 "${units}/fleet-agent.service" /etc/systemd/system/fleet-agent.service
+# Not enabled: the fleet controller starts it (SSM Run Command) to restart a silent agent.
+install -m 0644 "${units}/fleet-agent-restart.service" /etc/systemd/system/fleet-agent-restart.service
 enabled=(fleet-model-cache.service fleet-agent.service)
 if [[ "${ENGINE}" == ollama ]]; then
   install -m 0644 "${units}/ollama.service" /etc/systemd/system/ollama.service
