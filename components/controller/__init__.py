@@ -3,7 +3,7 @@ through four signals (heartbeats, its own poll, target health, Auto Scaling / EC
 restarts silent agents once, keeps each model's fewest ready replicas, and reconciles orphans and ghosts.
 
 Published: `ControllerConfig`, `SECRETS`, `ControllerOutputs`, `redis_users` (the controller's ACL user on
-each region's Redis), `declare`.
+each region's Redis), `budget_for` (death-to-replacement from the periods), `declare`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 
 from components.control_plane import ControlPlaneOutputs, RedisUser
-from components.controller.budget import DetectionBudget, detection_budget
+from components.controller.budget import DetectionBudget, budget_for, detection_budget
 from components.controller.config import CONTROLLER_REDIS_PASSWORD, ControllerConfig, pool_minimums
 from components.controller.controller import (
     ControlledPool,
@@ -35,7 +35,7 @@ from components.gpu_pools import (
 )
 from components.network import NetworkOutputs
 
-__all__ = ["SECRETS", "ControllerConfig", "ControllerOutputs", "declare", "redis_users"]
+__all__ = ["SECRETS", "ControllerConfig", "ControllerOutputs", "budget_for", "declare", "redis_users"]
 
 SECRETS: list[SecretSpec] = [CONTROLLER_REDIS_PASSWORD]
 REDIS_USER_NAME = "fleet-controller"

@@ -74,17 +74,35 @@ def run_handover_s(run_seconds: float = RUN_SECONDS) -> float:
     return max(0.0, 2 * SCHEDULE_PERIOD_S - run_seconds) + COLD_START_S
 
 
-def detection_budget(
-    config: ControllerConfig, heartbeat_ttl_s: float, handover_s: float | None = None
+def budget_for(
+    *,
+    tick_s: float,
+    confirmations: int,
+    poll_timeout_s: float,
+    restart_grace_s: float,
+    heartbeat_ttl_s: float,
+    handover_s: float,
 ) -> DetectionBudget:
-    """The worst case for the deployed controller; `handover_s` 0 for one continuous loop (tests, bench)."""
-    tick = float(config.tick_seconds)
+    """The worst case from the periods themselves (the tests and the bench run the controller as one
+    continuous loop: `handover_s` 0)."""
     return DetectionBudget(
         heartbeat_ttl_s=heartbeat_ttl_s,
-        first_tick_s=tick,
-        confirmations_s=(config.confirmations - 1) * tick,
-        run_handover_s=run_handover_s() if handover_s is None else handover_s,
-        tick_work_s=config.poll_timeout_seconds + TICK_API_S,
-        restart_grace_s=float(config.restart_grace_seconds),
-        recheck_tick_s=tick,
+        first_tick_s=tick_s,
+        confirmations_s=(confirmations - 1) * tick_s,
+        run_handover_s=handover_s,
+        tick_work_s=poll_timeout_s + TICK_API_S,
+        restart_grace_s=restart_grace_s,
+        recheck_tick_s=tick_s,
+    )
+
+
+def detection_budget(config: ControllerConfig, heartbeat_ttl_s: float) -> DetectionBudget:
+    """The worst case for the deployed controller, scheduled runs and all."""
+    return budget_for(
+        tick_s=config.tick_seconds,
+        confirmations=config.confirmations,
+        poll_timeout_s=config.poll_timeout_seconds,
+        restart_grace_s=config.restart_grace_seconds,
+        heartbeat_ttl_s=heartbeat_ttl_s,
+        handover_s=run_handover_s(),
     )
