@@ -37,7 +37,7 @@ SCHEDULE = "rate(1 minute)"
 FUNCTION_TIMEOUT_SECONDS = RUN_SECONDS + 20
 # A scheduled event the next minute's run covers is not worth retrying.
 MAX_EVENT_AGE_SECONDS = 60
-MEMORY_MB = 256
+MEMORY_MB = 128
 REDIS_PORT = 6379
 HTTPS_PORT = 443
 METRIC_NAMESPACE = "inference-fleet/controller"

@@ -192,22 +192,21 @@ class Controller:
         now = self._clock()
         summary: dict[str, Any] = {"kind": "tick", "region": s.region, "at": round(now, 3)}
         summary["run"] = self.run_id
+        target_health: dict[str, dict[str, Lb]] = {}
         try:
             groups = sig.read_groups(self.clients.autoscaling, [p.group for p in s.pools])
             members = {m.instance_id: (pool, m) for pool in s.pools for m in groups[pool.group].instances}
             instances = sig.read_instances(self.clients.ec2, members)
+            # The load balancer's view is one of the signals a repair needs: unread, no repair anywhere.
+            for pool in s.pools:
+                if pool.target_group_arn:
+                    target_health[pool.name] = sig.read_target_health(
+                        self.clients.elbv2, pool.target_group_arn
+                    )
         except Exception as exc:  # any failure of the cloud reads: no quorum, no action
             summary |= {"noQuorum": True, "why": f"cloud read failed: {type(exc).__name__}: {exc}"}
             self._report(summary, [], {})
             return summary
-        target_health: dict[str, dict[str, Any]] = {}
-        for pool in s.pools:
-            if pool.target_group_arn:
-                try:
-                    health = sig.read_target_health(self.clients.elbv2, pool.target_group_arn)
-                    target_health[pool.name] = health
-                except Exception as exc:
-                    summary.setdefault("lbErrors", {})[pool.name] = f"{type(exc).__name__}: {exc}"
 
         redis: Redis | None = None
         heartbeats: sig.Heartbeats | None = None
@@ -241,7 +240,7 @@ class Controller:
         finally:
             if redis is not None:
                 redis.close()
-        summary["noQuorum"] = decided.no_quorum
+        summary["noQuorum"] = decided.no_quorum or heartbeats is None
         details = {
             d.instance_id: sig.agent_status(*address, s.poll_timeout_s)
             for d in decided.nodes

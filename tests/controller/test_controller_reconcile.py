@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -232,3 +233,29 @@ def test_each_redis_user_is_held_to_its_own_keys(redis_server) -> None:
                 denied()
         assert ctl.mget([node_key("fleet", REGION, "i-1")]) == [b"{}"]
         ctl.set(f"fleet:{REGION}:controller:memory", "{}")
+
+
+def test_the_load_balancer_calling_a_node_healthy_saves_it_and_an_unreadable_one_stops_all_repairs(
+    pool, redis_server, agents
+) -> None:
+    elbv2, ec2 = client(pool.url, "elbv2"), client(pool.url, "ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    group = elbv2.create_target_group(Name=f"{pool.stack}-tg", Protocol="HTTP", Port=8080, VpcId=vpc)
+    arn = group["TargetGroups"][0]["TargetGroupArn"]
+    client(pool.url, "autoscaling").attach_load_balancer_target_groups(
+        AutoScalingGroupName=pool.group, TargetGroupARNs=[arn]
+    )
+    agents.close()  # no agent answers and none beats: dead by every signal but the load balancer's
+    s = settings(pool, redis_server, confirmations=1)
+    with_lb = replace(s, pools=(replace(s.pools[0], target_group_arn=arn),))
+    running = controller(pool, with_lb, {i: ("127.0.0.1", 9) for i in pool.instance_ids})
+    running.controller.tick()
+    nodes = [r for r in running.records if r.get("kind") == "node"]
+    # moto reports every registered target healthy: the signals disagree, nothing is repaired.
+    assert {(r["verdict"], r["signals"]["lb"]) for r in nodes} == {("degraded", "healthy")}
+    unreadable = replace(s, pools=(replace(s.pools[0], target_group_arn=arn + "-gone"),))
+    blind = controller(pool, unreadable, {i: ("127.0.0.1", 9) for i in pool.instance_ids})
+    blind.controller.tick()
+    (tick,) = blind.ticks()
+    assert tick["noQuorum"] and "cloud read failed" in tick["why"]
+    assert [pool.health(i) for i in pool.instance_ids] == ["Healthy", "Healthy"]
