@@ -365,8 +365,9 @@ def judge(signals: Signals, memory: NodeMemory, now: float, settings: Settings) 
         remembered = replace(remembered, streak=memory.streak + 1 if fresh else 1, last_suspect=now)
     elif row.verdict is not Verdict.NO_QUORUM:
         remembered = replace(remembered, streak=0, last_suspect=None)
-    if row.verdict is Verdict.HEALTHY and memory.draining_since is not None and not signals.draining:
-        remembered = replace(remembered, draining_since=None)  # it stayed (a drain called off)
+    if row.verdict is Verdict.HEALTHY:
+        # Back to health: a drain called off, or a replacement the group did not carry out.
+        remembered = replace(remembered, draining_since=None, replaced_at=None)
     return row, remembered
 
 

@@ -132,6 +132,16 @@ def test_a_dead_node_is_replaced_on_its_second_tick_once() -> None:
     assert "replacement requested" in next(d.why for d in third.nodes if d.instance_id == "i-1")
 
 
+def test_a_node_back_to_health_no_longer_counts_as_under_repair() -> None:
+    memory = Memory(
+        nodes={"i-1": NodeMemory(replaced_at=T0 - 20), "i-2": NodeMemory(streak=1, last_suspect=T0 - 10)}
+    )
+    back = tick({"i-1": HEALTHY, "i-2": KILLED, "i-3": HEALTHY}, memory, T0)
+    assert acts(back) == {}  # this tick i-1's request still counts
+    again = tick({"i-1": HEALTHY, "i-2": KILLED, "i-3": HEALTHY}, back.memory, T0 + 10)
+    assert acts(again) == {"i-2": Action.REPLACE}
+
+
 def test_a_streak_broken_by_a_long_gap_starts_again() -> None:
     first = tick({"i-1": KILLED}, Memory(), T0)
     late = tick({"i-1": KILLED}, first.memory, T0 + 10 * 4)
