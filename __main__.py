@@ -2,7 +2,17 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, model_store, network
+from components import (
+    alerts,
+    batch,
+    control_plane,
+    controller,
+    data_tier,
+    failover,
+    gpu_pools,
+    model_store,
+    network,
+)
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -14,29 +24,36 @@ cp = config.control_plane
 
 networks = network.declare(stack, config.network, regions)
 topics = alerts.declare(stack, config.alerts, regions)
+alarm_topics, log_days = topics.topic_arns, cp.log_retention_days
 data = data_tier.declare_database(
     stack,
     cp.database,
     networks,
     master_password=secrets.require("databasePassword"),
     gateway_password=secrets.require("gatewayDatabasePassword"),
-    log_retention_days=cp.log_retention_days,
-    topic_arns=topics.topic_arns,
+    log_retention_days=log_days,
+    topic_arns=alarm_topics,
 )
 # Each region's gateway routes to its own GPU pools first; how it reaches them is known from config.
 deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
+# The gateway's Redis takes the nodes' heartbeats and the fleet controller, each as its own ACL user.
+redis_users = [
+    *gpu_pools.redis_users(config.gpu_pools, secrets),
+    *controller.redis_users(config.gpu_pools, secrets),
+]
 planes = control_plane.declare(
     stack,
     config.domain,
     cp.gateway,
     cp.redis,
-    cp.log_retention_days,
+    log_days,
     networks,
     data,
     secrets,
-    topics.topic_arns,
+    alarm_topics,
     pools=deployments,
     pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
+    redis_users=redis_users,
 )
 # Model weights: a JuiceFS volume per region with GPU pools, a bucket for the batch jobs.
 store = model_store.declare(
@@ -45,7 +62,7 @@ store = model_store.declare(
     networks,
     data.kms_key_arns,
     secrets,
-    cp.log_retention_days,
+    log_days,
     regions=config.gpu_regions,
     gcp=(config.gcp_project, config.gcp_region) if config.batch_jobs else None,
 )
@@ -62,20 +79,15 @@ pools = gpu_pools.declare(
     store,
 )
 resilience = failover.declare(
-    stack,
-    config.domain,
-    cp.dns,
-    cp.failover,
-    planes,
-    networks,
-    data,
-    topics.topic_arns,
-    cp.log_retention_days,
+    stack, config.domain, cp.dns, cp.failover, planes, networks, data, alarm_topics, log_days
+)
+fleet = controller.declare(
+    stack, config.controller, pools, networks, planes, data, alarm_topics, log_days, secrets
 )
 batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs, store)
 
 publish(
-    [networks, topics, data, planes, store, pools, resilience, batch_jobs],
+    [networks, topics, data, planes, store, pools, fleet, resilience, batch_jobs],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

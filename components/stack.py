@@ -12,10 +12,11 @@ from typing import Annotated, ClassVar, Literal
 import pulumi
 from pydantic import BeforeValidator, Field
 
-from components import control_plane, data_tier, gpu_pools, model_store
+from components import control_plane, controller, data_tier, gpu_pools, model_store
 from components.alerts import AlertsConfig
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
+from components.controller import ControllerConfig
 from components.core.config import (
     PROJECT,
     Problem,
@@ -46,6 +47,7 @@ SECRETS: list[SecretSpec] = [
     *data_tier.SECRETS,
     *gpu_pools.SECRETS,
     *model_store.SECRETS,
+    *controller.SECRETS,
 ]
 
 
@@ -77,6 +79,7 @@ class FleetConfig(RootSection):
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig)
+    controller: ControllerConfig = Field(default_factory=ControllerConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
@@ -540,13 +541,16 @@ def _as_list(value: Any) -> list[Any]:
     return items(value) if not isinstance(value, str) else [value]
 
 
-def _admin_statements(document: Any) -> Iterator[str]:
-    doc = mapping(json_value(document))
-    statements = doc.get("Statement")
+def _statements(document: Any) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    statements = mapping(json_value(document)).get("Statement")
     for i, statement in enumerate(
         _as_list(statements) if not isinstance(statements, Mapping) else [statements]
     ):
-        statement = mapping(statement)
+        yield i, mapping(statement)
+
+
+def _admin_statements(document: Any) -> Iterator[str]:
+    for i, statement in _statements(document):
         if statement.get("Effect") != "Allow":
             continue
         resources = _as_list(statement.get("Resource"))
@@ -559,7 +563,8 @@ def _admin_statements(document: Any) -> Iterator[str]:
             yield f"Statement[{i}] allows everything but {statement.get('NotAction')} on Resource '*'"
 
 
-def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _policy_documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
+    """(where, document) for every policy document the resource carries."""
     props = args.props
     documents: list[tuple[str, Any]] = []
     if args.resource_type in _POLICY_DOCUMENTS:
@@ -571,6 +576,13 @@ def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> Non
             inline = mapping(inline)
             if inline.get("policy") is not None:
                 documents.append((f"inlinePolicies[{i}]", inline["policy"]))
+    return documents
+
+
+def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    props = args.props
+    documents = _policy_documents(args)
+    if args.resource_type == "aws:iam/role:Role":
         for arn in items(known(props, "managedPolicyArns")):
             if isinstance(arn, str) and _ADMIN_POLICY.match(arn):
                 report(f"{label(args)} attaches {arn}, which allows '*' on '*'.", None)
@@ -582,6 +594,65 @@ def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> Non
         for finding in _admin_statements(document):
             report(f"{label(args)} {where}: {finding}; grant the actions and resources it needs.", None)
 
+
+# What the fleet controller may do to nodes, and anything else that replaces, resizes, restarts or
+# terminates instances: granted on named groups, or on instances with a tag condition, never on '*'.
+FLEET_NODE_ACTIONS = (
+    "autoscaling:SetInstanceHealth",
+    "autoscaling:SetDesiredCapacity",
+    "autoscaling:TerminateInstanceInAutoScalingGroup",
+    "autoscaling:UpdateAutoScalingGroup",
+    "autoscaling:DetachInstances",
+    "ec2:TerminateInstances",
+    "ec2:StopInstances",
+    "ec2:RebootInstances",
+    "ssm:SendCommand",
+)
+
+
+def _node_actions(pattern: Any) -> list[str]:
+    """The node actions an Action entry (perhaps a wildcard such as ec2:Terminate* or *) covers."""
+    text = str(pattern).lower()
+    return [a for a in FLEET_NODE_ACTIONS if fnmatch.fnmatchcase(a.lower(), text)]
+
+
+def _unscoped_node_actions(document: Any) -> Iterator[str]:
+    for i, statement in _statements(document):
+        if statement.get("Effect") != "Allow":
+            continue
+        actions = sorted({a for pattern in _as_list(statement.get("Action")) for a in _node_actions(pattern)})
+        if not actions:
+            continue
+        resources = [str(r) for r in _as_list(statement.get("Resource"))]
+        if "*" in resources:
+            yield f"Statement[{i}] allows {', '.join(actions)} on Resource '*'"
+        elif not statement.get("Condition") and any(r.endswith(("/*", ":*")) for r in resources):
+            yield (
+                f"Statement[{i}] allows {', '.join(actions)} on every instance or group of the account "
+                "without a Condition (scope it with the fleet's tags, e.g. aws:ResourceTag/stack)"
+            )
+
+
+def _fleet_actions(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for where, document in _policy_documents(args):
+        for finding in _unscoped_node_actions(document):
+            report(
+                f"{label(args)} {where}: {finding}; name the pools' groups (their ARNs) or condition the "
+                "instances on the fleet's tags.",
+                None,
+            )
+
+
+fleet_actions_scoped = ResourceValidationPolicy(
+    name="fleet-actions-scoped",
+    description=(
+        "Permissions that replace, resize, restart or terminate nodes (the fleet controller's: "
+        "SetInstanceHealth, SetDesiredCapacity, SendCommand, TerminateInstances, ...) name their groups or "
+        "tag-scoped instances, never Resource '*': a broken or borrowed role must not reach other fleets."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_fleet_actions,
+)
 
 iam_no_star_on_star = ResourceValidationPolicy(
     name="iam-no-star-on-star",
@@ -774,6 +845,7 @@ POLICIES = [
     ebs_volumes_encrypted,
     internet_ingress_lb_ports_only,
     iam_no_star_on_star,
+    fleet_actions_scoped,
     no_secrets_in_environment,
     public_listener_no_admin,
 ]

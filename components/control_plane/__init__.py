@@ -1,7 +1,8 @@
 """The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
 
 Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `PoolDeployment` (how the gateway
-reaches a GPU pool), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`, and
+reaches a GPU pool), `RedisUser` (a client of the region's Redis besides the gateway, with an ACL user of
+its own), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`, and
 `GATEWAY_DATABASE_RECOVERY_SECONDS` (how long the gateways take to write again after a promotion, for the
 failover budget).
 """
@@ -34,6 +35,7 @@ from components.control_plane.control_plane import (
 from components.control_plane.gateway_config import PoolDeployment
 from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
 from components.control_plane.image_mirror import mirrored
+from components.control_plane.redis_users import RedisUser
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
@@ -46,6 +48,7 @@ __all__ = [
     "GatewayConfig",
     "PoolDeployment",
     "RedisConfig",
+    "RedisUser",
     "RegionalControlPlaneOutputs",
     "declare",
 ]
@@ -84,9 +87,11 @@ def declare(
     topic_arns: Mapping[str, pulumi.Input[str]],
     pools: Sequence[PoolDeployment] = (),
     pool_api_key: pulumi.Output[str] | None = None,
+    redis_users: Sequence[RedisUser] = (),
 ) -> ControlPlaneOutputs:
     """A control plane per network region (`control-plane-<region>`); the first region is the primary.
-    Each region's gateway routes to the `pools` of its own region first."""
+    Each region's gateway routes to the `pools` of its own region first; its Redis takes `redis_users`
+    besides the gateway."""
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
         provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
@@ -136,6 +141,7 @@ def declare(
                 topic_arn=topic_arns[region],
                 # The primary writes the API name's ACM validation record; the others reuse it.
                 shared_validation_fqdns=primary.shared_validation_fqdns if primary else None,
+                redis_users=tuple(redis_users),
             ),
         )
         primary = primary or plane

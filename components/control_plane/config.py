@@ -14,14 +14,7 @@ from components.core.catalog.aws import (
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import (
-    ElastiCacheNodeType,
-    ImageRef,
-    ModelName,
-    Slug,
-    elasticache_auth_token_problem,
-    in_,
-)
+from components.core.fields import ElastiCacheNodeType, ImageRef, ModelName, Slug, elasticache_password, in_
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -287,5 +280,5 @@ GATEWAY_SALT_KEY = SecretSpec(
 REDIS_AUTH_TOKEN = SecretSpec(
     "redisAuthToken",
     "auth token of the gateway's Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
-    check=elasticache_auth_token_problem,
+    check=elasticache_password("an AUTH token"),
 )

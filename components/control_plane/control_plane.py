@@ -1,7 +1,7 @@
 """RegionalControlPlane: one region's public API, the LiteLLM gateway behind it, and the gateway's Redis.
 
     internet -> ALB (HTTPS 443; 80 redirects) -> gateway tasks on Fargate (private subnets, port 4000)
-                                               -> Redis (TLS, auth token), Aurora (TLS), providers (443)
+                                               -> Redis (TLS, ACL user), Aurora (TLS), providers (443)
          only the inference API and /fleet/region-health (the task's region-health sidecar, port 4001)
          are forwarded; every other path (LiteLLM's admin UI and management API) gets a 404 from the ALB
 
@@ -52,6 +52,7 @@ from components.control_plane.gateway_database import (
 )
 from components.control_plane.image_mirror import declare_mirror, ecr_repository, mirrored
 from components.control_plane.public_api import NOT_FOUND, declare_public_rules
+from components.control_plane.redis_users import DEFAULT_USER_NAME, GATEWAY_ACCESS, RedisUser
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import Statement, scoped_role
@@ -149,6 +150,8 @@ class RegionalControlPlaneArgs:
     # ACM validates a name with the same record in every region: the primary writes the one for the
     # shared API name and hands its FQDNs to the others (None: this region writes it).
     shared_validation_fqdns: pulumi.Input[Sequence[str]] | None = None
+    # Clients of the Redis besides the gateway, each its own ACL user (node heartbeats, the controller).
+    redis_users: Sequence[RedisUser] = ()
 
 
 @dataclass(frozen=True)
@@ -576,6 +579,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             opts=self._child(),
         )
         replicated = plane.redis.replicas > 0
+        users = self._redis_users()
         return aws.elasticache.ReplicationGroup(
             f"{name}-redis",
             description=(
@@ -596,9 +600,41 @@ class RegionalControlPlane(pulumi.ComponentResource):
             kms_key_id=args.kms_key_arn,
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
-            auth_token=args.secrets.redis_auth_token,
+            # RBAC: the gateway's token is the password of the `default` user; other clients have their own.
+            user_group_ids=[users.user_group_id],
             auto_minor_version_upgrade=True,
             maintenance_window=REDIS_MAINTENANCE_WINDOWS[plane.role],
+            opts=self._child(),
+        )
+
+    def _redis_users(self) -> aws.elasticache.UserGroup:
+        name, args, plane = self._name, self._args, self._args.plane
+
+        def user(key: str, user_name: str, access: str, password: pulumi.Input[str]) -> aws.elasticache.User:
+            return aws.elasticache.User(
+                f"{name}-redis-{key}",
+                # Ids are stored lower-case; the stack and region keep them unique in the account.
+                user_id=args.stack.physical_name(f"redis-{key}", args.region).lower(),
+                user_name=user_name,
+                engine="redis",
+                access_string=access,
+                authentication_mode=aws.elasticache.UserAuthenticationModeArgs(
+                    type="password", passwords=[pulumi.Output.secret(password)]
+                ),
+                opts=self._child(),
+            )
+
+        members = [user("gateway", DEFAULT_USER_NAME, GATEWAY_ACCESS, args.secrets.redis_auth_token)]
+        members += [
+            user(u.key, u.user_name, u.access(plane.region), u.password)
+            for u in args.redis_users
+            if plane.region in u.regions
+        ]
+        return aws.elasticache.UserGroup(
+            f"{name}-redis-users",
+            user_group_id=args.stack.physical_name("redis-users", args.region).lower(),
+            engine="redis",
+            user_ids=[m.user_id for m in members],
             opts=self._child(),
         )
 

@@ -173,20 +173,6 @@ def _model_name(value: str) -> str:
     return value
 
 
-def elasticache_auth_token_problem(value: object) -> str | None:
-    """Why ElastiCache would refuse `value` as an AUTH token (a SecretSpec check), or None."""
-    low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
-    text = value if isinstance(value, str) else ""
-    allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
-    if not (low <= len(text) <= high and allowed):
-        specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
-        return (
-            f"ElastiCache takes an AUTH token of {low}-{high} ASCII letters, digits and {specials}; "
-            f"got {len(text)} characters"
-        )
-    return None
-
-
 AwsRegionName = Annotated[str, AfterValidator(_aws_region)]
 ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
 GcpRegionName = Annotated[str, AfterValidator(_gcp_region)]
@@ -198,3 +184,22 @@ LogRetentionDays = Annotated[int, AfterValidator(_log_retention)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 ImageRef = Annotated[str, AfterValidator(_image)]
 ModelName = Annotated[str, AfterValidator(_model_name)]
+
+
+def elasticache_password(what: str) -> Callable[[object], str | None]:
+    """A SecretSpec check: why ElastiCache would refuse a value as `what` (an AUTH token and an RBAC
+    user's password follow the same rules), or None."""
+
+    def problem(value: object) -> str | None:
+        low, high = ELASTICACHE_AUTH_TOKEN_LENGTH
+        text = value if isinstance(value, str) else ""
+        allowed = all(c.isascii() and (c.isalnum() or c in ELASTICACHE_AUTH_TOKEN_SPECIALS) for c in text)
+        if not (low <= len(text) <= high and allowed):
+            specials = " ".join(ELASTICACHE_AUTH_TOKEN_SPECIALS)
+            return (
+                f"ElastiCache takes {what} of {low}-{high} ASCII letters, digits and {specials}; "
+                f"got {len(text)} characters"
+            )
+        return None
+
+    return problem

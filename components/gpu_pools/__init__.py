@@ -2,8 +2,10 @@
 of GPU nodes (on-demand floor, spot above it) behind an internal load balancer, which the gateway of the
 pool's region routes to before its serverless endpoints.
 
-Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `SECRETS`, `GpuPoolsOutputs`,
-`gateway_deployments` (the gateway's view of the pools, from config alone), `declare`.
+Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSWORD`, `SECRETS`,
+`GpuPoolsOutputs`, `gateway_deployments` (the gateway's view of the pools, from config alone), `redis_users`
+(the nodes' ACL user on their region's Redis), the agents' `AGENT_PORT` and heartbeat key prefix and TTL,
+`declare`.
 """
 
 from __future__ import annotations
@@ -15,18 +17,23 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.control_plane import ControlPlaneOutputs, PoolDeployment
+from components.control_plane import ControlPlaneOutputs, PoolDeployment, RedisUser
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
 from components.gpu_pools.budget import stack_budget
-from components.gpu_pools.config import POOL_API_KEY, GpuPoolConfig, NodeImageConfig
+from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
 from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
+from fleet_agent import constants as agent_constants
 
 __all__ = [
+    "AGENT_PORT",
+    "HEARTBEAT_KEY_PREFIX",
+    "HEARTBEAT_TTL_S",
+    "NODE_REDIS_PASSWORD",
     "POOL_API_KEY",
     "SECRETS",
     "GpuPoolConfig",
@@ -34,11 +41,30 @@ __all__ = [
     "NodeImageConfig",
     "declare",
     "gateway_deployments",
+    "redis_users",
 ]
 
-SECRETS: list[SecretSpec] = [POOL_API_KEY]
-# The control plane's Redis token: the nodes' heartbeats authenticate with it.
-REDIS_AUTH_TOKEN_KEY = "redisAuthToken"
+SECRETS: list[SecretSpec] = [POOL_API_KEY, NODE_REDIS_PASSWORD]
+# The nodes' ACL user on their region's Redis: it may write heartbeats and nothing else.
+NODE_REDIS_USER = "fleet-node"
+# What the agents listen on and publish (their own constants), for those who read them.
+AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
+HEARTBEAT_KEY_PREFIX = agent_constants.HEARTBEAT_KEY_PREFIX
+HEARTBEAT_TTL_S = agent_constants.HEARTBEAT_TTL_S
+
+
+def redis_users(pools: Sequence[GpuPoolConfig], secrets: StackSecrets) -> list[RedisUser]:
+    """The nodes' Redis user in every region with pools: SET of their own records and ZADD to the
+    region's index (fleet_agent.heartbeat), nothing else."""
+    regions = frozenset(p.region for p in pools)
+    if not regions:
+        return []
+
+    def access(region: str) -> str:
+        prefix = f"{HEARTBEAT_KEY_PREFIX}:{region}"
+        return f"on ~{prefix}:node:* ~{prefix}:nodes -@all +set +zadd"
+
+    return [RedisUser("nodes", NODE_REDIS_USER, secrets.require(NODE_REDIS_PASSWORD.key), regions, access)]
 
 
 def pool_hostname(pool: GpuPoolConfig, domain: str) -> str:
@@ -118,7 +144,7 @@ def declare(
         ),
     ).outputs
     api_key = secrets.require(POOL_API_KEY.key)
-    redis_token = secrets.require(REDIS_AUTH_TOKEN_KEY)
+    redis_password = secrets.require(NODE_REDIS_PASSWORD.key)
     zone_id = aws.route53.get_zone_output(
         name=domain, private_zone=False, opts=pulumi.InvokeOutputOptions(provider=build_net.region.provider)
     ).zone_id
@@ -139,7 +165,8 @@ def declare(
                 redis_host=plane.redis_endpoint,
                 kms_key_arn=data.kms_key_arns[pool.region],
                 api_key=api_key,
-                redis_auth_token=redis_token,
+                redis_user=NODE_REDIS_USER,
+                redis_password=redis_password,
                 zone_id=zone_id,
                 hostname=pool_hostname(pool, domain),
                 request_timeout_s=request_timeout_s,

@@ -19,7 +19,7 @@ from components.core.catalog.aws import (
     TIER_MAX_SPOT_SHARE,
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import AwsRegionName, Slug
+from components.core.fields import AwsRegionName, Slug, elasticache_password
 from components.core.node_image import image_engine
 from components.model_store import ModelStoreConfig
 
@@ -274,6 +274,11 @@ def _api_key(value: object) -> str | None:
     return None
 
 
+NODE_REDIS_PASSWORD = SecretSpec(
+    "nodeRedisPassword",
+    "password of the pool nodes' own Redis user, for their heartbeats (openssl rand -hex 32)",
+    check=elasticache_password("a user password"),
+)
 POOL_API_KEY = SecretSpec(
     "poolApiKey",
     "API key the gateway presents to the GPU pools' agents (openssl rand -hex 32)",

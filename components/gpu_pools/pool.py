@@ -1,7 +1,8 @@
 """GpuNodePool: one pool's GPU nodes in a region, from the baked image, behind an internal load balancer.
 
 gateway (its SG) --HTTP 80--> internal ALB (pool LB SG) --8080--> node agents (node SG)
-node agents --6379 TLS--> the region's Redis (heartbeats); --443--> AWS APIs (lifecycle, secrets)
+node agents --6379 TLS--> the region's Redis (heartbeats, as the nodes' own ACL user); --443--> AWS APIs
+the fleet controller (its security group) --8080--> node agents (it opens that way in itself)
 engines listen on 127.0.0.1 only; the agent is the node's one open port
 
 launch template: the baked AMI, IMDSv2 required (hop limit 2, for containers on the node), encrypted
@@ -49,6 +50,7 @@ LIFECYCLE_HEARTBEAT_S = int(agent_constants.DRAIN_TIMEOUT_S + agent_constants.EN
 # A new node loads its model before it counts (instance refresh and scaling metrics).
 INSTANCE_WARMUP_S = 900
 ROOT_DEVICE = "/dev/sda1"
+SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,9 @@ class GpuNodePoolArgs:
     redis_host: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
     api_key: pulumi.Input[str]
-    redis_auth_token: pulumi.Input[str]
+    # The nodes' own Redis user and its password (never the gateway's token).
+    redis_user: str
+    redis_password: pulumi.Input[str]
     zone_id: pulumi.Input[str]
     hostname: str  # the pool's name for the gateway, `<pool>.pools.<domain>`
     request_timeout_s: int
@@ -79,11 +83,14 @@ class GpuNodePoolArgs:
 class GpuNodePoolOutputs:
     name: str
     region: str
+    model: str
     hostname: str
     group_name: str
     load_balancer_dns_name: pulumi.Output[str]
     target_group_arn: pulumi.Output[str]
     launch_template_id: pulumi.Output[str]
+    # Who may reach the agents: the fleet controller opens its own way in.
+    node_security_group_id: pulumi.Output[str]
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -110,6 +117,8 @@ class GpuNodePool(pulumi.ComponentResource):
             f"{name}-node",
             [*self._node_statements(account, group_name, secret), *store_statements],
             child,
+            # Systems Manager's agent on the node: how the fleet controller restarts a silent agent.
+            managed_policy_arns=[SSM_MANAGED_INSTANCE_POLICY],
         )
         load_balancer, target_group = self._load_balancer(lb_sg)
         mount = args.mount
@@ -125,6 +134,7 @@ class GpuNodePool(pulumi.ComponentResource):
                 hook_name=HOOK_NAME,
                 secret_arn=values[0],
                 redis_host=values[1],
+                redis_user=args.redis_user,
                 model_store=mount.agent_settings(values[2], values[3]) if mount else None,
             )
         )
@@ -154,11 +164,13 @@ class GpuNodePool(pulumi.ComponentResource):
         self.outputs = GpuNodePoolOutputs(
             name=pool.name,
             region=region.region,
+            model=pool.model,
             hostname=args.hostname,
             group_name=group_name,
             load_balancer_dns_name=load_balancer.dns_name,
             target_group_arn=target_group.arn,
             launch_template_id=template.id,
+            node_security_group_id=node_sg.id,
         )
         self.register_outputs({"groupName": group_name, "loadBalancer": load_balancer.dns_name})
 
@@ -243,7 +255,7 @@ class GpuNodePool(pulumi.ComponentResource):
             secret_id=secret.id,
             secret_string=pulumi.Output.secret(
                 pulumi.Output.json_dumps(
-                    {API_KEY_SECRET_KEY: args.api_key, REDIS_PASSWORD_SECRET_KEY: args.redis_auth_token}
+                    {API_KEY_SECRET_KEY: args.api_key, REDIS_PASSWORD_SECRET_KEY: args.redis_password}
                 )
             ),
             opts=child,

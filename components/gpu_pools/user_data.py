@@ -47,6 +47,7 @@ class NodeSettings:
     hook_name: str
     secret_arn: str
     redis_host: str
+    redis_user: str
     # The agent's [model_store] table (the pool's model in its region's store), from the store's MountSpec.
     model_store: dict[str, Any] | None = None
 
@@ -84,7 +85,8 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
         # terminates this node through its lifecycle hook, which is when the agent drains.
         "preemption": {"provider": "aws", "on_rebalance": "log"},
         "heartbeat": {
-            "redis_url": f"rediss://{node.redis_host}:{HEARTBEAT_REDIS_PORT}/0",
+            # The nodes' own ACL user (not the gateway's): its password comes from the node secret.
+            "redis_url": f"rediss://{node.redis_user}@{node.redis_host}:{HEARTBEAT_REDIS_PORT}/0",
             "redis_password_file": REDIS_PASSWORD_FILE,
         },
         "secrets": {

@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 from components.core.config import Problem, SecretSpec, Section, StackView, rule
-from components.core.fields import ElastiCacheNodeType, elasticache_auth_token_problem
+from components.core.fields import ElastiCacheNodeType, elasticache_password
 from fleet_agent import constants as agent_constants
 from fleet_agent.manifest import model_path, path_problem
 
@@ -125,5 +125,5 @@ def _store_fits(store: ModelStoreConfig, view: StackView) -> Iterator[Problem]:
 MODEL_STORE_AUTH_TOKEN = SecretSpec(
     "modelStoreAuthToken",
     "auth token of the model store's metadata Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
-    check=elasticache_auth_token_problem,
+    check=elasticache_password("an AUTH token"),
 )

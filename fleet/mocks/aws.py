@@ -70,6 +70,16 @@ _CACHE_PARAMETER_GROUP = NameRule(
 _LAMBDA_LAYER = NameRule(
     140, "lambda PublishLayerVersion LayerName (LayerNameOrArn, a bare name)", pattern=r"[a-zA-Z0-9_-]+"
 )
+# RBAC user and user group ids: the API model gives the pattern (a letter, then letters, digits, hyphens);
+# the console states the rest (at most 40, no trailing or doubled hyphen), as the other cache ids.
+_CACHE_USER_ID = NameRule(
+    40, "elasticache CreateUser UserId / CreateUserGroup UserGroupId", pattern=_IDENTIFIER,
+    what=_IDENTIFIER_WORDS,
+)  # fmt: skip
+_SSM_DOCUMENT = NameRule(
+    128, "ssm CreateDocument Name (DocumentName)", min_length=3, pattern=r"[a-zA-Z0-9_\-.]+",
+    what="letters, digits, _ - .", forbidden_prefixes=("aws", "amazon", "amzn"),
+)  # fmt: skip
 _IAM_NAME = r"[\w+=,.@-]+"
 _IAM_ROLE = NameRule(64, "iam CreateRole RoleName", pattern=_IAM_NAME)
 _IAM_POLICY = NameRule(128, "iam PutRolePolicy PolicyName", pattern=_IAM_NAME)
@@ -364,6 +374,21 @@ declare("aws:elasticache/subnetGroup:SubnetGroup", lowercase=True, rule=_CACHE_S
 declare("aws:elasticache/parameterGroup:ParameterGroup", lowercase=True, rule=_CACHE_PARAMETER_GROUP)
 
 
+@register(
+    "aws:elasticache/user:User", name_input="userId", autonamed=False, rule=_CACHE_USER_ID, id_is_name=True
+)
+def _cache_user(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": _arn(ctx, "elasticache", f"user:{ctx.id}")}
+
+
+@register(
+    "aws:elasticache/userGroup:UserGroup", name_input="userGroupId", autonamed=False, rule=_CACHE_USER_ID,
+    id_is_name=True,
+)  # fmt: skip
+def _cache_user_group(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": _arn(ctx, "elasticache", f"usergroup:{ctx.id}")}
+
+
 @register("aws:kms/key:Key", name_input=None)
 def _kms_key(ctx: MockContext) -> dict[str, Any]:
     key_id = _uuid(ctx.id)
@@ -484,6 +509,11 @@ def _topic(ctx: MockContext) -> dict[str, Any]:
 
 
 declare("aws:sns/topicSubscription:TopicSubscription", name_input=None)
+
+
+@register("aws:ssm/document:Document", autonamed=False, rule=_SSM_DOCUMENT, id_is_name=True)
+def _document(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": _arn(ctx, "ssm", f"document/{ctx.physical_name}")}
 
 
 @register("aws:ssm/parameter:Parameter", rule=_PARAMETER, id_is_name=True)

@@ -33,14 +33,14 @@ REGIONS = ("us-east-1", "us-west-2")
 
 
 def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
-    """The control plane's and the data tier's resources of a type in a region (not the GPU pools' nor the
-    model store's)."""
+    """The control plane's and the data tier's resources of a type in a region (not the GPU pools', the model
+    store's or the fleet controller's, which open their own ways in)."""
     provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
 
     def of_pools(r: RecordedResource) -> bool:
         top = rendering.top_component(r)
         return top is not None and top.type.startswith(
-            ("inference-fleet:gpu_pools:", "inference-fleet:model_store:")
+            ("inference-fleet:gpu_pools:", "inference-fleet:model_store:", "inference-fleet:controller:")
         )
 
     return [r for r in rendering.of_type(resource_type) if r.provider == provider and not of_pools(r)]
@@ -387,7 +387,7 @@ def test_the_secret_checks_would_see_a_leak(render):
     assert {r.type for r in wrapped} >= {
         "aws:secretsmanager/secretVersion:SecretVersion",
         "aws:rds/cluster:Cluster",
-        REDIS,
+        "aws:elasticache/user:User",
     }
 
 
@@ -512,7 +512,26 @@ def test_prod_redis_is_multi_az_with_tls_auth_and_encryption_at_rest(render, reg
     assert redis.inputs["automaticFailoverEnabled"] is True
     assert redis.inputs["transitEncryptionEnabled"] is True
     assert redis.inputs["atRestEncryptionEnabled"] is True
-    assert is_secret(redis.inputs["authToken"])
+    # RBAC, not a bare AUTH token: the gateway's token is the password of the `default` user, and the
+    # other clients (pool nodes, the fleet controller) are users of their own, limited to their keys.
+    assert "authToken" not in redis.inputs
+    (group_id,) = redis.inputs["userGroupIds"]
+    group = one_in(render("prod"), region, "aws:elasticache/userGroup:UserGroup")
+    assert group.outputs["userGroupId"] == group_id
+    users = {u.outputs["userId"]: u for u in in_region(render("prod"), region, "aws:elasticache/user:User")}
+    members = [users[i] for i in group.inputs["userIds"]]
+    by_name = {u.inputs["userName"]: u for u in members}
+    assert set(by_name) == {"default", "fleet-node", "fleet-controller"}
+    assert by_name["default"].inputs["accessString"] == "on ~* &* +@all"
+    for user in members:
+        assert is_secret(user.inputs["authenticationMode"])  # the passwords inside are secrets
+    prefix = f"fleet:{region}"
+    assert by_name["fleet-node"].inputs["accessString"] == (
+        f"on ~{prefix}:node:* ~{prefix}:nodes -@all +set +zadd"
+    )
+    assert by_name["fleet-controller"].inputs["accessString"].startswith(f"on ~{prefix}:* -@all ")
+    passwords = [u.inputs["authenticationMode"]["value"]["passwords"][0] for u in members]
+    assert len(set(passwords)) == 3  # three principals, three passwords
 
 
 # --- who may reach whom -----------------------------------------------------------------------------------

@@ -44,29 +44,35 @@ def prober(rendering: Rendering) -> RecordedResource:
     return rendering.one(FUNCTION, "promotion-function")
 
 
+def of_prober(rendering: Rendering, resource_type: str) -> list[RecordedResource]:
+    """The prober's resources of a type (the fleet controllers have schedules and functions too)."""
+    return [r for r in rendering.descendants(rendering.one(PROMOTION)) if r.type == resource_type]
+
+
 def test_everything_the_prober_uses_lives_in_the_standby_region(prod):
     component = prod.one(PROMOTION)
     children = [r for r in prod.descendants(component) if r.custom]
     assert {provider_region(prod, r) for r in children} == {"us-west-2"}
     assert all(r.name.startswith("promotion-") for r in prod.descendants(component))
-    # The alarm -> EventBridge -> forwarder path in the primary region is gone.
-    assert not [
-        r
+    # The alarm -> EventBridge -> forwarder path in the primary region is gone (the primary's one schedule
+    # is its fleet controller's).
+    assert [
+        r.name
         for r in prod.of_type("aws:cloudwatch/eventRule:EventRule")
         if provider_region(prod, r) == "us-east-1"
-    ]
+    ] == ["controller-us-east-1-schedule"]
     assert not [a for a in prod.of_type(ALARM) if a.inputs.get("namespace") == "AWS/Route53"]
 
 
 def test_a_schedule_runs_it_every_minute(prod):
-    (rule,) = prod.of_type("aws:cloudwatch/eventRule:EventRule")
+    (rule,) = of_prober(prod, "aws:cloudwatch/eventRule:EventRule")
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
-    target = prod.one("aws:cloudwatch/eventTarget:EventTarget")
+    (target,) = of_prober(prod, "aws:cloudwatch/eventTarget:EventTarget")
     assert (target.inputs["rule"], target.inputs["arn"]) == (
         rule.outputs["name"],
         prober(prod).outputs["arn"],
     )
-    permission = prod.one("aws:lambda/permission:Permission")
+    (permission,) = of_prober(prod, "aws:lambda/permission:Permission")
     assert (permission.inputs["principal"], permission.inputs["sourceArn"]) == (
         "events.amazonaws.com",
         rule.outputs["arn"],
@@ -120,7 +126,7 @@ def test_the_function_ships_the_prober_package_from_this_repository(prod):
 
 
 def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
-    config = prod.one("aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+    (config,) = of_prober(prod, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
     assert config.inputs["functionName"] == prober(prod).outputs["name"]
     assert (config.inputs["maximumRetryAttempts"], config.inputs["maximumEventAgeInSeconds"]) == (0, 60)
     queue = prod.one("aws:sqs/queue:Queue")

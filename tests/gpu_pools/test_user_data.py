@@ -73,7 +73,9 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
         for r in prod.of_type("aws:elasticache/replicationGroup:ReplicationGroup")
         if r.name == f"control-plane-{region}-redis"
     )
-    assert config.heartbeat.redis_url == f"rediss://{redis.outputs['primaryEndpointAddress']}:6379/0"
+    # The nodes' own ACL user (its password from the node secret), not the gateway's token.
+    host = redis.outputs["primaryEndpointAddress"]
+    assert config.heartbeat.redis_url == f"rediss://fleet-node@{host}:6379/0"
     assert config.preemption.provider == "aws"
     assert config.node.pool == pool and config.node.accelerator == "gpu"
 

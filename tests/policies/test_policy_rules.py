@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -245,6 +246,7 @@ def role_policy(
     *,
     action: str = "rds:FailoverGlobalCluster",
     resource: str = "arn:aws:rds::123456789012:global-cluster:fleet",
+    condition: dict[str, Any] | None = None,
 ) -> None:
     opts = aws_provider()
     role = aws.iam.Role(
@@ -269,11 +271,23 @@ def role_policy(
         policy=json.dumps(
             {
                 "Version": "2012-10-17",
-                "Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}],
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": action,
+                        "Resource": resource,
+                        **({"Condition": condition} if condition else {}),
+                    }
+                ],
             }
         ),
         opts=opts,
     )
+
+
+POOL_GROUP_ARN = "arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/fleet-prod-use1-pool-a"
+INSTANCES_ARN = "arn:aws:ec2:us-east-1:123456789012:instance/*"
+STACK_TAGS = {"StringEquals": {"aws:ResourceTag/project": "inference-fleet", "aws:ResourceTag/stack": "prod"}}
 
 
 def task_definition(
@@ -555,6 +569,12 @@ CASES = [
     ),
     Case("iam-no-star-on-star", "promote", lambda: role_policy(action="*", resource="*"), role_policy),
     Case(
+        "fleet-actions-scoped",
+        "promote",
+        lambda: role_policy(action="autoscaling:SetInstanceHealth", resource="*"),
+        lambda: role_policy(action="autoscaling:SetInstanceHealth", resource=POOL_GROUP_ARN),
+    ),
+    Case(
         "no-secrets-in-environment",
         "gateway",
         lambda: task_definition(environment=[{"name": "OPENAI_API_KEY", "value": "sk-" + "a" * 40}]),
@@ -809,3 +829,32 @@ def test_image_builds_are_held_to_imdsv2_and_encrypted_volumes(declare) -> None:
     assert [v.urn.rsplit("::", 1)[-1] for v in findings(loose, "ebs-volumes-encrypted")] == ["node"]
     strict = declare(image_build("required", "true"))
     assert findings(strict, "launch-template-imdsv2") == findings(strict, "ebs-volumes-encrypted") == []
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "condition", "fires"),
+    [
+        ("ec2:Terminate*", "*", None, True),  # a wildcard covering TerminateInstances
+        ("autoscaling:*", "*", None, True),
+        ("ssm:SendCommand", INSTANCES_ARN, None, True),  # every instance of the account
+        ("ec2:TerminateInstances", INSTANCES_ARN, STACK_TAGS, False),  # this stack's instances only
+        ("autoscaling:SetDesiredCapacity", POOL_GROUP_ARN, None, False),
+        ("ec2:DescribeInstances", "*", None, False),  # reads have no resource-level permissions
+    ],
+)
+def test_node_actions_need_named_groups_or_tag_conditions(
+    declare, action, resource, condition, fires
+) -> None:
+    found = findings(
+        declare(lambda: role_policy(action=action, resource=resource, condition=condition)),
+        "fleet-actions-scoped",
+    )
+    assert bool(found) is fires, [v.message for v in found]
+
+
+def test_the_fleet_controllers_own_role_passes(render) -> None:
+    """The shipped controller's role is the rule's main subject: it must pass it, with its statements."""
+    prod = render("prod")
+    policies = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("controller-")]
+    assert len(policies) == 2  # one controller per GPU region
+    assert findings(prod, "fleet-actions-scoped") == []

@@ -15,6 +15,8 @@ install -m 0644 "${units}/fleet-model-cache.service" /etc/systemd/system/fleet-m
 install -m 0644 "${units}/fleet-model-store.service" /etc/systemd/system/fleet-model-store.service
 install -m 0644 "${units}/fleet-agent.service" /etc/systemd/system/fleet-agent.service
 install -m 0644 "${units}/50-fleet-agent-model-store.rules" /etc/polkit-1/rules.d/50-fleet-agent-model-store.rules
+# Not enabled: the fleet controller starts it (SSM Run Command) to restart a silent agent.
+install -m 0644 "${units}/fleet-agent-restart.service" /etc/systemd/system/fleet-agent-restart.service
 enabled=(fleet-model-cache.service fleet-model-store.service fleet-agent.service)
 if [[ "${ENGINE}" == ollama ]]; then
   install -m 0644 "${units}/ollama.service" /etc/systemd/system/ollama.service

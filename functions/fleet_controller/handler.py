@@ -1,0 +1,538 @@
+"""The fleet controller's Lambda: every minute a run ticks every `tickSeconds` for up to two minutes, so
+consecutive runs overlap and EventBridge's within-the-minute delivery never leaves a gap. Each tick slot
+is claimed in Redis (SET NX), so overlapping runs never tick twice.
+
+A tick: read the pools' groups and instances (Auto Scaling, EC2), their load balancers' target health,
+the heartbeats and the controller's memory (Redis), poll every agent; every `reconcileSeconds` also
+scan for orphans (tagged for the fleet, in no group) and ghosts (in Redis, instance gone); decide
+(decision.py); act; remember; log one line per decision worth reading, with the signals behind it, and
+the tick's counts as CloudWatch metrics (embedded metric format, no API call).
+
+No action is ever taken on a tick whose cloud or Redis reads failed: the decision table calls that
+"no quorum". Dry-run ticks decide and log everything and act on nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from . import signals as sig
+from .decision import (
+    Action,
+    Cloud,
+    Fleet,
+    Lb,
+    Memory,
+    Node,
+    NodeMemory,
+    Orphan,
+    Plan,
+    Pool,
+    Pull,
+    Settings,
+    Verdict,
+    plan,
+)
+from .resp import Endpoint, Redis, RedisError
+
+METRIC_NAMESPACE = "inference-fleet/controller"
+# A run keeps ticking this long: past the next run's start, whenever in its minute EventBridge sends it
+# (the program renders its own figure, components/controller/budget.py).
+RUN_SECONDS = 115
+# Time kept free before the Lambda's timeout, for the last tick to finish.
+END_MARGIN_SECONDS = 5
+HOLD_TAG = "fleet-hold"
+# The restart document's own timeout: a stuck stop must not hold the command forever.
+RESTART_COMMAND_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str
+    group: str
+    model: str
+    target_group_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """What the program renders into the function's CONTROLLER_CONFIG (components/controller)."""
+
+    stack: str
+    region: str
+    pools: tuple[PoolSpec, ...]
+    redis_host: str
+    redis_port: int
+    redis_tls: bool
+    redis_user: str | None
+    agent_port: int
+    key_prefix: str
+    restart_document: str
+    topic_arn: str | None
+    fleet_tags: Mapping[str, str]
+    pool_tag: str
+    tick_s: float
+    confirmations: int
+    poll_timeout_s: float
+    restart_grace_s: float
+    boot_grace_s: float
+    leave_alone_s: float
+    orphan_grace_s: float
+    reconcile_s: float
+    max_share: float
+    min_ready: Mapping[str, int] = field(default_factory=dict)
+    dry_run: bool = False
+    run_seconds: float = RUN_SECONDS
+
+    @classmethod
+    def from_json(cls, text: str) -> ControllerSettings:
+        raw = json.loads(text)
+        raw["pools"] = tuple(PoolSpec(**p) for p in raw["pools"])
+        return cls(**raw)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def decision(self) -> Settings:
+        return Settings(
+            tick_s=self.tick_s,
+            confirmations=self.confirmations,
+            restart_grace_s=self.restart_grace_s,
+            leave_alone_s=self.leave_alone_s,
+            orphan_grace_s=self.orphan_grace_s,
+            max_share=self.max_share,
+            min_ready=dict(self.min_ready),
+        )
+
+    @property
+    def memory_key(self) -> str:
+        return f"{self.key_prefix}:{self.region}:controller:memory"
+
+    def slot_key(self, slot: int) -> str:
+        return f"{self.key_prefix}:{self.region}:controller:tick:{slot}"
+
+
+@dataclass
+class Clients:
+    autoscaling: Any
+    ec2: Any
+    elbv2: Any
+    ssm: Any
+    sns: Any | None = None
+
+
+def _emit(record: Mapping[str, Any]) -> None:
+    print(json.dumps(record, default=str, separators=(",", ":")), file=sys.stdout, flush=True)
+
+
+class Controller:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        clients: Clients,
+        redis_password: str | None,
+        *,
+        address_for: Callable[[sig.Instance], tuple[str, int] | None] | None = None,
+        clock: Callable[[], float] = time.time,
+        emit: Callable[[Mapping[str, Any]], None] = _emit,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self._password = redis_password
+        self._address_for = address_for or self._private_address
+        self._clock = clock
+        self._emit = emit
+        self.run_id = uuid.uuid4().hex[:12]
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def run(
+        self, time_left: Callable[[], float], sleep: Callable[[float], None] = time.sleep
+    ) -> list[dict[str, Any]]:
+        """Tick on every slot boundary for `run_seconds`, claiming each slot first."""
+        s = self.settings
+        run_seconds = s.run_seconds
+        started = self._clock()
+        summaries: list[dict[str, Any]] = []
+        while True:
+            now = self._clock()
+            slot = int(now // s.tick_s)
+            if self.claim(slot):
+                summaries.append(self.tick())
+            next_at = (slot + 1) * s.tick_s
+            now = self._clock()
+            needed = (next_at - now) + s.tick_s + END_MARGIN_SECONDS
+            if next_at - started > run_seconds or time_left() < needed:
+                return summaries
+            sleep(max(0.0, next_at - now))
+
+    def claim(self, slot: int) -> bool:
+        """This run ticks slot `slot` unless another run already did. Redis down: tick anyway (such a
+        tick observes only, so a duplicate costs a log line)."""
+        try:
+            with self._redis() as redis:
+                expiry_ms = int(self.settings.tick_s * 3000)
+                won = redis.call("SET", self.settings.slot_key(slot), self.run_id, "NX", "PX", expiry_ms)
+        except RedisError:
+            return True
+        return won == "OK"
+
+    # --- one tick -----------------------------------------------------------------------------------
+
+    def tick(self) -> dict[str, Any]:
+        s = self.settings
+        now = self._clock()
+        summary: dict[str, Any] = {"kind": "tick", "region": s.region, "at": round(now, 3)}
+        summary["run"] = self.run_id
+        target_health: dict[str, dict[str, Lb]] = {}
+        try:
+            groups = sig.read_groups(self.clients.autoscaling, [p.group for p in s.pools])
+            members = {m.instance_id: (pool, m) for pool in s.pools for m in groups[pool.group].instances}
+            instances = sig.read_instances(self.clients.ec2, members)
+            # The load balancer's view is one of the signals a repair needs: unread, no repair anywhere.
+            for pool in s.pools:
+                if pool.target_group_arn:
+                    target_health[pool.name] = sig.read_target_health(
+                        self.clients.elbv2, pool.target_group_arn
+                    )
+        except Exception as exc:  # any failure of the cloud reads: no quorum, no action
+            summary |= {"noQuorum": True, "why": f"cloud read failed: {type(exc).__name__}: {exc}"}
+            self._report(summary, [], {})
+            return summary
+
+        redis: Redis | None = None
+        heartbeats: sig.Heartbeats | None = None
+        memory = Memory()
+        try:
+            redis = self._redis()
+            heartbeats = sig.read_heartbeats(redis, s.key_prefix, s.region, also=members)
+            memory = load_memory(redis, s.memory_key)
+        except RedisError as exc:
+            summary["redisError"] = str(exc)
+            if redis is not None:
+                redis.close()
+            redis = None
+
+        try:
+            targets = {i: (self._address_for(instances[i]) if i in instances else None) for i in members}
+            polls = sig.poll_all(targets, s.poll_timeout_s)
+            nodes = []
+            for instance_id, (pool, member) in sorted(members.items()):
+                cloud = sig.cloud_state(member, instances.get(instance_id), now, s.boot_grace_s)
+                record = heartbeats.records.get(instance_id) if heartbeats else None
+                lb = target_health.get(pool.name, {}).get(instance_id, Lb.UNKNOWN)
+                signals = sig.signals_of(cloud, record, heartbeats is not None, polls[instance_id], lb)
+                nodes.append(Node(instance_id, pool.name, signals))
+            orphans, ghosts = self._reconcile(memory, members, heartbeats, now, summary)
+            pools = tuple(_pool(p, groups[p.group], nodes) for p in s.pools)
+            decided = plan(Fleet(now, pools, tuple(nodes), orphans, ghosts), memory, s.decision)
+            kept = self._act(decided, redis, summary)
+            if redis is not None:
+                save_memory(redis, s.memory_key, kept)
+        finally:
+            if redis is not None:
+                redis.close()
+        summary["noQuorum"] = decided.no_quorum or heartbeats is None
+        details = {
+            d.instance_id: sig.agent_status(*address, s.poll_timeout_s)
+            for d in decided.nodes
+            if d.verdict is Verdict.DEGRADED
+            and d.signals.pull is Pull.ANSWERS
+            and (address := targets.get(d.instance_id)) is not None
+        }
+        self._report(summary, list(decided.nodes), {p.name: p for p in pools}, decided, details)
+        return summary
+
+    def _reconcile(
+        self,
+        memory: Memory,
+        members: Mapping[str, Any],
+        heartbeats: sig.Heartbeats | None,
+        now: float,
+        summary: dict[str, Any],
+    ) -> tuple[tuple[Orphan, ...] | None, tuple[str, ...] | None]:
+        """Orphans and ghosts, every `reconcile_s` (and never without Redis: their clocks live there)."""
+        s = self.settings
+        if heartbeats is None or (
+            memory.reconciled_at is not None and now - memory.reconciled_at < s.reconcile_s
+        ):
+            return None, None
+        try:
+            tagged = sig.scan_fleet_instances(self.clients.ec2, s.fleet_tags, s.pool_tag)
+            orphans = tuple(
+                Orphan(i.instance_id, i.launched_at or now, hold=HOLD_TAG in i.tags)
+                for i in tagged
+                if i.instance_id not in members
+            )
+            candidates = [n for n in heartbeats.index if n not in members]
+            alive = sig.read_instances(self.clients.ec2, candidates)
+            ghosts = tuple(
+                n
+                for n in candidates
+                if n not in heartbeats.records
+                and (n not in alive or sig.cloud_state(None, alive[n], now, 0).value == "gone")
+                and sig.INSTANCE_ID.match(n)
+            )
+        except Exception as exc:
+            summary["reconcileError"] = f"{type(exc).__name__}: {exc}"
+            return None, None
+        return orphans, ghosts
+
+    # --- acting -------------------------------------------------------------------------------------
+
+    def _act(self, decided: Plan, redis: Redis | None, summary: dict[str, Any]) -> Memory:
+        """Carry the plan out (unless dry-run or without quorum); returns the memory to keep, without the
+        restarts and replacements whose call failed."""
+        s = self.settings
+        memory = decided.memory
+        if decided.no_quorum or redis is None:
+            return memory
+        live = not s.dry_run
+        nodes = dict(memory.nodes)
+        failures: list[str] = []
+        for d in decided.actions():
+            record: dict[str, Any] = {"kind": "action", "dryRun": s.dry_run, **d.describe()}
+            try:
+                if live and d.action is Action.REPLACE:
+                    self.clients.autoscaling.set_instance_health(
+                        InstanceId=d.instance_id, HealthStatus="Unhealthy", ShouldRespectGracePeriod=False
+                    )
+                elif live and d.action is Action.RESTART:
+                    sent = self.clients.ssm.send_command(
+                        InstanceIds=[d.instance_id],
+                        DocumentName=s.restart_document,
+                        TimeoutSeconds=RESTART_COMMAND_TIMEOUT_S,
+                        Comment=f"fleet controller: {d.verdict.value}"[:100],
+                    )
+                    record["commandId"] = sent["Command"]["CommandId"]
+            except Exception as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}"
+                failures.append(d.instance_id)
+                before = nodes.get(d.instance_id, NodeMemory())
+                nodes[d.instance_id] = replace(
+                    before,
+                    restarted_at=None if d.action is Action.RESTART else before.restarted_at,
+                    replaced_at=None if d.action is Action.REPLACE else before.replaced_at,
+                )
+            self._emit(record)
+        for orphan in decided.orphans:
+            due = orphan in decided.terminate
+            record = {
+                "kind": "orphan",
+                "instance": orphan,
+                "action": "terminate" if due else "report",
+                "dryRun": s.dry_run,
+            }
+            if due and live:
+                try:
+                    self.clients.ec2.terminate_instances(InstanceIds=[orphan])
+                except Exception as exc:
+                    record["error"] = f"{type(exc).__name__}: {exc}"
+                    failures.append(orphan)
+            self._emit(record)
+        for r in decided.raises:
+            record = {"kind": "capacity", "dryRun": s.dry_run, **asdict(r)}
+            if live:
+                try:
+                    self.clients.autoscaling.set_desired_capacity(
+                        AutoScalingGroupName=r.group, DesiredCapacity=r.new_desired, HonorCooldown=False
+                    )
+                except Exception as exc:
+                    record["error"] = f"{type(exc).__name__}: {exc}"
+                    failures.append(r.group)
+            self._emit(record)
+        if decided.forget:
+            self._emit({"kind": "ghosts", "forget": list(decided.forget), "dryRun": s.dry_run})
+            if live:
+                sig.forget_nodes(redis, s.key_prefix, s.region, list(decided.forget))
+        for alert in decided.alerts:
+            if self.clients.sns is not None and s.topic_arn and live:
+                try:
+                    self.clients.sns.publish(
+                        TopicArn=s.topic_arn,
+                        Subject=f"[{s.stack} {s.region}] {alert.subject}"[:100],
+                        Message=json.dumps(alert.detail, indent=2, default=str),
+                    )
+                except Exception as exc:
+                    failures.append(f"alert:{alert.key}: {exc}")
+        if failures:
+            summary["failures"] = failures
+        return replace(memory, nodes=nodes)
+
+    # --- reporting ------------------------------------------------------------------------------------
+
+    def _report(
+        self,
+        summary: dict[str, Any],
+        decisions: list[Any],
+        pools: Mapping[str, Pool],
+        decided: Plan | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        s = self.settings
+        counts: dict[str, int] = {}
+        for d in decisions:
+            counts[d.verdict.value] = counts.get(d.verdict.value, 0) + 1
+            if d.verdict not in (Verdict.HEALTHY, Verdict.BOOTING) and not d.acts:
+                status = (details or {}).get(d.instance_id)
+                extra = {"agentStatus": _status_digest(status)} if status else {}
+                self._emit({"kind": "node", **d.describe(), **extra})
+        summary["verdicts"] = counts
+        if decided is not None:
+            summary |= {
+                "actions": len(decided.actions()),
+                "held": sum(1 for d in decisions if d.held),
+                "orphans": len(decided.orphans),
+                "terminated": len(decided.terminate),
+                "ghosts": len(decided.forget),
+                "raises": len(decided.raises),
+            }
+        self._emit(summary)
+        # Embedded metric format: CloudWatch Logs turns these into metrics, no PutMetricData call.
+        metric_time = int(summary["at"] * 1000)
+        self._emit(
+            {
+                "_aws": {
+                    "Timestamp": metric_time,
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": METRIC_NAMESPACE,
+                            "Dimensions": [["Stack", "Region"]],
+                            "Metrics": [
+                                {"Name": "NoQuorum", "Unit": "Count"},
+                                {"Name": "Actions", "Unit": "Count"},
+                                {"Name": "HeldBack", "Unit": "Count"},
+                                {"Name": "Orphans", "Unit": "Count"},
+                            ],
+                        }
+                    ],
+                },
+                "Stack": s.stack,
+                "Region": s.region,
+                "NoQuorum": 1 if summary.get("noQuorum") else 0,
+                "Actions": summary.get("actions", 0),
+                "HeldBack": summary.get("held", 0),
+                "Orphans": summary.get("orphans", 0),
+            }
+        )
+        for name in pools:
+            in_pool = [d for d in decisions if d.pool == name]
+            self._emit(
+                {
+                    "_aws": {
+                        "Timestamp": metric_time,
+                        "CloudWatchMetrics": [
+                            {
+                                "Namespace": METRIC_NAMESPACE,
+                                "Dimensions": [["Stack", "Pool"]],
+                                "Metrics": [
+                                    {"Name": "ReadyNodes", "Unit": "Count"},
+                                    {"Name": "SuspectNodes", "Unit": "Count"},
+                                ],
+                            }
+                        ],
+                    },
+                    "Stack": s.stack,
+                    "Pool": name,
+                    "ReadyNodes": sum(1 for d in in_pool if d.verdict is Verdict.HEALTHY and d.signals.ready),
+                    "SuspectNodes": sum(
+                        1
+                        for d in in_pool
+                        if d.verdict
+                        in (Verdict.DEAD, Verdict.HUNG, Verdict.RESTARTING, Verdict.HUNG_AFTER_RESTART)
+                    ),
+                }
+            )
+
+    # --- plumbing -------------------------------------------------------------------------------------
+
+    def _redis(self) -> Redis:
+        s = self.settings
+        endpoint = Endpoint(s.redis_host, s.redis_port, s.redis_tls, s.redis_user, self._password)
+        return Redis(endpoint, timeout=min(2.0, s.poll_timeout_s))
+
+    def _private_address(self, instance: sig.Instance) -> tuple[str, int] | None:
+        return (instance.private_ip, self.settings.agent_port) if instance.private_ip else None
+
+
+def _pool(spec: PoolSpec, group: sig.Group, nodes: list[Node]) -> Pool:
+    mine = [n.signals.cloud for n in nodes if n.pool == spec.name]
+    return Pool(
+        name=spec.name,
+        group=spec.group,
+        model=spec.model,
+        desired=group.desired,
+        max_size=group.max_size,
+        instances=sum(1 for c in mine if c in (Cloud.RUNNING, Cloud.STARTING)),
+        replacing=sum(1 for c in mine if c is Cloud.LEAVING),
+    )
+
+
+def _status_digest(status: Mapping[str, Any]) -> dict[str, Any]:
+    """What of an agent's /status explains a disagreement (its heartbeat failing, say)."""
+    return {k: status.get(k) for k in ("state", "reasons", "heartbeat") if k in status}
+
+
+# --- memory in Redis ---------------------------------------------------------------------------------
+
+
+def load_memory(redis: Redis, key: str) -> Memory:
+    raw = redis.call("GET", key)
+    if not isinstance(raw, bytes):
+        return Memory()
+    try:
+        data = json.loads(raw)
+        return Memory(
+            nodes={k: NodeMemory(**v) for k, v in data.get("nodes", {}).items()},
+            orphans_since=data.get("orphansSince", {}),
+            alerted=data.get("alerted", {}),
+            reconciled_at=data.get("reconciledAt"),
+        )
+    except (ValueError, TypeError):
+        return Memory()  # unreadable memory: start afresh (streaks reset: the safe direction)
+
+
+def save_memory(redis: Redis, key: str, memory: Memory) -> None:
+    document = {
+        "nodes": {k: asdict(v) for k, v in memory.nodes.items()},
+        "orphansSince": dict(memory.orphans_since),
+        "alerted": dict(memory.alerted),
+        "reconciledAt": memory.reconciled_at,
+    }
+    redis.call("SET", key, json.dumps(document, separators=(",", ":")))
+
+
+# --- Lambda -----------------------------------------------------------------------------------------
+
+_PASSWORD: str | None = None
+
+
+def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point (EventBridge schedule, every minute)."""
+    import boto3  # the Lambda runtime provides it
+    from botocore.config import Config
+
+    global _PASSWORD
+    settings = ControllerSettings.from_json(os.environ["CONTROLLER_CONFIG"])
+    config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+    if _PASSWORD is None and os.environ.get("REDIS_PASSWORD_SECRET_ARN"):
+        secrets = boto3.client("secretsmanager", config=config)
+        _PASSWORD = secrets.get_secret_value(SecretId=os.environ["REDIS_PASSWORD_SECRET_ARN"])["SecretString"]
+    clients = Clients(
+        autoscaling=boto3.client("autoscaling", config=config),
+        ec2=boto3.client("ec2", config=config),
+        elbv2=boto3.client("elbv2", config=config),
+        ssm=boto3.client("ssm", config=config),
+        sns=boto3.client("sns", config=config),
+    )
+    controller = Controller(settings, clients, _PASSWORD)
+    summaries = controller.run(time_left=lambda: context.get_remaining_time_in_millis() / 1000)
+    return {"ticks": len(summaries), "actions": sum(t.get("actions", 0) for t in summaries)}

@@ -1,0 +1,161 @@
+"""The fleet controller against faults, with real parts on 127.0.0.1: three real agents (subprocesses)
+attached to one real llama.cpp server, heartbeating to a real redis-server as the nodes' ACL user; their
+instances and group in moto (server mode), which records SetInstanceHealth and SendCommand; the
+controller's own code looping with short periods, reading and acting through botocore clients.
+
+- an agent killed: its node is marked unhealthy within the computed budget, and never restarted;
+- an agent stopped (SIGSTOP: running, silent): restarted once (SSM Run Command), then replaced;
+- Redis stopped: no signal quorum, no action on any node, even one whose agent then dies;
+- a node draining for a spot notice: left alone, also once its agent has gone quiet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from testkit.redis_server import RedisServer
+
+from node_image.agent.tests.agent_testkit.fake_metadata import FakeImds
+from node_image.agent.tests.agent_testkit.harness import spot_notice
+from node_image.agent.tests.agent_testkit.net import ThreadedServer, wait_for
+
+from .world import (
+    AgentProcess,
+    MotoPool,
+    RunningController,
+    budget,
+    controller,
+    moto_pool,
+    settings,
+    start_agent,
+)
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path, moto: str, redis_server: RedisServer, tiny_model: Path, engine_port: int
+) -> Iterator[tuple[MotoPool, dict[str, AgentProcess]]]:
+    pool = moto_pool(moto)
+    agents: dict[str, AgentProcess] = {}
+    try:
+        for instance_id in pool.instance_ids:
+            agents[instance_id] = start_agent(
+                tmp_path / instance_id, instance_id, redis_server, engine_port, tiny_model
+            )
+        for agent in agents.values():  # the boot grace's job in the cloud: no verdict on a starting node
+            agent.wait_ready()
+        yield pool, agents
+    finally:
+        for agent in agents.values():
+            agent.close()
+
+
+def untouched(pool: MotoPool, running: RunningController, instance_ids: list[str]) -> None:
+    for instance_id in instance_ids:
+        assert pool.health(instance_id) == "Healthy", instance_id
+        assert running.restarts(instance_id) == [], instance_id
+
+
+def test_a_killed_agent_is_marked_unhealthy_within_the_budget(fleet, redis_server) -> None:
+    pool, agents = fleet
+    s = settings(pool, redis_server)
+    limit = budget(s).killed_s
+    dead, *alive = pool.instance_ids
+    with controller(pool, s, {i: a.address for i, a in agents.items()}) as running:
+        running.wait_healthy(3)
+        agents[dead].kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: pool.health(dead) == "Unhealthy", limit, f"{dead} marked unhealthy within {limit} s")
+        elapsed = time.monotonic() - killed_at
+    assert elapsed <= limit
+    assert (
+        running.restarts(dead) == []
+    )  # its port refused: systemd did not bring it back, nor would a restart
+    untouched(pool, running, alive)
+    (action,) = [r for r in running.records if r.get("kind") == "action"]
+    assert action["instance"] == dead and action["verdict"] == "dead"
+    # Logged with the signals that led to it.
+    assert action["signals"] == {
+        "cloud": "running", "push": "silent", "pull": "refused", "lb": "unknown", "agentState": None, "ready": False
+    }  # fmt: skip
+
+
+def test_a_silent_agent_is_restarted_once_then_replaced(fleet, redis_server) -> None:
+    pool, agents = fleet
+    s = settings(pool, redis_server)
+    silent, *alive = pool.instance_ids
+    with controller(pool, s, {i: a.address for i, a in agents.items()}) as running:
+        running.wait_healthy(3)
+        agents[silent].stop()  # SIGSTOP: the process and its socket stay, nothing answers
+        stopped_at = time.monotonic()
+        wait_for(lambda: running.restarts(silent), budget(s).killed_s, "the agent restart (SSM SendCommand)")
+        (sent,) = running.restarts(silent)
+        assert sent["InstanceIds"] == [silent] and sent["DocumentName"] == s.restart_document
+        assert pool.health(silent) == "Healthy"  # not replaced before its restart had its grace
+        limit = budget(s).silent_s
+        wait_for(lambda: pool.health(silent) == "Unhealthy", limit, "the silent node replaced")
+        elapsed = time.monotonic() - stopped_at
+    assert elapsed <= limit
+    assert len(running.restarts(silent)) == 1  # once
+    restart, replace = (r for r in running.records if r.get("kind") == "action")
+    assert (restart["instance"], restart["action"], replace["action"]) == (silent, "restart", "replace")
+    assert pool.command(restart["commandId"])["DocumentName"] == s.restart_document  # moto took it
+    untouched(pool, running, alive)
+    verdicts = running.verdicts(silent)
+    assert verdicts.index("hung") < verdicts.index("restarting") < verdicts.index("hung-after-restart")
+
+
+def test_with_redis_down_no_node_is_touched(fleet, redis_server) -> None:
+    pool, agents = fleet
+    s = settings(pool, redis_server)
+    with controller(pool, s, {i: a.address for i, a in agents.items()}) as running:
+        running.wait_healthy(3)
+        redis_server.stop()
+        blind_at = len(running.ticks())
+        # Even an agent that then dies: its port refuses, but without heartbeats there is no quorum.
+        agents[pool.instance_ids[0]].kill()
+        time.sleep(budget(s).silent_s)
+        ticks = running.ticks()[blind_at + 1 :]
+    assert len(ticks) >= budget(s).silent_s / s.tick_s / 2  # it kept looking
+    assert all(t["noQuorum"] for t in ticks)
+    untouched(pool, running, pool.instance_ids)
+    assert not [r for r in running.records if r.get("kind") == "action"]
+
+
+def test_a_node_draining_for_a_spot_notice_is_left_alone(
+    tmp_path: Path, moto: str, redis_server: RedisServer, tiny_model: Path, engine_port: int
+) -> None:
+    pool = moto_pool(moto)
+    imds = FakeImds(instance_id=pool.instance_ids[0])
+    with ExitStack() as stack:
+        server = stack.enter_context(ThreadedServer(imds))
+        agents: dict[str, AgentProcess] = {}
+        for n, instance_id in enumerate(pool.instance_ids):
+            sections = (
+                {"preemption": {"provider": "aws", "aws_imds_url": server.url, "aws_poll_s": 0.2}}
+                if n == 0
+                else {}
+            )
+            agents[instance_id] = start_agent(
+                tmp_path / instance_id, instance_id, redis_server, engine_port, tiny_model, **sections
+            )
+            stack.callback(agents[instance_id].close)
+        for agent in agents.values():
+            agent.wait_ready()
+        reclaimed = pool.instance_ids[0]
+        s = settings(pool, redis_server)
+        running = stack.enter_context(controller(pool, s, {i: a.address for i, a in agents.items()}))
+        running.wait_healthy(3)
+        imds.spot_action = spot_notice(120)
+        wait_for(lambda: "draining" in running.verdicts(reclaimed), 30, "the controller to see the drain")
+        # The spot reclaim takes the node (its agent goes quiet) while Auto Scaling still lists it running.
+        agents[reclaimed].kill()
+        quiet_at = len(running.ticks())
+        time.sleep(budget(s).silent_s)
+        after = running.verdicts(reclaimed)[-(len(running.ticks()) - quiet_at) :]
+    assert after and set(after) == {"draining"}
+    untouched(pool, running, pool.instance_ids)
