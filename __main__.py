@@ -2,7 +2,17 @@
 built. Each capability gets its config section, the stack and the published outputs of what it builds on.
 """
 
-from components import alerts, batch, control_plane, data_tier, failover, gpu_pools, model_store, network
+from components import (
+    alerts,
+    batch,
+    control_plane,
+    data_tier,
+    failover,
+    gpu_pools,
+    kubernetes,
+    model_store,
+    network,
+)
 from components.core.context import StackContext
 from components.core.outputs import publish
 from components.stack import load_stack_config
@@ -23,8 +33,11 @@ data = data_tier.declare_database(
     log_retention_days=cp.log_retention_days,
     topic_arns=topics.topic_arns,
 )
-# Each region's gateway routes to its own GPU pools first; how it reaches them is known from config.
+# Each region's gateway routes to its own GPU pools (and Kubernetes-served models) first; how it reaches
+# them is known from config.
 deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
+deployments += kubernetes.gateway_deployments(config.kubernetes, config.domain, regions)
+pool_api_key = secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None
 planes = control_plane.declare(
     stack,
     config.domain,
@@ -36,7 +49,7 @@ planes = control_plane.declare(
     secrets,
     topics.topic_arns,
     pools=deployments,
-    pool_api_key=secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None,
+    pool_api_key=pool_api_key,
 )
 # Model weights: a JuiceFS volume per region with GPU pools, a bucket for the batch jobs.
 store = model_store.declare(
@@ -46,7 +59,7 @@ store = model_store.declare(
     data.kms_key_arns,
     secrets,
     cp.log_retention_days,
-    regions=config.gpu_regions,
+    regions=config.store_regions,
     gcp=(config.gcp_project, config.gcp_region) if config.batch_jobs else None,
 )
 pools = gpu_pools.declare(
@@ -73,9 +86,13 @@ resilience = failover.declare(
     cp.log_retention_days,
 )
 batch_jobs = batch.declare(stack, config.gcp_project, config.gcp_region, config.batch_jobs, store)
+# Models served on existing GPU clusters: the same image and agent, mounting the region's model store.
+served = kubernetes.declare(
+    stack, config.kubernetes, config.domain, cp.gateway, networks, store, secrets, pool_api_key
+)
 
 publish(
-    [networks, topics, data, planes, store, pools, resilience, batch_jobs],
+    [networks, topics, data, planes, store, pools, resilience, batch_jobs, served],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

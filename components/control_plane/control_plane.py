@@ -58,6 +58,8 @@ from components.core.iam import Statement, scoped_role
 from components.core.storage import private_bucket
 
 HTTPS_PORT = 443
+# elbv2 names load balancers and target groups with at most 32 characters.
+LB_NAME_MAX = 32
 HTTP_PORT = 80
 # TLS 1.3 with 1.2 for older clients, forward secrecy only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -467,7 +469,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
             # Auto-names would not fit the API's 32 characters: the stack and region say whose it is.
-            name=args.stack.physical_name("gateway", args.region),
+            name=args.stack.physical_name("gateway", args.region, max_length=LB_NAME_MAX),
             load_balancer_type="application",
             internal=False,
             security_groups=[alb_sg.id],
@@ -483,7 +485,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-tg",
-            name=args.stack.physical_name("gateway", args.region, replaced_on=(GATEWAY_PORT, "HTTP", "ip")),
+            name=args.stack.physical_name(
+                "gateway", args.region, replaced_on=(GATEWAY_PORT, "HTTP", "ip"), max_length=LB_NAME_MAX
+            ),
             port=GATEWAY_PORT,
             protocol="HTTP",
             target_type="ip",
@@ -508,7 +512,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
         health_port = region_health.REGION_HEALTH_PORT
         health_group = aws.lb.TargetGroup(
             f"{name}-health-tg",
-            name=args.stack.physical_name("health", args.region, replaced_on=(health_port, "HTTP", "ip")),
+            name=args.stack.physical_name(
+                "health", args.region, replaced_on=(health_port, "HTTP", "ip"), max_length=LB_NAME_MAX
+            ),
             port=health_port,
             protocol="HTTP",
             target_type="ip",
