@@ -254,7 +254,16 @@ class KubernetesServing(pulumi.ComponentResource):
             name=eks_name, opts=pulumi.InvokeOutputOptions(provider=region.provider)
         )
         # As `aws eks update-kubeconfig` writes it: a token minted per call from the deployer's AWS login.
-        token_args = ["eks", "get-token", "--cluster-name", eks_name, "--region", region.region]
+        token_args = [
+            "eks",
+            "get-token",
+            "--cluster-name",
+            eks_name,
+            "--region",
+            region.region,
+            "--output",
+            "json",
+        ]
         return pulumi.Output.json_dumps(
             {
                 "apiVersion": "v1",

@@ -208,7 +208,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         {},
         "error: inference-fleet:tags: given as a secret, but it is plain config; the stack's secrets are "
         "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey, modelStoreAuthToken",
+        "gatewayDatabasePassword, poolApiKey, modelStoreAuthToken, kubernetesKubeconfigs",
     ),
     (
         "secret missing from ESC",

@@ -72,9 +72,9 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, batchJobs, controlPlane, alerts, "
+        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, batchJobs, kubernetes, controlPlane, alerts, "
         "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey, modelStoreAuthToken",
+        "gatewayDatabasePassword, poolApiKey, modelStoreAuthToken, kubernetesKubeconfigs",
     ),
     (
         "misspelt key is suggested",
