@@ -25,7 +25,7 @@ from fleet.stackfile import load_stack
 FLEET = str(Path(sys.executable).with_name("fleet"))
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])
 def test_no_name_exceeds_its_api_limit(render, stack):
     rendering = render(stack)
     checked = 0
@@ -123,3 +123,19 @@ def test_load_balancer_names_over_the_limit_carry_the_stacks_digest(project_dir,
     assert re.fullmatch(rf"fleet-{digest}-use1-gateway-[0-9a-f]{{4}}", names["control-plane-us-east-1-tg"])
     # Names that fit keep the stack's own name.
     assert names["alerts-us-east-1"] == "fleet-prod-eu-canary-use1-alerts"
+
+
+def test_kubernetes_objects_are_named_as_their_kinds_allow(render):
+    """Kubernetes names by kind: a Service's is an RFC 1035 label, a namespace's a DNS label, the rest DNS
+    subdomains; pulumi-kubernetes auto-names with eight of [a-z0-9]."""
+    rendering = render("k8s-example")
+    names = {
+        r.type.rsplit(":", 1)[1]: r.physical_name
+        for r in rendering.resources
+        if r.type.startswith("kubernetes:")
+    }
+    assert names["Service"] == "llama-8b-k8s"
+    assert names["Namespace"] == "fleet-k8s-example"
+    assert re.fullmatch(r"k8s-gpu-east-llama-8b-k8s-agent-[a-z0-9]{8}", names["ConfigMap"] or "")
+    service_rule = REGISTRY["kubernetes:core/v1:Service"].rule
+    assert service_rule is not None and "a letter first" in (service_rule.problem("8b-llama") or "")
