@@ -70,6 +70,7 @@ def gateway_deployments(
 class KubernetesOutputs:
     models: dict[str, ServedModelOutputs] = field(default_factory=dict)
     store_policies: dict[str, pulumi.Output[str]] = field(default_factory=dict)
+    store_security_groups: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
     def exports(self) -> dict[str, Any]:
         if not self.models:
@@ -88,6 +89,8 @@ class KubernetesOutputs:
                 },
                 # Attach to the role the cluster's JuiceFS clients run as, where the config names none.
                 "storeReadPolicies": self.store_policies,
+                # The security group the store's metadata Redis admits: give it to the cluster's GPU nodes.
+                "storeClientSecurityGroups": self.store_security_groups,
             }
         }
 
@@ -133,6 +136,7 @@ def declare(
     )
     models: dict[str, ServedModelOutputs] = {}
     policies: dict[str, pulumi.Output[str]] = {}
+    security_groups: dict[str, pulumi.Input[str]] = {}
     for cluster in config.clusters:
         store_region = cluster.store_region_or_default()
         gateway_cidrs = [
@@ -165,4 +169,5 @@ def declare(
         )
         models |= serving.models
         policies[name] = serving.store_policy_arn
-    return KubernetesOutputs(models=models, store_policies=policies)
+        security_groups[name] = store.access(store_region).client_security_group_id
+    return KubernetesOutputs(models=models, store_policies=policies, store_security_groups=security_groups)

@@ -15,9 +15,9 @@ wanted; a StatefulSet would roll one ordinal at a time and give each replica a c
 
 Prerequisites in the cluster (not installed here: each is cluster-wide, usually owned by the platform
 team, and a second copy installed by one stack would fight the first): NVIDIA's device plugin and GPU
-feature discovery, the JuiceFS CSI driver (`csi.juicefs.com`), the AWS Load Balancer Controller (>= 2.6),
-a NetworkPolicy enforcer, Prometheus scraping pods by their `prometheus.io/*` annotations, and a custom
-metrics adapter serving the agents' `fleet_agent_requests_in_flight` (prometheus-adapter).
+feature discovery, the JuiceFS CSI driver (`csi.juicefs.com`), the AWS Load Balancer Controller (>= 2.9:
+listener attributes), a NetworkPolicy enforcer, Prometheus scraping pods by their `prometheus.io/*`
+annotations, and a custom metrics adapter serving `fleet_agent_requests_in_flight` (prometheus-adapter).
 """
 
 from __future__ import annotations
@@ -136,6 +136,8 @@ CSI_DRIVER = "csi.juicefs.com"
 # A JuiceFS volume has no size; Kubernetes wants one on the volume and its claim.
 VOLUME_CAPACITY = "10Pi"
 LB_PORT = 80
+# An NLB's TCP listener idles 60-6000 s (elbv2 ModifyListenerAttributes tcp.idle_timeout.seconds).
+NLB_MIN_IDLE_TIMEOUT_S = 60
 # The AWS Load Balancer Controller's class: an NLB with IP targets (the pods themselves).
 LOAD_BALANCER_CLASS = "service.k8s.aws/nlb"
 _AWS_LB = "service.beta.kubernetes.io/aws-load-balancer"
@@ -216,6 +218,7 @@ class KubernetesServing(pulumi.ComponentResource):
             metadata=ObjectMetaArgs(name=self.namespace_name, labels={**self.common_labels, **POD_SECURITY}),
             opts=self._k8s(),
         )
+        self.namespace = namespace
         self._in_namespace = self._k8s(depends_on=[namespace])
         self.service_account = ServiceAccount(
             f"{name}-agent",
@@ -691,7 +694,7 @@ class ModelServing(pulumi.ComponentResource):
             f"{_AWS_LB}-target-group-attributes": target_group,
             # A completion may stay silent until done: the connection may idle as long as a request runs.
             f"{_AWS_LB}-listener-attributes.TCP-{LB_PORT}": (
-                f"tcp.idle_timeout.seconds={args.request_timeout_s}"
+                f"tcp.idle_timeout.seconds={max(NLB_MIN_IDLE_TIMEOUT_S, args.request_timeout_s)}"
             ),
         }
         return Service(
@@ -806,8 +809,11 @@ class ModelServing(pulumi.ComponentResource):
 
     # --- helpers -------------------------------------------------------------------------------------------
 
-    def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(parent=self, provider=self._cluster.provider, **kwargs)
+    def _k8s(self) -> pulumi.ResourceOptions:
+        # Every object of a model lives in the cluster's namespace, named by a plain string: wait for it.
+        return pulumi.ResourceOptions(
+            parent=self, provider=self._cluster.provider, depends_on=[self._cluster.namespace]
+        )
 
     def _meta(self, annotations: Mapping[str, str] | None = None) -> ObjectMetaArgs:
         return ObjectMetaArgs(

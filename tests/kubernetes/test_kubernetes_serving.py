@@ -410,3 +410,19 @@ def with_cluster(**changes: Any) -> dict[str, Any]:
         "models": [{"name": MODEL, "model": "meta-llama/Llama-3.1-8B-Instruct", "maxReplicas": 4}],
     }
     return {"clusters": [{**cluster, **changes}]}
+
+
+def test_every_namespaced_object_waits_for_its_namespace(example):
+    """The namespace is named by a plain string: without the dependency the first `pulumi up` could create
+    an object before its namespace."""
+    namespace = next(r for r in objects(example) if r.inputs.get("kind") == "Namespace")
+
+    def upstream(resource: RecordedResource) -> set[str]:
+        """Every resource this one waits for, directly or through another."""
+        direct = set(resource.options.depends_on).union(*resource.property_dependencies.values())
+        return direct.union(*(upstream(example.get(urn)) for urn in direct))
+
+    waiting = [r for r in objects(example) if "namespace" in r.inputs.get("metadata", {})]
+    assert len(waiting) == 10  # every object but the namespace and the (cluster-wide) volume
+    for resource in waiting:
+        assert namespace.urn in upstream(resource), resource.name
