@@ -241,7 +241,8 @@ def _served_models_are_stored(view: StackView) -> Iterator[Problem]:
 
 @stack_rule
 def _backend_names_are_unique(view: StackView) -> Iterator[Problem]:
-    """A served model's name is a gateway backend name: unique across clusters and GPU pools."""
+    """A served model's name is a gateway backend name: unique across clusters (and GPU pools: the pools'
+    rule, which knows both, refuses a model named like a pool)."""
     seen: dict[str, str] = {}
     for path, cluster in view.all(KubernetesClusterConfig):
         for i, model in enumerate(cluster.models):
@@ -251,11 +252,6 @@ def _backend_names_are_unique(view: StackView) -> Iterator[Problem]:
                     TopKey(f"{path}.models[{i}].name"),
                     f"got {model.name!r}, also served on cluster {other!r}; backend names are unique",
                 )
-
-
-def backend_names(view: StackView) -> list[str]:
-    """The gateway backend names the clusters declare (routes list them under `pools`)."""
-    return [model.name for _, cluster in view.all(KubernetesClusterConfig) for model in cluster.models]
 
 
 def _kubeconfigs(value: Any) -> str | None:

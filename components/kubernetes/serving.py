@@ -438,10 +438,8 @@ class KubernetesServing(pulumi.ComponentResource):
     def _k8s(self, **kwargs: Any) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self.provider, **kwargs)
 
-    def _meta(self, name: str, extra: Mapping[str, str] | None = None) -> ObjectMetaArgs:
-        return ObjectMetaArgs(
-            name=name, namespace=self.namespace_name, labels={**self.common_labels, **(extra or {})}
-        )
+    def _meta(self, name: str) -> ObjectMetaArgs:
+        return ObjectMetaArgs(name=name, namespace=self.namespace_name, labels=self.common_labels)
 
 
 class ModelServing(pulumi.ComponentResource):
@@ -575,7 +573,7 @@ class ModelServing(pulumi.ComponentResource):
                             )
                             for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
                         ],
-                        containers=[self._container(config_map, image)],
+                        containers=[self._container(image)],
                         volumes=self._volumes(config_map),
                     ),
                 ),
@@ -583,7 +581,7 @@ class ModelServing(pulumi.ComponentResource):
             opts=self._k8s(),
         )
 
-    def _container(self, config_map: ConfigMap, image: pulumi.Input[str]) -> ContainerArgs:
+    def _container(self, image: pulumi.Input[str]) -> ContainerArgs:
         model, timings = self._model, self.timings
         gpus = str(model.gpus)
         resources = {"cpu": str(model.cpu), "memory": f"{model.memory_gib}Gi", GPU_RESOURCE: gpus}
