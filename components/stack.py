@@ -12,7 +12,7 @@ from typing import Annotated, ClassVar, Literal
 import pulumi
 from pydantic import BeforeValidator, Field
 
-from components import control_plane, controller, data_tier, gpu_pools, model_store
+from components import control_plane, controller, data_tier, gpu_pools, kubernetes, model_store
 from components.alerts import AlertsConfig
 from components.batch import BatchJobConfig
 from components.control_plane import GatewayConfig, RedisConfig
@@ -39,6 +39,7 @@ from components.core.fields import (
 from components.data_tier import DatabaseConfig
 from components.failover import DnsConfig, FailoverConfig
 from components.gpu_pools import GpuPoolConfig, NodeImageConfig
+from components.kubernetes import KubernetesConfig
 from components.model_store import ModelStoreConfig
 from components.network import NetworkConfig
 
@@ -48,6 +49,7 @@ SECRETS: list[SecretSpec] = [
     *gpu_pools.SECRETS,
     *model_store.SECRETS,
     *controller.SECRETS,
+    *kubernetes.SECRETS,
 ]
 
 
@@ -81,6 +83,7 @@ class FleetConfig(RootSection):
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
     batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
@@ -93,6 +96,12 @@ class FleetConfig(RootSection):
     def gpu_regions(self) -> list[str]:
         """The control-plane regions with GPU pools, in their order: each gets a model store."""
         return [r for r in self.control_plane_regions if any(p.region == r for p in self.gpu_pools)]
+
+    @property
+    def store_regions(self) -> list[str]:
+        """The regions whose model store something mounts: GPU pools' and Kubernetes clusters'."""
+        mounted = set(self.gpu_regions) | set(self.kubernetes.store_regions())
+        return [r for r in self.control_plane_regions if r in mounted]
 
     def view(
         self,

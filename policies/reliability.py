@@ -39,6 +39,8 @@ from policies.support import (
     label,
     mapping,
     path,
+    pod_containers,
+    pod_spec,
     present,
     setting,
     truthy,
@@ -210,6 +212,10 @@ def containers(args: ResourceValidationArgs) -> Iterator[tuple[str, Mapping[str,
             )
     elif args.resource_type == LAMBDA_FUNCTION and known(args.props, "packageType") == "Image":
         yield args.name, {"image": known(props, "imageUri"), "command": []}
+    elif (spec := pod_spec(args)) is not None:  # a Kubernetes workload
+        for container in pod_containers(spec):
+            command = [*items(container.get("command")), *items(container.get("args"))]
+            yield str(container.get("name")), {"image": container.get("image"), "command": command}
 
 
 def _pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -227,8 +233,8 @@ def _pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
 image_pinned_by_digest = ResourceValidationPolicy(
     name="image-pinned-by-digest",
     description=(
-        "Container images (ECS tasks, Cloud Run jobs and services, Lambda) are pinned by digest, never a "
-        "moving tag such as :latest: a tag can change under a running fleet."
+        "Container images (ECS tasks, Cloud Run jobs and services, Lambda, Kubernetes workloads) are pinned "
+        "by digest, never a moving tag such as :latest: a tag can change under a running fleet."
     ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_pinned,

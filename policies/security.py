@@ -27,6 +27,8 @@ from policies.support import (
     label,
     mapping,
     path,
+    pod_containers,
+    pod_spec,
     present,
     setting,
     truthy,
@@ -745,6 +747,57 @@ no_secrets_in_environment = ResourceValidationPolicy(
     validate=_secrets_in_env,
 )
 
+# --- Kubernetes pods -------------------------------------------------------------------------------
+
+# Capabilities Pod Security's baseline profile lets a container add; anything else (SYS_ADMIN, NET_ADMIN,
+# ALL, ...) reaches past the container.
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+        "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    }
+)  # fmt: skip
+_HOST_NAMESPACES = {"hostNetwork": "network", "hostPID": "process IDs", "hostIPC": "IPC"}
+
+
+def _privileged_pod_problems(spec: Mapping[str, Any]) -> Iterator[str]:
+    for key, what in _HOST_NAMESPACES.items():
+        if truthy(known(spec, key)):
+            yield f"shares the node's {what} ({key})"
+    for volume in map(mapping, items(spec.get("volumes"))):
+        if present(volume, "hostPath"):
+            yield f"mounts the node's filesystem (volume {volume.get('name')!r} is a hostPath)"
+    for container in pod_containers(spec):
+        name = container.get("name")
+        context = mapping(known(container, "securityContext"))
+        if truthy(known(context, "privileged")):
+            yield f"runs container {name!r} privileged"
+        if truthy(known(context, "allowPrivilegeEscalation")):
+            yield f"lets container {name!r} gain privileges (allowPrivilegeEscalation)"
+        added = [str(c) for c in items(path(context, "capabilities", "add"))]
+        beyond = [c for c in added if c.upper().removeprefix("CAP_") not in BASELINE_CAPABILITIES]
+        if beyond:
+            yield f"adds capabilities {', '.join(beyond)} to container {name!r}"
+
+
+def _no_privileged_pods(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    spec = pod_spec(args)
+    if spec is None:
+        return
+    for problem in _privileged_pod_problems(spec):
+        report(f"{label(args)} {problem}: a pod escapes to its node this way; drop it.", None)
+
+
+no_privileged_pods = ResourceValidationPolicy(
+    name="no-privileged-pods",
+    description=(
+        "Kubernetes workloads run no privileged pods: no privileged container, no privilege escalation, no "
+        "host network, PID or IPC namespace, no host path, no capability beyond Pod Security's baseline."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_no_privileged_pods,
+)
+
 # --- the gateway's admin routes -----------------------------------------------------------------------
 
 LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
@@ -848,4 +901,5 @@ POLICIES = [
     fleet_actions_scoped,
     no_secrets_in_environment,
     public_listener_no_admin,
+    no_privileged_pods,
 ]

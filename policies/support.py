@@ -219,3 +219,32 @@ def memory_gib(value: Any) -> float | None:
     if unit in _DECIMAL:
         return number * _DECIMAL[unit] / 2**30
     return None
+
+
+# --- Kubernetes workloads ---------------------------------------------------------------------------
+
+# Where each workload kind keeps the spec of the pods it runs.
+K8S_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "kubernetes:core/v1:Pod": ("spec",),
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+def pod_spec(resource: ResourceLike) -> Mapping[str, Any] | None:
+    """The pod spec a Kubernetes workload runs (None for anything else)."""
+    keys = K8S_POD_SPEC_PATHS.get(resource.resource_type)
+    return mapping(path(resource.props, *keys)) if keys is not None else None
+
+
+def pod_containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every container of a pod spec: init, app and ephemeral ones."""
+    return [
+        mapping(container)
+        for key in ("initContainers", "containers", "ephemeralContainers")
+        for container in items(spec.get(key))
+    ]

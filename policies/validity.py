@@ -14,7 +14,19 @@ from pulumi_policy import (
 )
 
 from components.core.catalog.gcp import CLOUD_RUN_GPUS
-from policies.support import as_number, cpu_count, items, known, label, mapping, memory_gib, path, present
+from policies.support import (
+    as_number,
+    cpu_count,
+    items,
+    known,
+    label,
+    mapping,
+    memory_gib,
+    path,
+    pod_containers,
+    pod_spec,
+    present,
+)
 
 CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
 GPU_LIMIT = "nvidia.com/gpu"
@@ -131,4 +143,79 @@ route53_health_check_interval = ResourceValidationPolicy(
     validate=_health_check,
 )
 
-POLICIES = [cloud_run_gpu_job_shape, route53_health_check_interval]
+# --- Kubernetes GPU workloads -------------------------------------------------------------------------
+
+# Node labels that select GPU nodes: NVIDIA's GPU feature discovery, GKE, EKS and Karpenter.
+GPU_NODE_LABELS = frozenset(
+    {
+        "nvidia.com/gpu.present", "nvidia.com/gpu.product", "nvidia.com/gpu.count", "nvidia.com/gpu.family",
+        "nvidia.com/gpu.memory", "cloud.google.com/gke-accelerator", "k8s.amazonaws.com/accelerator",
+        "karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
+        "karpenter.k8s.aws/instance-gpu-manufacturer",
+    }
+)  # fmt: skip
+
+
+def _gpu_node_keys(spec: Mapping[str, Any]) -> list[str]:
+    """The GPU-node labels a pod spec selects on, by node selector or required node affinity."""
+    keys = [str(k) for k in mapping(known(spec, "nodeSelector"))]
+    terms = path(spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution")
+    for term in items(mapping(terms).get("nodeSelectorTerms")):
+        keys += [str(mapping(e).get("key")) for e in items(mapping(term).get("matchExpressions"))]
+    return [k for k in keys if k in GPU_NODE_LABELS]
+
+
+def _gpus(container: Mapping[str, Any], kind: str) -> float | None:
+    return as_number(mapping(path(container, "resources", kind)).get(GPU_LIMIT))
+
+
+def _gpu_workload_problems(spec: Mapping[str, Any]) -> Iterator[str]:
+    containers = pod_containers(spec)
+    why = [f"selects {key}" for key in _gpu_node_keys(spec)]
+    why += [
+        "tolerates the nvidia.com/gpu taint"
+        for t in items(spec.get("tolerations"))
+        if mapping(t).get("key") == GPU_LIMIT
+    ]
+    why += [
+        f"container {c.get('name')!r} asks for nvidia.com/gpu"
+        for c in containers
+        if _gpus(c, "requests") is not None or _gpus(c, "limits") is not None
+    ]
+    if not why:
+        return  # not a GPU workload
+    if not any((_gpus(c, "limits") or 0) >= 1 for c in containers):
+        reasons = "; ".join(dict.fromkeys(why))
+        yield (
+            f"runs on GPU nodes ({reasons}) without resources.limits['nvidia.com/gpu'] on any container: the "
+            "scheduler would not reserve a GPU for it, and the node's GPUs would be shared with pods that did"
+        )
+    for c in containers:
+        requests, limits = _gpus(c, "requests"), _gpus(c, "limits")
+        if requests is not None and requests != limits:
+            yield (
+                f"container {c.get('name')!r} requests {requests:g} nvidia.com/gpu with a limit of "
+                f"{'none' if limits is None else f'{limits:g}'}: Kubernetes takes an extended resource only "
+                "with its request equal to its limit"
+            )
+
+
+def _gpu_workload_limits(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    spec = pod_spec(args)
+    if spec is None:
+        return
+    for problem in _gpu_workload_problems(spec):
+        report(f"{label(args)} {problem}.", None)
+
+
+gpu_workload_limits = ResourceValidationPolicy(
+    name="gpu-workload-limits",
+    description=(
+        "Kubernetes workloads that run on GPU nodes (a GPU node selector or affinity, the nvidia.com/gpu "
+        "toleration, or a GPU request) set resources.limits['nvidia.com/gpu'], with any request equal to it."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_gpu_workload_limits,
+)
+
+POLICIES = [cloud_run_gpu_job_shape, route53_health_check_interval, gpu_workload_limits]

@@ -53,6 +53,7 @@ from components.control_plane.gateway_database import (
 from components.control_plane.image_mirror import declare_mirror, ecr_repository, mirrored
 from components.control_plane.public_api import NOT_FOUND, declare_public_rules
 from components.control_plane.redis_users import DEFAULT_USER_NAME, GATEWAY_ACCESS, RedisUser
+from components.core.catalog.aws import ELASTICACHE_ID_MAX, LOAD_BALANCER_NAME_MAX
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import Statement, scoped_role
@@ -470,7 +471,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
             # Auto-names would not fit the API's 32 characters: the stack and region say whose it is.
-            name=args.stack.physical_name("gateway", args.region),
+            name=args.stack.physical_name("gateway", args.region, max_length=LOAD_BALANCER_NAME_MAX),
             load_balancer_type="application",
             internal=False,
             security_groups=[alb_sg.id],
@@ -486,7 +487,12 @@ class RegionalControlPlane(pulumi.ComponentResource):
         )
         target_group = aws.lb.TargetGroup(
             f"{name}-tg",
-            name=args.stack.physical_name("gateway", args.region, replaced_on=(GATEWAY_PORT, "HTTP", "ip")),
+            name=args.stack.physical_name(
+                "gateway",
+                args.region,
+                replaced_on=(GATEWAY_PORT, "HTTP", "ip"),
+                max_length=LOAD_BALANCER_NAME_MAX,
+            ),
             port=GATEWAY_PORT,
             protocol="HTTP",
             target_type="ip",
@@ -511,7 +517,12 @@ class RegionalControlPlane(pulumi.ComponentResource):
         health_port = region_health.REGION_HEALTH_PORT
         health_group = aws.lb.TargetGroup(
             f"{name}-health-tg",
-            name=args.stack.physical_name("health", args.region, replaced_on=(health_port, "HTTP", "ip")),
+            name=args.stack.physical_name(
+                "health",
+                args.region,
+                replaced_on=(health_port, "HTTP", "ip"),
+                max_length=LOAD_BALANCER_NAME_MAX,
+            ),
             port=health_port,
             protocol="HTTP",
             target_type="ip",
@@ -614,7 +625,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
             return aws.elasticache.User(
                 f"{name}-redis-{key}",
                 # Ids are stored lower-case; the stack and region keep them unique in the account.
-                user_id=args.stack.physical_name(f"redis-{key}", args.region).lower(),
+                user_id=args.stack.physical_name(
+                    f"redis-{key}", args.region, max_length=ELASTICACHE_ID_MAX
+                ).lower(),
                 user_name=user_name,
                 engine="redis",
                 access_string=access,
@@ -632,7 +645,9 @@ class RegionalControlPlane(pulumi.ComponentResource):
         ]
         return aws.elasticache.UserGroup(
             f"{name}-redis-users",
-            user_group_id=args.stack.physical_name("redis-users", args.region).lower(),
+            user_group_id=args.stack.physical_name(
+                "redis-users", args.region, max_length=ELASTICACHE_ID_MAX
+            ).lower(),
             engine="redis",
             user_ids=[m.user_id for m in members],
             opts=self._child(),

@@ -112,15 +112,28 @@ class StackContext:
         return self._gcp[key]
 
     def physical_name(
-        self, kind: str, region: RegionContext | None = None, replaced_on: tuple[object, ...] = ()
+        self,
+        kind: str,
+        region: RegionContext | None = None,
+        replaced_on: tuple[object, ...] = (),
+        max_length: int | None = None,
     ) -> str:
         """An explicit name that carries the stack and region: `fleet-prod-use1-gateway`.
 
         `replaced_on`: the values whose change makes the cloud replace the resource. Their digest ends
         the name, so a replacement is created under a new name before the old one goes (a fixed name
         would collide with the resource it replaces).
+        `max_length`: the API's limit. A name over it carries a short digest of the stack's name instead
+        of the name (`fleet-3f9a1c-use1-gateway-4697`); names that fit are never changed.
         """
-        parts = [NAME_PREFIX, self.stack, *([region.code] if region else []), kind]
-        if replaced_on:
-            parts.append(hashlib.sha256(repr(replaced_on).encode()).hexdigest()[:4])
-        return "-".join(parts)
+
+        def joined(stack: str) -> str:
+            parts = [NAME_PREFIX, stack, *([region.code] if region else []), kind]
+            if replaced_on:
+                parts.append(hashlib.sha256(repr(replaced_on).encode()).hexdigest()[:4])
+            return "-".join(parts)
+
+        name = joined(self.stack)
+        if max_length is not None and len(name) > max_length:
+            name = joined(hashlib.sha256(self.stack.encode()).hexdigest()[:6])
+        return name

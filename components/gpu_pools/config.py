@@ -21,6 +21,7 @@ from components.core.catalog.aws import (
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import AwsRegionName, Slug, elasticache_password
 from components.core.node_image import image_engine
+from components.kubernetes import ServedModelConfig
 from components.model_store import ModelStoreConfig
 
 # A pool's load balancer and target group are auto-named `pool-<name>-lb-<7 hex>`: the API's 32
@@ -243,14 +244,19 @@ def _gpus_within_the_tier_cap(view: StackView) -> Iterator[Problem]:
 @stack_rule
 def _routes_name_declared_pools(view: StackView) -> Iterator[Problem]:
     pools = [pool.name for _, pool in view.all(GpuPoolConfig)]
+    # A route's own backends: GPU pools, and models served on Kubernetes clusters (one name space).
+    served = [model.name for _, model in view.all(ServedModelConfig)]
+    for path, model in view.all(ServedModelConfig):
+        if model.name in pools:
+            yield TopKey(f"{path}.name"), f"got {model.name!r}, also a GPU pool's name; names are unique"
     for gateway_path, gateway in view.all(GatewayConfig):
         for i, route in enumerate(gateway.routes):
             for j, name in enumerate(route.pools):
-                if name not in pools:
-                    yield (
-                        TopKey(f"{gateway_path}.routes[{i}].pools[{j}]"),
-                        f"got {name!r}; declared gpuPools: {one_of(pools) or '(none)'}",
-                    )
+                if name not in pools and name not in served:
+                    known = f"declared gpuPools: {one_of(pools) or '(none)'}"
+                    if served:
+                        known += f"; Kubernetes models: {one_of(served)}"
+                    yield TopKey(f"{gateway_path}.routes[{i}].pools[{j}]"), f"got {name!r}; {known}"
 
 
 @stack_rule

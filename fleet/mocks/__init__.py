@@ -15,18 +15,19 @@ from typing import Any
 
 import pulumi
 
-from fleet.mocks import aws, gcp
+from fleet.mocks import aws, gcp, kubernetes
 from fleet.mocks.registry import (
-    AUTONAME_RANDOM_HEX,
     INVOKES,
     PREFIXED_SUFFIX_LENGTH,
     REGISTRY,
     MockContext,
     TypeSpec,
     digest,
+    get_path,
+    set_path,
 )
 
-_CLOUDS: dict[str, Any] = {"aws": aws, "gcp": gcp}
+_CLOUDS: dict[str, Any] = {"aws": aws, "gcp": gcp, "kubernetes": kubernetes}
 
 
 class UnregisteredTypeError(RuntimeError):
@@ -88,10 +89,11 @@ class FleetMocks(pulumi.runtime.Mocks):
 
         shown = physical if physical is not None else f"{args.name}-{digest(key)[:7]}"
         resource_id = shown if spec.id_is_name else f"{spec.id_prefix or args.name + '-'}{digest(key)[:17]}"
-        outputs: dict[str, Any] = dict(args.inputs)
+        outputs: dict[str, Any] = json_copy(args.inputs)
         if spec.name_input is not None and physical is not None:
-            outputs[spec.name_input] = physical
-        outputs.setdefault("name", shown)
+            set_path(outputs, spec.name_input, physical)
+        if "." not in (spec.name_input or ""):
+            outputs.setdefault("name", shown)
         cloud = _CLOUDS.get(args.typ.split(":", 1)[0])
         if cloud is not None:
             for k, v in cloud.common_outputs(args.typ, shown, region).items():
@@ -104,7 +106,7 @@ class FleetMocks(pulumi.runtime.Mocks):
         """The name the cloud will know the resource by: given, derived from a prefix, or auto-named."""
         if spec.name_input is None:
             return None
-        given = args.inputs.get(spec.name_input)
+        given = get_path(args.inputs, spec.name_input)
         if isinstance(given, str):
             return given
         rng = random.Random(f"{self._seed}:{args.typ}::{args.name}")
@@ -115,7 +117,7 @@ class FleetMocks(pulumi.runtime.Mocks):
         if not spec.autonamed:
             return None
         base = args.name.lower() if spec.lowercase else args.name
-        return f"{base}-{''.join(rng.choices('0123456789abcdef', k=AUTONAME_RANDOM_HEX))}"
+        return f"{base}-{''.join(rng.choices(spec.autoname_alphabet, k=spec.autoname_length))}"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         answer = INVOKES.get(args.token)
@@ -133,3 +135,8 @@ class FleetMocks(pulumi.runtime.Mocks):
         if provider_ref:
             return self._provider_regions.get(provider_ref.rsplit("::", 1)[-1], "")
         return ""
+
+
+def json_copy(values: dict[str, Any]) -> dict[str, Any]:
+    """The inputs as outputs: nested mappings copied, so an output set on them leaves the inputs alone."""
+    return {k: json_copy(v) if isinstance(v, dict) else v for k, v in values.items()}

@@ -83,6 +83,7 @@ _SSM_DOCUMENT = NameRule(
 _IAM_NAME = r"[\w+=,.@-]+"
 _IAM_ROLE = NameRule(64, "iam CreateRole RoleName", pattern=_IAM_NAME)
 _IAM_POLICY = NameRule(128, "iam PutRolePolicy PolicyName", pattern=_IAM_NAME)
+_IAM_MANAGED_POLICY = NameRule(128, "iam CreatePolicy PolicyName", pattern=_IAM_NAME)
 _IAM_INSTANCE_PROFILE = NameRule(128, "iam CreateInstanceProfile InstanceProfileName", pattern=_IAM_NAME)
 _LAMBDA_NAME = NameRule(64, "lambda CreateFunction FunctionName (a bare name)", pattern=r"[a-zA-Z0-9_-]+")
 _ECS_NAME = r"[A-Za-z0-9_-]+"
@@ -143,6 +144,13 @@ _IMAGEBUILDER_NAME = NameRule(
     min_length=3,
     pattern=r"[-_A-Za-z0-9][-_A-Za-z0-9 ]{1,126}[-_A-Za-z0-9]",
     what="letters, digits, hyphens, underscores and inner spaces",
+)
+_ECR_REPOSITORY = NameRule(
+    256,
+    "ecr CreateRepository repositoryName",
+    min_length=2,
+    pattern=r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*",
+    what="lower-case letters and digits, separated by . _ __ - or /",
 )
 _ECR_CACHE_PREFIX = NameRule(
     30,
@@ -470,12 +478,26 @@ def _pull_through_cache_rule(ctx: MockContext) -> dict[str, Any]:
     return {"registryId": ACCOUNT_ID}
 
 
+@register("aws:ecr/repository:Repository", autonamed=False, rule=_ECR_REPOSITORY, id_is_name=True)
+def _repository(ctx: MockContext) -> dict[str, Any]:
+    return {
+        "arn": _arn(ctx, "ecr", f"repository/{ctx.physical_name}"),
+        "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{ctx.region}.amazonaws.com/{ctx.physical_name}",
+    }
+
+
 # --- identity -------------------------------------------------------------------------------------------
 
 declare("aws:iam/role:Role", rule=_IAM_ROLE, id_is_name=True)
 declare("aws:iam/rolePolicy:RolePolicy", rule=_IAM_POLICY)
 declare("aws:iam/instanceProfile:InstanceProfile", rule=_IAM_INSTANCE_PROFILE, id_is_name=True)
 declare("aws:iam/rolePolicyAttachment:RolePolicyAttachment", name_input=None)
+
+
+@register("aws:iam/policy:Policy", rule=_IAM_MANAGED_POLICY)
+def _managed_policy(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": f"arn:aws:iam::{ACCOUNT_ID}:policy/{ctx.physical_name}", "policyId": f"ANPA{ctx.id[-17:]}"}
 
 
 # --- events, alarms, queues, parameters, logs --------------------------------------------------------------
@@ -585,6 +607,48 @@ def _elb_service_account(args: dict[str, Any], region: str) -> dict[str, Any]:
 @invoke("aws:index/getPartition:getPartition")
 def _partition(args: dict[str, Any], region: str) -> dict[str, Any]:
     return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
+
+
+@invoke("aws:eks/getCluster:getCluster")
+def _eks_cluster(args: dict[str, Any], region: str) -> dict[str, Any]:
+    name = str(args.get("name", ""))
+    host = digest(f"{region}:{name}")[:32].upper()
+    return {
+        "name": name,
+        "id": name,
+        "arn": f"arn:aws:eks:{region}:{ACCOUNT_ID}:cluster/{name}",
+        "endpoint": f"https://{host}.gr7.{region}.eks.amazonaws.com",
+        "certificateAuthorities": [{"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="}],
+        "version": "1.33",
+        "status": "ACTIVE",
+    }
+
+
+@invoke("aws:ecr/getAuthorizationToken:getAuthorizationToken")
+def _ecr_token(args: dict[str, Any], region: str) -> dict[str, Any]:
+    # A stand-in for the 12-hour token the deployer's login gets (user AWS).
+    registry = str(args.get("registryId") or ACCOUNT_ID)
+    return {
+        "userName": "AWS",
+        "password": "ecr-offline-render-token",
+        "authorizationToken": "QVdTOmVjci1vZmZsaW5lLXJlbmRlci10b2tlbg==",
+        "proxyEndpoint": f"https://{registry}.dkr.ecr.{region}.amazonaws.com",
+        "expiresAt": "2026-12-01T00:00:00Z",
+        "id": region,
+    }
+
+
+@invoke("aws:ec2/getSubnet:getSubnet")
+def _subnet(args: dict[str, Any], region: str) -> dict[str, Any]:
+    # A subnet of someone else's VPC (the cluster's): a plausible /24 derived from its id.
+    subnet_id = str(args.get("id", ""))
+    d = digest(subnet_id)
+    return {
+        "id": subnet_id,
+        "cidrBlock": f"10.{int(d[:2], 16)}.{int(d[2:4], 16)}.0/24",
+        "vpcId": f"vpc-{d[4:21]}",
+        "availabilityZone": f"{region}a",
+    }
 
 
 def common_outputs(token: str, physical: str, region: str) -> dict[str, Any]:

@@ -60,12 +60,19 @@ class MockContext:
 Outputs = Callable[[MockContext], dict[str, Any]]
 
 
+HEX = "0123456789abcdef"
+
+
 @dataclass(frozen=True)
 class TypeSpec:
     token: str
-    # The input holding the physical name; None where the resource has none (a route, an attachment).
+    # The input holding the physical name (a dotted path for a nested one: `metadata.name`); None where the
+    # resource has none (a route, an attachment).
     name_input: str | None = "name"
     autonamed: bool = True  # the engine generates the name when the program gives none
+    # How the auto-name's random suffix is made (Pulumi's engine: 7 hex; some providers their own).
+    autoname_length: int = AUTONAME_RANDOM_HEX
+    autoname_alphabet: str = HEX
     lowercase: bool = False  # auto-names are lower-cased (names that end up in hostnames or URLs)
     prefix_input: str | None = None  # an input taking a name prefix instead (`namePrefix`)
     rule: NameRule | None = None
@@ -103,6 +110,26 @@ def register(token: str, **fields: Any) -> Callable[[Outputs], Outputs]:
 def declare(token: str, **fields: Any) -> None:
     """Register a type whose state is its inputs plus the common computed ones (id, arn, name)."""
     REGISTRY[token] = TypeSpec(token, **fields)
+
+
+def get_path(values: dict[str, Any], dotted: str) -> Any:
+    """A nested input by its dotted path (`metadata.name`), None where any step is missing."""
+    current: Any = values
+    for key in dotted.split("."):
+        if not isinstance(current, dict):
+            return None
+        current = current.get(key)
+    return current
+
+
+def set_path(values: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for key in parents:
+        child = values.get(key)
+        if not isinstance(child, dict):
+            child = values[key] = {}
+        values = child
+    values[last] = value
 
 
 def digest(text: str) -> str:

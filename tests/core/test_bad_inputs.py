@@ -208,7 +208,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         {},
         "error: inference-fleet:tags: given as a secret, but it is plain config; the stack's secrets are "
         "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, controllerRedisPassword",
+        "gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, controllerRedisPassword, "
+        "kubernetesKubeconfigs",
     ),
     (
         "secret missing from ESC",

@@ -72,9 +72,10 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, controller, batchJobs, controlPlane, alerts, "
-        "gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, databasePassword, "
-        "gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, controllerRedisPassword",
+        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, controller, batchJobs, kubernetes, controlPlane, "
+        "alerts, gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, "
+        "databasePassword, gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, "
+        "controllerRedisPassword, kubernetesKubeconfigs",
     ),
     (
         "misspelt key is suggested",

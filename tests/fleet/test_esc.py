@@ -195,7 +195,8 @@ def test_a_stack_value_replacing_an_environment_secret_is_no_longer_secret(tmp_p
 
 def test_unknown_stack_lists_the_stacks_there(project_dir):
     with pytest.raises(
-        StackFileError, match=r"^--stack staging: no Pulumi.staging.yaml; stacks here: dev, prod$"
+        StackFileError,
+        match=r"^--stack staging: no Pulumi.staging.yaml; stacks here: dev, k8s-example, prod$",
     ):
         load_stack(project_dir, "staging")
 

@@ -124,7 +124,10 @@ def test_bad_stack_file_exits_2_with_one_line_naming_the_key(project_dir, projec
 def test_unknown_stack_exits_2(project_dir):
     result = fleet_plan("--stack", "staging", cwd=project_dir)
     assert result.returncode == 2
-    assert result.stderr == "error: --stack staging: no Pulumi.staging.yaml; stacks here: dev, prod\n"
+    assert (
+        result.stderr
+        == "error: --stack staging: no Pulumi.staging.yaml; stacks here: dev, k8s-example, prod\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -319,6 +319,67 @@ def task_definition(
     )
 
 
+def gpu_deployment(
+    *,
+    image: str = f"registry.example.com/fleet/node@{DIGEST}",
+    gpu_limit: str | None = "1",
+    gpu_request: str | None = None,
+    privileged: bool = False,
+    host_network: bool = False,
+    add_capabilities: tuple[str, ...] = (),
+) -> None:
+    """A GPU serving Deployment on a cluster of its own provider, compliant unless told otherwise."""
+    from pulumi_kubernetes import Provider
+    from pulumi_kubernetes.apps.v1 import Deployment, DeploymentSpecArgs
+    from pulumi_kubernetes.core.v1 import (
+        CapabilitiesArgs,
+        ContainerArgs,
+        PodSpecArgs,
+        PodTemplateSpecArgs,
+        ResourceRequirementsArgs,
+        SecurityContextArgs,
+        TolerationArgs,
+    )
+    from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+    cluster = Provider("gpu-cluster", kubeconfig="{}", cluster_identifier="gpu-east")
+    labels = {"app.kubernetes.io/name": "fleet-agent"}
+    limits = {"nvidia.com/gpu": gpu_limit} if gpu_limit is not None else {}
+    requests = {"nvidia.com/gpu": gpu_request} if gpu_request is not None else None
+    Deployment(
+        "serving",
+        metadata=ObjectMetaArgs(name="serving"),
+        spec=DeploymentSpecArgs(
+            selector=LabelSelectorArgs(match_labels=labels),
+            template=PodTemplateSpecArgs(
+                metadata=ObjectMetaArgs(labels=labels),
+                spec=PodSpecArgs(
+                    host_network=host_network or None,
+                    node_selector={"nvidia.com/gpu.present": "true"},
+                    tolerations=[
+                        TolerationArgs(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+                    ],
+                    containers=[
+                        ContainerArgs(
+                            name="agent",
+                            image=image,
+                            resources=ResourceRequirementsArgs(limits=limits, requests=requests),
+                            security_context=SecurityContextArgs(
+                                privileged=privileged,
+                                allow_privilege_escalation=False,
+                                capabilities=CapabilitiesArgs(
+                                    drop=["ALL"], add=list(add_capabilities) or None
+                                ),
+                            ),
+                        )
+                    ],
+                ),
+            ),
+        ),
+        opts=pulumi.ResourceOptions(provider=cluster),
+    )
+
+
 def failover_pair(*, primary_check: bool = True, secondary: bool = True) -> None:
     opts = aws_provider()
     checks = {
@@ -630,6 +691,8 @@ CASES = [
     Case("prod-stateful-protected", "data", lambda: kms_key(protect=False), kms_key),
     Case("juicefs-metadata-redis", "meta", lambda: juicefs_metadata(policy="volatile-lru"), juicefs_metadata),
     Case("public-listener-no-admin", "https", lambda: public_listener(default="forward"), public_listener),
+    Case("no-privileged-pods", "serving", lambda: gpu_deployment(privileged=True), gpu_deployment),
+    Case("gpu-workload-limits", "serving", lambda: gpu_deployment(gpu_limit=None), gpu_deployment),
 ]
 
 
@@ -858,3 +921,47 @@ def test_the_fleet_controllers_own_role_passes(render) -> None:
     policies = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("controller-")]
     assert len(policies) == 2  # one controller per GPU region
     assert findings(prod, "fleet-actions-scoped") == []
+
+
+def test_kubernetes_workloads_run_images_pinned_by_digest(declare) -> None:
+    tagged = findings(
+        declare(lambda: gpu_deployment(image="registry.example.com/fleet/node:vllm")),
+        "image-pinned-by-digest",
+    )
+    assert [v.urn.rsplit("::", 1)[1] for v in tagged] == ["serving"]
+    assert (
+        "container 'agent' runs image 'registry.example.com/fleet/node:vllm', a moving reference"
+        in tagged[0].message
+    )
+    assert findings(declare(gpu_deployment), "image-pinned-by-digest") == []
+
+
+def test_a_pod_reaching_past_its_container_is_named_for_each_way(declare) -> None:
+    found = findings(
+        declare(
+            lambda: gpu_deployment(host_network=True, add_capabilities=("SYS_ADMIN", "NET_BIND_SERVICE"))
+        ),
+        "no-privileged-pods",
+    )
+    messages = [v.message.split("\n", 1)[1] for v in found]
+    assert messages == [
+        "kubernetes:apps/v1:Deployment 'serving' shares the node's network (hostNetwork): a pod escapes to its "
+        "node this way; drop it.",
+        "kubernetes:apps/v1:Deployment 'serving' adds capabilities SYS_ADMIN to container 'agent': a pod escapes "
+        "to its node this way; drop it.",
+    ]
+
+
+def test_a_gpu_request_without_an_equal_limit_is_named(declare) -> None:
+    found = findings(declare(lambda: gpu_deployment(gpu_limit="1", gpu_request="2")), "gpu-workload-limits")
+    assert [v.message.split("\n", 1)[1] for v in found] == [
+        "kubernetes:apps/v1:Deployment 'serving' container 'agent' requests 2 nvidia.com/gpu with a limit of 1: "
+        "Kubernetes takes an extended resource only with its request equal to its limit."
+    ]
+
+
+def test_the_k8s_example_stack_passes_the_kubernetes_rules(declare) -> None:
+    rendering = declare(lambda: None, stack="k8s-example")
+    result = evaluate(rendering)
+    assert [v for v in result.violations if v.policy in ("no-privileged-pods", "gpu-workload-limits")] == []
+    assert any(r.type == "kubernetes:apps/v1:Deployment" for r in rendering.resources)

@@ -23,7 +23,7 @@ def fleet_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([FLEET, "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])
 def test_shipped_stacks_render_without_a_mandatory_violation(render, stack: str) -> None:
     result = evaluate(render(stack))
     assert result.evaluated == len(POLICIES)

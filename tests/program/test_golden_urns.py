@@ -16,7 +16,7 @@ import pytest
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])
 def test_urns_match_the_committed_list(render, stack):
     urns = sorted(r.urn for r in render(stack).resources)
     path = GOLDEN / f"{stack}.urns"

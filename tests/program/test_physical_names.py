@@ -7,6 +7,8 @@ that a name over its limit stops the render with exit 2 naming the resource.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from fleet.stackfile import load_stack
 FLEET = str(Path(sys.executable).with_name("fleet"))
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])
 def test_no_name_exceeds_its_api_limit(render, stack):
     rendering = render(stack)
     checked = 0
@@ -83,22 +85,57 @@ def test_an_over_long_auto_name_is_refused_naming_the_resource(tmp_path):
     assert str(problem).endswith("is 33 characters; elbv2 CreateTargetGroup Name takes 1-32 characters")
 
 
-def test_a_stack_whose_names_overflow_exits_2_naming_the_resource(project_dir, tmp_path):
-    """A longer stack name makes the explicit load balancer names too long for the API."""
+def _stack_named(project_dir: Path, tmp_path: Path, stack: str) -> subprocess.CompletedProcess[str]:
+    """`fleet plan` of the prod stack file copied under another stack name."""
     for item in ("Pulumi.yaml", "__main__.py", "esc", "components", "functions"):
         source = project_dir / item
         (tmp_path / item).symlink_to(source, target_is_directory=source.is_dir())
-    shutil.copy(project_dir / "Pulumi.prod.yaml", tmp_path / "Pulumi.prod-eu-canary.yaml")
-    result = subprocess.run(
-        [FLEET, "plan", "--stack", "prod-eu-canary", "-C", str(tmp_path)],
+    shutil.copy(project_dir / "Pulumi.prod.yaml", tmp_path / f"Pulumi.{stack}.yaml")
+    return subprocess.run(
+        [FLEET, "plan", "--stack", stack, "-C", str(tmp_path), "--format", "json"],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_a_stack_whose_names_overflow_exits_2_naming_the_resource(project_dir, tmp_path):
+    """A long stack name makes the explicit function names too long for the API."""
+    result = _stack_named(project_dir, tmp_path, "prod-eu-canary-and-a-longer-name")
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert (
-        "error: control-plane-us-east-1-alb (aws:lb/loadBalancer:LoadBalancer): name "
-        "'fleet-prod-eu-canary-use1-gateway' is 33 characters; elbv2 CreateLoadBalancer Name takes 1-32 characters"
+        "error: promotion-function (aws:lambda/function:Function): name "
+        "'inference-fleet-prod-eu-canary-and-a-longer-name-aurora-promotion' is 65 characters; lambda "
+        "CreateFunction FunctionName (a bare name) takes 1-64 characters"
     ) in lines
     assert "Traceback" not in result.stderr
+
+
+def test_load_balancer_names_over_the_limit_carry_the_stacks_digest(project_dir, tmp_path):
+    """elbv2's 32 characters: a stack name too long for them is replaced by its digest in those names only
+    (dev's and prod's names fit and never change)."""
+    result = _stack_named(project_dir, tmp_path, "prod-eu-canary")
+    assert result.returncode == 0, result.stderr
+    names = {r["name"]: r["physicalName"] for r in json.loads(result.stdout)["resources"]}
+    digest = hashlib.sha256(b"prod-eu-canary").hexdigest()[:6]
+    assert names["control-plane-us-east-1-alb"] == f"fleet-{digest}-use1-gateway"
+    assert re.fullmatch(rf"fleet-{digest}-use1-gateway-[0-9a-f]{{4}}", names["control-plane-us-east-1-tg"])
+    # Names that fit keep the stack's own name.
+    assert names["alerts-us-east-1"] == "fleet-prod-eu-canary-use1-alerts"
+
+
+def test_kubernetes_objects_are_named_as_their_kinds_allow(render):
+    """Kubernetes names by kind: a Service's is an RFC 1035 label, a namespace's a DNS label, the rest DNS
+    subdomains; pulumi-kubernetes auto-names with eight of [a-z0-9]."""
+    rendering = render("k8s-example")
+    names = {
+        r.type.rsplit(":", 1)[1]: r.physical_name
+        for r in rendering.resources
+        if r.type.startswith("kubernetes:")
+    }
+    assert names["Service"] == "llama-8b-k8s"
+    assert names["Namespace"] == "fleet-k8s-example"
+    assert re.fullmatch(r"k8s-gpu-east-llama-8b-k8s-agent-[a-z0-9]{8}", names["ConfigMap"] or "")
+    service_rule = REGISTRY["kubernetes:core/v1:Service"].rule
+    assert service_rule is not None and "a letter first" in (service_rule.problem("8b-llama") or "")

@@ -160,6 +160,12 @@ MAX_TAG_VALUE_LENGTH = 256
 TAG_SPECIAL_CHARACTERS = "_.:/=+-@"
 RESERVED_TAG_PREFIX = "aws:"
 
+# Name limits explicit names must meet (the offline render checks every name against its API's rule, in
+# fleet/mocks/aws.py): load balancers and target groups (elbv2) 32; ElastiCache replication groups, users
+# and user groups 40.
+LOAD_BALANCER_NAME_MAX = 32
+ELASTICACHE_ID_MAX = 40
+
 # DNS (RFC 1035, Route53): a name is at most 253 characters, a label at most 63.
 MAX_DNS_NAME_LENGTH = 253
 # ACM puts a certificate's first name in its subject's Common Name, which RFC 5280 caps at 64 characters

@@ -21,6 +21,7 @@ from fleet_agent.engines.runner import EngineExit, make_runner
 from fleet_agent.gpu.backend import GpuBackend
 from fleet_agent.gpu.health import GpuMonitor
 from fleet_agent.heartbeat import Heartbeat
+from fleet_agent.kubernetes import detect as detect_pod
 from fleet_agent.metrics import AgentMetrics
 from fleet_agent.model_store import ModelStore, ModelStoreProbe
 from fleet_agent.preemption import make_watcher
@@ -87,7 +88,8 @@ class Agent:
         self.drainer = Drainer(
             self, make_hooks(config.drain.hooks, self._side_client, str(config.preemption.aws_imds_url))
         )
-        self.watcher = make_watcher(config, self._side_client)
+        self.pod = detect_pod()  # in a Kubernetes pod, the pod is the node
+        self.watcher = make_watcher(config, self._side_client, in_pod=self.pod is not None)
         self.heartbeat: Heartbeat | None = None
         if config.heartbeat.redis_url is not None:
             self.heartbeat = Heartbeat(
@@ -120,6 +122,13 @@ class Agent:
             self.config.engine.mode,
             ", ".join(self.config.engine.models),
         )
+        if self.pod is not None:
+            log.info(
+                "in Kubernetes pod %s/%s on node %s: the kubelet's SIGTERM is the drain signal",
+                self.pod.namespace,
+                self.pod.name,
+                self.pod.node or "(unknown)",
+            )
         self.engine_started_at = time.monotonic()
         if self.store is None:
             await self.runner.start()
@@ -290,6 +299,7 @@ class Agent:
                 "region": self.config.node.region,
                 "pool": self.config.node.pool,
                 "accelerator": self.config.node.accelerator,
+                "kubernetes": None if self.pod is None else self.pod.as_dict(),
             },
             "agent": {"version": __version__, "started_at": iso(self.started_at)},
             "state": self.state.state.value,

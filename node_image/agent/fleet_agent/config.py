@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from fleet_agent import constants as c
+from fleet_agent.kubernetes import detect as detect_pod
 
 EngineKind = Literal["vllm", "ollama", "llamacpp"]
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -333,6 +334,9 @@ def load_config(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError([f"config: {path}: not valid TOML ({exc})"]) from None
     raw = _apply_env_overrides(raw, environ)
+    pod = detect_pod(environ)
+    if pod is not None and isinstance(raw.setdefault("node", {}), dict):
+        raw["node"].setdefault("id", pod.name)  # the pod is the node (an explicit id still wins)
     try:
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:

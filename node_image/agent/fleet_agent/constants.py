@@ -83,6 +83,15 @@ HOOK_ATTEMPTS = 3
 LIFECYCLE_ACTION_RETRY_S = 2.0
 DRAIN_POLL_S = 0.05
 
+# --- Kubernetes ---------------------------------------------------------------------------------
+# In a pod the node is the pod: its name (the downward API, set under these names by the workload's
+# manifest) is the node id, and the kubelet's SIGTERM, after the pod's preStop hook, is the drain signal.
+# The kubelet sets KUBERNETES_SERVICE_HOST in every container.
+K8S_SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
+K8S_POD_NAME_ENV = "FLEET_POD_NAME"
+K8S_POD_NAMESPACE_ENV = "FLEET_POD_NAMESPACE"
+K8S_NODE_NAME_ENV = "FLEET_NODE_NAME"
+
 # --- Heartbeat ----------------------------------------------------------------------------------
 HEARTBEAT_PERIOD_S = 5.0
 HEARTBEAT_TTL_S = 15.0  # three missed beats and the record is gone: the node went silent

@@ -107,9 +107,11 @@ async def serve(config: AgentConfig, sock: socket.socket) -> int:
     exit_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
 
+    ended_by = "the pod's terminationGracePeriodSeconds" if agent.pod else "systemd's stop timeout"
+
     def on_signal(sig: signal.Signals) -> None:
         if exit_requested.is_set():
-            log.warning("%s again: still draining (systemd's stop timeout ends it)", sig.name)
+            log.warning("%s again: still draining (%s ends it)", sig.name, ended_by)
             return
         log.warning("%s received: draining before exit", sig.name)
         exit_requested.set()

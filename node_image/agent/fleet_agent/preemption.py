@@ -177,7 +177,14 @@ class GceMetadataWatcher(Watcher):
                 return
 
 
-def make_watcher(config: AgentConfig, client: httpx.AsyncClient) -> Watcher | None:
+def make_watcher(config: AgentConfig, client: httpx.AsyncClient, *, in_pod: bool = False) -> Watcher | None:
+    if in_pod and config.preemption.provider != "none":
+        # The machine's end reaches a pod as the kubelet's SIGTERM: the cluster evicts it first.
+        log.warning(
+            "preemption.provider=%s ignored in a Kubernetes pod: the kubelet's SIGTERM is the drain signal",
+            config.preemption.provider,
+        )
+        return None
     if config.preemption.provider == "aws":
         return AwsImdsWatcher(config, client)
     if config.preemption.provider == "gce":
