@@ -111,5 +111,21 @@ def _config_error(error: Exception) -> int:
     return EXIT_CONFIG
 
 
+def run() -> None:
+    """The `fleet` command: run, flush, and leave without tearing the interpreter down.
+
+    A render leaves the SDKs' classes and hundreds of resources in memory; freeing them one by one at exit
+    (module teardown, a last collection) took about 0.9 s of a 2.9 s `fleet plan`. Everything the command
+    produces is written and flushed by then, and nothing registers work for exit.
+    """
+    try:
+        code = main()
+    except SystemExit as exit_:  # argparse's --help and usage errors
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
