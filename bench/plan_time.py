@@ -4,7 +4,8 @@
 
 The floor is a fresh process that only imports the SDK modules the render used (pulumi and each cloud
 service package it touched): what any Pulumi program declaring these resources pays before it declares
-one. Both processes leave without the interpreter's teardown, as `fleet` does. Prints one line per run, then a JSON summary as the last line. Goal: median under 3 s.
+one. Both processes leave without the interpreter's teardown, as `fleet` does. Prints one line per run,
+then a JSON summary as the last line. Goal: median under 3 s.
 """
 
 from __future__ import annotations
