@@ -57,6 +57,7 @@ from components.core.catalog.aws import ELASTICACHE_ID_MAX, LOAD_BALANCER_NAME_M
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import Statement, scoped_role
+from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 
 HTTPS_PORT = 443
@@ -291,43 +292,23 @@ class RegionalControlPlane(pulumi.ComponentResource):
     ) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
         """Groups without inline rules (the provider then drops AWS's allow-all egress); rules one by one."""
         name, args = self._name, self._args
-
-        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
-            return aws.ec2.SecurityGroup(
-                f"{name}-{suffix}",
-                vpc_id=args.vpc_id,
-                description=description,
-                revoke_rules_on_delete=True,
-                tags={"Name": f"{name}-{suffix}"},
-                opts=self._child(),
-            )
-
+        groups = SecurityGroups(name, args.vpc_id, self._child())
+        group = groups.group
         alb = group("alb-sg", "gateway ALB: HTTPS from the internet, HTTP only to redirect")
         gateway = group("gateway-sg", "LiteLLM gateway tasks: from the ALB only")
         redis = group("redis-sg", "gateway Redis: from the gateway only")
 
         def rule(
-            direction: str,
+            direction: Literal["in", "out"],
             rule_name: str,
-            group: aws.ec2.SecurityGroup,
+            owner: aws.ec2.SecurityGroup,
             port: int,
             description: str,
             *,
             cidr: str | None = None,
             peer: pulumi.Input[str] | None = None,
         ) -> None:
-            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
-            kind(
-                f"{name}-{rule_name}",
-                security_group_id=group.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_ipv4=cidr,
-                referenced_security_group_id=peer,
-                description=description,
-                opts=self._child(),
-            )
+            groups.allow(direction, rule_name, owner.id, port, description, peer=peer, cidr=cidr)
 
         anywhere = "0.0.0.0/0"
         db_port = args.database.port

@@ -30,6 +30,7 @@ from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import LAMBDA_RUNTIME, function_code, handler
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.security import SecurityGroups
 
 PACKAGE = "fleet_controller"
 SCHEDULE = "rate(1 minute)"
@@ -225,37 +226,11 @@ class FleetController(pulumi.ComponentResource):
 
     def _network(self, opts: pulumi.ResourceOptions) -> aws.ec2.SecurityGroup:
         name, args = self._name, self._args
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=args.vpc_id,
-            description="fleet controller: the agents' port, the region's Redis, AWS APIs over HTTPS",
-            revoke_rules_on_delete=True,
-            tags={"Name": f"{name}-sg"},
-            opts=opts,
+        groups = SecurityGroups(name, args.vpc_id, opts)
+        group = groups.group(
+            "sg", "fleet controller: the agents' port, the region's Redis, AWS APIs over HTTPS"
         )
-
-        def rule(
-            direction: str,
-            rule_name: str,
-            owner: pulumi.Input[str],
-            port: int,
-            description: str,
-            *,
-            peer: pulumi.Input[str] | None = None,
-            cidr: str | None = None,
-        ) -> None:
-            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
-            kind(
-                f"{name}-{rule_name}",
-                security_group_id=owner,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=peer,
-                cidr_ipv4=cidr,
-                description=description,
-                opts=opts,
-            )
+        rule = groups.allow
 
         port = args.agent_port
         for pool in args.pools:

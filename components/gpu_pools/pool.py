@@ -25,6 +25,7 @@ import pulumi_aws as aws
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role
+from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
 from components.gpu_pools.user_data import (
     API_KEY_SECRET_KEY,
@@ -178,43 +179,10 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def _security_groups(self) -> tuple[aws.ec2.SecurityGroup, aws.ec2.SecurityGroup]:
         name, args = self._name, self._args
-        child = pulumi.ResourceOptions(parent=self)
-
-        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
-            return aws.ec2.SecurityGroup(
-                f"{name}-{suffix}",
-                vpc_id=args.vpc_id,
-                description=description,
-                revoke_rules_on_delete=True,
-                tags={"Name": f"{name}-{suffix}"},
-                opts=child,
-            )
-
+        groups = SecurityGroups(name, args.vpc_id, pulumi.ResourceOptions(parent=self))
+        group, rule = groups.group, groups.allow
         lb = group("lb-sg", "GPU pool load balancer: from the gateway only")
         node = group("node-sg", "GPU pool nodes: the agent's port from the pool's load balancer only")
-
-        def rule(
-            direction: str,
-            rule_name: str,
-            owner: pulumi.Input[str],
-            port: int,
-            description: str,
-            *,
-            peer: pulumi.Input[str] | None = None,
-            cidr: str | None = None,
-        ) -> None:
-            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
-            kind(
-                f"{name}-{rule_name}",
-                security_group_id=owner,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=peer,
-                cidr_ipv4=cidr,
-                description=description,
-                opts=child,
-            )
 
         gateway, redis = args.gateway_security_group_id, args.redis_security_group_id
         rule("in", "lb-from-gateway", lb.id, LB_PORT, "from the gateway", peer=gateway)

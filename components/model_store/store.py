@@ -26,6 +26,7 @@ from components.core.context import RegionContext, StackContext
 from components.core.functions import LAMBDA_RUNTIME, function_code, handler
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.node_image import recipe_versions
+from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 from components.model_store.config import ModelStoreConfig
 from components.model_store.mount import SecretRef, StoreAccess
@@ -161,44 +162,11 @@ class ModelStore(pulumi.ComponentResource):
 
     def _security_groups(self) -> tuple[aws.ec2.SecurityGroup, ...]:
         name, args = self._name, self._args
-        child = pulumi.ResourceOptions(parent=self)
-
-        def group(suffix: str, description: str) -> aws.ec2.SecurityGroup:
-            return aws.ec2.SecurityGroup(
-                f"{name}-{suffix}",
-                vpc_id=args.vpc_id,
-                description=description,
-                revoke_rules_on_delete=True,
-                tags={"Name": f"{name}-{suffix}"},
-                opts=child,
-            )
-
+        groups = SecurityGroups(name, args.vpc_id, pulumi.ResourceOptions(parent=self))
+        group, rule = groups.group, groups.allow
         redis = group("meta-sg", "model store metadata Redis: from its clients and its format function only")
         client = group("client-sg", "model store clients (GPU nodes): to the store's metadata Redis")
         formatter = group("format-sg", "model store format function: to the metadata Redis and S3")
-
-        def rule(
-            direction: str,
-            rule_name: str,
-            owner: pulumi.Input[str],
-            port: int,
-            description: str,
-            *,
-            peer: pulumi.Input[str] | None = None,
-            cidr: str | None = None,
-        ) -> None:
-            kind = aws.vpc.SecurityGroupIngressRule if direction == "in" else aws.vpc.SecurityGroupEgressRule
-            kind(
-                f"{name}-{rule_name}",
-                security_group_id=owner,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                referenced_security_group_id=peer,
-                cidr_ipv4=cidr,
-                description=description,
-                opts=child,
-            )
 
         rule("in", "meta-from-clients", redis.id, REDIS_PORT, "from the store's clients", peer=client.id)
         rule("out", "clients-to-meta", client.id, REDIS_PORT, "to the store's metadata Redis", peer=redis.id)
