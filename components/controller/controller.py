@@ -28,7 +28,7 @@ from components.controller.config import ControllerConfig
 from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.functions import LAMBDA_RUNTIME, function_code, handler, run_on_schedule
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
 
@@ -165,21 +165,13 @@ class FleetController(pulumi.ComponentResource):
             maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
             opts=here,
         )
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-schedule",
-            description="Runs the fleet controller: each run ticks for two minutes, so runs overlap",
-            schedule_expression=SCHEDULE,
-            opts=here,
+        run_on_schedule(
+            name,
+            function,
+            SCHEDULE,
+            "Runs the fleet controller: each run ticks for two minutes, so runs overlap",
+            here,
         )
-        aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=here,
-        )
-        aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=here)
         self._alarms(function, here)
         self.outputs = FleetControllerOutputs(
             region=region.region,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
+import pulumi_aws as aws
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 LAMBDA_RUNTIME = "python3.12"
@@ -22,3 +23,27 @@ def function_code(package: str) -> pulumi.AssetArchive:
 
 def handler(package: str) -> str:
     return f"{package}.handler.handle"
+
+
+def run_on_schedule(
+    name: str,
+    function: aws.lambda_.Function,
+    schedule_expression: str,
+    description: str,
+    opts: pulumi.ResourceOptions,
+) -> aws.cloudwatch.EventRule:
+    """An EventBridge schedule invoking `function` (rule `<name>-schedule`, permission `<name>-invoke`,
+    target `<name>-function`), allowed to invoke it from that rule only."""
+    schedule = aws.cloudwatch.EventRule(
+        f"{name}-schedule", description=description, schedule_expression=schedule_expression, opts=opts
+    )
+    aws.lambda_.Permission(
+        f"{name}-invoke",
+        action="lambda:InvokeFunction",
+        function=function.name,
+        principal="events.amazonaws.com",
+        source_arn=schedule.arn,
+        opts=opts,
+    )
+    aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=opts)
+    return schedule

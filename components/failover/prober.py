@@ -34,7 +34,7 @@ import pulumi_aws as aws
 from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.functions import LAMBDA_RUNTIME, function_code, handler, run_on_schedule
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
 
@@ -165,21 +165,13 @@ class AuroraPromotion(pulumi.ComponentResource):
             ),
             opts=here,
         )
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-schedule",
-            description="Runs the failover prober: it observes the primary region for most of each minute",
-            schedule_expression=SCHEDULE,
-            opts=here,
+        run_on_schedule(
+            name,
+            function,
+            SCHEDULE,
+            "Runs the failover prober: it observes the primary region for most of each minute",
+            here,
         )
-        aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=here,
-        )
-        aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=here)
         self._alarms(name, args, function, queue, here)
 
         self.function_name = function.name
