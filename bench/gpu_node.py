@@ -121,7 +121,7 @@ def backend_facts() -> dict[str, Any]:
 
 
 def engine_gpu_memory_mib(pid: int) -> int:
-    """GPU memory NVML attributes to the engine's process (0: the engine runs on the CPU)."""
+    """GPU memory NVML attributes to the engine's own process (0 for a CPU build, or the fake vLLM)."""
     import pynvml
 
     pynvml.nvmlInit()
