@@ -4,8 +4,12 @@ boot and the GPU container image the batch jobs (and Kubernetes) run, so what it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from components.core.config import one_of
 
@@ -42,3 +46,20 @@ def image_engine(allowed: Sequence[str] = IMAGE_ENGINES, why: str = "") -> Calla
         return value
 
     return check
+
+
+_ENGINE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
+
+
+def _engine_model(value: str) -> str:
+    if not _ENGINE_MODEL_RE.match(value):
+        raise ValueError(
+            f"got {value!r}; expected the engine's model id: a Hugging Face repository "
+            "(meta-llama/Llama-3.1-8B-Instruct) for vllm, a model tag (qwen2.5:14b) for ollama"
+        )
+    return value
+
+
+# What a GPU node or pod serves: an engine the image carries, and the id that engine knows the model by.
+EngineName = Annotated[str, AfterValidator(image_engine())]
+EngineModelId = Annotated[str, AfterValidator(_engine_model)]

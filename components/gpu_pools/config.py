@@ -20,7 +20,7 @@ from components.core.catalog.aws import (
 )
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import AwsRegionName, Slug, elasticache_password
-from components.core.node_image import image_engine
+from components.core.node_image import EngineModelId, EngineName
 from components.kubernetes import ServedModelConfig
 from components.model_store import ModelStoreConfig
 
@@ -40,21 +40,11 @@ _PINNED_PARENT = re.compile(
     r"|ssm:/aws/service/canonical/ubuntu/server/24\.04/stable/\d{8}(\.\d+)?/amd64/hvm/ebs-gp3/ami-id"
     r"|arn:aws:imagebuilder:[a-z0-9-]+:aws:image/ubuntu-server-24-lts-x86/\d+\.\d+\.\d+)$"
 )
-_ENGINE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
 def _gpu_instance_type(value: str) -> str:
     if value not in GPU_INSTANCE_TYPES:
         raise ValueError(f"got {value!r}; allowed: {one_of(GPU_INSTANCE_TYPES)}")
-    return value
-
-
-def _engine_model(value: str) -> str:
-    if not _ENGINE_MODEL_RE.match(value):
-        raise ValueError(
-            f"got {value!r}; expected the engine's model id: a Hugging Face repository "
-            "(meta-llama/Llama-3.1-8B-Instruct) for vllm, a model tag (qwen2.5:14b) for ollama"
-        )
     return value
 
 
@@ -70,8 +60,6 @@ def _parent_image(value: str) -> str:
 
 
 GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
-EngineName = Annotated[str, AfterValidator(image_engine())]
-EngineModelId = Annotated[str, AfterValidator(_engine_model)]
 ParentImage = Annotated[str, AfterValidator(_parent_image)]
 
 

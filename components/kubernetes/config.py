@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field
 
 from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
 from components.core.fields import AwsRegionName, ImageRef, Slug
-from components.core.node_image import image_engine
+from components.core.node_image import EngineModelId, EngineName
 from components.model_store import ModelStoreConfig
 
 # The Kubernetes minor versions whose API this capability renders for: each is the schema the manifests
@@ -35,7 +35,6 @@ _SUBNET_ID = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                         r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")  # fmt: skip
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
-_ENGINE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
 
 
 def _namespace(value: str) -> str:
@@ -81,22 +80,11 @@ def _node_selector(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-def _engine_model(value: str) -> str:
-    if not _ENGINE_MODEL_RE.match(value):
-        raise ValueError(
-            f"got {value!r}; expected the engine's model id: a Hugging Face repository "
-            "(meta-llama/Llama-3.1-8B-Instruct) for vllm, a model tag (qwen2.5:14b) for ollama"
-        )
-    return value
-
-
 Namespace = Annotated[str, AfterValidator(_namespace)]
 EksClusterName = Annotated[str, AfterValidator(_eks_name)]
 KubernetesVersion = Annotated[str, AfterValidator(_version)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 NodeSelector = Annotated[dict[str, str], AfterValidator(_node_selector)]
-EngineName = Annotated[str, AfterValidator(image_engine())]
-EngineModelId = Annotated[str, AfterValidator(_engine_model)]
 
 
 class EksAccessConfig(Section):
