@@ -57,6 +57,7 @@ from components.core.catalog.aws import ELASTICACHE_ID_MAX, LOAD_BALANCER_NAME_M
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import Statement, scoped_role
+from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 
@@ -483,16 +484,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             # A task leaving (scale-in, deployment) finishes what it holds before it is stopped.
             deregistration_delay=timeout,
             # Liveness only: a task whose database is unreachable still serves (and is not replaced).
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=LIVENESS_PATH,
-                protocol="HTTP",
-                port="traffic-port",
-                matcher="200",
-                interval=10,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
-            ),
+            health_check=http_health_check(LIVENESS_PATH, unhealthy_threshold=3),
             opts=self._child(),
         )
         health_port = region_health.REGION_HEALTH_PORT
@@ -510,16 +502,7 @@ class RegionalControlPlane(pulumi.ComponentResource):
             vpc_id=args.vpc_id,
             deregistration_delay=5,
             # The sidecar's own liveness: its answer on the region-health path is Route53's to judge.
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=region_health.REGION_HEALTH_LIVE_PATH,
-                protocol="HTTP",
-                port="traffic-port",
-                matcher="200",
-                interval=10,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=3,
-            ),
+            health_check=http_health_check(region_health.REGION_HEALTH_LIVE_PATH, unhealthy_threshold=3),
             opts=self._child(),
         )
         https = aws.lb.Listener(

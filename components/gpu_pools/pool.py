@@ -25,6 +25,7 @@ import pulumi_aws as aws
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role
+from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
 from components.gpu_pools.user_data import (
@@ -288,16 +289,7 @@ class GpuNodePool(pulumi.ComponentResource):
             deregistration_delay=DEREGISTRATION_DELAY_S,
             # Readiness, not liveness: the agent answers 200 only with the model loaded, the GPU healthy and
             # the node not draining.
-            health_check=aws.lb.TargetGroupHealthCheckArgs(
-                path=READINESS_PATH,
-                protocol="HTTP",
-                port="traffic-port",
-                matcher="200",
-                interval=10,
-                timeout=5,
-                healthy_threshold=2,
-                unhealthy_threshold=2,
-            ),
+            health_check=http_health_check(READINESS_PATH, unhealthy_threshold=2),
             opts=child,
         )
         aws.lb.Listener(
