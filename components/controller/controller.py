@@ -28,7 +28,7 @@ from components.controller.config import ControllerConfig
 from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler, run_on_schedule
+from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
 
@@ -119,12 +119,7 @@ class FleetController(pulumi.ComponentResource):
             secret_string=pulumi.Output.secret(args.redis_password),
             opts=here,
         )
-        logs = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            opts=here,
-        )
+        logs = function_log_group(f"{name}-logs", function_name, args.log_retention_days, here)
         group = self._network(here)
         role = scoped_role(
             f"{name}-function",
@@ -136,25 +131,20 @@ class FleetController(pulumi.ComponentResource):
         config = pulumi.Output.all(
             args.redis_host, args.topic_arn, *[p.target_group_arn for p in args.pools], document.name
         ).apply(lambda values: self._settings_json(values[0], values[1], values[2:-1], values[-1]))
-        function = aws.lambda_.Function(
+        function = vpc_function(
             f"{name}-function",
-            name=function_name,
+            PACKAGE,
+            function_name=function_name,
             description="The fleet controller: node health from heartbeats, polls, target health and Auto "
             "Scaling; replaces, restarts and reconciles",
-            runtime=LAMBDA_RUNTIME,
-            architectures=["arm64"],
-            handler=handler(PACKAGE),
-            code=function_code(PACKAGE),
-            role=role.arn,
+            role=role,
+            logs=logs,
+            subnet_ids=args.private_subnet_ids,
+            security_group_id=group.id,
             timeout=FUNCTION_TIMEOUT_SECONDS,
             memory_size=MEMORY_MB,
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids, security_group_ids=[group.id]
-            ),
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={"CONTROLLER_CONFIG": config, "REDIS_PASSWORD_SECRET_ARN": secret.arn}
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="Text", log_group=logs.name),
+            environment={"CONTROLLER_CONFIG": config, "REDIS_PASSWORD_SECRET_ARN": secret.arn},
+            log_format="Text",
             opts=here,
         )
         aws.lambda_.FunctionEventInvokeConfig(

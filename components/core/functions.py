@@ -3,6 +3,7 @@ under the package's name so the handler is `<package>.handler.handle` and relati
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pulumi
@@ -47,3 +48,56 @@ def run_on_schedule(
     )
     aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=opts)
     return schedule
+
+
+def function_log_group(
+    name: str, function_name: str, retention_days: int, opts: pulumi.ResourceOptions
+) -> aws.cloudwatch.LogGroup:
+    """The function's log group, declared ahead of it: it then has a retention, and the function's role
+    can be scoped to it."""
+    return aws.cloudwatch.LogGroup(
+        name, name=f"/aws/lambda/{function_name}", retention_in_days=retention_days, opts=opts
+    )
+
+
+def vpc_function(
+    name: str,
+    package: str,
+    *,
+    function_name: str,
+    description: str,
+    role: aws.iam.Role,
+    logs: aws.cloudwatch.LogGroup,
+    subnet_ids: pulumi.Input[Sequence[pulumi.Input[str]]],
+    security_group_id: pulumi.Input[str],
+    timeout: int,
+    memory_size: int,
+    environment: Mapping[str, pulumi.Input[str]] | None = None,
+    log_format: str = "JSON",
+    architecture: str = "arm64",
+    layers: Sequence[pulumi.Input[str]] | None = None,
+    opts: pulumi.ResourceOptions,
+) -> aws.lambda_.Function:
+    """`functions/<package>` as a Lambda in the VPC's private subnets behind one security group, logging
+    to `logs` (from `function_log_group`)."""
+    return aws.lambda_.Function(
+        name,
+        name=function_name,
+        description=description,
+        runtime=LAMBDA_RUNTIME,
+        architectures=[architecture],
+        handler=handler(package),
+        code=function_code(package),
+        layers=layers,
+        role=role.arn,
+        timeout=timeout,
+        memory_size=memory_size,
+        environment=None
+        if environment is None
+        else aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+        vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+            subnet_ids=subnet_ids, security_group_ids=[security_group_id]
+        ),
+        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format=log_format, log_group=logs.name),
+        opts=opts,
+    )

@@ -18,7 +18,7 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.functions import function_log_group, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 
 GATEWAY_USERNAME = "litellm_gateway"
@@ -89,12 +89,7 @@ def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleAr
     )
 
     function_name = f"{PROJECT}-{args.stack.stack}-db-bootstrap"
-    logs = aws.cloudwatch.LogGroup(
-        f"{name}-logs",
-        name=f"/aws/lambda/{function_name}",
-        retention_in_days=args.log_retention_days,
-        opts=opts,
-    )
+    logs = function_log_group(f"{name}-logs", function_name, args.log_retention_days, opts)
     account = aws.get_caller_identity_output(
         opts=pulumi.InvokeOutputOptions(parent=parent, provider=args.region.provider)
     ).account_id
@@ -105,21 +100,17 @@ def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleAr
         [log_statement(logs.arn), LAMBDA_VPC_ACCESS],
         opts,
     )
-    function = aws.lambda_.Function(
+    function = vpc_function(
         f"{name}-function",
-        name=function_name,
+        PACKAGE,
+        function_name=function_name,
         description="Creates the gateway's own database role (never the master user)",
-        runtime=LAMBDA_RUNTIME,
-        architectures=["arm64"],
-        handler=handler(PACKAGE),
-        code=function_code(PACKAGE),
-        role=role.arn,
+        role=role,
+        logs=logs,
+        subnet_ids=args.private_subnet_ids,
+        security_group_id=group.id,
         timeout=60,
         memory_size=256,  # the SCRAM key derivation is CPU-bound; CPU comes with memory
-        vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-            subnet_ids=args.private_subnet_ids, security_group_ids=[group.id]
-        ),
-        logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
         opts=opts,
     )
     payload = pulumi.Output.json_dumps(

@@ -34,7 +34,7 @@ import pulumi_aws as aws
 from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler, run_on_schedule
+from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
 
@@ -109,47 +109,36 @@ class AuroraPromotion(pulumi.ComponentResource):
             opts=args.standby.options(self, ignore_changes=["value"]),
         )
         function_name = f"{prefix}-aurora-promotion"
-        logs = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            opts=here,
-        )
+        logs = function_log_group(f"{name}-logs", function_name, args.log_retention_days, here)
         group = self._security_group(name, args, here)
         role = self._role(name, args, account, queue, [record, state], logs, here)
-        function = aws.lambda_.Function(
+        function = vpc_function(
             f"{name}-function",
-            name=function_name,
+            PACKAGE,
+            function_name=function_name,
             description="Observes the primary region from the standby; fails the Aurora global database over "
             "when the writer and Route53 agree it is lost",
-            runtime=LAMBDA_RUNTIME,
-            architectures=["arm64"],
-            handler=handler(PACKAGE),
-            code=function_code(PACKAGE),
-            role=role.arn,
+            role=role,
+            logs=logs,
+            subnet_ids=args.private_subnet_ids,
+            security_group_id=group.id,
             timeout=FUNCTION_TIMEOUT_SECONDS,
             memory_size=128,
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids, security_group_ids=[group.id]
-            ),
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={
-                    "GLOBAL_CLUSTER_ID": args.global_cluster_id,
-                    "TARGET_CLUSTER_ARN": args.target_cluster_arn,
-                    "STANDBY_CLUSTER_ID": args.target_cluster_id,
-                    "PRIMARY_WRITER_HOST": args.primary_writer_host,
-                    "DATABASE_PORT": str(args.database_port),
-                    "STATUS_RECORD": args.status_record,
-                    "RECORD_PARAMETER": record.name,
-                    "STATE_PARAMETER": state.name,
-                    "TOPIC_ARN": args.topic_arn,
-                    "PROBE_INTERVAL_SECONDS": str(PROBER_INTERVAL_SECONDS),
-                    "PROBE_TIMEOUT_SECONDS": str(PROBER_TIMEOUT_SECONDS),
-                    "AGREE_SECONDS": str(args.promote_after_seconds),
-                    "RPO_SECONDS": str(args.rpo_seconds),
-                }
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
+            environment={
+                "GLOBAL_CLUSTER_ID": args.global_cluster_id,
+                "TARGET_CLUSTER_ARN": args.target_cluster_arn,
+                "STANDBY_CLUSTER_ID": args.target_cluster_id,
+                "PRIMARY_WRITER_HOST": args.primary_writer_host,
+                "DATABASE_PORT": str(args.database_port),
+                "STATUS_RECORD": args.status_record,
+                "RECORD_PARAMETER": record.name,
+                "STATE_PARAMETER": state.name,
+                "TOPIC_ARN": args.topic_arn,
+                "PROBE_INTERVAL_SECONDS": str(PROBER_INTERVAL_SECONDS),
+                "PROBE_TIMEOUT_SECONDS": str(PROBER_TIMEOUT_SECONDS),
+                "AGREE_SECONDS": str(args.promote_after_seconds),
+                "RPO_SECONDS": str(args.rpo_seconds),
+            },
             opts=here,
         )
         aws.lambda_.FunctionEventInvokeConfig(

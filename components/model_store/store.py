@@ -23,7 +23,7 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import LAMBDA_RUNTIME, function_code, handler
+from components.core.functions import LAMBDA_RUNTIME, function_log_group, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.node_image import recipe_versions
 from components.core.security import SecurityGroups
@@ -263,12 +263,7 @@ class ModelStore(pulumi.ComponentResource):
             opts=child,
         )
         function_name = f"{PROJECT}-{stack.stack}-{region.code}-store-format"
-        logs = aws.cloudwatch.LogGroup(
-            f"{name}-format-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
+        logs = function_log_group(f"{name}-format-logs", function_name, args.log_retention_days, child)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         role = scoped_role(
             f"{name}-format",
@@ -288,25 +283,20 @@ class ModelStore(pulumi.ComponentResource):
             ],
             child,
         )
-        function = aws.lambda_.Function(
+        function = vpc_function(
             f"{name}-format",
-            name=function_name,
+            PACKAGE,
+            function_name=function_name,
             description=f"Formats the model store's JuiceFS volume {volume} (idempotent)",
-            runtime=LAMBDA_RUNTIME,
-            architectures=["x86_64"],  # the layer's client is linux/amd64
-            handler=handler(PACKAGE),
-            code=function_code(PACKAGE),
-            layers=[layer.arn],
-            role=role.arn,
+            role=role,
+            logs=logs,
+            subnet_ids=args.private_subnet_ids,
+            security_group_id=format_sg.id,
             timeout=FORMAT_TIMEOUT_S,
             memory_size=1024,
-            environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={"JUICEFS": release["binary"], "JUICEFS_SHA256": release["binary_sha256"]}
-            ),
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids, security_group_ids=[format_sg.id]
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(log_format="JSON", log_group=logs.name),
+            environment={"JUICEFS": release["binary"], "JUICEFS_SHA256": release["binary_sha256"]},
+            architecture="x86_64",  # the layer's client is linux/amd64
+            layers=[layer.arn],
             opts=child,
         )
         settings = {
