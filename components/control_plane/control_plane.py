@@ -337,15 +337,13 @@ class RegionalControlPlane(pulumi.ComponentResource):
 
         rule("in", "redis-from-gateway", redis, REDIS_PORT, "from the gateway", peer=gateway.id)
         # The database's group belongs to the data tier; the gateway opens its own way in.
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-db-from-gateway",
-            security_group_id=args.database.security_group_id,
-            referenced_security_group_id=gateway.id,
-            ip_protocol="tcp",
-            from_port=args.database.port,
-            to_port=args.database.port,
-            description=f"from the gateway in {args.plane.region}",
-            opts=self._child(),
+        groups.allow(
+            "in",
+            "db-from-gateway",
+            args.database.security_group_id,
+            db_port,
+            f"from the gateway in {args.plane.region}",
+            peer=gateway.id,
         )
         return alb, gateway, redis
 

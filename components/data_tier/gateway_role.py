@@ -20,6 +20,7 @@ from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.security import SecurityGroups
 
 GATEWAY_USERNAME = "litellm_gateway"
 PACKAGE = "db_bootstrap"
@@ -48,44 +49,21 @@ class GatewayRoleArgs:
 def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleArgs) -> pulumi.Output[str]:
     """The gateway's role name, known once the role exists (an Output that depends on the invocation)."""
     opts = args.region.options(parent)
-    group = aws.ec2.SecurityGroup(
-        f"{name}-sg",
-        vpc_id=args.vpc_id,
-        description="database bootstrap function: to the Aurora writer only",
-        revoke_rules_on_delete=True,
-        tags={"Name": f"{name}-sg"},
-        opts=opts,
-    )
-    aws.vpc.SecurityGroupEgressRule(
-        f"{name}-to-db",
-        security_group_id=group.id,
-        referenced_security_group_id=args.database_security_group_id,
-        ip_protocol="tcp",
-        from_port=args.port,
-        to_port=args.port,
-        description="to the Aurora writer here",
-        opts=opts,
-    )
+    groups = SecurityGroups(name, args.vpc_id, opts)
+    group = groups.group("sg", "database bootstrap function: to the Aurora writer only")
+    database = args.database_security_group_id
+    groups.allow("out", "to-db", group.id, args.port, "to the Aurora writer here", peer=database)
     for i, cidr in enumerate(args.remote_database_cidrs):
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-to-remote-db-{i}",
-            security_group_id=group.id,
-            cidr_ipv4=cidr,
-            ip_protocol="tcp",
-            from_port=args.port,
-            to_port=args.port,
-            description="to the Aurora writer in another region, after a failover",
-            opts=opts,
+        groups.allow(
+            "out",
+            f"to-remote-db-{i}",
+            group.id,
+            args.port,
+            "to the Aurora writer in another region, after a failover",
+            cidr=cidr,
         )
-    aws.vpc.SecurityGroupIngressRule(
-        f"{name}-db-from-bootstrap",
-        security_group_id=args.database_security_group_id,
-        referenced_security_group_id=group.id,
-        ip_protocol="tcp",
-        from_port=args.port,
-        to_port=args.port,
-        description="from the database bootstrap function",
-        opts=opts,
+    groups.allow(
+        "in", "db-from-bootstrap", database, args.port, "from the database bootstrap function", peer=group.id
     )
 
     function_name = f"{PROJECT}-{args.stack.stack}-db-bootstrap"

@@ -36,6 +36,7 @@ from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.security import SecurityGroups
 from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
 
 PACKAGE = "failover_prober"
@@ -177,34 +178,26 @@ class AuroraPromotion(pulumi.ComponentResource):
     def _security_group(
         self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions
     ) -> aws.ec2.SecurityGroup:
-        group = aws.ec2.SecurityGroup(
-            f"{name}-sg",
-            vpc_id=args.vpc_id,
-            description="failover prober: the primary writer over the peering, AWS APIs over HTTPS",
-            revoke_rules_on_delete=True,
-            tags={"Name": f"{name}-sg"},
-            opts=opts,
+        groups = SecurityGroups(name, args.vpc_id, opts)
+        group = groups.group(
+            "sg", "failover prober: the primary writer over the peering, AWS APIs over HTTPS"
         )
         for i, cidr in enumerate(args.primary_private_cidrs):
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-to-primary-db-{i}",
-                security_group_id=group.id,
-                cidr_ipv4=cidr,
-                ip_protocol="tcp",
-                from_port=args.database_port,
-                to_port=args.database_port,
-                description="the primary region's Aurora writer, over the VPC peering",
-                opts=opts,
+            groups.allow(
+                "out",
+                f"to-primary-db-{i}",
+                group.id,
+                args.database_port,
+                "the primary region's Aurora writer, over the VPC peering",
+                cidr=cidr,
             )
-        aws.vpc.SecurityGroupEgressRule(
-            f"{name}-https",
-            security_group_id=group.id,
-            cidr_ipv4="0.0.0.0/0",
-            ip_protocol="tcp",
-            from_port=HTTPS_PORT,
-            to_port=HTTPS_PORT,
-            description="RDS, SSM, CloudWatch and SNS in this region (through its NAT)",
-            opts=opts,
+        groups.allow(
+            "out",
+            "https",
+            group.id,
+            HTTPS_PORT,
+            "RDS, SSM, CloudWatch and SNS in this region (through its NAT)",
+            cidr="0.0.0.0/0",
         )
         return group
 

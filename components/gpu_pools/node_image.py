@@ -27,6 +27,7 @@ from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role
 from components.core.node_image import NODE_IMAGE_DIR, RECIPE_DIR, recipe_versions
+from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 from components.gpu_pools.config import NodeImageConfig
 
@@ -176,24 +177,18 @@ class NodeImage(pulumi.ComponentResource):
             child,
             managed_policy_arns=BUILD_INSTANCE_POLICIES,
         )
-        build_sg = aws.ec2.SecurityGroup(
-            f"{name}-build-sg",
-            vpc_id=args.vpc_id,
-            description="node image build instances: out to package mirrors and AWS APIs only",
-            revoke_rules_on_delete=True,
-            tags={"Name": f"{name}-build-sg"},
-            opts=child,
+        groups = SecurityGroups(name, args.vpc_id, child)
+        build_sg = groups.group(
+            "build-sg", "node image build instances: out to package mirrors and AWS APIs only"
         )
         for port in (80, 443):  # Ubuntu's archive is HTTP (signed); the rest is HTTPS
-            aws.vpc.SecurityGroupEgressRule(
-                f"{name}-build-out-{port}",
-                security_group_id=build_sg.id,
-                ip_protocol="tcp",
-                from_port=port,
-                to_port=port,
-                cidr_ipv4="0.0.0.0/0",
-                description="package downloads and AWS APIs during the bake",
-                opts=child,
+            groups.allow(
+                "out",
+                f"build-out-{port}",
+                build_sg.id,
+                port,
+                "package downloads and AWS APIs during the bake",
+                cidr="0.0.0.0/0",
             )
 
         components = [
