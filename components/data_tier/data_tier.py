@@ -188,33 +188,47 @@ class DataTier(pulumi.ComponentResource):
             )
 
         global_member = GLOBAL_MEMBER_IGNORED if global_cluster is not None else None
-        writer = aws.rds.Cluster(
-            f"{name}-{here.region}",
-            engine=ENGINE,
-            engine_version=db.engine_version,
-            engine_mode="provisioned",
-            global_cluster_identifier=global_cluster.id if global_cluster else None,
-            database_name=DATABASE_NAME,
-            master_username=MASTER_USERNAME,
-            master_password=args.master_password,
-            db_subnet_group_name=subnet_groups[here.region].name,
-            db_cluster_parameter_group_name=parameter_groups[here.region].name,
-            vpc_security_group_ids=[self.security_group_ids[here.region]],
-            storage_encrypted=True,
-            kms_key_id=keys[here.region].arn,
-            port=DATABASE_PORT,
-            backup_retention_period=db.backup_retention_days,
-            preferred_backup_window=BACKUP_WINDOW,
-            preferred_maintenance_window=MAINTENANCE_WINDOWS[0],
-            copy_tags_to_snapshot=True,
-            deletion_protection=protect_data,
-            skip_final_snapshot=not protect_data,
-            final_snapshot_identifier=(
-                f"{PROJECT}-{stack.stack}-{here.region}-final" if protect_data else None
-            ),
-            enabled_cloudwatch_logs_exports=["postgresql"],
-            opts=here.options(self, protect=protect_data, ignore_changes=global_member),
-        )
+
+        def cluster(
+            side: RegionContext,
+            maintenance_window: str,
+            master_password: pulumi.Input[str] | None = None,
+            depends_on: Sequence[pulumi.Resource] | None = None,
+        ) -> aws.rds.Cluster:
+            """The cluster in `side`: the writer takes the credentials, a secondary none (it replicates the
+            writer). After a promotion a secondary holds the data, so it keeps a final snapshot too."""
+            is_writer = master_password is not None
+            return aws.rds.Cluster(
+                f"{name}-{side.region}",
+                engine=ENGINE,
+                engine_version=db.engine_version,
+                engine_mode="provisioned",
+                global_cluster_identifier=global_cluster.id if global_cluster else None,
+                database_name=DATABASE_NAME if is_writer else None,
+                master_username=MASTER_USERNAME if is_writer else None,
+                master_password=master_password,
+                db_subnet_group_name=subnet_groups[side.region].name,
+                db_cluster_parameter_group_name=parameter_groups[side.region].name,
+                vpc_security_group_ids=[self.security_group_ids[side.region]],
+                storage_encrypted=True,
+                kms_key_id=keys[side.region].arn,
+                port=DATABASE_PORT,
+                backup_retention_period=db.backup_retention_days,
+                preferred_backup_window=BACKUP_WINDOW,
+                preferred_maintenance_window=maintenance_window,
+                copy_tags_to_snapshot=True,
+                deletion_protection=protect_data,
+                skip_final_snapshot=not protect_data,
+                final_snapshot_identifier=(
+                    f"{PROJECT}-{stack.stack}-{side.region}-final" if protect_data else None
+                ),
+                enabled_cloudwatch_logs_exports=["postgresql"],
+                opts=side.options(
+                    self, depends_on=depends_on, protect=protect_data, ignore_changes=global_member
+                ),
+            )
+
+        writer = cluster(here, MAINTENANCE_WINDOWS[0], master_password=args.master_password)
         writer_instances = self._instances(
             name, here, writer, db.instances, keys, subnet_groups, db.instance_class
         )
@@ -222,38 +236,8 @@ class DataTier(pulumi.ComponentResource):
 
         if standby is not None and global_cluster is not None:
             there = standby.region
-            secondary = aws.rds.Cluster(
-                f"{name}-{there.region}",
-                engine=ENGINE,
-                engine_version=db.engine_version,
-                engine_mode="provisioned",
-                global_cluster_identifier=global_cluster.id,
-                db_subnet_group_name=subnet_groups[there.region].name,
-                db_cluster_parameter_group_name=parameter_groups[there.region].name,
-                vpc_security_group_ids=[self.security_group_ids[there.region]],
-                storage_encrypted=True,
-                kms_key_id=keys[there.region].arn,
-                port=DATABASE_PORT,
-                backup_retention_period=db.backup_retention_days,
-                preferred_backup_window=BACKUP_WINDOW,
-                preferred_maintenance_window=MAINTENANCE_WINDOWS[1],
-                copy_tags_to_snapshot=True,
-                deletion_protection=protect_data,
-                # A secondary takes no credentials (it replicates the writer). After a promotion it holds the
-                # data, so it keeps a final snapshot like the writer.
-                skip_final_snapshot=not protect_data,
-                final_snapshot_identifier=(
-                    f"{PROJECT}-{stack.stack}-{there.region}-final" if protect_data else None
-                ),
-                enabled_cloudwatch_logs_exports=["postgresql"],
-                opts=there.options(
-                    self,
-                    # A secondary can join only once the writer has an instance to replicate from.
-                    depends_on=writer_instances,
-                    protect=protect_data,
-                    ignore_changes=global_member,
-                ),
-            )
+            # A secondary can join only once the writer has an instance to replicate from.
+            secondary = cluster(there, MAINTENANCE_WINDOWS[1], depends_on=writer_instances)
             self._instances(
                 name, there, secondary, db.standby_instances, keys, subnet_groups, db.instance_class
             )
