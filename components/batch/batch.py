@@ -32,8 +32,8 @@ from components.batch.names import (
     repository_name,
 )
 from components.batch.outputs import BatchJobOutputs, BatchOutputs
+from components.core.container_image import node_container_images
 from components.core.context import GcpContext, StackContext
-from components.core.node_image import BUILD_CONTEXT, DOCKERFILE
 from components.model_store import MountSpec
 
 # APIs the batch side calls; enabled by the program so `pulumi up` works on a fresh project (and left on
@@ -96,35 +96,18 @@ class BatchJobs(pulumi.ComponentResource):
         token = gcp.organizations.get_client_config_output(
             opts=pulumi.InvokeOutputOptions(provider=ctx.provider)
         ).access_token
-        builder = docker_build.Provider(f"{name}-docker-build", opts=pulumi.ResourceOptions(parent=self))
-        images: dict[str, pulumi.Output[str]] = {}
-        for engine in sorted({job.engine for job in args.jobs}):
-            image = docker_build.Image(
-                f"{name}-node-{engine}",
-                context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
-                dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
-                build_args={"ENGINE": engine},
-                platforms=[docker_build.Platform.LINUX_AMD64],
-                push=True,
-                tags=[
-                    pulumi.Output.concat(
-                        registry,
-                        "/",
-                        ctx.project,
-                        "/",
-                        repository.repository_id,
-                        f"/node-{engine}:{stack.stack}",
-                    )
-                ],
-                registries=[
-                    docker_build.RegistryArgs(
-                        address=registry, username="oauth2accesstoken", password=pulumi.Output.secret(token)
-                    )
-                ],
-                opts=pulumi.ResourceOptions(parent=self, provider=builder, depends_on=[repository]),
-            )
-            # `ref` is the pushed tag with the build's digest: jobs run exactly what was built.
-            images[engine] = image.ref
+        images = node_container_images(
+            name,
+            self,
+            sorted({job.engine for job in args.jobs}),
+            tag=lambda engine: pulumi.Output.concat(
+                registry, "/", ctx.project, "/", repository.repository_id, f"/node-{engine}:{stack.stack}"
+            ),
+            registry=docker_build.RegistryArgs(
+                address=registry, username="oauth2accesstoken", password=pulumi.Output.secret(token)
+            ),
+            repository=repository,
+        )
 
         database: gcp.firestore.Database | None = None
         protection = "ENABLED" if stack.deletion_protection else "DISABLED"

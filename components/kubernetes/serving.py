@@ -103,9 +103,9 @@ from pulumi_kubernetes.networking.v1 import (
 )
 from pulumi_kubernetes.policy.v1 import PodDisruptionBudget, PodDisruptionBudgetSpecArgs
 
+from components.core.container_image import node_container_images
 from components.core.context import RegionContext, StackContext
 from components.core.iam import policy_document
-from components.core.node_image import BUILD_CONTEXT, DOCKERFILE
 from components.kubernetes.config import KubernetesClusterConfig, ServedModelConfig
 from components.kubernetes.pod import (
     AGENT_CONFIG_DIR,
@@ -410,28 +410,17 @@ class KubernetesServing(pulumi.ComponentResource):
             registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(provider=args.region.provider)
         )
         registry = repository.repository_url.apply(lambda url: url.split("/", 1)[0])
-        builder = docker_build.Provider(f"{name}-docker-build", opts=pulumi.ResourceOptions(parent=self))
-        images: dict[str, pulumi.Input[str]] = {}
-        for engine in engines:
-            image = docker_build.Image(
-                f"{name}-node-{engine}",
-                context=docker_build.BuildContextArgs(location=BUILD_CONTEXT),
-                dockerfile=docker_build.DockerfileArgs(location=DOCKERFILE),
-                build_args={"ENGINE": engine},
-                platforms=[docker_build.Platform.LINUX_AMD64],
-                push=True,
-                tags=[pulumi.Output.concat(repository.repository_url, f":{engine}")],
-                registries=[
-                    docker_build.RegistryArgs(
-                        address=registry,
-                        username=token.user_name,
-                        password=pulumi.Output.secret(token.password),
-                    )
-                ],
-                opts=pulumi.ResourceOptions(parent=self, provider=builder, depends_on=[repository]),
-            )
-            images[engine] = image.ref  # the pushed tag with its digest: pods run exactly what was built
-        return images
+        images = node_container_images(
+            name,
+            self,
+            engines,
+            tag=lambda engine: pulumi.Output.concat(repository.repository_url, f":{engine}"),
+            registry=docker_build.RegistryArgs(
+                address=registry, username=token.user_name, password=pulumi.Output.secret(token.password)
+            ),
+            repository=repository,
+        )
+        return dict(images)
 
     # --- helpers -------------------------------------------------------------------------------------------
 
