@@ -25,7 +25,7 @@ import pulumi_aws as aws
 
 from components.controller.budget import RUN_SECONDS
 from components.controller.config import ControllerConfig
-from components.core.alarms import alarm
+from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
@@ -350,20 +350,14 @@ class FleetController(pulumi.ComponentResource):
 
     def _alarms(self, function: aws.lambda_.Function, opts: pulumi.ResourceOptions) -> None:
         name, args = self._name, self._args
-        alarm(
+        function_errors_alarm(
             f"{name}-errors",
             args.topic_arn,
             opts,
+            function,
             description="A fleet controller run failed: the region's nodes may not be watched.",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": function.name},
-            statistic="Sum",
-            period=60,
             evaluation_periods=3,
             datapoints_to_alarm=2,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=1,
         )
         alarm(
             f"{name}-blind",

@@ -28,3 +28,32 @@ def alarm(
         opts=opts,
         **settings,
     )
+
+
+def function_errors_alarm(
+    name: str,
+    topic_arn: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+    function: aws.lambda_.Function,
+    *,
+    description: str,
+    evaluation_periods: int = 1,
+    datapoints_to_alarm: int | None = None,
+) -> aws.cloudwatch.MetricAlarm:
+    """Failed runs of `function`: at least one error in `datapoints_to_alarm` (default: every one) of the
+    last `evaluation_periods` minutes."""
+    return alarm(
+        name,
+        topic_arn,
+        opts,
+        description=description,
+        namespace="AWS/Lambda",
+        metric_name="Errors",
+        dimensions={"FunctionName": function.name},
+        statistic="Sum",
+        period=60,
+        evaluation_periods=evaluation_periods,
+        datapoints_to_alarm=datapoints_to_alarm,
+        comparison_operator="GreaterThanOrEqualToThreshold",
+        threshold=1,
+    )

@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.core.alarms import alarm
+from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
@@ -209,19 +209,12 @@ class AuroraPromotion(pulumi.ComponentResource):
         queue: aws.sqs.Queue,
         opts: pulumi.ResourceOptions,
     ) -> None:
-        alarm(
+        function_errors_alarm(
             f"{name}-errors",
             args.topic_arn,
             opts,
+            function,
             description="The failover prober failed a run: it may not be watching the primary region.",
-            namespace="AWS/Lambda",
-            metric_name="Errors",
-            dimensions={"FunctionName": function.name},
-            statistic="Sum",
-            period=60,
-            evaluation_periods=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            threshold=1,
         )
         alarm(
             f"{name}-failures-queued",
