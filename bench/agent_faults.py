@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from node_image.agent.tests.agent_testkit.fake_metadata import FakeImds, WebhookReceiver  # noqa: E402
 from node_image.agent.tests.agent_testkit.harness import (  # noqa: E402
     LLAMA_SERVER,
+    AgentProcess,
     completion,
     generated_tokens,
-    to_toml,
 )
 from node_image.agent.tests.agent_testkit.net import free_port, serving, wait_for  # noqa: E402
 from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama  # noqa: E402
@@ -60,41 +59,13 @@ def poll_until(condition, timeout: float, what: str) -> float:
     sys.exit(f"timed out after {timeout} s waiting for {what}")
 
 
-class Agent:
-    def __init__(self, work: Path, config: dict) -> None:
-        self.url = f"http://127.0.0.1:{config['server']['port']}"
-        (work / "agent.toml").write_text(to_toml(config))
-        self.log = (work / "agent.log").open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleet_agent.main", "run", "--config", str(work / "agent.toml")],
-            stdout=self.log, stderr=self.log,
-        )  # fmt: skip
-        self.http = httpx.Client(base_url=self.url, timeout=5)
-
-    def status(self) -> dict:
-        return self.http.get("/status").json()
-
-    def ready(self) -> bool:
-        return self.http.get("/readyz").status_code == 200
-
-    def wait_ready(self, timeout: float = 120) -> dict:
-        wait_for(self.ready, timeout, "the agent to be ready")
-        return self.status()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(120)
-        self.log.close()
-
-
-def crash_trial(agent: Agent) -> float:
+def crash_trial(agent: AgentProcess) -> float:
     pid = agent.wait_ready()["engine"]["pid"]
     os.kill(pid, signal.SIGKILL)
     return poll_until(lambda: not agent.ready(), 10, "not-ready after SIGKILL")
 
 
-def wedge_trial(agent: Agent) -> tuple[float, float]:
+def wedge_trial(agent: AgentProcess) -> tuple[float, float]:
     pid = agent.wait_ready()["engine"]["pid"]
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -110,7 +81,7 @@ def wedge_trial(agent: Agent) -> tuple[float, float]:
     return degraded, recovered
 
 
-def notice_trial(agent: Agent, imds: FakeImds, hook: WebhookReceiver) -> dict:
+def notice_trial(agent: AgentProcess, imds: FakeImds, hook: WebhookReceiver) -> dict:
     agent.wait_ready()
     body = completion(max_tokens=STREAM_TOKENS, stream=True)
     headers = {"Authorization": f"Bearer {API_KEY}"}
@@ -167,7 +138,7 @@ def main() -> None:
             "preemption": {"provider": "aws", "aws_imds_url": metadata.url},
             "drain": {"hooks": [{"kind": "webhook", "url": receiver.url + "/drained"}]},
         }  # fmt: skip
-        agent = Agent(work, config)
+        agent = AgentProcess(work, config)
         try:
             wedges = []
             for trial in range(1, args.wedge_trials + 1):

@@ -23,18 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -43,8 +39,8 @@ sys.path.insert(0, str(ROOT / "node_image" / "agent"))
 from fleet_agent.config import GpuConfig  # noqa: E402
 from fleet_agent.gpu.backend import GpuUnavailable  # noqa: E402
 from fleet_agent.gpu.health import assess, throttle_names  # noqa: E402
-from node_image.agent.tests.agent_testkit.harness import FAKE_VLLM, to_toml  # noqa: E402
-from node_image.agent.tests.agent_testkit.net import free_port, wait_for  # noqa: E402
+from node_image.agent.tests.agent_testkit.harness import FAKE_VLLM, AgentProcess  # noqa: E402
+from node_image.agent.tests.agent_testkit.net import free_port  # noqa: E402
 
 API_KEY = "bench-key"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -144,51 +140,29 @@ def engine_config(work: Path, llama_server: Path | None) -> dict[str, Any]:
             "executable": [str(llama_server)]}  # fmt: skip
 
 
-class AgentProcess:
-    def __init__(self, work: Path, engine: dict[str, Any]) -> None:
-        port = free_port()
-        config = {
-            "node": {"id": "gpu-bench", "accelerator": "gpu"},
-            "engine": engine,
-            "server": {"host": "127.0.0.1", "port": port, "api_key_file": str(work / "key")},
-            "probes": {"gpu_period_s": GPU_PERIOD_S},
-        }
-        (work / "key").write_text(API_KEY)
-        (work / "agent.toml").write_text(to_toml(config))
-        self.log_path = work / "agent.log"
-        self.log = self.log_path.open("w")
-        agent_path = [str(ROOT / "node_image" / "agent"), *filter(None, [os.environ.get("PYTHONPATH")])]
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fleet_agent.main", "run", "--config", str(work / "agent.toml")],
-            stdout=self.log, stderr=self.log, env={**os.environ, "PYTHONPATH": os.pathsep.join(agent_path)},
-        )  # fmt: skip
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+def agent_config(work: Path, engine: dict[str, Any]) -> dict[str, Any]:
+    (work / "key").write_text(API_KEY)
+    return {
+        "node": {"id": "gpu-bench", "accelerator": "gpu"},
+        "engine": engine,
+        "server": {"host": "127.0.0.1", "port": free_port(), "api_key_file": str(work / "key")},
+        "probes": {"gpu_period_s": GPU_PERIOD_S},
+    }
 
-    def status(self) -> dict[str, Any]:
-        return self.http.get("/status").json()
 
-    def ready(self) -> bool:
-        return self.http.get("/readyz").status_code == 200
+def gpu_gauges(agent: AgentProcess) -> dict[str, float]:
+    text = agent.http.get("/metrics").text
+    return {
+        m["name"]: float(m["value"])
+        for m in re.finditer(r'^(?P<name>fleet_agent_gpu_\w+)\{gpu="0"\} (?P<value>\S+)$', text, re.M)
+    }
 
-    def gauges(self) -> dict[str, float]:
-        text = self.http.get("/metrics").text
-        return {
-            m["name"]: float(m["value"])
-            for m in re.finditer(r'^(?P<name>fleet_agent_gpu_\w+)\{gpu="0"\} (?P<value>\S+)$', text, re.M)
-        }
 
-    def complete(self) -> dict[str, Any]:
-        body = {"model": MODEL, "prompt": "GPU check", "max_tokens": 8}
-        headers = {"Authorization": f"Bearer {API_KEY}"}
-        response = self.http.post("/v1/completions", json=body, headers=headers)
-        return {"status": response.status_code, "usage": response.json().get("usage")}
-
-    def terminate(self) -> tuple[int, float]:
-        started = time.perf_counter()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(120)
-        self.log.close()
-        return code, time.perf_counter() - started
+def complete(agent: AgentProcess) -> dict[str, Any]:
+    body = {"model": MODEL, "prompt": "GPU check", "max_tokens": 8}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    response = agent.http.post("/v1/completions", json=body, headers=headers)
+    return {"status": response.status_code, "usage": response.json().get("usage")}
 
 
 def under_load(agent: AgentProcess, seconds: float, hold_gib: int) -> dict[str, Any]:
@@ -204,7 +178,7 @@ def under_load(agent: AgentProcess, seconds: float, hold_gib: int) -> dict[str, 
     while load.poll() is None:
         status = agent.status()
         samples.append({"state": status["state"], "gpu": status["gpu"]})
-        scraped = agent.gauges()
+        scraped = gpu_gauges(agent)
         busy = "fleet_agent_gpu_utilization_ratio"
         if scraped.get(busy, 0.0) >= gauges.get(busy, 0.0):
             gauges = scraped
@@ -241,20 +215,21 @@ def main() -> None:
     print(f"NVML: {[d['name'] for d in facts['devices']]}, matches nvidia-smi: {facts['matches_nvidia_smi']}")
 
     work = Path(tempfile.mkdtemp(prefix="gpu-node-bench-"))
-    agent = AgentProcess(work, engine_config(work, args.llama_server))
+    agent = AgentProcess(work, agent_config(work, engine_config(work, args.llama_server)))
     try:
         started = time.perf_counter()
-        wait_for(agent.ready, 120, "the agent to be ready on the GPU")
+        status = agent.wait_ready()
         ready_s = time.perf_counter() - started
-        idle: dict[str, Any] = agent.status()["gpu"]
-        engine = agent.status()["engine"]
-        engine_mib = engine_gpu_memory_mib(engine["pid"])
+        idle: dict[str, Any] = status["gpu"]
+        engine_mib = engine_gpu_memory_mib(status["engine"]["pid"])
         print(f"agent ready after {ready_s:.1f} s; GPU healthy: {idle['healthy']}; engine: {engine_mib} MiB")
         load = under_load(agent, args.load_seconds, args.hold_gib)
         print(f"under load: states {load['states_seen']}, max utilization {load['max_utilization_pct']} %")
-        completion = agent.complete()
+        completion = complete(agent)
     finally:
-        code, drain_s = agent.terminate()
+        stopping = time.perf_counter()
+        code = agent.stop()
+        drain_s = time.perf_counter() - stopping
     log_tail = agent.log_path.read_text().splitlines()[-5:]
     print(
         json.dumps(

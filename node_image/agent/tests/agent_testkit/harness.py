@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -140,6 +143,42 @@ def generated_tokens(stream_text: str) -> int:
     final = json.loads(events[-2])
     assert final["choices"][0]["finish_reason"] == "length"
     return final["usage"]["completion_tokens"]
+
+
+class AgentProcess:
+    """The agent as its own process (`fleet-agent run`, as systemd runs it on a node), logging to
+    `work/agent.log`; for benches, which measure it from outside."""
+
+    def __init__(self, work: Path, config: dict[str, Any]) -> None:
+        self.url = f"http://127.0.0.1:{config['server']['port']}"
+        (work / "agent.toml").write_text(to_toml(config))
+        self.log_path = work / "agent.log"
+        self.log = self.log_path.open("w")
+        # The agent's package on the path too, for an interpreter outside the project's environment.
+        path = [str(SUPPORT.parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "fleet_agent.main", "run", "--config", str(work / "agent.toml")],
+            stdout=self.log, stderr=self.log, env={**os.environ, "PYTHONPATH": os.pathsep.join(path)},
+        )  # fmt: skip
+        self.http = httpx.Client(base_url=self.url, timeout=5)
+
+    def status(self) -> dict[str, Any]:
+        return self.http.get("/status").json()
+
+    def ready(self) -> bool:
+        return self.http.get("/readyz").status_code == 200
+
+    def wait_ready(self, timeout: float = 120) -> dict[str, Any]:
+        wait_for(self.ready, timeout, "the agent to be ready")
+        return self.status()
+
+    def stop(self) -> int | None:
+        """SIGTERM (a drain) and wait for the exit; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(120)
+        self.log.close()
+        return self.process.returncode
 
 
 class RunningAgent:
