@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from node_image.agent.tests.agent_testkit.harness import LLAMA_SERVER, to_toml  # noqa: E402
-from node_image.agent.tests.agent_testkit.net import free_port, wait_for  # noqa: E402
+from node_image.agent.tests.agent_testkit.harness import LLAMA_SERVER, AgentProcess  # noqa: E402
+from node_image.agent.tests.agent_testkit.net import free_port  # noqa: E402
 from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama  # noqa: E402
 
 API_KEY = "bench-key"
@@ -142,18 +142,9 @@ def main() -> None:
                    "port": engine_port},
         "server": {"host": "127.0.0.1", "port": agent_port, "api_key_file": str(work / "key")},
     }  # fmt: skip
-    (work / "agent.toml").write_text(to_toml(config))
-    agent_log = (work / "agent.log").open("w")
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "fleet_agent.main", "run", "--config", str(work / "agent.toml")],
-        stdout=agent_log, stderr=agent_log,
-    )  # fmt: skip
+    agent = AgentProcess(work, config)
     try:
-        import httpx
-
-        wait_for(
-            lambda: httpx.get(f"http://127.0.0.1:{agent_port}/readyz").status_code == 200, 60, "agent ready"
-        )
+        agent.wait_ready(60)
         targets = {
             "direct": (engine_port, build_request(engine_port, args.max_tokens, with_key=False)),
             "agent": (agent_port, build_request(agent_port, args.max_tokens, with_key=True)),
@@ -176,11 +167,9 @@ def main() -> None:
                 print(f"{level:>4} {name:>7} {summary['p50_ms']:>8.3f} {summary['p99_ms']:>8.3f} "
                       f"{summary['rps']:>8.1f} {summary['requests']:>6}")  # fmt: skip
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(60)
+        agent.stop()
         os.killpg(engine.pid, signal.SIGTERM)
         engine.wait(30)
-        agent_log.close()
 
     one, top = results[1], results[LEVELS[-1]]
     print(
