@@ -16,8 +16,6 @@ NAME_PREFIX = "fleet"
 
 # The status collection every job's documents live in (one document per submitted job, keyed by job id).
 STATUS_COLLECTION = "jobs"
-# Where the job's input and results live in its bucket.
-RESULTS_PREFIX = "results"
 # The environment variable jobs:run overrides with the submitted job's id.
 JOB_ID_ENV = "FLEET_JOB_ID"
 # The container's name in the job template (containerOverrides name it).
@@ -92,10 +90,6 @@ def database_name(stack: str) -> str:
 def repository_name(stack: str) -> str:
     """The stack's Artifact Registry repository for the node image."""
     return f"{NAME_PREFIX}-{stack}-images"
-
-
-def document_path(project: str, stack: str, job_id: str) -> str:
-    return f"projects/{project}/databases/{database_name(stack)}/documents/{STATUS_COLLECTION}/{job_id}"
 
 
 def job_id_for(job: str, idempotency_key: str) -> str:

@@ -120,8 +120,6 @@ ROUTE53_HEALTH_CHECK_INTERVALS: tuple[int, ...] = (10, 30)
 ROUTE53_PROBE_TIMEOUT_SECONDS = 4 + 2
 # An alias record to a load balancer answers with the load balancer's own TTL, which is 60 s.
 ALIAS_TO_ALB_TTL_SECONDS = 60
-# Route53 health checks, per month (Route53 pricing): a calculated check is billed as a basic check.
-ROUTE53_BASIC_HEALTH_CHECK_USD_MONTH = 0.50
 
 # ElastiCache node types offered for the gateway's Redis (Graviton; TLS and auth supported on all).
 ELASTICACHE_NODE_TYPES: tuple[str, ...] = (

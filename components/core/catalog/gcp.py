@@ -52,9 +52,6 @@ CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES = 5000
 CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS = (15, 1800)
 # CreateTask: a task is at most 100 KB.
 CLOUD_TASKS_MAX_TASK_BYTES = 100 * 1024
-# A named task's name cannot be reused for about an hour after the task ran or was deleted (queues made
-# through the Cloud Tasks API; 9 days for queue.yaml queues).
-CLOUD_TASKS_NAME_REUSE_SECONDS = 3600
 
 # --- labels (Resource Manager "Labels" requirements) ----------------------------------------------------
 
