@@ -3,6 +3,7 @@
     fleet plan --stack dev|prod [--format table|json] [--out FILE] [--policy-config FILE] [-C DIR]
     fleet jobs submit|status|wait --stack STACK --job JOB ...   (fleet/jobs.py: its own exit codes)
     fleet models sync SOURCE --to MOUNT | verify --at MOUNT ... (fleet/models.py: its own exit codes)
+    fleet sandbox up|status|logs|load|drill|down ...            (fleet/sandbox/cli.py: its own exit codes)
 
 Renders the stack with the real program under Pulumi's mock runtime: no cloud account, no Pulumi CLI.
 The policy pack in policies/ runs over what the program declared, with its defaults or the same JSON file
@@ -41,14 +42,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     plan.add_argument("-C", "--cwd", type=Path, default=Path.cwd(), help="run as if started in DIR")
     from fleet import jobs, models
+    from fleet.sandbox import cli as sandbox
 
     jobs.add_parser(commands)
     models.add_parser(commands)
+    sandbox.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "jobs":
         return jobs.run(args)
     if args.command == "models":
         return models.run(args)
+    if args.command == "sandbox":
+        return sandbox.run(args)
     return _plan(args.stack, args.format, args.out, args.cwd, args.policy_config)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-LAUNCHER = Path(__file__).resolve().parents[2] / "node_image/agent/tests/agent_testkit/llama_server.py"
+LAUNCHER = Path(__file__).resolve().parents[2] / "fleet/sandbox/llama_server.py"
 # Canaries ask for one token each; batch items for more.
 CRASH_AFTER_TOKENS = 16
 

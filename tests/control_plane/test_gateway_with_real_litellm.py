@@ -37,7 +37,7 @@ from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama
 
 REGION = "us-east-1"
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-LLAMA_SERVER = PROJECT_DIR / "node_image" / "agent" / "tests" / "agent_testkit" / "llama_server.py"
+LLAMA_SERVER = PROJECT_DIR / "fleet" / "sandbox" / "llama_server.py"
 MASTER_KEY = "sk-test-master-key-0123456789"
 
 

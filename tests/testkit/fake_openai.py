@@ -1,49 +1,8 @@
-"""A serverless OpenAI-compatible endpoint on loopback (what a RunPod or Modal vLLM worker serves):
-/v1/completions and /v1/chat/completions answer a fixed text naming the endpoint, and every call is
-recorded with the key it carried."""
+"""A serverless OpenAI-compatible endpoint on loopback: the sandbox's emulated fallback provider,
+`fleet.sandbox.serverless`."""
 
-from __future__ import annotations
+from fleet.sandbox.serverless import ANSWER, ServerlessEndpoint
 
-import json
-import time
-from typing import Any
+FakeOpenAI = ServerlessEndpoint
 
-from node_image.agent.tests.agent_testkit.asgi import Receive, Scope, Send, header, read_body, respond
-
-ANSWER = "served by the serverless fallback"
-
-
-class FakeOpenAI:
-    def __init__(self, api_key: str) -> None:
-        self.api_key = api_key
-        self.calls: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        body = json.loads(await read_body(receive) or b"{}")
-        if header(scope, "authorization") != f"Bearer {self.api_key}":
-            await respond(
-                send, 401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}}
-            )
-            return
-        path = scope["path"]
-        self.calls.append({"path": path, "body": body})
-        usage = {"prompt_tokens": 1, "completion_tokens": 5, "total_tokens": 6}
-        common = {"id": f"cmpl-{len(self.calls)}", "created": int(time.time()), "model": body.get("model")}
-        if path.endswith("/chat/completions"):
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": ANSWER},
-                "finish_reason": "stop",
-            }
-            await respond(
-                send, 200, {**common, "object": "chat.completion", "choices": [choice], "usage": usage}
-            )
-        elif path.endswith("/completions"):
-            choice = {"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}
-            await respond(
-                send, 200, {**common, "object": "text_completion", "choices": [choice], "usage": usage}
-            )
-        else:
-            await respond(send, 404, {"error": {"message": f"no route {path}"}})
+__all__ = ["ANSWER", "FakeOpenAI"]

@@ -1,9 +1,7 @@
 """The real LiteLLM proxy (PyPI `litellm[proxy]`, pinned at the gateway image's version) on 127.0.0.1 for
-a test: a config (a mapping or a file) in, a base URL out, stopped cleanly on exit.
+a test: a config (a mapping or a file) in, a base URL out, stopped cleanly on exit. It starts as the
+sandbox starts it (`fleet.sandbox.litellm`: offline, one worker).
 
-Offline, as on these machines:
-- HF_HUB_OFFLINE=1 and LITELLM_LOCAL_MODEL_COST_MAP: no tokenizer or price-map downloads at start;
-- one worker (two on two cores restart each other without `--timeout_worker_healthcheck`);
 - `database="unreachable"`: a Prisma client stand-in whose database never answers (the image ships the
   generated client; generating it downloads engines), with DATABASE_URL set, so LiteLLM runs its real
   code paths for an unreachable database. `database="none"`: no DATABASE_URL at all.
@@ -15,12 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,14 +22,20 @@ from typing import Any, Literal
 
 import yaml
 
-from node_image.agent.tests.agent_testkit.net import free_port
+from fleet.sandbox.litellm import (
+    OFFLINE_ENV,
+    litellm_binary,
+    start_litellm,
+    stop_litellm,
+    wait_until_live,
+)
+from fleet.sandbox.net import free_port
 
 UNREACHABLE_DATABASE = Path(__file__).resolve().parent / "unreachable_database"
 # A port nothing listens on (bound, then released): a database that refuses connections.
 CLOSED_DATABASE_URL = (
     "postgresql://litellm_gateway:x@127.0.0.1:{port}/litellm?sslmode=disable&connect_timeout=2"
 )
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "WARNING"}
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,6 @@ class LiteLLMProxy:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def litellm_binary() -> str:
-    return str(Path(sys.executable).with_name("litellm"))
 
 
 def proxy_environment(
@@ -89,25 +85,15 @@ def running_litellm(
         directory = Path(tmp)
         port = free_port()
         log = directory / "litellm.log"
-        command = [
-            litellm_binary(), "--config", str(_config_file(config, directory)), "--port", str(port),
-            "--host", "127.0.0.1", "--num_workers", "1", *args,
-        ]  # fmt: skip
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                command,
-                env=proxy_environment(env, database),
-                cwd=directory,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = start_litellm(
+            _config_file(config, directory), port, proxy_environment(env, database), log, directory, args
+        )
         proxy = LiteLLMProxy(f"http://127.0.0.1:{port}", port, log)
         try:
-            _wait_until_live(proxy, process, start_timeout)
+            wait_until_live(proxy.base_url, process, log, start_timeout)
             yield proxy
         finally:
-            _stop(process)
+            stop_litellm(process)
 
 
 def run_litellm(
@@ -130,35 +116,3 @@ def run_litellm(
             timeout=timeout,
             check=False,
         )
-
-
-def _wait_until_live(proxy: LiteLLMProxy, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"LiteLLM exited with {process.returncode} before serving:\n{proxy.output()[-4000:]}"
-            )
-        try:
-            with urllib.request.urlopen(f"{proxy.base_url}/health/liveliness", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise TimeoutError(f"LiteLLM did not serve within {timeout:g} s:\n{proxy.output()[-4000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes], grace: float = 5) -> None:
-    """SIGTERM to the proxy's process group (its workers too), SIGKILL after `grace` s: a proxy whose
-    database is unreachable may hold its shutdown for spend logs it can never write."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(5)

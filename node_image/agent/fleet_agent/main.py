@@ -13,10 +13,14 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet_agent import __version__
 from fleet_agent import constants as c
 from fleet_agent.config import AgentConfig, ConfigError, WebhookHook, load_config
+
+if TYPE_CHECKING:
+    from fleet_agent.gpu.backend import GpuBackend
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -96,12 +100,13 @@ def run_cli(argv: list[str] | None = None) -> int:
     return asyncio.run(serve(config, sock))
 
 
-async def serve(config: AgentConfig, sock: socket.socket) -> int:
+async def serve(config: AgentConfig, sock: socket.socket, *, gpu_backend: GpuBackend | None = None) -> int:
+    """Serve until drained. `gpu_backend`: NVML's unless given (the sandbox's nodes run an emulated GPU)."""
     from fleet_agent.agent import Agent
     from fleet_agent.drain import DrainNotice
     from fleet_agent.server import AgentApp, make_server
 
-    agent = Agent(config)
+    agent = Agent(config, gpu_backend=gpu_backend)
     app = AgentApp(agent)
     server = make_server(app, timeout_graceful_shutdown=int(config.drain.timeout_s))
     exit_requested = asyncio.Event()

@@ -25,8 +25,9 @@ from fleet_agent.server import AgentApp, bind, make_server
 from .net import free_port, wait_for
 
 SUPPORT = Path(__file__).resolve().parent
-LLAMA_SERVER = [sys.executable, str(SUPPORT / "llama_server.py")]
 REPO_ROOT = SUPPORT.parents[3]
+# llama.cpp's own server from the xllamacpp wheel, behind llama-server's flags (the sandbox's launcher).
+LLAMA_SERVER = [sys.executable, str(REPO_ROOT / "fleet" / "sandbox" / "llama_server.py")]
 # The fake `vllm` is a module of this test package, so it is started through it; sys.argv[1:] is
 # then "serve MODEL --host ...", as the real CLI gets it.
 FAKE_VLLM = [

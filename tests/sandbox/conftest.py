@@ -1,0 +1,60 @@
+"""One dev sandbox for the module (`fleet sandbox up` as a user runs it, in a directory of its own), and
+`down` after it whatever happened. Starting one takes about a minute on two busy cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet.sandbox.juicefs import fuse_problem
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+UP_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    dir: Path
+    base_url: str
+    api_key: str
+    up_output: str
+
+    def fleet(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return fleet("sandbox", *args, "--dir", str(self.dir), timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        done = self.fleet("status", "--json", timeout=60)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+def fleet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The `fleet` command as a user runs it (its own process, from the project directory)."""
+    return subprocess.run(
+        [sys.executable, "-c", "from fleet.cli import run; run()", *args],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=timeout, check=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    problem = fuse_problem()
+    if problem:
+        pytest.skip(problem)
+    directory = tmp_path_factory.mktemp("sandbox")
+    up = fleet("sandbox", "up", "--stack", "dev", "--dir", str(directory), timeout=UP_TIMEOUT_S)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((directory / "state.json").read_text())
+        yield Sandbox(directory, state["baseUrl"], state["apiKey"], up.stdout)
+    finally:
+        fleet("sandbox", "down", "--dir", str(directory), timeout=180)

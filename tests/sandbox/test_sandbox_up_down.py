@@ -1,0 +1,65 @@
+"""`fleet sandbox up` on the dev stack: the URL it prints answers the OpenAI SDK through the rendered
+gateway and the pool's node; `up` again changes nothing; `status` shows the node in service; `down`
+leaves no process and no mount behind. (The last test ends the module's sandbox.)"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import openai
+import pytest
+
+from fleet.sandbox.juicefs import mounts_under
+from fleet.sandbox.state import marked_processes
+
+from .conftest import Sandbox
+
+
+def test_up_prints_a_base_url_the_openai_sdk_answers_on(sandbox: Sandbox) -> None:
+    assert f"base URL  {sandbox.base_url}" in sandbox.up_output
+    assert f"API key   {sandbox.api_key}" in sandbox.up_output
+    assert "emulated:" in sandbox.up_output
+    client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
+    assert {"llama-3.1-8b", "gpt-4o-mini"} <= {m.id for m in client.models.list()}
+    answer = client.chat.completions.with_raw_response.create(
+        model="llama-3.1-8b", messages=[{"role": "user", "content": "hello"}], max_tokens=8,
+        extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    # The route's own pool served it (LiteLLM names the deployment), through its load balancer.
+    assert answer.headers["x-litellm-model-id"] == "llama-3.1-8b/pool/llama-8b"
+    completion = answer.parse()
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None and completion.usage.completion_tokens == 8
+
+
+def test_up_again_changes_nothing(sandbox: Sandbox) -> None:
+    before = sandbox.status()
+    again = sandbox.fleet("up", "--stack", "dev", timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"base URL  {sandbox.base_url}" in again.stdout
+    after = sandbox.status()
+    ids = lambda s: [n["id"] for r in s["regions"] for p in r["pools"] for n in p["nodes"]]  # noqa: E731
+    assert ids(after) == ids(before)
+    other = sandbox.fleet("up", "--stack", "prod", timeout=120)
+    assert other.returncode == 2 and "a dev sandbox runs in" in other.stderr
+
+
+def test_status_shows_the_node_in_service_and_the_routes(sandbox: Sandbox) -> None:
+    text = sandbox.fleet("status", timeout=60).stdout
+    assert re.search(r"i-[0-9a-f]+\s+llama-8b\s+ready\s+healthy\s+InService", text), text
+    assert "llama-3.1-8b/pool/llama-8b" in text and "emulated:" in text
+    (region,) = sandbox.status()["regions"]
+    assert region["redis"] == "up" and region["gatewayUp"]
+
+
+def test_down_leaves_no_process_and_no_mount(sandbox: Sandbox) -> None:
+    assert marked_processes(sandbox.dir), "the sandbox's processes carry its marker"
+    assert mounts_under(sandbox.dir), "each node mounts the model store"
+    done = sandbox.fleet("down", timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert marked_processes(sandbox.dir) == []
+    assert mounts_under(sandbox.dir) == []
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(sandbox.base_url + "/models", timeout=5)
+    assert "nothing runs" in sandbox.fleet("down", timeout=60).stdout
