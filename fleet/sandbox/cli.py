@@ -96,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
         from fleet.sandbox import drills, load
 
         client = _client(state)
+        api_key = (state.read() or {})["apiKey"]
         if args.action == "load":
-            return load.run(client, args)
-        return drills.run(client, args)
+            return load.run(client, api_key, args)
+        return drills.run(client, api_key, args)
     except SandboxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

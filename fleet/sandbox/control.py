@@ -188,6 +188,27 @@ def snapshot(sandbox: Sandbox) -> dict[str, Any]:
         "regions": regions,
         "serverless": {"url": sandbox.serverless_url, "calls": len(sandbox.serverless.calls)},
         "budgets": sandbox.plan.budgets,
+        "targetGroups": {
+            p.name: {
+                "interval": p.target_group.health.interval_s,
+                "timeout": p.target_group.health.timeout_s,
+                "healthyThreshold": p.target_group.health.healthy_threshold,
+                "unhealthyThreshold": p.target_group.health.unhealthy_threshold,
+                "deregistrationDelay": p.target_group.deregistration_delay_s,
+            }
+            for p in sandbox.plan.pools
+        },
+        "lifecycleHooks": {p.name: {"heartbeatTimeout": p.hook_timeout_s} for p in sandbox.plan.pools},
+        "instanceWarmup": {p.name: p.instance_warmup_s for p in sandbox.plan.pools},
+        "controllerSettings": {
+            r.spec.region: {
+                "boot_grace_s": r.controller.settings.boot_grace_s,
+                "tick_s": r.controller.settings.tick_s,
+            }
+            for r in sandbox.regions
+            if r.controller is not None
+        },
+        "autoscalingApi": sandbox.autoscaling_url,
         "failoverTerms": (sandbox.plan.outputs.get("failover") or {}),
         "emulated": list(EMULATED),
     }
@@ -218,7 +239,9 @@ class ControlApi:
                         send, 400, {"error": f"no fault {order.get('kind')!r}; one of {sorted(FAULTS)}"}
                     )
                     return
-                event = sandbox.events.add("fault", **order)
+                event = sandbox.events.add(
+                    "fault", fault=order["kind"], **{k: v for k, v in order.items() if k != "kind"}
+                )
                 result = await asyncio.to_thread(fault, sandbox, order)
                 await respond(send, 200, {**result, "at": event["at"]})
             elif method == "POST" and path == "/shutdown":

@@ -244,10 +244,10 @@ class Node:
         return state
 
     def agent_pids(self) -> list[int]:
-        """The agent's process group: the agent and the engine it spawned."""
+        """The agent and everything it started (the engine runs in a process group of its own)."""
         if self.process is None or self.process.poll() is not None:
             return []
-        return _group_members(self.process.pid)
+        return [self.process.pid, *_descendants(self.process.pid)]
 
     def engine_pids(self) -> list[int]:
         if self.process is None:
@@ -310,16 +310,22 @@ class Node:
         }
 
 
-def _group_members(pgid: int) -> list[int]:
-    members = []
+def _descendants(pid: int) -> list[int]:
+    """Live processes below `pid` (by their parent ids in /proc)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def config_toml(config: Mapping[str, Any]) -> str:

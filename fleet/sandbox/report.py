@@ -84,3 +84,65 @@ def event_line(e: dict[str, Any]) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(e["at"])) + f".{int(e['at'] * 1000) % 1000:03d}"
     rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "kind"))
     return f"{stamp} {e['kind']:<20} {rest}"
+
+
+def _seconds(q: dict[str, float | None]) -> str:
+    return "  ".join(f"{k} {'-' if v is None else f'{v:.2f} s'}" for k, v in q.items())
+
+
+def load_text(f: dict[str, Any], base_url: str) -> str:
+    share = f["ownPoolShare"]
+    own = "-" if share is None else f"{100 * share:.1f} %"
+    kinds = ", ".join(f"{k} {v}" for k, v in f["errorsByKind"].items())
+    return "\n".join(
+        [
+            f"load: {f['requests']} requests over {f['durationSeconds']:g} s at {f['rps']:g}/s to "
+            f"{f['model']} through {base_url} ({f['streamed']} streamed, {f['maxTokens']} tokens each)",
+            f"  latency      {_seconds(f['latencySeconds'])}",
+            f"  first token  {_seconds(f['timeToFirstTokenSeconds'])}   (streams)",
+            f"  errors       {f['errors']}" + (f" ({kinds})" if kinds else ""),
+            f"  truncations  {f['silentTruncations']} silent (ended without an error, short of max_tokens)",
+            f"  served by    own pools {f['servedByOwnPools']} ({own}), fallback {f['servedByFallback']}",
+            EMULATED_LINE,
+        ]
+    )
+
+
+def _measure(label: str, m: dict[str, Any]) -> str:
+    took = "not seen" if m["seconds"] is None else f"after {m['seconds']:.1f} s"
+    budget = "no budget" if m["budgetSeconds"] is None else f"budget {m['budgetSeconds']:g} s"
+    verdict = "" if m["verdict"] in ("no budget", "not seen") else f" [{m['verdict']}]"
+    return f"  {label:<10} {m['what']}: {took}; {budget}{verdict}\n             ({m['budgetSource']})"
+
+
+def drill_text(r: dict[str, Any]) -> str:
+    c = r["client"]
+    target = ", ".join(f"{k} {v}" for k, v in r["target"].items() if not isinstance(v, float))
+    kinds = ", ".join(f"{k} {v}" for k, v in c["errorsByKind"].items())
+    lines = [
+        f"drill {r['drill']} on {r['stack']}: {r['summary']}",
+        f"  target     {target}; injected {r['injectedAfterSeconds']:g} s into the load",
+        f"  client     {c['errors']} error(s)"
+        + (f" ({kinds})" if kinds else "")
+        + f", {c['silentTruncations']} silent truncation(s), of {c['requests']} requests "
+        f"({c['streamed']} streamed); own pools {c['servedByOwnPools']}, fallback {c['servedByFallback']}",
+        f"  latency    {_seconds(c['latencySeconds'])}",
+        _measure("detected", r["detected"]),
+        _measure("recovered", r["recovered"]),
+    ]
+    if "errorsAfterDnsWindow" in c:
+        lines.append(f"  after the DNS window: {c['errorsAfterDnsWindow']} error(s)")
+    if r["goal"]:
+        met = {True: "MET", False: "MISSED", None: "-"}[r["goalMet"]]
+        lines.append(f"  goal       {r['goal']}: {met}")
+    for failure in c["failures"][:5]:
+        kind = (
+            failure["error"] or f"silent truncation ({failure['tokens']} tokens, finish {failure['finish']})"
+        )
+        stream = "stream" if failure["stream"] else "request"
+        lines.append(
+            f"  failed     {stream} sent {failure['sentAfterFaultSeconds']:+.1f} s from the fault: {kind}"
+        )
+    lines += [f"  note       {n}" for n in r["notes"]]
+    lines.append(EMULATED_LINE)
+    return "\n".join(lines)

@@ -1,9 +1,11 @@
-"""`fleet sandbox up` on the dev stack: the URL it prints answers the OpenAI SDK through the rendered
-gateway and the pool's node; `up` again changes nothing; `status` shows the node in service; `down`
-leaves no process and no mount behind. (The last test ends the module's sandbox.)"""
+"""`fleet sandbox` on the dev stack, in the order a user meets it: `up` prints a URL the OpenAI SDK answers
+on, through the rendered gateway and the pool's node; `up` again changes nothing; `status` shows the node
+in service; `load` reports what its clients saw; the CI drills; `down` leaves no process and no mount
+behind (the last test: it ends the module's sandbox)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -51,6 +53,21 @@ def test_status_shows_the_node_in_service_and_the_routes(sandbox: Sandbox) -> No
     assert "llama-3.1-8b/pool/llama-8b" in text and "emulated:" in text
     (region,) = sandbox.status()["regions"]
     assert region["redis"] == "up" and region["gatewayUp"]
+
+
+def test_load_reports_what_the_clients_saw(sandbox: Sandbox) -> None:
+    done = sandbox.fleet("load", "--rps", "2", "--duration", "5", "--stream-share", "0.5", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["model"] == "llama-3.1-8b"
+    assert figures["requests"] == figures["completed"] == 10
+    assert 0 < figures["streamed"] < 10  # seeded: the same split every run
+    # A healthy fleet: every answer whole, all from the route's own pool.
+    assert (figures["errors"], figures["silentTruncations"]) == (0, 0)
+    assert figures["deployments"] == {"llama-3.1-8b/pool/llama-8b": 10} and figures["ownPoolShare"] == 1
+    assert figures["latencySeconds"]["p50"] > 0 and figures["timeToFirstTokenSeconds"]["p50"] > 0
+    text = sandbox.fleet("load", "--rps", "1", "--duration", "2", timeout=300).stdout
+    assert "latency      p50" in text and "served by    own pools 2 (100.0 %)" in text and "emulated:" in text
 
 
 def test_down_leaves_no_process_and_no_mount(sandbox: Sandbox) -> None:
