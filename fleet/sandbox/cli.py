@@ -241,6 +241,8 @@ def up(state: StateDir, stack: str, nodes: int | None, settings: list[str]) -> i
             print(f"fleet sandbox: rendering {stack}...", flush=True)
             plan = render_plan(stack, settings)
             _clean(state)
+            for previous in (state.root / "regions", state.logs):  # a new run's nodes and logs only
+                shutil.rmtree(previous, ignore_errors=True)
             state.logs.mkdir(parents=True, exist_ok=True)
             state.plan_file.write_text(plan)
             state.events_file.write_text("")

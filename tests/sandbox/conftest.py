@@ -18,6 +18,9 @@ from fleet.sandbox.juicefs import fuse_problem
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 600
+# Two nodes, so a drill on one leaves the pool serving; the controller's shortest boot grace (its config's
+# minimum), so a node-kill need not wait ten minutes for the rendered default.
+UP_ARGS = ("--nodes", "2", "--set", "controller.bootGraceSeconds=60")
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,27 @@ def fleet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+def running_sandbox(tmp_path_factory: pytest.TempPathFactory, stack: str, *args: str) -> Iterator[Sandbox]:
     problem = fuse_problem()
     if problem:
         pytest.skip(problem)
-    directory = tmp_path_factory.mktemp("sandbox")
-    up = fleet("sandbox", "up", "--stack", "dev", "--dir", str(directory), timeout=UP_TIMEOUT_S)
+    directory = tmp_path_factory.mktemp(f"sandbox-{stack}")
+    up = fleet("sandbox", "up", "--stack", stack, *args, "--dir", str(directory), timeout=UP_TIMEOUT_S)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         state = json.loads((directory / "state.json").read_text())
         yield Sandbox(directory, state["baseUrl"], state["apiKey"], up.stdout)
     finally:
         fleet("sandbox", "down", "--dir", str(directory), timeout=180)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    yield from running_sandbox(tmp_path_factory, "dev", *UP_ARGS)
+
+
+@pytest.fixture(scope="module")
+def prod_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """prod (a primary and a standby region) with one node a pool: the controller raises a pool to its
+    minReadyReplicas."""
+    yield from running_sandbox(tmp_path_factory, "prod", "--nodes", "1")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import httpx
 import openai
@@ -56,7 +57,9 @@ def test_status_shows_the_node_in_service_and_the_routes(sandbox: Sandbox) -> No
 
 
 def test_load_reports_what_the_clients_saw(sandbox: Sandbox) -> None:
-    done = sandbox.fleet("load", "--rps", "2", "--duration", "5", "--stream-share", "0.5", "--json", timeout=300)
+    done = sandbox.fleet(
+        "load", "--rps", "2", "--duration", "5", "--stream-share", "0.5", "--json", timeout=300
+    )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
     assert figures["model"] == "llama-3.1-8b"
@@ -68,6 +71,44 @@ def test_load_reports_what_the_clients_saw(sandbox: Sandbox) -> None:
     assert figures["latencySeconds"]["p50"] > 0 and figures["timeToFirstTokenSeconds"]["p50"] > 0
     text = sandbox.fleet("load", "--rps", "1", "--duration", "2", timeout=300).stdout
     assert "latency      p50" in text and "served by    own pools 2 (100.0 %)" in text and "emulated:" in text
+
+
+def drill(sandbox: Sandbox, name: str) -> dict[str, Any]:
+    done = sandbox.fleet("drill", name, "--json", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def test_engine_crash_midstream_is_counted_where_the_client_sees_it(sandbox: Sandbox) -> None:
+    result = drill(sandbox, "engine-crash-midstream")
+    # The agent noticed and restarted its engine: the node left readiness and came back.
+    assert result["detected"]["seconds"] is not None and result["recovered"]["seconds"] is not None
+    # The drill struck while a stream ran on that engine: the client saw that stream fail, as an error or
+    # as a silent truncation (issue 19: today the agent ends it cleanly), never as a whole answer.
+    client = result["client"]
+    assert client["errors"] + client["silentTruncations"] >= 1, client
+    assert result["detected"]["budgetSource"].startswith("none declared")
+
+
+def test_a_spot_notice_drains_the_node_without_a_client_noticing(sandbox: Sandbox) -> None:
+    result = drill(sandbox, "spot-notice")
+    # The load balancer stops routing before the agent refuses work, in-flight answers finish, and the
+    # agent completes the lifecycle action: no client sees an error or a cut answer.
+    assert (result["client"]["errors"], result["client"]["silentTruncations"]) == (0, 0), result["client"]
+    assert result["goalMet"] is True
+    assert result["recovered"]["seconds"] is not None
+    assert any("lifecycle action CONTINUE" in note for note in result["notes"]), result["notes"]
+
+
+def test_a_killed_node_is_replaced_by_the_controller_through_the_group(sandbox: Sandbox) -> None:
+    plan = sandbox.status()["budgets"]["fleetController"]
+    result = drill(sandbox, "node-kill")
+    detected, recovered = result["detected"], result["recovered"]
+    assert detected["what"] == "the controller asked for a replacement" and detected["seconds"] is not None
+    assert detected["budgetSeconds"] == plan["killedNodeToReplacementSeconds"]
+    assert recovered["seconds"] is not None  # a new node booted, mounted, warmed and came into service
+    nodes = [n for r in sandbox.status()["regions"] for p in r["pools"] for n in p["nodes"]]
+    assert result["target"]["node"] not in [n["id"] for n in nodes if n["lifecycle"] == "InService"]
 
 
 def test_down_leaves_no_process_and_no_mount(sandbox: Sandbox) -> None:
