@@ -111,6 +111,12 @@ def test_a_killed_node_is_replaced_by_the_controller_through_the_group(sandbox: 
     assert result["target"]["node"] not in [n["id"] for n in nodes if n["lifecycle"] == "InService"]
 
 
+def test_region_loss_needs_a_stack_with_a_standby(sandbox: Sandbox) -> None:
+    done = sandbox.fleet("drill", "region-loss", timeout=120)
+    assert done.returncode == 1 and "has no standby region" in done.stderr
+    assert "fleet sandbox up --stack prod" in done.stderr
+
+
 def test_down_leaves_no_process_and_no_mount(sandbox: Sandbox) -> None:
     assert marked_processes(sandbox.dir), "the sandbox's processes carry its marker"
     assert mounts_under(sandbox.dir), "each node mounts the model store"
