@@ -501,11 +501,17 @@ class NodeHang(Drill):
     def describe(self) -> tuple[str, str]:
         return "the controller restarted (or replaced) it", "the node back in service"
 
+    def conclude(self, ctx: Context, events: list[Event]) -> None:
+        acted = self.detected(ctx, events)
+        if acted is not None:
+            how = "SSM Run Command of the restart document" if acted["action"] == "restart" else "SetInstanceHealth"
+            self.notes.append(f"the controller's verdict {acted.get('verdict')}: {acted['action']} ({how})")
+
 
 class GpuXid(Drill):
     name = "gpu-xid"
     summary = "XID 79 (GPU fallen off the bus) reported by NVML on one node"
-    window_s = 150.0
+    window_s = 120.0
 
     def pick(self, ctx: Context) -> None:
         pool = ctx.first_pool()
