@@ -504,7 +504,8 @@ class NodeHang(Drill):
     def conclude(self, ctx: Context, events: list[Event]) -> None:
         acted = self.detected(ctx, events)
         if acted is not None:
-            how = "SSM Run Command of the restart document" if acted["action"] == "restart" else "SetInstanceHealth"
+            restart = acted["action"] == "restart"
+            how = "SSM Run Command of the restart document" if restart else "SetInstanceHealth"
             self.notes.append(f"the controller's verdict {acted.get('verdict')}: {acted['action']} ({how})")
 
 
