@@ -255,14 +255,18 @@ class Drill:
         )  # fmt: skip
 
 
-class NodeKill(Drill):
-    name = "node-kill"
-    summary = "a whole node dies at once (agent, engine, mount): the host is gone, EC2 still says running"
-    goal = "0 client-visible errors and 0 silent truncations"
+class NodeDrill(Drill):
+    """A fault on one node: the oldest in service of the first pool."""
 
     def pick(self, ctx: Context) -> None:
         pool = ctx.first_pool()
         self.target = {"pool": pool, "node": self.oldest_in_service(ctx, pool)["id"]}
+
+
+class NodeKill(NodeDrill):
+    name = "node-kill"
+    summary = "a whole node dies at once (agent, engine, mount): the host is gone, EC2 still says running"
+    goal = "0 client-visible errors and 0 silent truncations"
 
     def ready(self, ctx: Context) -> None:
         self.wait_controller_sees_healthy(ctx, self.target["pool"])
@@ -289,16 +293,12 @@ class NodeKill(Drill):
         return "the controller asked for a replacement", "a replacement node in service"
 
 
-class SpotNotice(Drill):
+class SpotNotice(NodeDrill):
     name = "spot-notice"
     summary = "EC2's two-minute spot interruption notice for one node, then the instance is reclaimed"
     goal = "0 client-visible errors and 0 silent truncations"
     stream_share = 0.5
     max_tokens = 256
-
-    def pick(self, ctx: Context) -> None:
-        pool = ctx.first_pool()
-        self.target = {"pool": pool, "node": self.oldest_in_service(ctx, pool)["id"]}
 
     def inject(self, ctx: Context) -> None:
         ctx.fault("spot-interrupt", node=self.target["node"])
@@ -307,9 +307,10 @@ class SpotNotice(Drill):
         node = self.target["node"]
         return first(
             events,
-            lambda e: (e["kind"] == "agent-state" and e["node"] == node and e["state"] == "draining")
-            or (e["kind"] == "lb-target" and e["target"] == node and e["state"] in ("draining", "unhealthy")),
-        )  # fmt: skip
+            lambda e: (
+                e["kind"] == "lb-target" and e["target"] == node and e["state"] in ("draining", "unhealthy")
+            ),
+        )
 
     def recovered(self, ctx: Context, events: list[Event]) -> Event | None:
         node = self.target["node"]
@@ -320,6 +321,17 @@ class SpotNotice(Drill):
     def conclude(self, ctx: Context, events: list[Event]) -> None:
         node = self.target["node"]
         gone = first(events, lambda e: e["kind"] == "terminated" and e["node"] == node)
+        draining = first(
+            events, lambda e: e["kind"] == "agent-state" and e["node"] == node and e["state"] == "draining"
+        )
+        out = self.detected(ctx, events)
+        if draining is not None and out is not None:
+            drained, left = draining["at"] - ctx.injected_at, out["at"] - ctx.injected_at
+            self.notes.append(
+                f"the agent drained {drained:.1f} s after the notice (readiness off, new requests refused with "
+                f"503); the load balancer routed to it until {left:.1f} s (its health check): what it sent "
+                "meanwhile went to the gateway's retries and its fallback"
+            )
         if gone is not None:
             after = gone["at"] - ctx.injected_at
             self.notes.append(
@@ -332,7 +344,10 @@ class SpotNotice(Drill):
         )
 
     def describe(self) -> tuple[str, str]:
-        return "the node out of the load balancer", "the node drained and gone, a replacement in service"
+        return (
+            "the load balancer stopped routing to it",
+            "the node drained and gone, a replacement in service",
+        )
 
 
 class ScaleIn(Drill):
@@ -457,14 +472,10 @@ class EngineCrashMidstream(Drill):
         return "the agent no longer ready", "the agent ready again (its engine restarted)"
 
 
-class NodeHang(Drill):
+class NodeHang(NodeDrill):
     name = "node-hang"
     summary = "a node's agent stops answering (SIGSTOP): the instance runs, its agent is silent"
     window_s = 300.0
-
-    def pick(self, ctx: Context) -> None:
-        pool = ctx.first_pool()
-        self.target = {"pool": pool, "node": self.oldest_in_service(ctx, pool)["id"]}
 
     def ready(self, ctx: Context) -> None:
         self.wait_controller_sees_healthy(ctx, self.target["pool"])
@@ -509,14 +520,14 @@ class NodeHang(Drill):
             self.notes.append(f"the controller's verdict {acted.get('verdict')}: {acted['action']} ({how})")
 
 
-class GpuXid(Drill):
+class GpuXid(NodeDrill):
     name = "gpu-xid"
     summary = "XID 79 (GPU fallen off the bus) reported by NVML on one node"
     window_s = 120.0
 
     def pick(self, ctx: Context) -> None:
-        pool = ctx.first_pool()
-        self.target = {"pool": pool, "node": self.oldest_in_service(ctx, pool)["id"], "xid": 79}
+        super().pick(ctx)
+        self.target["xid"] = 79
 
     def inject(self, ctx: Context) -> None:
         ctx.fault("xid", node=self.target["node"], xid=self.target["xid"])

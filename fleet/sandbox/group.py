@@ -15,8 +15,12 @@ this carries out what Auto Scaling would then do, as the rendered group asks:
 - a lower desired capacity (SetDesiredCapacity through the Auto Scaling API front) scales in that way,
   oldest instances first (the default termination policy's oldest launch template, then oldest instance);
 - an SSM command of the restart document restarts the named node's agent, as the document's unit does;
-- a spot interruption (a drill) posts the notice to the node's metadata service two minutes ahead,
-  launches a replacement and terminates the node through its lifecycle hook, or at the notice's time.
+- a spot interruption (a drill): EC2 gives the node a rebalance recommendation and the two-minute
+  interruption notice (here at the same moment, the worst case: "EC2 always gives both" and no more is
+  promised); the group, with the rendered Capacity Rebalancing, launches a replacement and once it is in
+  service terminates the node through the usual path (load balancer first, then the hook); EC2 takes the
+  instance at the notice's time whatever is left. The load balancer knows nothing of the notice: it keeps
+  routing to the node until its health check fails.
 
 What moto shows meanwhile: a replacement raises the group's desired capacity by one until the old
 instance is gone (Auto Scaling keeps it and counts the extra instance against maxHealthyPercentage), and
@@ -41,6 +45,16 @@ from fleet.sandbox.plan import PoolSpec
 POLL_S = 0.5
 STATE_POLL_S = 1.0
 SPOT_NOTICE_S = 120.0  # EC2 sends the interruption notice two minutes ahead
+
+
+@dataclass
+class Rebalance:
+    """A spot instance under an interruption notice, waiting for its replacement to be in service."""
+
+    instance_id: str
+    noticed_at: float
+    deadline: float
+    replacement: str | None = None
 
 
 @dataclass
@@ -75,6 +89,7 @@ class GroupEmulator:
         self.restart_document = restart_document
         self.nodes: dict[str, Node] = {}
         self.terminating: dict[str, Termination] = {}
+        self.rebalancing: dict[str, Rebalance] = {}
         self.launch_broken = False  # the next launches run a bad release (bad-rollout drill)
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -141,14 +156,13 @@ class GroupEmulator:
 
     # --- what drills ask -----------------------------------------------------------------------------
     def interrupt(self, instance_id: str) -> None:
-        """EC2 reclaims a spot instance: the notice, a replacement, the termination by the deadline."""
+        """EC2 is about to reclaim a spot instance: its notices, then Capacity Rebalancing's replacement."""
+        now = time.time()
         with self._lock:
             node = self.nodes[instance_id]
             node.spot_interruption(SPOT_NOTICE_S)
+            self.rebalancing[instance_id] = Rebalance(instance_id, now, now + SPOT_NOTICE_S)
             self._raise_desired()
-            self._begin_termination(
-                instance_id, "spot-interruption", decrement=True, deadline=time.time() + SPOT_NOTICE_S
-            )
 
     def roll_out(self, broken: bool) -> None:
         """An instance refresh's first step (maxHealthyPercentage 200: launch before terminating): one new
@@ -205,6 +219,8 @@ class GroupEmulator:
                     self.events.add("node-gone", pool=self.pool.name, node=instance_id)
                     node.power_off()
                     self.lb.deregister(instance_id)
+            for rebalance in list(self.rebalancing.values()):
+                self._rebalance(rebalance)
             for termination in list(self.terminating.values()):
                 self._advance(termination)
         self._carry_out_commands()
@@ -217,6 +233,26 @@ class GroupEmulator:
         self.nodes[instance_id] = node
         node.boot(config_toml(config))
         self.lb.register(instance_id, *node.address)
+
+    def _rebalance(self, r: Rebalance) -> None:
+        """Terminate the interrupted instance once a replacement launched after the notice is in service;
+        EC2 takes it at the deadline regardless."""
+        claimed = {other.replacement for other in self.rebalancing.values()}
+        if r.replacement is None:
+            newer = [
+                i
+                for i, n in self.nodes.items()
+                if n.launched_at >= r.noticed_at and i not in claimed and not n.broken
+            ]
+            r.replacement = newer[0] if newer else None
+        in_service = r.replacement is not None and self.lb.state_of(r.replacement) == "healthy"
+        if in_service or time.time() >= r.deadline:
+            del self.rebalancing[r.instance_id]
+            why = (
+                "capacity rebalancing: the replacement is in service" if in_service else "the notice ran out"
+            )
+            self.events.add("rebalance", pool=self.pool.name, node=r.instance_id, why=why)
+            self._begin_termination(r.instance_id, "spot-interruption", decrement=True, deadline=r.deadline)
 
     def _begin_termination(
         self, instance_id: str, reason: str, *, decrement: bool, deadline: float | None = None

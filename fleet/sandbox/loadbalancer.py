@@ -127,6 +127,9 @@ class TargetGroup:
 
     # --- health checks ------------------------------------------------------------------------------
     def _start_checks(self, target_id: str) -> None:
+        previous = self._checks.pop(target_id, None)
+        if previous is not None:  # registered again (a region back from a loss): one check loop a target
+            previous.cancel()
         self._checks[target_id] = asyncio.ensure_future(self._check_loop(target_id))
 
     async def _check_loop(self, target_id: str) -> None:

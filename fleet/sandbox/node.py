@@ -296,7 +296,10 @@ class Node:
         order_xid(self.paths.gpu_control, xid)
 
     def spot_interruption(self, seconds_ahead: float) -> None:
-        self.imds.spot_action = spot_notice(seconds_ahead, time.time())
+        """The rebalance recommendation and the interruption notice, both at once."""
+        now = time.time()
+        self.imds.rebalance = {"noticeTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+        self.imds.spot_action = spot_notice(seconds_ahead, now)
 
     def describe(self) -> dict[str, Any]:
         return {
