@@ -328,9 +328,9 @@ class SpotNotice(NodeDrill):
         if draining is not None and out is not None:
             drained, left = draining["at"] - ctx.injected_at, out["at"] - ctx.injected_at
             self.notes.append(
-                f"the agent drained {drained:.1f} s after the notice (readiness off, new requests refused with "
-                f"503); the load balancer routed to it until {left:.1f} s (its health check): what it sent "
-                "meanwhile went to the gateway's retries and its fallback"
+                f"the agent drained {drained:.1f} s after the notice (readiness off, new requests refused "
+                f"with 503); the load balancer routed to it until {left:.1f} s (its health check): what it "
+                "sent meanwhile went to the gateway's retries and its fallback"
             )
         if gone is not None:
             after = gone["at"] - ctx.injected_at
