@@ -48,7 +48,8 @@ class Lifecycle(Protocol):
     def complete(self, group: str, instance_id: str, result: str) -> None: ...
 
     def scale_in(self, group: str, desired: int) -> bool:
-        """Lower `group` to `desired` through its termination hook; False when it is not lower."""
+        """Lower `group` to `desired` through its termination hook; False when it is not lower;
+        ValueError (its message Auto Scaling's) when it is below the group's minimum."""
         ...
 
 
@@ -90,9 +91,13 @@ class AutoScalingApi:
         if action == self.operation.name:
             await self._complete(scope, params, send)
         elif self.lifecycle is not None and action in ("SetDesiredCapacity", "UpdateAutoScalingGroup"):
-            lower = "DesiredCapacity" in params and await asyncio.to_thread(
-                self.lifecycle.scale_in, params["AutoScalingGroupName"], int(params["DesiredCapacity"])
-            )
+            try:
+                lower = "DesiredCapacity" in params and await asyncio.to_thread(
+                    self.lifecycle.scale_in, params["AutoScalingGroupName"], int(params["DesiredCapacity"])
+                )
+            except ValueError as exc:  # below the group's minimum: Auto Scaling's ValidationError
+                await self._error(send, str(exc))
+                return
             if lower and action == "SetDesiredCapacity":
                 await self._empty_result(send, action)
             elif lower:  # the other settings still go to moto, without the desired capacity

@@ -492,17 +492,18 @@ class NodeHang(NodeDrill):
         )  # fmt: skip
 
     def recovered(self, ctx: Context, events: list[Event]) -> Event | None:
+        """The node back in service after its restart, or a replacement in service (the controller may
+        replace a restarted node: see `conclude`)."""
         node = self.target["node"]
         acted = self.detected(ctx, events)
         if acted is None:
             return None
-        if acted.get("action") == "replace":
-            return self.replacement_in_service(ctx, self.target["pool"], events, node)
-        return first(
+        back = first(
             events,
             lambda e: e["at"] > acted["at"] and e["kind"] == "lb-target" and e["target"] == node
             and e["state"] == "healthy",
         )  # fmt: skip
+        return back or self.replacement_in_service(ctx, self.target["pool"], events, node)
 
     def budgets(self, ctx: Context) -> tuple[Budget, Budget]:
         detect = ctx.controller_budget("killedNodeToReplacementSeconds")
@@ -510,14 +511,24 @@ class NodeHang(NodeDrill):
         return detect, ctx.controller_budget("silentNodeToReplacementSeconds")
 
     def describe(self) -> tuple[str, str]:
-        return "the controller restarted (or replaced) it", "the node back in service"
+        return "the controller restarted (or replaced) it", "the node, or its replacement, in service"
 
     def conclude(self, ctx: Context, events: list[Event]) -> None:
-        acted = self.detected(ctx, events)
-        if acted is not None:
-            restart = acted["action"] == "restart"
-            how = "SSM Run Command of the restart document" if restart else "SetInstanceHealth"
-            self.notes.append(f"the controller's verdict {acted.get('verdict')}: {acted['action']} ({how})")
+        node = self.target["node"]
+        repairs = [
+            f"{e['action']} ({e.get('verdict')}) at {e['at'] - ctx.injected_at:+.1f} s"
+            for e in events
+            if e["kind"] == "controller"
+            and e.get("instance") == node
+            and e.get("action") in ("restart", "replace")
+        ]
+        if repairs:
+            self.notes.append("the controller's repairs: " + ", ".join(repairs))
+        if len(repairs) > 1 and repairs[0].startswith("restart") and repairs[1].startswith("replace"):
+            self.notes.append(
+                "the restarted agent was replaced: at the next tick it was not listening yet (its unit was "
+                "still fetching secrets and starting), so the controller's table called it dead"
+            )
 
 
 class GpuXid(NodeDrill):

@@ -144,7 +144,7 @@ class GroupEmulator:
                 return False
             if desired < current["MinSize"]:
                 raise ValueError(
-                    f"desired capacity {desired} is below the group's minimum {current['MinSize']}"
+                    f"New SetDesiredCapacity value {desired} is below min value {current['MinSize']}"
                 )
             oldest = sorted(
                 staying,

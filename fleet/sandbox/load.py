@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 CLIENT_TIMEOUT_S = 120.0
@@ -305,7 +305,3 @@ def run(client: Any, api_key: str, args: argparse.Namespace) -> int:
     }
     print(json.dumps(figures, indent=2) if args.json else load_text(figures, status["baseUrl"]))
     return 0
-
-
-def outcomes_json(outcomes: Iterable[Outcome]) -> list[dict[str, Any]]:
-    return [asdict(o) for o in outcomes]

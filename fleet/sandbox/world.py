@@ -34,7 +34,7 @@ from fleet.sandbox.loadbalancer import Elbv2Api, TargetGroup, serve_app
 from fleet.sandbox.moto import CREDENTIALS, client, start_moto
 from fleet.sandbox.net import free_port
 from fleet.sandbox.node import MODEL_FILE, NodeWiring
-from fleet.sandbox.plan import PoolSpec, RegionSpec, SandboxPlan
+from fleet.sandbox.plan import RegionSpec, SandboxPlan
 from fleet.sandbox.redis_server import RedisServer
 from fleet.sandbox.serverless import ServerlessEndpoint
 from fleet.sandbox.state import StateDir, record_pid
@@ -438,9 +438,6 @@ class Sandbox:
             if pool in region.groups:
                 return region, region.groups[pool]
         raise KeyError(pool)
-
-    def pool_specs(self) -> list[PoolSpec]:
-        return list(self.plan.pools)
 
     # --- start and stop -------------------------------------------------------------------------------
     async def run(self, control: Any, stop: asyncio.Event, on_phase: Callable[[str], None]) -> None:
