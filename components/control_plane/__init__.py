@@ -25,9 +25,6 @@ from components.control_plane.config import (
     RedisConfig,
 )
 from components.control_plane.control_plane import (
-    ControlPlaneRegion,
-    DatabaseAccess,
-    GatewaySecrets,
     RegionalControlPlane,
     RegionalControlPlaneArgs,
     RegionalControlPlaneOutputs,
@@ -36,6 +33,7 @@ from components.control_plane.gateway_config import PoolDeployment
 from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
 from components.control_plane.image_mirror import mirrored
 from components.control_plane.redis_users import RedisUser
+from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
