@@ -29,7 +29,7 @@ from components.kubernetes.config import (
 from components.model_store import MODEL_STORE_AUTH_TOKEN
 
 if TYPE_CHECKING:  # the config loads without the Kubernetes SDK (the policy pack and `fleet` read it)
-    from components.kubernetes.serving import ServedModelOutputs
+    from components.kubernetes.model_serving import ServedModelOutputs
     from components.model_store import ModelStoreOutputs
     from components.network import NetworkOutputs
 
