@@ -75,6 +75,7 @@ class ControlPlaneOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     domain: str,
     gateway: GatewayConfig,
     redis: RedisConfig,

@@ -111,6 +111,7 @@ class GpuPoolsOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     pools: Sequence[GpuPoolConfig],
     image: NodeImageConfig,
     domain: str,

@@ -114,6 +114,7 @@ class KubernetesOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     config: KubernetesConfig,
     domain: str,
     gateway: GatewayConfig,

@@ -25,8 +25,31 @@ def imported_modules(path: Path) -> list[str]:
 
 
 def test_main_only_composes_and_stays_short():
-    assert len((ROOT / "__main__.py").read_text().splitlines()) < 100
+    """Short in statements, not lines: each capability's keyword arguments take a line each."""
+    tree = ast.parse((ROOT / "__main__.py").read_text())
+    assert len(tree.body) <= 40
+    logic = [type(node).__name__ for node in tree.body if not isinstance(node, COMPOSING)]
+    assert not logic, f"__main__.py only imports, assigns and calls; it holds {logic}"
     assert not (COMPONENTS / "config.py").exists()
+
+
+COMPOSING = (ast.Import, ast.ImportFrom, ast.Assign, ast.AugAssign, ast.Expr)
+
+
+def test_every_capability_declare_takes_only_the_stack_positionally():
+    """`declare(stack, *, ...)`: a dozen positional arguments in an order of each capability's own would
+    let two swapped arguments of one type pass unnoticed."""
+    found = {}
+    for capability in CAPABILITIES:
+        tree = ast.parse((COMPONENTS / capability / "__init__.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == "declare":
+                found[capability] = node
+    assert set(found) == set(CAPABILITIES), f"without a declare(): {sorted(set(CAPABILITIES) - set(found))}"
+    for capability, declare in found.items():
+        positional = [a.arg for a in declare.args.posonlyargs + declare.args.args]
+        assert positional == ["stack"], f"{capability}.declare takes {positional} positionally"
+        assert declare.args.vararg is None and declare.args.kwarg is None, capability
 
 
 def test_capabilities_are_packages_with_a_config_section():
