@@ -38,9 +38,9 @@ data = data_tier.declare(
 )
 # Each region's gateway routes to its own GPU pools (and Kubernetes-served models) first; how it reaches
 # them is known from config.
-deployments = gpu_pools.gateway_deployments(config.gpu_pools, config.domain)
-deployments += kubernetes.gateway_deployments(config.kubernetes, config.domain, regions)
-pool_api_key = secrets.require(gpu_pools.POOL_API_KEY.key) if deployments else None
+backends = gpu_pools.gateway_backends(config.gpu_pools, config.domain)
+backends += kubernetes.gateway_backends(config.kubernetes, config.domain, regions)
+pool_api_key = secrets.require(gpu_pools.POOL_API_KEY.key) if backends else None
 # The gateway's Redis takes the nodes' heartbeats and the fleet controller, each as its own ACL user.
 redis_users = [
     *gpu_pools.redis_users(config.gpu_pools, secrets),
@@ -56,7 +56,7 @@ planes = control_plane.declare(
     data=data,
     secrets=secrets,
     topic_arns=alarm_topics,
-    pools=deployments,
+    backends=backends,
     pool_api_key=pool_api_key,
     redis_users=redis_users,
 )

@@ -35,7 +35,7 @@ from components.control_plane.gateway_config import (
     litellm_config,
     litellm_config_yaml,
     provider_key_env,
-    uses_pools,
+    uses_backends,
 )
 from components.control_plane.gateway_database import (
     MIGRATE_CONTAINER,
@@ -100,9 +100,9 @@ def _secret(
 ) -> tuple[aws.secretsmanager.Secret, aws.secretsmanager.SecretVersion]:
     name, plane = args.name, args.plane
     providers = plane.gateway.providers_used()
-    to_pools = uses_pools(plane.gateway, plane.pools)
-    if to_pools and args.secrets.pool_api_key is None:
-        raise ValueError("the gateway routes to GPU pools but was given no pool API key")
+    to_backends = uses_backends(plane.gateway, plane.backends)
+    if to_backends and args.secrets.pool_api_key is None:
+        raise ValueError("the gateway routes to its own backends but was given no pool API key")
     db = args.database
     secret = aws.secretsmanager.Secret(
         f"{name}-gateway-secret",
@@ -128,7 +128,7 @@ def _secret(
                 REDIS_PASSWORD_ENV: redis_token,
                 SALT_KEY_ENV: salt_key,
                 **{provider_key_env(p): provider_keys[p] for p in providers},
-                **({POOL_API_KEY_ENV: pool_key} if to_pools else {}),
+                **({POOL_API_KEY_ENV: pool_key} if to_backends else {}),
             }
         )
 
@@ -140,7 +140,7 @@ def _secret(
         args.secrets.salt_key,
         db.username,
         db.endpoint,
-        args.secrets.pool_api_key if to_pools else None,
+        args.secrets.pool_api_key if to_backends else None,
     ).apply(document)
     version = aws.secretsmanager.SecretVersion(
         f"{name}-gateway-secret",
@@ -164,7 +164,7 @@ def _service(
     gateway = plane.gateway
     region = plane.region
 
-    config_text = litellm_config_yaml(gateway, plane.pools)
+    config_text = litellm_config_yaml(gateway, plane.backends)
     config_key = f"{CONFIG_PREFIX}/litellm-{config_digest(config_text)}.yaml"
     aws.s3.BucketObjectv2(
         f"{name}-litellm-config",
@@ -189,7 +189,7 @@ def _service(
     secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV, SALT_KEY_ENV] + [
         provider_key_env(p) for p in gateway.providers_used()
     ]
-    if uses_pools(gateway, plane.pools):
+    if uses_backends(gateway, plane.backends):
         secret_names.append(POOL_API_KEY_ENV)
     keepalive = gateway.request_timeout_seconds + KEEPALIVE_MARGIN_SECONDS
     command = [
@@ -247,7 +247,7 @@ def _service(
                 migrate_container(container),
                 container,
                 region_health.container(
-                    image, litellm_config(gateway, plane.pools), GATEWAY_PORT, log_options
+                    image, litellm_config(gateway, plane.backends), GATEWAY_PORT, log_options
                 ),
             ]
         ),

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pulumi
 
 from components.control_plane.config import GatewayConfig, RedisConfig
-from components.control_plane.gateway_config import PoolDeployment
+from components.control_plane.gateway_config import GatewayBackend
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class GatewaySecrets:
     salt_key: pulumi.Output[str]
     # ghcr.io credentials for the image's pull-through cache ({"username", "accessToken"}), if mirrored.
     registry_credentials: pulumi.Output[Any] | None
-    # The key the gateway presents to the fleet's GPU pools; None where the stack has none.
+    # The key the gateway presents to the fleet's own backends; None where the stack has none.
     pool_api_key: pulumi.Output[str] | None = None
 
 
@@ -59,8 +59,8 @@ class ControlPlaneRegion:
     redis: RedisConfig
     log_retention_days: int
     deletion_protection: bool
-    # The GPU pools this region's gateway routes to first (its own region's).
-    pools: tuple[PoolDeployment, ...] = ()
+    # The fleet's own backends (GPU pools, Kubernetes-served models) this region's gateway routes to first.
+    backends: tuple[GatewayBackend, ...] = ()
 
     @property
     def api_name(self) -> str:
