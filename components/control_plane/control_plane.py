@@ -25,12 +25,13 @@ import pulumi_aws as aws
 from components.control_plane import region_health
 from components.control_plane.alarms import AlarmTargets, declare_alarms
 from components.control_plane.edge import HTTP_PORT, HTTPS_PORT, EdgeArgs, declare_edge
-from components.control_plane.gateway_config import GATEWAY_PORT, REDIS_PORT
+from components.control_plane.gateway_config import GATEWAY_PORT
 from components.control_plane.gateway_redis import GatewayRedisArgs, declare_gateway_redis
 from components.control_plane.gateway_service import GatewayServiceArgs, declare_gateway_service
 from components.control_plane.redis_users import RedisUser
 from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
 from components.core.context import RegionContext, StackContext
+from components.core.elasticache import REDIS_PORT
 from components.core.security import SecurityGroups
 
 

@@ -20,7 +20,6 @@ from components.control_plane.config import GATEWAY_PROVIDERS, GatewayConfig, Se
 GATEWAY_PORT = 4000
 # LiteLLM's liveness: the process answers (the ALB's target health; never the database's state).
 LIVENESS_PATH = "/health/liveliness"
-REDIS_PORT = 6379
 
 # Environment variables the rendered file reads. Secrets reach the container through the task
 # definition's `secrets` (Secrets Manager); the rest are plain settings.

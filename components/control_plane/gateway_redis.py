@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.control_plane.gateway_config import REDIS_PORT
 from components.control_plane.redis_users import DEFAULT_USER_NAME, GATEWAY_ACCESS, RedisUser
 from components.control_plane.region import ControlPlaneRegion
 from components.core.catalog.aws import ELASTICACHE_ID_MAX
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
+from components.core.elasticache import hardened_replication_group
 
 # Redis maintenance, one window per role: never both regions at once.
 REDIS_MAINTENANCE_WINDOWS = {"primary": "sun:06:00-sun:07:00", "standby": "wed:06:00-wed:07:00"}
@@ -47,30 +47,19 @@ def declare_gateway_redis(
         description=f"{PROJECT}/{args.stack.stack} gateway Redis, private subnets",
         opts=child,
     )
-    replicated = plane.redis.replicas > 0
     users = _users(args, child)
-    return aws.elasticache.ReplicationGroup(
+    return hardened_replication_group(
         f"{name}-redis",
         description=(f"{PROJECT}/{args.stack.stack} gateway routing state and heartbeats in {plane.region}"),
-        engine="redis",
-        engine_version="7.1",
-        parameter_group_name="default.redis7",
         node_type=plane.redis.node_type,
-        num_cache_clusters=1 + plane.redis.replicas,
-        # With a replica in another zone, losing the primary's zone promotes the replica.
-        automatic_failover_enabled=replicated,
-        multi_az_enabled=replicated,
-        port=REDIS_PORT,
+        replicas=plane.redis.replicas,
+        parameter_group_name="default.redis7",
         subnet_group_name=subnets.name,
-        security_group_ids=[args.security_group.id],
-        at_rest_encryption_enabled=True,
-        kms_key_id=args.kms_key_arn,
-        transit_encryption_enabled=True,
-        transit_encryption_mode="required",
-        # RBAC: the gateway's token is the password of the `default` user; other clients have their own.
-        user_group_ids=[users.user_group_id],
-        auto_minor_version_upgrade=True,
+        security_group_id=args.security_group.id,
+        kms_key_arn=args.kms_key_arn,
         maintenance_window=REDIS_MAINTENANCE_WINDOWS[plane.role],
+        # RBAC: the gateway's token is the password of the `default` user; other clients have their own.
+        user_group_id=users.user_group_id,
         opts=child,
     )
 

@@ -28,7 +28,6 @@ from components.control_plane.gateway_config import (
     POOL_API_KEY_ENV,
     REDIS_HOST_ENV,
     REDIS_PASSWORD_ENV,
-    REDIS_PORT,
     REDIS_PORT_ENV,
     SALT_KEY_ENV,
     config_digest,
@@ -47,7 +46,8 @@ from components.control_plane.image_mirror import declare_mirror, ecr_repository
 from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.iam import scoped_role
+from components.core.elasticache import REDIS_PORT
+from components.core.iam import log_statement, scoped_role, secret_read_statements
 
 CONTAINER_NAME = "gateway"
 CONFIG_PREFIX = "config"
@@ -304,25 +304,14 @@ def _task_roles(
 ) -> tuple[aws.iam.Role, aws.iam.Role]:
     name, plane = args.name, args.plane
     statements: list[dict[str, Any]] = [
-        {
-            "Sid": "Logs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": pulumi.Output.concat(logs.arn, ":*"),
-        },
-        {
-            "Sid": "GatewaySecret",
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": secret.arn,
-        },
-        {
-            "Sid": "DecryptGatewaySecret",
-            "Effect": "Allow",
-            "Action": "kms:Decrypt",
-            "Resource": args.kms_key_arn,
-            "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{plane.region}.amazonaws.com"}},
-        },
+        log_statement(logs.arn),
+        *secret_read_statements(
+            secret.arn,
+            args.kms_key_arn,
+            plane.region,
+            read_sid="GatewaySecret",
+            decrypt_sid="DecryptGatewaySecret",
+        ),
     ]
     statements += pull_statements
     execution_role = scoped_role(
