@@ -24,6 +24,7 @@ from components.control_plane.edge import Edge
 from components.control_plane.gateway_config import (
     DATABASE_URL_ENV,
     GATEWAY_PORT,
+    LIVENESS_PATH,
     MASTER_KEY_ENV,
     POOL_API_KEY_ENV,
     REDIS_HOST_ENV,
@@ -247,7 +248,10 @@ def _service(
                 migrate_container(container),
                 container,
                 region_health.container(
-                    image, litellm_config(gateway, plane.backends), GATEWAY_PORT, log_options
+                    image,
+                    litellm_config(gateway, plane.backends),
+                    f"http://127.0.0.1:{GATEWAY_PORT}{LIVENESS_PATH}",
+                    log_options,
                 ),
             ]
         ),

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from fleet.harness import RecordedResource, Rendering
+from functions.region_health.settings import RegionHealthSettings
 
 TASK = "aws:ecs/taskDefinition:TaskDefinition"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 REGIONS = ("us-east-1", "us-west-2")
-SIDECAR_CODE = Path(__file__).resolve().parents[2] / "functions" / "region_health" / "region_health.py"
+SIDECAR_PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "region_health"
 
 
 def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
@@ -42,15 +43,18 @@ def test_the_region_health_sidecar_runs_this_repositorys_code_in_the_gateway_ima
     assert sidecar["image"] == gateway["image"]
     assert sidecar["entryPoint"][:2] == ["python3", "-c"]
     env = env_of(sidecar)
-    assert env["FLEET_REGION_HEALTH_CODE"] == SIDECAR_CODE.read_text()
-    assert env["GATEWAY_LIVENESS_URL"] == "http://127.0.0.1:4000/health/liveliness"
-    assert sidecar["portMappings"][0]["containerPort"] == int(env["REGION_HEALTH_PORT"]) == 4001
+    shipped = json.loads(env.pop("FLEET_REGION_HEALTH_CODE"))
+    assert shipped == {m.name: m.read_text() for m in SIDECAR_PACKAGE.glob("*.py")}
+    # The rest is its settings, read back whole by the sidecar's own dataclass.
+    settings = RegionHealthSettings.from_env(env)
+    assert settings.to_env() == env
+    assert settings.gateway_liveness_url == "http://127.0.0.1:4000/health/liveliness"
+    assert sidecar["portMappings"][0]["containerPort"] == settings.port == 4001
     # It checks the backends of the config the gateway runs: every deployment of the rendered file.
     config_object = prod.one("aws:s3/bucketObjectv2:BucketObjectv2", f"control-plane-{region}-litellm-config")
     config = yaml.safe_load(config_object.inputs["content"])
-    backends = json.loads(env["FLEET_BACKENDS"])
-    assert {b["name"] for b in backends} == {d["model_info"]["id"] for d in config["model_list"]}
-    urls = {b["url"] for b in backends}
+    assert {b.name for b in settings.backends} == {d["model_info"]["id"] for d in config["model_list"]}
+    urls = {b.url for b in settings.backends}
     # This region's own GPU pools (their internal load balancers), then the serverless endpoints.
     pools = {"us-east-1": {"llama-8b", "qwen-14b"}, "us-west-2": {"llama-8b-west"}}[region]
     assert urls == {f"http://{pool}.pools.fleet.example.com/v1" for pool in pools} | {
