@@ -122,3 +122,21 @@ def test_component_type_tokens_name_their_package_and_class():
         if token != f"inference-fleet:{where.replace('.', ':')}" and token not in TOKENS_BEING_RENAMED
     }
     assert not wrong, wrong
+
+
+MAX_LINES = 600
+# Split on another branch of the same issue (i23: the batch jobs' alerts move to batch/alerts.py, as
+# control_plane/alarms.py does); drop it here once that is merged.
+SPLIT_ELSEWHERE = {"components/batch/batch.py"}
+
+
+def test_no_module_of_the_program_or_the_code_it_deploys_is_over_600_lines():
+    """A file that long holds several components (or a handler and its settings and its report): one
+    thing per file keeps each readable, and two people's changes apart."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for folder in (COMPONENTS, ROOT / "functions")
+        for path in folder.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert set(long) - SPLIT_ELSEWHERE == set(), long
