@@ -42,7 +42,7 @@ BOOTSTRAP = f"""import json, os, runpy, sys, tempfile
 root = tempfile.mkdtemp()
 os.mkdir(os.path.join(root, {PACKAGE!r}))
 for name, text in json.loads(os.environ[{CODE_ENV!r}]).items():
-    with open(os.path.join(root, {PACKAGE!r}, name), "w") as module:
+    with open(os.path.join(root, {PACKAGE!r}, name), "w", encoding="utf-8") as module:
         module.write(text)
 sys.path.insert(0, root)
 runpy.run_module("{PACKAGE}.region_health", run_name="__main__", alter_sys=True)
