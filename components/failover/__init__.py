@@ -139,7 +139,7 @@ def declare(
             global_cluster_id=data.global_cluster_id,
             global_cluster_arn=data.global_cluster_arn,
             target_cluster_arn=target,
-            target_cluster_id=data.cluster_ids[standby.region],
+            standby_cluster_id=data.cluster_ids[standby.region],
             member_cluster_arns=list(data.cluster_arns.values()),
             primary_writer_host=data.cluster_endpoints[primary.region],
             database_port=data.port,

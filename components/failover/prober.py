@@ -37,14 +37,19 @@ from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
-from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
+from components.failover.budget import PROBE_INTERVAL_SECONDS, PROBE_TIMEOUT_SECONDS
+from functions.failover_prober.settings import (
+    MAX_EVENT_AGE_SECONDS,
+    NO_PROMOTION_RECORD,
+    QUIET_STATE,
+    RUN_SECONDS,
+    ProberSettings,
+)
 
 PACKAGE = "failover_prober"
 SCHEDULE = "rate(1 minute)"
-# A run observes for 55 s; the rest of the timeout leaves room for the failover call and the record.
-FUNCTION_TIMEOUT_SECONDS = 75
-# A scheduled event the next minute's run already covers is not worth retrying.
-MAX_EVENT_AGE_SECONDS = 60
+# A run observes for RUN_SECONDS; the rest of the timeout leaves room for the failover call and the record.
+FUNCTION_TIMEOUT_SECONDS = RUN_SECONDS + 20
 HTTPS_PORT = 443
 
 
@@ -59,7 +64,7 @@ class ProberArgs:
     global_cluster_id: pulumi.Input[str]
     global_cluster_arn: pulumi.Input[str]
     target_cluster_arn: pulumi.Input[str]
-    target_cluster_id: pulumi.Input[str]
+    standby_cluster_id: pulumi.Input[str]
     # Every member's ARN: FailoverGlobalCluster authorizes against the clusters it moves the writer between.
     member_cluster_arns: list[pulumi.Input[str]]
     primary_writer_host: pulumi.Input[str]
@@ -98,7 +103,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/last",
             type="String",
             description="The last promotion of the Aurora global database (history: every one)",
-            value=json.dumps({"action": "none"}),
+            value=json.dumps(NO_PROMOTION_RECORD),
             opts=args.standby.options(self, ignore_changes=["value"]),
         )
         state = aws.ssm.Parameter(
@@ -106,7 +111,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/prober",
             type="String",
             description="The prober's state between runs: since when the primary region has looked lost",
-            value=json.dumps({"suspectSince": None, "notified": False, "savedAt": None}),
+            value=json.dumps(QUIET_STATE),
             opts=args.standby.options(self, ignore_changes=["value"]),
         )
         function_name = f"{prefix}-aurora-promotion"
@@ -125,21 +130,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             security_group_id=group.id,
             timeout=FUNCTION_TIMEOUT_SECONDS,
             memory_size=128,
-            environment={
-                "GLOBAL_CLUSTER_ID": args.global_cluster_id,
-                "TARGET_CLUSTER_ARN": args.target_cluster_arn,
-                "STANDBY_CLUSTER_ID": args.target_cluster_id,
-                "PRIMARY_WRITER_HOST": args.primary_writer_host,
-                "DATABASE_PORT": str(args.database_port),
-                "STATUS_RECORD": args.status_record,
-                "RECORD_PARAMETER": record.name,
-                "STATE_PARAMETER": state.name,
-                "TOPIC_ARN": args.topic_arn,
-                "PROBE_INTERVAL_SECONDS": str(PROBER_INTERVAL_SECONDS),
-                "PROBE_TIMEOUT_SECONDS": str(PROBER_TIMEOUT_SECONDS),
-                "AGREE_SECONDS": str(args.promote_after_seconds),
-                "RPO_SECONDS": str(args.rpo_seconds),
-            },
+            environment=self._environment(args, record, state),
             opts=here,
         )
         aws.lambda_.FunctionEventInvokeConfig(
@@ -173,6 +164,31 @@ class AuroraPromotion(pulumi.ComponentResource):
                 "recordParameter": self.record_parameter,
                 "failureQueueUrl": self.failure_queue_url,
             }
+        )
+
+    def _environment(
+        self, args: ProberArgs, record: aws.ssm.Parameter, state: aws.ssm.Parameter
+    ) -> pulumi.Output[dict[str, str]]:
+        """What the function reads (functions/failover_prober/settings.py), once every value is known."""
+        values = pulumi.Output.all(
+            global_cluster_id=args.global_cluster_id,
+            target_cluster_arn=args.target_cluster_arn,
+            standby_cluster_id=args.standby_cluster_id,
+            primary_writer_host=args.primary_writer_host,
+            record_parameter=record.name,
+            state_parameter=state.name,
+            topic_arn=args.topic_arn,
+        )
+        return values.apply(
+            lambda known: ProberSettings(
+                **known,
+                database_port=args.database_port,
+                status_record=args.status_record,
+                probe_interval_seconds=PROBE_INTERVAL_SECONDS,
+                probe_timeout_seconds=PROBE_TIMEOUT_SECONDS,
+                promote_after_seconds=args.promote_after_seconds,
+                rpo_seconds=args.rpo_seconds,
+            ).to_env()
         )
 
     def _security_group(

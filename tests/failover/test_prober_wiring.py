@@ -12,6 +12,7 @@ import pytest
 
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering
+from functions.failover_prober.settings import ProberSettings
 
 PROMOTION = "inference-fleet:promotion:AuroraPromotion"
 FUNCTION = "aws:lambda/function:Function"
@@ -90,6 +91,10 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     assert env["PRIMARY_WRITER_HOST"] == primary.outputs["endpoint"]
     assert env["STATUS_RECORD"] == prod.outputs["failover"]["statusRecord"]
     assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
+    # The function reads back exactly what was rendered, each value under its one name.
+    settings = ProberSettings.from_env(env)
+    assert settings.to_env() == env
+    assert (settings.promote_after_seconds, settings.probe_interval_seconds) == (60, 10)
     assert env["TOPIC_ARN"] == prod.outputs["alertTopics"]["us-west-2"]
     # No reserved concurrency: new accounts often cannot reserve any, and a second run is harmless.
     assert function.inputs.get("reservedConcurrentExecutions") is None

@@ -1,0 +1,50 @@
+"""Each deployed function's settings survive the trip through its environment: what the program renders
+(`to_env`) the handler reads back unchanged (`from_env`), and a rendered environment reads back to the
+same text. The renders' own environments are checked beside their components (tests/failover,
+tests/controller, tests/model_store)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from functions.failover_prober.settings import ProberSettings
+
+PROBER = ProberSettings(
+    global_cluster_id="inference-fleet-prod",
+    target_cluster_arn="arn:aws:rds:us-west-2:123456789012:cluster:data-us-west-2",
+    standby_cluster_id="data-us-west-2",
+    primary_writer_host="data-us-east-1.cluster-abc.us-east-1.rds.amazonaws.com",
+    database_port=5432,
+    status_record="_status.us-east-1.api.fleet.example.com",
+    record_parameter="/inference-fleet/prod/aurora-promotion/last",
+    state_parameter="/inference-fleet/prod/aurora-promotion/prober",
+    topic_arn="arn:aws:sns:us-west-2:123456789012:fleet-prod-usw2-alerts",
+    probe_interval_seconds=10,
+    probe_timeout_seconds=3,
+    promote_after_seconds=60,
+    rpo_seconds=60,
+)
+
+CASES: list[tuple[str, Any]] = [
+    ("prober", PROBER),
+    ("prober, a fractional probe timeout", replace(PROBER, probe_timeout_seconds=2.5)),
+]
+
+
+@pytest.mark.parametrize("settings", [c[1] for c in CASES], ids=[c[0] for c in CASES])
+def test_settings_survive_the_environment(settings: Any) -> None:
+    env = settings.to_env()
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
+    back = type(settings).from_env(env)
+    assert back == settings
+    assert back.to_env() == env
+
+
+def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
+    env = PROBER.to_env()
+    assert env["AGREE_SECONDS"] == "60"  # the stack's promoteAfterSeconds
+    assert (env["PROBE_TIMEOUT_SECONDS"], env["DATABASE_PORT"]) == ("3", "5432")
+    assert len(env) == 13
