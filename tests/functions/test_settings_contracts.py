@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from functions.failover_prober.settings import ProberSettings
+from functions.fleet_controller.settings import ControllerSettings, PoolSpec
 
 PROBER = ProberSettings(
     global_cluster_id="inference-fleet-prod",
@@ -28,9 +29,44 @@ PROBER = ProberSettings(
     rpo_seconds=60,
 )
 
+CONTROLLER = ControllerSettings(
+    stack="prod",
+    region="us-east-1",
+    pools=(
+        PoolSpec("llama-8b", "fleet-prod-use1-pool-llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "arn:tg/1"),
+        PoolSpec("qwen-14b", "fleet-prod-use1-pool-qwen-14b", "qwen2.5:14b"),
+    ),
+    redis_host="master.control-plane.use1.cache.amazonaws.com",
+    redis_port=6379,
+    redis_tls=True,
+    redis_user="fleet-controller",
+    agent_port=8080,
+    key_prefix="fleet",
+    restart_document="fleet-prod-use1-agent-restart",
+    topic_arn="arn:aws:sns:us-east-1:123456789012:fleet-prod-use1-alerts",
+    fleet_tags={"project": "inference-fleet", "stack": "prod"},
+    pool_tag="pool",
+    tick_s=10,
+    confirmations=2,
+    poll_timeout_s=3.0,
+    restart_grace_s=120,
+    boot_grace_s=600,
+    leave_alone_s=300,
+    orphan_grace_s=600,
+    reconcile_s=300,
+    max_share=0.34,
+    min_ready={"meta-llama/Llama-3.1-8B-Instruct": 2},
+    redis_password_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:controller-redis",
+)
+
 CASES: list[tuple[str, Any]] = [
     ("prober", PROBER),
     ("prober, a fractional probe timeout", replace(PROBER, probe_timeout_seconds=2.5)),
+    ("controller", CONTROLLER),
+    (
+        "controller without a password, topic or minimum, dry run",
+        replace(CONTROLLER, redis_password_secret_arn=None, topic_arn=None, min_ready={}, dry_run=True),
+    ),
 ]
 
 
@@ -48,3 +84,10 @@ def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
     assert env["AGREE_SECONDS"] == "60"  # the stack's promoteAfterSeconds
     assert (env["PROBE_TIMEOUT_SECONDS"], env["DATABASE_PORT"]) == ("3", "5432")
     assert len(env) == 13
+
+
+def test_the_controller_keeps_its_one_document_and_the_secrets_variable() -> None:
+    env = CONTROLLER.to_env()
+    assert set(env) == {"CONTROLLER_CONFIG", "REDIS_PASSWORD_SECRET_ARN"}
+    assert "redis_password_secret_arn" not in env["CONTROLLER_CONFIG"]
+    assert set(replace(CONTROLLER, redis_password_secret_arn=None).to_env()) == {"CONTROLLER_CONFIG"}
