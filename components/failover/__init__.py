@@ -23,7 +23,7 @@ from components.failover.budget import (
 )
 from components.failover.config import DnsConfig, FailoverConfig
 from components.failover.dns import FailoverDns, FailoverDnsArgs, FailoverDnsOutputs, RegionEndpoint
-from components.failover.prober import AuroraPromotion, ProberArgs
+from components.failover.prober import FailoverProber, FailoverProberArgs
 from components.network import NetworkOutputs
 
 __all__ = [
@@ -128,9 +128,9 @@ def declare(
     assert data.global_rpo_seconds is not None
     there = networks.regions[standby.region]
     target = data.cluster_arns[standby.region]
-    prober = AuroraPromotion(
+    prober = FailoverProber(
         "promotion",
-        ProberArgs(
+        FailoverProberArgs(
             stack=stack,
             standby=stack.region(standby.region),
             vpc_id=there.vpc_id,

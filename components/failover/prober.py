@@ -47,6 +47,8 @@ from functions.failover_prober.settings import (
 )
 
 PACKAGE = "failover_prober"
+# The type the prober was declared with before it was named for what it is: an alias keeps its URNs.
+FORMER_TYPE = "inference-fleet:promotion:AuroraPromotion"
 SCHEDULE = "rate(1 minute)"
 # A run observes for RUN_SECONDS; the rest of the timeout leaves room for the failover call and the record.
 FUNCTION_TIMEOUT_SECONDS = RUN_SECONDS + 20
@@ -54,7 +56,7 @@ HTTPS_PORT = 443
 
 
 @dataclass(frozen=True)
-class ProberArgs:
+class FailoverProberArgs:
     stack: StackContext
     standby: RegionContext
     vpc_id: pulumi.Input[str]
@@ -76,15 +78,24 @@ class ProberArgs:
     log_retention_days: int
 
 
-class AuroraPromotion(pulumi.ComponentResource):
-    """The prober and what it needs (the type keeps the name of the promotion path it replaced)."""
+class FailoverProber(pulumi.ComponentResource):
+    """The prober and what it needs: its schedule, network, role, parameters, failure queue and alarms."""
 
     function_name: pulumi.Output[str]
     record_parameter: pulumi.Output[str]
     failure_queue_url: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("inference-fleet:promotion:AuroraPromotion", name, None, opts)
+    def __init__(
+        self, name: str, args: FailoverProberArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            "inference-fleet:failover:FailoverProber",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+            ),
+        )
         here = args.standby.options(self)
         account = aws.get_caller_identity_output(
             opts=pulumi.InvokeOutputOptions(parent=self, provider=args.standby.provider)
@@ -167,7 +178,7 @@ class AuroraPromotion(pulumi.ComponentResource):
         )
 
     def _environment(
-        self, args: ProberArgs, record: aws.ssm.Parameter, state: aws.ssm.Parameter
+        self, args: FailoverProberArgs, record: aws.ssm.Parameter, state: aws.ssm.Parameter
     ) -> pulumi.Output[dict[str, str]]:
         """What the function reads (functions/failover_prober/settings.py), once every value is known."""
         values = pulumi.Output.all(
@@ -192,7 +203,7 @@ class AuroraPromotion(pulumi.ComponentResource):
         )
 
     def _security_group(
-        self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions
+        self, name: str, args: FailoverProberArgs, opts: pulumi.ResourceOptions
     ) -> aws.ec2.SecurityGroup:
         groups = SecurityGroups(name, args.vpc_id, opts)
         group = groups.group(
@@ -220,7 +231,7 @@ class AuroraPromotion(pulumi.ComponentResource):
     def _alarms(
         self,
         name: str,
-        args: ProberArgs,
+        args: FailoverProberArgs,
         function: aws.lambda_.Function,
         queue: aws.sqs.Queue,
         opts: pulumi.ResourceOptions,
@@ -250,7 +261,7 @@ class AuroraPromotion(pulumi.ComponentResource):
     def _role(
         self,
         name: str,
-        args: ProberArgs,
+        args: FailoverProberArgs,
         account: pulumi.Output[str],
         queue: aws.sqs.Queue,
         parameters: list[aws.ssm.Parameter],
