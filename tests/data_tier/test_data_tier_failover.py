@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from fleet.harness import RecordedResource, Rendering, is_secret
+from functions.db_bootstrap.settings import BootstrapRequest
 
 CLUSTER = "aws:rds/cluster:Cluster"
 BOOTSTRAP = Path(__file__).resolve().parents[2] / "functions" / "db_bootstrap"
@@ -95,10 +96,10 @@ def test_the_gateway_role_is_created_inside_the_vpc_as_the_master_user_never_use
     invocation = rendering.one("aws:lambda/invocation:Invocation", "data-gateway-role-run")
     assert invocation.inputs["functionName"] == function.outputs["name"]
     assert is_secret(invocation.inputs["input"])  # it carries both passwords
-    payload = json.loads(invocation.inputs["input"]["value"])
-    assert (payload["masterUser"], payload["gatewayUser"]) == ("litellm", "litellm_gateway")
-    assert payload["host"] == rendering.outputs["database"]["writerEndpoint"]
-    assert payload["masterPassword"] != payload["gatewayPassword"]
+    request = BootstrapRequest.from_event(json.loads(invocation.inputs["input"]["value"]))
+    assert (request.master_user, request.gateway_user) == ("litellm", "litellm_gateway")
+    assert request.host == rendering.outputs["database"]["writerEndpoint"]
+    assert request.master_password != request.gateway_password
 
     # The gateway's secret names that role, and so waits for the invocation.
     version = rendering.one(
