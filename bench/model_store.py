@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fleet_agent.config import ModelStoreConfig  # noqa: E402
-from fleet_agent.model_store import JuiceFs  # noqa: E402
+from fleet_agent.juicefs import JuiceFs  # noqa: E402
 from node_image.agent.tests.agent_testkit.harness import LLAMA_SERVER, to_toml  # noqa: E402
 from node_image.agent.tests.agent_testkit.juicefs import (  # noqa: E402
     Volume,

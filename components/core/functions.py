@@ -82,7 +82,7 @@ def vpc_function(
     security_group_id: pulumi.Input[str],
     timeout: int,
     memory_size: int,
-    environment: Mapping[str, pulumi.Input[str]] | None = None,
+    environment: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
     log_format: str = "JSON",
     architecture: str = "arm64",
     layers: Sequence[pulumi.Input[str]] | None = None,

@@ -23,7 +23,7 @@ from components.failover.budget import (
 )
 from components.failover.config import DnsConfig, FailoverConfig
 from components.failover.dns import FailoverDns, FailoverDnsArgs, FailoverDnsOutputs, RegionEndpoint
-from components.failover.prober import AuroraPromotion, ProberArgs
+from components.failover.prober import FailoverProber, FailoverProberArgs
 from components.network import NetworkOutputs
 
 __all__ = [
@@ -129,9 +129,9 @@ def declare(
     assert data.global_rpo_seconds is not None
     there = networks.regions[standby.region]
     target = data.cluster_arns[standby.region]
-    prober = AuroraPromotion(
+    prober = FailoverProber(
         "promotion",
-        ProberArgs(
+        FailoverProberArgs(
             stack=stack,
             standby=stack.region(standby.region),
             vpc_id=there.vpc_id,
@@ -140,7 +140,7 @@ def declare(
             global_cluster_id=data.global_cluster_id,
             global_cluster_arn=data.global_cluster_arn,
             target_cluster_arn=target,
-            target_cluster_id=data.cluster_ids[standby.region],
+            standby_cluster_id=data.cluster_ids[standby.region],
             member_cluster_arns=list(data.cluster_arns.values()),
             primary_writer_host=data.cluster_endpoints[primary.region],
             database_port=data.port,

@@ -43,8 +43,8 @@ MIN_RECORD_TTL_SECONDS = 5
 # The status record the prober reads (a TXT failover pair on the primary's check): short, cached briefly.
 STATUS_RECORD_TTL_SECONDS = 10
 # The prober observes every 10 s; a writer probe gives up after 3 s.
-PROBER_INTERVAL_SECONDS = 10
-PROBER_TIMEOUT_SECONDS = 3
+PROBE_INTERVAL_SECONDS = 10
+PROBE_TIMEOUT_SECONDS = 3
 # The least agreement the prober may be configured with: three observations.
 MIN_PROMOTE_AFTER_SECONDS = 30
 
@@ -112,9 +112,9 @@ def region_loss_budget(
     dns: DnsFailoverBudget, promote_after_seconds: int, standby_recovery_seconds: int
 ) -> RegionLossBudget:
     return RegionLossBudget(
-        detection_seconds=dns.detection_seconds + STATUS_RECORD_TTL_SECONDS + PROBER_INTERVAL_SECONDS,
+        detection_seconds=dns.detection_seconds + STATUS_RECORD_TTL_SECONDS + PROBE_INTERVAL_SECONDS,
         agreement_seconds=promote_after_seconds,
-        recheck_seconds=PROBER_TIMEOUT_SECONDS,
+        recheck_seconds=PROBE_TIMEOUT_SECONDS,
         aurora_failover_seconds=AURORA_GLOBAL_FAILOVER_SECONDS,
         standby_recovery_seconds=standby_recovery_seconds,
         dns_ttl_seconds=dns.dns_ttl_seconds,

@@ -20,7 +20,7 @@ from components.data_tier import DatabaseConfig
 from components.failover.budget import (
     MIN_PROMOTE_AFTER_SECONDS,
     MIN_RECORD_TTL_SECONDS,
-    PROBER_INTERVAL_SECONDS,
+    PROBE_INTERVAL_SECONDS,
     DnsFailoverBudget,
     dns_failover_budget,
     region_loss_budget,
@@ -74,11 +74,11 @@ def _checkers(fo: FailoverConfig, view: StackView) -> Iterator[Problem]:
             f"got {len(fo.checker_regions)} region(s); "
             f"Route53 checks from at least {ROUTE53_MIN_CHECKER_REGIONS}",
         )
-    if fo.promote_after_seconds % PROBER_INTERVAL_SECONDS:
+    if fo.promote_after_seconds % PROBE_INTERVAL_SECONDS:
         yield (
             "promoteAfterSeconds",
-            f"got {fo.promote_after_seconds}; the prober observes every {PROBER_INTERVAL_SECONDS} s: "
-            f"give a multiple of {PROBER_INTERVAL_SECONDS}",
+            f"got {fo.promote_after_seconds}; the prober observes every {PROBE_INTERVAL_SECONDS} s: "
+            f"give a multiple of {PROBE_INTERVAL_SECONDS}",
         )
 
 
@@ -155,7 +155,7 @@ def _region_loss_meets_rto(fo: FailoverConfig, view: StackView) -> Iterator[Prob
     if budget.rto_seconds <= fo.region_loss_rto_seconds:
         return
     others = budget.rto_seconds - fo.promote_after_seconds
-    room = (fo.region_loss_rto_seconds - others) // PROBER_INTERVAL_SECONDS * PROBER_INTERVAL_SECONDS
+    room = (fo.region_loss_rto_seconds - others) // PROBE_INTERVAL_SECONDS * PROBE_INTERVAL_SECONDS
     if room >= MIN_PROMOTE_AFTER_SECONDS:
         hint = f"lower promoteAfterSeconds to at most {room}"
     else:

@@ -28,10 +28,9 @@ import pulumi_aws as aws
 
 from components.failover.budget import STATUS_RECORD_TTL_SECONDS, DnsFailoverBudget, dns_failover_budget
 from components.failover.config import DnsConfig, FailoverConfig
+from functions.failover_prober.settings import STATUS_FAILING, STATUS_HEALTHY
 
 HTTPS_PORT = 443
-STATUS_HEALTHY = "healthy"
-STATUS_FAILING = "failing"
 
 
 @dataclass(frozen=True)

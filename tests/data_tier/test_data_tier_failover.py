@@ -21,6 +21,7 @@ from components.core.catalog.resource_types import (
     SECRET_VERSION,
 )
 from fleet.harness import RecordedResource, Rendering, is_secret
+from functions.db_bootstrap.settings import BootstrapRequest
 
 BOOTSTRAP = Path(__file__).resolve().parents[2] / "functions" / "db_bootstrap"
 
@@ -101,10 +102,10 @@ def test_the_gateway_role_is_created_inside_the_vpc_as_the_master_user_never_use
     invocation = rendering.one(LAMBDA_INVOCATION, "data-gateway-role-run")
     assert invocation.inputs["functionName"] == function.outputs["name"]
     assert is_secret(invocation.inputs["input"])  # it carries both passwords
-    payload = json.loads(invocation.inputs["input"]["value"])
-    assert (payload["masterUser"], payload["gatewayUser"]) == ("litellm", "litellm_gateway")
-    assert payload["host"] == rendering.outputs["database"]["writerEndpoint"]
-    assert payload["masterPassword"] != payload["gatewayPassword"]
+    request = BootstrapRequest.from_event(json.loads(invocation.inputs["input"]["value"]))
+    assert (request.master_user, request.gateway_user) == ("litellm", "litellm_gateway")
+    assert request.host == rendering.outputs["database"]["writerEndpoint"]
+    assert request.master_password != request.gateway_password
 
     # The gateway's secret names that role, and so waits for the invocation.
     version = rendering.one(SECRET_VERSION, "control-plane-us-east-1-gateway-secret")

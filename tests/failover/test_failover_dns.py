@@ -225,7 +225,7 @@ def test_slower_detection_moves_the_budget(render, stack_input):
 def test_dev_serves_a_plain_record_without_health_checks_or_budget(render):
     dev = render("dev")
     assert dev.of_type(ROUTE53_HEALTH_CHECK) == []
-    assert dev.of_type("inference-fleet:promotion:AuroraPromotion") == []
+    assert dev.of_type("inference-fleet:failover:FailoverProber") == []
     (record,) = api_records(dev, "api.dev.fleet.example.com")
     assert not record.inputs.get("failoverRoutingPolicies")
     assert not record.inputs.get("healthCheckId")

@@ -84,10 +84,6 @@ def test_the_catalogs_load_without_a_cloud_sdk():
         assert not any(m.startswith("pulumi") for m in imported_modules(path)), path
 
 
-# Renamed on the i18-contracts branch (the failover prober); drop it here once that is merged.
-TOKENS_BEING_RENAMED = {"inference-fleet:promotion:AuroraPromotion"}
-
-
 def component_tokens() -> dict[str, str]:
     """Each ComponentResource's type token, by `<package>.<class>` of the class that registers it."""
     found: dict[str, str] = {}
@@ -119,7 +115,7 @@ def test_component_type_tokens_name_their_package_and_class():
     wrong = {
         where: token
         for where, token in tokens.items()
-        if token != f"inference-fleet:{where.replace('.', ':')}" and token not in TOKENS_BEING_RENAMED
+        if token != f"inference-fleet:{where.replace('.', ':')}"
     }
     assert not wrong, wrong
 

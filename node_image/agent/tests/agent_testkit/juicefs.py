@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from fleet_agent.manifest import Manifest, ManifestFile, model_files, sha256_file, write_manifest
-from fleet_agent.model_store import mount_entry
+from fleet_agent.mountinfo import mount_entry
 
 from .net import free_port, wait_for
 
