@@ -27,6 +27,26 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_MAX_RETRIES,
     CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
 )
+from components.core.catalog.resource_types import (
+    AUTOSCALING_GROUP,
+    CACHE_PARAMETER_GROUP,
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_SERVICE,
+    CLOUD_TASKS_QUEUE,
+    COMPOSITE_ALARM,
+    EC2_INSTANCE,
+    ECS_TASK_DEFINITION,
+    KMS_KEY,
+    LAMBDA_FUNCTION,
+    LAUNCH_TEMPLATE,
+    METRIC_ALARM,
+    RDS_CLUSTER,
+    RDS_GLOBAL_CLUSTER,
+    RDS_INSTANCE,
+    REDIS_REPLICATION_GROUP,
+    ROUTE53_RECORD,
+    SECRET,
+)
 from policies.linking import of_types, referenced
 from policies.support import (
     TIER_KEY,
@@ -46,14 +66,6 @@ from policies.support import (
     truthy,
 )
 from policies.validity import gpu_instance_types, job_gpus
-
-ROUTE53_RECORD = "aws:route53/record:Record"
-ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
-CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
-CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
-LAMBDA_FUNCTION = "aws:lambda/function:Function"
-AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
-
 
 # --- DNS failover -------------------------------------------------------------------------------------
 
@@ -146,15 +158,15 @@ _BACKUP_SCHEMA = PolicyConfigSchema(
 
 def _prod_database(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in (
-        "aws:rds/cluster:Cluster",
-        "aws:rds/globalCluster:GlobalCluster",
-        "aws:rds/instance:Instance",
+        RDS_CLUSTER,
+        RDS_GLOBAL_CLUSTER,
+        RDS_INSTANCE,
     ) or not is_prod(args):
         return
     props = args.props
     if not truthy(known(props, "deletionProtection")):
         report(f"{label(args)} is a prod database without deletionProtection: set it to true.", None)
-    if args.resource_type == "aws:rds/globalCluster:GlobalCluster":
+    if args.resource_type == RDS_GLOBAL_CLUSTER:
         return
     minimum = int(setting(args, _BACKUP_SCHEMA, "minBackupRetentionDays"))
     retention = as_number(known(props, "backupRetentionPeriod")) or 1.0  # RDS keeps one day when unset
@@ -267,7 +279,7 @@ def _no_install(args: ResourceValidationArgs, report: ReportViolation) -> None:
                 "image, so a cold start takes seconds and does not depend on a package index.",
                 None,
             )
-    if args.resource_type in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+    if args.resource_type in (LAUNCH_TEMPLATE, EC2_INSTANCE):
         match = _INSTALL.search(_user_data(args.props))
         if match:
             report(
@@ -343,7 +355,7 @@ def _seconds(value: Any) -> float | None:
 
 
 def _queue_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != "gcp:cloudtasks/queue:Queue":
+    if args.resource_type != CLOUD_TASKS_QUEUE:
         return
     retry = mapping(known(args.props, "retryConfig"))
     problems = []
@@ -491,7 +503,7 @@ def _spot_share(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 # --- alarms and protection ---------------------------------------------------------------------------------
 
-CLOUDWATCH_ALARMS = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
+CLOUDWATCH_ALARMS = (METRIC_ALARM, COMPOSITE_ALARM)
 
 
 def _alarm_action(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -532,8 +544,6 @@ alarm_has_action = ResourceValidationPolicy(
 
 # --- the model store's metadata --------------------------------------------------------------------------
 
-REDIS_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
-CACHE_PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
 # How the program marks a Redis that holds a JuiceFS volume's metadata (components/model_store).
 JUICEFS_METADATA_TAG = ("fleet-role", "juicefs-metadata")
 
@@ -597,10 +607,10 @@ juicefs_metadata_redis = StackValidationPolicy(
 )
 
 STATEFUL_TYPES = {
-    "aws:kms/key:Key": "a KMS key (deleting it loses everything encrypted with it)",
-    "aws:rds/globalCluster:GlobalCluster": "the global database",
-    "aws:rds/cluster:Cluster": "an Aurora cluster",
-    "aws:secretsmanager/secret:Secret": "a secret",
+    KMS_KEY: "a KMS key (deleting it loses everything encrypted with it)",
+    RDS_GLOBAL_CLUSTER: "the global database",
+    RDS_CLUSTER: "an Aurora cluster",
+    SECRET: "a secret",
 }
 
 

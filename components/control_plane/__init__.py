@@ -1,10 +1,10 @@
 """The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
 
-Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `PoolDeployment` (how the gateway
-reaches a GPU pool), `RedisUser` (a client of the region's Redis besides the gateway, with an ACL user of
-its own), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`, and
-`GATEWAY_DATABASE_RECOVERY_SECONDS` (how long the gateways take to write again after a promotion, for the
-failover budget).
+Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `GatewayBackend` (how the gateway
+reaches one of the fleet's own backends: a GPU pool or a Kubernetes-served model), `RedisUser` (a client of
+the region's Redis besides the gateway, with an ACL user of its own), `ControlPlaneOutputs` (and its
+per-region `RegionalControlPlaneOutputs`), `declare`, and `GATEWAY_DATABASE_RECOVERY_SECONDS` (how long
+the gateways take to write again after a promotion, for the failover budget).
 """
 
 from __future__ import annotations
@@ -25,17 +25,15 @@ from components.control_plane.config import (
     RedisConfig,
 )
 from components.control_plane.control_plane import (
-    ControlPlaneRegion,
-    DatabaseAccess,
-    GatewaySecrets,
     RegionalControlPlane,
     RegionalControlPlaneArgs,
     RegionalControlPlaneOutputs,
 )
-from components.control_plane.gateway_config import PoolDeployment
+from components.control_plane.gateway_config import GatewayBackend
 from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
 from components.control_plane.image_mirror import mirrored
 from components.control_plane.redis_users import RedisUser
+from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
@@ -45,8 +43,8 @@ __all__ = [
     "GATEWAY_DATABASE_RECOVERY_SECONDS",
     "SECRETS",
     "ControlPlaneOutputs",
+    "GatewayBackend",
     "GatewayConfig",
-    "PoolDeployment",
     "RedisConfig",
     "RedisUser",
     "RegionalControlPlaneOutputs",
@@ -77,6 +75,7 @@ class ControlPlaneOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     domain: str,
     gateway: GatewayConfig,
     redis: RedisConfig,
@@ -85,12 +84,12 @@ def declare(
     data: DataTierOutputs,
     secrets: StackSecrets,
     topic_arns: Mapping[str, pulumi.Input[str]],
-    pools: Sequence[PoolDeployment] = (),
+    backends: Sequence[GatewayBackend] = (),
     pool_api_key: pulumi.Output[str] | None = None,
     redis_users: Sequence[RedisUser] = (),
 ) -> ControlPlaneOutputs:
     """A control plane per network region (`control-plane-<region>`); the first region is the primary.
-    Each region's gateway routes to the `pools` of its own region first; its Redis takes `redis_users`
+    Each region's gateway routes to the `backends` of its own region first; its Redis takes `redis_users`
     besides the gateway."""
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
@@ -121,7 +120,7 @@ def declare(
                     redis=redis,
                     log_retention_days=log_retention_days,
                     deletion_protection=stack.deletion_protection,
-                    pools=tuple(p for p in pools if p.region == region),
+                    backends=tuple(b for b in backends if b.region == region),
                 ),
                 stack=stack,
                 region=net.region,

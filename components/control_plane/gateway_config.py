@@ -20,7 +20,6 @@ from components.control_plane.config import GATEWAY_PROVIDERS, GatewayConfig, Se
 GATEWAY_PORT = 4000
 # LiteLLM's liveness: the process answers (the ALB's target health; never the database's state).
 LIVENESS_PATH = "/health/liveliness"
-REDIS_PORT = 6379
 
 # Environment variables the rendered file reads. Secrets reach the container through the task
 # definition's `secrets` (Secrets Manager); the rest are plain settings.
@@ -39,11 +38,12 @@ SERVERLESS_ORDER = 2
 
 
 @dataclass(frozen=True)
-class PoolDeployment:
-    """One of the fleet's GPU pools as the gateway reaches it: an OpenAI-compatible endpoint (the node
-    agents behind the pool's internal load balancer) serving `model` under its engine's name."""
+class GatewayBackend:
+    """One of the fleet's own backends as the gateway reaches it (a GPU pool, or a model served on a
+    Kubernetes cluster): an OpenAI-compatible endpoint (the node agents behind the backend's internal load
+    balancer) serving `model` under its engine's name. Routes name it by `name` (in their `pools`)."""
 
-    pool: str
+    name: str
     region: str
     model: str
     api_base: str
@@ -76,11 +76,12 @@ def _deployment(
     return {"model_name": model_name, "litellm_params": params, "model_info": {"id": deployment_id}}
 
 
-def pool_deployments(
-    gateway: GatewayConfig, route_model: str, pool_names: Sequence[str], pools: Sequence[PoolDeployment]
+def backend_deployments(
+    gateway: GatewayConfig, route_model: str, backend_names: Sequence[str], backends: Sequence[GatewayBackend]
 ) -> list[dict[str, Any]]:
-    """The deployments of a route's pools that this gateway reaches (its own region's), first in order."""
-    here = {p.pool: p for p in pools}
+    """The deployments of a route's own backends that this gateway reaches (its own region's), first in
+    order."""
+    here = {b.name: b for b in backends}
     return [
         {
             "model_name": route_model,
@@ -94,19 +95,20 @@ def pool_deployments(
             },
             "model_info": {"id": f"{route_model}/pool/{name}"},
         }
-        for name in pool_names
+        for name in backend_names
         if name in here
     ]
 
 
-def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> dict[str, Any]:
-    """The proxy config as a mapping: model routes (the region's own GPU pools first, then serverless
-    endpoints), fallbacks, routing, retries, Redis and database. `pools`: the pools this gateway reaches."""
+def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = ()) -> dict[str, Any]:
+    """The proxy config as a mapping: model routes (the region's own backends first, then serverless
+    endpoints), fallbacks, routing, retries, Redis and database. `backends`: the own backends this gateway
+    reaches."""
     endpoints = {e.name: e for e in gateway.serverless_endpoints}
     timeout = gateway.request_timeout_seconds
     model_list: list[dict[str, Any]] = []
     for route in gateway.routes:
-        own = pool_deployments(gateway, route.model, route.pools, pools)
+        own = backend_deployments(gateway, route.model, route.pools, backends)
         model_list += own
         order = SERVERLESS_ORDER if own else None
         for name in route.endpoints:
@@ -149,14 +151,14 @@ def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ())
     }
 
 
-def litellm_config_yaml(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> str:
-    return yaml.safe_dump(litellm_config(gateway, pools), sort_keys=False, default_flow_style=False)
+def litellm_config_yaml(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = ()) -> str:
+    return yaml.safe_dump(litellm_config(gateway, backends), sort_keys=False, default_flow_style=False)
 
 
-def uses_pools(gateway: GatewayConfig, pools: Sequence[PoolDeployment]) -> bool:
-    """Whether this gateway routes to any of the pools (and so needs their API key)."""
+def uses_backends(gateway: GatewayConfig, backends: Sequence[GatewayBackend]) -> bool:
+    """Whether this gateway routes to any of its own backends (and so needs their API key)."""
     names = {name for route in gateway.routes for name in route.pools}
-    return any(p.pool in names for p in pools)
+    return any(b.name in names for b in backends)
 
 
 def config_digest(text: str) -> str:

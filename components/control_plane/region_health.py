@@ -1,27 +1,52 @@
 """The region-health sidecar (functions/region_health) as the gateway task runs it: its container, and the
 model backends it checks, read from the gateway's rendered LiteLLM config.
 
-The sidecar runs from the gateway's own image (LiteLLM's, which has Python) with its code in the
-environment, so nothing is built or downloaded for it. Its port is reached by the ALB only.
+The sidecar runs from the gateway's own image (LiteLLM's, which has Python) with its package's modules in
+the environment, so nothing is built or downloaded for it: the entry point writes them out as the package
+and runs it. Its settings reach it through RegionHealthSettings, the dataclass it reads them back with.
+Its port is reached by the ALB only.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pulumi
 
-REGION_HEALTH_PORT = 4001
-REGION_HEALTH_PATH = "/fleet/region-health"
-REGION_HEALTH_LIVE_PATH = "/fleet/live"
+from components.core.functions import function_sources
+from functions.region_health.settings import (
+    REGION_HEALTH_LIVE_PATH,
+    REGION_HEALTH_PATH,
+    REGION_HEALTH_PORT,
+    Backend,
+    RegionHealthSettings,
+)
+
+__all__ = [
+    "CONTAINER_NAME",
+    "REGION_HEALTH_LIVE_PATH",
+    "REGION_HEALTH_PATH",
+    "REGION_HEALTH_PORT",
+    "backends",
+    "container",
+]
+
 CONTAINER_NAME = "region-health"
-REFRESH_SECONDS = 5
-CHECK_TIMEOUT_SECONDS = 2
-CODE_FILE = Path(__file__).resolve().parents[2] / "functions" / "region_health" / "region_health.py"
+PACKAGE = "region_health"
 CODE_ENV = "FLEET_REGION_HEALTH_CODE"
+# The entry point: the package's modules (JSON in CODE_ENV, by file name) written to a fresh directory and
+# its main module run, as `python -m region_health.region_health` would.
+BOOTSTRAP = f"""import json, os, runpy, sys, tempfile
+root = tempfile.mkdtemp()
+os.mkdir(os.path.join(root, {PACKAGE!r}))
+for name, text in json.loads(os.environ[{CODE_ENV!r}]).items():
+    with open(os.path.join(root, {PACKAGE!r}, name), "w", encoding="utf-8") as module:
+        module.write(text)
+sys.path.insert(0, root)
+runpy.run_module("{PACKAGE}.region_health", run_name="__main__", alter_sys=True)
+"""
 
 # Where each provider's API lives when a deployment names no api_base, and the environment variables
 # LiteLLM reads to override it (litellm/llms/<provider>).
@@ -41,46 +66,41 @@ PROVIDER_API_BASES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def backends(litellm_config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One entry per deployment of the rendered config: its name, base URL, and override variables."""
-    found: list[dict[str, Any]] = []
+def backends(litellm_config: Mapping[str, Any]) -> tuple[Backend, ...]:
+    """One per deployment of the rendered config: its name, base URL, and override variables."""
+    found: list[Backend] = []
     for deployment in litellm_config.get("model_list", []):
         params = deployment.get("litellm_params", {})
         name = str((deployment.get("model_info") or {}).get("id") or deployment.get("model_name"))
         if params.get("api_base"):
-            found.append({"name": name, "url": str(params["api_base"]), "env": []})
+            found.append(Backend(name, str(params["api_base"])))
             continue
         provider = str(params.get("model", "")).split("/", 1)[0]
         if provider in PROVIDER_API_BASES:
             url, env = PROVIDER_API_BASES[provider]
-            found.append({"name": name, "url": url, "env": list(env)})
-    return found
+            found.append(Backend(name, url, env))
+    return tuple(found)
 
 
 def container(
     image: pulumi.Input[str],
     litellm_config: Mapping[str, Any],
-    gateway_port: int,
+    gateway_liveness_url: str,
     log_options: Mapping[str, str],
 ) -> dict[str, Any]:
     """The sidecar's container definition (essential: a task whose health cannot be told is replaced)."""
+    settings = RegionHealthSettings(
+        gateway_liveness_url=gateway_liveness_url, backends=backends(litellm_config)
+    )
     return {
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
-        "entryPoint": [
-            "python3",
-            "-c",
-            f"import os; exec(compile(os.environ['{CODE_ENV}'], 'region_health.py', 'exec'))",
-        ],
-        "portMappings": [{"containerPort": REGION_HEALTH_PORT, "protocol": "tcp", "name": "region-health"}],
+        "entryPoint": ["python3", "-c", BOOTSTRAP],
+        "portMappings": [{"containerPort": settings.port, "protocol": "tcp", "name": "region-health"}],
         "environment": [
-            {"name": CODE_ENV, "value": CODE_FILE.read_text()},
-            {"name": "REGION_HEALTH_PORT", "value": str(REGION_HEALTH_PORT)},
-            {"name": "GATEWAY_LIVENESS_URL", "value": f"http://127.0.0.1:{gateway_port}/health/liveliness"},
-            {"name": "FLEET_BACKENDS", "value": json.dumps(backends(litellm_config), sort_keys=True)},
-            {"name": "REFRESH_SECONDS", "value": str(REFRESH_SECONDS)},
-            {"name": "CHECK_TIMEOUT_SECONDS", "value": str(CHECK_TIMEOUT_SECONDS)},
+            {"name": CODE_ENV, "value": json.dumps(function_sources(PACKAGE), sort_keys=True)},
+            *({"name": name, "value": value} for name, value in settings.to_env().items()),
         ],
         "logConfiguration": {
             "logDriver": "awslogs",

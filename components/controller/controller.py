@@ -28,7 +28,7 @@ from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
-from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role, secret_read_statements
 from components.core.security import SecurityGroups
 from functions.fleet_controller.settings import METRIC_NAMESPACE, RUN_SECONDS, ControllerSettings, PoolSpec
 
@@ -286,19 +286,13 @@ class FleetController(pulumi.ComponentResource):
                 },
             },
             {"Sid": "Tell", "Effect": "Allow", "Action": "sns:Publish", "Resource": args.topic_arn},
-            {
-                "Sid": "ReadRedisPassword",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": secret.arn,
-            },
-            {
-                "Sid": "DecryptRedisPassword",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            },
+            *secret_read_statements(
+                secret.arn,
+                args.kms_key_arn,
+                region,
+                read_sid="ReadRedisPassword",
+                decrypt_sid="DecryptRedisPassword",
+            ),
             log_statement(logs.arn),
             LAMBDA_VPC_ACCESS,
         ]

@@ -93,6 +93,7 @@ class FailoverOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     domain: str,
     dns: DnsConfig,
     failover: FailoverConfig,

@@ -70,7 +70,18 @@ class FailoverDns(pulumi.ComponentResource):
     outputs: FailoverDnsOutputs
 
     def __init__(self, name: str, args: FailoverDnsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("inference-fleet:failover_dns:FailoverDns", name, None, opts)
+        super().__init__(
+            "inference-fleet:failover:FailoverDns",
+            name,
+            None,
+            # Its type until it lined up with its package: the URNs in the stacks' state keep it.
+            pulumi.ResourceOptions.merge(
+                opts,
+                pulumi.ResourceOptions(
+                    aliases=[pulumi.Alias(type_="inference-fleet:failover_dns:FailoverDns")]
+                ),
+            ),
+        )
         self._name, self._args = name, args
         zone_id = aws.route53.get_zone_output(
             name=args.domain, private_zone=False, opts=pulumi.InvokeOutputOptions(parent=self)

@@ -3,7 +3,7 @@ of GPU nodes (on-demand floor, spot above it) behind an internal load balancer, 
 pool's region routes to before its serverless endpoints.
 
 Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSWORD`, `SECRETS`,
-`GpuPoolsOutputs`, `gateway_deployments` (the gateway's view of the pools, from config alone), `redis_users`
+`GpuPoolsOutputs`, `gateway_backends` (the gateway's view of the pools, from config alone), `redis_users`
 (the nodes' ACL user on their region's Redis), the agents' `AGENT_PORT` and heartbeat key prefix and TTL,
 `declare`.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.control_plane import ControlPlaneOutputs, PoolDeployment, RedisUser
+from components.control_plane import ControlPlaneOutputs, GatewayBackend, RedisUser
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
@@ -40,7 +40,7 @@ __all__ = [
     "GpuPoolsOutputs",
     "NodeImageConfig",
     "declare",
-    "gateway_deployments",
+    "gateway_backends",
     "redis_users",
 ]
 
@@ -72,11 +72,11 @@ def pool_hostname(pool: GpuPoolConfig, domain: str) -> str:
     return f"{pool.name}.pools.{domain}"
 
 
-def gateway_deployments(pools: Sequence[GpuPoolConfig], domain: str) -> list[PoolDeployment]:
+def gateway_backends(pools: Sequence[GpuPoolConfig], domain: str) -> list[GatewayBackend]:
     """How the gateways reach the pools, known from config before either is declared."""
     return [
-        PoolDeployment(
-            pool=pool.name,
+        GatewayBackend(
+            name=pool.name,
             region=pool.region,
             model=pool.model,
             api_base=f"http://{pool_hostname(pool, domain)}/v1",
@@ -111,6 +111,7 @@ class GpuPoolsOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     pools: Sequence[GpuPoolConfig],
     image: NodeImageConfig,
     domain: str,

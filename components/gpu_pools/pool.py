@@ -24,7 +24,7 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.iam import instance_role
+from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
@@ -247,19 +247,13 @@ class GpuNodePool(pulumi.ComponentResource):
                     f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
                 ),
             },
-            {
-                "Sid": "ReadNodeSecret",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": secret.arn,
-            },
-            {
-                "Sid": "DecryptNodeSecret",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": self._args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            },
+            *secret_read_statements(
+                secret.arn,
+                self._args.kms_key_arn,
+                region,
+                read_sid="ReadNodeSecret",
+                decrypt_sid="DecryptNodeSecret",
+            ),
         ]
 
     # --- the load balancer ---------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Runs as a sidecar in every gateway task, from the gateway's own image (its Python, standard library
 only), and never touches the database: losing the global writer must not make both regions look dead.
 
-Every REFRESH_SECONDS it checks, in parallel, with a short timeout each:
+Every `refresh_seconds` it checks, in parallel, with a short timeout each:
 - the gateway: LiteLLM's liveness (`/health/liveliness` on 127.0.0.1) answers 200;
 - each model backend the gateway routes to (the deployments of its rendered config: an own pool's load
   balancer, or a provider's API): an HTTP answer below 500 from its base URL. No tokens, no credentials:
@@ -13,9 +13,8 @@ GET /fleet/region-health: 200 when the gateway is up and at least one backend is
 the body says which checks passed. GET /fleet/live: 200 while the sidecar runs (its own target health).
 A snapshot older than three refresh periods counts as failing.
 
-Configuration (environment): REGION_HEALTH_PORT, GATEWAY_LIVENESS_URL, FLEET_BACKENDS (JSON list of
-{"name", "url", "env"}: `env` names the variables LiteLLM itself reads to override that provider's base
-URL), REFRESH_SECONDS, CHECK_TIMEOUT_SECONDS.
+Its settings come from the environment, through RegionHealthSettings (settings.py), which the gateway
+service renders them with. It ships as this package's modules (see components/control_plane/region_health.py).
 """
 
 from __future__ import annotations
@@ -26,21 +25,20 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-HEALTH_PATH = "/fleet/region-health"
-LIVE_PATH = "/fleet/live"
+from .settings import REGION_HEALTH_LIVE_PATH, REGION_HEALTH_PATH, Backend, RegionHealthSettings
 
 
-def backend_urls(backends: list[Mapping[str, Any]], env: Mapping[str, str]) -> dict[str, str]:
+def backend_urls(backends: Sequence[Backend], env: Mapping[str, str]) -> dict[str, str]:
     """Each backend's base URL, as LiteLLM resolves it: an override from the environment wins."""
     resolved: dict[str, str] = {}
     for backend in backends:
-        override = next((env[name] for name in backend.get("env", []) if env.get(name)), None)
-        resolved[str(backend["name"])] = override or str(backend["url"])
+        override = next((env[name] for name in backend.env if env.get(name)), None)
+        resolved[backend.name] = override or backend.url
     return resolved
 
 
@@ -61,19 +59,26 @@ def answers(url: str, timeout: float, ok: Callable[[int], bool]) -> bool:
 class Checker:
     """Keeps the latest snapshot of every check, refreshed in the background."""
 
-    def __init__(self, gateway_url: str, backends: Mapping[str, str], refresh: float, timeout: float) -> None:
-        self._gateway_url = gateway_url
+    def __init__(
+        self,
+        gateway_liveness_url: str,
+        backends: Mapping[str, str],
+        refresh_seconds: float,
+        check_timeout_seconds: float,
+    ) -> None:
+        self._gateway_liveness_url = gateway_liveness_url
         self._backends = dict(backends)
-        self._refresh = refresh
-        self._timeout = timeout
+        self._refresh_seconds = refresh_seconds
+        self._check_timeout_seconds = check_timeout_seconds
         self._lock = threading.Lock()
         self._snapshot: dict[str, Any] = {"gateway": False, "backends": {}, "checkedAt": 0.0}
         self._pool = ThreadPoolExecutor(max_workers=min(16, 1 + len(self._backends)))
 
     def check_once(self) -> dict[str, Any]:
-        gateway = self._pool.submit(answers, self._gateway_url, self._timeout, lambda s: s == 200)
+        timeout = self._check_timeout_seconds
+        gateway = self._pool.submit(answers, self._gateway_liveness_url, timeout, lambda s: s == 200)
         backends = {
-            name: self._pool.submit(answers, url, self._timeout, lambda s: s < 500)
+            name: self._pool.submit(answers, url, timeout, lambda s: s < 500)
             for name, url in self._backends.items()
         }
         snapshot = {
@@ -89,12 +94,12 @@ class Checker:
         while True:
             started = time.monotonic()
             self.check_once()
-            time.sleep(max(0.0, self._refresh - (time.monotonic() - started)))
+            time.sleep(max(0.0, self._refresh_seconds - (time.monotonic() - started)))
 
     def verdict(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
             snapshot = dict(self._snapshot)
-        fresh = time.time() - snapshot["checkedAt"] <= 3 * self._refresh
+        fresh = time.time() - snapshot["checkedAt"] <= 3 * self._refresh_seconds
         serving = fresh and snapshot["gateway"] and any(snapshot["backends"].values())
         return serving, {**snapshot, "fresh": fresh, "serving": serving}
 
@@ -103,9 +108,9 @@ def make_handler(checker: Checker) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
-            if path == LIVE_PATH:
+            if path == REGION_HEALTH_LIVE_PATH:
                 self._send(200, {"status": "alive"})
-            elif path == HEALTH_PATH:
+            elif path == REGION_HEALTH_PATH:
                 serving, body = checker.verdict()
                 self._send(200 if serving else 503, body)
             else:
@@ -126,15 +131,16 @@ def make_handler(checker: Checker) -> type[BaseHTTPRequestHandler]:
 
 
 def main(env: Mapping[str, str] = os.environ) -> None:
-    backends = backend_urls(json.loads(env["FLEET_BACKENDS"]), env)
+    settings = RegionHealthSettings.from_env(env)
+    backends = backend_urls(settings.backends, env)
     checker = Checker(
-        env["GATEWAY_LIVENESS_URL"],
+        settings.gateway_liveness_url,
         backends,
-        refresh=float(env.get("REFRESH_SECONDS", "5")),
-        timeout=float(env.get("CHECK_TIMEOUT_SECONDS", "2")),
+        refresh_seconds=settings.refresh_seconds,
+        check_timeout_seconds=settings.check_timeout_seconds,
     )
     threading.Thread(target=checker.run_forever, name="checks", daemon=True).start()
-    server = ThreadingHTTPServer(("0.0.0.0", int(env["REGION_HEALTH_PORT"])), make_handler(checker))
+    server = ThreadingHTTPServer(("0.0.0.0", settings.port), make_handler(checker))
     print(
         json.dumps({"regionHealth": "listening", "port": server.server_port, "backends": sorted(backends)}),
         flush=True,

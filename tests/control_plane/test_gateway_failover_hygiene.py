@@ -11,21 +11,32 @@ from typing import Any
 import pytest
 import yaml
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    ECR_PULL_THROUGH_CACHE_RULE,
+    ECS_TASK_DEFINITION,
+    LOAD_BALANCER,
+    METRIC_ALARM,
+    S3_OBJECT,
+    SCALING_POLICY,
+    SECRET,
+    SNS_SUBSCRIPTION,
+    SNS_TOPIC,
+)
 from fleet.harness import RecordedResource, Rendering
+from functions.region_health.settings import RegionHealthSettings
 
-TASK = "aws:ecs/taskDefinition:TaskDefinition"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 REGIONS = ("us-east-1", "us-west-2")
-SIDECAR_CODE = Path(__file__).resolve().parents[2] / "functions" / "region_health" / "region_health.py"
+SIDECAR_PACKAGE = Path(__file__).resolve().parents[2] / "functions" / "region_health"
 
 
 def in_region(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
-    provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
+    provider = rendering.one(AWS_PROVIDER, f"aws-{region}").urn
     return [r for r in rendering.of_type(resource_type) if r.provider == provider]
 
 
 def containers(rendering: Rendering, region: str) -> dict[str, dict[str, Any]]:
-    (task,) = in_region(rendering, region, TASK)
+    (task,) = in_region(rendering, region, ECS_TASK_DEFINITION)
     return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
 
 
@@ -42,15 +53,18 @@ def test_the_region_health_sidecar_runs_this_repositorys_code_in_the_gateway_ima
     assert sidecar["image"] == gateway["image"]
     assert sidecar["entryPoint"][:2] == ["python3", "-c"]
     env = env_of(sidecar)
-    assert env["FLEET_REGION_HEALTH_CODE"] == SIDECAR_CODE.read_text()
-    assert env["GATEWAY_LIVENESS_URL"] == "http://127.0.0.1:4000/health/liveliness"
-    assert sidecar["portMappings"][0]["containerPort"] == int(env["REGION_HEALTH_PORT"]) == 4001
+    shipped = json.loads(env.pop("FLEET_REGION_HEALTH_CODE"))
+    assert shipped == {m.name: m.read_text() for m in SIDECAR_PACKAGE.glob("*.py")}
+    # The rest is its settings, read back whole by the sidecar's own dataclass.
+    settings = RegionHealthSettings.from_env(env)
+    assert settings.to_env() == env
+    assert settings.gateway_liveness_url == "http://127.0.0.1:4000/health/liveliness"
+    assert sidecar["portMappings"][0]["containerPort"] == settings.port == 4001
     # It checks the backends of the config the gateway runs: every deployment of the rendered file.
-    config_object = prod.one("aws:s3/bucketObjectv2:BucketObjectv2", f"control-plane-{region}-litellm-config")
+    config_object = prod.one(S3_OBJECT, f"control-plane-{region}-litellm-config")
     config = yaml.safe_load(config_object.inputs["content"])
-    backends = json.loads(env["FLEET_BACKENDS"])
-    assert {b["name"] for b in backends} == {d["model_info"]["id"] for d in config["model_list"]}
-    urls = {b["url"] for b in backends}
+    assert {b.name for b in settings.backends} == {d["model_info"]["id"] for d in config["model_list"]}
+    urls = {b.url for b in settings.backends}
     # This region's own GPU pools (their internal load balancers), then the serverless endpoints.
     pools = {"us-east-1": {"llama-8b", "qwen-14b"}, "us-west-2": {"llama-8b-west"}}[region]
     assert urls == {f"http://{pool}.pools.fleet.example.com/v1" for pool in pools} | {
@@ -67,7 +81,7 @@ def test_the_gateway_keeps_connections_longer_than_the_load_balancer(render, reg
     prod = render("prod")
     command = containers(prod, region)["gateway"]["command"]
     keepalive = int(command[command.index("--keepalive_timeout") + 1])
-    alb = prod.one("aws:lb/loadBalancer:LoadBalancer", f"control-plane-{region}-alb")
+    alb = prod.one(LOAD_BALANCER, f"control-plane-{region}-alb")
     assert alb.inputs["idleTimeout"] < keepalive
 
 
@@ -87,7 +101,9 @@ def test_migrations_run_first_and_never_keep_the_gateway_from_starting(render, r
 def test_every_control_plane_alarm_reaches_the_regions_topic(render, region):
     prod = render("prod")
     topic = prod.outputs["alertTopics"][region]
-    alarms = {a.name.removeprefix(f"control-plane-{region}-"): a for a in in_region(prod, region, ALARM)}
+    alarms = {
+        a.name.removeprefix(f"control-plane-{region}-"): a for a in in_region(prod, region, METRIC_ALARM)
+    }
     expected = {"alb-5xx", "unhealthy-targets", "tasks-below-desired"}
     assert expected <= set(alarms)
     for name in expected:
@@ -101,26 +117,22 @@ def test_every_control_plane_alarm_reaches_the_regions_topic(render, region):
 
 def test_the_standby_takes_the_primarys_size_when_it_takes_traffic(render):
     prod = render("prod")
-    (alarm,) = [a for a in in_region(prod, "us-west-2", ALARM) if a.name.endswith("taking-traffic")]
-    (policy,) = [
-        p
-        for p in in_region(prod, "us-west-2", "aws:appautoscaling/policy:Policy")
-        if p.name.endswith("takeover")
-    ]
+    (alarm,) = [a for a in in_region(prod, "us-west-2", METRIC_ALARM) if a.name.endswith("taking-traffic")]
+    (policy,) = [p for p in in_region(prod, "us-west-2", SCALING_POLICY) if p.name.endswith("takeover")]
     step = policy.inputs["stepScalingPolicyConfiguration"]
     assert step["adjustmentType"] == "ExactCapacity"
     assert [s["scalingAdjustment"] for s in step["stepAdjustments"]] == [3]  # the primary's minTasks
     assert policy.outputs["arn"] in alarm.inputs["alarmActions"]
     assert alarm.inputs["metricName"] == "RequestCount"
     assert alarm.inputs["threshold"] == 600  # one task's worth a minute: far above the health checks
-    assert not [a for a in in_region(prod, "us-east-1", ALARM) if a.name.endswith("taking-traffic")]
+    assert not [a for a in in_region(prod, "us-east-1", METRIC_ALARM) if a.name.endswith("taking-traffic")]
 
 
 def test_prod_protects_the_gateways_secrets(render):
     prod = render("prod")
-    secrets = prod.of_type("aws:secretsmanager/secret:Secret")
+    secrets = prod.of_type(SECRET)
     assert secrets and all(s.options.protect for s in secrets)
-    assert not any(s.options.protect for s in render("dev").of_type("aws:secretsmanager/secret:Secret"))
+    assert not any(s.options.protect for s in render("dev").of_type(SECRET))
 
 
 def test_an_image_already_in_ecr_is_pulled_as_it_is(render, stack_input):
@@ -128,15 +140,15 @@ def test_an_image_already_in_ecr_is_pulled_as_it_is(render, stack_input):
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/litellm-database@sha256:" + "a" * 64
     config["gateway"]["image"] = image
     rendering = render("prod", {"controlPlane": config})
-    assert rendering.of_type("aws:ecr/pullThroughCacheRule:PullThroughCacheRule") == []
+    assert rendering.of_type(ECR_PULL_THROUGH_CACHE_RULE) == []
     assert containers(rendering, "us-west-2")["gateway"]["image"] == image
 
 
 def test_alerts_go_to_a_topic_per_region_with_the_configured_subscriptions(render):
     prod = render("prod")
-    topics = prod.of_type("aws:sns/topic:Topic")
+    topics = prod.of_type(SNS_TOPIC)
     assert sorted(t.physical_name for t in topics) == ["fleet-prod-use1-alerts", "fleet-prod-usw2-alerts"]
-    subscriptions = prod.of_type("aws:sns/topicSubscription:TopicSubscription")
+    subscriptions = prod.of_type(SNS_SUBSCRIPTION)
     assert {(s.inputs["topic"], s.inputs["protocol"], s.inputs["endpoint"]) for s in subscriptions} == {
         (t.outputs["arn"], "email", "ml-platform-oncall@example.com") for t in topics
     }

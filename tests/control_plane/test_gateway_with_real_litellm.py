@@ -29,6 +29,14 @@ import pytest
 import yaml
 from testkit.litellm_proxy import OFFLINE_ENV, LiteLLMProxy, run_litellm, running_litellm
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    ECS_TASK_DEFINITION,
+    LISTENER,
+    LISTENER_RULE,
+    S3_OBJECT,
+    TARGET_GROUP,
+)
 from fleet.harness import Rendering
 from fleet.harness import render as harness_render
 from fleet.stackfile import load_stack
@@ -56,10 +64,8 @@ def closed_port() -> int:
 
 
 def containers(rendering: Rendering) -> dict[str, dict[str, Any]]:
-    provider = rendering.one("pulumi:providers:aws", f"aws-{REGION}").urn
-    (task,) = [
-        t for t in rendering.of_type("aws:ecs/taskDefinition:TaskDefinition") if t.provider == provider
-    ]
+    provider = rendering.one(AWS_PROVIDER, f"aws-{REGION}").urn
+    (task,) = [t for t in rendering.of_type(ECS_TASK_DEFINITION) if t.provider == provider]
     return {c["name"]: c for c in json.loads(task.inputs["containerDefinitions"])}
 
 
@@ -145,9 +151,7 @@ def region_health_sidecar(
 @pytest.fixture(scope="module")
 def gateway(rendering: Rendering, backend: str) -> Iterator[Gateway]:
     config_object = next(
-        o
-        for o in rendering.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
-        if o.name == f"control-plane-{REGION}-litellm-config"
+        o for o in rendering.of_type(S3_OBJECT) if o.name == f"control-plane-{REGION}-litellm-config"
     )
     config = yaml.safe_load(config_object.inputs["content"])
     container = containers(rendering)["gateway"]
@@ -219,13 +223,9 @@ def alb_matches(pattern: str, path: str) -> bool:
 
 def listener_routes(rendering: Rendering, path: str) -> str:
     """Where the rendered HTTPS listener sends `path`: a target group's ARN, or its default action's status."""
-    listener = rendering.one("aws:lb/listener:Listener", f"control-plane-{REGION}-https")
+    listener = rendering.one(LISTENER, f"control-plane-{REGION}-https")
     rules = sorted(
-        (
-            r
-            for r in rendering.of_type("aws:lb/listenerRule:ListenerRule")
-            if r.inputs["listenerArn"] == listener.outputs["arn"]
-        ),
+        (r for r in rendering.of_type(LISTENER_RULE) if r.inputs["listenerArn"] == listener.outputs["arn"]),
         key=lambda r: r.inputs["priority"],
     )
     for rule in rules:
@@ -265,9 +265,7 @@ def test_the_public_listener_refuses_every_admin_route_and_forwards_the_api(gate
     ]
     assert forwarded == []
     assert {listener_routes(rendering, r) for r in admin} == {"fixed-response 404"}
-    gateway_group = rendering.one("aws:lb/targetGroup:TargetGroup", f"control-plane-{REGION}-tg").outputs[
-        "arn"
-    ]
+    gateway_group = rendering.one(TARGET_GROUP, f"control-plane-{REGION}-tg").outputs["arn"]
     for route in ("/v1/chat/completions", "/chat/completions", "/v1/models", "/v1/embeddings"):
         assert listener_routes(rendering, route) == gateway_group
     # It is the listener that refuses them: LiteLLM itself answers these routes.
@@ -283,11 +281,9 @@ def test_the_migrations_give_up_quickly_so_the_server_starts(rendering: Renderin
     for it to complete, success or not)."""
     migrate = containers(rendering)["migrate"]
     config = yaml.safe_load(
-        next(
-            o
-            for o in rendering.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
-            if o.name.startswith(f"control-plane-{REGION}")
-        ).inputs["content"]
+        next(o for o in rendering.of_type(S3_OBJECT) if o.name.startswith(f"control-plane-{REGION}")).inputs[
+            "content"
+        ]
     )
     result = run_litellm(
         config,

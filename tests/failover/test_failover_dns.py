@@ -13,31 +13,42 @@ from typing import Any
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    ECS_SERVICE,
+    ECS_TASK_DEFINITION,
+    LOAD_BALANCER,
+    RDS_CLUSTER,
+    RDS_CLUSTER_PARAMETER_GROUP,
+    RDS_GLOBAL_CLUSTER,
+    REDIS_REPLICATION_GROUP,
+    ROUTE53_HEALTH_CHECK,
+    ROUTE53_RECORD,
+)
 from components.core.config import ConfigError
 from components.stack import parse_stack_config as parse_config
 from fleet.harness import Rendering
 
-HEALTH_CHECK = "aws:route53/healthCheck:HealthCheck"
-RECORD = "aws:route53/record:Record"
-ALB = "aws:lb/loadBalancer:LoadBalancer"
 API = "api.fleet.example.com"
 ALIAS_TTL = 60  # what resolvers may hold an alias to an ALB for
 PROBE_TIMEOUT = 4 + 2  # Route53: connect within 4 s, a status within 2 s of connecting
 
 
 def api_records(rendering: Rendering, name: str = API) -> list[Any]:
-    return [r for r in rendering.of_type(RECORD) if r.inputs["name"] == name]
+    return [r for r in rendering.of_type(ROUTE53_RECORD) if r.inputs["name"] == name]
 
 
 def endpoint_checks(rendering: Rendering) -> list[Any]:
-    return [c for c in rendering.of_type(HEALTH_CHECK) if c.inputs["type"] == "HTTPS"]
+    return [c for c in rendering.of_type(ROUTE53_HEALTH_CHECK) if c.inputs["type"] == "HTTPS"]
 
 
 def alb_of(rendering: Rendering, region: str) -> Any:
-    provider = rendering.one("pulumi:providers:aws", f"aws-{region}").urn
+    provider = rendering.one(AWS_PROVIDER, f"aws-{region}").urn
     # The region's gateway ALB (the GPU pools' internal load balancers are no failover target).
     (alb,) = [
-        r for r in rendering.of_type(ALB) if r.provider == provider and r.name.startswith("control-plane-")
+        r
+        for r in rendering.of_type(LOAD_BALANCER)
+        if r.provider == provider and r.name.startswith("control-plane-")
     ]
     return alb
 
@@ -111,7 +122,7 @@ def test_the_api_name_is_a_primary_secondary_pair_tied_to_the_health_checks(rend
 def test_the_status_record_answers_with_route53s_verdict_on_the_primary(render):
     prod = render("prod")
     primary = next(c for c in endpoint_checks(prod) if c.inputs["fqdn"].startswith("us-east-1."))
-    (inverse,) = [c for c in prod.of_type(HEALTH_CHECK) if c.inputs["type"] == "CALCULATED"]
+    (inverse,) = [c for c in prod.of_type(ROUTE53_HEALTH_CHECK) if c.inputs["type"] == "CALCULATED"]
     # Healthy exactly when the primary's check is not.
     assert inverse.inputs["childHealthchecks"] == [primary.id]
     assert (inverse.inputs["childHealthThreshold"], inverse.inputs["invertHealthcheck"]) == (1, True)
@@ -159,11 +170,7 @@ def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
     # The gateways' database watchdog, as their task definition sets it: interval + probe + reconnect.
     env = {
         e["name"]: e["value"]
-        for c in json.loads(
-            next(t for t in prod.of_type("aws:ecs/taskDefinition:TaskDefinition")).inputs[
-                "containerDefinitions"
-            ]
-        )
+        for c in json.loads(next(t for t in prod.of_type(ECS_TASK_DEFINITION)).inputs["containerDefinitions"])
         if c["name"] == "gateway"
         for e in c["environment"]
     }
@@ -177,7 +184,7 @@ def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
     # The RPO is the bound the parameter groups set (rds.global_db_rpo), within the target.
     bounds = {
         p["value"]
-        for group in prod.of_type("aws:rds/clusterParameterGroup:ClusterParameterGroup")
+        for group in prod.of_type(RDS_CLUSTER_PARAMETER_GROUP)
         for p in group.inputs["parameters"]
         if p["name"] == "rds.global_db_rpo"
     }
@@ -217,7 +224,7 @@ def test_slower_detection_moves_the_budget(render, stack_input):
 
 def test_dev_serves_a_plain_record_without_health_checks_or_budget(render):
     dev = render("dev")
-    assert dev.of_type(HEALTH_CHECK) == []
+    assert dev.of_type(ROUTE53_HEALTH_CHECK) == []
     assert dev.of_type("inference-fleet:failover:FailoverProber") == []
     (record,) = api_records(dev, "api.dev.fleet.example.com")
     assert not record.inputs.get("failoverRoutingPolicies")
@@ -364,10 +371,10 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
 
     east, west = "aws-us-east-1", "aws-us-west-2"
     for resource_type in (
-        "aws:lb/loadBalancer:LoadBalancer",
-        "aws:ecs/service:Service",
-        "aws:elasticache/replicationGroup:ReplicationGroup",
-        "aws:rds/cluster:Cluster",
+        LOAD_BALANCER,
+        ECS_SERVICE,
+        REDIS_REPLICATION_GROUP,
+        RDS_CLUSTER,
     ):
         providers = sorted(
             r["provider"].rsplit("::", 1)[-1]
@@ -375,13 +382,13 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
             if r["name"].startswith(("control-plane-", "data-"))
         )
         assert providers == [east, west], resource_type
-    assert len(by_type["aws:rds/globalCluster:GlobalCluster"]) == 1
-    checks = {c["name"]: c for c in by_type[HEALTH_CHECK]}
+    assert len(by_type[RDS_GLOBAL_CLUSTER]) == 1
+    checks = {c["name"]: c for c in by_type[ROUTE53_HEALTH_CHECK]}
     assert len(checks) >= 2
 
     pair = [
         r
-        for r in by_type[RECORD]
+        for r in by_type[ROUTE53_RECORD]
         if r["inputs"].get("failoverRoutingPolicies") and r["inputs"]["name"] == API
     ]
     assert sorted(r["inputs"]["failoverRoutingPolicies"][0]["type"] for r in pair) == ["PRIMARY", "SECONDARY"]

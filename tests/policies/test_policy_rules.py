@@ -23,6 +23,7 @@ import pulumi_gcp as gcp
 import pytest
 
 from components.core.catalog.aws import GPU_INSTANCE_TYPES
+from components.core.catalog.resource_types import IAM_ROLE_POLICY, K8S_DEPLOYMENT, LAMBDA_FUNCTION
 from fleet.harness import Rendering, is_secret, render
 from fleet.policy_run import RuleConfig, evaluate
 from fleet.report import Violation
@@ -851,7 +852,7 @@ def test_secrets_reach_the_rules_unwrapped_as_the_engine_hands_them_over(declare
         )
 
     rendering = declare(function_with_secret_env)
-    environment = rendering.one("aws:lambda/function:Function").inputs["environment"]
+    environment = rendering.one(LAMBDA_FUNCTION).inputs["environment"]
     assert is_secret(environment)  # recorded as it travels: the secret marks the whole object
     assert fired_on(rendering, "no-secrets-in-environment", "promote")  # the rule saw the plain value
 
@@ -918,7 +919,7 @@ def test_node_actions_need_named_groups_or_tag_conditions(
 def test_the_fleet_controllers_own_role_passes(render) -> None:
     """The shipped controller's role is the rule's main subject: it must pass it, with its statements."""
     prod = render("prod")
-    policies = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("controller-")]
+    policies = [p for p in prod.of_type(IAM_ROLE_POLICY) if p.name.startswith("controller-")]
     assert len(policies) == 2  # one controller per GPU region
     assert findings(prod, "fleet-actions-scoped") == []
 
@@ -964,4 +965,4 @@ def test_the_k8s_example_stack_passes_the_kubernetes_rules(declare) -> None:
     rendering = declare(lambda: None, stack="k8s-example")
     result = evaluate(rendering)
     assert [v for v in result.violations if v.policy in ("no-privileged-pods", "gpu-workload-limits")] == []
-    assert any(r.type == "kubernetes:apps/v1:Deployment" for r in rendering.resources)
+    assert any(r.type == K8S_DEPLOYMENT for r in rendering.resources)
