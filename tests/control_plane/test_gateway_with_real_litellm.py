@@ -204,8 +204,15 @@ def test_the_pinned_version_serves_a_key_it_cannot_verify_while_the_database_is_
 def test_without_a_backend_the_region_cannot_serve(gateway: Gateway):
     dead = {"OPENAI_API_BASE": f"http://127.0.0.1:{closed_port()}/v1"}
     with region_health_sidecar(gateway.rendering, gateway.proxy.port, dead) as url:
-        answer = wait_for(lambda: (r := httpx.get(url, timeout=5)).status_code == 503 and r, 30, "503")
-    assert answer.json()["gateway"] is True and not any(answer.json()["backends"].values())
+        # Until its first round of checks ends the sidecar answers 503 for a stale snapshot that says no
+        # gateway: wait for a verdict on checks that found LiteLLM live.
+        answer = wait_for(
+            lambda: (r := httpx.get(url, timeout=5)).json()["fresh"] and r.json()["gateway"] and r,
+            60,
+            "a round of checks that found the gateway live",
+        )
+    assert answer.status_code == 503
+    assert not any(answer.json()["backends"].values())
 
 
 # --- the public listener ------------------------------------------------------------------------------------
