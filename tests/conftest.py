@@ -27,6 +27,8 @@ from fleet.harness import render as harness_render
 from fleet.stackfile import StackInput, load_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# `moto_url`: moto in server mode, one for the session (tests/testkit/moto_server.py).
+pytest_plugins = ["testkit.moto_server"]
 
 RenderFn = Callable[..., Rendering]
 Program = Callable[[FleetConfig, StackContext, StackSecrets], object]
