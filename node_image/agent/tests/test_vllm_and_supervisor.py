@@ -128,7 +128,7 @@ def test_vllm_starts_then_engine_death_restarts_it(tmp_path: Path) -> None:
         assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 3
 
         httpx.post(status["engine"]["url"] + "/fake/engine-dead")
-        wait_for(lambda: agent.readyz() == 503, 5, "readiness off once /health says 503")
+        wait_for(lambda: agent.readyz() == 503, 30, "readiness off once /health says 503")
         ready = agent.wait_state("ready", timeout=30)
         assert ready["engine"]["pid"] != old_pid
         assert 'fleet_agent_engine_restarts_total{cause="dead"} 1' in agent.http.get("/metrics").text
