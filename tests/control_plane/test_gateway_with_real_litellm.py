@@ -108,7 +108,7 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, 60, "llama.cpp to serve")
+        wait_for(lambda: httpx.get(f"{url}/health", timeout=1).status_code == 200, 120, "llama.cpp to serve")
         yield f"{url}/v1"
     finally:
         process.terminate()
@@ -135,7 +135,7 @@ def region_health_sidecar(
     process = subprocess.Popen([sys.executable, *entry[1:]], env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(f"{url}/fleet/live", timeout=1).status_code == 200, 20, "the sidecar")
+        wait_for(lambda: httpx.get(f"{url}/fleet/live", timeout=1).status_code == 200, 60, "the sidecar")
         yield f"{url}/fleet/region-health"
     finally:
         process.terminate()
@@ -301,7 +301,7 @@ def test_the_migrations_give_up_quickly_so_the_server_starts(rendering: Renderin
         args=migrate["command"],
         env=gateway_env(migrate, {}),
         database="unreachable",
-        timeout=90,
+        timeout=300,
     )
     assert result.returncode != 0
     assert "P1001" in result.stdout + result.stderr
