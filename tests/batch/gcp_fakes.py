@@ -402,6 +402,7 @@ class FakeRunAdmin:
         # `timeout_from(execution, attempt)` is true (an event it chooses), so that a short timeout stops the
         # attempt at a known point rather than racing the container's start on a slow machine.
         self.timeout_from: Callable[[Execution, int], bool] | None = None
+        self.kill_grace_s = RUN_KILL_GRACE_S  # SIGTERM at the timeout, SIGKILL this long after
         self.calls: list[int] = []  # status codes answered to jobs:run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -490,7 +491,7 @@ class FakeRunAdmin:
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    code = process.wait(RUN_KILL_GRACE_S)
+                    code = process.wait(self.kill_grace_s)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     code = process.wait()
