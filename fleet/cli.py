@@ -49,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         return jobs.run(args)
     if args.command == "models":
         return models.run(args)
-    return _plan(args.stack, args.format, args.out, args.cwd, args.policy_config)
+    collecting = gc.isenabled()
+    try:
+        return _plan(args.stack, args.format, args.out, args.cwd, args.policy_config)
+    finally:
+        if collecting:
+            gc.enable()  # `_plan` pauses the collector; a caller in this process (a test) gets it back
 
 
 def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config: Path | None = None) -> int:

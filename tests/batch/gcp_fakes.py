@@ -398,6 +398,11 @@ class FakeRunAdmin:
         self.extra_env = extra_env  # what stands in for the image's platform (endpoints, local engine)
         self.executions: list[Execution] = []
         self.unavailable_next = 0  # answer this many jobs:run with 503 (a dispatch the queue must retry)
+        # The task timeout runs from the container's start, as on Cloud Run. A test may start it instead once
+        # `timeout_from(execution, attempt)` is true (an event it chooses), so that a short timeout stops the
+        # attempt at a known point rather than racing the container's start on a slow machine.
+        self.timeout_from: Callable[[Execution, int], bool] | None = None
+        self.kill_grace_s = RUN_KILL_GRACE_S  # SIGTERM at the timeout, SIGKILL this long after
         self.calls: list[int] = []  # status codes answered to jobs:run
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -478,12 +483,15 @@ class FakeRunAdmin:
                 "CLOUD_RUN_TASK_COUNT": "1",
             }
             process = subprocess.Popen(job.command, env=run_env, stdin=subprocess.DEVNULL)
+            if self.timeout_from is not None:
+                while process.poll() is None and not self.timeout_from(execution, attempt):
+                    time.sleep(0.01)
             try:
                 code: int | None = process.wait(timeout)
             except subprocess.TimeoutExpired:
                 process.send_signal(signal.SIGTERM)
                 try:
-                    code = process.wait(RUN_KILL_GRACE_S)
+                    code = process.wait(self.kill_grace_s)
                 except subprocess.TimeoutExpired:
                     process.kill()
                     code = process.wait()

@@ -17,7 +17,7 @@ from fleet.cli import main as fleet
 from fleet.harness import Rendering, render
 from fleet.stackfile import load_stack
 
-from .gcp_fakes import retry_delay_s
+from .gcp_fakes import Execution, retry_delay_s
 from .world import CRASHING_ENGINE, BatchWorld
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -171,11 +171,29 @@ def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, 
     assert len(world.finished_executions()) == 1
 
 
+def attempt_claimed(world: BatchWorld, execution: Execution, attempt: int) -> bool:
+    """Whether the agent has claimed Cloud Run's attempt `attempt` (from 0) in the job's status document: from
+    then on it records a SIGTERM as a stopped attempt."""
+    (override,) = execution.overrides["containerOverrides"]
+    job_id = next(e["value"] for e in override["env"] if e["name"] == "FLEET_JOB_ID")
+    try:
+        return world.document(job_id).get("attempt") == attempt + 1
+    except RuntimeError:  # the fake's server thread is writing that document this instant
+        return False
+
+
 def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: BatchWorld, cli: Cli) -> None:
-    world.run_job.timeout_s = 2.0  # the batch below takes longer: Cloud Run sends SIGTERM at the timeout
+    # Cloud Run sends SIGTERM at the task timeout; the batch below takes longer. The timeout runs from the
+    # agent's claim of each attempt, so that a slow start cannot use it up before anything is recorded.
+    world.run_job.timeout_s = 2.0
+    world.run.timeout_from = lambda execution, attempt: attempt_claimed(world, execution, attempt)
+    # The agent's stop fits Cloud Run's 10 s before SIGKILL (JOB_ENGINE_STOP_GRACE_S); a starved machine
+    # (two attempts SIGKILLed mid-stop at a load of 10, the job left `running`) must not decide this test.
+    world.run.kill_grace_s = 120.0
     job_id = cli.submit(prompts(200, max_tokens=512), key="slow")["jobId"]
     world.wait_for_execution(timeout=60)
-    (execution,) = world.finished_executions()
+    # Each attempt: the agent's start, 2 s, the engine's stop (at most 5 s), the status write.
+    (execution,) = world.finished_executions(timeout=300)
     code, out = cli("status", job_id)
     status = json.loads(out)
     assert code == 0 and status["state"] == "failed"

@@ -25,7 +25,7 @@ from components.core.catalog.resource_types import (
 from components.kubernetes import KUBERNETES_VERSIONS
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering, is_secret
-from fleet.mocks.aws import _subnet as mock_subnet
+from fleet.mocks.registry import INVOKES
 from fleet_agent import constants as agent_constants
 from fleet_agent.config import load_config
 
@@ -264,7 +264,8 @@ def test_the_network_policy_admits_only_the_gateways_path(example):
     serving = [{"protocol": "TCP", "port": agent_constants.DEFAULT_SERVING_PORT}]
     gateway_path, scrape = policy["ingress"]
     # The internal load balancer's subnets (what the pods see with client IPs not preserved), nothing else.
-    lb_cidrs = [mock_subnet({"id": s}, "us-east-1")["cidrBlock"] for s in LB_SUBNETS]
+    get_subnet = INVOKES["aws:ec2/getSubnet:getSubnet"]  # what the mocks answer the program for a subnet
+    lb_cidrs = [get_subnet({"id": s}, "us-east-1")["cidrBlock"] for s in LB_SUBNETS]
     assert gateway_path == {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lb_cidrs], "ports": serving}
     assert scrape == {
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],

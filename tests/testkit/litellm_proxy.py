@@ -81,7 +81,7 @@ def running_litellm(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     database: Literal["none", "unreachable"] = "none",
-    start_timeout: float = 120,
+    start_timeout: float = 300,
 ) -> Iterator[LiteLLMProxy]:
     """The proxy serving `config` on a free port until the block ends. `args` are extra CLI flags (not
     --config/--port/--num_workers, which this sets)."""
@@ -116,7 +116,7 @@ def run_litellm(
     args: Sequence[str],
     env: Mapping[str, str] | None = None,
     database: Literal["none", "unreachable"] = "none",
-    timeout: float = 120,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """LiteLLM's CLI run to completion (e.g. `--skip_server_startup`: migrations only)."""
     with tempfile.TemporaryDirectory(prefix="litellm-") as tmp:

@@ -1,5 +1,12 @@
 """moto in server mode (`moto_server`, the moto[server] dev dependency) on a free port of 127.0.0.1, for
-AWS APIs driven through the real botocore clients."""
+AWS APIs driven through the real botocore clients: the one way the tests and benches start moto.
+
+Its own process: its request handling does not compete with the test for the interpreter, and its
+backends are its own (moto's are module-level state, shared by every server in one process).
+`moto_url`, one server for the session, is a fixture for both test trees (their conftest.py files load
+this module as a plugin). Tests that need moto empty start their own and `reset` it (tests/controller),
+never the shared one.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from typing import Any
 
 import boto3
 import httpx
+import pytest
 
 from node_image.agent.tests.agent_testkit.net import free_port, wait_for
 
@@ -29,11 +37,17 @@ def running_moto() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 30, "moto_server to answer")
+        wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 60, "moto_server to answer")
         yield url
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    with running_moto() as url:
+        yield url
 
 
 def client(url: str, service: str, region: str = REGION) -> Any:

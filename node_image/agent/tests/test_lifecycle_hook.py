@@ -114,7 +114,7 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
             stream = StreamInThread(agent.url).start()
 
             imds.spot_action = spot_notice(120)
-            wait_for(lambda: agent.readyz() == 503, 5, "readiness to turn off after the notice")
+            wait_for(lambda: agent.readyz() == 503, 30, "readiness to turn off after the notice")
             assert not stream.done.is_set(), "the stream ended before the notice: make it longer"
             assert autoscaling.completed == []  # not while a request is in flight
 

@@ -133,7 +133,7 @@ def test_the_pool_serves_first_and_the_serverless_endpoint_takes_over_when_it_is
         # Readiness off (a drain, as on a spot notice): the agent refuses new requests with 503.
         now = time.time()
         agent.notice(DrainNotice("signal", "test", now, now + 30))
-        wait_for(lambda: agent.readyz() == 503, 10, "the agent to turn readiness off")
+        wait_for(lambda: agent.readyz() == 503, 30, "the agent to turn readiness off")
         refused_before = agent_counter(agent, "fleet_agent_requests_rejected_total")
 
         fallback = complete(gateway["url"])
