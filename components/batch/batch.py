@@ -5,7 +5,7 @@ in the job's bucket.
     BatchJobs (once per stack): the project's APIs, the Artifact Registry repository, the node image built
       from node_image/Dockerfile per engine (pinned by digest), the Firestore status database
     BatchJob (per `batchJobs[]` entry): service accounts (runner, dispatcher), the results bucket, the Cloud
-      Run job, the queue, IAM bindings, the log-based metrics and the four alert policies
+      Run job, the queue, IAM bindings, and its alerts (alerts.py)
 
 Who may do what: the runner writes its bucket and the status database and reads the model's bucket; the
 dispatcher may only run this job with overrides; submitters may enqueue, act as the dispatcher (Cloud Tasks
@@ -23,6 +23,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
+from components.batch.alerts import BatchAlertTargets, declare_alerts
 from components.batch.config import BatchJobConfig
 from components.batch.names import (
     CONTAINER_NAME,
@@ -49,8 +50,6 @@ APIS = (
     "storage.googleapis.com",
 )
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-# What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
-FINISHED_EVENT = "fleet.job.finished"
 
 
 @dataclass(frozen=True)
@@ -262,7 +261,18 @@ class BatchJob(pulumi.ComponentResource):
             opts=child(),
         )
         self._bind(name, args, names, runner, dispatcher, bucket, run_job, queue)
-        self._alerts(name, args, names, queue, labels)
+        declare_alerts(
+            BatchAlertTargets(
+                name=name,
+                stack=stack.stack,
+                project=project,
+                job=job,
+                names=names,
+                queue=queue,
+                labels=labels,
+            ),
+            ctx.options(self, depends_on=list(args.depends_on)),
+        )
         self.outputs = BatchJobOutputs(
             name=job.name,
             run_job=run_job.name,
@@ -445,173 +455,3 @@ class BatchJob(pulumi.ComponentResource):
                 member=member,
                 opts=opts,
             )
-
-    def _alerts(
-        self,
-        name: str,
-        args: BatchJobArgs,
-        names: BatchNames,
-        queue: gcp.cloudtasks.Queue,
-        labels: dict[str, str],
-    ) -> None:
-        ctx, job, stack = args.gcp, args.job, args.stack
-        opts = ctx.options(self, depends_on=list(args.depends_on))
-        project = ctx.project
-        alerts = job.alerts
-        channels: list[pulumi.Input[str]] = []
-        if alerts.email is not None:
-            channel = gcp.monitoring.NotificationChannel(
-                f"{name}-alerts",
-                project=project,
-                type="email",
-                display_name=f"fleet {stack.stack} {job.name} batch alerts",
-                labels={"email_address": alerts.email},
-                user_labels=labels,
-                opts=opts,
-            )
-            channels.append(channel.name)
-        finished = (
-            f'resource.type="cloud_run_job" AND resource.labels.job_name="{names.run_job}" '
-            f'AND jsonPayload.event="{FINISHED_EVENT}"'
-        )
-        outcomes = gcp.logging.Metric(
-            f"{name}-outcomes",
-            project=project,
-            name=names.metric("outcomes"),
-            description="Batch jobs finished, by final state (succeeded, failed) and whether retryable.",
-            filter=finished,
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA",
-                value_type="INT64",
-                unit="1",
-                labels=[
-                    gcp.logging.MetricMetricDescriptorLabelArgs(key="state", value_type="STRING"),
-                    gcp.logging.MetricMetricDescriptorLabelArgs(key="retryable", value_type="STRING"),
-                ],
-            ),
-            label_extractors={
-                "state": "EXTRACT(jsonPayload.state)",
-                "retryable": "EXTRACT(jsonPayload.retryable)",
-            },
-            opts=opts,
-        )
-        durations = gcp.logging.Metric(
-            f"{name}-seconds",
-            project=project,
-            name=names.metric("seconds"),
-            description="Submit-to-finish seconds of batch jobs that succeeded.",
-            filter=f'{finished} AND jsonPayload.state="succeeded"',
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
-            ),
-            value_extractor="EXTRACT(jsonPayload.seconds)",
-            bucket_options=gcp.logging.MetricBucketOptionsArgs(
-                exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
-                    num_finite_buckets=32, growth_factor=1.4, scale=1
-                )
-            ),
-            opts=opts,
-        )
-        user_metric = "logging.googleapis.com/user/"
-        conditions = {
-            "queue-depth": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"queue depth above {alerts.queue_depth} for 5 minutes",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=queue.name.apply(
-                        lambda q: (
-                            'metric.type="cloudtasks.googleapis.com/queue/depth" AND '
-                            f'resource.type="cloud_tasks_queue" AND resource.label.queue_id="{q}"'
-                        )
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.queue_depth,
-                    duration="300s",
-                    aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                            alignment_period="60s", per_series_aligner="ALIGN_MAX"
-                        )
-                    ],
-                ),
-            ),
-            "failure-rate": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"more than {alerts.failure_rate_percent:g}% of jobs failed in the last hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=outcomes.name.apply(
-                        lambda m: (
-                            f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job" '
-                            'AND metric.label.state="failed"'
-                        )
-                    ),
-                    denominator_filter=outcomes.name.apply(
-                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.failure_rate_percent / 100,
-                    duration="0s",
-                    aggregations=[_sum_over_hour()],
-                    denominator_aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
-                            alignment_period="3600s",
-                            per_series_aligner="ALIGN_DELTA",
-                            cross_series_reducer="REDUCE_SUM",
-                        )
-                    ],
-                ),
-            ),
-            "p95-seconds": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"P95 submit-to-succeeded above {alerts.p95_seconds} s over an hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=durations.name.apply(
-                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.p95_seconds,
-                    duration="0s",
-                    aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                            alignment_period="3600s",
-                            per_series_aligner="ALIGN_DELTA",
-                            cross_series_reducer="REDUCE_PERCENTILE_95",
-                        )
-                    ],
-                ),
-            ),
-            # Every task attempt of a job starts a GPU instance and its engine from cold.
-            "cold-starts": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"more than {alerts.cold_starts_per_hour} cold starts (task attempts) an hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=(
-                        'metric.type="run.googleapis.com/job/completed_task_attempt_count" AND '
-                        f'resource.type="cloud_run_job" AND resource.label.job_name="{names.run_job}"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.cold_starts_per_hour,
-                    duration="0s",
-                    aggregations=[_sum_over_hour()],
-                ),
-            ),
-        }
-        for key, condition in conditions.items():
-            gcp.monitoring.AlertPolicy(
-                f"{name}-{key}",
-                project=project,
-                display_name=f"fleet {stack.stack} {job.name}: {key}",
-                combiner="OR",
-                conditions=[condition],
-                notification_channels=channels,
-                user_labels=labels,
-                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                    content=(
-                        f"Batch job {job.name} (Cloud Run job {names.run_job}, queue {names.queue}). "
-                        f"Status documents: Firestore collection {STATUS_COLLECTION}; `fleet jobs status`."
-                    ),
-                    mime_type="text/markdown",
-                ),
-                opts=opts,
-            )
-
-
-def _sum_over_hour() -> gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs:
-    return gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-        alignment_period="3600s", per_series_aligner="ALIGN_DELTA", cross_series_reducer="REDUCE_SUM"
-    )
