@@ -26,7 +26,9 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
     CLOUD_RUN_MAX_RETRIES,
     CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
+    LOG_METRIC_READY_SECONDS,
 )
+from components.core.durations import go_duration_seconds
 from policies.linking import of_types, referenced
 from policies.support import (
     TIER_KEY,
@@ -51,6 +53,10 @@ ROUTE53_RECORD = "aws:route53/record:Record"
 ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
 CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+LOG_METRIC = "gcp:logging/metric:Metric"
+TIME_SLEEP = "time:index/sleep:Sleep"
+USER_METRIC_PREFIX = "logging.googleapis.com/user/"
 LAMBDA_FUNCTION = "aws:lambda/function:Function"
 AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
 
@@ -373,6 +379,57 @@ cloud_tasks_retry_backoff = ResourceValidationPolicy(
 )
 
 
+def _metrics_alerted_on(policy: PolicyResource, metrics: list[PolicyResource]) -> list[PolicyResource]:
+    """The stack's log-based metrics an alert policy's conditions read: computed from one (a property
+    dependency), or named in a filter (metric.type="logging.googleapis.com/user/<name>")."""
+    linked = {d.urn for d in policy.property_dependencies.get("conditions") or []}
+    named = set(re.findall(rf'{re.escape(USER_METRIC_PREFIX)}([^"\s]+)"', _strings(policy.props)))
+    return [m for m in metrics if m.urn in linked or known(m.props, "name") in named]
+
+
+def _strings(value: Any) -> str:
+    """Every known string below a value, one per line (filters sit deep in conditions)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return "\n".join(_strings(known(value, key)) for key in value)
+    return "\n".join(_strings(v) for v in items(value))
+
+
+def _waits_for(sleep: PolicyResource, metric: PolicyResource) -> bool:
+    seconds = go_duration_seconds(str(known(sleep.props, "createDuration", "")))
+    after_metric = metric.urn in {d.urn for d in sleep.dependencies}
+    return after_metric and seconds is not None and seconds >= LOG_METRIC_READY_SECONDS
+
+
+def _log_metric_alert_waits(args: StackValidationArgs, report: ReportViolation) -> None:
+    metrics = of_types(args.resources, [LOG_METRIC])
+    if not metrics:
+        return
+    for policy in of_types(args.resources, [ALERT_POLICY]):
+        sleeps = [d for d in policy.dependencies if d.resource_type == TIME_SLEEP]
+        for metric in _metrics_alerted_on(policy, metrics):
+            if not any(_waits_for(sleep, metric) for sleep in sleeps):
+                report(
+                    f"{label(policy)} alerts on the log-based metric {label(metric)} without waiting for "
+                    f"it: depend on a {TIME_SLEEP} of at least {LOG_METRIC_READY_SECONDS}s (createDuration) "
+                    "that itself depends on the metric (its triggers carry the metric's name).",
+                    policy.urn,
+                )
+
+
+log_metric_alert_waits = StackValidationPolicy(
+    name="log-metric-alert-waits",
+    description=(
+        "An alert policy on a log-based metric the stack creates waits for it: Cloud Monitoring refuses the "
+        "policy (404 'Cannot find metric(s)') for up to 10 minutes after the metric is created "
+        "(terraform-provider-google#11102), so the first `pulumi up` would fail."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_log_metric_alert_waits,
+)
+
+
 # --- GPU pools ------------------------------------------------------------------------------------------
 
 _POOL_SCHEMA = PolicyConfigSchema(
@@ -636,6 +693,7 @@ POLICIES = [
     no_install_at_startup,
     cloud_run_job_retries_timeout,
     cloud_tasks_retry_backoff,
+    log_metric_alert_waits,
     prod_gpu_pool_capacity,
     gpu_pool_spot_share,
 ]

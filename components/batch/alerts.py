@@ -3,7 +3,15 @@
 - queue depth: tasks waiting in the job's Cloud Tasks queue;
 - failure rate: jobs that ended `failed`, out of all that ended, over an hour (log-based metric);
 - P95 submit-to-succeeded seconds over an hour (log-based metric);
-- cold starts: task attempts an hour (each starts a GPU instance and its engine from cold).
+- cold starts: P95 of the agent's own startup figure (container start to engine ready, model loaded) over
+  an hour (log-based metric): every attempt starts cold, so it pages on slow starts, not on load.
+
+Cloud Monitoring refuses an alert policy on a log-based metric for up to 10 minutes after the metric is
+created ("404 Cannot find metric(s) ... it could take up to 10 minutes to become available";
+terraform-provider-google#11102, open). The policies on them wait behind a time Sleep that starts once the
+metrics exist (its triggers carry their names, so a renamed metric waits again); the `log-metric-alert-waits`
+policy keeps the class from coming back. The wait runs beside the node image's build, so a first `pulumi up`
+rarely spends it on its own.
 """
 
 from __future__ import annotations
@@ -12,9 +20,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 
 from components.batch.config import BatchJobConfig
 from components.batch.names import STATUS_COLLECTION, BatchNames
+from components.core.catalog.gcp import LOG_METRIC_READY_SECONDS
 
 # What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
 FINISHED_EVENT = "fleet.job.finished"
@@ -29,6 +39,7 @@ class BatchAlertTargets:
     names: BatchNames
     queue: gcp.cloudtasks.Queue
     labels: dict[str, str]
+    time_provider: pulumi.ProviderResource
 
 
 def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
@@ -88,7 +99,31 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
         ),
         opts=opts,
     )
+    startup = gcp.logging.Metric(
+        f"{name}-startup",
+        project=project,
+        name=names.metric("startup"),
+        description="Seconds from a task attempt's start to its engine being ready (model loaded).",
+        filter=f"{finished} AND jsonPayload.startupSeconds>=0",
+        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+            metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
+        ),
+        value_extractor="EXTRACT(jsonPayload.startupSeconds)",
+        bucket_options=gcp.logging.MetricBucketOptionsArgs(
+            exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
+                num_finite_buckets=32, growth_factor=1.3, scale=1
+            )
+        ),
+        opts=opts,
+    )
+    metrics_ready = time.Sleep(
+        f"{name}-metrics-ready",
+        create_duration=f"{LOG_METRIC_READY_SECONDS}s",
+        triggers={"outcomes": outcomes.name, "seconds": durations.name, "startup": startup.name},
+        opts=pulumi.ResourceOptions(parent=opts.parent, provider=t.time_provider),
+    )
     user_metric = "logging.googleapis.com/user/"
+    on_log_metrics = {"failure-rate", "p95-seconds", "cold-starts"}
     conditions = {
         "queue-depth": gcp.monitoring.AlertPolicyConditionArgs(
             display_name=f"queue depth above {alerts.queue_depth} for 5 minutes",
@@ -152,18 +187,22 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
                 ],
             ),
         ),
-        # Every task attempt of a job starts a GPU instance and its engine from cold.
         "cold-starts": gcp.monitoring.AlertPolicyConditionArgs(
-            display_name=f"more than {alerts.cold_starts_per_hour} cold starts (task attempts) an hour",
+            display_name=f"P95 cold start (start to engine ready) above {alerts.cold_start_p95_seconds} s",
             condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                filter=(
-                    'metric.type="run.googleapis.com/job/completed_task_attempt_count" AND '
-                    f'resource.type="cloud_run_job" AND resource.label.job_name="{names.run_job}"'
+                filter=startup.name.apply(
+                    lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
                 ),
                 comparison="COMPARISON_GT",
-                threshold_value=alerts.cold_starts_per_hour,
+                threshold_value=alerts.cold_start_p95_seconds,
                 duration="0s",
-                aggregations=[_sum_over_hour()],
+                aggregations=[
+                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                        alignment_period="3600s",
+                        per_series_aligner="ALIGN_DELTA",
+                        cross_series_reducer="REDUCE_PERCENTILE_95",
+                    )
+                ],
             ),
         ),
     }
@@ -177,13 +216,16 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
             notification_channels=channels,
             user_labels=labels,
             documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                content=(
-                    f"Batch job {job.name} (Cloud Run job {names.run_job}, queue {names.queue}). "
-                    f"Status documents: Firestore collection {STATUS_COLLECTION}; `fleet jobs status`."
+                content=pulumi.Output.concat(
+                    f"Batch job {job.name} (Cloud Run job {names.run_job}, queue ",
+                    t.queue.name,
+                    f"). Status documents: Firestore collection {STATUS_COLLECTION}; `fleet jobs status`.",
                 ),
                 mime_type="text/markdown",
             ),
-            opts=opts,
+            opts=opts.merge(pulumi.ResourceOptions(depends_on=[metrics_ready]))
+            if key in on_log_metrics
+            else opts,
         )
 
 

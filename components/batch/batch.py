@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 
 from components.batch.alerts import BatchAlertTargets, declare_alerts
 from components.batch.config import BatchJobConfig
@@ -108,6 +109,10 @@ class BatchJobs(pulumi.ComponentResource):
             repository=repository,
         )
 
+        # The alerts' wait for their log-based metrics (alerts.py); a provider of its own, as every resource
+        # names one.
+        time_provider = time.Provider(f"{name}-time", opts=pulumi.ResourceOptions(parent=self))
+
         database: gcp.firestore.Database | None = None
         protection = "ENABLED" if stack.deletion_protection else "DISABLED"
         if args.jobs:
@@ -142,6 +147,7 @@ class BatchJobs(pulumi.ComponentResource):
                     image=images[job.engine],
                     database=database.name,
                     depends_on=services,
+                    time_provider=time_provider,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -165,6 +171,7 @@ class BatchJobArgs:
     image: pulumi.Input[str]
     database: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource]
+    time_provider: pulumi.ProviderResource
 
 
 class BatchJob(pulumi.ComponentResource):
@@ -270,6 +277,7 @@ class BatchJob(pulumi.ComponentResource):
                 names=names,
                 queue=queue,
                 labels=labels,
+                time_provider=args.time_provider,
             ),
             ctx.options(self, depends_on=list(args.depends_on)),
         )

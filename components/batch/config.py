@@ -108,7 +108,8 @@ class BatchAlertsConfig(Section):
     queue_depth: int = Field(default=100, ge=1)
     failure_rate_percent: float = Field(default=5.0, gt=0, le=100)
     p95_seconds: int = Field(default=120, ge=1)
-    cold_starts_per_hour: int = Field(default=10, ge=1)
+    # Every attempt starts a GPU instance and its engine cold: page when starts are slow, not when many.
+    cold_start_p95_seconds: int = Field(default=300, ge=1)
 
 
 class BatchJobConfig(Section):

@@ -53,6 +53,13 @@ CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS = (15, 1800)
 # CreateTask: a task is at most 100 KB.
 CLOUD_TASKS_MAX_TASK_BYTES = 100 * 1024
 
+# --- Cloud Monitoring ----------------------------------------------------------------------------------
+
+# An alert policy on a log-based metric is refused for a while after the metric is created: "404 Cannot find
+# metric(s) that match type = logging.googleapis.com/user/... If a metric was created recently, it could take
+# up to 10 minutes to become available" (the API's own message; terraform-provider-google#11102).
+LOG_METRIC_READY_SECONDS = 600
+
 # --- labels (Resource Manager "Labels" requirements) ----------------------------------------------------
 
 # Keys 1-63 characters, a lower-case letter first, then lower-case letters, digits, '_' and '-'; values

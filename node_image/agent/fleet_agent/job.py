@@ -186,6 +186,9 @@ class JobRun:
         self.history: list[dict[str, Any]] = []
         self.timings: dict[str, float | None] = {}
         self.gpu_name: str | None = None
+        # This attempt's cold start: container start to engine ready (or to giving up on it), for the
+        # cold-start alert (a log-based metric on the finished line).
+        self.startup_s: float | None = None
 
     async def run(self) -> int:
         s = self.settings
@@ -273,6 +276,7 @@ class JobRun:
                 ready = await _first(agent.wait_ready(self.config.probes.startup_timeout_s), crashed)
                 if crashed.done():
                     raise Retryable(f"the engine exited while starting: {_engine_detail(agent)}")
+                self.startup_s = _seconds(self.started_at, _now())  # ready, or given up on: both count
                 if not ready:
                     waited = self.config.probes.startup_timeout_s
                     raise Retryable(f"not ready after {waited:g} s: {agent.state.reasons}")
@@ -386,6 +390,7 @@ class JobRun:
                         "retryable": str(retryable).lower(),
                         "attempt": s.attempt,
                         "seconds": self.timings.get("totalSeconds") or self.timings.get("attemptSeconds"),
+                        "startupSeconds": self.startup_s,
                     }
                 ),
                 flush=True,
