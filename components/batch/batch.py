@@ -24,11 +24,14 @@ import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 import pulumiverse_time as time
 
+from components.batch.admission import AdmissionTargets, declare_admission
 from components.batch.alerts import BatchAlertTargets, declare_alerts
 from components.batch.config import BatchJobConfig
 from components.batch.names import (
     CONTAINER_NAME,
+    DIRECTORY_COLLECTION,
     STATUS_COLLECTION,
+    STATUS_EXPIRY_FIELD,
     BatchNames,
     database_name,
     repository_name,
@@ -50,7 +53,6 @@ APIS = (
     "run.googleapis.com",
     "storage.googleapis.com",
 )
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,22 @@ class BatchJobs(pulumi.ComponentResource):
                 opts=child(protect=stack.deletion_protection),
             )
 
+        if database is not None:
+            # Status documents expire: the client sets expireAt (submit + statusRetentionDays), and Firestore
+            # deletes a document after it (typically within 24 hours: Firestore "Manage data retention with
+            # TTL policies"). No index on it: a TTL timestamp field needs none, and an index on a
+            # monotonically growing field hot-spots.
+            gcp.firestore.Field(
+                f"{name}-status-expiry",
+                project=ctx.project,
+                database=database.name,
+                collection=STATUS_COLLECTION,
+                field=STATUS_EXPIRY_FIELD,
+                ttl_config=gcp.firestore.FieldTtlConfigArgs(),
+                index_config=gcp.firestore.FieldIndexConfigArgs(),
+                opts=child(),
+            )
+
         jobs: dict[str, BatchJobOutputs] = {}
         for job in args.jobs:
             assert database is not None
@@ -200,7 +218,7 @@ class BatchJob(pulumi.ComponentResource):
             project=project,
             account_id=names.dispatcher_account_id,
             display_name=f"fleet {stack.stack} {job.name}: Cloud Tasks dispatcher",
-            description="Cloud Tasks' OAuth identity: may run this one job with overrides, nothing else.",
+            description="Cloud Tasks' OIDC identity and the admission check's: starts this job's executions.",
             opts=child(),
         )
         bucket = gcp.storage.Bucket(
@@ -216,20 +234,53 @@ class BatchJob(pulumi.ComponentResource):
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=job.results_retention_days),
-                )
+                ),
+                # With versioning, the rule above only makes the live version noncurrent: this one deletes
+                # noncurrent versions, so results are gone at most retention + noncurrent days after.
+                *(
+                    [
+                        gcp.storage.BucketLifecycleRuleArgs(
+                            action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                            condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                                days_since_noncurrent_time=job.results_noncurrent_days
+                            ),
+                        )
+                    ]
+                    if stack.deletion_protection
+                    else []
+                ),
             ],
             labels=labels,
             opts=child(),
         )
         run_job = self._run_job(name, args, names, runner, bucket, labels)
+        admission = declare_admission(
+            AdmissionTargets(
+                name=name,
+                gcp=ctx,
+                job=job,
+                names=names,
+                image=args.image,
+                database=args.database,
+                run_job=run_job,
+                dispatcher=dispatcher,
+                deletion_protection=stack.deletion_protection,
+                labels=labels,
+                parent=self,
+                depends_on=args.depends_on,
+            )
+        )
+        # Auto-named (`<logical name>-<7 hex>`, new on every create): Cloud Tasks may refuse a deleted
+        # queue's name for up to 3 days, or seem to accept it (REST v2 queues.delete), so a queue that is
+        # replaced, or created again after a destroy, never reuses one. Clients find it in the directory.
         queue = gcp.cloudtasks.Queue(
             f"{name}-queue",
             project=project,
             location=ctx.region,
-            name=names.queue,
             rate_limits=gcp.cloudtasks.QueueRateLimitsArgs(
                 max_dispatches_per_second=job.queue.max_dispatches_per_second,
-                max_concurrent_dispatches=job.queue.max_concurrent_dispatches,
+                # One at a time: each admission counts the running executions before it starts one.
+                max_concurrent_dispatches=1,
             ),
             retry_config=gcp.cloudtasks.QueueRetryConfigArgs(
                 max_attempts=job.queue.max_attempts,
@@ -238,20 +289,14 @@ class BatchJob(pulumi.ComponentResource):
                 max_doublings=job.queue.max_doublings,
                 max_retry_duration=f"{job.queue.max_retry_duration_seconds}s",
             ),
-            # Every task of this queue goes to this job's :run, with the dispatcher's OAuth token, whatever
-            # URL a client put in the task.
+            # Every task of this queue goes to the job's admission check, with the dispatcher's OIDC token,
+            # whatever URL a client put in the task.
             http_target=gcp.cloudtasks.QueueHttpTargetArgs(
                 http_method="POST",
                 uri_override=gcp.cloudtasks.QueueHttpTargetUriOverrideArgs(
                     scheme="HTTPS",
-                    host="run.googleapis.com",
-                    path_override=gcp.cloudtasks.QueueHttpTargetUriOverridePathOverrideArgs(
-                        path=run_job.name.apply(
-                            lambda job_name: (
-                                f"/v2/projects/{project}/locations/{ctx.region}/jobs/{job_name}:run"
-                            )
-                        )
-                    ),
+                    host=admission.uri.apply(lambda uri: uri.removeprefix("https://").rstrip("/")),
+                    path_override=gcp.cloudtasks.QueueHttpTargetUriOverridePathOverrideArgs(path="/admit"),
                     uri_override_enforce_mode="ALWAYS",
                 ),
                 header_overrides=[
@@ -261,11 +306,25 @@ class BatchJob(pulumi.ComponentResource):
                         )
                     )
                 ],
-                oauth_token=gcp.cloudtasks.QueueHttpTargetOauthTokenArgs(
-                    service_account_email=dispatcher.email, scope=CLOUD_PLATFORM_SCOPE
+                oidc_token=gcp.cloudtasks.QueueHttpTargetOidcTokenArgs(
+                    service_account_email=dispatcher.email, audience=admission.uri
                 ),
             ),
             opts=child(),
+        )
+        # Where `fleet jobs` finds the queue (and the status collection beside it).
+        gcp.firestore.Document(
+            f"{name}-directory",
+            project=project,
+            database=args.database,
+            collection=DIRECTORY_COLLECTION,
+            document_id=job.name,
+            fields=queue.name.apply(
+                lambda queue_id: json.dumps(
+                    {"queue": {"stringValue": f"{names.location_path}/queues/{queue_id}"}}
+                )
+            ),
+            opts=ctx.options(self),
         )
         self._bind(name, args, names, runner, dispatcher, bucket, run_job, queue)
         declare_alerts(
@@ -430,6 +489,24 @@ class BatchJob(pulumi.ComponentResource):
             member=dispatcher.member,
             opts=opts,
         )
+        # The admission check: updates status documents, and enqueues the task of a job it makes wait.
+        gcp.projects.IAMMember(
+            f"{name}-dispatcher-status",
+            project=project,
+            role="roles/datastore.user",
+            member=dispatcher.member,
+            condition=database_only,
+            opts=opts,
+        )
+        gcp.cloudtasks.QueueIamMember(
+            f"{name}-dispatcher-enqueue",
+            project=project,
+            location=ctx.region,
+            name=queue.name,
+            role="roles/cloudtasks.enqueuer",
+            member=dispatcher.member,
+            opts=opts,
+        )
         for i, member in enumerate(job.submitters):
             gcp.cloudtasks.QueueIamMember(
                 f"{name}-submitter{i}-enqueue",
@@ -437,6 +514,16 @@ class BatchJob(pulumi.ComponentResource):
                 location=ctx.region,
                 name=queue.name,
                 role="roles/cloudtasks.enqueuer",
+                member=member,
+                opts=opts,
+            )
+            # `fleet jobs status` reads the job's task: a queued job whose task is gone was dropped.
+            gcp.cloudtasks.QueueIamMember(
+                f"{name}-submitter{i}-view",
+                project=project,
+                location=ctx.region,
+                name=queue.name,
+                role="roles/cloudtasks.viewer",
                 member=member,
                 opts=opts,
             )
