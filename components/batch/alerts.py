@@ -28,6 +28,8 @@ from components.core.catalog.gcp import LOG_METRIC_READY_SECONDS
 
 # What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
 FINISHED_EVENT = "fleet.job.finished"
+# A log-based metric's type in Cloud Monitoring.
+USER_METRIC = "logging.googleapis.com/user/"
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
         triggers={"outcomes": outcomes.name, "seconds": durations.name, "startup": startup.name},
         opts=pulumi.ResourceOptions(parent=opts.parent, provider=t.time_provider),
     )
-    user_metric = "logging.googleapis.com/user/"
+    user_metric = USER_METRIC
     on_log_metrics = {"failure-rate", "p95-seconds", "cold-starts"}
     conditions = {
         "queue-depth": gcp.monitoring.AlertPolicyConditionArgs(
@@ -169,41 +171,15 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
                 ],
             ),
         ),
-        "p95-seconds": gcp.monitoring.AlertPolicyConditionArgs(
-            display_name=f"P95 submit-to-succeeded above {alerts.p95_seconds} s over an hour",
-            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                filter=durations.name.apply(
-                    lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                ),
-                comparison="COMPARISON_GT",
-                threshold_value=alerts.p95_seconds,
-                duration="0s",
-                aggregations=[
-                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                        alignment_period="3600s",
-                        per_series_aligner="ALIGN_DELTA",
-                        cross_series_reducer="REDUCE_PERCENTILE_95",
-                    )
-                ],
-            ),
+        "p95-seconds": _p95_over_hour(
+            f"P95 submit-to-succeeded above {alerts.p95_seconds} s over an hour",
+            durations,
+            alerts.p95_seconds,
         ),
-        "cold-starts": gcp.monitoring.AlertPolicyConditionArgs(
-            display_name=f"P95 cold start (start to engine ready) above {alerts.cold_start_p95_seconds} s",
-            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                filter=startup.name.apply(
-                    lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                ),
-                comparison="COMPARISON_GT",
-                threshold_value=alerts.cold_start_p95_seconds,
-                duration="0s",
-                aggregations=[
-                    gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                        alignment_period="3600s",
-                        per_series_aligner="ALIGN_DELTA",
-                        cross_series_reducer="REDUCE_PERCENTILE_95",
-                    )
-                ],
-            ),
+        "cold-starts": _p95_over_hour(
+            f"P95 cold start (start to engine ready) above {alerts.cold_start_p95_seconds} s",
+            startup,
+            alerts.cold_start_p95_seconds,
         ),
     }
     for key, condition in conditions.items():
@@ -227,6 +203,30 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
             if key in on_log_metrics
             else opts,
         )
+
+
+def _p95_over_hour(
+    display_name: str, metric: gcp.logging.Metric, threshold: float
+) -> gcp.monitoring.AlertPolicyConditionArgs:
+    """The hour's P95 of a distribution log-based metric of the job above `threshold`."""
+    return gcp.monitoring.AlertPolicyConditionArgs(
+        display_name=display_name,
+        condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=metric.name.apply(
+                lambda m: f'metric.type="{USER_METRIC}{m}" AND resource.type="cloud_run_job"'
+            ),
+            comparison="COMPARISON_GT",
+            threshold_value=threshold,
+            duration="0s",
+            aggregations=[
+                gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+                    alignment_period="3600s",
+                    per_series_aligner="ALIGN_DELTA",
+                    cross_series_reducer="REDUCE_PERCENTILE_95",
+                )
+            ],
+        ),
+    )
 
 
 def _sum_over_hour() -> gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs:
