@@ -406,10 +406,25 @@ def _stack_resources(run: _Run) -> list[PolicyResource]:
             )
         )
     by_urn = {r.urn: r for r in resources}
+    recorded_by_urn = {r.urn: r for r in rendering.resources}
     for resource in resources:
         parent = resource.opts.parent
         if parent is not None and parent in by_urn:
             resource.parent = by_urn[parent]
+        recorded = recorded_by_urn.get(resource.urn)
+        if recorded is None:
+            continue
+        # As the engine's AnalyzeStack sends them: every resource this one waits for (explicit and from
+        # its inputs), and per property the resources its value was computed from.
+        resource.property_dependencies = {
+            key: [by_urn[u] for u in urns if u in by_urn]
+            for key, urns in recorded.property_dependencies.items()
+        }
+        waits = {
+            *recorded.options.depends_on,
+            *(u for urns in recorded.property_dependencies.values() for u in urns),
+        }
+        resource.dependencies = [by_urn[u] for u in sorted(waits) if u in by_urn]
     return resources
 
 

@@ -26,8 +26,10 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
     CLOUD_RUN_MAX_RETRIES,
     CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
+    LOG_METRIC_READY_SECONDS,
 )
 from components.core.catalog.resource_types import (
+    ALERT_POLICY,
     AUTOSCALING_GROUP,
     CACHE_PARAMETER_GROUP,
     CLOUD_RUN_JOB,
@@ -39,6 +41,7 @@ from components.core.catalog.resource_types import (
     KMS_KEY,
     LAMBDA_FUNCTION,
     LAUNCH_TEMPLATE,
+    LOG_METRIC,
     METRIC_ALARM,
     RDS_CLUSTER,
     RDS_GLOBAL_CLUSTER,
@@ -46,7 +49,9 @@ from components.core.catalog.resource_types import (
     REDIS_REPLICATION_GROUP,
     ROUTE53_RECORD,
     SECRET,
+    TIME_SLEEP,
 )
+from components.core.durations import go_duration_seconds
 from policies.linking import of_types, referenced
 from policies.support import (
     TIER_KEY,
@@ -66,6 +71,9 @@ from policies.support import (
     truthy,
 )
 from policies.validity import gpu_instance_types, job_gpus
+
+USER_METRIC_PREFIX = "logging.googleapis.com/user/"
+
 
 # --- DNS failover -------------------------------------------------------------------------------------
 
@@ -385,6 +393,57 @@ cloud_tasks_retry_backoff = ResourceValidationPolicy(
 )
 
 
+def _metrics_alerted_on(policy: PolicyResource, metrics: list[PolicyResource]) -> list[PolicyResource]:
+    """The stack's log-based metrics an alert policy's conditions read: computed from one (a property
+    dependency), or named in a filter (metric.type="logging.googleapis.com/user/<name>")."""
+    linked = {d.urn for d in policy.property_dependencies.get("conditions") or []}
+    named = set(re.findall(rf'{re.escape(USER_METRIC_PREFIX)}([^"\s]+)"', _strings(policy.props)))
+    return [m for m in metrics if m.urn in linked or known(m.props, "name") in named]
+
+
+def _strings(value: Any) -> str:
+    """Every known string below a value, one per line (filters sit deep in conditions)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return "\n".join(_strings(known(value, key)) for key in value)
+    return "\n".join(_strings(v) for v in items(value))
+
+
+def _waits_for(sleep: PolicyResource, metric: PolicyResource) -> bool:
+    seconds = go_duration_seconds(str(known(sleep.props, "createDuration", "")))
+    after_metric = metric.urn in {d.urn for d in sleep.dependencies}
+    return after_metric and seconds is not None and seconds >= LOG_METRIC_READY_SECONDS
+
+
+def _log_metric_alert_waits(args: StackValidationArgs, report: ReportViolation) -> None:
+    metrics = of_types(args.resources, [LOG_METRIC])
+    if not metrics:
+        return
+    for policy in of_types(args.resources, [ALERT_POLICY]):
+        sleeps = [d for d in policy.dependencies if d.resource_type == TIME_SLEEP]
+        for metric in _metrics_alerted_on(policy, metrics):
+            if not any(_waits_for(sleep, metric) for sleep in sleeps):
+                report(
+                    f"{label(policy)} alerts on the log-based metric {label(metric)} without waiting for "
+                    f"it: depend on a {TIME_SLEEP} of at least {LOG_METRIC_READY_SECONDS}s (createDuration) "
+                    "that itself depends on the metric (its triggers carry the metric's name).",
+                    policy.urn,
+                )
+
+
+log_metric_alert_waits = StackValidationPolicy(
+    name="log-metric-alert-waits",
+    description=(
+        "An alert policy on a log-based metric the stack creates waits for it: Cloud Monitoring refuses the "
+        "policy (404 'Cannot find metric(s)') for up to 10 minutes after the metric is created "
+        "(terraform-provider-google#11102), so the first `pulumi up` would fail."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_log_metric_alert_waits,
+)
+
+
 # --- GPU pools ------------------------------------------------------------------------------------------
 
 _POOL_SCHEMA = PolicyConfigSchema(
@@ -646,6 +705,7 @@ POLICIES = [
     no_install_at_startup,
     cloud_run_job_retries_timeout,
     cloud_tasks_retry_backoff,
+    log_metric_alert_waits,
     prod_gpu_pool_capacity,
     gpu_pool_spot_share,
 ]

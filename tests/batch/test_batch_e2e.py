@@ -16,6 +16,7 @@ import pytest
 from fleet.cli import main as fleet
 from fleet.harness import Rendering, render
 from fleet.stackfile import load_stack
+from node_image.agent.tests.agent_testkit.net import wait_for
 
 from .gcp_fakes import Execution, retry_delay_s
 from .world import CRASHING_ENGINE, BatchWorld
@@ -144,7 +145,16 @@ def test_engine_crash_is_retried_then_succeeds(
 
 
 def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None:
-    job_id = cli.submit('{"id": "a", "prompt": "fine"}\nthis is not json\n', key="bad")["jobId"]
+    # An inline input is checked by `fleet jobs submit`; one in a bucket only the job can read.
+    world.storage.objects[(world.bucket, "inputs/bad.jsonl")] = (
+        b'{"id": "a", "prompt": "fine"}\nthis is not json\n',
+        "application/x-ndjson",
+    )
+    code, out = cli(
+        "submit", "--input-uri", f"gs://{world.bucket}/inputs/bad.jsonl", "--idempotency-key", "bad"
+    )
+    assert code == 0, out
+    job_id = json.loads(out)["jobId"]
     code, status = cli.wait(job_id)
     assert code == 1
     assert status["state"] == "failed"
@@ -156,7 +166,7 @@ def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None
     assert [a["attempt"] for a in status["attempts"]] == [1]
     (execution,) = world.finished_executions()
     assert execution.exit_codes == [0]  # exit 0: Cloud Run does not run it again
-    assert not world.storage.objects
+    assert set(world.storage.objects) == {(world.bucket, "inputs/bad.jsonl")}  # no results
 
 
 def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, cli: Cli) -> None:
@@ -201,3 +211,68 @@ def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: Ba
     assert [a["state"] for a in status["attempts"]] == ["retrying", "failed"]
     assert all("SIGTERM" in a["error"] for a in status["attempts"])
     assert status["error"]["retryable"] is True
+
+
+def test_executions_never_exceed_the_cap_and_a_waiting_job_spends_no_attempt(
+    world: BatchWorld, cli: Cli
+) -> None:
+    """jobs:run answers at once, so the queue alone would start one GPU execution per dispatch. The
+    admission check starts one only below the cap; the job it refuses waits in a task of its own."""
+    cap = world.max_running
+    release = world.hold_executions()  # instances slow to start: the first `cap` jobs hold their GPUs
+    ids = [cli.submit(prompts(1), key=f"burst-{n}")["jobId"] for n in range(cap + 1)]
+    waiting = wait_for(
+        lambda: next((i for i in ids if f"{world.queue.name}/tasks/{i}-w1" in world.tasks.tasks), None),
+        60,
+        "a job made to wait for a free GPU",
+    )
+    assert len(world.run.executions) == cap
+    assert world.task(waiting).outcome == "done"  # answered 200: not one of the queue's attempts
+    assert world.document(waiting)["state"] == "queued"
+    assert world.document(waiting)["task"] == f"{world.queue.name}/tasks/{waiting}-w1"
+    release.set()
+    for job_id in ids:
+        code, status = cli.wait(job_id)
+        assert code == 0 and status["state"] == "succeeded", status
+    assert world.run.max_running == cap
+    assert len(world.finished_executions()) == cap + 1
+    # The agent's finished line carries its startup figure, which the cold-start metric reads.
+    finished = [
+        e for x in world.run.executions for e in x.log_entries if e.get("event") == "fleet.job.finished"
+    ]
+    assert len(finished) == cap + 1 and all(e["startupSeconds"] >= 0 for e in finished)
+
+
+def test_a_dispatch_refused_for_gpu_quota_waits_and_runs_later(
+    dev: Rendering, tiny_model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    with BatchWorld(dev, tiny_model, gpu_quota=1) as world:  # the project's quota, below the job's cap
+        cli = Cli(world, tmp_path, monkeypatch, capsys)
+        release = world.hold_executions()
+        first = cli.submit(prompts(1), key="quota-1")["jobId"]
+        world.wait_for_execution(timeout=60)
+        second = cli.submit(prompts(1), key="quota-2")["jobId"]
+        wait_for(
+            lambda: f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks, 60, "the refused job's wait"
+        )
+        assert 429 in world.run.calls  # RESOURCE_EXHAUSTED from jobs:run
+        assert world.task(second).attempts[-1][1] == 200  # the refused attempt was not spent
+        release.set()
+        for job_id in (first, second):
+            code, status = cli.wait(job_id)
+            assert code == 0 and status["state"] == "succeeded", status
+        assert world.run.max_running == 1
+
+
+def test_a_task_dropped_after_its_attempts_shows_failed(world: BatchWorld, cli: Cli) -> None:
+    world.run.unavailable_next = 1000  # jobs:run keeps failing: every attempt of the queue is spent
+    job_id = cli.submit(prompts(1), key="dropped")["jobId"]
+    wait_for(lambda: world.task(job_id).outcome == "dropped", 60, "the queue to drop the task")
+    assert len(world.task(job_id).attempts) == world.queue.max_attempts
+    assert world.document(job_id)["state"] == "queued"  # nobody told the document
+    code, out = cli("status", job_id)
+    status = json.loads(out)
+    assert code == 0 and status["state"] == "failed"
+    assert status["error"]["reason"] == "dropped"
+    assert world.document(job_id)["state"] == "failed"  # recorded, not only shown
+    assert not world.run.executions

@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 import pytest
 
 from components.core.catalog.aws import GPU_INSTANCE_TYPES
@@ -484,6 +485,41 @@ def tasks_queue(*, attempts: int = 5, min_backoff: str | None = "10s", max_backo
     )
 
 
+def log_metric_alert(*, wait: str | None = "600s", literal_filter: bool = False) -> None:
+    """An alert policy on a log-based metric declared beside it, behind a Sleep (`wait`) or not."""
+    opts = gcp_provider()
+    metric = gcp.logging.Metric("errors", name="errors", filter="severity>=ERROR", opts=opts)
+    after: list[pulumi.Resource] = []
+    if wait is not None:
+        clock = time.Provider("time")
+        sleep = time.Sleep(
+            "errors-ready",
+            create_duration=wait,
+            triggers={"metric": metric.name},
+            opts=pulumi.ResourceOptions(provider=clock),
+        )
+        after.append(sleep)
+    condition_filter = (
+        'metric.type="logging.googleapis.com/user/errors" AND resource.type="cloud_run_job"'
+        if literal_filter
+        else metric.name.apply(lambda m: f'metric.type="logging.googleapis.com/user/{m}"')
+    )
+    gcp.monitoring.AlertPolicy(
+        "errors",
+        display_name="errors",
+        combiner="OR",
+        conditions=[
+            gcp.monitoring.AlertPolicyConditionArgs(
+                display_name="errors",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=condition_filter, comparison="COMPARISON_GT", duration="0s"
+                ),
+            )
+        ],
+        opts=pulumi.ResourceOptions(provider=opts.provider, depends_on=after),
+    )
+
+
 def gpu_pool(
     *,
     types: tuple[str, ...] = ("g6.xlarge", "g5.xlarge"),
@@ -664,6 +700,7 @@ CASES = [
     ),
     Case("cloud-run-job-retries-timeout", "batch", lambda: cloud_run_job(timeout=None), cloud_run_job),
     Case("cloud-tasks-retry-backoff", "batch", lambda: tasks_queue(attempts=-1), tasks_queue),
+    Case("log-metric-alert-waits", "errors", lambda: log_metric_alert(wait=None), log_metric_alert),
     Case("prod-gpu-pool-capacity", "pool", lambda: gpu_pool(on_demand_base=0), gpu_pool),
     # All 4 nodes on spot in prod (cap 90 %); the twin keeps one on-demand (75 %).
     Case("gpu-pool-spot-share", "pool", lambda: gpu_pool(on_demand_base=0, rebalance=True), gpu_pool),
@@ -727,6 +764,17 @@ def test_a_gpu_job_timeout_beyond_cloud_runs_hour_is_named(declare) -> None:
     assert [v.message.splitlines()[-1] for v in found] == [
         "gcp:cloudrunv2/job:Job 'batch' sets timeout 7200s: Cloud Run runs a task with a GPU at most 3600 s."
     ]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"wait": "30s"}, {"wait": "9m59s"}, {"wait": None, "literal_filter": True}],
+    ids=["30s", "under-10-minutes", "metric-named-in-a-literal-filter"],
+)
+def test_an_alert_on_a_log_metric_waits_ten_minutes_for_it(declare, kwargs) -> None:
+    found = findings(declare(lambda: log_metric_alert(**kwargs)), "log-metric-alert-waits")
+    assert [v.urn.rsplit("::", 1)[-1] for v in found] == ["errors"]
+    assert findings(declare(lambda: log_metric_alert(wait="10m")), "log-metric-alert-waits") == []
 
 
 def test_a_listener_rule_forwarding_a_catch_all_or_an_admin_prefix_is_named(declare) -> None:

@@ -108,6 +108,11 @@ CLOUD_TASKS_QUEUE = "gcp:cloudtasks/queue:Queue"
 GCS_BUCKET = "gcp:storage/bucket:Bucket"
 GCS_BUCKET_IAM_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 GCS_BUCKET_IAM_BINDING = "gcp:storage/bucketIAMBinding:BucketIAMBinding"
+ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+LOG_METRIC = "gcp:logging/metric:Metric"
+
+# --- pulumiverse-time -----------------------------------------------------------------------------
+TIME_SLEEP = "time:index/sleep:Sleep"
 
 # --- Kubernetes -----------------------------------------------------------------------------------
 K8S_POD = "kubernetes:core/v1:Pod"

@@ -1,6 +1,7 @@
 """`fleet-agent`: the command line. `run` serves until SIGTERM (or a preemption notice) has been
 drained; `job` runs one batch job attempt (Cloud Run jobs; see fleet_agent/job.py for its exit codes);
-`check-config` validates a config file. Bad config: one line per bad key, exit 2."""
+`dispatch` serves a batch job's admission check (fleet_agent/dispatch.py); `check-config` validates a config
+file. Bad config: one line per bad key, exit 2."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "start the engine and serve until drained (SIGTERM or a preemption notice)"),
         ("check-config", "validate the config and print what it sets up"),
         ("job", "run one batch job attempt (Cloud Run jobs): engine up, items through it, status written"),
+        ("dispatch", "serve a batch job's admission check (Cloud Tasks -> here -> jobs:run), on $PORT"),
         ("fetch-secrets", "write the [secrets] files from AWS Secrets Manager (before run, at boot)"),
         ("mount-store", "mount the [model_store] volume in the foreground (the fleet-model-store unit)"),
     ):
@@ -58,6 +60,11 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_CONFIG
+    if args.command == "dispatch":  # configured by its environment alone (the Cloud Run service's)
+        from fleet_agent.dispatch import serve_dispatch
+
+        setup_logging(os.environ.get("FLEET_AGENT__LOG_LEVEL", "info"))
+        return asyncio.run(serve_dispatch())
     path: Path | None = args.config or Path(os.environ.get("FLEET_AGENT_CONFIG", c.DEFAULT_CONFIG_PATH))
     if args.command == "job" and args.config is None and path is not None and not path.exists():
         path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
