@@ -107,7 +107,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         PROD_TEXT.replace("inference-fleet:tier: prod", "inferense-fleet:tier: prod"),
         {},
         "error: inferense-fleet:tier: unknown namespace 'inferense-fleet'; did you mean 'inference-fleet'? "
-        "allowed: inference-fleet, pulumi, aws, gcp, kubernetes, command",
+        "(inference-fleet:tier is required and not set) allowed: inference-fleet, pulumi, aws, gcp, kubernetes, "
+        "command",
     ),
     (
         "misspelt top-level key config",
@@ -220,7 +221,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
             )
         },
         "error: inference-fleet:gatewayMasterKey: required but not set (LiteLLM master key for the gateway); "
-        "set it with fn::secret in the stack's ESC environment",
+        "set it with fn::secret in the stack's ESC environment (values.pulumiConfig: "
+        "inference-fleet:gatewayMasterKey)",
     ),
     (
         "secret given in plain text",
@@ -506,7 +508,7 @@ SECRET_CASES: list[tuple[str, str, Any, str]] = [
     (
         "provider key for an unknown provider",
         "providerApiKeys",
-        {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "openia": "k"},
+        {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "runpod": "k", "openia": "k"},
         "inference-fleet:providerApiKeys: unknown provider(s) openia; allowed: openai, anthropic, together_ai, "
         "fireworks_ai, groq, deepinfra, mistral, replicate, lambda_ai, runpod, modal, openai_compatible "
         "(value not shown)",

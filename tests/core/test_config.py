@@ -72,7 +72,7 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         "prod",
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
-        "gcpRegion, tags, network, gpuPools, nodeImage, modelStore, controller, batchJobs, kubernetes, controlPlane, "
+        "gcpRegion, tags, logRetentionDays, network, gpuPools, nodeImage, modelStore, controller, batchJobs, kubernetes, controlPlane, "
         "alerts, gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, "
         "databasePassword, gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, "
         "controllerRedisPassword, kubernetesKubeconfigs",
@@ -203,7 +203,13 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         {"tags": {"owner": "a", "cost-center": "b", "aws:team": "c"}},
         "inference-fleet:tags: tag key 'aws:team': 1-128 characters, not starting with 'aws:'",
     ),
-    ("domain missing", "prod", {"domain": None}, "inference-fleet:domain: required but not set"),
+    (
+        "domain missing",
+        "prod",
+        {"domain": None},
+        "inference-fleet:domain: required but not set; set it in the stack file (config: inference-fleet:domain) "
+        "or in an ESC environment the stack imports (values.pulumiConfig: inference-fleet:domain)",
+    ),
     (
         "domain not a DNS name",
         "prod",
