@@ -92,7 +92,8 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         try:
             opened = open_environments(project_dir / "esc", environments, project)
         except EscError as e:
-            raise StackFileError("\n".join(f"{stack_path.name}: {line}" for line in str(e).splitlines())) from None
+            lines = [f"{stack_path.name}: {line}" for line in str(e).splitlines()]
+            raise StackFileError("\n".join(lines)) from None
         config.update(opened.config)
         secret_keys |= opened.secret_config_keys
 
@@ -100,9 +101,9 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
     if not isinstance(stack_config, dict):
         raise StackFileError(f"{stack_path.name}: config: expected a mapping of key: value")
     ambiguous = [
-        f"{stack_path.name}: {yamlfile.display_path((_full_key(project, str(key)), *path))}: {scalar.problem()}"
+        f"{stack_path.name}: {yamlfile.display_path((_full_key(project, str(key)), *at))}: {scalar.problem()}"
         for key, value in stack_config.items()
-        for path, scalar in yamlfile.ambiguous_values(value)
+        for at, scalar in yamlfile.ambiguous_values(value)
     ]
     if ambiguous:
         raise StackFileError("\n".join(ambiguous))

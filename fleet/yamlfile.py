@@ -22,6 +22,8 @@ import yaml
 
 from components.core.config import MAX_EXACT_INTEGER
 
+KeyPath = tuple[str | int, ...]
+
 
 class YamlFileError(ValueError):
     """A YAML file Pulumi would read differently or refuse; one line per problem, naming file and key."""
@@ -115,7 +117,7 @@ def load(path: Path) -> Any:
         loader.dispose()
 
 
-def display_path(parts: tuple[str | int, ...]) -> str:
+def display_path(parts: KeyPath) -> str:
     """`('config', 'inference-fleet:gpuPools', 0, 'maxSize')` -> `inference-fleet:gpuPools[0].maxSize`: a
     stack file's config keys are shown as config keys."""
     if len(parts) > 1 and parts[0] == "config":
@@ -129,7 +131,7 @@ def display_path(parts: tuple[str | int, ...]) -> str:
     return text
 
 
-def _repeated_keys(node: yaml.Node, at: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], int, int]]:
+def _repeated_keys(node: yaml.Node, at: KeyPath) -> Iterator[tuple[KeyPath, int, int]]:
     """(key path, line, line of the first) for each key given twice in one mapping, at any depth."""
     if isinstance(node, yaml.MappingNode):
         first_line: dict[str, int] = {}
@@ -145,7 +147,7 @@ def _repeated_keys(node: yaml.Node, at: tuple[str | int, ...]) -> Iterator[tuple
             yield from _repeated_keys(item, (*at, i))
 
 
-def ambiguous_values(value: Any, at: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Ambiguous]]:
+def ambiguous_values(value: Any, at: KeyPath = ()) -> Iterator[tuple[KeyPath, Ambiguous]]:
     """Every `Ambiguous` scalar in a loaded document, with its key path."""
     if isinstance(value, Ambiguous):
         yield at, value

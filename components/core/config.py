@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import types
 import typing
 import unicodedata
@@ -31,7 +30,16 @@ from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, TypeVar
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
@@ -89,6 +97,30 @@ def shown_value(value: object) -> str:
     return f"{text[:24]}... ({len(str(value))} characters)"
 
 
+@dataclass(frozen=True)
+class StackShape:
+    """What some defaults depend on: the stack's tier and whether it runs a standby region. A prod stack
+    left to the defaults must pass prod's rules (a prod gateway runs 2 tasks, a two-region database a
+    memory-optimized class): such defaults are a section's `shape_defaults`."""
+
+    tier: str | None = None
+    standby: bool = False
+
+    @staticmethod
+    def of(context: Any) -> StackShape:
+        """The shape a validation was given (the loader passes it as pydantic's validation context)."""
+        shape = context.get("shape") if isinstance(context, dict) else None
+        return shape if isinstance(shape, StackShape) else StackShape()
+
+    @staticmethod
+    def from_raw(values: Mapping[str, Any]) -> StackShape:
+        tier = values.get("tier")
+        return StackShape(tier if isinstance(tier, str) else None, bool(values.get("standbyRegion")))
+
+    def context(self) -> dict[str, Any]:
+        return {"shape": self}
+
+
 class Section(BaseModel):
     """Base of every config section: camelCase keys as in the stack files, unknown keys refused."""
 
@@ -114,6 +146,53 @@ class Section(BaseModel):
     def broken_fields(self) -> frozenset[str]:
         return self._broken
 
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        """Defaults that depend on the stack's shape (field name -> value), for keys not given."""
+        return {}
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _defaults_for_the_shape(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Section], info: ValidationInfo
+    ) -> Section:
+        if not isinstance(data, dict):
+            return handler(data)
+        filled, added = with_shape_defaults(cls, data, StackShape.of(info.context))
+        built = handler(filled)
+        built.__pydantic_fields_set__.difference_update(added)  # defaults, not given
+        return built
+
+
+def with_shape_defaults(
+    model: type[Section], data: dict[str, Any], shape: StackShape
+) -> tuple[dict[str, Any], set[str]]:
+    """The raw section with its shape's defaults for keys not given, and each absent sub-section given as
+    {} (so it is validated with the shape too, not built by its default factory); and the fields added."""
+    filled = dict(data)
+    added: set[str] = set()
+    for name, value in model.shape_defaults(shape).items():
+        key = _alias(model, name)
+        if key not in filled:
+            filled[key] = value
+            added.add(name)
+    for name, field in model.model_fields.items():
+        key = _alias(model, name)
+        inner = field.annotation
+        if (
+            key not in filled
+            and isinstance(inner, type)
+            and issubclass(inner, Section)
+            and field.default_factory
+        ):
+            filled[key] = {}
+            added.add(name)
+    return filled, added
+
+
+def _alias(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].alias or to_camel(name)
+
 
 class StackFacts(Protocol):
     """What the root model holds that every section's rules may read."""
@@ -132,6 +211,8 @@ class StackFacts(Protocol):
     def gcp_region(self) -> str: ...
     @property
     def tags(self) -> Mapping[str, str]: ...
+    @property
+    def store_regions(self) -> list[str]: ...
 
 
 class StackView:
@@ -188,6 +269,11 @@ class StackView:
     def control_plane_regions(self) -> list[str]:
         """Primary first, then the standby where there is one."""
         return [self.primary_region, *([self.standby_region] if self.standby_region else [])]
+
+    @property
+    def store_regions(self) -> list[str]:
+        """The regions with a model store (something mounts it there: GPU pools, Kubernetes clusters)."""
+        return self._root.store_regions
 
     def section(self, kind: type[S]) -> S:
         """The one section of a kind (e.g. another section of the same capability)."""
@@ -328,8 +414,9 @@ def parse_config(
                 f"{prefix}{key}: required but not set ({spec.description}); set it with fn::secret in the "
                 f"stack's ESC environment (values.pulumiConfig: {prefix}{key})"
             )
+    shape = StackShape.from_raw(values)
     try:
-        config: R | None = root.model_validate(values)
+        config: R | None = root.model_validate(values, context=shape.context())
         all_errors: list[ErrorDetails] = []
     except ValidationError as e:
         config = None
@@ -344,7 +431,7 @@ def parse_config(
     problems += _type_problems(root, errors, stack_file)
     if config is None:
         broken_locs = [err["loc"] for err in all_errors] + [(key,) for key in refused]
-        partial = _partial(root, values, (), broken_locs)
+        partial = _partial(root, values, (), broken_locs, shape)
         problems += section_problems(partial, secret_object_keys, _incomplete_kinds(partial))
     else:
         problems += section_problems(config, secret_object_keys)
@@ -417,39 +504,40 @@ def _under(locs: Iterable[Loc], at: Loc) -> list[Loc]:
     return [loc for loc in locs if loc[: len(at)] == at]
 
 
-def _partial(model: type[S], raw: Any, at: Loc, broken: list[Loc]) -> S:
+def _partial(model: type[S], raw: Any, at: Loc, broken: list[Loc], shape: StackShape) -> S:
     """The section at `at` from its raw value: valid where no error lies under it; otherwise built with
     the fields that hold, the others broken (reading one raises Incomplete)."""
     inside = _under(broken, at)
     if not inside:
-        return model.model_validate({} if raw is None else raw)
+        return model.model_validate({} if raw is None else raw, context=shape.context())
     if not isinstance(raw, dict) or any(len(loc) == len(at) for loc in inside):
         return _all_broken(model)
+    filled, _ = with_shape_defaults(model, raw, shape)
     values: dict[str, Any] = {}
     failed: set[str] = set()
     for name, field in model.model_fields.items():
-        key = field.alias or to_camel(name)
+        key = _alias(model, name)
         here = (*at, key)
         if not _under(inside, here):
             values[name] = (
-                _adapter(model, name).validate_python(raw[key])
-                if key in raw
+                _adapter(model, name).validate_python(filled[key], context=shape.context())
+                if key in filled
                 else field.get_default(call_default_factory=True)
             )
             continue
-        value = _partial_value(field.annotation, raw.get(key), here, inside)
+        value = _partial_value(field.annotation, filled.get(key), here, inside, shape)
         if value is _BROKEN:
             failed.add(name)
         else:
             values[name] = value
-    given = {name for name, field in model.model_fields.items() if (field.alias or to_camel(name)) in raw}
+    given = {name for name in model.model_fields if _alias(model, name) in raw}
     return _constructed(model, values, failed, given)
 
 
 _BROKEN = object()
 
 
-def _partial_value(annotation: Any, raw: Any, at: Loc, broken: list[Loc]) -> Any:
+def _partial_value(annotation: Any, raw: Any, at: Loc, broken: list[Loc], shape: StackShape) -> Any:
     """A field's value with errors under it: a section (or list of sections) built partly, else broken."""
     if any(len(loc) == len(at) for loc in _under(broken, at)):
         return _BROKEN
@@ -459,8 +547,8 @@ def _partial_value(annotation: Any, raw: Any, at: Loc, broken: list[Loc]) -> Any
     if typing.get_origin(_unwrap(annotation)) in (list, tuple):
         if not isinstance(raw, list):
             return _BROKEN
-        return [_partial(section, item, (*at, i), broken) for i, item in enumerate(raw)]
-    return _partial(section, raw, at, broken)
+        return [_partial(section, item, (*at, i), broken, shape) for i, item in enumerate(raw)]
+    return _partial(section, raw, at, broken, shape)
 
 
 def _all_broken(model: type[S]) -> S:
@@ -470,7 +558,7 @@ def _all_broken(model: type[S]) -> S:
 def _constructed(model: type[S], values: dict[str, Any], failed: set[str], given: set[str]) -> S:
     built = model.model_construct(_fields_set=given, **values)
     for name in failed:
-        built.__dict__.pop(name, None)
+        vars(built).pop(name, None)  # read through __getattr__, which raises Incomplete
     built._broken = frozenset(failed)
     return built
 
@@ -479,9 +567,10 @@ def _constructed(model: type[S], values: dict[str, Any], failed: set[str], given
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     """One field's validation alone: its type with the constraints and validators declared on it."""
     field = model.model_fields[name]
-    if not field.metadata:
-        return TypeAdapter(field.annotation)
-    return TypeAdapter(Annotated[field.annotation, *field.metadata])  # pyright: ignore[reportArgumentType]
+    annotation: Any = field.annotation
+    if field.metadata:
+        annotation = Annotated.__class_getitem__((annotation, *field.metadata))  # pyright: ignore[reportAttributeAccessIssue]
+    return TypeAdapter(annotation)
 
 
 def _unwrap(annotation: Any) -> Any:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -18,7 +18,17 @@ from components.core.catalog.aws import (
     TIER_MAX_POOL_NODES,
     TIER_MAX_SPOT_SHARE,
 )
-from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
+from components.core.config import (
+    Problem,
+    SecretSpec,
+    Section,
+    StackShape,
+    StackView,
+    TopKey,
+    one_of,
+    rule,
+    stack_rule,
+)
 from components.core.fields import AwsRegionName, Slug, elasticache_password
 from components.core.node_image import EngineModelId, EngineName
 from components.kubernetes import ServedModelConfig
@@ -92,6 +102,10 @@ class GpuPoolConfig(Section):
     disk_gib: int = Field(default=200, ge=60, le=16384, description="encrypted gp3 root volume")
     engine_args: list[str] = Field(default_factory=list, max_length=40)
     warm_pool: WarmPoolConfig | None = None
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        return {"on_demand_base": 1} if shape.tier == "prod" else {}  # prod's rule: a floor under spot
 
     @property
     def gpus_per_node(self) -> int:

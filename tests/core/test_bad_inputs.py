@@ -508,7 +508,14 @@ SECRET_CASES: list[tuple[str, str, Any, str]] = [
     (
         "provider key for an unknown provider",
         "providerApiKeys",
-        {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "runpod": "k", "openia": "k"},
+        {
+            "openai": "k",
+            "anthropic": "k",
+            "together_ai": "k",
+            "fireworks_ai": "k",
+            "runpod": "k",
+            "openia": "k",
+        },
         "inference-fleet:providerApiKeys: unknown provider(s) openia; allowed: openai, anthropic, together_ai, "
         "fireworks_ai, groq, deepinfra, mistral, replicate, lambda_ai, runpod, modal, openai_compatible "
         "(value not shown)",
