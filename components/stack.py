@@ -7,7 +7,7 @@ its rules belong to the capability that uses it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pulumi
 from pydantic import BeforeValidator, Field
@@ -55,6 +55,11 @@ SECRETS: list[SecretSpec] = [
 ]
 
 
+def _empty_allowed(schema: dict[str, Any]) -> None:
+    """Pulumi.yaml declares the key with default "", which means none: editors must accept it."""
+    schema.setdefault("anyOf", []).append({"const": ""})
+
+
 class ControlPlaneConfig(Section):
     """`controlPlane`: the gateway and its Redis, the database, the API record and its failover."""
 
@@ -73,28 +78,49 @@ class FleetConfig(RootSection):
 
     secret_keys: ClassVar[tuple[str, ...]] = tuple(s.key for s in SECRETS)
 
-    tier: Literal["dev", "prod"]
-    domain: DomainName
-    primary_region: AwsRegionName = "us-east-1"
+    tier: Literal["dev", "prod"] = Field(
+        description="dev or prod: prod requires a standby region, per-zone NAT and prod-sized parts",
+        examples=["prod"],
+    )
+    domain: DomainName = Field(
+        description="DNS zone the API is served under (api.<domain>); at most 60 characters",
+        examples=["fleet.example.com"],
+    )
+    primary_region: AwsRegionName = Field(
+        default="us-east-1", description="AWS region of the active control plane"
+    )
     # Pulumi.yaml declares this key with default "" (a declared key without default is required).
-    standby_region: Annotated[AwsRegionName | None, BeforeValidator(lambda v: v or None)] = None
+    standby_region: Annotated[AwsRegionName | None, BeforeValidator(lambda v: v or None)] = Field(
+        default=None,
+        description="AWS region of the passive control plane; empty for none; required in prod",
+        examples=["us-west-2"],
+        json_schema_extra=_empty_allowed,
+    )
     # Pulumi.yaml declares it with default "": only stacks with batch jobs need one (a rule says so).
     gcp_project_id: Annotated[GcpProjectId | None, BeforeValidator(lambda v: v or None)] = Field(
-        default=None, alias="gcpProject"
+        default=None,
+        alias="gcpProject",
+        description="GCP project of the batch side; required with batchJobs, usually set in ESC",
+        json_schema_extra=_empty_allowed,
     )
-    gcp_region: GcpRegionName = "us-central1"
-    tags: Tags
+    gcp_region: GcpRegionName = Field(default="us-central1", description="GCP region of the batch jobs")
+    tags: Tags = Field(
+        description="tags on every resource; must name owner and cost-center",
+        examples=[{"owner": "ml-platform", "cost-center": "inference"}],
+    )
     log_retention_days: LogRetentionDays = Field(
         default=30,
         description="CloudWatch retention of every log group the stack declares (gateway and ALB access "
         "logs, the functions' logs)",
     )
-    network: NetworkConfig
-    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    network: NetworkConfig = Field(description="one VPC per control-plane region")
+    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list, description="GPU node pools")
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
-    batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
+    batch_jobs: list[BatchJobConfig] = Field(
+        default_factory=list, description="Cloud Run GPU jobs fed by Cloud Tasks (GCP)"
+    )
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)

@@ -53,7 +53,8 @@ def find_project_dir(start: Path) -> Path:
 # What a stack file may hold (Pulumi's stack settings); anything else is a misspelling Pulumi would ignore.
 STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
 # An ESC environment reference: `<project>/<environment>`, optionally `@<version>`.
-_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$")
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$"
+_ENVIRONMENT_RE = re.compile(ENVIRONMENT_PATTERN)
 
 
 def load_stack(project_dir: Path, stack: str) -> StackInput:

@@ -24,7 +24,15 @@ from components.core.config import (
     rule,
     stack_rule,
 )
-from components.core.fields import ElastiCacheNodeType, ImageRef, ModelName, Slug, elasticache_password, in_
+from components.core.fields import (
+    ElastiCacheNodeType,
+    ImageRef,
+    ModelName,
+    Slug,
+    elasticache_password,
+    in_,
+    listed,
+)
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -67,9 +75,11 @@ def _api_base(value: str) -> str:
 
 
 ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
-GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS)))]
+GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS))), listed(GATEWAY_PROVIDERS)]
 ApiBase = Annotated[str, AfterValidator(_api_base)]
-RoutingStrategy = Annotated[str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES))]
+RoutingStrategy = Annotated[
+    str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES)), listed(GATEWAY_ROUTING_STRATEGIES)
+]
 
 
 class ServerlessEndpointConfig(Section):

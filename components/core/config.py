@@ -338,6 +338,8 @@ class SecretSpec:
     # Problems of a value the cloud would refuse (None: any value), e.g. a password's length.
     check: Callable[[Any], str | None] | None = None
     required: bool = True
+    # Where only some stacks use it (e.g. only stacks with GPU pools): whether this one does (None: all).
+    needed: Callable[[StackView], bool] | None = None
 
 
 # --- loading ------------------------------------------------------------------------------------------
@@ -408,12 +410,7 @@ def parse_config(
         except ValueError as e:
             problems.append(f"{full_key}: {e}")
             refused.add(key)
-    for key, spec in declared.items():
-        if spec.required and f"{prefix}{key}" not in raw:
-            problems.append(
-                f"{prefix}{key}: required but not set ({spec.description}); set it with fn::secret in the "
-                f"stack's ESC environment (values.pulumiConfig: {prefix}{key})"
-            )
+    unset = [spec for key, spec in declared.items() if spec.required and f"{prefix}{key}" not in raw]
     shape = StackShape.from_raw(values)
     try:
         config: R | None = root.model_validate(values, context=shape.context())
@@ -432,9 +429,17 @@ def parse_config(
     if config is None:
         broken_locs = [err["loc"] for err in all_errors] + [(key,) for key in refused]
         partial = _partial(root, values, (), broken_locs, shape)
-        problems += section_problems(partial, secret_object_keys, _incomplete_kinds(partial))
+        view = stack_view(partial, secret_object_keys, _incomplete_kinds(partial))
+        problems += section_problems(partial, view)
     else:
-        problems += section_problems(config, secret_object_keys)
+        view = stack_view(config, secret_object_keys)
+        problems += section_problems(config, view)
+    problems += [
+        f"{prefix}{spec.key}: required but not set ({spec.description}); set it with fn::secret in the "
+        f"stack's ESC environment (values.pulumiConfig: {prefix}{spec.key})"
+        for spec in unset
+        if _needed(spec, view)
+    ]
     if problems:
         raise ConfigError(problems)
     assert config is not None
@@ -597,17 +602,17 @@ def _section_in(annotation: Any) -> type[Section] | None:
     return inner if isinstance(inner, type) and issubclass(inner, Section) else None
 
 
-def _kinds_in(annotation: Any) -> set[type[Section]]:
-    """Every kind of section a field may hold, at any depth."""
+def section_kinds(annotation: Any) -> set[type[Section]]:
+    """Every kind of section a field of this annotation may hold, at any depth."""
     found: set[type[Section]] = set()
     for arg in (annotation, *typing.get_args(annotation)):
         if isinstance(arg, type) and issubclass(arg, Section):
             if arg not in found:
                 found.add(arg)
                 for field in arg.model_fields.values():
-                    found |= _kinds_in(field.annotation)
+                    found |= section_kinds(field.annotation)
         elif arg is not annotation:
-            found |= _kinds_in(arg)
+            found |= section_kinds(arg)
     return found
 
 
@@ -620,7 +625,7 @@ def _incomplete_kinds(section: Section) -> frozenset[type[Section]]:
         found.add(type(section))
     for name, field in fields.items():
         if name in section.broken_fields:
-            found |= _kinds_in(field.annotation)
+            found |= section_kinds(field.annotation)
             continue
         for child in _children(getattr(section, name)):
             found |= _incomplete_kinds(child)
@@ -638,18 +643,29 @@ def _children(value: Any) -> list[Section]:
 # --- cross-field rules ----------------------------------------------------------------------------------
 
 
-def section_problems(
+def stack_view(
     config: RootSection,
     secret_object_keys: Mapping[str, frozenset[str]] | None = None,
     incomplete: frozenset[type[Section]] = frozenset(),
-) -> list[str]:
+) -> StackView:
+    sections: dict[type[Section], list[tuple[str, Section]]] = defaultdict(list)
+    for path, section in _walk(config, ""):
+        sections[type(section)].append((path, section))
+    return StackView(typing.cast(StackFacts, config), dict(sections), secret_object_keys or {}, incomplete)
+
+
+def _needed(spec: SecretSpec, view: StackView) -> bool:
+    if spec.needed is None:
+        return True
+    try:
+        return spec.needed(view)
+    except Incomplete:
+        return False  # whether it is depends on a value already reported wrong
+
+
+def section_problems(config: RootSection, view: StackView) -> list[str]:
     """Every section's rule problems (and duplicate list items), each as a full line."""
     found = list(_walk(config, ""))
-    sections: dict[type[Section], list[tuple[str, Section]]] = defaultdict(list)
-    for path, section in found:
-        sections[type(section)].append((path, section))
-    facts = typing.cast(StackFacts, config)
-    view = StackView(facts, dict(sections), secret_object_keys or {}, incomplete)
     root_problems = _run_rules(config, "", view)
     if root_problems:
         return root_problems  # the regions and tier every other rule reads are wrong: say only that

@@ -17,7 +17,7 @@ from components.core.catalog.aws import (
     AURORA_POSTGRES_MAJOR_VERSIONS,
 )
 from components.core.config import Problem, SecretSpec, Section, StackShape, StackView, one_of, rule
-from components.core.fields import in_
+from components.core.fields import in_, listed
 
 _ENGINE_VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -32,7 +32,9 @@ def _engine_version(value: str) -> str:
     return value
 
 
-AuroraInstanceClass = Annotated[str, AfterValidator(in_(AURORA_INSTANCE_CLASSES))]
+AuroraInstanceClass = Annotated[
+    str, AfterValidator(in_(AURORA_INSTANCE_CLASSES)), listed(AURORA_INSTANCE_CLASSES)
+]
 AuroraEngineVersion = Annotated[str, AfterValidator(_engine_version)]
 
 

@@ -15,7 +15,7 @@ from components.core.catalog.aws import (
     ROUTE53_MIN_CHECKER_REGIONS,
 )
 from components.core.config import Problem, Section, StackView, rule
-from components.core.fields import in_
+from components.core.fields import in_, listed
 from components.data_tier import DatabaseConfig
 from components.failover.budget import (
     MIN_PROMOTE_AFTER_SECONDS,
@@ -26,7 +26,9 @@ from components.failover.budget import (
     region_loss_budget,
 )
 
-CheckerRegion = Annotated[str, AfterValidator(in_(ROUTE53_CHECKER_REGIONS, "Route53 checks from"))]
+CheckerRegion = Annotated[
+    str, AfterValidator(in_(ROUTE53_CHECKER_REGIONS, "Route53 checks from")), listed(ROUTE53_CHECKER_REGIONS)
+]
 FASTEST_INTERVAL = 10
 
 

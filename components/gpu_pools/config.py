@@ -29,7 +29,7 @@ from components.core.config import (
     rule,
     stack_rule,
 )
-from components.core.fields import AwsRegionName, Slug, elasticache_password
+from components.core.fields import AwsRegionName, Slug, elasticache_password, listed
 from components.core.node_image import EngineModelId, EngineName
 from components.kubernetes import ServedModelConfig
 from components.model_store import ModelStoreConfig
@@ -69,7 +69,7 @@ def _parent_image(value: str) -> str:
     return value
 
 
-GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
+GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type), listed(GPU_INSTANCE_TYPES)]
 ParentImage = Annotated[str, AfterValidator(_parent_image)]
 
 
@@ -286,9 +286,11 @@ NODE_REDIS_PASSWORD = SecretSpec(
     "nodeRedisPassword",
     "password of the pool nodes' own Redis user, for their heartbeats (openssl rand -hex 32)",
     check=elasticache_password("a user password"),
+    needed=lambda view: bool(view.all(GpuPoolConfig)),
 )
 POOL_API_KEY = SecretSpec(
     "poolApiKey",
     "API key the gateway presents to the GPU pools' agents (openssl rand -hex 32)",
     check=_api_key,
+    needed=lambda view: bool(view.all(GpuPoolConfig) or view.all(ServedModelConfig)),
 )

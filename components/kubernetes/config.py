@@ -25,7 +25,7 @@ from components.core.config import (
     rule,
     stack_rule,
 )
-from components.core.fields import AwsRegionName, ImageRef, Slug
+from components.core.fields import AwsRegionName, ImageRef, Slug, listed
 from components.core.node_image import EngineModelId, EngineName
 from components.model_store import ModelStoreConfig
 
@@ -92,7 +92,7 @@ def _node_selector(value: dict[str, str]) -> dict[str, str]:
 
 Namespace = Annotated[str, AfterValidator(_namespace)]
 EksClusterName = Annotated[str, AfterValidator(_eks_name)]
-KubernetesVersion = Annotated[str, AfterValidator(_version)]
+KubernetesVersion = Annotated[str, AfterValidator(_version), listed(KUBERNETES_VERSIONS)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 NodeSelector = Annotated[dict[str, str], AfterValidator(_node_selector)]
 

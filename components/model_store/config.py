@@ -131,4 +131,5 @@ MODEL_STORE_AUTH_TOKEN = SecretSpec(
     "modelStoreAuthToken",
     "auth token of the model store's metadata Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
     check=elasticache_password("an AUTH token"),
+    needed=lambda view: bool(view.store_regions),
 )
