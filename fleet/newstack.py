@@ -41,6 +41,10 @@ SECRET_COMMANDS = {
 class InitError(ValueError):
     """The stack cannot be written as asked; one line per problem."""
 
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
 
 @dataclass(frozen=True)
 class NewStack:
