@@ -8,8 +8,9 @@ from the provider's own source:
 - pulumi-aws and pulumi-gcp are bridged from the Terraform providers: a property marked `ForceNew: true`
   in the Terraform schema forces a replacement. AWS entries cite `hashicorp/terraform-provider-aws`
   `internal/service/<service>/<file>.go` (checked there: ElastiCache replication group, Route53 health
-  check, RDS global cluster, KMS key); GCP entries are the resources' immutable identity fields (name,
-  location, project), as `hashicorp/terraform-provider-google`'s generated resources mark them.
+  check, RDS global cluster, KMS key, Image Builder component); GCP entries are the resources' immutable
+  identity fields (name, location, project), as `hashicorp/terraform-provider-google`'s generated resources
+  mark them.
 - pulumi-kubernetes decides in its own provider: `metadata.name` and `metadata.namespace` for every kind,
   and per kind the list in `pulumi/pulumi-kubernetes` `provider/pkg/provider/diff.go` (`forceNew`).
 
@@ -49,6 +50,11 @@ FORCE_NEW: dict[str, tuple[str, ...]] = {
     # internal/service/secretsmanager/secret.go, s3/bucket.go, logs/group.go, sns/topic.go, ecr/repository.go
     "aws:secretsmanager/secret:Secret": ("name", "namePrefix"),
     "aws:s3/bucket:Bucket": ("bucket", "bucketPrefix", "objectLockEnabled"),
+    "aws:s3/bucketObjectv2:BucketObjectv2": ("bucket", "key"),  # s3/object.go
+    # imagebuilder/component.go: a component is immutable (checked there: data ForceNew)
+    "aws:imagebuilder/component:Component": (
+        "name", "version", "platform", "data", "uri", "changeDescription",
+    ),
     "aws:cloudwatch/logGroup:LogGroup": ("name", "namePrefix"),
     "aws:sns/topic:Topic": ("name", "namePrefix", "fifoTopic"),
     "aws:ecr/repository:Repository": ("name",),
