@@ -141,14 +141,10 @@ def _init(args: argparse.Namespace) -> int:
 def _schema(out: Path | None) -> int:
     from fleet.schema import schema_text
 
-    if out is not None and (problem := _unwritable(out)):
-        print(f"error: --out {out}: {problem}", file=sys.stderr)
+    if _out_refused(out):
         return EXIT_CONFIG
     text = schema_text()
-    if out is not None:
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
+    _emit(text, out)
     return EXIT_OK
 
 
@@ -160,8 +156,7 @@ def _diff(old: str, new: str, fmt: str, out: Path | None, cwd: Path) -> int:
     from fleet.harness import PhysicalNameError
     from fleet.stackfile import StackFileError, find_project_dir
 
-    if out is not None and (problem := _unwritable(out)):
-        print(f"error: --out {out}: {problem}", file=sys.stderr)
+    if _out_refused(out):
         return EXIT_CONFIG
     try:
         project_dir = find_project_dir(cwd.resolve())
@@ -169,10 +164,7 @@ def _diff(old: str, new: str, fmt: str, out: Path | None, cwd: Path) -> int:
     except (DiffError, ConfigError, StackFileError, PhysicalNameError) as e:
         return _config_error(e)
     text = {"json": diff_json, "markdown": diff_markdown}.get(fmt, diff_text)(diff)
-    if out is not None:
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
+    _emit(text, out)
     return EXIT_OK
 
 
@@ -188,8 +180,7 @@ def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config:
     from fleet.stackfile import StackFileError, find_project_dir, load_stack
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    if out is not None and (problem := _unwritable(out)):
-        print(f"error: --out {out}: {problem}", file=sys.stderr)
+    if _out_refused(out):
         return EXIT_CONFIG
     try:
         rule_config = load_config_file(policy_config) if policy_config is not None else None
@@ -213,11 +204,23 @@ def _plan(stack_name: str, fmt: str, out: Path | None, cwd: Path, policy_config:
         text = plan_summary(rendering, policy)
     else:
         text = plan_json(rendering, policy) if fmt == "json" else plan_table(rendering, policy)
+    _emit(text, out)
+    return EXIT_POLICY if policy.mandatory else EXIT_OK
+
+
+def _out_refused(out: Path | None) -> bool:
+    """Say why `--out` cannot be written (checked before a render spends seconds), if it cannot."""
+    problem = _unwritable(out) if out is not None else None
+    if problem:
+        print(f"error: --out {out}: {problem}", file=sys.stderr)
+    return problem is not None
+
+
+def _emit(text: str, out: Path | None) -> None:
     if out is not None:
         out.write_text(text)
     else:
         sys.stdout.write(text)
-    return EXIT_POLICY if policy.mandatory else EXIT_OK
 
 
 def _unwritable(path: Path) -> str | None:
