@@ -26,7 +26,6 @@ from components.core.config import (
     StackSecrets,
     StackView,
     TopKey,
-    parse_config,
     rule,
     stack_rule,
 )
@@ -38,6 +37,7 @@ from components.core.fields import (
     LogRetentionDays,
     Tags,
 )
+from components.core.loader import parse_config
 from components.data_tier import DatabaseConfig
 from components.failover import DnsConfig, FailoverConfig
 from components.gpu_pools import GpuPoolConfig, NodeImageConfig

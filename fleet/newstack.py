@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from components.core.catalog.aws import AWS_REGIONS, TIER_MAX_POOL_NODES
-from components.core.config import PROJECT, SecretSpec, StackShape, stack_view
+from components.core.config import PROJECT, SecretSpec, StackShape
+from components.core.loader import stack_view
 from components.stack import SECRETS, FleetConfig
 
 # GPU types a pool starts with, in order of preference, where the region offers them: one GPU each.

@@ -19,7 +19,8 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from components.core.config import OTHER_NAMESPACES, PROJECT, StackShape, section_kinds
+from components.core.config import OTHER_NAMESPACES, PROJECT, StackShape
+from components.core.partial import section_kinds
 from components.stack import SECRETS, FleetConfig
 from fleet.stackfile import ENVIRONMENT_PATTERN, STACK_FILE_KEYS
 
