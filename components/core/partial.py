@@ -40,7 +40,7 @@ def partial(model: type[S], raw: Any, at: Loc, broken: list[Loc], shape: StackSh
     values: dict[str, Any] = {}
     failed: set[str] = set()
     for name, field in model.model_fields.items():
-        key = model.model_fields[name].alias or to_camel(name)
+        key = _key(model, name)
         here = (*at, key)
         if not _under(inside, here):
             values[name] = (
@@ -54,11 +54,15 @@ def partial(model: type[S], raw: Any, at: Loc, broken: list[Loc], shape: StackSh
             failed.add(name)
         else:
             values[name] = value
-    given = {name for name in model.model_fields if (model.model_fields[name].alias or to_camel(name)) in raw}
+    given = {name for name in model.model_fields if _key(model, name) in raw}
     return _constructed(model, values, failed, given)
 
 
 _BROKEN = object()
+
+
+def _key(model: type[BaseModel], name: str) -> str:
+    return model.model_fields[name].alias or to_camel(name)
 
 
 def _partial_value(annotation: Any, raw: Any, at: Loc, broken: list[Loc], shape: StackShape) -> Any:
