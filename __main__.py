@@ -25,7 +25,7 @@ cp = config.control_plane
 
 networks = network.declare(stack, config=config.network, regions=regions)
 topics = alerts.declare(stack, config=config.alerts, regions=regions)
-alarm_topics, log_days = topics.topic_arns, cp.log_retention_days
+alarm_topics, log_days = topics.topic_arns, config.log_retention_days
 timeout = cp.gateway.request_timeout_seconds  # a request's longest; the pools' load balancers idle as long
 data = data_tier.declare(
     stack,

@@ -21,6 +21,7 @@ Tests and `fleet plan` both call `evaluate`: one code path.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pulumi.runtime.sync_await import _sync_await
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
+    PolicyConfigSchema,
     PolicyCustomTimeouts,
     PolicyProviderResource,
     PolicyResource,
@@ -152,9 +154,12 @@ def reconcile(
         level = everyone if isinstance(everyone, EnforcementLevel) else everyone.enforcement
         if level is not None:
             result = {name: RuleConfig(level, config.properties) for name, config in result.items()}
+    schemas = {p.name: p.config_schema for p in policies}
     for name, value in given.items():
         if name not in result:
             continue
+        if isinstance(value, RuleConfig):
+            problems += _unknown_settings(name, value, schemas[name])
         current = result[name]
         if isinstance(value, EnforcementLevel):
             result[name] = RuleConfig(value, current.properties)
@@ -175,6 +180,20 @@ def reconcile(
     if problems:
         raise PolicyConfigError(problems)
     return result
+
+
+def _unknown_settings(name: str, given: RuleConfig, schema: PolicyConfigSchema | None) -> list[str]:
+    """A setting the rule does not have would be ignored (the engine's schema check allows extra keys):
+    refuse it by name, with the nearest setting."""
+    allowed = list(schema.properties) if schema is not None else []
+    problems = []
+    for key in given.properties:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            settings = f"settings: {', '.join(allowed)}" if allowed else "the rule has no settings"
+            problems.append(f"policy config: {name}: {key}: no such setting; {hint}{settings}")
+    return problems
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {

@@ -133,3 +133,15 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
         lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}")
         lines += [f"      {line}" for line in (detail or description).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def plan_summary(rendering: Rendering, policy: PolicyResult) -> str:
+    """Three lines: how much was rendered, the budgets' names, and the policy's verdict (each violation)."""
+    doc = plan_document(rendering, policy)
+    lines = [
+        f"{rendering.project}/{rendering.stack}: {len(rendering.resources)} resources rendered",
+        f"budgets: {', '.join(doc['budgets']) or '(none declared)'}",
+        f"policy: {policy.evaluated} rules evaluated, {len(policy.violations)} violations",
+    ]
+    lines += [f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}" for v in policy.violations]
+    return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ from components.core.catalog.aws import (
     ROUTE53_MIN_CHECKER_REGIONS,
 )
 from components.core.config import Problem, Section, StackView, rule
-from components.core.fields import in_
+from components.core.fields import in_, listed
 from components.data_tier import DatabaseConfig
 from components.failover.budget import (
     MIN_PROMOTE_AFTER_SECONDS,
@@ -26,7 +26,9 @@ from components.failover.budget import (
     region_loss_budget,
 )
 
-CheckerRegion = Annotated[str, AfterValidator(in_(ROUTE53_CHECKER_REGIONS, "Route53 checks from"))]
+CheckerRegion = Annotated[
+    str, AfterValidator(in_(ROUTE53_CHECKER_REGIONS, "Route53 checks from")), listed(ROUTE53_CHECKER_REGIONS)
+]
 FASTEST_INTERVAL = 10
 
 
@@ -34,8 +36,9 @@ class DnsConfig(Section):
     """The API record: cname (its own TTL) or alias (free queries, but resolvers hold it the ALB's 60 s)."""
 
     record_type: Literal["cname", "alias"] = "cname"
+    # 10 s: with the default checks (10 s x 3) DNS failover takes 56 s, within the default 60 s target.
     ttl_seconds: int = Field(
-        default=15, ge=MIN_RECORD_TTL_SECONDS, le=3600, description="TTL of a cname record"
+        default=10, ge=MIN_RECORD_TTL_SECONDS, le=3600, description="TTL of a cname record"
     )
 
 

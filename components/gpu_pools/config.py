@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -18,8 +18,18 @@ from components.core.catalog.aws import (
     TIER_MAX_POOL_NODES,
     TIER_MAX_SPOT_SHARE,
 )
-from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import AwsRegionName, Slug, elasticache_password
+from components.core.config import (
+    Problem,
+    SecretSpec,
+    Section,
+    StackShape,
+    StackView,
+    TopKey,
+    one_of,
+    rule,
+    stack_rule,
+)
+from components.core.fields import AwsRegionName, Slug, elasticache_password, listed
 from components.core.node_image import EngineModelId, EngineName
 from components.kubernetes import ServedModelConfig
 from components.model_store import ModelStoreConfig
@@ -59,7 +69,7 @@ def _parent_image(value: str) -> str:
     return value
 
 
-GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
+GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type), listed(GPU_INSTANCE_TYPES)]
 ParentImage = Annotated[str, AfterValidator(_parent_image)]
 
 
@@ -92,6 +102,10 @@ class GpuPoolConfig(Section):
     disk_gib: int = Field(default=200, ge=60, le=16384, description="encrypted gp3 root volume")
     engine_args: list[str] = Field(default_factory=list, max_length=40)
     warm_pool: WarmPoolConfig | None = None
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        return {"on_demand_base": 1} if shape.tier == "prod" else {}  # prod's rule: a floor under spot
 
     @property
     def gpus_per_node(self) -> int:
@@ -272,9 +286,11 @@ NODE_REDIS_PASSWORD = SecretSpec(
     "nodeRedisPassword",
     "password of the pool nodes' own Redis user, for their heartbeats (openssl rand -hex 32)",
     check=elasticache_password("a user password"),
+    needed=lambda view: bool(view.all(GpuPoolConfig)),
 )
 POOL_API_KEY = SecretSpec(
     "poolApiKey",
     "API key the gateway presents to the GPU pools' agents (openssl rand -hex 32)",
     check=_api_key,
+    needed=lambda view: bool(view.all(GpuPoolConfig) or view.all(ServedModelConfig)),
 )

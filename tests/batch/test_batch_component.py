@@ -279,4 +279,3 @@ def test_a_stack_without_batch_jobs_declares_no_gcp_at_all(render) -> None:
     assert not [
         r for r in rendering.resources if r.type.startswith(("gcp:", "pulumi:providers:gcp", "docker-build"))
     ]
-

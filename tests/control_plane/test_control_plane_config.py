@@ -265,12 +265,6 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "secondary cluster",
     ),
     (
-        "log retention CloudWatch refuses",
-        "prod",
-        {"logRetentionDays": 45},
-        "inference-fleet:controlPlane.logRetentionDays: got 45; CloudWatch Logs allows: 1, 3, ...",
-    ),
-    (
         "promotion delay shorter than three observations",
         "prod",
         {"failover": {"promoteAfterSeconds": 20}},

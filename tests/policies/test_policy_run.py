@@ -129,6 +129,15 @@ def test_a_property_override_keeps_the_rules_other_defaults() -> None:
         ({"gpu-count-cap": {"maxGpus": {"prod": -1}}}, "maxGpus.prod: -1 is below the minimum 0"),
         ({"image-pined-by-digest": "advisory"}, "image-pined-by-digest: no such rule in the pack"),
         ({"image-pinned-by-digest": "sometimes"}, "'sometimes' is not an enforcement level"),
+        # A misspelt setting would be ignored and the rule would keep its default: refused by name.
+        (
+            {"gpu-count-cap": {"maxGpu": {"prod": 128}}},
+            "gpu-count-cap: maxGpu: no such setting; did you mean 'maxGpus'? settings: maxGpus",
+        ),
+        (
+            {"s3-bucket-encrypted": {"enforcementLevel": "advisory", "allowed": True}},
+            "s3-bucket-encrypted: allowed: no such setting; the rule has no settings",
+        ),
     ],
 )
 def test_bad_policy_config_is_one_line_naming_rule_and_key(tmp_path: Path, given: dict, message: str) -> None:

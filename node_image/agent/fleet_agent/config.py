@@ -318,10 +318,16 @@ class AgentConfig(_Section):
 
 
 def load_config(
-    path: Path | None, environ: Mapping[str, str] | None = None, *, load_keys: bool = True
+    path: Path | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    load_keys: bool = True,
+    key_file_may_be_absent: bool = False,
 ) -> AgentConfig:
     """Read `path` (TOML), apply FLEET_AGENT__* overrides, validate, and load the API keys (unless
-    `load_keys` is false: job mode serves no proxy, and `fetch-secrets` runs before the key file exists)."""
+    `load_keys` is false: job mode serves no proxy, and `fetch-secrets` runs before the key file exists).
+    With `key_file_may_be_absent` (check-config), a key file that is not there yet is no error: on a node
+    `fetch-secrets` writes it at boot, and `run` refuses to start without it."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if path is not None:
@@ -341,7 +347,8 @@ def load_config(
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    if load_keys:
+    key_file = config.server.api_key_file
+    if load_keys and not (key_file_may_be_absent and key_file is not None and not key_file.exists()):
         config.server._api_keys = _load_api_keys(config.server, environ)
     return config
 

@@ -70,7 +70,11 @@ def run_cli(argv: list[str] | None = None) -> int:
         path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
     try:
         # Job mode serves no proxy; the key file is one of the files fetch-secrets writes.
-        config = load_config(path, load_keys=args.command not in ("job", "fetch-secrets", "mount-store"))
+        config = load_config(
+            path,
+            load_keys=args.command not in ("job", "fetch-secrets", "mount-store"),
+            key_file_may_be_absent=args.command == "check-config",
+        )
     except ConfigError as exc:
         for line in exc.lines:
             print(f"fleet-agent: {line}", file=sys.stderr)
@@ -161,6 +165,13 @@ def _fetch_secrets(config: AgentConfig) -> int:
     return EXIT_OK
 
 
+def _keys_line(config: AgentConfig) -> str:
+    key_file = config.server.api_key_file
+    if key_file is not None and not key_file.exists():
+        return f"API keys from {key_file} (not there yet: fetch-secrets writes it at boot; run needs it)"
+    return f"{len(config.server.api_keys)} API key(s)"
+
+
 def describe(config: AgentConfig) -> str:
     engine = config.engine
     hooks = ", ".join(
@@ -182,7 +193,7 @@ def describe(config: AgentConfig) -> str:
             f"({config.node.region}/{config.node.pool}, {config.node.accelerator})",
             f"  engine: {engine.kind} in {engine.mode} mode on 127.0.0.1:{engine.bind_port}, "
             f"models {', '.join(engine.models)}",
-            f"  serving: {config.server.host}:{config.server.port}, {len(config.server.api_keys)} API key(s)",
+            f"  serving: {config.server.host}:{config.server.port}, {_keys_line(config)}",
             f"  preemption: {config.preemption.provider}; "
             f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks or 'none'}",
             f"  heartbeat: {heartbeat}",
