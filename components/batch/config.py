@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -94,6 +94,11 @@ class BatchQueueConfig(Section):
     # at most 30 days ahead (CreateTask.schedule_time).
     max_wait_seconds: int = Field(default=24 * 3600, ge=60, le=CLOUD_TASKS_MAX_SCHEDULE_SECONDS)
 
+    replaced_keys: ClassVar[dict[str, str]] = {
+        "maxConcurrentDispatches": "it capped jobs:run calls, not GPU executions; bound those with "
+        "batchJobs[].maxConcurrentExecutions (the queue now dispatches one task at a time)"
+    }
+
     @property
     def retry(self) -> RetryPolicy:
         return RetryPolicy(
@@ -118,6 +123,11 @@ class BatchAlertsConfig(Section):
     p95_seconds: int = Field(default=120, ge=1)
     # Every attempt starts a GPU instance and its engine cold: page when starts are slow, not when many.
     cold_start_p95_seconds: int = Field(default=300, ge=1)
+
+    replaced_keys: ClassVar[dict[str, str]] = {
+        "coldStartsPerHour": "it paged on every completed attempt; set coldStartP95Seconds (the P95 of the "
+        "agent's own startup time) instead"
+    }
 
 
 class BatchJobConfig(Section):

@@ -113,6 +113,8 @@ class Section(BaseModel):
     # Keys this section no longer takes, each with where it went (a key from the top of the config): the
     # loader refuses an old key naming the new one (CHANGELOG.md lists every such migration).
     moved_keys: ClassVar[dict[str, str]] = {}
+    # Keys this section no longer takes because what they set changed, each with what to set instead.
+    replaced_keys: ClassVar[dict[str, str]] = {}
     # Fields that failed validation (only in a section built from partly wrong config): reading one raises
     # Incomplete, so the rule that read it is skipped.
     _broken: frozenset[str] = PrivateAttr(default=frozenset())

@@ -383,6 +383,9 @@ def _describe(
         moved = _moved_to(root, loc[:-1], name)
         if moved is not None:
             return f"{path}: moved to {PROJECT}:{moved}; set it there (see CHANGELOG.md)"
+        replaced = _replaced_by(root, loc[:-1], name)
+        if replaced is not None:
+            return f"{path}: no longer taken; {replaced} (see CHANGELOG.md)"
         allowed = _allowed_keys(root, loc[:-1])
         hint = did_you_mean(name, allowed)
         if hint and (*loc[:-1], difflib.get_close_matches(name, allowed, n=1)[0]) in near_misses:
@@ -446,6 +449,13 @@ def _moved_to(root: type[RootSection], loc: Loc, key: str) -> str | None:
     if model is None or not issubclass(model, Section):
         return None
     return model.moved_keys.get(key)
+
+
+def _replaced_by(root: type[RootSection], loc: Loc, key: str) -> str | None:
+    model = _model_at(root, loc)
+    if model is None or not issubclass(model, Section):
+        return None
+    return model.replaced_keys.get(key)
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -35,7 +35,7 @@ def problems(tmp_path: Path, doc: dict[str, Any]) -> list[str]:
 
 def test_an_old_prod_file_gets_every_line_the_changelog_quotes(tmp_path):
     found = problems(tmp_path, OLD_PROD)
-    assert len(found) == 5, found
+    assert len(found) == 6, found
     for line in found:
         assert line in CHANGELOG, line
 
@@ -50,6 +50,15 @@ def test_the_changelogs_fixes_make_the_old_file_load(tmp_path):
     job_model = config[f"{NS}:batchJobs"][0]["model"]
     job_model.pop("uri")
     job_model["source"] = model
+    config[f"{NS}:batchJobs"][0]["queue"].pop("maxConcurrentDispatches")
     cp["dns"]["ttlSeconds"] = 10
     config[f"{NS}:alerts"] = {"subscriptions": [{"protocol": "email", "endpoint": "oncall@example.com"}]}
     assert problems(tmp_path, doc) == []
+
+
+def test_a_retired_batch_alert_key_names_what_replaced_it(tmp_path):
+    doc = copy.deepcopy(OLD_PROD)
+    doc["config"][f"{NS}:batchJobs"][0]["alerts"]["coldStartsPerHour"] = 10
+    line = next(p for p in problems(tmp_path, doc) if "coldStartsPerHour" in p)
+    assert "set coldStartP95Seconds" in line
+    assert line in CHANGELOG
