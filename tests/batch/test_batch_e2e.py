@@ -252,8 +252,12 @@ def test_a_dispatch_refused_for_gpu_quota_waits_and_runs_later(
         first = cli.submit(prompts(1), key="quota-1")["jobId"]
         world.wait_for_execution(timeout=60)
         second = cli.submit(prompts(1), key="quota-2")["jobId"]
+        # The wait task is created while the refused dispatch is answered; its answer is recorded after.
         wait_for(
-            lambda: f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks, 60, "the refused job's wait"
+            lambda: f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks
+            and world.task(second).attempts,
+            60,
+            "the refused job's wait, and its dispatch answered",
         )
         assert 429 in world.run.calls  # RESOURCE_EXHAUSTED from jobs:run
         assert world.task(second).attempts[-1][1] == 200  # the refused attempt was not spent

@@ -3,6 +3,7 @@ the loader before anything is written, and rendered as `fleet plan` renders it."
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def test_init_two_regions_renders_with_no_policy_violation(project, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "wrote Pulumi.acme.yaml" in out and "wrote esc/acme.yaml" in out
-    assert "policy: 35 rules evaluated, 0 violations" in out
+    assert re.search(r"policy: \d+ rules evaluated, 0 violations", out), out
     stack = yaml.safe_load((project / "Pulumi.acme.yaml").read_text())
     config = stack["config"]
     assert stack["environment"] == ["inference-fleet/common", "inference-fleet/acme"]

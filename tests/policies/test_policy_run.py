@@ -228,3 +228,23 @@ def test_the_pack_starts_as_pulumi_preview_starts_it_and_agrees_with_the_offline
     )
     assert engine == offline
     assert [name for name, _ in engine] == ["image-pinned-by-digest"]
+
+
+def test_the_readme_lists_every_rule_of_the_pack_by_theme_and_level() -> None:
+    from policies.pack import THEMES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {
+        cells[0]: (cells[1], cells[2])
+        for line in readme.splitlines()
+        if line.startswith("| ")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 4
+        and cells[1] in THEMES
+    }
+    pack = {
+        p.name: (theme, "mandatory" if p.enforcement_level == EnforcementLevel.MANDATORY else "advisory")
+        for theme, policies in THEMES.items()
+        for p in policies
+    }
+    assert rows == pack
+    assert f"exits 1 on a mandatory violation. {len(POLICIES)} rules:" in readme
