@@ -61,7 +61,8 @@ def table_scans(server) -> int:  # type: ignore[no-untyped-def]
     """Table scans in LiteLLM's database so far (one joined lookup scans several tables; PostgreSQL flushes
     these statistics about once a second)."""
     out = server.psql(
-        "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables", database=DATABASE
+        "SELECT coalesce(sum(seq_scan + coalesce(idx_scan, 0)), 0) FROM pg_stat_user_tables",
+        database=DATABASE,
     )
     return int(out)
 
@@ -81,7 +82,11 @@ def main() -> None:
             "model_list": [
                 {
                     "model_name": "m",
-                    "litellm_params": {"model": "openai/m", "api_base": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY},
+                    "litellm_params": {
+                        "model": "openai/m",
+                        "api_base": f"{upstream.url}/v1",
+                        "api_key": UPSTREAM_KEY,
+                    },
                 }
             ],
             "general_settings": {

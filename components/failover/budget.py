@@ -153,6 +153,9 @@ def _detection(
     threshold, the last probe's own time (a 503 at once, or Route53's timeouts for a region that is gone)."""
     share_failed = 1 - ROUTE53_HEALTHY_CHECKER_SHARE
     timeout_typical = ROUTE53_PROBE_TIMEOUT_SECONDS if failure == "region" else 0
+    last_probe = (
+        "a region that is gone times out" if failure == "region" else "the sidecar answers 503 at once"
+    )
     return {
         "firstProbeOffset": Term(
             0,
@@ -170,8 +173,7 @@ def _detection(
             0,
             timeout_typical,
             ROUTE53_PROBE_TIMEOUT_SECONDS,
-            f"{ROUTE53_GUIDE}: connect within 4 s, a status within 2 s; "
-            + ("a region that is gone times out" if failure == "region" else "the sidecar answers 503 at once"),
+            f"{ROUTE53_GUIDE}: connect within 4 s, a status within 2 s; {last_probe}",
         ),
     }
 

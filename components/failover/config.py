@@ -162,8 +162,9 @@ def _dns_failover_meets_rto(fo: FailoverConfig, view: StackView) -> Iterator[Pro
         DnsConfig.model_construct(record_type="cname", ttl_seconds=MIN_RECORD_TTL_SECONDS),
     ).worst_seconds
     hint = (
-        f"no setting fails every client over faster than {fastest} s (10 s checks, threshold 1, a "
-        f"{MIN_RECORD_TTL_SECONDS} s cname): raise rtoSeconds to at least {fastest}"
+        f"no setting fails every client over faster than {fastest} s: raise rtoSeconds to at least "
+        f"{budget.worst_seconds} as declared, or to {fastest} with 10 s checks, threshold 1 and a "
+        f"{MIN_RECORD_TTL_SECONDS} s cname"
         if fo.rto_seconds < fastest
         else f"detect faster (healthCheckIntervalSeconds 10, a lower failureThreshold), use a cname with a "
         f"shorter dns.ttlSeconds, or raise rtoSeconds to at least {budget.worst_seconds}"
