@@ -58,11 +58,20 @@ class Outcome:
     status: int | None
     api_base: str | None
     detail: str
+    seconds: float
 
 
 def complete(gateway_url: str, key: str, deployment: str, timeout: float) -> Outcome:
     """A one-token chat completion through the gateway, pinned to `deployment` (no retries: the verdict is
     about this deployment now)."""
+    started = time.monotonic()
+    outcome = _complete(gateway_url, key, deployment, timeout)
+    return Outcome(*outcome, seconds=round(time.monotonic() - started, 3))
+
+
+def _complete(
+    gateway_url: str, key: str, deployment: str, timeout: float
+) -> tuple[bool, int | None, str | None, str]:
     parts = urllib.parse.urlsplit(gateway_url)
     body = json.dumps(
         {
@@ -86,15 +95,15 @@ def complete(gateway_url: str, key: str, deployment: str, timeout: float) -> Out
         api_base = answer.getheader("x-litellm-model-api-base")
         served_by = answer.getheader("x-litellm-model-id")
         if answer.status != 200:
-            return Outcome(False, answer.status, api_base, _error(text))
+            return False, answer.status, api_base, _error(text)
         choices = json.loads(text).get("choices") or []
         if not choices:
-            return Outcome(False, answer.status, api_base, "an answer without choices")
+            return False, answer.status, api_base, "an answer without choices"
         if served_by not in (None, deployment):
-            return Outcome(False, answer.status, api_base, f"served by {served_by}, not {deployment}")
-        return Outcome(True, answer.status, api_base, "served")
+            return False, answer.status, api_base, f"served by {served_by}, not {deployment}"
+        return True, answer.status, api_base, "served"
     except (OSError, http.client.HTTPException, ValueError) as failed:
-        return Outcome(False, None, None, f"{type(failed).__name__}: {failed}")
+        return False, None, None, f"{type(failed).__name__}: {failed}"
     finally:
         conn.close()
 

@@ -195,7 +195,7 @@ def region_health_sidecar(rendering: Rendering, gateway_url: str, **overrides: s
         **secret_values(sidecar, {}),
         "REGION_HEALTH_PORT": str(port),
         "GATEWAY_URL": gateway_url,
-        "REFRESH_SECONDS": "0.5",
+        "REFRESH_SECONDS": "1",
         **overrides,
     }
     process = run_entry_point(sidecar, env)
@@ -249,7 +249,7 @@ def chat(gateway: Gateway, key: str, model: str = "gpt-4o-mini") -> httpx.Respon
 
 
 def verdict(url: str, wanted: str, pool_status: int | None = None) -> httpx.Response:
-    """The sidecar's answer once its verdict is `wanted` (it refreshes every 0.5 s), on a round that saw the
+    """The sidecar's answer once its verdict is `wanted` (it refreshes every second), on a round that saw the
     pool answer `pool_status` where one is given."""
 
     def seen() -> httpx.Response | None:
@@ -338,20 +338,22 @@ def test_a_pool_whose_nodes_are_all_unready_does_not_serve(gateway: Gateway, sta
 
 def test_a_revoked_provider_key_does_not_serve(gateway: Gateway):
     gateway.pools.mode = 503
-    with region_health_sidecar(
-        gateway.rendering, gateway.proxy.base_url, SERVERLESS_ONLY_HEALTHY="true"
-    ) as url:
-        try:
-            # Where serverless-only counts as serving, the provider's answer decides.
-            assert verdict(url, "serverless").status_code == 200
-            gateway.providers.api_key = "sk-rotated-by-the-provider"
-            answer = verdict(url, "none")
-            assert answer.status_code == 503
-            statuses = {d["status"] for d in answer.json()["deployments"].values() if not d["own"]}
-            assert 401 in statuses
-        finally:
-            gateway.providers.api_key = PROVIDER_KEY
-            gateway.pools.mode = FORWARD
+    try:
+        # Where serverless-only counts as serving (here a second sidecar says so), a provider serves: 200.
+        with region_health_sidecar(
+            gateway.rendering, gateway.proxy.base_url, SERVERLESS_ONLY_HEALTHY="true"
+        ) as lenient:
+            assert verdict(lenient, "serverless").status_code == 200
+        # The provider revokes the key: its root would still answer, but no completion comes back.
+        gateway.providers.api_key = "sk-rotated-by-the-provider"
+        answer = verdict(gateway.region_health_url, "none")
+        assert answer.status_code == 503
+        serverless = [d for d in answer.json()["deployments"].values() if not d["own"]]
+        assert serverless and not any(d["served"] for d in serverless)
+        assert 401 in {d["status"] for d in serverless}
+    finally:
+        gateway.providers.api_key = PROVIDER_KEY
+        gateway.pools.mode = FORWARD
 
 
 # --- the public listener ------------------------------------------------------------------------------------
