@@ -1,8 +1,9 @@
 """FailoverDns: the API name clients use, pointed at the healthy region.
 
 With a standby region: a Route53 health check per region on the region's "can serve" path over HTTPS
-(the gateway is up and reaches a model backend; never the database, so losing the global writer never
-fails both regions), and a PRIMARY/SECONDARY failover pair for the API name, each record tied to its
+(a real completion through the region's own gateway, its keys checked against the region's own reader;
+never the global writer, so losing it never fails both regions), and a PRIMARY/SECONDARY failover pair
+for the API name, each record tied to its
 region's health check. While the primary's check passes, Route53 answers with the primary; when it
 fails, with the standby; when both fail, with the primary (Route53's fail-open).
 
