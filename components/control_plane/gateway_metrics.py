@@ -53,9 +53,9 @@ FALLBACKS_FAILED = "litellm_deployment_failed_fallbacks_total"
 DEPLOYMENT_FAILURES = "litellm_deployment_failure_responses_total"
 TOKENS = "litellm_total_tokens_metric_total"
 SPEND = "litellm_spend_metric_total"
+# Collected with the Service dimension whatever their labels (FAILED_REQUESTS only where it was a 5xx).
 COLLECTED = (
     REQUESTS,
-    FAILED_REQUESTS,
     FALLBACKS_SUCCEEDED,
     FALLBACKS_FAILED,
     DEPLOYMENT_FAILURES,

@@ -5,7 +5,7 @@ pool's region routes to before its serverless endpoints.
 Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSWORD`, `SECRETS`,
 `GpuPoolsOutputs`, `gateway_backends` (the gateway's view of the pools, from config alone), `redis_users`
 (the nodes' ACL user on their region's Redis), the agents' `AGENT_PORT` and heartbeat key prefix and TTL,
-`declare`.
+`pool_budget` (a pool's capacity and cost figures), `token_cost` (what a token it serves costs), `declare`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from components.control_plane import ControlPlaneOutputs, GatewayBackend, RedisU
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
-from components.gpu_pools.budget import stack_budget
+from components.gpu_pools.budget import pool_budget, stack_budget
 from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
@@ -43,6 +43,7 @@ __all__ = [
     "TokenCost",
     "declare",
     "gateway_backends",
+    "pool_budget",
     "redis_users",
     "token_cost",
 ]

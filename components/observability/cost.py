@@ -20,8 +20,7 @@ from components.control_plane import GatewayConfig, RedisConfig
 from components.core.catalog import service_prices as prices
 from components.core.catalog.service_prices import HOURS_PER_MONTH, SERVICE_PRICES_CHECKED
 from components.data_tier import DatabaseConfig
-from components.gpu_pools import GpuPoolConfig
-from components.gpu_pools.budget import pool_budget
+from components.gpu_pools import GpuPoolConfig, pool_budget
 from components.kubernetes import KubernetesConfig
 from components.model_store import ModelStoreConfig
 from components.network import NetworkConfig

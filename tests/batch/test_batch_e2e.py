@@ -254,8 +254,9 @@ def test_a_dispatch_refused_for_gpu_quota_waits_and_runs_later(
         second = cli.submit(prompts(1), key="quota-2")["jobId"]
         # The wait task is created while the refused dispatch is answered; its answer is recorded after.
         wait_for(
-            lambda: f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks
-            and world.task(second).attempts,
+            lambda: (
+                f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks and world.task(second).attempts
+            ),
             60,
             "the refused job's wait, and its dispatch answered",
         )
