@@ -112,6 +112,14 @@ def test_the_sidecars_scrape_reads_the_gateways_metrics_with_its_key(gateway, re
         headers={"Authorization": f"Bearer {MASTER_KEY}"},
         timeout=60,
     )
+    # And one the gateway refuses (a model it does not route): a client's error, labelled with its status.
+    refused = httpx.post(
+        gateway["url"] + "/v1/chat/completions",
+        json={"model": "no-such-model", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {MASTER_KEY}"},
+        timeout=60,
+    )
+    assert 400 <= refused.status_code < 500
     auth = job["authorization"]
     scraped = httpx.get(
         gateway["url"] + job["metrics_path"],
@@ -124,6 +132,11 @@ def test_the_sidecars_scrape_reads_the_gateways_metrics_with_its_key(gateway, re
     }
     # The counters the sidecar turns into CloudWatch metrics, as prometheus_client names them.
     assert {gateway_metrics.REQUESTS, gateway_metrics.SPEND, gateway_metrics.TOKENS} <= names
+    failed = [
+        line for line in scraped.text.splitlines() if line.startswith(gateway_metrics.FAILED_REQUESTS + "{")
+    ]
+    # The label the sidecar keeps only 5xx by (gateway_metrics.agent_config): this one was the client's.
+    assert failed and all('exception_status="4' in line for line in failed), failed
     spend = [line for line in scraped.text.splitlines() if line.startswith(gateway_metrics.SPEND + "{")]
     assert spend and sum(float(line.rsplit(" ", 1)[1]) for line in spend) > 0  # own capacity is not $0
 
