@@ -1,6 +1,6 @@
 """The dashboards and the scrape configs as the prod stack renders them, loaded by their tools' own code:
-the Prometheus configs by `promtool check config` (Prometheus's own checker: Debian's `prometheus`
-package, which scripts/setup.sh installs), the Grafana dashboard by Grafana's Foundation SDK (its JSON
+the Prometheus configs by `promtool check config` (Prometheus's own checker, from Debian's `prometheus`
+package: scripts/setup.sh extracts it), the Grafana dashboard by Grafana's Foundation SDK (its JSON
 model decoded and encoded again: a key Grafana's schema does not know would be lost on the way), the
 CloudWatch dashboard against the limits of CloudWatch's dashboards."""
 
@@ -23,9 +23,10 @@ from components.gpu_pools import AGENT_PORT
 from fleet.harness import Rendering
 from fleet_agent import fleet_metrics
 
-PROMTOOL = shutil.which("promtool")
+PROJECT_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=str(PROJECT_TOOLS))
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool not installed (scripts/setup.sh installs Debian's prometheus)"
+    PROMTOOL is None, reason="promtool not found (scripts/setup.sh extracts it into .tools/bin)"
 )
 # CloudWatch's dashboard limits (CloudWatch User Guide, "CloudWatch service quotas").
 MAX_WIDGETS, MAX_METRICS_PER_WIDGET, MAX_METRICS = 500, 500, 2500
