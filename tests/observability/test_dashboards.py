@@ -100,7 +100,9 @@ def lost(original: Any, decoded: Any, path: str = "") -> list[str]:
         if not isinstance(decoded, list) or len(original) != len(decoded):
             return [path]
         return [
-            found for i, (a, b) in enumerate(zip(original, decoded)) for found in lost(a, b, f"{path}[{i}]")
+            found
+            for i, (a, b) in enumerate(zip(original, decoded, strict=True))
+            for found in lost(a, b, f"{path}[{i}]")
         ]
     return [] if original == decoded else [path]
 
