@@ -59,7 +59,9 @@ class ObservabilityOutputs:
         pairs: dict[str, dict[str, list[str]]] = {}
         for region, pair in self.component.burn_alarms:
             pairs.setdefault(region, {}).setdefault(pair.indicator, []).append(pair.alert)
-        token_costs = {p.name: cost.figures() for p in self.pools if (cost := token_cost(p)) is not None}
+        # A pool the catalog cannot price is named: LiteLLM records its requests at $0.
+        unpriced = {"notPriced": "its types or region have no price in the catalog: the gateway records $0"}
+        token_costs = {p.name: cost.figures() if (cost := token_cost(p)) else unpriced for p in self.pools}
         return {
             "slo": {
                 "availabilityPercent": slo.availability_percent,
