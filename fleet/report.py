@@ -123,7 +123,7 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
 
     lines.append("Outputs")
     for key, value in doc["outputs"].items():
-        lines.append(f"  {key:<20} {json.dumps(value)}")
+        lines.append(f"  {key:<20} {_shown_output(value)}")
     lines += ["", "Budgets"]
     for key, value in doc["budgets"].items():
         lines += _budget_lines(key, value, "  ")
@@ -157,6 +157,16 @@ def _budget_lines(key: str, value: Any, indent: str) -> list[str]:
             lines += _budget_lines(inner, item, indent + "  ")
         return lines
     return [f"{indent}{key:<20} {json.dumps(value)}"]
+
+
+# A rendered document (a dashboard's JSON, a scrape config) is named in the table, not printed whole.
+MAX_SHOWN_DOCUMENT_LINES = 1
+
+
+def _shown_output(value: Any) -> str:
+    if isinstance(value, str) and value.count("\n") > MAX_SHOWN_DOCUMENT_LINES:
+        return f"({value.count(chr(10)) + 1} lines of text; --format json holds them)"
+    return json.dumps(value)
 
 
 def plan_summary(rendering: Rendering, policy: PolicyResult) -> str:
