@@ -421,7 +421,7 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
         cwd=project_dir,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
