@@ -1,0 +1,102 @@
+"""Scale-in protection follows the node's work: the hysteresis on a given clock, and a real agent over real
+llama.cpp protecting its instance in an Auto Scaling group (moto in server mode, which implements
+SetInstanceProtection and spares protected instances when it scales in) while a request is in flight,
+and releasing it once idle, so a scale-in takes the idle node and then waits for the busy one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fleet_agent.scale_in import ProtectionHysteresis
+
+from .agent_testkit.fake_autoscaling import moto_client
+from .agent_testkit.fake_metadata import FakeImds
+from .agent_testkit.harness import RunningAgent, llama_config, write_config
+from .agent_testkit.net import serving, wait_for
+from .test_lifecycle_hook import instance_role_only  # noqa: F401 (a fixture)
+from .test_node_metrics import HeldStream
+
+
+def test_protection_holds_through_short_gaps_and_lets_go_after_the_idle_spell() -> None:
+    policy = ProtectionHysteresis(release_after_s=30)
+    assert policy.wanted(0, 0) is None  # idle and unprotected: nothing to do
+    assert policy.wanted(1, 1) is True  # the first request: protect
+    policy.applied(True)
+    assert policy.wanted(2, 3) is None
+    assert policy.wanted(5, 0) is None and policy.release_at() == 35
+    assert policy.wanted(20, 1) is None  # busy again within the spell: no release, no second protect
+    assert policy.release_at() is None
+    assert policy.wanted(21, 0) is None
+    assert policy.wanted(50, 0) is None  # 29 s idle
+    assert policy.wanted(51, 0) is False  # 30 s idle: release
+    policy.applied(False)
+    assert policy.wanted(52, 0) is None
+    # A refused call changes nothing: the decision stands until a call is accepted.
+    assert policy.wanted(60, 2) is True and policy.wanted(61, 2) is True
+
+
+def group_of_two(moto_url: str, name: str) -> list[str]:
+    ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+        MinSize=0,
+        MaxSize=2,
+        DesiredCapacity=2,
+        AvailabilityZones=["us-east-1a"],
+    )
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return sorted(i["InstanceId"] for i in group["Instances"])
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_a_scale_in_takes_the_idle_node_and_waits_for_the_busy_one(
+    tmp_path: Path, tiny_model: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "fleet-test-use1-protect"
+    busy, idle = group_of_two(moto_url, name)
+    autoscaling = moto_client("autoscaling", moto_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_AUTO_SCALING", moto_url)
+
+    def instances() -> dict[str, Any]:
+        (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+        return {i["InstanceId"]: i["ProtectedFromScaleIn"] for i in group["Instances"]}
+
+    imds = FakeImds(instance_id=busy, region="us-east-1")
+    with serving(imds) as metadata:
+        config = llama_config(
+            tiny_model,
+            preemption={"aws_imds_url": metadata.url},
+            scale_in_protection={"group_name": name, "release_after_s": 1.0},
+        )
+        with RunningAgent(write_config(tmp_path, config)) as agent:
+            agent.wait_state("ready")
+            assert instances() == {busy: False, idle: False}
+
+            held = HeldStream(agent.url)
+            assert held.first_chunk.wait(60), "the held stream never started"
+            wait_for(lambda: instances()[busy], 30, "the busy node to be protected")
+
+            autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=1)
+            assert instances() == {busy: True}  # the idle node went
+            autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
+            assert instances() == {busy: True}  # below desired, the busy node stays until its work is done
+
+            held.release()
+            wait_for(lambda: instances().get(busy) is False, 30, "protection to be released once idle")
+            assert agent.agent is not None and agent.agent.protection is not None
+            assert [on for _, on in agent.agent.protection.calls] == [
+                True,
+                False,
+            ]  # one busy spell, two calls
+            # Auto Scaling terminates what exceeds the desired capacity once it is unprotected (moto does it
+            # on the next capacity change).
+            autoscaling.set_desired_capacity(AutoScalingGroupName=name, DesiredCapacity=0)
+            assert instances() == {}
