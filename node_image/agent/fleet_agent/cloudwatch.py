@@ -79,16 +79,18 @@ class CloudWatchPublisher:
             self.pending.popleft()
             self.dropped.inc()
         while self.pending:
-            window = self.pending[0]
+            # Taken off first: a put cancelled midway (the agent stopping) may have landed, and a window sent
+            # twice would count its requests twice.
+            window = self.pending.popleft()
             try:
                 await self._put(self.metrics.datums(window))
             except (ClientError, BotoCoreError, httpx.HTTPError, OSError) as exc:
+                self.pending.appendleft(window)
                 self.puts.inc(("failed",))
                 if not self._failing:  # one line a failure streak, not one a period
                     log.warning("PutMetricData failed (%s); keeping %d window(s)", exc, len(self.pending))
                 self._failing = True
                 return False
-            self.pending.popleft()
             self.published_windows += 1
         if self._failing:
             log.info("PutMetricData works again")

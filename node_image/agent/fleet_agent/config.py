@@ -214,12 +214,16 @@ class CloudWatchConfig(_Section):
 
 
 class ScaleInProtectionConfig(_Section):
-    """Scale-in protection kept by the agent: the instance is protected from its Auto Scaling group's
-    scale-in (SetInstanceProtection) when a request starts, and released once no request has been in flight
-    for `release_after_s`, so a scale-in takes idle nodes only. Off unless `group_name` is given."""
+    """Scale-in protection kept by the agent (fleet_agent/scale_in.py): the instance is protected from its
+    Auto Scaling group's scale-in (SetInstanceProtection) when a request starts and released once no
+    request has been in flight for `release_after_s`; it yields, busy or not, once the group has been
+    above its desired capacity for `yield_after_s` (read every `group_check_s`). Off unless `group_name`
+    is given."""
 
     group_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     release_after_s: PositiveSeconds = c.SCALE_IN_RELEASE_AFTER_S
+    yield_after_s: PositiveSeconds = c.SCALE_IN_YIELD_AFTER_S
+    group_check_s: PositiveSeconds = c.SCALE_IN_GROUP_CHECK_S
     timeout_s: PositiveSeconds = c.HOOK_TIMEOUT_S
     attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
 

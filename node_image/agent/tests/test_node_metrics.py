@@ -143,27 +143,35 @@ def test_many_distinct_values_stay_within_the_api_limits() -> None:
 # --- end to end -------------------------------------------------------------------------------------------
 
 
+# llama.cpp shifting its context instead of ending a full one: a stream without max_tokens never ends.
+ENDLESS = {"args": ["--context-shift"]}
+
+
 class HeldStream:
-    """A streaming completion read on a thread until `release()`, which hangs up (the agent then stops the
-    engine's work for it)."""
+    """A streaming completion that runs until `release()` hangs up (the agent then stops the engine's work
+    for it), whatever the machine's speed: the engine must run with ENDLESS."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.first_chunk = threading.Event()
+        self.done = threading.Event()
         self._release = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        body = completion(max_tokens=4000, stream=True)
+        body = completion(max_tokens=-1, stream=True)
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        with httpx.stream(
-            "POST", self.url + "/v1/completions", json=body, headers=headers, timeout=60
-        ) as answer:
-            for _ in answer.iter_raw():
-                self.first_chunk.set()
-                if self._release.is_set():
-                    return
+        try:
+            with httpx.stream(
+                "POST", self.url + "/v1/completions", json=body, headers=headers, timeout=60
+            ) as answer:
+                for _ in answer.iter_raw():
+                    self.first_chunk.set()
+                    if self._release.is_set():
+                        return
+        finally:
+            self.done.set()
 
     def release(self) -> None:
         self._release.set()
@@ -211,7 +219,7 @@ def test_the_agents_metrics_reach_cloudwatch_in_the_declared_shape(
         config = llama_config(
             tiny_model,
             node={"accelerator": "gpu", "pool": pool},
-            engine={"parallel": 1},  # one slot: a second request waits in llama.cpp's queue
+            engine={"parallel": 1, **ENDLESS},  # one slot: a second request waits in llama.cpp's queue
             preemption={"aws_imds_url": metadata.url},
             cloudwatch={"enabled": True},
         )
