@@ -41,6 +41,7 @@ import math
 import random
 import sys
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,7 +279,7 @@ class Simulation:
 
     # --- the run --------------------------------------------------------------------------------------
 
-    def run(self, trace: list[tuple[str, float, float]]) -> dict[str, Any]:
+    def run(self, trace: Sequence[tuple[str, float, float]]) -> dict[str, Any]:
         now, phase_start = 0.0, {}
         for phase, seconds, rate in trace:
             phase_start[phase] = now
@@ -354,7 +355,7 @@ def scenario(pool: GpuPoolConfig, service_s: float, seed: int, protect: bool, af
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--service-s", type=float, default=8.0, help="seconds a request runs in a slot")
     args = parser.parse_args()
