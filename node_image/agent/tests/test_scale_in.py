@@ -15,7 +15,7 @@ import pytest
 
 from fleet_agent.scale_in import GroupWatch, ProtectionHysteresis
 
-from .agent_testkit.fake_autoscaling import moto_client
+from .agent_testkit.fake_autoscaling import moto_client, moto_group
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import RunningAgent, llama_config, write_config
 from .agent_testkit.net import serving, wait_for
@@ -60,30 +60,12 @@ def test_the_group_yields_after_waiting_above_its_desired_size() -> None:
 YIELD_AFTER_S = 2.0
 
 
-def group_of_two(moto_url: str, name: str) -> list[str]:
-    ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=0,
-        MaxSize=2,
-        DesiredCapacity=2,
-        AvailabilityZones=["us-east-1a"],
-    )
-    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
-    return sorted(i["InstanceId"] for i in group["Instances"])
-
-
 @pytest.mark.usefixtures("instance_role_only")
 def test_a_scale_in_takes_the_idle_node_and_a_busy_one_only_after_waiting(
     tmp_path: Path, tiny_model: Path, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = "fleet-test-use1-protect"
-    busy, idle = group_of_two(moto_url, name)
+    busy, idle = moto_group(moto_url, name, 2)
     autoscaling = moto_client("autoscaling", moto_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_AUTO_SCALING", moto_url)
 
