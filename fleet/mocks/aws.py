@@ -212,6 +212,8 @@ def _autoscaling_policy(ctx: MockContext) -> dict[str, Any]:
     group = ctx.inputs.get("autoscalingGroupName")
     policy = f"scalingPolicy:{_uuid(ctx.id)}:autoScalingGroupName/{group}:policyName/{ctx.physical_name}"
     return {"arn": _arn(ctx, "autoscaling", policy)}
+
+
 declare("aws:ec2/instance:Instance", name_input=None, id_prefix="i-")
 
 
