@@ -98,8 +98,10 @@ class CloudWatchPublisher:
         return True
 
     async def flush(self) -> None:
-        """At exit: everything, the window still open included (best effort, one try)."""
-        await self.publish(float("inf"))
+        """At exit: everything, the window still open included; one try, and none while CloudWatch has been
+        failing (a put cannot be cancelled, and the process waits for it before it exits)."""
+        if not self._failing:
+            await self.publish(float("inf"))
 
     async def _put(self, datums: list[dict[str, Any]]) -> None:
         if not datums:
@@ -112,7 +114,9 @@ class CloudWatchPublisher:
     async def _cloudwatch(self) -> Any:
         if self._client is None:
             region = self.config.region or (await self.imds.identity()).region
+            # One attempt a put: a window that fails waits for the next period (the pending queue), and a
+            # put at exit is bounded by one timeout.
             self._client = await asyncio.to_thread(
-                aws_client, "cloudwatch", region, self.imds.base, self.timeout_s
+                aws_client, "cloudwatch", region, self.imds.base, self.timeout_s, 1
             )
         return self._client

@@ -3,8 +3,8 @@ second and observed per request here, kept per wall-clock window of the publishi
 ways: CloudWatch MetricData for the publisher (fleet_agent.cloudwatch) and the Prometheus series on the
 agent's /metrics (Kubernetes, Managed Prometheus).
 
-Pure bookkeeping: every method takes the time it is told, so the scaling bench (bench/autoscale.py) runs
-this same code on a simulated clock.
+`NodeMetrics` is pure bookkeeping: every method takes the time it is told, so the scaling bench
+(bench/autoscale.py) runs this same code on a simulated clock; `sample_forever` feeds it on a node.
 
 What each figure is, per node:
 - Load: requests at the node, the peak of each second (the proxy counts a request from its arrival to its
