@@ -230,8 +230,8 @@ class PoolScaling(pulumi.ComponentResource):
 
 
 def node_statements(group_arn: pulumi.Input[str]) -> list[Statement]:
-    """What a node needs for the scaling: publish the fleet's node metrics (that namespace only) and set
-    scale-in protection in its own group."""
+    """What a node needs for the scaling: publish the fleet's node metrics (that namespace only), set
+    scale-in protection in its own group, and read the groups (its own's desired size)."""
     return [
         {
             "Sid": "PublishNodeMetrics",
@@ -245,6 +245,13 @@ def node_statements(group_arn: pulumi.Input[str]) -> list[Statement]:
             "Effect": "Allow",
             "Action": "autoscaling:SetInstanceProtection",
             "Resource": group_arn,
+        },
+        {
+            # How long its group has waited above its desired size (protection yields after a while).
+            "Sid": "ReadGroups",
+            "Effect": "Allow",
+            "Action": "autoscaling:DescribeAutoScalingGroups",
+            "Resource": "*",  # Describe actions take no resource-level permission
         },
     ]
 

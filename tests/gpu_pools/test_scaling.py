@@ -171,6 +171,7 @@ def test_a_node_may_publish_only_the_fleets_metrics_and_protect_only_in_its_grou
     assert protect["Resource"] == statements["CompleteOwnLifecycleAction"]["Resource"]
     (group,) = in_pool(prod, "llama-8b", AUTOSCALING_GROUP)
     assert protect["Resource"].endswith(f":autoScalingGroupName/{group.physical_name}")
+    assert statements["ReadGroups"]["Action"] == "autoscaling:DescribeAutoScalingGroups"  # read-only
     # An instance refresh replaces protected nodes too (after their drain) instead of waiting an hour.
     assert group.inputs["instanceRefresh"]["preferences"]["scaleInProtectedInstances"] == "Refresh"
 
