@@ -1,11 +1,14 @@
-"""Batch path against the fakes: `fleet jobs submit` -> Cloud Tasks dispatcher -> jobs:run ->
-`fleet-agent job` with real llama.cpp (a tiny model, CPU) -> status `succeeded`; N jobs one after another.
+"""Batch path against the fakes: `fleet jobs submit` -> Cloud Tasks dispatcher -> the admission check
+(`fleet-agent dispatch`) -> jobs:run -> `fleet-agent job` with real llama.cpp (a tiny model, CPU) -> status
+`succeeded`; N jobs one after another, then a burst of B submissions at once.
 
 Prints one JSON object: submit-to-running and submit-to-succeeded seconds (from the status document's own
-timestamps: submittedAt, the attempt's startedAt, finishedAt), and each stack's worst-case time before Cloud
-Tasks gives up a dispatch, computed from its queue's retry config (the `batchQueueGiveUpSeconds` budget).
+timestamps: submittedAt, the attempt's startedAt, finishedAt), each stack's worst-case time before Cloud
+Tasks gives up a dispatch, computed from its queue's retry config (the `batchQueueGiveUpSeconds` budget),
+and for the burst: the most executions running at once against the job's cap (goal: never above it), the
+waits admission made, and how many jobs ended without a final status (goal 0).
 
-    uv run python bench/batch.py [--jobs 5]
+    uv run python bench/batch.py [--jobs 5] [--burst 50]
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ def cli(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5)
+    parser.add_argument("--burst", type=int, default=50)
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
     renderings = {stack: render(load_stack(ROOT, stack)) for stack in ("dev", "prod")}
@@ -81,6 +85,31 @@ def main() -> None:
                 assert status["state"] == "succeeded", status
                 running.append(status["timings"]["queueSeconds"])
                 succeeded.append(status["timings"]["totalSeconds"])
+            sequential_executions = len(world.run.executions)
+            one = directory / "one.jsonl"
+            one.write_text(json.dumps({"prompt": "hello", "max_tokens": 4}) + "\n")
+            burst_ids = [
+                cli("submit", "--input", str(one), "--idempotency-key", f"burst-{n}")["jobId"]
+                for n in range(args.burst)
+            ]
+            final = [
+                cli("wait", job_id, "--timeout", str(60 + 20 * args.burst))["state"] for job_id in burst_ids
+            ]
+            waits = sum(1 for name in world.tasks.tasks if "-w" in name.rsplit("/", 1)[-1])
+            burst = {
+                "submissions": args.burst,
+                "cap": world.max_running,
+                "max_executions_running_at_once": world.run.max_running,
+                "executions": len(world.run.executions) - sequential_executions,
+                "succeeded": final.count("succeeded"),
+                "failed": final.count("failed"),
+                "without_final_status": sum(1 for state in final if state not in ("succeeded", "failed")),
+                "admission_waits": waits,
+                # Waiting for a GPU answers 200: none of the queue's attempts fails for it.
+                "dispatch_attempts_failed": sum(
+                    1 for t in world.tasks.tasks.values() for _, code in t.attempts if code != 200
+                ),
+            }
     print(
         json.dumps(
             {
@@ -89,6 +118,7 @@ def main() -> None:
                 "submit_to_running_s": summary(running),
                 "submit_to_succeeded_s": summary(succeeded),
                 "queue_give_up_worst_case_s": give_up,
+                "burst": burst,
                 "where": "fakes on 127.0.0.1, llama.cpp on CPU (tiny model); a real L4 adds instance start",
             }
         )

@@ -39,9 +39,12 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from testkit.moto_server import running_moto  # noqa: E402
 
 from fleet_agent.config import ModelStoreConfig  # noqa: E402
-from fleet_agent.model_store import JuiceFs  # noqa: E402
+from fleet_agent.juicefs import JuiceFs  # noqa: E402
 from node_image.agent.tests.agent_testkit.harness import LLAMA_SERVER, to_toml  # noqa: E402
 from node_image.agent.tests.agent_testkit.juicefs import (  # noqa: E402
     Volume,
@@ -51,7 +54,7 @@ from node_image.agent.tests.agent_testkit.juicefs import (  # noqa: E402
     put_model,
     volume,
 )
-from node_image.agent.tests.agent_testkit.net import free_port, wait_for  # noqa: E402
+from node_image.agent.tests.agent_testkit.net import free_port  # noqa: E402
 from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama  # noqa: E402
 
 MIB = 1 << 20
@@ -140,25 +143,6 @@ def write_random(path: Path, size: int) -> None:
             written += CHUNK
         handle.flush()
         os.fsync(handle.fileno())
-
-
-@contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """moto's S3 in its own process, so its request handling does not share the bench's interpreter."""
-    port = free_port()
-    binary = Path(sys.executable).parent / "moto_server"
-    process = subprocess.Popen(
-        [str(binary), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(url + "/moto-api/").status_code == 200, 30, "moto_server")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @contextlib.contextmanager
@@ -306,7 +290,7 @@ def main() -> None:
         sys.exit(problem)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-store-", dir=os.environ.get("BENCH_DIR")) as scratch:
         work = Path(scratch)
-        with moto_server() as moto, volume(work, moto) as vol:
+        with running_moto() as moto, volume(work, moto) as vol:
             (work / "read").mkdir()
             (work / "ready").mkdir()
             reads = read_figures(vol, work / "read", int(args.size_gib * 2**30), args.streams)

@@ -7,7 +7,7 @@ its rules belong to the capability that uses it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pulumi
 from pydantic import BeforeValidator, Field
@@ -25,8 +25,9 @@ from components.core.config import (
     Section,
     StackSecrets,
     StackView,
-    parse_config,
+    TopKey,
     rule,
+    stack_rule,
 )
 from components.core.fields import (
     AwsRegionName,
@@ -36,12 +37,14 @@ from components.core.fields import (
     LogRetentionDays,
     Tags,
 )
+from components.core.loader import parse_config
 from components.data_tier import DatabaseConfig
 from components.failover import DnsConfig, FailoverConfig
 from components.gpu_pools import GpuPoolConfig, NodeImageConfig
 from components.kubernetes import KubernetesConfig
 from components.model_store import ModelStoreConfig
 from components.network import NetworkConfig
+from components.observability import CostBudgetConfig, MonitoringConfig, SloConfig
 
 SECRETS: list[SecretSpec] = [
     *control_plane.SECRETS,
@@ -53,6 +56,11 @@ SECRETS: list[SecretSpec] = [
 ]
 
 
+def _empty_allowed(schema: dict[str, Any]) -> None:
+    """Pulumi.yaml declares the key with default "", which means none: editors must accept it."""
+    schema.setdefault("anyOf", []).append({"const": ""})
+
+
 class ControlPlaneConfig(Section):
     """`controlPlane`: the gateway and its Redis, the database, the API record and its failover."""
 
@@ -61,7 +69,9 @@ class ControlPlaneConfig(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     dns: DnsConfig = Field(default_factory=DnsConfig)
     failover: FailoverConfig = Field(default_factory=FailoverConfig)
-    log_retention_days: LogRetentionDays = Field(default=30, description="gateway logs and ALB access logs")
+
+    # It set every capability's log retention, not only the control plane's.
+    moved_keys: ClassVar[dict[str, str]] = {"logRetentionDays": "logRetentionDays"}
 
 
 class FleetConfig(RootSection):
@@ -69,23 +79,60 @@ class FleetConfig(RootSection):
 
     secret_keys: ClassVar[tuple[str, ...]] = tuple(s.key for s in SECRETS)
 
-    tier: Literal["dev", "prod"]
-    domain: DomainName
-    primary_region: AwsRegionName = "us-east-1"
+    tier: Literal["dev", "prod"] = Field(
+        description="dev or prod: prod requires a standby region, per-zone NAT and prod-sized parts",
+        examples=["prod"],
+    )
+    domain: DomainName = Field(
+        description="DNS zone the API is served under (api.<domain>); at most 60 characters",
+        examples=["fleet.example.com"],
+    )
+    primary_region: AwsRegionName = Field(
+        default="us-east-1", description="AWS region of the active control plane"
+    )
     # Pulumi.yaml declares this key with default "" (a declared key without default is required).
-    standby_region: Annotated[AwsRegionName | None, BeforeValidator(lambda v: v or None)] = None
-    gcp_project: GcpProjectId
-    gcp_region: GcpRegionName = "us-central1"
-    tags: Tags
-    network: NetworkConfig
-    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    standby_region: Annotated[AwsRegionName | None, BeforeValidator(lambda v: v or None)] = Field(
+        default=None,
+        description="AWS region of the passive control plane; empty for none; required in prod",
+        examples=["us-west-2"],
+        json_schema_extra=_empty_allowed,
+    )
+    # Pulumi.yaml declares it with default "": only stacks with batch jobs need one (a rule says so).
+    gcp_project_id: Annotated[GcpProjectId | None, BeforeValidator(lambda v: v or None)] = Field(
+        default=None,
+        alias="gcpProject",
+        description="GCP project of the batch side; required with batchJobs, usually set in ESC",
+        json_schema_extra=_empty_allowed,
+    )
+    gcp_region: GcpRegionName = Field(default="us-central1", description="GCP region of the batch jobs")
+    tags: Tags = Field(
+        description="tags on every resource; must name owner and cost-center",
+        examples=[{"owner": "ml-platform", "cost-center": "inference"}],
+    )
+    log_retention_days: LogRetentionDays = Field(
+        default=30,
+        description="CloudWatch retention of every log group the stack declares (gateway and ALB access "
+        "logs, the functions' logs)",
+    )
+    network: NetworkConfig = Field(description="one VPC per control-plane region")
+    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list, description="GPU node pools")
     node_image: NodeImageConfig = Field(default_factory=NodeImageConfig)
     model_store: ModelStoreConfig = Field(default_factory=ModelStoreConfig)
     controller: ControllerConfig = Field(default_factory=ControllerConfig)
-    batch_jobs: list[BatchJobConfig] = Field(default_factory=list)
+    batch_jobs: list[BatchJobConfig] = Field(
+        default_factory=list, description="Cloud Run GPU jobs fed by Cloud Tasks (GCP)"
+    )
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
+    cost_budget: CostBudgetConfig = Field(default_factory=CostBudgetConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @property
+    def gcp_project(self) -> str:
+        """The GCP project of the batch side; empty where the stack has no batch jobs and names none."""
+        return self.gcp_project_id or ""
 
     @property
     def control_plane_regions(self) -> list[str]:
@@ -103,22 +150,6 @@ class FleetConfig(RootSection):
         mounted = set(self.gpu_regions) | set(self.kubernetes.store_regions())
         return [r for r in self.control_plane_regions if r in mounted]
 
-    def view(
-        self,
-        sections: Mapping[type[Section], list[tuple[str, Section]]],
-        secret_object_keys: Mapping[str, frozenset[str]],
-    ) -> StackView:
-        return StackView(
-            tier=self.tier,
-            domain=self.domain,
-            primary_region=self.primary_region,
-            standby_region=self.standby_region,
-            gcp_region=self.gcp_region,
-            sections=sections,
-            secret_object_keys=secret_object_keys,
-            tags=self.tags,
-        )
-
 
 @rule(FleetConfig)
 def _control_plane_regions(c: FleetConfig, view: StackView) -> Iterator[Problem]:
@@ -131,16 +162,30 @@ def _control_plane_regions(c: FleetConfig, view: StackView) -> Iterator[Problem]
         )
 
 
-def parse_stack_config(raw: Mapping[str, str], secret_keys: set[str]) -> FleetConfig:
-    """Validate config as the engine passes it (`project:key -> string`), or raise ConfigError."""
-    return parse_config(FleetConfig, raw, secret_keys, SECRETS)
+@stack_rule
+def _gcp_project_where_used(view: StackView) -> Iterator[Problem]:
+    if view.all(BatchJobConfig) and view.gcp_project is None:
+        yield (
+            TopKey("gcpProject"),
+            "required with batchJobs (their GCP project) but not set; set it in the stack file "
+            f"(config: {PROJECT}:gcpProject) or in an ESC environment the stack imports "
+            f"(values.pulumiConfig: {PROJECT}:gcpProject)",
+        )
+
+
+def parse_stack_config(
+    raw: Mapping[str, str], secret_keys: set[str], stack: str | None = None
+) -> FleetConfig:
+    """Validate config as the engine passes it (`project:key -> string`), or raise ConfigError; `stack`
+    names the stack file in messages that say where a key goes."""
+    return parse_config(FleetConfig, raw, secret_keys, SECRETS, stack)
 
 
 def load_stack_config() -> tuple[FleetConfig, StackSecrets]:
     """This stack's config as the engine passed it, validated; and its secrets, read on demand."""
     raw = pulumi.runtime.get_config_env()
     secret_keys = set(pulumi.runtime.get_config_secret_keys_env())
-    return parse_stack_config(raw, secret_keys), StackSecrets(SECRETS)
+    return parse_stack_config(raw, secret_keys, pulumi.get_stack()), StackSecrets(SECRETS)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from fleet import yamlfile
 
 STANDIN_PREFIX = "esc-standin-"
 
@@ -90,7 +90,16 @@ def _load(esc_dir: Path, name: str) -> _Env:
     path = environment_file(esc_dir, name)
     if not path.is_file():
         raise EscError(f"environment {name}: no definition at {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
+    try:
+        doc = yamlfile.load(path) or {}
+    except yamlfile.YamlFileError as e:
+        raise EscError("\n".join(f"environment {name}: {line}" for line in e.lines)) from None
+    ambiguous = [
+        f"environment {name} ({path.name}): {yamlfile.display_path(at)}: {scalar.problem()}"
+        for at, scalar in yamlfile.ambiguous_values(doc)
+    ]
+    if ambiguous:
+        raise EscError("\n".join(ambiguous))
     if not isinstance(doc, dict) or set(doc) - {"imports", "values"}:
         raise EscError(f"environment {name} ({path}): top-level keys are imports and values")
     return _Env(name, list(doc.get("imports") or []), dict(doc.get("values") or {}))

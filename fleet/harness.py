@@ -155,16 +155,47 @@ class Rendering:
             top = current
         return top
 
+    def known_as(self, resource: RecordedResource) -> frozenset[str]:
+        """Every URN the engine matches this resource with in a stack's state: its own, those its aliases
+        name, and, as the engine derives them for a child, its parent's former URNs with its own type and
+        name (a parent's alias carries its children along)."""
+        parent = self._by_urn.get(resource.parent) if resource.parent else None
+        parents = self.known_as(parent) if parent else frozenset({resource.parent or ""})
+        names = {(resource.name, resource.type)}
+        urns = {resource.urn}
+        for alias in resource.options.aliases:
+            if "urn" in alias:
+                urns.add(alias["urn"])
+                continue
+            spec = alias.get("spec", {})
+            name, type_ = spec.get("name") or resource.name, spec.get("type") or resource.type
+            if spec.get("noParent"):
+                urns.add(qualified_urn(self.stack, self.project, "", type_, name))
+            elif spec.get("parentUrn"):
+                urns.add(qualified_urn(self.stack, self.project, spec["parentUrn"], type_, name))
+            else:
+                names.add((name, type_))
+        for former_parent in parents:
+            for name, type_ in names:
+                # A child named after its parent follows the parent's former name too (the engine's rule).
+                if parent and former_parent != parent.urn and name.startswith(parent.name):
+                    name = former_parent.rsplit("::", 1)[-1] + name[len(parent.name) :]
+                urns.add(qualified_urn(self.stack, self.project, former_parent, type_, name))
+        return frozenset(urns)
 
-def engine_urn(parent: str, type_: str, name: str) -> str:
-    """A URN as the engine makes it: the parent's whole qualified type chain, then `$` and the type.
 
-    The SDK's MockMonitor keeps only the parent's last type (wrong two levels down) and qualifies top-level
-    resources with the root stack's type (the engine does not).
-    """
+def qualified_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
+    """A URN as the engine makes it: the parent's whole qualified type chain, then `$` and the type (none
+    for a resource at the top, under the stack)."""
     if parent and f"::{STACK_TYPE}::" not in parent:
         type_ = f"{parent.split('::')[2]}${type_}"
-    return "urn:pulumi:" + "::".join([pulumi.get_stack(), pulumi.get_project(), type_, name])
+    return "urn:pulumi:" + "::".join([stack, project, type_, name])
+
+
+def engine_urn(parent: str, type_: str, name: str) -> str:
+    """A URN as the engine makes it (the SDK's MockMonitor keeps only the parent's last type, wrong two
+    levels down, and qualifies top-level resources with the root stack's type: the engine does not)."""
+    return qualified_urn(pulumi.get_stack(), pulumi.get_project(), parent, type_, name)
 
 
 class DeclarationOrder:

@@ -21,6 +21,7 @@ Tests and `fleet plan` both call `evaluate`: one code path.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pulumi.runtime.sync_await import _sync_await
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
+    PolicyConfigSchema,
     PolicyCustomTimeouts,
     PolicyProviderResource,
     PolicyResource,
@@ -152,9 +154,12 @@ def reconcile(
         level = everyone if isinstance(everyone, EnforcementLevel) else everyone.enforcement
         if level is not None:
             result = {name: RuleConfig(level, config.properties) for name, config in result.items()}
+    schemas = {p.name: p.config_schema for p in policies}
     for name, value in given.items():
         if name not in result:
             continue
+        if isinstance(value, RuleConfig):
+            problems += _unknown_settings(name, value, schemas[name])
         current = result[name]
         if isinstance(value, EnforcementLevel):
             result[name] = RuleConfig(value, current.properties)
@@ -175,6 +180,20 @@ def reconcile(
     if problems:
         raise PolicyConfigError(problems)
     return result
+
+
+def _unknown_settings(name: str, given: RuleConfig, schema: PolicyConfigSchema | None) -> list[str]:
+    """A setting the rule does not have would be ignored (the engine's schema check allows extra keys):
+    refuse it by name, with the nearest setting."""
+    allowed = list(schema.properties) if schema is not None else []
+    problems = []
+    for key in given.properties:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            settings = f"settings: {', '.join(allowed)}" if allowed else "the rule has no settings"
+            problems.append(f"policy config: {name}: {key}: no such setting; {hint}{settings}")
+    return problems
 
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -406,10 +425,25 @@ def _stack_resources(run: _Run) -> list[PolicyResource]:
             )
         )
     by_urn = {r.urn: r for r in resources}
+    recorded_by_urn = {r.urn: r for r in rendering.resources}
     for resource in resources:
         parent = resource.opts.parent
         if parent is not None and parent in by_urn:
             resource.parent = by_urn[parent]
+        recorded = recorded_by_urn.get(resource.urn)
+        if recorded is None:
+            continue
+        # As the engine's AnalyzeStack sends them: every resource this one waits for (explicit and from
+        # its inputs), and per property the resources its value was computed from.
+        resource.property_dependencies = {
+            key: [by_urn[u] for u in urns if u in by_urn]
+            for key, urns in recorded.property_dependencies.items()
+        }
+        waits = {
+            *recorded.options.depends_on,
+            *(u for urns in recorded.property_dependencies.values() for u in urns),
+        }
+        resource.dependencies = [by_urn[u] for u in sorted(waits) if u in by_urn]
     return resources
 
 

@@ -7,19 +7,18 @@ stand-ins marked secret.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components.core.config import did_you_mean, odd_characters, shown_key
+from fleet import yamlfile
 from fleet.esc import EscError, config_string, open_environments, standin
 
 
 class StackFileError(ValueError):
-    """The project or stack file cannot be read; the message is one line naming the file."""
+    """The project or stack file cannot be read; the message is one line per problem, naming the file."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,8 @@ def find_project_dir(start: Path) -> Path:
 # What a stack file may hold (Pulumi's stack settings); anything else is a misspelling Pulumi would ignore.
 STACK_FILE_KEYS = ("config", "environment", "secretsprovider", "encryptedkey", "encryptionsalt")
 # An ESC environment reference: `<project>/<environment>`, optionally `@<version>`.
-_ENVIRONMENT_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$")
+ENVIRONMENT_PATTERN = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(@[A-Za-z0-9_.-]+)?$"
+_ENVIRONMENT_RE = re.compile(ENVIRONMENT_PATTERN)
 
 
 def load_stack(project_dir: Path, stack: str) -> StackInput:
@@ -69,13 +69,15 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         )
         raise StackFileError(f"--stack {stack}: no {stack_path.name}; stacks here: {', '.join(known)}")
     stack_doc = _read_yaml(stack_path)
-    for key in stack_doc:
-        if key not in STACK_FILE_KEYS:
-            close = difflib.get_close_matches(str(key), STACK_FILE_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise StackFileError(
-                f"{stack_path.name}: {key}: unknown key; {hint}allowed: {', '.join(STACK_FILE_KEYS)}"
-            )
+    unknown = [
+        f"{stack_path.name}: {shown_key(str(key))}: unknown key{odd_characters(str(key))}; "
+        f"{did_you_mean(str(key), STACK_FILE_KEYS)}"
+        f"allowed: {', '.join(STACK_FILE_KEYS)}"
+        for key in stack_doc
+        if key not in STACK_FILE_KEYS
+    ]
+    if unknown:
+        raise StackFileError("\n".join(unknown))
 
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
@@ -91,16 +93,23 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         try:
             opened = open_environments(project_dir / "esc", environments, project)
         except EscError as e:
-            raise StackFileError(f"{stack_path.name}: {e}") from None
+            lines = [f"{stack_path.name}: {line}" for line in str(e).splitlines()]
+            raise StackFileError("\n".join(lines)) from None
         config.update(opened.config)
         secret_keys |= opened.secret_config_keys
 
     stack_config = stack_doc.get("config") or {}
     if not isinstance(stack_config, dict):
         raise StackFileError(f"{stack_path.name}: config: expected a mapping of key: value")
+    ambiguous = [
+        f"{stack_path.name}: {yamlfile.display_path((_full_key(project, str(key)), *at))}: {scalar.problem()}"
+        for key, value in stack_config.items()
+        for at, scalar in yamlfile.ambiguous_values(value)
+    ]
+    if ambiguous:
+        raise StackFileError("\n".join(ambiguous))
     for key, value in stack_config.items():
-        full_key = key if ":" in key else f"{project}:{key}"
-        _refuse_ambiguous(stack_path.name, full_key, value)
+        full_key = _full_key(project, key)
         secret_keys.discard(full_key)
         if isinstance(value, dict) and set(value) == {"secure"}:
             config[full_key] = standin(f"{stack_path.name}:{key}")
@@ -108,6 +117,10 @@ def load_stack(project_dir: Path, stack: str) -> StackInput:
         else:
             config[full_key] = config_string(value)
     return StackInput(project, stack, project_dir, config, frozenset(secret_keys))
+
+
+def _full_key(project: str, key: str) -> str:
+    return key if ":" in key else f"{project}:{key}"
 
 
 def _environments(stack_path: Path, value: Any) -> list[str]:
@@ -126,74 +139,11 @@ def _environments(stack_path: Path, value: Any) -> list[str]:
     return value
 
 
-class _Ambiguous:
-    """A plain YAML scalar whose meaning differs between YAML readers or that Pulumi cannot carry."""
-
-    def __init__(self, text: str, reading: str) -> None:
-        self.text = text
-        self.reading = reading
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """YAML 1.1 (PyYAML) reads some plain scalars differently from the YAML 1.2 reader Pulumi uses (`no`
-    is false here, the string "no" there; `2025-01-01` a date here, a string there), and some values do not
-    survive Pulumi's config (NaN, integers past 2^53). Such scalars load as `_Ambiguous` and are refused
-    by name, asking for quotes or another value."""
-
-
-def _bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    text = str(node.value)
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return _Ambiguous(text, f"YAML 1.1 reads it as {loader.construct_yaml_bool(node)}, Pulumi as the string")
-
-
-def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    return _Ambiguous(str(node.value), "a date to YAML 1.1, a string to Pulumi")
-
-
-def _float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    value = loader.construct_yaml_float(node)
-    if value != value or value in (float("inf"), float("-inf")):
-        return _Ambiguous(str(node.value), "not a number Pulumi's config can carry")
-    return value
-
-
-def _int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    value = loader.construct_yaml_int(node)
-    if abs(value) > 2**53:
-        return _Ambiguous(str(node.value), "an integer past 2^53, which JSON does not carry exactly")
-    return value
-
-
-_StrictLoader.add_constructor("tag:yaml.org,2002:bool", _bool)
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
-_StrictLoader.add_constructor("tag:yaml.org,2002:float", _float)
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _int)
-
-
-def _refuse_ambiguous(file: str, path: str, value: Any) -> None:
-    if isinstance(value, _Ambiguous):
-        raise StackFileError(
-            f"{file}: {path}: got {value.text} unquoted ({value.reading}); quote it or fix it"
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_ambiguous(file, f"{path}.{key}", item)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_ambiguous(file, f"{path}[{i}]", item)
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.load(path.read_text(), Loader=_StrictLoader)
-    except FileNotFoundError:
-        raise StackFileError(f"{path}: not found") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise StackFileError(f"{path.name}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        doc = yamlfile.load(path)
+    except yamlfile.YamlFileError as e:
+        raise StackFileError(str(e)) from None
     if not isinstance(doc, dict):
         raise StackFileError(f"{path.name}: expected a mapping at the top level")
     return doc

@@ -21,8 +21,18 @@ from pulumi_policy import (
 
 from components.core.catalog.aws import AWS_REGIONS, GPU_INSTANCE_TYPES, TIER_MAX_GPUS
 from components.core.catalog.gcp import GCP_REGIONS
+from components.core.catalog.resource_types import (
+    AUTOSCALING_GROUP,
+    AWS_PROVIDER,
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_SERVICE,
+    CLOUD_TASKS_QUEUE,
+    EC2_INSTANCE,
+    GCP_PROVIDER,
+    LAUNCH_TEMPLATE,
+)
 from policies.linking import of_types, referenced
-from policies.reliability import AUTOSCALING_GROUP, pool_instance_types
+from policies.reliability import pool_instance_types
 from policies.support import (
     TIER_KEY,
     as_number,
@@ -35,13 +45,11 @@ from policies.support import (
     setting,
     truthy,
 )
-from policies.validity import CLOUD_RUN_JOB, is_gpu_instance_type, job_gpus
+from policies.validity import is_gpu_instance_type, job_gpus
 
-LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 # Inference-class families are allowed by default; training-class ones (p4d, p5, p5e: 8 GPUs, tens of
 # dollars an hour) only when the pack's config lists them.
 DEFAULT_GPU_FAMILIES = ("g5", "g6", "g6e")
-EC2_INSTANCE = "aws:ec2/instance:Instance"
 
 _ALLOWLIST_SCHEMA = PolicyConfigSchema(
     properties={
@@ -266,17 +274,17 @@ _REGIONS_SCHEMA = PolicyConfigSchema(
 )
 
 # Where a GCP resource names its region (GCS bucket locations are data locations such as "US": not here).
-_GCP_REGIONAL = ("gcp:cloudrunv2/job:Job", "gcp:cloudrunv2/service:Service", "gcp:cloudtasks/queue:Queue")
+_GCP_REGIONAL = (CLOUD_RUN_JOB, CLOUD_RUN_SERVICE, CLOUD_TASKS_QUEUE)
 
 
 def _regions(args: ResourceValidationArgs) -> Iterator[tuple[str, str, Any]]:
     """(cloud, property, region) for each region the resource states."""
     props: Mapping[str, Any] = args.props
-    if args.resource_type == "pulumi:providers:aws" or args.resource_type.startswith("aws:"):
+    if args.resource_type == AWS_PROVIDER or args.resource_type.startswith("aws:"):
         region = known(props, "region")
         if isinstance(region, str):
             yield "aws", "region", region
-    elif args.resource_type == "pulumi:providers:gcp":
+    elif args.resource_type == GCP_PROVIDER:
         region = known(props, "region")
         if isinstance(region, str):
             yield "gcp", "region", region

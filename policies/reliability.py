@@ -26,7 +26,32 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
     CLOUD_RUN_MAX_RETRIES,
     CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS,
+    LOG_METRIC_READY_SECONDS,
 )
+from components.core.catalog.resource_types import (
+    ALERT_POLICY,
+    AUTOSCALING_GROUP,
+    CACHE_PARAMETER_GROUP,
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_SERVICE,
+    CLOUD_TASKS_QUEUE,
+    COMPOSITE_ALARM,
+    EC2_INSTANCE,
+    ECS_TASK_DEFINITION,
+    KMS_KEY,
+    LAMBDA_FUNCTION,
+    LAUNCH_TEMPLATE,
+    LOG_METRIC,
+    METRIC_ALARM,
+    RDS_CLUSTER,
+    RDS_GLOBAL_CLUSTER,
+    RDS_INSTANCE,
+    REDIS_REPLICATION_GROUP,
+    ROUTE53_RECORD,
+    SECRET,
+    TIME_SLEEP,
+)
+from components.core.durations import go_duration_seconds
 from policies.linking import of_types, referenced
 from policies.support import (
     TIER_KEY,
@@ -47,12 +72,7 @@ from policies.support import (
 )
 from policies.validity import gpu_instance_types, job_gpus
 
-ROUTE53_RECORD = "aws:route53/record:Record"
-ECS_TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
-CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
-CLOUD_RUN_SERVICE = "gcp:cloudrunv2/service:Service"
-LAMBDA_FUNCTION = "aws:lambda/function:Function"
-AUTOSCALING_GROUP = "aws:autoscaling/group:Group"
+USER_METRIC_PREFIX = "logging.googleapis.com/user/"
 
 
 # --- DNS failover -------------------------------------------------------------------------------------
@@ -146,15 +166,15 @@ _BACKUP_SCHEMA = PolicyConfigSchema(
 
 def _prod_database(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type not in (
-        "aws:rds/cluster:Cluster",
-        "aws:rds/globalCluster:GlobalCluster",
-        "aws:rds/instance:Instance",
+        RDS_CLUSTER,
+        RDS_GLOBAL_CLUSTER,
+        RDS_INSTANCE,
     ) or not is_prod(args):
         return
     props = args.props
     if not truthy(known(props, "deletionProtection")):
         report(f"{label(args)} is a prod database without deletionProtection: set it to true.", None)
-    if args.resource_type == "aws:rds/globalCluster:GlobalCluster":
+    if args.resource_type == RDS_GLOBAL_CLUSTER:
         return
     minimum = int(setting(args, _BACKUP_SCHEMA, "minBackupRetentionDays"))
     retention = as_number(known(props, "backupRetentionPeriod")) or 1.0  # RDS keeps one day when unset
@@ -267,7 +287,7 @@ def _no_install(args: ResourceValidationArgs, report: ReportViolation) -> None:
                 "image, so a cold start takes seconds and does not depend on a package index.",
                 None,
             )
-    if args.resource_type in ("aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/instance:Instance"):
+    if args.resource_type in (LAUNCH_TEMPLATE, EC2_INSTANCE):
         match = _INSTALL.search(_user_data(args.props))
         if match:
             report(
@@ -343,7 +363,7 @@ def _seconds(value: Any) -> float | None:
 
 
 def _queue_retries(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != "gcp:cloudtasks/queue:Queue":
+    if args.resource_type != CLOUD_TASKS_QUEUE:
         return
     retry = mapping(known(args.props, "retryConfig"))
     problems = []
@@ -370,6 +390,57 @@ cloud_tasks_retry_backoff = ResourceValidationPolicy(
     description="Cloud Tasks queues set a retry limit and a backoff (minBackoff <= maxBackoff).",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_queue_retries,
+)
+
+
+def _metrics_alerted_on(policy: PolicyResource, metrics: list[PolicyResource]) -> list[PolicyResource]:
+    """The stack's log-based metrics an alert policy's conditions read: computed from one (a property
+    dependency), or named in a filter (metric.type="logging.googleapis.com/user/<name>")."""
+    linked = {d.urn for d in policy.property_dependencies.get("conditions") or []}
+    named = set(re.findall(rf'{re.escape(USER_METRIC_PREFIX)}([^"\s]+)"', _strings(policy.props)))
+    return [m for m in metrics if m.urn in linked or known(m.props, "name") in named]
+
+
+def _strings(value: Any) -> str:
+    """Every known string below a value, one per line (filters sit deep in conditions)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        return "\n".join(_strings(known(value, key)) for key in value)
+    return "\n".join(_strings(v) for v in items(value))
+
+
+def _waits_for(sleep: PolicyResource, metric: PolicyResource) -> bool:
+    seconds = go_duration_seconds(str(known(sleep.props, "createDuration", "")))
+    after_metric = metric.urn in {d.urn for d in sleep.dependencies}
+    return after_metric and seconds is not None and seconds >= LOG_METRIC_READY_SECONDS
+
+
+def _log_metric_alert_waits(args: StackValidationArgs, report: ReportViolation) -> None:
+    metrics = of_types(args.resources, [LOG_METRIC])
+    if not metrics:
+        return
+    for policy in of_types(args.resources, [ALERT_POLICY]):
+        sleeps = [d for d in policy.dependencies if d.resource_type == TIME_SLEEP]
+        for metric in _metrics_alerted_on(policy, metrics):
+            if not any(_waits_for(sleep, metric) for sleep in sleeps):
+                report(
+                    f"{label(policy)} alerts on the log-based metric {label(metric)} without waiting for "
+                    f"it: depend on a {TIME_SLEEP} of at least {LOG_METRIC_READY_SECONDS}s (createDuration) "
+                    "that itself depends on the metric (its triggers carry the metric's name).",
+                    policy.urn,
+                )
+
+
+log_metric_alert_waits = StackValidationPolicy(
+    name="log-metric-alert-waits",
+    description=(
+        "An alert policy on a log-based metric the stack creates waits for it: Cloud Monitoring refuses the "
+        "policy (404 'Cannot find metric(s)') for up to 10 minutes after the metric is created "
+        "(terraform-provider-google#11102), so the first `pulumi up` would fail."
+    ),
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_log_metric_alert_waits,
 )
 
 
@@ -491,21 +562,46 @@ def _spot_share(args: ResourceValidationArgs, report: ReportViolation) -> None:
 
 # --- alarms and protection ---------------------------------------------------------------------------------
 
-CLOUDWATCH_ALARMS = ("aws:cloudwatch/metricAlarm:MetricAlarm", "aws:cloudwatch/compositeAlarm:CompositeAlarm")
+CLOUDWATCH_ALARMS = (METRIC_ALARM, COMPOSITE_ALARM)
 
 
-def _alarm_action(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in CLOUDWATCH_ALARMS:
-        return
-    # A list whose ARNs are made on create is set; an absent or empty one is not.
-    actions = known(args.props, "alarmActions")
-    silent = not present(args.props, "alarmActions") or (actions is not None and not items(actions))
-    disabled = known(args.props, "actionsEnabled") is False
-    if silent or disabled:
+def _alarm_heard(resource: PolicyResource) -> bool:
+    """Whether an alarm has an enabled action (a list whose ARNs are made on create counts as set)."""
+    actions = known(resource.props, "alarmActions")
+    silent = not present(resource.props, "alarmActions") or (actions is not None and not items(actions))
+    return not silent and known(resource.props, "actionsEnabled") is not False
+
+
+def _composite_members(composite: PolicyResource) -> set[str]:
+    """The alarm names a composite alarm's rule reads (ALARM("name"), OK(...), INSUFFICIENT_DATA(...))."""
+    rule = known(composite.props, "alarmRule")
+    return set(_RULE_MEMBER.findall(rule)) if isinstance(rule, str) else set()
+
+
+_RULE_MEMBER = re.compile(r"""(?:ALARM|OK|INSUFFICIENT_DATA)\(\s*["']?([^"')]+?)["']?\s*\)""")
+
+
+def _alarm_action(args: StackValidationArgs, report: ReportViolation) -> None:
+    alarms = of_types(args.resources, CLOUDWATCH_ALARMS)
+    # A metric alarm without an action of its own is heard through a composite alarm that reads it (the
+    # windows of a multiwindow burn-rate alert page only together): count it as heard there.
+    heard_through = {
+        member
+        for composite in alarms
+        if composite.resource_type == COMPOSITE_ALARM and _alarm_heard(composite)
+        for member in _composite_members(composite)
+    }
+    for alarm in alarms:
+        if _alarm_heard(alarm):
+            continue
+        name = known(alarm.props, "alarmName" if alarm.resource_type == COMPOSITE_ALARM else "name")
+        if isinstance(name, str) and name in heard_through:
+            continue
         report(
-            f"{label(args)} has no alarm action (alarmActions, with actionsEnabled): it fires and nobody "
-            "hears. Notify the region's alert topic (or act: a scaling policy).",
-            None,
+            f"{label(alarm)} has no alarm action (alarmActions, with actionsEnabled) and no composite alarm "
+            "with one reads it: it fires and nobody hears. Notify the region's alert topic (or act: a "
+            "scaling policy).",
+            alarm.urn,
         )
 
 
@@ -520,11 +616,11 @@ gpu_pool_spot_share = ResourceValidationPolicy(
     validate=_spot_share,
 )
 
-alarm_has_action = ResourceValidationPolicy(
+alarm_has_action = StackValidationPolicy(
     name="alarm-has-action",
     description=(
-        "Every CloudWatch alarm has an action (an alert topic or a scaling policy): an alarm nobody hears "
-        "is noise."
+        "Every CloudWatch alarm has an action (an alert topic or a scaling policy), or is read by a "
+        "composite alarm that has one: an alarm nobody hears is noise."
     ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_alarm_action,
@@ -532,8 +628,6 @@ alarm_has_action = ResourceValidationPolicy(
 
 # --- the model store's metadata --------------------------------------------------------------------------
 
-REDIS_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
-CACHE_PARAMETER_GROUP = "aws:elasticache/parameterGroup:ParameterGroup"
 # How the program marks a Redis that holds a JuiceFS volume's metadata (components/model_store).
 JUICEFS_METADATA_TAG = ("fleet-role", "juicefs-metadata")
 
@@ -597,10 +691,10 @@ juicefs_metadata_redis = StackValidationPolicy(
 )
 
 STATEFUL_TYPES = {
-    "aws:kms/key:Key": "a KMS key (deleting it loses everything encrypted with it)",
-    "aws:rds/globalCluster:GlobalCluster": "the global database",
-    "aws:rds/cluster:Cluster": "an Aurora cluster",
-    "aws:secretsmanager/secret:Secret": "a secret",
+    KMS_KEY: "a KMS key (deleting it loses everything encrypted with it)",
+    RDS_GLOBAL_CLUSTER: "the global database",
+    RDS_CLUSTER: "an Aurora cluster",
+    SECRET: "a secret",
 }
 
 
@@ -636,6 +730,7 @@ POLICIES = [
     no_install_at_startup,
     cloud_run_job_retries_timeout,
     cloud_tasks_retry_backoff,
+    log_metric_alert_waits,
     prod_gpu_pool_capacity,
     gpu_pool_spot_share,
 ]

@@ -19,6 +19,54 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.core.catalog.resource_types import (
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_SERVICE,
+    EBS_VOLUME,
+    EC2_INSTANCE,
+    ECS_TASK_DEFINITION,
+    GCS_BUCKET,
+    GCS_BUCKET_IAM_BINDING,
+    GCS_BUCKET_IAM_MEMBER,
+    IAM_GROUP_POLICY,
+    IAM_GROUP_POLICY_ATTACHMENT,
+    IAM_POLICY,
+    IAM_POLICY_ATTACHMENT,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
+    IAM_ROLE_POLICY_ATTACHMENT,
+    IAM_USER_POLICY,
+    IAM_USER_POLICY_ATTACHMENT,
+    IMAGE_BUILDER_INFRASTRUCTURE,
+    IMAGE_RECIPE,
+    KMS_KEY,
+    LAMBDA_FUNCTION,
+    LAUNCH_TEMPLATE,
+    LISTENER,
+    LISTENER_RULE,
+    LOAD_BALANCER,
+    RDS_CLUSTER,
+    RDS_CLUSTER_PARAMETER_GROUP,
+    RDS_GLOBAL_CLUSTER,
+    RDS_INSTANCE,
+    RDS_PARAMETER_GROUP,
+    REDIS_CLUSTER,
+    REDIS_REPLICATION_GROUP,
+    S3_ACCOUNT_PUBLIC_ACCESS_BLOCK,
+    S3_BUCKET,
+    S3_BUCKET_ACL,
+    S3_BUCKET_ACL_V2,
+    S3_BUCKET_POLICY,
+    S3_BUCKET_V2,
+    S3_ENCRYPTION,
+    S3_ENCRYPTION_V2,
+    S3_PUBLIC_ACCESS_BLOCK,
+    SECRET_POLICY,
+    SECURITY_GROUP,
+    SECURITY_GROUP_INGRESS_RULE,
+    SECURITY_GROUP_RULE,
+    SQS_QUEUE_POLICY,
+)
 from policies.linking import of_types, referenced
 from policies.support import (
     items,
@@ -34,13 +82,11 @@ from policies.support import (
     truthy,
 )
 
-S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
-S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
-S3_ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
-S3_ACLS = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
+S3_BUCKETS = (S3_BUCKET, S3_BUCKET_V2)
+S3_ACLS = (S3_BUCKET_ACL, S3_BUCKET_ACL_V2)
 S3_ENCRYPTION = (
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+    S3_ENCRYPTION,
+    S3_ENCRYPTION_V2,
 )
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 PUBLIC_CANNED_ACLS = frozenset({"public-read", "public-read-write", "authenticated-read"})
@@ -148,7 +194,7 @@ s3_bucket_encrypted = StackValidationPolicy(
 
 
 def _gcs_public_access_prevention(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != "gcp:storage/bucket:Bucket":
+    if args.resource_type != GCS_BUCKET:
         return
     value = known(args.props, "publicAccessPrevention")
     if value != "enforced":
@@ -168,7 +214,7 @@ gcs_public_access_prevention = ResourceValidationPolicy(
 
 
 def _gcs_uniform_access(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != "gcp:storage/bucket:Bucket":
+    if args.resource_type != GCS_BUCKET:
         return
     if not truthy(known(args.props, "uniformBucketLevelAccess")):
         report(
@@ -187,8 +233,8 @@ gcs_uniform_bucket_access = ResourceValidationPolicy(
 
 
 GCS_BUCKET_GRANTS = (
-    "gcp:storage/bucketIAMMember:BucketIAMMember",
-    "gcp:storage/bucketIAMBinding:BucketIAMBinding",
+    GCS_BUCKET_IAM_MEMBER,
+    GCS_BUCKET_IAM_BINDING,
 )
 PUBLIC_MEMBERS = frozenset({"allUsers", "allAuthenticatedUsers"})
 
@@ -215,12 +261,6 @@ gcs_no_public_members = ResourceValidationPolicy(
 
 
 # --- databases and caches -----------------------------------------------------------------------------
-
-RDS_CLUSTER = "aws:rds/cluster:Cluster"
-RDS_GLOBAL_CLUSTER = "aws:rds/globalCluster:GlobalCluster"
-RDS_INSTANCE = "aws:rds/instance:Instance"
-RDS_CLUSTER_PARAMETER_GROUP = "aws:rds/clusterParameterGroup:ClusterParameterGroup"
-RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 
 
 def _rds_encrypted(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -309,9 +349,6 @@ rds_tls_required = StackValidationPolicy(
     validate=_rds_tls,
 )
 
-REDIS_REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
-REDIS_CLUSTER = "aws:elasticache/cluster:Cluster"
-
 
 def _redis_problems(args: ResourceValidationArgs) -> Iterator[str]:
     props = args.props
@@ -362,11 +399,9 @@ redis_encrypted_with_auth = ResourceValidationPolicy(
 # --- compute and network ------------------------------------------------------------------------------
 
 
-IMAGE_BUILDER_INFRASTRUCTURE = "aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration"
-IMAGE_RECIPE = "aws:imagebuilder/imageRecipe:ImageRecipe"
 _METADATA_OPTIONS = {
-    "aws:ec2/launchTemplate:LaunchTemplate": "metadataOptions",
-    "aws:ec2/instance:Instance": "metadataOptions",
+    LAUNCH_TEMPLATE: "metadataOptions",
+    EC2_INSTANCE: "metadataOptions",
     # The build and test instances of a baked image.
     IMAGE_BUILDER_INFRASTRUCTURE: "instanceMetadataOptions",
 }
@@ -402,19 +437,19 @@ launch_template_imdsv2 = ResourceValidationPolicy(
 def _unencrypted_volumes(args: ResourceValidationArgs) -> Iterator[str]:
     """Where a resource creates an EBS volume without encryption."""
     props = args.props
-    if args.resource_type in ("aws:ec2/launchTemplate:LaunchTemplate", IMAGE_RECIPE):
+    if args.resource_type in (LAUNCH_TEMPLATE, IMAGE_RECIPE):
         for i, device in enumerate(map(mapping, items(known(props, "blockDeviceMappings")))):
             ebs = mapping(device.get("ebs"))
             if ebs and not truthy(ebs.get("encrypted")) and not ebs.get("snapshotId"):
                 yield f"blockDeviceMappings[{i}] ({device.get('deviceName')})"
-    elif args.resource_type == "aws:ec2/instance:Instance":
+    elif args.resource_type == EC2_INSTANCE:
         root = mapping(known(props, "rootBlockDevice"))
         if not truthy(root.get("encrypted")):
             yield "rootBlockDevice"
         for i, device in enumerate(map(mapping, items(known(props, "ebsBlockDevices")))):
             if not truthy(device.get("encrypted")):
                 yield f"ebsBlockDevices[{i}]"
-    elif args.resource_type == "aws:ebs/volume:Volume" and not truthy(known(props, "encrypted")):
+    elif args.resource_type == EBS_VOLUME and not truthy(known(props, "encrypted")):
         yield "encrypted"
 
 
@@ -477,16 +512,16 @@ def _port_problem(protocol: Any, from_port: Any, to_port: Any, allowed: set[int]
 def _ingress_rules(args: ResourceValidationArgs) -> Iterator[tuple[str, Any, Any, Any, list[Any]]]:
     """(where, protocol, from, to, cidrs) for each ingress rule the resource declares."""
     props = args.props
-    if args.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+    if args.resource_type == SECURITY_GROUP:
         for i, rule in enumerate(items(known(props, "ingress"))):
             rule = mapping(rule)
             cidrs = items(rule.get("cidrBlocks")) + items(rule.get("ipv6CidrBlocks"))
             yield f"ingress[{i}]", rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"), cidrs
-    elif args.resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+    elif args.resource_type == SECURITY_GROUP_RULE:
         if known(props, "type") == "ingress":
             cidrs = items(known(props, "cidrBlocks")) + items(known(props, "ipv6CidrBlocks"))
             yield "rule", known(props, "protocol"), known(props, "fromPort"), known(props, "toPort"), cidrs
-    elif args.resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+    elif args.resource_type == SECURITY_GROUP_INGRESS_RULE:
         cidrs = [c for c in (known(props, "cidrIpv4"), known(props, "cidrIpv6")) if c]
         protocol = known(props, "ipProtocol")
         yield "rule", protocol, known(props, "fromPort", 0), known(props, "toPort", 65535), cidrs
@@ -521,20 +556,20 @@ internet_ingress_lb_ports_only = ResourceValidationPolicy(
 
 # Resources that carry an IAM (or resource-based) policy document, and where in them.
 _POLICY_DOCUMENTS = {
-    "aws:iam/policy:Policy": "policy",
-    "aws:iam/rolePolicy:RolePolicy": "policy",
-    "aws:iam/userPolicy:UserPolicy": "policy",
-    "aws:iam/groupPolicy:GroupPolicy": "policy",
-    "aws:s3/bucketPolicy:BucketPolicy": "policy",
-    "aws:kms/key:Key": "policy",
-    "aws:secretsmanager/secretPolicy:SecretPolicy": "policy",
-    "aws:sqs/queuePolicy:QueuePolicy": "policy",
+    IAM_POLICY: "policy",
+    IAM_ROLE_POLICY: "policy",
+    IAM_USER_POLICY: "policy",
+    IAM_GROUP_POLICY: "policy",
+    S3_BUCKET_POLICY: "policy",
+    KMS_KEY: "policy",
+    SECRET_POLICY: "policy",
+    SQS_QUEUE_POLICY: "policy",
 }
 _ATTACHMENTS = (
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-    "aws:iam/userPolicyAttachment:UserPolicyAttachment",
-    "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
-    "aws:iam/policyAttachment:PolicyAttachment",
+    IAM_ROLE_POLICY_ATTACHMENT,
+    IAM_USER_POLICY_ATTACHMENT,
+    IAM_GROUP_POLICY_ATTACHMENT,
+    IAM_POLICY_ATTACHMENT,
 )
 _ADMIN_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/AdministratorAccess$")
 
@@ -573,7 +608,7 @@ def _policy_documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
         key = _POLICY_DOCUMENTS[args.resource_type]
         if present(props, key):
             documents.append((key, props[key]))
-    if args.resource_type == "aws:iam/role:Role":
+    if args.resource_type == IAM_ROLE:
         for i, inline in enumerate(items(known(props, "inlinePolicies"))):
             inline = mapping(inline)
             if inline.get("policy") is not None:
@@ -584,7 +619,7 @@ def _policy_documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
 def _iam_wildcards(args: ResourceValidationArgs, report: ReportViolation) -> None:
     props = args.props
     documents = _policy_documents(args)
-    if args.resource_type == "aws:iam/role:Role":
+    if args.resource_type == IAM_ROLE:
         for arn in items(known(props, "managedPolicyArns")):
             if isinstance(arn, str) and _ADMIN_POLICY.match(arn):
                 report(f"{label(args)} attaches {arn}, which allows '*' on '*'.", None)
@@ -605,6 +640,7 @@ FLEET_NODE_ACTIONS = (
     "autoscaling:TerminateInstanceInAutoScalingGroup",
     "autoscaling:UpdateAutoScalingGroup",
     "autoscaling:DetachInstances",
+    "autoscaling:SetInstanceProtection",  # holds or opens a node to scale-in (the agents, their own group)
     "ec2:TerminateInstances",
     "ec2:StopInstances",
     "ec2:RebootInstances",
@@ -699,17 +735,17 @@ def secret_looking(name: str, value: Any) -> bool:
 def _environment(args: ResourceValidationArgs) -> Iterator[tuple[str, str, Any]]:
     """(container, variable, value) for every plain environment value the resource sets."""
     props = args.props
-    if args.resource_type == "aws:ecs/taskDefinition:TaskDefinition":
+    if args.resource_type == ECS_TASK_DEFINITION:
         for container in items(json_value(props.get("containerDefinitions"))):
             container = mapping(container)
             for variable in items(container.get("environment")):
                 variable = mapping(variable)
                 yield str(container.get("name")), str(variable.get("name")), variable.get("value")
-    elif args.resource_type == "aws:lambda/function:Function":
+    elif args.resource_type == LAMBDA_FUNCTION:
         variables = mapping(path(props, "environment", "variables"))
         for name, value in variables.items():
             yield args.name, str(name), value
-    elif args.resource_type in ("gcp:cloudrunv2/job:Job", "gcp:cloudrunv2/service:Service"):
+    elif args.resource_type in (CLOUD_RUN_JOB, CLOUD_RUN_SERVICE):
         template = (
             path(props, "template", "template")
             if args.resource_type.endswith("Job")
@@ -800,9 +836,6 @@ no_privileged_pods = ResourceValidationPolicy(
 
 # --- the gateway's admin routes -----------------------------------------------------------------------
 
-LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
-LISTENER = "aws:lb/listener:Listener"
-LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 _ADMIN_SCHEMA = PolicyConfigSchema(
     properties={
         "adminPaths": {

@@ -27,6 +27,18 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    GCP_PROVIDER,
+    K8S_CRON_JOB,
+    K8S_DAEMON_SET,
+    K8S_DEPLOYMENT,
+    K8S_JOB,
+    K8S_POD,
+    K8S_REPLICA_SET,
+    K8S_STATEFUL_SET,
+)
+
 PROD_TIER = "prod"
 # The program tags every resource with its stack's tier through the provider's default tags (AWS) or
 # default labels (GCP); rules that only apply to production read it from there.
@@ -139,10 +151,10 @@ def provider_defaults(provider: PolicyProviderResource | None) -> dict[str, str]
     if provider is None:
         return {}
     props = provider.props
-    if provider.resource_type == "pulumi:providers:aws":
+    if provider.resource_type == AWS_PROVIDER:
         default_tags = json_value(known(props, "defaultTags"))
         return _string_map(mapping(default_tags).get("tags"))
-    if provider.resource_type in ("pulumi:providers:gcp", "pulumi:providers:google-beta"):
+    if provider.resource_type in (GCP_PROVIDER, "pulumi:providers:google-beta"):
         return _string_map(json_value(known(props, "defaultLabels")))
     return {}
 
@@ -225,13 +237,13 @@ def memory_gib(value: Any) -> float | None:
 
 # Where each workload kind keeps the spec of the pods it runs.
 K8S_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
-    "kubernetes:core/v1:Pod": ("spec",),
-    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
-    "kubernetes:apps/v1:ReplicaSet": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
-    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    K8S_POD: ("spec",),
+    K8S_DEPLOYMENT: ("spec", "template", "spec"),
+    K8S_STATEFUL_SET: ("spec", "template", "spec"),
+    K8S_DAEMON_SET: ("spec", "template", "spec"),
+    K8S_REPLICA_SET: ("spec", "template", "spec"),
+    K8S_JOB: ("spec", "template", "spec"),
+    K8S_CRON_JOB: ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 
 

@@ -14,6 +14,7 @@ from pulumi_policy import (
 )
 
 from components.core.catalog.gcp import CLOUD_RUN_GPUS
+from components.core.catalog.resource_types import CLOUD_RUN_JOB, ROUTE53_HEALTH_CHECK
 from policies.support import (
     as_number,
     cpu_count,
@@ -28,7 +29,6 @@ from policies.support import (
     present,
 )
 
-CLOUD_RUN_JOB = "gcp:cloudrunv2/job:Job"
 GPU_LIMIT = "nvidia.com/gpu"
 
 # EC2 families with GPUs or other accelerators: p3, p4d, p5e, g5, g6e, g5g, gr6, inf2, trn1n, dl1, ...
@@ -122,7 +122,7 @@ ROUTE53_FAILURE_THRESHOLD = (1, 10)
 
 
 def _health_check(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type != "aws:route53/healthCheck:HealthCheck":
+    if args.resource_type != ROUTE53_HEALTH_CHECK:
         return
     interval = as_number(known(args.props, "requestInterval"))
     if interval is not None and interval not in ROUTE53_INTERVALS:

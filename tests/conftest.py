@@ -27,6 +27,8 @@ from fleet.harness import render as harness_render
 from fleet.stackfile import StackInput, load_stack
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# `moto_url`: moto in server mode, one for the session (tests/testkit/moto_server.py).
+pytest_plugins = ["testkit.moto_server"]
 
 RenderFn = Callable[..., Rendering]
 Program = Callable[[FleetConfig, StackContext, StackSecrets], object]
@@ -62,7 +64,13 @@ def config_problems() -> Callable[..., list[str]]:
     return problems_of
 
 
-_shipped: dict[str, Rendering] = {}
+# Shipped stacks render the same every time: each is rendered once per session and shared, with what it
+# looked like then (a test that changes a shared rendering changes the next test's world).
+_shipped: dict[str, tuple[Rendering, str]] = {}
+
+
+def _fingerprint(rendering: Rendering) -> str:
+    return repr((rendering.resources, rendering.outputs))
 
 
 @pytest.fixture
@@ -77,16 +85,20 @@ def render() -> Iterator[RenderFn]:
             elif changes:
                 rendering = harness_render(stack_input_for(stack, changes))
             else:
-                # Shipped stacks render the same every time: render each once per session.
                 if stack not in _shipped:
-                    _shipped[stack] = harness_render(stack_input_for(stack))
-                rendering = _shipped[stack]
+                    fresh = harness_render(stack_input_for(stack))
+                    _shipped[stack] = (fresh, _fingerprint(fresh))
+                rendering = _shipped[stack][0]
         renderings.append(rendering)
         return rendering
 
     yield do_render
     if not any(r.resources for r in renderings):
         pytest.fail("this test asked for a render but checked no recorded resources")
+    for stack, (shared, fingerprint) in list(_shipped.items()):
+        if any(r is shared for r in renderings) and _fingerprint(shared) != fingerprint:
+            del _shipped[stack]  # the next test gets a fresh one
+            pytest.fail(f"this test changed the shared rendering of {stack}: copy what it changes first")
 
 
 @pytest.fixture

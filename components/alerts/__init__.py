@@ -14,7 +14,7 @@ from components.core.context import StackContext
 __all__ = ["AlertsConfig", "AlertsOutputs", "declare"]
 
 
-def declare(stack: StackContext, config: AlertsConfig, regions: Sequence[str]) -> AlertsOutputs:
+def declare(stack: StackContext, *, config: AlertsConfig, regions: Sequence[str]) -> AlertsOutputs:
     """A topic per control-plane region (`alerts-<region>`), each with the configured subscriptions."""
     return Alerts(
         "alerts", AlertsArgs(config=config, stack=stack, regions=[stack.region(r) for r in regions])

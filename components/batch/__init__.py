@@ -26,6 +26,7 @@ __all__ = [
 
 def declare(
     stack: StackContext,
+    *,
     project: str,
     region: str,
     jobs: Sequence[BatchJobConfig],

@@ -5,7 +5,7 @@ in the job's bucket.
     BatchJobs (once per stack): the project's APIs, the Artifact Registry repository, the node image built
       from node_image/Dockerfile per engine (pinned by digest), the Firestore status database
     BatchJob (per `batchJobs[]` entry): service accounts (runner, dispatcher), the results bucket, the Cloud
-      Run job, the queue, IAM bindings, the log-based metrics and the four alert policies
+      Run job, the queue, IAM bindings, and its alerts (alerts.py)
 
 Who may do what: the runner writes its bucket and the status database and reads the model's bucket; the
 dispatcher may only run this job with overrides; submitters may enqueue, act as the dispatcher (Cloud Tasks
@@ -22,11 +22,16 @@ from typing import Any
 import pulumi
 import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 
+from components.batch.admission import AdmissionTargets, declare_admission
+from components.batch.alerts import BatchAlertTargets, declare_alerts
 from components.batch.config import BatchJobConfig
 from components.batch.names import (
     CONTAINER_NAME,
+    DIRECTORY_COLLECTION,
     STATUS_COLLECTION,
+    STATUS_EXPIRY_FIELD,
     BatchNames,
     database_name,
     repository_name,
@@ -48,9 +53,6 @@ APIS = (
     "run.googleapis.com",
     "storage.googleapis.com",
 )
-CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
-# What the agent logs when a job ends (one JSON line on stdout, which Cloud Run turns into jsonPayload).
-FINISHED_EVENT = "fleet.job.finished"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,10 @@ class BatchJobs(pulumi.ComponentResource):
             repository=repository,
         )
 
+        # The alerts' wait for their log-based metrics (alerts.py); a provider of its own, as every resource
+        # names one.
+        time_provider = time.Provider(f"{name}-time", opts=pulumi.ResourceOptions(parent=self))
+
         database: gcp.firestore.Database | None = None
         protection = "ENABLED" if stack.deletion_protection else "DISABLED"
         if args.jobs:
@@ -130,6 +136,22 @@ class BatchJobs(pulumi.ComponentResource):
                 opts=child(protect=stack.deletion_protection),
             )
 
+        if database is not None:
+            # Status documents expire: the client sets expireAt (submit + statusRetentionDays), and Firestore
+            # deletes a document after it (typically within 24 hours: Firestore "Manage data retention with
+            # TTL policies"). No index on it: a TTL timestamp field needs none, and an index on a
+            # monotonically growing field hot-spots.
+            gcp.firestore.Field(
+                f"{name}-status-expiry",
+                project=ctx.project,
+                database=database.name,
+                collection=STATUS_COLLECTION,
+                field=STATUS_EXPIRY_FIELD,
+                ttl_config=gcp.firestore.FieldTtlConfigArgs(),
+                index_config=gcp.firestore.FieldIndexConfigArgs(),
+                opts=child(),
+            )
+
         jobs: dict[str, BatchJobOutputs] = {}
         for job in args.jobs:
             assert database is not None
@@ -143,6 +165,7 @@ class BatchJobs(pulumi.ComponentResource):
                     image=images[job.engine],
                     database=database.name,
                     depends_on=services,
+                    time_provider=time_provider,
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -166,6 +189,7 @@ class BatchJobArgs:
     image: pulumi.Input[str]
     database: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource]
+    time_provider: pulumi.ProviderResource
 
 
 class BatchJob(pulumi.ComponentResource):
@@ -194,7 +218,7 @@ class BatchJob(pulumi.ComponentResource):
             project=project,
             account_id=names.dispatcher_account_id,
             display_name=f"fleet {stack.stack} {job.name}: Cloud Tasks dispatcher",
-            description="Cloud Tasks' OAuth identity: may run this one job with overrides, nothing else.",
+            description="Cloud Tasks' OIDC identity and the admission check's: starts this job's executions.",
             opts=child(),
         )
         bucket = gcp.storage.Bucket(
@@ -210,20 +234,53 @@ class BatchJob(pulumi.ComponentResource):
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=job.results_retention_days),
-                )
+                ),
+                # With versioning, the rule above only makes the live version noncurrent: this one deletes
+                # noncurrent versions, so results are gone at most retention + noncurrent days after.
+                *(
+                    [
+                        gcp.storage.BucketLifecycleRuleArgs(
+                            action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                            condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                                days_since_noncurrent_time=job.results_noncurrent_days
+                            ),
+                        )
+                    ]
+                    if stack.deletion_protection
+                    else []
+                ),
             ],
             labels=labels,
             opts=child(),
         )
         run_job = self._run_job(name, args, names, runner, bucket, labels)
+        admission = declare_admission(
+            AdmissionTargets(
+                name=name,
+                gcp=ctx,
+                job=job,
+                names=names,
+                image=args.image,
+                database=args.database,
+                run_job=run_job,
+                dispatcher=dispatcher,
+                deletion_protection=stack.deletion_protection,
+                labels=labels,
+                parent=self,
+                depends_on=args.depends_on,
+            )
+        )
+        # Auto-named (`<logical name>-<7 hex>`, new on every create): Cloud Tasks may refuse a deleted
+        # queue's name for up to 3 days, or seem to accept it (REST v2 queues.delete), so a queue that is
+        # replaced, or created again after a destroy, never reuses one. Clients find it in the directory.
         queue = gcp.cloudtasks.Queue(
             f"{name}-queue",
             project=project,
             location=ctx.region,
-            name=names.queue,
             rate_limits=gcp.cloudtasks.QueueRateLimitsArgs(
                 max_dispatches_per_second=job.queue.max_dispatches_per_second,
-                max_concurrent_dispatches=job.queue.max_concurrent_dispatches,
+                # One at a time: each admission counts the running executions before it starts one.
+                max_concurrent_dispatches=1,
             ),
             retry_config=gcp.cloudtasks.QueueRetryConfigArgs(
                 max_attempts=job.queue.max_attempts,
@@ -232,20 +289,14 @@ class BatchJob(pulumi.ComponentResource):
                 max_doublings=job.queue.max_doublings,
                 max_retry_duration=f"{job.queue.max_retry_duration_seconds}s",
             ),
-            # Every task of this queue goes to this job's :run, with the dispatcher's OAuth token, whatever
-            # URL a client put in the task.
+            # Every task of this queue goes to the job's admission check, with the dispatcher's OIDC token,
+            # whatever URL a client put in the task.
             http_target=gcp.cloudtasks.QueueHttpTargetArgs(
                 http_method="POST",
                 uri_override=gcp.cloudtasks.QueueHttpTargetUriOverrideArgs(
                     scheme="HTTPS",
-                    host="run.googleapis.com",
-                    path_override=gcp.cloudtasks.QueueHttpTargetUriOverridePathOverrideArgs(
-                        path=run_job.name.apply(
-                            lambda job_name: (
-                                f"/v2/projects/{project}/locations/{ctx.region}/jobs/{job_name}:run"
-                            )
-                        )
-                    ),
+                    host=admission.uri.apply(lambda uri: uri.removeprefix("https://").rstrip("/")),
+                    path_override=gcp.cloudtasks.QueueHttpTargetUriOverridePathOverrideArgs(path="/admit"),
                     uri_override_enforce_mode="ALWAYS",
                 ),
                 header_overrides=[
@@ -255,14 +306,40 @@ class BatchJob(pulumi.ComponentResource):
                         )
                     )
                 ],
-                oauth_token=gcp.cloudtasks.QueueHttpTargetOauthTokenArgs(
-                    service_account_email=dispatcher.email, scope=CLOUD_PLATFORM_SCOPE
+                oidc_token=gcp.cloudtasks.QueueHttpTargetOidcTokenArgs(
+                    service_account_email=dispatcher.email, audience=admission.uri
                 ),
             ),
             opts=child(),
         )
+        # Where `fleet jobs` finds the queue (and the status collection beside it).
+        gcp.firestore.Document(
+            f"{name}-directory",
+            project=project,
+            database=args.database,
+            collection=DIRECTORY_COLLECTION,
+            document_id=job.name,
+            fields=queue.name.apply(
+                lambda queue_id: json.dumps(
+                    {"queue": {"stringValue": f"{names.location_path}/queues/{queue_id}"}}
+                )
+            ),
+            opts=ctx.options(self),
+        )
         self._bind(name, args, names, runner, dispatcher, bucket, run_job, queue)
-        self._alerts(name, args, names, queue, labels)
+        declare_alerts(
+            BatchAlertTargets(
+                name=name,
+                stack=stack.stack,
+                project=project,
+                job=job,
+                names=names,
+                queue=queue,
+                labels=labels,
+                time_provider=args.time_provider,
+            ),
+            ctx.options(self, depends_on=list(args.depends_on)),
+        )
         self.outputs = BatchJobOutputs(
             name=job.name,
             run_job=run_job.name,
@@ -412,6 +489,24 @@ class BatchJob(pulumi.ComponentResource):
             member=dispatcher.member,
             opts=opts,
         )
+        # The admission check: updates status documents, and enqueues the task of a job it makes wait.
+        gcp.projects.IAMMember(
+            f"{name}-dispatcher-status",
+            project=project,
+            role="roles/datastore.user",
+            member=dispatcher.member,
+            condition=database_only,
+            opts=opts,
+        )
+        gcp.cloudtasks.QueueIamMember(
+            f"{name}-dispatcher-enqueue",
+            project=project,
+            location=ctx.region,
+            name=queue.name,
+            role="roles/cloudtasks.enqueuer",
+            member=dispatcher.member,
+            opts=opts,
+        )
         for i, member in enumerate(job.submitters):
             gcp.cloudtasks.QueueIamMember(
                 f"{name}-submitter{i}-enqueue",
@@ -419,6 +514,16 @@ class BatchJob(pulumi.ComponentResource):
                 location=ctx.region,
                 name=queue.name,
                 role="roles/cloudtasks.enqueuer",
+                member=member,
+                opts=opts,
+            )
+            # `fleet jobs status` reads the job's task: a queued job whose task is gone was dropped.
+            gcp.cloudtasks.QueueIamMember(
+                f"{name}-submitter{i}-view",
+                project=project,
+                location=ctx.region,
+                name=queue.name,
+                role="roles/cloudtasks.viewer",
                 member=member,
                 opts=opts,
             )
@@ -445,173 +550,3 @@ class BatchJob(pulumi.ComponentResource):
                 member=member,
                 opts=opts,
             )
-
-    def _alerts(
-        self,
-        name: str,
-        args: BatchJobArgs,
-        names: BatchNames,
-        queue: gcp.cloudtasks.Queue,
-        labels: dict[str, str],
-    ) -> None:
-        ctx, job, stack = args.gcp, args.job, args.stack
-        opts = ctx.options(self, depends_on=list(args.depends_on))
-        project = ctx.project
-        alerts = job.alerts
-        channels: list[pulumi.Input[str]] = []
-        if alerts.email is not None:
-            channel = gcp.monitoring.NotificationChannel(
-                f"{name}-alerts",
-                project=project,
-                type="email",
-                display_name=f"fleet {stack.stack} {job.name} batch alerts",
-                labels={"email_address": alerts.email},
-                user_labels=labels,
-                opts=opts,
-            )
-            channels.append(channel.name)
-        finished = (
-            f'resource.type="cloud_run_job" AND resource.labels.job_name="{names.run_job}" '
-            f'AND jsonPayload.event="{FINISHED_EVENT}"'
-        )
-        outcomes = gcp.logging.Metric(
-            f"{name}-outcomes",
-            project=project,
-            name=names.metric("outcomes"),
-            description="Batch jobs finished, by final state (succeeded, failed) and whether retryable.",
-            filter=finished,
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA",
-                value_type="INT64",
-                unit="1",
-                labels=[
-                    gcp.logging.MetricMetricDescriptorLabelArgs(key="state", value_type="STRING"),
-                    gcp.logging.MetricMetricDescriptorLabelArgs(key="retryable", value_type="STRING"),
-                ],
-            ),
-            label_extractors={
-                "state": "EXTRACT(jsonPayload.state)",
-                "retryable": "EXTRACT(jsonPayload.retryable)",
-            },
-            opts=opts,
-        )
-        durations = gcp.logging.Metric(
-            f"{name}-seconds",
-            project=project,
-            name=names.metric("seconds"),
-            description="Submit-to-finish seconds of batch jobs that succeeded.",
-            filter=f'{finished} AND jsonPayload.state="succeeded"',
-            metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
-            ),
-            value_extractor="EXTRACT(jsonPayload.seconds)",
-            bucket_options=gcp.logging.MetricBucketOptionsArgs(
-                exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
-                    num_finite_buckets=32, growth_factor=1.4, scale=1
-                )
-            ),
-            opts=opts,
-        )
-        user_metric = "logging.googleapis.com/user/"
-        conditions = {
-            "queue-depth": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"queue depth above {alerts.queue_depth} for 5 minutes",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=queue.name.apply(
-                        lambda q: (
-                            'metric.type="cloudtasks.googleapis.com/queue/depth" AND '
-                            f'resource.type="cloud_tasks_queue" AND resource.label.queue_id="{q}"'
-                        )
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.queue_depth,
-                    duration="300s",
-                    aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                            alignment_period="60s", per_series_aligner="ALIGN_MAX"
-                        )
-                    ],
-                ),
-            ),
-            "failure-rate": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"more than {alerts.failure_rate_percent:g}% of jobs failed in the last hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=outcomes.name.apply(
-                        lambda m: (
-                            f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job" '
-                            'AND metric.label.state="failed"'
-                        )
-                    ),
-                    denominator_filter=outcomes.name.apply(
-                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.failure_rate_percent / 100,
-                    duration="0s",
-                    aggregations=[_sum_over_hour()],
-                    denominator_aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
-                            alignment_period="3600s",
-                            per_series_aligner="ALIGN_DELTA",
-                            cross_series_reducer="REDUCE_SUM",
-                        )
-                    ],
-                ),
-            ),
-            "p95-seconds": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"P95 submit-to-succeeded above {alerts.p95_seconds} s over an hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=durations.name.apply(
-                        lambda m: f'metric.type="{user_metric}{m}" AND resource.type="cloud_run_job"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.p95_seconds,
-                    duration="0s",
-                    aggregations=[
-                        gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-                            alignment_period="3600s",
-                            per_series_aligner="ALIGN_DELTA",
-                            cross_series_reducer="REDUCE_PERCENTILE_95",
-                        )
-                    ],
-                ),
-            ),
-            # Every task attempt of a job starts a GPU instance and its engine from cold.
-            "cold-starts": gcp.monitoring.AlertPolicyConditionArgs(
-                display_name=f"more than {alerts.cold_starts_per_hour} cold starts (task attempts) an hour",
-                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                    filter=(
-                        'metric.type="run.googleapis.com/job/completed_task_attempt_count" AND '
-                        f'resource.type="cloud_run_job" AND resource.label.job_name="{names.run_job}"'
-                    ),
-                    comparison="COMPARISON_GT",
-                    threshold_value=alerts.cold_starts_per_hour,
-                    duration="0s",
-                    aggregations=[_sum_over_hour()],
-                ),
-            ),
-        }
-        for key, condition in conditions.items():
-            gcp.monitoring.AlertPolicy(
-                f"{name}-{key}",
-                project=project,
-                display_name=f"fleet {stack.stack} {job.name}: {key}",
-                combiner="OR",
-                conditions=[condition],
-                notification_channels=channels,
-                user_labels=labels,
-                documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
-                    content=(
-                        f"Batch job {job.name} (Cloud Run job {names.run_job}, queue {names.queue}). "
-                        f"Status documents: Firestore collection {STATUS_COLLECTION}; `fleet jobs status`."
-                    ),
-                    mime_type="text/markdown",
-                ),
-                opts=opts,
-            )
-
-
-def _sum_over_hour() -> gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs:
-    return gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-        alignment_period="3600s", per_series_aligner="ALIGN_DELTA", cross_series_reducer="REDUCE_SUM"
-    )

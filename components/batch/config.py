@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -14,9 +14,10 @@ from components.core.catalog.gcp import (
     CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS,
     CLOUD_RUN_GPUS,
     CLOUD_RUN_MAX_RETRIES,
+    CLOUD_RUN_MAX_RUNNING_EXECUTIONS,
     CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS,
-    CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES,
     CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND,
+    CLOUD_TASKS_MAX_SCHEDULE_SECONDS,
     GCP_LABEL_MAX_LENGTH,
     GCP_MAX_LABELS,
 )
@@ -69,11 +70,12 @@ class BatchModelConfig(Section):
 
 
 class BatchQueueConfig(Section):
-    """The Cloud Tasks queue in front of the job: how fast it dispatches jobs:run, and how it retries a
-    dispatch that failed (jobs:run answers at once; a failed execution is the job's own maxRetries)."""
+    """The Cloud Tasks queue in front of the job: how fast it dispatches, how it retries a dispatch that
+    failed (jobs:run answers at once; a failed execution is the job's own maxRetries), and how long a job
+    waits for a free GPU. The queue dispatches one task at a time to the job's admission check, which
+    starts an execution only below the job's maxConcurrentExecutions."""
 
     max_dispatches_per_second: float = Field(default=1.0, gt=0, le=CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND)
-    max_concurrent_dispatches: int = Field(default=10, ge=1, le=CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES)
     # Bounded: never -1 (unlimited), so a dispatch that keeps failing is given up.
     max_attempts: int = Field(default=5, ge=1, le=100)
     min_backoff_seconds: int = Field(default=1, ge=1)
@@ -81,10 +83,21 @@ class BatchQueueConfig(Section):
     max_doublings: int = Field(default=4, ge=0, le=16)
     # 0: give up after maxAttempts alone.
     max_retry_duration_seconds: int = Field(default=0, ge=0, le=7 * 24 * 3600)
-    # Each jobs:run call's deadline (Task.dispatchDeadline, set by the submit client).
+    # Each dispatch's deadline (Task.dispatchDeadline, set by the submit client).
     dispatch_deadline_seconds: int = Field(
         default=30, ge=CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS[0], le=CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS[1]
     )
+    # A job refused for capacity (the cap, or the project's GPU quota) asks again this much later, as a
+    # fresh task: waiting spends none of maxAttempts.
+    capacity_wait_seconds: int = Field(default=30, ge=1, le=3600)
+    # ... and fails (`no_capacity`) once this long has passed since its submit. A task may be scheduled
+    # at most 30 days ahead (CreateTask.schedule_time).
+    max_wait_seconds: int = Field(default=24 * 3600, ge=60, le=CLOUD_TASKS_MAX_SCHEDULE_SECONDS)
+
+    replaced_keys: ClassVar[dict[str, str]] = {
+        "maxConcurrentDispatches": "it capped jobs:run calls, not GPU executions; bound those with "
+        "batchJobs[].maxConcurrentExecutions (the queue now dispatches one task at a time)"
+    }
 
     @property
     def retry(self) -> RetryPolicy:
@@ -108,7 +121,13 @@ class BatchAlertsConfig(Section):
     queue_depth: int = Field(default=100, ge=1)
     failure_rate_percent: float = Field(default=5.0, gt=0, le=100)
     p95_seconds: int = Field(default=120, ge=1)
-    cold_starts_per_hour: int = Field(default=10, ge=1)
+    # Every attempt starts a GPU instance and its engine cold: page when starts are slow, not when many.
+    cold_start_p95_seconds: int = Field(default=300, ge=1)
+
+    replaced_keys: ClassVar[dict[str, str]] = {
+        "coldStartsPerHour": "it paged on every completed attempt; set coldStartP95Seconds (the P95 of the "
+        "agent's own startup time) instead"
+    }
 
 
 class BatchJobConfig(Section):
@@ -124,11 +143,18 @@ class BatchJobConfig(Section):
     parallel: int = Field(default=4, ge=1, le=256)
     max_retries: int = Field(default=2, ge=0, le=CLOUD_RUN_MAX_RETRIES)
     task_timeout_seconds: int = Field(default=600, ge=1)
+    # GPU executions of this job running at once (each holds one GPU). Keep it within the project's
+    # "Total Nvidia L4 GPU allocation" quota in the region, less what else uses it there.
+    max_concurrent_executions: int = Field(default=2, ge=1, le=CLOUD_RUN_MAX_RUNNING_EXECUTIONS)
     queue: BatchQueueConfig = Field(default_factory=BatchQueueConfig)
     alerts: BatchAlertsConfig = Field(default_factory=BatchAlertsConfig)
     # Who may submit (enqueue, create status documents) and read results.
     submitters: list[IamMember] = Field(default_factory=list)
     results_retention_days: int = Field(default=30, ge=1, le=3650)
+    # With versioning (prod), a deleted or overwritten result stays as a noncurrent version this long.
+    results_noncurrent_days: int = Field(default=7, ge=1, le=3650)
+    # Status documents carry expireAt (submit + this); Firestore's TTL policy deletes them after it.
+    status_retention_days: int = Field(default=30, ge=1, le=3650)
 
     @property
     def worst_case_seconds(self) -> int:

@@ -16,10 +16,17 @@ NAME_PREFIX = "fleet"
 
 # The status collection every job's documents live in (one document per submitted job, keyed by job id).
 STATUS_COLLECTION = "jobs"
+# The timestamp field of a status document after which Firestore's TTL policy deletes it.
+STATUS_EXPIRY_FIELD = "expireAt"
 # The environment variable jobs:run overrides with the submitted job's id.
 JOB_ID_ENV = "FLEET_JOB_ID"
 # The container's name in the job template (containerOverrides name it).
 CONTAINER_NAME = "agent"
+# Where the deployed stack says where each job's queue is (one document per job, keyed by job name): the
+# queue's name changes whenever the queue is replaced, so no client can compute it.
+DIRECTORY_COLLECTION = "batchJobs"
+# Cloud Run service names are at most 49 characters (Cloud Run Admin API v2 Service).
+SERVICE_NAME_MAX = 49
 
 
 def _short_hash(*parts: str) -> str:
@@ -39,8 +46,12 @@ class BatchNames:
         return f"{NAME_PREFIX}-{self.stack}-{self.job}"
 
     @property
-    def queue(self) -> str:
-        return f"{NAME_PREFIX}-{self.stack}-{self.job}"
+    def admission_service(self) -> str:
+        """The job's admission check (a Cloud Run service, <= 49 characters)."""
+        name = f"{NAME_PREFIX}-{self.stack}-{self.job}-admit"
+        if len(name) <= SERVICE_NAME_MAX:
+            return name
+        return f"{NAME_PREFIX}-{self.job[:32].rstrip('-')}-{_short_hash(self.stack, self.job)}-admit"
 
     @property
     def bucket(self) -> str:
@@ -75,11 +86,8 @@ class BatchNames:
         return f"projects/{self.project}/locations/{self.region}/jobs/{self.run_job}"
 
     @property
-    def queue_path(self) -> str:
-        return f"projects/{self.project}/locations/{self.region}/queues/{self.queue}"
-
-    def task_path(self, job_id: str) -> str:
-        return f"{self.queue_path}/tasks/{job_id}"
+    def location_path(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}"
 
 
 def database_name(stack: str) -> str:

@@ -1,10 +1,11 @@
 """The control plane capability: per region, the public ALB, the LiteLLM gateway on Fargate and its Redis.
 
-Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `PoolDeployment` (how the gateway
-reaches a GPU pool), `RedisUser` (a client of the region's Redis besides the gateway, with an ACL user of
-its own), `ControlPlaneOutputs` (and its per-region `RegionalControlPlaneOutputs`), `declare`, and
-`GATEWAY_DATABASE_RECOVERY_SECONDS` (how long the gateways take to write again after a promotion, for the
-failover budget).
+Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `GatewayBackend` (how the gateway
+reaches one of the fleet's own backends: a GPU pool or a Kubernetes-served model), `RedisUser` (a client of
+the region's Redis besides the gateway, with an ACL user of its own), `ControlPlaneOutputs` (and its
+per-region `RegionalControlPlaneOutputs`), `declare`, `GATEWAY_TIMINGS` (what the failover budgets read of
+the gateway: its ALB's client keep-alive, its takeover alarm, its database watchdog), and `gateway_metrics`
+(the gateway's CloudWatch namespace and metric names, for alarms and dashboards).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from components.control_plane import gateway_metrics
 from components.control_plane.config import (
     GATEWAY_MASTER_KEY,
     GATEWAY_SALT_KEY,
@@ -25,32 +27,32 @@ from components.control_plane.config import (
     RedisConfig,
 )
 from components.control_plane.control_plane import (
-    ControlPlaneRegion,
-    DatabaseAccess,
-    GatewaySecrets,
     RegionalControlPlane,
     RegionalControlPlaneArgs,
     RegionalControlPlaneOutputs,
 )
-from components.control_plane.gateway_config import PoolDeployment
-from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
+from components.control_plane.gateway_config import GatewayBackend
 from components.control_plane.image_mirror import mirrored
 from components.control_plane.redis_users import RedisUser
+from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
+from components.control_plane.timings import GATEWAY_TIMINGS, GatewayTimings
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
 from components.network import NetworkOutputs
 
 __all__ = [
-    "GATEWAY_DATABASE_RECOVERY_SECONDS",
+    "GATEWAY_TIMINGS",
     "SECRETS",
     "ControlPlaneOutputs",
+    "GatewayBackend",
     "GatewayConfig",
-    "PoolDeployment",
+    "GatewayTimings",
     "RedisConfig",
     "RedisUser",
     "RegionalControlPlaneOutputs",
     "declare",
+    "gateway_metrics",
 ]
 
 SECRETS: list[SecretSpec] = [
@@ -77,6 +79,7 @@ class ControlPlaneOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     domain: str,
     gateway: GatewayConfig,
     redis: RedisConfig,
@@ -85,13 +88,15 @@ def declare(
     data: DataTierOutputs,
     secrets: StackSecrets,
     topic_arns: Mapping[str, pulumi.Input[str]],
-    pools: Sequence[PoolDeployment] = (),
+    backends: Sequence[GatewayBackend] = (),
     pool_api_key: pulumi.Output[str] | None = None,
     redis_users: Sequence[RedisUser] = (),
+    serverless_only_healthy: bool = False,
 ) -> ControlPlaneOutputs:
     """A control plane per network region (`control-plane-<region>`); the first region is the primary.
-    Each region's gateway routes to the `pools` of its own region first; its Redis takes `redis_users`
-    besides the gateway."""
+    Each region's gateway routes to the `backends` of its own region first, and reads keys from the
+    region's own database reader; its Redis takes `redis_users` besides the gateway. Its region health
+    counts serving only through serverless endpoints as serving where `serverless_only_healthy`."""
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
         provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
@@ -121,7 +126,8 @@ def declare(
                     redis=redis,
                     log_retention_days=log_retention_days,
                     deletion_protection=stack.deletion_protection,
-                    pools=tuple(p for p in pools if p.region == region),
+                    backends=tuple(b for b in backends if b.region == region),
+                    serverless_only_healthy=serverless_only_healthy,
                 ),
                 stack=stack,
                 region=net.region,
@@ -131,6 +137,7 @@ def declare(
                 kms_key_arn=data.kms_key_arns[region],
                 database=DatabaseAccess(
                     endpoint=data.writer_endpoint,
+                    reader_endpoint=data.reader_endpoints[region],
                     port=data.port,
                     name=data.name,
                     username=data.gateway_username,

@@ -13,8 +13,26 @@ from components.core.catalog.aws import (
     FARGATE_CPU_MEMORY,
     MAX_CERTIFICATE_COMMON_NAME_LENGTH,
 )
-from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import ElastiCacheNodeType, ImageRef, ModelName, Slug, elasticache_password, in_
+from components.core.config import (
+    Problem,
+    SecretSpec,
+    Section,
+    StackShape,
+    StackView,
+    TopKey,
+    one_of,
+    rule,
+    stack_rule,
+)
+from components.core.fields import (
+    ElastiCacheNodeType,
+    ImageRef,
+    ModelName,
+    Slug,
+    elasticache_password,
+    in_,
+    listed,
+)
 
 # The LiteLLM proxy image with Prisma (Postgres), pinned by digest: v1.104.0 as public build files pin it.
 # Check or move it with: crane digest ghcr.io/berriai/litellm-database:<release tag>
@@ -57,9 +75,11 @@ def _api_base(value: str) -> str:
 
 
 ProviderModelId = Annotated[str, AfterValidator(_provider_model)]
-GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS)))]
+GatewayProvider = Annotated[str, AfterValidator(in_(tuple(GATEWAY_PROVIDERS))), listed(GATEWAY_PROVIDERS)]
 ApiBase = Annotated[str, AfterValidator(_api_base)]
-RoutingStrategy = Annotated[str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES))]
+RoutingStrategy = Annotated[
+    str, AfterValidator(in_(GATEWAY_ROUTING_STRATEGIES)), listed(GATEWAY_ROUTING_STRATEGIES)
+]
 
 
 class ServerlessEndpointConfig(Section):
@@ -110,8 +130,16 @@ class GatewayConfig(Section):
     serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
     allow_requests_without_database: bool = Field(
         default=True,
-        description="serve while the database is unreachable (unverifiable keys get a restricted identity)",
+        description="serve a key the database cannot look up (LiteLLM then serves any sk- bearer token with "
+        "a restricted identity); prod refuses it: each region checks keys against its own reader",
     )
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        if shape.tier != "prod":
+            return {}
+        # prod's rule: a zone's loss leaves a task; and a key nobody can look up is refused, not served.
+        return {"min_tasks": 2, "allow_requests_without_database": False}
 
     def providers_used(self) -> list[str]:
         """Providers whose keys the gateway needs: those of the endpoints that routes reach."""
@@ -125,6 +153,10 @@ class RedisConfig(Section):
     replicas: int = Field(
         default=0, ge=0, le=5, description="replica nodes besides the primary; >= 1 is Multi-AZ"
     )
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        return {"replicas": 1} if shape.tier == "prod" else {}  # prod's rule: Multi-AZ failover
 
 
 @rule(GatewayConfig)

@@ -20,12 +20,14 @@ from components.control_plane.config import GATEWAY_PROVIDERS, GatewayConfig, Se
 GATEWAY_PORT = 4000
 # LiteLLM's liveness: the process answers (the ALB's target health; never the database's state).
 LIVENESS_PATH = "/health/liveliness"
-REDIS_PORT = 6379
 
 # Environment variables the rendered file reads. Secrets reach the container through the task
 # definition's `secrets` (Secrets Manager); the rest are plain settings.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
+# LiteLLM (1.104) sends every read, key lookups included, to this URL when it is set (proxy/utils.py:
+# PrismaClient builds a RoutingPrismaWrapper over the writer and this reader); writes stay on DATABASE_URL.
+READ_REPLICA_URL_ENV = "DATABASE_URL_READ_REPLICA"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 REDIS_HOST_ENV = "REDIS_HOST"
 REDIS_PORT_ENV = "REDIS_PORT"
@@ -39,14 +41,26 @@ SERVERLESS_ORDER = 2
 
 
 @dataclass(frozen=True)
-class PoolDeployment:
-    """One of the fleet's GPU pools as the gateway reaches it: an OpenAI-compatible endpoint (the node
-    agents behind the pool's internal load balancer) serving `model` under its engine's name."""
+class GatewayBackend:
+    """One of the fleet's own backends as the gateway reaches it (a GPU pool, or a model served on a
+    Kubernetes cluster): an OpenAI-compatible endpoint (the node agents behind the backend's internal load
+    balancer) serving `model` under its engine's name. Routes name it by `name` (in their `pools`)."""
 
-    pool: str
+    name: str
     region: str
     model: str
     api_base: str
+    # What a token served by this backend costs (USD), for LiteLLM's spend tracking; None: not priced.
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+
+    def cost_params(self) -> dict[str, float]:
+        if self.input_cost_per_token is None or self.output_cost_per_token is None:
+            return {}
+        return {
+            "input_cost_per_token": self.input_cost_per_token,
+            "output_cost_per_token": self.output_cost_per_token,
+        }
 
 
 def provider_key_env(provider: str) -> str:
@@ -76,11 +90,12 @@ def _deployment(
     return {"model_name": model_name, "litellm_params": params, "model_info": {"id": deployment_id}}
 
 
-def pool_deployments(
-    gateway: GatewayConfig, route_model: str, pool_names: Sequence[str], pools: Sequence[PoolDeployment]
+def backend_deployments(
+    gateway: GatewayConfig, route_model: str, backend_names: Sequence[str], backends: Sequence[GatewayBackend]
 ) -> list[dict[str, Any]]:
-    """The deployments of a route's pools that this gateway reaches (its own region's), first in order."""
-    here = {p.pool: p for p in pools}
+    """The deployments of a route's own backends that this gateway reaches (its own region's), first in
+    order."""
+    here = {b.name: b for b in backends}
     return [
         {
             "model_name": route_model,
@@ -89,24 +104,28 @@ def pool_deployments(
                 "model": f"openai/{here[name].model}",
                 "api_base": here[name].api_base,
                 "api_key": f"os.environ/{POOL_API_KEY_ENV}",
+                # The fleet's own capacity priced per token (gpu_pools/token_cost.py): spend and budgets
+                # per key count it.
+                **here[name].cost_params(),
                 "timeout": gateway.request_timeout_seconds,
                 "order": POOL_ORDER,
             },
             "model_info": {"id": f"{route_model}/pool/{name}"},
         }
-        for name in pool_names
+        for name in backend_names
         if name in here
     ]
 
 
-def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> dict[str, Any]:
-    """The proxy config as a mapping: model routes (the region's own GPU pools first, then serverless
-    endpoints), fallbacks, routing, retries, Redis and database. `pools`: the pools this gateway reaches."""
+def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = ()) -> dict[str, Any]:
+    """The proxy config as a mapping: model routes (the region's own backends first, then serverless
+    endpoints), fallbacks, routing, retries, Redis and database. `backends`: the own backends this gateway
+    reaches."""
     endpoints = {e.name: e for e in gateway.serverless_endpoints}
     timeout = gateway.request_timeout_seconds
     model_list: list[dict[str, Any]] = []
     for route in gateway.routes:
-        own = pool_deployments(gateway, route.model, route.pools, pools)
+        own = backend_deployments(gateway, route.model, route.pools, backends)
         model_list += own
         order = SERVERLESS_ORDER if own else None
         for name in route.endpoints:
@@ -139,24 +158,27 @@ def litellm_config(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ())
             "request_timeout": timeout,
             # Providers differ in the OpenAI parameters they accept; drop the unsupported ones, do not fail.
             "drop_params": True,
+            # /metrics for the task's metrics sidecar (gateway_metrics.py), which presents the master key.
+            "callbacks": ["prometheus"],
+            "require_auth_for_metrics_endpoint": True,
         },
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",
             "database_url": f"os.environ/{DATABASE_URL_ENV}",
-            # Keep serving while the database is unreachable (see control_plane/gateway_database.py).
+            # Whether a key that cannot be looked up is served (see control_plane/gateway_database.py).
             "allow_requests_on_db_unavailable": gateway.allow_requests_without_database,
         },
     }
 
 
-def litellm_config_yaml(gateway: GatewayConfig, pools: Sequence[PoolDeployment] = ()) -> str:
-    return yaml.safe_dump(litellm_config(gateway, pools), sort_keys=False, default_flow_style=False)
+def litellm_config_yaml(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = ()) -> str:
+    return yaml.safe_dump(litellm_config(gateway, backends), sort_keys=False, default_flow_style=False)
 
 
-def uses_pools(gateway: GatewayConfig, pools: Sequence[PoolDeployment]) -> bool:
-    """Whether this gateway routes to any of the pools (and so needs their API key)."""
+def uses_backends(gateway: GatewayConfig, backends: Sequence[GatewayBackend]) -> bool:
+    """Whether this gateway routes to any of its own backends (and so needs their API key)."""
     names = {name for route in gateway.routes for name in route.pools}
-    return any(p.pool in names for p in pools)
+    return any(b.name in names for b in backends)
 
 
 def config_digest(text: str) -> str:

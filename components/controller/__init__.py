@@ -88,6 +88,7 @@ def min_ready(config: ControllerConfig, pools: tuple[GpuPoolConfig, ...], region
 
 def declare(
     stack: StackContext,
+    *,
     config: ControllerConfig,
     pools: GpuPoolsOutputs,
     networks: NetworkOutputs,

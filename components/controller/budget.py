@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.controller.config import ControllerConfig
+from functions.fleet_controller.settings import RUN_SECONDS
 
 SCHEDULE_PERIOD_S = 60
-RUN_SECONDS = 115
 COLD_START_S = 2
 # The cloud reads and the repair call of one tick: each is well under a second; this bounds them all.
 TICK_API_S = 2

@@ -49,6 +49,7 @@ CONTROLLER_REDIS_PASSWORD = SecretSpec(
     "controllerRedisPassword",
     "password of the fleet controller's own Redis user (openssl rand -hex 32)",
     check=elasticache_password("a user password"),
+    needed=lambda view: bool(view.all(GpuPoolConfig)),  # a controller runs where pools do
 )
 
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.controller.budget import RUN_SECONDS
 from components.controller.config import ControllerConfig
 from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
-from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role, secret_read_statements
 from components.core.security import SecurityGroups
+from functions.fleet_controller.settings import METRIC_NAMESPACE, RUN_SECONDS, ControllerSettings, PoolSpec
 
 PACKAGE = "fleet_controller"
 SCHEDULE = "rate(1 minute)"
@@ -41,7 +41,6 @@ MAX_EVENT_AGE_SECONDS = 60
 MEMORY_MB = 128
 REDIS_PORT = 6379
 HTTPS_PORT = 443
-METRIC_NAMESPACE = "inference-fleet/controller"
 # The node image's oneshot unit that restarts a silent agent (node_image/systemd).
 RESTART_UNIT = "fleet-agent-restart.service"
 AGENT_UNIT = "fleet-agent.service"
@@ -128,9 +127,6 @@ class FleetController(pulumi.ComponentResource):
             self._statements(account, document, secret, logs),
             here,
         )
-        config = pulumi.Output.all(
-            args.redis_host, args.topic_arn, *[p.target_group_arn for p in args.pools], document.name
-        ).apply(lambda values: self._settings_json(values[0], values[1], values[2:-1], values[-1]))
         function = vpc_function(
             f"{name}-function",
             PACKAGE,
@@ -143,7 +139,7 @@ class FleetController(pulumi.ComponentResource):
             security_group_id=group.id,
             timeout=FUNCTION_TIMEOUT_SECONDS,
             memory_size=MEMORY_MB,
-            environment={"CONTROLLER_CONFIG": config, "REDIS_PASSWORD_SECRET_ARN": secret.arn},
+            environment=self._environment(document, secret),
             log_format="Text",
             opts=here,
         )
@@ -290,61 +286,68 @@ class FleetController(pulumi.ComponentResource):
                 },
             },
             {"Sid": "Tell", "Effect": "Allow", "Action": "sns:Publish", "Resource": args.topic_arn},
-            {
-                "Sid": "ReadRedisPassword",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": secret.arn,
-            },
-            {
-                "Sid": "DecryptRedisPassword",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            },
+            *secret_read_statements(
+                secret.arn,
+                args.kms_key_arn,
+                region,
+                read_sid="ReadRedisPassword",
+                decrypt_sid="DecryptRedisPassword",
+            ),
             log_statement(logs.arn),
             LAMBDA_VPC_ACCESS,
         ]
 
     # --- what the function reads ------------------------------------------------------------------------
 
-    def _settings_json(
-        self, redis_host: str, topic_arn: str, target_groups: Sequence[str], document: str
-    ) -> str:
-        """The function's CONTROLLER_CONFIG (functions/fleet_controller/handler.py ControllerSettings)."""
+    def _environment(
+        self, document: aws.ssm.Document, secret: aws.secretsmanager.Secret
+    ) -> pulumi.Output[dict[str, str]]:
+        """What the function reads (functions/fleet_controller/settings.py), once every value is known."""
+        args = self._args
+        known = pulumi.Output.all(
+            args.redis_host,
+            args.topic_arn,
+            document.name,
+            secret.arn,
+            *[p.target_group_arn for p in args.pools],
+        )
+        return known.apply(lambda values: self._settings(*values[:4], target_groups=values[4:]).to_env())
+
+    def _settings(
+        self, redis_host: str, topic_arn: str, document: str, secret_arn: str, *, target_groups: Sequence[str]
+    ) -> ControllerSettings:
         args, c = self._args, self._args.config
-        settings = {
-            "stack": args.stack.stack,
-            "region": args.region.region,
-            "pools": [
-                {"name": p.name, "group": p.group_name, "model": p.model, "target_group_arn": arn}
+        return ControllerSettings(
+            stack=args.stack.stack,
+            region=args.region.region,
+            pools=tuple(
+                PoolSpec(name=p.name, group=p.group_name, model=p.model, target_group_arn=arn)
                 for p, arn in zip(args.pools, target_groups, strict=True)
-            ],
-            "redis_host": redis_host,
-            "redis_port": REDIS_PORT,
-            "redis_tls": True,
-            "redis_user": args.redis_user,
-            "agent_port": args.agent_port,
-            "key_prefix": args.heartbeat_key_prefix,
-            "restart_document": document,
-            "topic_arn": topic_arn,
-            "fleet_tags": {"project": PROJECT, "stack": args.stack.stack},
-            "pool_tag": POOL_TAG,
-            "tick_s": c.tick_seconds,
-            "confirmations": c.confirmations,
-            "poll_timeout_s": c.poll_timeout_seconds,
-            "restart_grace_s": c.restart_grace_seconds,
-            "boot_grace_s": c.boot_grace_seconds,
-            "leave_alone_s": c.leave_alone_seconds,
-            "orphan_grace_s": c.orphan_grace_seconds,
-            "reconcile_s": c.reconcile_seconds,
-            "max_share": c.max_disruption_share,
-            "min_ready": dict(args.min_ready),
-            "dry_run": c.dry_run,
-            "run_seconds": RUN_SECONDS,
-        }
-        return json.dumps(settings, sort_keys=True)
+            ),
+            redis_host=redis_host,
+            redis_port=REDIS_PORT,
+            redis_tls=True,
+            redis_user=args.redis_user,
+            agent_port=args.agent_port,
+            key_prefix=args.heartbeat_key_prefix,
+            restart_document=document,
+            topic_arn=topic_arn,
+            fleet_tags={"project": PROJECT, "stack": args.stack.stack},
+            pool_tag=POOL_TAG,
+            tick_s=c.tick_seconds,
+            confirmations=c.confirmations,
+            poll_timeout_s=c.poll_timeout_seconds,
+            restart_grace_s=c.restart_grace_seconds,
+            boot_grace_s=c.boot_grace_seconds,
+            leave_alone_s=c.leave_alone_seconds,
+            orphan_grace_s=c.orphan_grace_seconds,
+            reconcile_s=c.reconcile_seconds,
+            max_share=c.max_disruption_share,
+            min_ready=dict(args.min_ready),
+            dry_run=c.dry_run,
+            run_seconds=RUN_SECONDS,
+            redis_password_secret_arn=secret_arn,
+        )
 
     # --- alarms ---------------------------------------------------------------------------------------
 

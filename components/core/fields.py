@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 from components.core.catalog.aws import (
     AWS_REGIONS,
@@ -32,6 +32,18 @@ REQUIRED_TAGS = ("owner", "cost-center")
 DEFAULT_TAG_KEYS = ("project", "stack", "tier", "managed-by")
 MAX_RESOURCE_TAGS = 3
 MAX_STACK_TAGS = MAX_TAGS_PER_RESOURCE - len(DEFAULT_TAG_KEYS) - MAX_RESOURCE_TAGS
+
+
+def listed(values: Iterable[str | int]) -> WithJsonSchema:
+    """The JSON Schema of a field whose validator takes only `values` (`fleet schema`: editors offer them)."""
+    allowed = list(values)
+    kind = "integer" if all(isinstance(v, int) for v in allowed) else "string"
+    return WithJsonSchema({"type": kind, "enum": allowed})
+
+
+def pattern(regex: re.Pattern[str], example: str) -> WithJsonSchema:
+    """The JSON Schema of a string field whose validator matches `regex`."""
+    return WithJsonSchema({"type": "string", "pattern": regex.pattern, "examples": [example]})
 
 
 def in_(allowed: Sequence[str], what: str = "allowed") -> Callable[[str], str]:
@@ -173,17 +185,25 @@ def _model_name(value: str) -> str:
     return value
 
 
-AwsRegionName = Annotated[str, AfterValidator(_aws_region)]
-ElastiCacheNodeType = Annotated[str, AfterValidator(in_(ELASTICACHE_NODE_TYPES))]
-GcpRegionName = Annotated[str, AfterValidator(_gcp_region)]
-VpcCidr = Annotated[str, AfterValidator(_vpc_cidr)]
-DomainName = Annotated[str, AfterValidator(_domain)]
-GcpProjectId = Annotated[str, AfterValidator(_gcp_project)]
-Slug = Annotated[str, AfterValidator(_slug)]
-LogRetentionDays = Annotated[int, AfterValidator(_log_retention)]
+AwsRegionName = Annotated[str, AfterValidator(_aws_region), listed(sorted(AWS_REGIONS))]
+ElastiCacheNodeType = Annotated[
+    str, AfterValidator(in_(ELASTICACHE_NODE_TYPES)), listed(ELASTICACHE_NODE_TYPES)
+]
+GcpRegionName = Annotated[str, AfterValidator(_gcp_region), listed(sorted(GCP_REGIONS))]
+VpcCidr = Annotated[
+    str,
+    AfterValidator(_vpc_cidr),
+    WithJsonSchema(
+        {"type": "string", "description": "a private IPv4 range, /16 to /20", "examples": ["10.10.0.0/16"]}
+    ),
+]
+DomainName = Annotated[str, AfterValidator(_domain), pattern(_DOMAIN_RE, "fleet.example.com")]
+GcpProjectId = Annotated[str, AfterValidator(_gcp_project), pattern(_GCP_PROJECT_RE, "acme-inference-prod")]
+Slug = Annotated[str, AfterValidator(_slug), pattern(_SLUG_RE, "llama-8b")]
+LogRetentionDays = Annotated[int, AfterValidator(_log_retention), listed(LOG_RETENTION_DAYS)]
 Tags = Annotated[dict[str, str], AfterValidator(_tags)]
 ImageRef = Annotated[str, AfterValidator(_image)]
-ModelName = Annotated[str, AfterValidator(_model_name)]
+ModelName = Annotated[str, AfterValidator(_model_name), pattern(_MODEL_NAME_RE, "llama-3.1-8b")]
 
 
 def elasticache_password(what: str) -> Callable[[object], str | None]:

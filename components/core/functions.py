@@ -13,13 +13,23 @@ FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 LAMBDA_RUNTIME = "python3.12"
 
 
-def function_code(package: str) -> pulumi.AssetArchive:
-    """The package's `.py` files (nothing else: no caches, no tests) as a Lambda deployment archive."""
+def _modules(package: str) -> list[Path]:
+    """The package's `.py` files (nothing else: no caches, no tests)."""
     directory = FUNCTIONS_DIR / package
     modules = sorted(directory.glob("*.py"))
     if not modules:
         raise FileNotFoundError(f"no Python modules in {directory}")
-    return pulumi.AssetArchive({f"{package}/{m.name}": pulumi.FileAsset(str(m)) for m in modules})
+    return modules
+
+
+def function_code(package: str) -> pulumi.AssetArchive:
+    """The package's modules as a Lambda deployment archive."""
+    return pulumi.AssetArchive({f"{package}/{m.name}": pulumi.FileAsset(str(m)) for m in _modules(package)})
+
+
+def function_sources(package: str) -> dict[str, str]:
+    """The package's modules as text, by file name: for code shipped in a container's environment."""
+    return {m.name: m.read_text() for m in _modules(package)}
 
 
 def handler(package: str) -> str:
@@ -72,7 +82,7 @@ def vpc_function(
     security_group_id: pulumi.Input[str],
     timeout: int,
     memory_size: int,
-    environment: Mapping[str, pulumi.Input[str]] | None = None,
+    environment: pulumi.Input[Mapping[str, pulumi.Input[str]]] | None = None,
     log_format: str = "JSON",
     architecture: str = "arm64",
     layers: Sequence[pulumi.Input[str]] | None = None,

@@ -97,6 +97,33 @@ LAMBDA_VPC_ACCESS: Statement = {
 }
 
 
+def secret_read_statements(
+    secret_arn: pulumi.Input[str],
+    kms_key_arn: pulumi.Input[str],
+    region: str,
+    *,
+    read_sid: str,
+    decrypt_sid: str,
+) -> list[Statement]:
+    """Read one Secrets Manager secret, and decrypt it with its KMS key only as Secrets Manager in `region`
+    asks (kms:ViaService): the key itself decrypts nothing else for this role."""
+    return [
+        {
+            "Sid": read_sid,
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        },
+        {
+            "Sid": decrypt_sid,
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+        },
+    ]
+
+
 def log_statement(log_group_arn: pulumi.Input[str]) -> Statement:
     """Write to one log group's streams."""
     return {

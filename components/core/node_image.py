@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import AfterValidator
 
 from components.core.config import one_of
+from components.core.fields import listed
 
 NODE_IMAGE_DIR = Path(__file__).resolve().parents[2] / "node_image"
 RECIPE_DIR = NODE_IMAGE_DIR / "recipe"
@@ -63,5 +64,5 @@ def _engine_model(value: str) -> str:
 
 
 # What a GPU node or pod serves: an engine the image carries, and the id that engine knows the model by.
-EngineName = Annotated[str, AfterValidator(image_engine())]
+EngineName = Annotated[str, AfterValidator(image_engine()), listed(IMAGE_ENGINES)]
 EngineModelId = Annotated[str, AfterValidator(_engine_model)]

@@ -2,7 +2,7 @@
 regions) and the gateway's own role in it.
 
 Published: `DatabaseConfig`, `DATABASE_PASSWORD`, `GATEWAY_DATABASE_PASSWORD`, `SECRETS`, `DataTierOutputs`,
-`declare_database`.
+`declare`.
 """
 
 from __future__ import annotations
@@ -23,14 +23,15 @@ __all__ = [
     "SECRETS",
     "DataTierOutputs",
     "DatabaseConfig",
-    "declare_database",
+    "declare",
 ]
 
 SECRETS: list[SecretSpec] = [DATABASE_PASSWORD, GATEWAY_DATABASE_PASSWORD]
 
 
-def declare_database(
+def declare(
     stack: StackContext,
+    *,
     config: DatabaseConfig,
     networks: NetworkOutputs,
     master_password: pulumi.Input[str],

@@ -16,8 +16,8 @@ from components.core.catalog.aws import (
     AURORA_PASSWORD_LENGTH,
     AURORA_POSTGRES_MAJOR_VERSIONS,
 )
-from components.core.config import Problem, SecretSpec, Section, StackView, one_of, rule
-from components.core.fields import in_
+from components.core.config import Problem, SecretSpec, Section, StackShape, StackView, one_of, rule
+from components.core.fields import in_, listed
 
 _ENGINE_VERSION_RE = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -32,7 +32,9 @@ def _engine_version(value: str) -> str:
     return value
 
 
-AuroraInstanceClass = Annotated[str, AfterValidator(in_(AURORA_INSTANCE_CLASSES))]
+AuroraInstanceClass = Annotated[
+    str, AfterValidator(in_(AURORA_INSTANCE_CLASSES)), listed(AURORA_INSTANCE_CLASSES)
+]
 AuroraEngineVersion = Annotated[str, AfterValidator(_engine_version)]
 
 
@@ -48,6 +50,16 @@ class DatabaseConfig(Section):
         le=3600,
         description="rds.global_db_rpo: the writer holds commits while no secondary is within this",
     )
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        # What the rules below require of prod and of a global database (two regions).
+        defaults: dict[str, Any] = (
+            {"instances": 2, "backup_retention_days": 7} if shape.tier == "prod" else {}
+        )
+        if shape.standby:
+            defaults["instance_class"] = "db.r7g.large"
+        return defaults
 
 
 @rule(DatabaseConfig)

@@ -21,6 +21,7 @@ from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
+from functions.db_bootstrap.settings import BootstrapRequest
 
 GATEWAY_USERNAME = "litellm_gateway"
 PACKAGE = "db_bootstrap"
@@ -91,21 +92,23 @@ def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleAr
         memory_size=256,  # the SCRAM key derivation is CPU-bound; CPU comes with memory
         opts=opts,
     )
-    payload = pulumi.Output.json_dumps(
-        {
-            "host": args.writer_endpoint,
-            "port": args.port,
-            "database": args.database,
-            "masterUser": args.master_username,
-            "masterPassword": args.master_password,
-            "gatewayUser": GATEWAY_USERNAME,
-            "gatewayPassword": args.gateway_password,
-        }
+    request = pulumi.Output.all(
+        host=args.writer_endpoint,
+        master_password=args.master_password,
+        gateway_password=args.gateway_password,
+    ).apply(
+        lambda known: BootstrapRequest(
+            **known,
+            port=args.port,
+            database=args.database,
+            master_user=args.master_username,
+            gateway_user=GATEWAY_USERNAME,
+        ).to_event()
     )
     invocation = aws.lambda_.Invocation(
         f"{name}-run",
         function_name=function.name,
-        input=pulumi.Output.secret(payload),
+        input=pulumi.Output.secret(pulumi.Output.json_dumps(request)),
         triggers={"code": function.source_code_hash},
         opts=args.region.options(parent, depends_on=list(args.depends_on)),
     )

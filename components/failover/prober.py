@@ -37,19 +37,26 @@ from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
-from components.failover.budget import PROBER_INTERVAL_SECONDS, PROBER_TIMEOUT_SECONDS
+from components.failover.budget import PROBE_INTERVAL_SECONDS, PROBE_TIMEOUT_SECONDS
+from functions.failover_prober.settings import (
+    MAX_EVENT_AGE_SECONDS,
+    NO_PROMOTION_RECORD,
+    QUIET_STATE,
+    RUN_SECONDS,
+    ProberSettings,
+)
 
 PACKAGE = "failover_prober"
+# The type the prober was declared with before it was named for what it is: an alias keeps its URNs.
+FORMER_TYPE = "inference-fleet:promotion:AuroraPromotion"
 SCHEDULE = "rate(1 minute)"
-# A run observes for 55 s; the rest of the timeout leaves room for the failover call and the record.
-FUNCTION_TIMEOUT_SECONDS = 75
-# A scheduled event the next minute's run already covers is not worth retrying.
-MAX_EVENT_AGE_SECONDS = 60
+# A run observes for RUN_SECONDS; the rest of the timeout leaves room for the failover call and the record.
+FUNCTION_TIMEOUT_SECONDS = RUN_SECONDS + 20
 HTTPS_PORT = 443
 
 
 @dataclass(frozen=True)
-class ProberArgs:
+class FailoverProberArgs:
     stack: StackContext
     standby: RegionContext
     vpc_id: pulumi.Input[str]
@@ -59,7 +66,7 @@ class ProberArgs:
     global_cluster_id: pulumi.Input[str]
     global_cluster_arn: pulumi.Input[str]
     target_cluster_arn: pulumi.Input[str]
-    target_cluster_id: pulumi.Input[str]
+    standby_cluster_id: pulumi.Input[str]
     # Every member's ARN: FailoverGlobalCluster authorizes against the clusters it moves the writer between.
     member_cluster_arns: list[pulumi.Input[str]]
     primary_writer_host: pulumi.Input[str]
@@ -71,15 +78,24 @@ class ProberArgs:
     log_retention_days: int
 
 
-class AuroraPromotion(pulumi.ComponentResource):
-    """The prober and what it needs (the type keeps the name of the promotion path it replaced)."""
+class FailoverProber(pulumi.ComponentResource):
+    """The prober and what it needs: its schedule, network, role, parameters, failure queue and alarms."""
 
     function_name: pulumi.Output[str]
     record_parameter: pulumi.Output[str]
     failure_queue_url: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("inference-fleet:promotion:AuroraPromotion", name, None, opts)
+    def __init__(
+        self, name: str, args: FailoverProberArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__(
+            "inference-fleet:failover:FailoverProber",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=FORMER_TYPE)])
+            ),
+        )
         here = args.standby.options(self)
         account = aws.get_caller_identity_output(
             opts=pulumi.InvokeOutputOptions(parent=self, provider=args.standby.provider)
@@ -98,7 +114,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/last",
             type="String",
             description="The last promotion of the Aurora global database (history: every one)",
-            value=json.dumps({"action": "none"}),
+            value=json.dumps(NO_PROMOTION_RECORD),
             opts=args.standby.options(self, ignore_changes=["value"]),
         )
         state = aws.ssm.Parameter(
@@ -106,7 +122,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             name=f"/{PROJECT}/{args.stack.stack}/aurora-promotion/prober",
             type="String",
             description="The prober's state between runs: since when the primary region has looked lost",
-            value=json.dumps({"suspectSince": None, "notified": False, "savedAt": None}),
+            value=json.dumps(QUIET_STATE),
             opts=args.standby.options(self, ignore_changes=["value"]),
         )
         function_name = f"{prefix}-aurora-promotion"
@@ -125,21 +141,7 @@ class AuroraPromotion(pulumi.ComponentResource):
             security_group_id=group.id,
             timeout=FUNCTION_TIMEOUT_SECONDS,
             memory_size=128,
-            environment={
-                "GLOBAL_CLUSTER_ID": args.global_cluster_id,
-                "TARGET_CLUSTER_ARN": args.target_cluster_arn,
-                "STANDBY_CLUSTER_ID": args.target_cluster_id,
-                "PRIMARY_WRITER_HOST": args.primary_writer_host,
-                "DATABASE_PORT": str(args.database_port),
-                "STATUS_RECORD": args.status_record,
-                "RECORD_PARAMETER": record.name,
-                "STATE_PARAMETER": state.name,
-                "TOPIC_ARN": args.topic_arn,
-                "PROBE_INTERVAL_SECONDS": str(PROBER_INTERVAL_SECONDS),
-                "PROBE_TIMEOUT_SECONDS": str(PROBER_TIMEOUT_SECONDS),
-                "AGREE_SECONDS": str(args.promote_after_seconds),
-                "RPO_SECONDS": str(args.rpo_seconds),
-            },
+            environment=self._environment(args, record, state),
             opts=here,
         )
         aws.lambda_.FunctionEventInvokeConfig(
@@ -175,8 +177,33 @@ class AuroraPromotion(pulumi.ComponentResource):
             }
         )
 
+    def _environment(
+        self, args: FailoverProberArgs, record: aws.ssm.Parameter, state: aws.ssm.Parameter
+    ) -> pulumi.Output[dict[str, str]]:
+        """What the function reads (functions/failover_prober/settings.py), once every value is known."""
+        values = pulumi.Output.all(
+            global_cluster_id=args.global_cluster_id,
+            target_cluster_arn=args.target_cluster_arn,
+            standby_cluster_id=args.standby_cluster_id,
+            primary_writer_host=args.primary_writer_host,
+            record_parameter=record.name,
+            state_parameter=state.name,
+            topic_arn=args.topic_arn,
+        )
+        return values.apply(
+            lambda known: ProberSettings(
+                **known,
+                database_port=args.database_port,
+                status_record=args.status_record,
+                probe_interval_seconds=PROBE_INTERVAL_SECONDS,
+                probe_timeout_seconds=PROBE_TIMEOUT_SECONDS,
+                promote_after_seconds=args.promote_after_seconds,
+                rpo_seconds=args.rpo_seconds,
+            ).to_env()
+        )
+
     def _security_group(
-        self, name: str, args: ProberArgs, opts: pulumi.ResourceOptions
+        self, name: str, args: FailoverProberArgs, opts: pulumi.ResourceOptions
     ) -> aws.ec2.SecurityGroup:
         groups = SecurityGroups(name, args.vpc_id, opts)
         group = groups.group(
@@ -204,7 +231,7 @@ class AuroraPromotion(pulumi.ComponentResource):
     def _alarms(
         self,
         name: str,
-        args: ProberArgs,
+        args: FailoverProberArgs,
         function: aws.lambda_.Function,
         queue: aws.sqs.Queue,
         opts: pulumi.ResourceOptions,
@@ -234,7 +261,7 @@ class AuroraPromotion(pulumi.ComponentResource):
     def _role(
         self,
         name: str,
-        args: ProberArgs,
+        args: FailoverProberArgs,
         account: pulumi.Output[str],
         queue: aws.sqs.Queue,
         parameters: list[aws.ssm.Parameter],

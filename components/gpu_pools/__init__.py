@@ -3,9 +3,9 @@ of GPU nodes (on-demand floor, spot above it) behind an internal load balancer, 
 pool's region routes to before its serverless endpoints.
 
 Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSWORD`, `SECRETS`,
-`GpuPoolsOutputs`, `gateway_deployments` (the gateway's view of the pools, from config alone), `redis_users`
+`GpuPoolsOutputs`, `gateway_backends` (the gateway's view of the pools, from config alone), `redis_users`
 (the nodes' ACL user on their region's Redis), the agents' `AGENT_PORT` and heartbeat key prefix and TTL,
-`declare`.
+`pool_budget` (a pool's capacity and cost figures), `token_cost` (what a token it serves costs), `declare`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.control_plane import ControlPlaneOutputs, PoolDeployment, RedisUser
+from components.control_plane import ControlPlaneOutputs, GatewayBackend, RedisUser
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
-from components.gpu_pools.budget import stack_budget
+from components.gpu_pools.budget import pool_budget, stack_budget
 from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.gpu_pools.scaling import scaling_budget
+from components.gpu_pools.token_cost import TokenCost, token_cost
 from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
 from fleet_agent import constants as agent_constants
@@ -39,9 +41,12 @@ __all__ = [
     "GpuPoolConfig",
     "GpuPoolsOutputs",
     "NodeImageConfig",
+    "TokenCost",
     "declare",
-    "gateway_deployments",
+    "gateway_backends",
+    "pool_budget",
     "redis_users",
+    "token_cost",
 ]
 
 SECRETS: list[SecretSpec] = [POOL_API_KEY, NODE_REDIS_PASSWORD]
@@ -72,17 +77,23 @@ def pool_hostname(pool: GpuPoolConfig, domain: str) -> str:
     return f"{pool.name}.pools.{domain}"
 
 
-def gateway_deployments(pools: Sequence[GpuPoolConfig], domain: str) -> list[PoolDeployment]:
-    """How the gateways reach the pools, known from config before either is declared."""
-    return [
-        PoolDeployment(
-            pool=pool.name,
-            region=pool.region,
-            model=pool.model,
-            api_base=f"http://{pool_hostname(pool, domain)}/v1",
+def gateway_backends(pools: Sequence[GpuPoolConfig], domain: str) -> list[GatewayBackend]:
+    """How the gateways reach the pools, and what a token from each costs, known from config before either
+    is declared."""
+    backends = []
+    for pool in pools:
+        cost = token_cost(pool)
+        backends.append(
+            GatewayBackend(
+                name=pool.name,
+                region=pool.region,
+                model=pool.model,
+                api_base=f"http://{pool_hostname(pool, domain)}/v1",
+                input_cost_per_token=cost.input_usd_per_token if cost else None,
+                output_cost_per_token=cost.output_usd_per_token if cost else None,
+            )
         )
-        for pool in pools
-    ]
+    return backends
 
 
 @dataclass(frozen=True)
@@ -106,11 +117,14 @@ class GpuPoolsOutputs:
         }
 
     def budgets(self) -> dict[str, Any]:
-        return stack_budget(self.config) if self.config else {}
+        if not self.config:
+            return {}
+        return {**stack_budget(self.config), "gpuScaling": scaling_budget(self.config)}
 
 
 def declare(
     stack: StackContext,
+    *,
     pools: Sequence[GpuPoolConfig],
     image: NodeImageConfig,
     domain: str,

@@ -24,10 +24,11 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.iam import instance_role
+from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.scaling import PoolScaling, PoolScalingArgs, node_statements, scales
 from components.gpu_pools.user_data import (
     API_KEY_SECRET_KEY,
     REDIS_PASSWORD_SECRET_KEY,
@@ -142,6 +143,12 @@ class GpuNodePool(pulumi.ComponentResource):
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
         group = self._group(group_name, template, target_group)
+        if scales(pool):
+            PoolScaling(
+                f"{name}-scaling",
+                PoolScalingArgs(pool, group.name, load_balancer.arn_suffix),
+                opts=child,
+            )
         aws.autoscaling.LifecycleHook(
             f"{name}-drain",
             name=HOOK_NAME,
@@ -235,31 +242,28 @@ class GpuNodePool(pulumi.ComponentResource):
         self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
     ) -> list[dict[str, object]]:
         region = self._args.region.region
+        group_arn = pulumi.Output.concat(
+            f"arn:aws:autoscaling:{region}:",
+            account,
+            f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        )
         return [
             {
                 # Its own group only: a node cannot release another pool's nodes.
                 "Sid": "CompleteOwnLifecycleAction",
                 "Effect": "Allow",
                 "Action": "autoscaling:CompleteLifecycleAction",
-                "Resource": pulumi.Output.concat(
-                    f"arn:aws:autoscaling:{region}:",
-                    account,
-                    f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
-                ),
+                "Resource": group_arn,
             },
-            {
-                "Sid": "ReadNodeSecret",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": secret.arn,
-            },
-            {
-                "Sid": "DecryptNodeSecret",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": self._args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            },
+            # Its metrics and its scale-in protection (components/gpu_pools/scaling.py).
+            *node_statements(group_arn),
+            *secret_read_statements(
+                secret.arn,
+                self._args.kms_key_arn,
+                region,
+                read_sid="ReadNodeSecret",
+                decrypt_sid="DecryptNodeSecret",
+            ),
         ]
 
     # --- the load balancer ---------------------------------------------------------------------------------
@@ -410,6 +414,9 @@ class GpuNodePool(pulumi.ComponentResource):
                     max_healthy_percentage=200,
                     instance_warmup=str(INSTANCE_WARMUP_S),
                     skip_matching=True,
+                    # A node protected from scale-in (its agent has work) is replaced too, after its drain;
+                    # the API's default (Wait) would hold the refresh for an hour and then fail it.
+                    scale_in_protected_instances="Refresh",
                 ),
             ),
             instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(

@@ -4,7 +4,7 @@ drained as on the fleet's own nodes, mounting the model store through the JuiceF
 from the gateway like a GPU pool.
 
 Published: `KubernetesConfig` (and its parts), `KUBECONFIGS`, `SECRETS`, `KUBERNETES_VERSIONS`,
-`KubernetesOutputs`, `gateway_deployments` (the gateway's view of the served models, from config alone),
+`KubernetesOutputs`, `gateway_backends` (the gateway's view of the served models, from config alone),
 `declare`.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pulumi
 
-from components.control_plane import GatewayConfig, PoolDeployment
+from components.control_plane import GatewayBackend, GatewayConfig
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.kubernetes.config import (
@@ -29,7 +29,7 @@ from components.kubernetes.config import (
 from components.model_store import MODEL_STORE_AUTH_TOKEN
 
 if TYPE_CHECKING:  # the config loads without the Kubernetes SDK (the policy pack and `fleet` read it)
-    from components.kubernetes.serving import ServedModelOutputs
+    from components.kubernetes.model_serving import ServedModelOutputs
     from components.model_store import ModelStoreOutputs
     from components.network import NetworkOutputs
 
@@ -43,20 +43,20 @@ __all__ = [
     "KubernetesOutputs",
     "ServedModelConfig",
     "declare",
-    "gateway_deployments",
+    "gateway_backends",
 ]
 
 SECRETS: list[SecretSpec] = [KUBECONFIGS]
 
 
-def gateway_deployments(
+def gateway_backends(
     config: KubernetesConfig, domain: str, control_plane_regions: list[str]
-) -> list[PoolDeployment]:
+) -> list[GatewayBackend]:
     """How the gateways reach the served models (a backend per model, in each gateway region the cluster
     routes to), known from config before either is declared."""
     return [
-        PoolDeployment(
-            pool=model.name,
+        GatewayBackend(
+            name=model.name,
             region=region,
             model=model.model,
             api_base=f"http://{model.hostname(domain)}/v1",
@@ -114,6 +114,7 @@ class KubernetesOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     config: KubernetesConfig,
     domain: str,
     gateway: GatewayConfig,

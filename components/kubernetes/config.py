@@ -14,8 +14,18 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from components.core.config import Problem, SecretSpec, Section, StackView, TopKey, one_of, rule, stack_rule
-from components.core.fields import AwsRegionName, ImageRef, Slug
+from components.core.config import (
+    Problem,
+    SecretSpec,
+    Section,
+    StackShape,
+    StackView,
+    TopKey,
+    one_of,
+    rule,
+    stack_rule,
+)
+from components.core.fields import AwsRegionName, ImageRef, Slug, listed
 from components.core.node_image import EngineModelId, EngineName
 from components.model_store import ModelStoreConfig
 
@@ -82,7 +92,7 @@ def _node_selector(value: dict[str, str]) -> dict[str, str]:
 
 Namespace = Annotated[str, AfterValidator(_namespace)]
 EksClusterName = Annotated[str, AfterValidator(_eks_name)]
-KubernetesVersion = Annotated[str, AfterValidator(_version)]
+KubernetesVersion = Annotated[str, AfterValidator(_version), listed(KUBERNETES_VERSIONS)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 NodeSelector = Annotated[dict[str, str], AfterValidator(_node_selector)]
 
@@ -112,6 +122,10 @@ class ServedModelConfig(Section):
     # What the autoscaler holds per pod: requests in flight through its agent.
     target_in_flight: int = Field(default=8, ge=1, le=1024)
     engine_args: list[str] = Field(default_factory=list, max_length=40)
+
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        return {"min_replicas": 2} if shape.tier == "prod" else {}  # prod's rule: a drain leaves one
 
     def hostname(self, domain: str) -> str:
         """Its name for the gateway: a CNAME of its Service's internal load balancer."""

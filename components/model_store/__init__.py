@@ -135,6 +135,7 @@ class ModelStoreOutputs:
 
 def declare(
     stack: StackContext,
+    *,
     config: ModelStoreConfig,
     networks: NetworkOutputs,
     kms_key_arns: dict[str, pulumi.Output[str]],

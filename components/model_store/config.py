@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from components.core.config import Problem, SecretSpec, Section, StackView, rule
+from components.core.config import Problem, SecretSpec, Section, StackShape, StackView, rule
 from components.core.fields import ElastiCacheNodeType, elasticache_password
 from fleet_agent import constants as agent_constants
 from fleet_agent.manifest import model_path, path_problem
@@ -66,6 +66,10 @@ class ModelStoreMetadataConfig(Section):
     # Without its metadata the volume's chunks are unreadable: daily snapshots are its backup.
     snapshot_retention_days: int = Field(default=1, ge=0, le=35)
 
+    @classmethod
+    def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
+        return {"replicas": 1} if shape.tier == "prod" else {}  # prod's rule: Multi-AZ
+
 
 class ModelStoreCacheConfig(Section):
     """Each node's local cache (on the instance store when the node has one)."""
@@ -102,13 +106,14 @@ def _store_fits(store: ModelStoreConfig, view: StackView) -> Iterator[Problem]:
     if store.block_size_mib not in BLOCK_SIZES_MIB:
         sizes = ", ".join(map(str, BLOCK_SIZES_MIB))
         yield "blockSizeMib", f"got {store.block_size_mib}; JuiceFS takes: {sizes}"
-    if view.tier == "prod" and store.metadata.replicas < 1:
+    # The metadata Redis exists only where something mounts the store (GPU pools, Kubernetes clusters).
+    if view.tier == "prod" and view.store_regions and store.metadata.replicas < 1:
         yield (
             "metadata.replicas",
             f"got {store.metadata.replicas}; prod keeps at least 1 replica in another zone (Multi-AZ): "
             "losing the metadata Redis loses the volume",
         )
-    if view.tier == "prod" and store.metadata.snapshot_retention_days < 1:
+    if view.tier == "prod" and view.store_regions and store.metadata.snapshot_retention_days < 1:
         yield "metadata.snapshotRetentionDays", "got 0; prod keeps daily snapshots of the volume's metadata"
     directories: dict[str, str] = {}
     for i, model in enumerate(store.models):
@@ -126,4 +131,5 @@ MODEL_STORE_AUTH_TOKEN = SecretSpec(
     "modelStoreAuthToken",
     "auth token of the model store's metadata Redis: 16-128 ASCII letters, digits and ! & # $ ^ < > -",
     check=elasticache_password("an AUTH token"),
+    needed=lambda view: bool(view.store_regions),
 )

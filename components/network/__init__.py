@@ -55,7 +55,7 @@ class NetworkOutputs:
         return {}
 
 
-def declare(stack: StackContext, config: NetworkConfig, regions: list[str]) -> NetworkOutputs:
+def declare(stack: StackContext, *, config: NetworkConfig, regions: list[str]) -> NetworkOutputs:
     """A network per region (`network-<region>`), and a peering between the first two."""
     networks = {
         region: RegionalNetwork(

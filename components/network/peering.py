@@ -29,7 +29,16 @@ class RegionPeering(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: RegionPeeringArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("inference-fleet:peering:RegionPeering", name, None, opts)
+        super().__init__(
+            "inference-fleet:network:RegionPeering",
+            name,
+            None,
+            # Its type until it lined up with its package: the URNs in the stacks' state keep it.
+            pulumi.ResourceOptions.merge(
+                opts,
+                pulumi.ResourceOptions(aliases=[pulumi.Alias(type_="inference-fleet:peering:RegionPeering")]),
+            ),
+        )
         requester, accepter = args.requester, args.accepter
         connection = aws.ec2.VpcPeeringConnection(
             f"{name}-request",

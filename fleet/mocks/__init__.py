@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 
-from fleet.mocks import aws, gcp, kubernetes
+from fleet.mocks import aws, gcp, kubernetes, time
 from fleet.mocks.registry import (
     INVOKES,
     PREFIXED_SUFFIX_LENGTH,
@@ -27,7 +27,7 @@ from fleet.mocks.registry import (
     set_path,
 )
 
-_CLOUDS: dict[str, Any] = {"aws": aws, "gcp": gcp, "kubernetes": kubernetes}
+_CLOUDS: dict[str, Any] = {"aws": aws, "gcp": gcp, "kubernetes": kubernetes, "time": time}
 
 
 class UnregisteredTypeError(RuntimeError):

@@ -17,6 +17,8 @@ PROJECT_NUMBER = "100000000002"
 _GCP_ID = r"[a-z](?:[-a-z0-9]*[a-z0-9])?"
 _GCP_ID_WORDS = "lower-case letters, digits and hyphens, a letter first, no hyphen last"
 _RUN_JOB = NameRule(63, "Cloud Run Admin API v2 Job name", pattern=_GCP_ID, what=_GCP_ID_WORDS)
+# A service's name becomes part of its revisions' names and its URL: at most 49 characters.
+_RUN_SERVICE = NameRule(49, "Cloud Run Admin API v2 Service name", pattern=_GCP_ID, what=_GCP_ID_WORDS)
 _TASKS_QUEUE = NameRule(
     100, "Cloud Tasks API Queue id", pattern=r"[A-Za-z0-9-]+", what="letters, digits and hyphens"
 )
@@ -56,6 +58,19 @@ def _run_job(ctx: MockContext) -> dict[str, Any]:
     }
 
 
+@register("gcp:cloudrunv2/service:Service", lowercase=True, rule=_RUN_SERVICE)
+def _run_service(ctx: MockContext) -> dict[str, Any]:
+    project = ctx.inputs.get("project") or "project"
+    return {
+        "uid": ctx.id,
+        "location": ctx.region,
+        "id": f"projects/{project}/locations/{ctx.region}/services/{ctx.physical_name}",
+        # Cloud Run's deterministic URL: https://SERVICE-PROJECT_NUMBER.REGION.run.app
+        "uri": f"https://{ctx.physical_name}-{PROJECT_NUMBER}.{ctx.region}.run.app",
+    }
+
+
+# The engine auto-names a queue given no name (`<logical name>-<7 hex>`), anew on every create.
 @register("gcp:cloudtasks/queue:Queue", lowercase=True, rule=_TASKS_QUEUE)
 def _tasks_queue(ctx: MockContext) -> dict[str, Any]:
     project = ctx.inputs.get("project") or "project"
@@ -87,6 +102,17 @@ def _service_account(ctx: MockContext) -> dict[str, Any]:
 declare("gcp:artifactregistry/repository:Repository", name_input="repositoryId", autonamed=False,
         rule=_ARTIFACT_REPOSITORY)  # fmt: skip
 declare("gcp:firestore/database:Database", lowercase=True, rule=_FIRESTORE_DATABASE)
+declare(
+    "gcp:firestore/document:Document",
+    name_input="documentId",
+    autonamed=False,
+    rule=NameRule(
+        1500,
+        "Firestore document ID",
+        pattern=r"(?!\.\.?$)(?!__.*__$)[^/]+",
+        what="no '/', not '.' or '..', not __name__-style",
+    ),
+)
 
 
 # Resources without a name of their own (bindings, API enablements) or named by the server.
@@ -96,6 +122,8 @@ for _token in (
     "gcp:storage/bucketIAMMember:BucketIAMMember",
     "gcp:serviceaccount/iAMMember:IAMMember",
     "gcp:cloudrunv2/jobIamMember:JobIamMember",
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+    "gcp:firestore/field:Field",
     "gcp:cloudtasks/queueIamMember:QueueIamMember",
 ):
     declare(_token, name_input=None)

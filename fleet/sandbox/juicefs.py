@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from fleet_agent.model_store import mount_entry
+from fleet_agent.mountinfo import mount_entry
 
 ACCESS_KEY, SECRET_KEY = "testing", "testing"  # moto takes any
 

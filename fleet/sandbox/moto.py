@@ -32,7 +32,7 @@ def start_moto(port: int | None = None, log: Path | None = None) -> tuple[subpro
         if not isinstance(sink, int):
             sink.close()
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 30, "moto_server to answer")
+    wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 120, "moto_server to answer")
     return process, url
 
 

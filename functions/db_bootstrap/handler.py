@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .pgwire import Connection, Endpoint, quote_ident, quote_literal, scram_verifier
+from .settings import BootstrapRequest
 
 log = logging.getLogger("db_bootstrap")
 log.setLevel(logging.INFO)
@@ -63,21 +64,18 @@ def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 
 def bootstrap(event: Mapping[str, Any], cafile: str | None = None) -> dict[str, Any]:
-    role, database, master = str(event["gatewayUser"]), str(event["database"]), str(event["masterUser"])
+    request = BootstrapRequest.from_event(event)
+    role, database, master = request.gateway_user, request.database, request.master_user
     for name in (role, database, master):
         if not ROLE_NAME.match(name):
             raise ValueError(f"{name!r} is not a plain lower-case identifier")
     if role == master:
         raise ValueError("the gateway's role must not be the master user")
     endpoint = Endpoint(
-        host=str(event["host"]),
-        port=int(event["port"]),
-        database=database,
-        user=master,
-        password=str(event["masterPassword"]),
+        host=request.host, port=request.port, database=database, user=master, password=request.master_password
     )
     r, db = quote_ident(role), quote_ident(database)
-    verifier = quote_literal(scram_verifier(str(event["gatewayPassword"])))
+    verifier = quote_literal(scram_verifier(request.gateway_password))
     with Connection(endpoint, cafile=cafile) as conn:
         exists = conn.execute(f"SELECT 1 FROM pg_roles WHERE rolname = {quote_literal(role)}")
         if not exists:

@@ -10,7 +10,7 @@ independent signals:
 
 The region counts as lost only when both say so: the writer does not answer *and* the primary's endpoint
 fails from Route53's vantage points. A gateway-only failure (writer answers) or a broken peering (the
-primary's endpoint healthy) never promotes. The two must agree without a break for `agree_seconds`;
+primary's endpoint healthy) never promotes. The two must agree without a break for `promote_after_seconds`;
 any observation that does not agree resets the count, so flapping signals never promote.
 
 Before the lossy call the replication lag must be known: a reading of the standby's RPO lag no older
@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
+from .settings import MAX_EVENT_AGE_SECONDS, ProberSettings
+
 PrimaryStatus = Literal["healthy", "failing", "unknown"]
 
 
@@ -43,10 +45,14 @@ class Action(StrEnum):
 
 @dataclass(frozen=True)
 class Settings:
-    agree_seconds: int
+    promote_after_seconds: int
     rpo_seconds: int
     lag_max_age_seconds: int = 300
-    max_event_age_seconds: int = 60
+    max_event_age_seconds: int = MAX_EVENT_AGE_SECONDS
+
+    @classmethod
+    def of(cls, settings: ProberSettings) -> Settings:
+        return cls(promote_after_seconds=settings.promote_after_seconds, rpo_seconds=settings.rpo_seconds)
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,10 @@ def decide(
     if streak.since is None:
         return Decision(Action.NONE, f"primary not lost ({observation.describe()})")
     held = now - streak.since
-    if held < timedelta(seconds=settings.agree_seconds):
+    if held < timedelta(seconds=settings.promote_after_seconds):
         return Decision(
             Action.WATCH,
-            f"region lost for {held.total_seconds():.0f} s of {settings.agree_seconds} s "
+            f"region lost for {held.total_seconds():.0f} s of {settings.promote_after_seconds} s "
             f"({observation.describe()})",
         )
     oldest_useful = streak.since - timedelta(seconds=settings.lag_max_age_seconds)

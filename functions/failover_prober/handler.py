@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,56 +42,19 @@ from .decision import (
     is_stale,
     still_lost,
 )
+from .settings import RUN_SECONDS, STATUS_FAILING, STATUS_HEALTHY, ProberSettings
 
 log = logging.getLogger("failover_prober")
 log.setLevel(logging.INFO)
 
-# The TXT values of the status record (components/failover: a failover pair on the primary's check).
-STATUS_HEALTHY = "healthy"
-STATUS_FAILING = "failing"
 # A state saved longer ago than this belongs to an earlier incident, not to the current streak.
 STATE_CONTINUITY_SECONDS = 150
-# A run observes for this long, then ends before the next scheduled run (every 60 s) starts.
-RUN_SECONDS = 55
 # Time kept free before the Lambda's timeout for the record and the state (seconds).
 END_MARGIN_SECONDS = 8
 
 
 class PromotionError(RuntimeError):
     """The global database is not in a state the prober can promote from; a person must look."""
-
-
-@dataclass(frozen=True)
-class ProberSettings:
-    global_cluster_id: str
-    target_cluster_arn: str
-    standby_cluster_id: str
-    primary_writer_host: str
-    database_port: int
-    status_record: str
-    record_parameter: str
-    state_parameter: str
-    topic_arn: str
-    probe_interval_seconds: int
-    probe_timeout_seconds: float
-    decision: Settings
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ProberSettings:
-        return cls(
-            global_cluster_id=env["GLOBAL_CLUSTER_ID"],
-            target_cluster_arn=env["TARGET_CLUSTER_ARN"],
-            standby_cluster_id=env["STANDBY_CLUSTER_ID"],
-            primary_writer_host=env["PRIMARY_WRITER_HOST"],
-            database_port=int(env["DATABASE_PORT"]),
-            status_record=env["STATUS_RECORD"],
-            record_parameter=env["RECORD_PARAMETER"],
-            state_parameter=env["STATE_PARAMETER"],
-            topic_arn=env["TOPIC_ARN"],
-            probe_interval_seconds=int(env["PROBE_INTERVAL_SECONDS"]),
-            probe_timeout_seconds=float(env["PROBE_TIMEOUT_SECONDS"]),
-            decision=Settings(agree_seconds=int(env["AGREE_SECONDS"]), rpo_seconds=int(env["RPO_SECONDS"])),
-        )
 
 
 class NetworkProbes:
@@ -164,8 +126,9 @@ def run(
 ) -> dict[str, Any]:
     """One scheduled run: observe until the time is nearly up, act at most once, keep the state."""
     base = {"globalCluster": settings.global_cluster_id, "target": settings.target_cluster_arn}
+    policy = Settings.of(settings)
     now = started = clock()
-    if is_stale(_event_time(event), now, settings.decision):
+    if is_stale(_event_time(event), now, policy):
         return _report(
             {**base, "action": Action.IGNORE.value, "reason": f"stale event from {event.get('time')}"}
         )
@@ -179,7 +142,7 @@ def run(
     while True:
         observation = observer.observe(clock())
         streak = streak.observe(observation)
-        decision = decide(clock(), streak, observation, cluster, lag, record, settings.decision)
+        decision = decide(clock(), streak, observation, cluster, lag, record, policy)
         outcome = {**base, "action": decision.action.value, "reason": decision.reason}
         if decision.action is Action.RECORD:
             outcome = _finish_record(clients, settings, base, cluster, decision)
@@ -224,7 +187,8 @@ def describe(rds: Any, settings: ProberSettings) -> Cluster:
 
 def read_lag(cloudwatch: Any, settings: ProberSettings, now: datetime) -> Lag:
     """The standby's latest AuroraGlobalDBRPOLag (milliseconds in CloudWatch) in the look-back window."""
-    window = settings.decision.lag_max_age_seconds + settings.decision.agree_seconds + 300
+    policy = Settings.of(settings)
+    window = policy.lag_max_age_seconds + policy.promote_after_seconds + 300
     answer = cloudwatch.get_metric_data(
         MetricDataQueries=[
             {

@@ -381,11 +381,42 @@ def disruption_budget(pool: Pool, share: float) -> int:
 
 
 def plan(fleet: Fleet, memory: Memory, settings: Settings) -> Plan:
+    """The tick's decisions, step by step: repair the nodes, keep each model's fewest ready replicas, deal
+    with orphans, forget ghosts, and send the alerts that are due."""
+    repaired = repairs(fleet, memory.nodes, settings)
+    no_quorum = repaired.no_quorum
+    raises, short = ((), ()) if no_quorum else capacity(fleet, repaired.decisions, settings)
+    strays = orphans(fleet, memory.orphans_since, no_quorum, settings)
+    due, alerted = alerts((*repaired.alerts, *short, *strays.alerts), memory.alerted, fleet.now, settings)
+    reconciled_at = fleet.now if fleet.orphans is not None else memory.reconciled_at
+    return Plan(
+        nodes=repaired.decisions,
+        terminate=strays.terminate,
+        orphans=strays.seen,
+        forget=ghosts(fleet, repaired.decisions),
+        raises=raises,
+        alerts=due,
+        memory=Memory(repaired.memory, strays.since, alerted, reconciled_at),
+        no_quorum=no_quorum,
+    )
+
+
+@dataclass(frozen=True)
+class Repairs:
+    decisions: tuple[NodeDecision, ...]
+    memory: Mapping[str, NodeMemory]  # of the fleet's nodes only, and only what is worth remembering
+    alerts: tuple[Alert, ...]  # pools whose repairs are held back
+    no_quorum: bool
+
+
+def repairs(fleet: Fleet, nodes: Mapping[str, NodeMemory], settings: Settings) -> Repairs:
+    """Each node's verdict, and its repair where the verdict has held `confirmations` ticks and its pool's
+    disruption budget allows: the dead first, then hung nodes past their restart, then restarts."""
     now = fleet.now
     pools = {p.name: p for p in fleet.pools}
-    node_memory = dict(memory.nodes)
+    node_memory = dict(nodes)
     decisions: list[NodeDecision] = []
-    alerts: list[Alert] = []
+    held_back: list[Alert] = []
     # Repairs already under way in each pool: the group's own replacements, our restarts still in
     # their grace, our replacements the cloud does not show yet.
     in_flight = {name: pool.replacing for name, pool in pools.items()}
@@ -398,7 +429,6 @@ def plan(fleet: Fleet, memory: Memory, settings: Settings) -> Plan:
         if row.verdict is Verdict.RESTARTING or waiting:
             in_flight[node.pool] = in_flight.get(node.pool, 0) + 1
     no_quorum = any(row.verdict is Verdict.NO_QUORUM for _, row, _ in judged)
-    # Replace the dead first, then hung nodes past their restart, then restarts.
     order = {Verdict.DEAD: 0, Verdict.HUNG_AFTER_RESTART: 1, Verdict.HUNG: 2}
     judged.sort(key=lambda item: (order.get(item[1].verdict, 3), item[0].instance_id))
     for node, row, after in judged:
@@ -422,7 +452,7 @@ def plan(fleet: Fleet, memory: Memory, settings: Settings) -> Plan:
                     f"{row.why}; held: {in_flight.get(node.pool, 0)} of {budget} nodes of pool "
                     f"{node.pool} already under repair (maxShare {settings.max_share:g})"
                 )
-                alerts.append(
+                held_back.append(
                     Alert(
                         f"held:{node.pool}",
                         f"fleet controller holding back repairs in pool {node.pool}",
@@ -441,73 +471,92 @@ def plan(fleet: Fleet, memory: Memory, settings: Settings) -> Plan:
         )
     # Forget what is no longer a node of any pool (its instance left the groups).
     present = {node.instance_id for node in fleet.nodes}
-    node_memory = {k: v for k, v in node_memory.items() if k in present and not v.is_empty()}
-    forget = [d.instance_id for d in decisions if d.action is Action.FORGET]
+    kept = {k: v for k, v in node_memory.items() if k in present and not v.is_empty()}
+    return Repairs(tuple(decisions), kept, tuple(held_back), no_quorum)
 
-    raises = [] if no_quorum else list(_capacity(fleet, decisions, settings))
-    for r in raises:
-        alerts.append(
-            Alert(
-                f"minimum:{r.model}",
-                f"{r.model}: {r.ready} ready replicas, minimum {r.minimum}",
-                {
-                    "pool": r.pool,
-                    "group": r.group,
-                    "desired": r.desired,
-                    "newDesired": r.new_desired,
-                    "coming": r.coming,
-                    "atMax": r.new_desired == r.desired,
-                },
-            )
+
+def capacity(
+    fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
+) -> tuple[tuple[CapacityRaise, ...], tuple[Alert, ...]]:
+    """The raises of desired capacity that bring each model back to its fewest ready replicas, and an
+    alert for every model below it (a group already at its maximum gets the alert only)."""
+    below = list(_below_minimum(fleet, decisions, settings))
+    short = tuple(
+        Alert(
+            f"minimum:{r.model}",
+            f"{r.model}: {r.ready} ready replicas, minimum {r.minimum}",
+            {
+                "pool": r.pool,
+                "group": r.group,
+                "desired": r.desired,
+                "newDesired": r.new_desired,
+                "coming": r.coming,
+                "atMax": r.new_desired == r.desired,
+            },
         )
-    raises = [r for r in raises if r.new_desired > r.desired]
+        for r in below
+    )
+    return tuple(r for r in below if r.new_desired > r.desired), short
 
-    orphans_since = dict(memory.orphans_since)
+
+@dataclass(frozen=True)
+class Orphans:
+    seen: tuple[str, ...]  # every orphan of this pass (reported)
+    terminate: tuple[str, ...]  # those past their grace, a share of the fleet at a time
+    since: Mapping[str, float]  # when each was first seen
+    alerts: tuple[Alert, ...]
+
+
+def orphans(fleet: Fleet, since: Mapping[str, float], no_quorum: bool, settings: Settings) -> Orphans:
+    """Instances tagged for the fleet in no group: reported, then terminated past `orphan_grace_s`
+    (never one on hold, never without quorum). Only reconciliation passes see them."""
+    if fleet.orphans is None:
+        return Orphans((), (), since, ())
+    now = fleet.now
+    seen = tuple(o.instance_id for o in fleet.orphans)
+    first_seen = {o.instance_id: since.get(o.instance_id, now) for o in fleet.orphans}
+    size = sum(max(p.desired, p.instances) for p in fleet.pools) + len(fleet.orphans)
+    allowed = max(1, math.floor(settings.max_share * size))
     terminate: list[str] = []
-    orphan_ids: list[str] = []
-    reconciled_at = memory.reconciled_at
-    if fleet.orphans is not None:
-        reconciled_at = now
-        orphan_ids = [o.instance_id for o in fleet.orphans]
-        orphans_since = {o.instance_id: orphans_since.get(o.instance_id, now) for o in fleet.orphans}
-        size = sum(max(p.desired, p.instances) for p in fleet.pools) + len(fleet.orphans)
-        allowed = max(1, math.floor(settings.max_share * size))
-        for orphan in sorted(fleet.orphans, key=lambda o: o.launched_at):
-            due = now - orphans_since[orphan.instance_id] >= settings.orphan_grace_s
-            if due and not orphan.hold and not no_quorum and len(terminate) < allowed:
-                terminate.append(orphan.instance_id)
-        if terminate:
-            alerts.append(
-                Alert(
-                    f"orphans:{','.join(terminate)}",
-                    f"fleet controller terminating {len(terminate)} orphan instance(s)",
-                    {"terminate": terminate, "orphans": orphan_ids},
-                )
-            )
+    for orphan in sorted(fleet.orphans, key=lambda o: o.launched_at):
+        due = now - first_seen[orphan.instance_id] >= settings.orphan_grace_s
+        if due and not orphan.hold and not no_quorum and len(terminate) < allowed:
+            terminate.append(orphan.instance_id)
+    notices: list[Alert] = []
+    if terminate:
+        text = f"fleet controller terminating {len(terminate)} orphan instance(s)"
+        notices.append(
+            Alert(f"orphans:{','.join(terminate)}", text, {"terminate": terminate, "orphans": list(seen)})
+        )
+    return Orphans(seen, tuple(terminate), first_seen, tuple(notices))
+
+
+def ghosts(fleet: Fleet, decisions: Iterable[NodeDecision]) -> tuple[str, ...]:
+    """Heartbeat entries to remove: nodes judged ghosts, and (on reconciliation passes) index entries
+    whose instance is gone and whose record has expired."""
+    forget = [d.instance_id for d in decisions if d.action is Action.FORGET]
     if fleet.ghosts is not None:
         forget += [g for g in fleet.ghosts if g not in forget]
+    return tuple(forget)
 
-    sent = dict(memory.alerted)
-    due_alerts = []
-    for alert in alerts:
-        last = sent.get(alert.key)
+
+def alerts(
+    candidates: Iterable[Alert], sent: Mapping[str, float], now: float, settings: Settings
+) -> tuple[tuple[Alert, ...], dict[str, float]]:
+    """The alerts due (one per key per `alert_every_s`), and when each key was last sent."""
+    last_sent = dict(sent)
+    due: list[Alert] = []
+    for alert in candidates:
+        last = last_sent.get(alert.key)
         if last is None or now - last >= settings.alert_every_s:
-            due_alerts.append(alert)
-            sent[alert.key] = now
-    sent = {k: t for k, t in sent.items() if now - t < settings.alert_every_s}
-    return Plan(
-        nodes=tuple(decisions),
-        terminate=tuple(terminate),
-        orphans=tuple(orphan_ids),
-        forget=tuple(forget),
-        raises=tuple(raises),
-        alerts=tuple(due_alerts),
-        memory=Memory(node_memory, orphans_since, sent, reconciled_at),
-        no_quorum=no_quorum,
-    )
+            due.append(alert)
+            last_sent[alert.key] = now
+    return tuple(due), {k: t for k, t in last_sent.items() if now - t < settings.alert_every_s}
 
 
-def _capacity(fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings) -> Iterable[CapacityRaise]:
+def _below_minimum(
+    fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
+) -> Iterable[CapacityRaise]:
     """A model below its minimum of ready nodes: raise the first of its pools with headroom."""
     by_pool: dict[str, list[NodeDecision]] = {}
     for d in decisions:

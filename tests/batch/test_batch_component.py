@@ -72,19 +72,20 @@ def test_dev_job_can_be_destroyed(render) -> None:
     assert dev.one("gcp:storage/bucket:Bucket", "batch-smoke-results").inputs["forceDestroy"] is True
 
 
-def test_queue_targets_the_jobs_run_with_an_oauth_token_and_bounded_retries(prod: Rendering) -> None:
+def test_queue_targets_the_admission_check_one_dispatch_at_a_time_with_bounded_retries(
+    prod: Rendering,
+) -> None:
     queue = prod.one(QUEUE)
+    service = prod.one("gcp:cloudrunv2/service:Service")
     job = prod.one(JOB)
     target = queue.inputs["httpTarget"]
     uri = target["uriOverride"]
-    assert (uri["scheme"], uri["host"]) == ("HTTPS", "run.googleapis.com")
-    assert uri["pathOverride"]["path"] == (
-        f"/v2/projects/acme-inference-prod/locations/us-central1/jobs/{job.physical_name}:run"
-    )
+    assert f"https://{uri['host']}" == service.outputs["uri"]
+    assert (uri["scheme"], uri["uriOverrideEnforceMode"]) == ("HTTPS", "ALWAYS")
     dispatcher = prod.one("gcp:serviceaccount/account:Account", "batch-llm-batch-dispatcher")
-    assert target["oauthToken"] == {
+    assert target["oidcToken"] == {
         "serviceAccountEmail": dispatcher.outputs["email"],
-        "scope": "https://www.googleapis.com/auth/cloud-platform",
+        "audience": service.outputs["uri"],
     }
     assert queue.inputs["retryConfig"] == {
         "maxAttempts": 5,
@@ -93,26 +94,74 @@ def test_queue_targets_the_jobs_run_with_an_oauth_token_and_bounded_retries(prod
         "maxDoublings": 3,
         "maxRetryDuration": "0s",
     }
-    assert queue.inputs["rateLimits"] == {"maxDispatchesPerSecond": 1, "maxConcurrentDispatches": 10}
+    # One dispatch at a time: each admission counts the running executions before it starts one.
+    assert queue.inputs["rateLimits"] == {"maxDispatchesPerSecond": 1, "maxConcurrentDispatches": 1}
+    # The admission service: the node image in dispatch mode, no GPU, the job's cap in its env.
+    (container,) = service.inputs["template"]["containers"]
+    assert container["args"] == ["dispatch"]
+    assert container["image"] == job.inputs["template"]["template"]["containers"][0]["image"]
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    env = {e["name"]: e["value"] for e in container["envs"]}
+    assert env["FLEET_DISPATCH_MAX_RUNNING"] == "4"
+    assert (
+        env["FLEET_DISPATCH_RUN_JOB"]
+        == f"projects/acme-inference-prod/locations/us-central1/jobs/{job.physical_name}"
+    )
+    assert service.inputs["template"]["serviceAccount"] == dispatcher.outputs["email"]
+
+
+def test_the_queue_is_auto_named_and_the_directory_says_where_it_is(prod: Rendering) -> None:
+    """Cloud Tasks keeps a deleted queue's name for up to 3 days: a new queue never reuses one."""
+    queue = prod.one(QUEUE)
+    assert "name" not in queue.inputs
+    assert queue.physical_name.startswith("batch-llm-batch-queue-")
+    directory = prod.one("gcp:firestore/document:Document")
+    assert (directory.inputs["collection"], directory.inputs["documentId"]) == ("batchJobs", "llm-batch")
+    assert json.loads(directory.inputs["fields"]) == {
+        "queue": {
+            "stringValue": f"projects/acme-inference-prod/locations/us-central1/queues/{queue.physical_name}"
+        }
+    }
+    assert directory.property_dependencies["fields"] == (queue.urn,)
 
 
 def test_iam_gives_each_identity_only_its_part(prod: Rendering) -> None:
     runner = prod.one("gcp:serviceaccount/account:Account", "batch-llm-batch-runner").outputs["member"]
     dispatcher = prod.one("gcp:serviceaccount/account:Account", "batch-llm-batch-dispatcher")
+    tasks = dispatcher.outputs["member"]
     group = "group:ml-platform@example.com"
-    (run_grant,) = prod.of_type("gcp:cloudrunv2/jobIamMember:JobIamMember")
-    assert (run_grant.inputs["role"], run_grant.inputs["member"]) == (
-        "roles/run.jobsExecutorWithOverrides",
-        dispatcher.outputs["member"],
-    )
-    assert run_grant.inputs["name"] == prod.one(JOB).outputs["name"]
-    (enqueue,) = prod.of_type("gcp:cloudtasks/queueIamMember:QueueIamMember")
-    assert (enqueue.inputs["role"], enqueue.inputs["member"]) == ("roles/cloudtasks.enqueuer", group)
-    (act_as,) = prod.of_type("gcp:serviceaccount/iAMMember:IAMMember")
-    assert act_as.inputs["serviceAccountId"] == dispatcher.outputs["name"]
-    assert (act_as.inputs["role"], act_as.inputs["member"]) == ("roles/iam.serviceAccountUser", group)
+    job = prod.one(JOB)
+    job_grants = {
+        (g.inputs["role"], g.inputs["member"])
+        for g in prod.of_type("gcp:cloudrunv2/jobIamMember:JobIamMember")
+    }
+    assert job_grants == {("roles/run.jobsExecutorWithOverrides", tasks), ("roles/run.viewer", tasks)}
+    assert {g.inputs["name"] for g in prod.of_type("gcp:cloudrunv2/jobIamMember:JobIamMember")} == {
+        job.outputs["name"]
+    }
+    (invoke,) = prod.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+    assert (invoke.inputs["role"], invoke.inputs["member"]) == ("roles/run.invoker", tasks)
+    queue_grants = {
+        (g.inputs["role"], g.inputs["member"])
+        for g in prod.of_type("gcp:cloudtasks/queueIamMember:QueueIamMember")
+    }
+    assert queue_grants == {
+        ("roles/cloudtasks.enqueuer", group),
+        ("roles/cloudtasks.viewer", group),  # `fleet jobs status` reads a queued job's task
+        ("roles/cloudtasks.enqueuer", tasks),  # the task of a job made to wait
+    }
+    act_as = {
+        (g.inputs["serviceAccountId"], g.inputs["role"], g.inputs["member"])
+        for g in prod.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+    }
+    assert act_as == {
+        (dispatcher.outputs["name"], "roles/iam.serviceAccountUser", group),
+        (dispatcher.outputs["name"], "roles/iam.serviceAccountUser", tasks),
+    }
     database = prod.one("gcp:firestore/database:Database")
-    for grant in prod.of_type("gcp:projects/iAMMember:IAMMember"):
+    status_grants = prod.of_type("gcp:projects/iAMMember:IAMMember")
+    assert {g.inputs["member"] for g in status_grants} == {runner, group, tasks}
+    for grant in status_grants:
         assert grant.inputs["role"] == "roles/datastore.user"
         assert grant.inputs["condition"]["expression"] == (
             f'resource.name == "projects/acme-inference-prod/databases/{database.outputs["name"]}"'
@@ -141,6 +190,23 @@ def test_status_database_and_private_results_bucket(prod: Rendering) -> None:
     assert bucket.physical_name == "acme-inference-prod-prod-llm-batch"
 
 
+def test_results_and_status_documents_expire(prod: Rendering, render) -> None:
+    """Versioning (prod) makes the age rule's delete a noncurrent version: a second rule deletes those."""
+    bucket = prod.one("gcp:storage/bucket:Bucket", "batch-llm-batch-results")
+    assert bucket.inputs["versioning"] == {"enabled": True}
+    assert [r["condition"] for r in bucket.inputs["lifecycleRules"]] == [
+        {"age": 30},
+        {"daysSinceNoncurrentTime": 7},
+    ]
+    assert all(r["action"] == {"type": "Delete"} for r in bucket.inputs["lifecycleRules"])
+    dev = render("dev").one("gcp:storage/bucket:Bucket", "batch-smoke-results")
+    assert [r["condition"] for r in dev.inputs["lifecycleRules"]] == [{"age": 30}]  # no versions in dev
+    ttl = prod.one("gcp:firestore/field:Field")
+    assert (ttl.inputs["collection"], ttl.inputs["field"]) == ("jobs", "expireAt")
+    assert ttl.inputs["ttlConfig"] == {} and ttl.inputs["indexConfig"] == {}
+    assert ttl.inputs["database"] == prod.one("gcp:firestore/database:Database").outputs["name"]
+
+
 def test_the_seeds_four_alerts_notify_the_configured_channel(prod: Rendering) -> None:
     (channel,) = prod.of_type("gcp:monitoring/notificationChannel:NotificationChannel")
     assert channel.inputs["labels"] == {"email_address": "ml-platform-oncall@example.com"}
@@ -153,21 +219,44 @@ def test_the_seeds_four_alerts_notify_the_configured_channel(prod: Rendering) ->
         assert policy.inputs["notificationChannels"] == [channel.outputs["name"]]
     threshold = {k: p.inputs["conditions"][0]["conditionThreshold"] for k, p in policies.items()}
     assert threshold["queue-depth"]["thresholdValue"] == 100
-    assert 'resource.label.queue_id="fleet-prod-llm-batch"' in threshold["queue-depth"]["filter"]
+    queue_id = prod.one(QUEUE).physical_name
+    assert f'resource.label.queue_id="{queue_id}"' in threshold["queue-depth"]["filter"]
     assert threshold["failure-rate"]["thresholdValue"] == 0.05
     assert 'metric.label.state="failed"' in threshold["failure-rate"]["filter"]
     assert "denominatorFilter" in threshold["failure-rate"]
     assert threshold["p95-seconds"]["thresholdValue"] == 120
     assert threshold["p95-seconds"]["aggregations"][0]["crossSeriesReducer"] == "REDUCE_PERCENTILE_95"
-    assert threshold["cold-starts"]["thresholdValue"] == 10
+    # Cold starts: the P95 of the agent's own startup figure, not a count of attempts (which grows with load).
+    assert threshold["cold-starts"]["thresholdValue"] == 300
+    assert threshold["cold-starts"]["aggregations"][0]["crossSeriesReducer"] == "REDUCE_PERCENTILE_95"
+    startup = prod.one("gcp:logging/metric:Metric", "batch-llm-batch-startup")
+    assert startup.inputs["valueExtractor"] == "EXTRACT(jsonPayload.startupSeconds)"
+    assert "completed_task_attempt_count" not in json.dumps(threshold)
     outcomes = prod.one("gcp:logging/metric:Metric", "batch-llm-batch-outcomes")
     assert 'jsonPayload.event="fleet.job.finished"' in outcomes.inputs["filter"]
+
+
+def test_alerts_on_log_based_metrics_wait_ten_minutes_for_them(prod: Rendering) -> None:
+    """Cloud Monitoring refuses them for up to 10 minutes after the metric exists (#11102): one Sleep after
+    the metrics (its triggers carry their names), and only the policies that read them wait for it."""
+    sleep = prod.one("time:index/sleep:Sleep")
+    assert sleep.inputs["createDuration"] == "600s"
+    metrics = {m.urn for m in prod.of_type("gcp:logging/metric:Metric")}
+    assert len(metrics) == 3
+    assert set(sleep.property_dependencies["triggers"]) == metrics
+    assert sleep.provider == prod.one("pulumi:providers:time").urn
+    waiting = {
+        p.name.removeprefix("batch-llm-batch-")
+        for p in prod.of_type("gcp:monitoring/alertPolicy:AlertPolicy")
+        if sleep.urn in p.options.depends_on
+    }
+    assert waiting == {"failure-rate", "p95-seconds", "cold-starts"}
 
 
 def test_names_shared_with_the_client_match_the_rendered_resources(prod: Rendering) -> None:
     names = BatchNames("prod", "acme-inference-prod", "us-central1", "llm-batch")
     assert names.run_job == prod.one(JOB).physical_name
-    assert names.queue == prod.one(QUEUE).physical_name
+    assert names.admission_service == prod.one("gcp:cloudrunv2/service:Service").physical_name
     assert names.bucket == prod.one("gcp:storage/bucket:Bucket", "batch-llm-batch-results").physical_name
     dispatcher = prod.one("gcp:serviceaccount/account:Account", "batch-llm-batch-dispatcher")
     assert names.service_account_email(names.dispatcher_account_id) == dispatcher.outputs["email"]

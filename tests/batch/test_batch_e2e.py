@@ -16,8 +16,9 @@ import pytest
 from fleet.cli import main as fleet
 from fleet.harness import Rendering, render
 from fleet.stackfile import load_stack
+from node_image.agent.tests.agent_testkit.net import wait_for
 
-from .gcp_fakes import retry_delay_s
+from .gcp_fakes import Execution, retry_delay_s
 from .world import CRASHING_ENGINE, BatchWorld
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -144,7 +145,16 @@ def test_engine_crash_is_retried_then_succeeds(
 
 
 def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None:
-    job_id = cli.submit('{"id": "a", "prompt": "fine"}\nthis is not json\n', key="bad")["jobId"]
+    # An inline input is checked by `fleet jobs submit`; one in a bucket only the job can read.
+    world.storage.objects[(world.bucket, "inputs/bad.jsonl")] = (
+        b'{"id": "a", "prompt": "fine"}\nthis is not json\n',
+        "application/x-ndjson",
+    )
+    code, out = cli(
+        "submit", "--input-uri", f"gs://{world.bucket}/inputs/bad.jsonl", "--idempotency-key", "bad"
+    )
+    assert code == 0, out
+    job_id = json.loads(out)["jobId"]
     code, status = cli.wait(job_id)
     assert code == 1
     assert status["state"] == "failed"
@@ -156,7 +166,7 @@ def test_bad_input_fails_once_without_retry(world: BatchWorld, cli: Cli) -> None
     assert [a["attempt"] for a in status["attempts"]] == [1]
     (execution,) = world.finished_executions()
     assert execution.exit_codes == [0]  # exit 0: Cloud Run does not run it again
-    assert not world.storage.objects
+    assert set(world.storage.objects) == {(world.bucket, "inputs/bad.jsonl")}  # no results
 
 
 def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, cli: Cli) -> None:
@@ -171,11 +181,29 @@ def test_failed_dispatch_is_retried_after_the_queues_backoff(world: BatchWorld, 
     assert len(world.finished_executions()) == 1
 
 
+def attempt_claimed(world: BatchWorld, execution: Execution, attempt: int) -> bool:
+    """Whether the agent has claimed Cloud Run's attempt `attempt` (from 0) in the job's status document: from
+    then on it records a SIGTERM as a stopped attempt."""
+    (override,) = execution.overrides["containerOverrides"]
+    job_id = next(e["value"] for e in override["env"] if e["name"] == "FLEET_JOB_ID")
+    try:
+        return world.document(job_id).get("attempt") == attempt + 1
+    except RuntimeError:  # the fake's server thread is writing that document this instant
+        return False
+
+
 def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: BatchWorld, cli: Cli) -> None:
-    world.run_job.timeout_s = 2.0  # the batch below takes longer: Cloud Run sends SIGTERM at the timeout
+    # Cloud Run sends SIGTERM at the task timeout; the batch below takes longer. The timeout runs from the
+    # agent's claim of each attempt, so that a slow start cannot use it up before anything is recorded.
+    world.run_job.timeout_s = 2.0
+    world.run.timeout_from = lambda execution, attempt: attempt_claimed(world, execution, attempt)
+    # The agent's stop is made to fit Cloud Run's 10 s before SIGKILL (JOB_ENGINE_STOP_GRACE_S): a timing,
+    # not what this test checks, so a busy machine gets a guard instead.
+    world.run.kill_grace_s = 120.0
     job_id = cli.submit(prompts(200, max_tokens=512), key="slow")["jobId"]
     world.wait_for_execution(timeout=60)
-    (execution,) = world.finished_executions()
+    # Each attempt: the agent's start, 2 s, the engine's stop (at most 5 s), the status write.
+    (execution,) = world.finished_executions(timeout=300)
     code, out = cli("status", job_id)
     status = json.loads(out)
     assert code == 0 and status["state"] == "failed"
@@ -183,3 +211,105 @@ def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: Ba
     assert [a["state"] for a in status["attempts"]] == ["retrying", "failed"]
     assert all("SIGTERM" in a["error"] for a in status["attempts"])
     assert status["error"]["retryable"] is True
+
+
+def test_executions_never_exceed_the_cap_and_a_waiting_job_spends_no_attempt(
+    world: BatchWorld, cli: Cli
+) -> None:
+    """jobs:run answers at once, so the queue alone would start one GPU execution per dispatch. The
+    admission check starts one only below the cap; the job it refuses waits in a task of its own."""
+    cap = world.max_running
+    release = world.hold_executions()  # instances slow to start: the first `cap` jobs hold their GPUs
+    ids = [cli.submit(prompts(1), key=f"burst-{n}")["jobId"] for n in range(cap + 1)]
+    waiting = wait_for(
+        lambda: next((i for i in ids if f"{world.queue.name}/tasks/{i}-w1" in world.tasks.tasks), None),
+        60,
+        "a job made to wait for a free GPU",
+    )
+    assert len(world.run.executions) == cap
+    assert world.task(waiting).outcome == "done"  # answered 200: not one of the queue's attempts
+    assert world.document(waiting)["state"] == "queued"
+    assert world.document(waiting)["task"] == f"{world.queue.name}/tasks/{waiting}-w1"
+    release.set()
+    for job_id in ids:
+        code, status = cli.wait(job_id)
+        assert code == 0 and status["state"] == "succeeded", status
+    assert world.run.max_running == cap
+    assert len(world.finished_executions()) == cap + 1
+    # The agent's finished line carries its startup figure, which the cold-start metric reads.
+    finished = [
+        e for x in world.run.executions for e in x.log_entries if e.get("event") == "fleet.job.finished"
+    ]
+    assert len(finished) == cap + 1 and all(e["startupSeconds"] >= 0 for e in finished)
+
+
+def test_a_dispatch_refused_for_gpu_quota_waits_and_runs_later(
+    dev: Rendering, tiny_model: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    with BatchWorld(dev, tiny_model, gpu_quota=1) as world:  # the project's quota, below the job's cap
+        cli = Cli(world, tmp_path, monkeypatch, capsys)
+        release = world.hold_executions()
+        first = cli.submit(prompts(1), key="quota-1")["jobId"]
+        world.wait_for_execution(timeout=60)
+        second = cli.submit(prompts(1), key="quota-2")["jobId"]
+        # The wait task is created while the refused dispatch is answered; its answer is recorded after.
+        wait_for(
+            lambda: (
+                f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks and world.task(second).attempts
+            ),
+            60,
+            "the refused job's wait, and its dispatch answered",
+        )
+        assert 429 in world.run.calls  # RESOURCE_EXHAUSTED from jobs:run
+        assert world.task(second).attempts[-1][1] == 200  # the refused attempt was not spent
+        release.set()
+        for job_id in (first, second):
+            code, status = cli.wait(job_id)
+            assert code == 0 and status["state"] == "succeeded", status
+        assert world.run.max_running == 1
+
+
+def test_a_task_dropped_after_its_attempts_shows_failed(world: BatchWorld, cli: Cli) -> None:
+    world.run.unavailable_next = 1000  # jobs:run keeps failing: every attempt of the queue is spent
+    job_id = cli.submit(prompts(1), key="dropped")["jobId"]
+    wait_for(lambda: world.task(job_id).outcome == "dropped", 60, "the queue to drop the task")
+    assert len(world.task(job_id).attempts) == world.queue.max_attempts
+    assert world.document(job_id)["state"] == "queued"  # nobody told the document
+    code, out = cli("status", job_id)
+    status = json.loads(out)
+    assert code == 0 and status["state"] == "failed"
+    assert status["error"]["reason"] == "dropped"
+    assert world.document(job_id)["state"] == "failed"  # recorded, not only shown
+    assert not world.run.executions
+
+
+def test_a_submit_stopped_before_its_task_exists_is_not_read_as_dropped(
+    world: BatchWorld, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status document is written before the task: until the task exists the document names none, so
+    `status` in between (or after a submit that stopped there) shows the job queued, never dropped; the same
+    submit again completes it."""
+    from fleet import jobs
+
+    def connection_lost(self: jobs.JobsClient, task_name: str, job_id: str) -> bool:
+        raise jobs.JobsError("creating the task: connection lost", jobs.EXIT_API)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs.JobsClient, "_enqueue", connection_lost)
+        code, out = cli("submit", "--input", str(write_input(cli, "half")), "--idempotency-key", "half")
+    assert code != 0, out
+    job_id = next(path for path in world.firestore.documents if "/documents/jobs/" in path).rsplit("/", 1)[-1]
+    assert "task" not in world.document(job_id)
+    code, out = cli("status", job_id)
+    assert code == 0 and json.loads(out)["state"] == "queued", out
+    assert world.document(job_id)["state"] == "queued"  # not recorded as dropped either
+    again = cli.submit(prompts(1), key="half")
+    assert again["jobId"] == job_id and not again["duplicate"]
+    code, status = cli.wait(job_id)
+    assert code == 0 and status["state"] == "succeeded", status
+
+
+def write_input(cli: Cli, key: str) -> Path:
+    path = cli.tmp_path / f"input-{key}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in prompts(1)))
+    return path

@@ -1,6 +1,8 @@
 """A stack's batch job as `fleet plan` renders it, standing on the fakes: the queue's rate limits, retry config
-and HTTP target, the Cloud Run job's container, env, retries, timeout and identity, and every IAM binding are
-read from the recorded resources, so the fakes behave as the declared stack would.
+and HTTP target, the Cloud Run job's container, env, retries, timeout and identity, the admission service's
+container and env, the directory document, and every IAM binding are read from the recorded resources, so
+the fakes behave as the declared stack would. The admission check runs as its own process
+(`fleet-agent dispatch`, the service's args) behind a fake Cloud Run front.
 
 What stands in for the container image and the platform (the only differences from a Cloud Run task): the
 entrypoint is this environment's `fleet-agent`, the engine is real llama.cpp (xllamacpp) on a tiny model on
@@ -11,7 +13,10 @@ Google endpoints point at the fakes.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -25,6 +30,7 @@ from .gcp_fakes import (
     FakeCloudTasks,
     FakeFirestore,
     FakeRunAdmin,
+    FakeRunService,
     FakeStorage,
     Identity,
     Queue,
@@ -48,7 +54,14 @@ def _members(rendering: Rendering, type_: str, role: str, **match: Any) -> set[s
 class BatchWorld:
     """The fakes, configured from one rendered batch job, and the environment a client and a task get."""
 
-    def __init__(self, rendering: Rendering, tiny_model: Path, *, engine: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        rendering: Rendering,
+        tiny_model: Path,
+        *,
+        engine: list[str] | None = None,
+        gpu_quota: int | None = None,
+    ) -> None:
         self.rendering = rendering
         self.tiny_model = tiny_model
         self.engine = engine or LLAMA_SERVER
@@ -57,6 +70,7 @@ class BatchWorld:
         queue = rendering.one("gcp:cloudtasks/queue:Queue")
         database = rendering.one("gcp:firestore/database:Database")
         bucket = rendering.one("gcp:storage/bucket:Bucket", "batch-smoke-results")
+        self.service = rendering.one("gcp:cloudrunv2/service:Service")
         project = job.inputs["project"]
         self.job_name = job.inputs["name"]
         self.database_path = f"projects/{project}/databases/{database.inputs['name']}"
@@ -74,10 +88,13 @@ class BatchWorld:
             executors=_members(
                 rendering, "gcp:cloudrunv2/jobIamMember:JobIamMember", "roles/run.jobsExecutorWithOverrides"
             ),
+            viewers=_members(rendering, "gcp:cloudrunv2/jobIamMember:JobIamMember", "roles/run.viewer"),
         )
         target = queue.inputs["httpTarget"]
         retry, rates = queue.inputs["retryConfig"], queue.inputs["rateLimits"]
-        dispatcher = target["oauthToken"]["serviceAccountEmail"]
+        token = target["oidcToken"]
+        assert token["audience"] == self.service.outputs["uri"], "the queue's OIDC audience is the service"
+        dispatcher = token["serviceAccountEmail"]
         act_as = {
             r.inputs["member"]
             for r in rendering.of_type("gcp:serviceaccount/iAMMember:IAMMember")
@@ -85,7 +102,7 @@ class BatchWorld:
             and r.inputs["serviceAccountId"].endswith(dispatcher)
         }
         self.queue = Queue(
-            name=f"projects/{project}/locations/{queue.inputs['location']}/queues/{queue.inputs['name']}",
+            name=f"projects/{project}/locations/{queue.inputs['location']}/queues/{queue.physical_name}",
             max_dispatches_per_second=float(rates["maxDispatchesPerSecond"]),
             max_concurrent_dispatches=int(rates["maxConcurrentDispatches"]),
             max_attempts=int(retry["maxAttempts"]),
@@ -95,7 +112,7 @@ class BatchWorld:
             max_retry_duration_s=duration_s(retry["maxRetryDuration"]),
             http_method=target["httpMethod"],
             uri_override=target["uriOverride"],
-            oauth_service_account=dispatcher,
+            token_service_account=dispatcher,
             header_overrides={
                 h["header"]["key"]: h["header"]["value"] for h in target.get("headerOverrides", [])
             },
@@ -103,12 +120,21 @@ class BatchWorld:
                 rendering, "gcp:cloudtasks/queueIamMember:QueueIamMember", "roles/cloudtasks.enqueuer"
             ),
             act_as=act_as,
+            viewers=_members(
+                rendering, "gcp:cloudtasks/queueIamMember:QueueIamMember", "roles/cloudtasks.viewer"
+            ),
         )
+        self.dispatcher_email = dispatcher
         self.firestore = FakeFirestore(
             self.identity,
             self.database_path,
             _members(rendering, "gcp:projects/iAMMember:IAMMember", "roles/datastore.user"),
         )
+        # What `pulumi up` wrote: the directory document naming the queue.
+        directory = rendering.one("gcp:firestore/document:Document")
+        self.firestore.documents[
+            f"{self.database_path}/documents/{directory.inputs['collection']}/{directory.inputs['documentId']}"
+        ] = {"fields": json.loads(directory.inputs["fields"]), "updateTime": "2026-01-01T00:00:00Z"}
         self.storage = FakeStorage(
             self.identity,
             {
@@ -119,26 +145,65 @@ class BatchWorld:
                 }
             },
         )
-        self.run = FakeRunAdmin(self.identity, [self.run_job], self._task_env)
+        self.run = FakeRunAdmin(self.identity, [self.run_job], self._task_env, gpu_quota=gpu_quota)
         self.submitter_groups = [
             m.removeprefix("group:") for m in self.queue.enqueuers if m.startswith("group:")
         ]
         self.urls: dict[str, str] = {}
+        self._tasks_port = free_port()
         self._stack = ExitStack()
+
+    @property
+    def max_running(self) -> int:
+        """The cap the rendered admission service enforces."""
+        return int(self._service_env()["FLEET_DISPATCH_MAX_RUNNING"])
+
+    def _service_env(self) -> dict[str, str]:
+        (container,) = self.service.inputs["template"]["containers"]
+        return {e["name"]: e["value"] for e in container["envs"]}
 
     def __enter__(self) -> BatchWorld:
         servers = {
             "oauth": _asgi(self.identity.oauth),
             "metadata": self.identity.metadata_server(self.run_job.service_account),
+            "dispatcher-metadata": self.identity.metadata_server(self.dispatcher_email),
             "firestore": self.firestore,
             "storage": self.storage,
             "run": self.run,
         }
         for name, app in servers.items():
             self.urls[name] = self._stack.enter_context(ThreadedServer(app)).url
-        self.tasks = FakeCloudTasks(self.identity, [self.queue], {"run.googleapis.com": self.urls["run"]})
-        self.urls["tasks"] = self._stack.enter_context(ThreadedServer(self.tasks)).url
+        admission = self._start_admission()
+        host = self.service.outputs["uri"].removeprefix("https://")
+        self.tasks = FakeCloudTasks(self.identity, [self.queue], {host: admission})
+        self.urls["tasks"] = self._stack.enter_context(ThreadedServer(self.tasks, self._tasks_port)).url
         return self
+
+    def _start_admission(self) -> str:
+        """The admission service: its container's args on this environment's fleet-agent, with the rendered
+        env (Cloud Run sets PORT) and the endpoints pointed at the fakes, behind Cloud Run's IAM front."""
+        (container,) = self.service.inputs["template"]["containers"]
+        port = free_port()
+        env = {
+            **os.environ,
+            **self._service_env(),
+            "PORT": str(port),
+            "GCE_METADATA_HOST": self.urls["dispatcher-metadata"].removeprefix("http://"),
+            "FLEET_DISPATCH_RUN_URL": self.urls["run"],
+            "FLEET_DISPATCH_TASKS_URL": f"http://127.0.0.1:{self._tasks_port}",  # bound below
+            "FLEET_JOB_FIRESTORE_URL": self.urls["firestore"],
+        }
+        process = subprocess.Popen([FLEET_AGENT, *container["args"]], env=env, stdin=subprocess.DEVNULL)
+        self._stack.callback(_stop, process)
+        wait_for(
+            lambda: _listening(port) or process.poll() is not None, 30, "the admission service to listen"
+        )
+        assert process.poll() is None, f"fleet-agent dispatch exited {process.returncode}"
+        invokers = _members(
+            self.rendering, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "roles/run.invoker"
+        )
+        self.admission = FakeRunService(self.identity, invokers, f"http://127.0.0.1:{port}")
+        return self._stack.enter_context(ThreadedServer(self.admission)).url
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
@@ -185,6 +250,11 @@ class BatchWorld:
             "FLEET_CLOUDTASKS_URL": self.urls["tasks"],
         }
 
+    def hold_executions(self) -> threading.Event:
+        """Executions start (and hold their GPU) but their container waits until the event is set: a slow
+        instance start, made deterministic."""
+        return self.run.hold()
+
     def wait_for_execution(self, timeout: float) -> None:
         """Until jobs:run has started an execution (the dispatcher runs on its own schedule)."""
         wait_for(lambda: self.run.executions, timeout, "an execution of the job")
@@ -198,8 +268,25 @@ class BatchWorld:
     def document(self, job_id: str) -> dict[str, Any]:
         return self.firestore.fields(f"{self.database_path}/documents/jobs/{job_id}")
 
-    def task(self, job_id: str) -> Any:
-        return self.tasks.tasks[f"{self.queue.name}/tasks/{job_id}"]
+    def task(self, job_id: str, waits: int = 0) -> Any:
+        """The job's task, or the one that carries it after admission made it wait `waits` times."""
+        return self.tasks.tasks[f"{self.queue.name}/tasks/{job_id}{f'-w{waits}' if waits else ''}"]
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _asgi(method: Any) -> Any:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from components.controller import budget_for
-from components.controller.budget import RUN_SECONDS, run_handover_s
+from components.controller.budget import run_handover_s
 from components.core.config import PROJECT
 from fleet_agent import constants as agent_constants
-from functions.fleet_controller.handler import ControllerSettings
+from functions.fleet_controller.settings import RUN_SECONDS, ControllerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION = "aws:lambda/function:Function"
@@ -26,7 +26,10 @@ EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 
 def rendered_settings(rendering, region: str) -> ControllerSettings:
     function = rendering.one(FUNCTION, f"controller-{region}-function")
-    return ControllerSettings.from_json(function.inputs["environment"]["variables"]["CONTROLLER_CONFIG"])
+    env = function.inputs["environment"]["variables"]
+    settings = ControllerSettings.from_env(env)
+    assert settings.to_env() == env  # the function reads back exactly what was rendered
+    return settings
 
 
 def statements(rendering, region: str) -> dict[str, dict]:
@@ -83,10 +86,9 @@ def test_the_rendered_config_is_what_the_function_reads(render) -> None:
     # The fewest ready replicas default to the pools' minSize in that region.
     assert east.min_ready == {"meta-llama/Llama-3.1-8B-Instruct": 2, "qwen2.5:14b": 1}
     assert rendered_settings(prod, "us-west-2").min_ready == {"meta-llama/Llama-3.1-8B-Instruct": 1}
-    function = prod.one(FUNCTION, "controller-us-east-1-function")
     secret = prod.one("aws:secretsmanager/secret:Secret", "controller-us-east-1-redis-password")
-    assert function.inputs["environment"]["variables"]["REDIS_PASSWORD_SECRET_ARN"] == secret.outputs["arn"]
-    assert prod.one("aws:secretsmanager/secret:Secret", "controller-us-east-1-redis-password").options.protect
+    assert east.redis_password_secret_arn == secret.outputs["arn"]
+    assert secret.options.protect
 
 
 def test_the_role_is_scoped_to_the_regions_groups_and_this_stacks_instances(render) -> None:

@@ -23,7 +23,8 @@ from testkit.redis_server import RedisServer
 from components.controller import budget_for
 from components.controller import redis_users as controller_users
 from components.gpu_pools import redis_users as node_users
-from functions.fleet_controller.handler import Clients, Controller, ControllerSettings, PoolSpec
+from functions.fleet_controller.handler import Clients, Controller
+from functions.fleet_controller.settings import ControllerSettings, PoolSpec
 from node_image.agent.tests.agent_testkit.harness import API_KEY, FAST_PROBES, LLAMA_SERVER, to_toml
 from node_image.agent.tests.agent_testkit.net import free_port, wait_for
 

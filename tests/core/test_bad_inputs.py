@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic.alias_generators import to_camel
 
 from components.core.config import ConfigError
-from components.stack import parse_stack_config
+from components.stack import SECRETS, FleetConfig, parse_stack_config
 from fleet.cli import main as fleet_main
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -98,6 +99,11 @@ ROUTES = PROD["config"][f"{NS}:controlPlane"]["gateway"]["routes"]
 ENDPOINTS = PROD["config"][f"{NS}:controlPlane"]["gateway"]["serverlessEndpoints"]
 MANY_TAGS = {"owner": "a", "cost-center": "b", **{f"t{i}": "x" for i in range(42)}}
 ESC_PROD = (PROJECT_DIR / "esc" / "prod.yaml").read_text()
+K8S_TEXT = (PROJECT_DIR / "Pulumi.k8s-example.yaml").read_text()
+ROOT_KEYS = [
+    *(field.alias or to_camel(name) for name, field in FleetConfig.model_fields.items()),
+    *(spec.key for spec in SECRETS),
+]
 
 # (case id, stack file text, ESC file overrides, the exact line expected)
 CASES: list[tuple[str, str, dict[str, str], str]] = [
@@ -107,7 +113,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         PROD_TEXT.replace("inference-fleet:tier: prod", "inferense-fleet:tier: prod"),
         {},
         "error: inferense-fleet:tier: unknown namespace 'inferense-fleet'; did you mean 'inference-fleet'? "
-        "allowed: inference-fleet, pulumi, aws, gcp, kubernetes, command",
+        "(inference-fleet:tier is required and not set) allowed: inference-fleet, pulumi, aws, gcp, kubernetes, "
+        "command",
     ),
     (
         "misspelt top-level key config",
@@ -127,7 +134,7 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         "not YAML",
         PROD_TEXT.replace("inference-fleet:tier: prod", "inference-fleet:tier: [prod"),
         {},
-        "error: Pulumi.case.yaml line 9: not valid YAML (expected ',' or ']', but got ':')",
+        "error: Pulumi.case.yaml line 10: not valid YAML (expected ',' or ']', but got ':')",
     ),
     (
         "config not a mapping",
@@ -220,7 +227,8 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
             )
         },
         "error: inference-fleet:gatewayMasterKey: required but not set (LiteLLM master key for the gateway); "
-        "set it with fn::secret in the stack's ESC environment",
+        "set it with fn::secret in the stack's ESC environment (values.pulumiConfig: "
+        "inference-fleet:gatewayMasterKey)",
     ),
     (
         "secret given in plain text",
@@ -240,6 +248,88 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         },
         "error: inference-fleet:providerApiKeys: no key for fireworks_ai; the gateway's routes use anthropic, "
         "fireworks_ai, openai, runpod, together_ai. Add it in ESC: secrets.providerApiKeys.<provider>",
+    ),
+    # --- what Pulumi's own YAML reader refuses or reads otherwise ----------------------------------------
+    (
+        "a key given twice (the last would win)",
+        PROD_TEXT.replace("      maxSize: 8\n", "      maxSize: 4\n      maxSize: 8\n", 1),
+        {},
+        "error: Pulumi.case.yaml line 36: inference-fleet:gpuPools[0].maxSize: given twice (first on line 35); "
+        "Pulumi's YAML reader refuses a repeated key: keep one",
+    ),
+    (
+        "a key given twice in an ESC definition",
+        PROD_TEXT,
+        {
+            "prod.yaml": ESC_PROD.replace(
+                "  pulumiConfig:\n", "  pulumiConfig:\n    inference-fleet:gcpProject: x\n", 1
+            )
+        },
+        "error: Pulumi.case.yaml: environment inference-fleet/prod: prod.yaml line 37: "
+        "values.pulumiConfig.inference-fleet:gcpProject: given twice (first on line 36); Pulumi's YAML reader "
+        "refuses a repeated key: keep one",
+    ),
+    (
+        "an integer of 5000 digits",
+        PROD_TEXT.replace("minTasks: 3", "minTasks: " + "9" * 5000),
+        {},
+        "error: Pulumi.case.yaml: inference-fleet:controlPlane.gateway.minTasks: got an integer of 5000 digits "
+        "unquoted (an integer past 2^53, which JSON does not carry exactly); quote it or fix it",
+    ),
+    (
+        "a key with a no-break space",
+        PROD_TEXT.replace("inference-fleet:tier: prod", "inference-fleet:tier\u00a0: prod"),
+        {},
+        "error: inference-fleet:tier\\u00a0: unknown key (holds U+00A0 NO-BREAK SPACE); did you mean 'tier'? (it "
+        "is required and not set) allowed: " + ", ".join(ROOT_KEYS),
+    ),
+    (
+        "a key with a Cyrillic letter",
+        PROD_TEXT.replace("inference-fleet:tier: prod", "inference-fleet:t\u0456er: prod"),
+        {},
+        "error: inference-fleet:t\\u0456er: unknown key (holds U+0456 CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN "
+        "I); did you mean 'tier'? (it is required and not set) allowed: " + ", ".join(ROOT_KEYS),
+    ),
+    (
+        "a key with a byte-order mark",
+        PROD_TEXT.replace("  inference-fleet:domain:", "  \ufeffinference-fleet:domain:"),
+        {},
+        "error: \\ufeffinference-fleet:domain: unknown namespace '\\ufeffinference-fleet' (holds U+FEFF ZERO WIDTH "
+        "NO-BREAK SPACE); did you mean 'inference-fleet'? (inference-fleet:domain is required and not set) "
+        "allowed: inference-fleet, pulumi, aws, gcp, kubernetes, command",
+    ),
+    (
+        "a Kubernetes version read as a number",
+        K8S_TEXT.replace('kubernetesVersion: "1.33"', "kubernetesVersion: 1.30"),
+        {},
+        "error: inference-fleet:kubernetes.clusters[0].kubernetesVersion: got 1.3, a number; expected a string: "
+        'quote it in the stack file (an unquoted 1.30 is read as the number 1.3; write "1.30")',
+    ),
+    # --- keys that moved, keys needed only where used -------------------------------------------------------
+    (
+        "log retention under its old key",
+        PROD_TEXT.replace("  inference-fleet:logRetentionDays: 90\n", "").replace(
+            "      promoteAfterSeconds: 60\n", "      promoteAfterSeconds: 60\n    logRetentionDays: 90\n"
+        ),
+        {},
+        "error: inference-fleet:controlPlane.logRetentionDays: moved to inference-fleet:logRetentionDays; set it "
+        "there (see CHANGELOG.md)",
+    ),
+    (
+        "batch jobs without a GCP project",
+        PROD_TEXT,
+        {"prod.yaml": ESC_PROD.replace("    inference-fleet:gcpProject: acme-inference-prod\n", "")},
+        "error: inference-fleet:gcpProject: required with batchJobs (their GCP project) but not set; set it in the "
+        "stack file (config: inference-fleet:gcpProject) or in an ESC environment the stack imports "
+        "(values.pulumiConfig: inference-fleet:gcpProject)",
+    ),
+    (
+        "a required key left out says where it goes",
+        PROD_TEXT.replace("  inference-fleet:domain: fleet.example.com\n", ""),
+        {},
+        "error: inference-fleet:domain: required but not set; set it in Pulumi.case.yaml (config: "
+        "inference-fleet:domain) or in an ESC environment the stack imports (values.pulumiConfig: "
+        "inference-fleet:domain)",
     ),
     # --- duplicates -----------------------------------------------------------------------------------
     (
@@ -293,10 +383,10 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     (
         "a checker region twice",
         stack_with(
-            PROD, controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "eu-west-1", "us-east-1"]})
+            PROD, controlPlane=prod_cp(**{"failover.checkerRegions": ["us-west-1", "eu-west-1", "us-west-1"]})
         ),
         {},
-        "error: inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-east-1' twice; list each once",
+        "error: inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-west-1' twice; list each once",
     ),
     # --- address ranges ---------------------------------------------------------------------------------
     (
@@ -441,12 +531,13 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         "give a multiple of 10",
     ),
     (
-        "no TTL could meet the RTO",
+        "no setting could meet the RTO",
         stack_with(PROD, controlPlane=prod_cp(**{"failover.failureThreshold": 6, "failover.rtoSeconds": 63})),
         {},
-        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but DNS failover can take 86 s (76 s to "
-        "detect with 10 s x 6 checks + 10 s the record's TTL); detection alone takes 76 s, leaving less than the "
-        "shortest TTL (5 s): use failureThreshold at most 4 and a cname dns.ttlSeconds of at most 7",
+        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but a gateway-level failover can take "
+        "156 s (10 s firstProbeOffset + 50 s probeIntervals + 6 s probeTimeout + 10 s dnsTtl + 20 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); no setting fails every client over faster than 106 s: raise "
+        "rtoSeconds to at least 156 as declared, or to 106 with 10 s checks, threshold 1 and a 5 s cname",
     ),
     (
         "a TTL below Route53's floor",
@@ -506,7 +597,14 @@ SECRET_CASES: list[tuple[str, str, Any, str]] = [
     (
         "provider key for an unknown provider",
         "providerApiKeys",
-        {"openai": "k", "anthropic": "k", "together_ai": "k", "fireworks_ai": "k", "openia": "k"},
+        {
+            "openai": "k",
+            "anthropic": "k",
+            "together_ai": "k",
+            "fireworks_ai": "k",
+            "runpod": "k",
+            "openia": "k",
+        },
         "inference-fleet:providerApiKeys: unknown provider(s) openia; allowed: openai, anthropic, together_ai, "
         "fireworks_ai, groq, deepinfra, mistral, replicate, lambda_ai, runpod, modal, openai_compatible "
         "(value not shown)",

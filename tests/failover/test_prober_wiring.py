@@ -12,8 +12,9 @@ import pytest
 
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering
+from functions.failover_prober.settings import ProberSettings
 
-PROMOTION = "inference-fleet:promotion:AuroraPromotion"
+PROBER_TYPE = "inference-fleet:failover:FailoverProber"
 FUNCTION = "aws:lambda/function:Function"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 PROBER = Path(__file__).resolve().parents[2] / "functions" / "failover_prober"
@@ -46,11 +47,11 @@ def prober(rendering: Rendering) -> RecordedResource:
 
 def of_prober(rendering: Rendering, resource_type: str) -> list[RecordedResource]:
     """The prober's resources of a type (the fleet controllers have schedules and functions too)."""
-    return [r for r in rendering.descendants(rendering.one(PROMOTION)) if r.type == resource_type]
+    return [r for r in rendering.descendants(rendering.one(PROBER_TYPE)) if r.type == resource_type]
 
 
 def test_everything_the_prober_uses_lives_in_the_standby_region(prod):
-    component = prod.one(PROMOTION)
+    component = prod.one(PROBER_TYPE)
     children = [r for r in prod.descendants(component) if r.custom]
     assert {provider_region(prod, r) for r in children} == {"us-west-2"}
     assert all(r.name.startswith("promotion-") for r in prod.descendants(component))
@@ -90,6 +91,10 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     assert env["PRIMARY_WRITER_HOST"] == primary.outputs["endpoint"]
     assert env["STATUS_RECORD"] == prod.outputs["failover"]["statusRecord"]
     assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
+    # The function reads back exactly what was rendered, each value under its one name.
+    settings = ProberSettings.from_env(env)
+    assert settings.to_env() == env
+    assert (settings.promote_after_seconds, settings.probe_interval_seconds) == (60, 10)
     assert env["TOPIC_ARN"] == prod.outputs["alertTopics"]["us-west-2"]
     # No reserved concurrency: new accounts often cannot reserve any, and a second run is harmless.
     assert function.inputs.get("reservedConcurrentExecutions") is None
@@ -171,7 +176,14 @@ def test_prod_outputs_the_record_and_the_lossless_moves(prod):
     assert promotion["record"] == "/inference-fleet/prod/aurora-promotion/last"
 
 
+def test_the_prober_keeps_the_urns_it_had_as_aurora_promotion(prod):
+    component = prod.one(PROBER_TYPE)
+    for resource in [component, *prod.descendants(component)]:
+        former = resource.urn.replace(PROBER_TYPE, "inference-fleet:promotion:AuroraPromotion")
+        assert former != resource.urn and former in prod.known_as(resource), resource.name
+
+
 def test_dev_has_nothing_to_promote(render):
     dev = render("dev")
-    assert dev.of_type(PROMOTION) == []
+    assert dev.of_type(PROBER_TYPE) == []
     assert dev.outputs["failover"] == {} and dev.outputs["promotion"] == {}

@@ -93,3 +93,18 @@ def test_an_unknown_function_call_is_named_not_answered_empty(tmp_path):
         """
     with pytest.raises(NotImplementedError, match=r"no answer for function aws:ec2/getAmi:getAmi"):
         render(load_stack(project(tmp_path, program), "test"))
+
+
+def test_a_sleep_the_time_provider_would_refuse_fails_the_render(tmp_path):
+    program = """\
+        import pulumi
+        import pulumiverse_time as time
+        clock = time.Provider("time")
+        time.Sleep("ready", create_duration="{duration}", opts=pulumi.ResourceOptions(provider=clock))
+        """
+    rendering = render(load_stack(project(tmp_path, program.replace("{duration}", "10m")), "test"))
+    sleep = rendering.one("time:index/sleep:Sleep")
+    assert sleep.inputs["createDuration"] == "10m" and sleep.physical_name is None
+    # "10 minutes" is not a Go duration: terraform-provider-time refuses it at `pulumi up`.
+    with pytest.raises(Exception, match=r"createDuration '10 minutes' is not a Go duration"):
+        render(load_stack(project(tmp_path, program.replace("{duration}", "10 minutes")), "test"))

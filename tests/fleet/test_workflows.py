@@ -42,3 +42,17 @@ def test_the_stacks_own_environments_hold_no_cloud_login():
         for environment in imported:
             text = (ROOT / "esc" / f"{environment.split('/', 1)[1]}.yaml").read_text()
             assert "fn::open::aws-login" not in text and "fn::open::gcp-login" not in text, environment
+
+
+def test_the_pull_request_gets_the_fleet_diff_against_its_base_beside_the_preview():
+    offline, preview = steps("preview.yml", "offline"), steps("preview.yml", "preview")
+    assert offline[0]["with"]["fetch-depth"] == 0  # the base branch is there to render
+    (diff,) = [s for s in offline if "fleet diff" in str(s.get("run", ""))]
+    assert '"origin/$BASE_REF:$stack" "$stack" --format markdown' in diff["run"]
+    uploaded = [s for s in offline if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    assert "diff-*.md" in uploaded[0]["with"]["path"]
+    names = [str(s.get("uses", "")) for s in preview]
+    post = next(i for i, name in enumerate(names) if name.startswith("actions/github-script"))
+    run_preview = next(i for i, name in enumerate(names) if name.startswith("pulumi/actions"))
+    assert post < run_preview  # posted even when the preview fails
+    assert "diff-${process.env.STACK}.md" in preview[post]["with"]["script"]

@@ -22,7 +22,7 @@ from functions.failover_prober.decision import (
 )
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-SETTINGS = Settings(agree_seconds=60, rpo_seconds=20)
+SETTINGS = Settings(promote_after_seconds=60, rpo_seconds=20)
 STEP = 10  # seconds between observations, as the prober probes
 FRESH_LAG = Lag(seconds=0.4, at=T0 - timedelta(seconds=30))
 

@@ -19,7 +19,7 @@ from testkit.dns import dns_server
 from testkit.postgres import Postgres
 
 from functions.failover_prober import handler
-from functions.failover_prober.decision import Observation, Settings
+from functions.failover_prober.decision import Observation
 
 GLOBAL_ID = "inference-fleet-prod"
 PRIMARY = "arn:aws:rds:us-east-1:123456789012:cluster:data-us-east-1"
@@ -40,7 +40,8 @@ SETTINGS = handler.ProberSettings(
     topic_arn=TOPIC,
     probe_interval_seconds=10,
     probe_timeout_seconds=3,
-    decision=Settings(agree_seconds=60, rpo_seconds=20),
+    promote_after_seconds=60,
+    rpo_seconds=20,
 )
 LOST = (False, "failing")
 HEALTHY = (True, "healthy")

@@ -10,6 +10,7 @@ from pathlib import Path
 import botocore.session
 import yaml
 
+from components.core.catalog.resource_types import IMAGE_RECIPE, S3_OBJECT
 from components.gpu_pools.node_image import NODE_IMAGE_DIR, bundle_digest, bundle_files, recipe_steps
 
 COMPONENT = "aws:imagebuilder/component:Component"
@@ -18,10 +19,10 @@ COMPONENT = "aws:imagebuilder/component:Component"
 def test_every_recipe_step_is_a_component_in_the_recipes_order(render) -> None:
     prod = render("prod")
     components = {c.outputs["arn"]: c for c in prod.of_type(COMPONENT)}
-    bundle = prod.one("aws:s3/bucketObjectv2:BucketObjectv2", "node-image-bundle")
+    bundle = prod.one(S3_OBJECT, "node-image-bundle")
     uri = f"s3://{bundle.inputs['bucket']}/{bundle.inputs['key']}"
     for engine in ("vllm", "ollama"):
-        recipe = prod.one("aws:imagebuilder/imageRecipe:ImageRecipe", f"node-image-{engine}")
+        recipe = prod.one(IMAGE_RECIPE, f"node-image-{engine}")
         used = [components[c["componentArn"]] for c in recipe.inputs["components"]]
         assert [c.name.removeprefix("node-image-") for c in used] == recipe_steps()
         for step, component in zip(recipe_steps(), used, strict=True):
@@ -48,7 +49,7 @@ def test_the_bundle_is_what_the_dockerfile_copies(render) -> None:
         assert any(name == source or name.startswith(source + "/") for name in files), source
     assert "recipe/provision.sh" in files and "recipe/versions.env" in files
     assert "agent/fleet_agent/aws.py" in files and not any("__pycache__" in n for n in files)
-    bundle = render("prod").one("aws:s3/bucketObjectv2:BucketObjectv2", "node-image-bundle")
+    bundle = render("prod").one(S3_OBJECT, "node-image-bundle")
     assert bundle.inputs["key"] == f"node-image/bundle-{bundle_digest(files)}.zip"
 
 

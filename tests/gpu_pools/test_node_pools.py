@@ -10,20 +10,29 @@ from typing import Any
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    AUTOSCALING_GROUP,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
+    IMAGE_BUILDER_INFRASTRUCTURE,
+    IMAGE_RECIPE,
+    LAUNCH_TEMPLATE,
+    LISTENER,
+    LOAD_BALANCER,
+    ROUTE53_RECORD,
+    SECRET,
+    SECURITY_GROUP,
+    SECURITY_GROUP_EGRESS_RULE,
+    SECURITY_GROUP_INGRESS_RULE,
+    TARGET_GROUP,
+)
 from components.gpu_pools import GpuPoolConfig
 from fleet.harness import RecordedResource, Rendering
 from fleet_agent import constants as agent_constants
 
 POOL = "inference-fleet:gpu_pools:GpuNodePool"
 IMAGE = "aws:imagebuilder/image:Image"
-TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-GROUP = "aws:autoscaling/group:Group"
 HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
-LB = "aws:lb/loadBalancer:LoadBalancer"
-TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
-LISTENER = "aws:lb/listener:Listener"
-INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 
 
 def config_pools(stack_input, stack: str = "prod") -> list[GpuPoolConfig]:
@@ -44,7 +53,9 @@ def by_id(rendering: Rendering, value: Any) -> RecordedResource:
 def test_prod_has_two_pools_in_the_primary_and_one_in_the_standby(render) -> None:
     prod = render("prod")
     names = [p.name.removeprefix("pool-") for p in prod.of_type(POOL)]
-    providers = {name: str(child(prod, name, GROUP).provider).rsplit("::", 1)[-1] for name in names}
+    providers = {
+        name: str(child(prod, name, AUTOSCALING_GROUP).provider).rsplit("::", 1)[-1] for name in names
+    }
     assert providers == {
         "llama-8b": "aws-us-east-1",
         "qwen-14b": "aws-us-east-1",
@@ -58,12 +69,12 @@ def test_prod_has_two_pools_in_the_primary_and_one_in_the_standby(render) -> Non
 def test_each_pool_boots_the_baked_image_for_its_engine_and_region(render, stack_input, pool: str) -> None:
     prod = render("prod")
     config = next(p for p in config_pools(stack_input) if p.name == pool)
-    template = child(prod, pool, TEMPLATE)
+    template = child(prod, pool, LAUNCH_TEMPLATE)
     image = prod.one(IMAGE, f"node-image-{config.engine}")
     amis = {a["region"]: a["image"] for a in image.outputs["outputResources"][0]["amis"]}
     assert template.inputs["imageId"] == amis[config.region]
     # The image's recipe is its engine's, on the pinned parent, with an encrypted root.
-    recipe = prod.one("aws:imagebuilder/imageRecipe:ImageRecipe", f"node-image-{config.engine}")
+    recipe = prod.one(IMAGE_RECIPE, f"node-image-{config.engine}")
     assert image.inputs["imageRecipeArn"] == recipe.outputs["arn"]
     assert recipe.inputs["parentImage"].startswith("ssm:/aws/service/canonical/ubuntu/server/24.04/stable/")
     assert {p["value"] for c in recipe.inputs["components"] for p in c["parameters"]} == {config.engine}
@@ -73,7 +84,7 @@ def test_each_pool_boots_the_baked_image_for_its_engine_and_region(render, stack
 
 @pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
 def test_the_launch_template_requires_imdsv2_and_encrypts_the_root(render, stack_input, pool: str) -> None:
-    template = child(render("prod"), pool, TEMPLATE)
+    template = child(render("prod"), pool, LAUNCH_TEMPLATE)
     config = next(p for p in config_pools(stack_input) if p.name == pool)
     metadata = template.inputs["metadataOptions"]
     assert metadata["httpTokens"] == "required"
@@ -94,7 +105,7 @@ def test_the_launch_template_requires_imdsv2_and_encrypts_the_root(render, stack
 def test_the_group_mixes_an_on_demand_base_with_spot_as_configured(render, stack_input, pool: str) -> None:
     prod = render("prod")
     config = next(p for p in config_pools(stack_input) if p.name == pool)
-    group = child(prod, pool, GROUP)
+    group = child(prod, pool, AUTOSCALING_GROUP)
     inputs = group.inputs
     assert (inputs["minSize"], inputs["maxSize"]) == (config.min_size, config.max_size)
     policy = inputs["mixedInstancesPolicy"]
@@ -104,7 +115,7 @@ def test_the_group_mixes_an_on_demand_base_with_spot_as_configured(render, stack
     assert distribution["spotAllocationStrategy"] == "price-capacity-optimized"
     assert [o["instanceType"] for o in policy["launchTemplate"]["overrides"]] == config.instance_types
     spec = policy["launchTemplate"]["launchTemplateSpecification"]
-    template = child(prod, pool, TEMPLATE)
+    template = child(prod, pool, LAUNCH_TEMPLATE)
     assert spec["launchTemplateId"] == template.id
     assert spec["version"] == str(template.outputs["latestVersion"])  # a new version rolls the group
     assert inputs["capacityRebalance"] is True
@@ -123,7 +134,7 @@ def test_the_group_mixes_an_on_demand_base_with_spot_as_configured(render, stack
 def test_termination_waits_for_the_agents_drain(render, pool: str) -> None:
     prod = render("prod")
     hook = child(prod, pool, HOOK)
-    group = child(prod, pool, GROUP)
+    group = child(prod, pool, AUTOSCALING_GROUP)
     assert hook.inputs["autoscalingGroupName"] == group.outputs["name"]
     assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
     assert hook.inputs["defaultResult"] == "CONTINUE"
@@ -137,7 +148,7 @@ def test_termination_waits_for_the_agents_drain(render, pool: str) -> None:
 @pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
 def test_an_internal_load_balancer_checks_the_agents_readiness(render, pool: str) -> None:
     prod = render("prod")
-    balancer = child(prod, pool, LB)
+    balancer = child(prod, pool, LOAD_BALANCER)
     assert balancer.inputs["internal"] is True
     assert len(balancer.physical_name or "") <= 32
     target_group = child(prod, pool, TARGET_GROUP)
@@ -149,7 +160,7 @@ def test_an_internal_load_balancer_checks_the_agents_readiness(render, pool: str
     listener = child(prod, pool, LISTENER)
     assert listener.inputs["loadBalancerArn"] == balancer.outputs["arn"]
     assert listener.inputs["defaultActions"][0]["targetGroupArn"] == target_group.outputs["arn"]
-    record = child(prod, pool, "aws:route53/record:Record")
+    record = child(prod, pool, ROUTE53_RECORD)
     assert record.inputs["name"] == f"{pool}.pools.fleet.example.com"
     assert record.inputs["aliases"][0]["name"] == balancer.outputs["dnsName"]
 
@@ -157,7 +168,10 @@ def test_an_internal_load_balancer_checks_the_agents_readiness(render, pool: str
 def rules_on(rendering: Rendering, group_id: str) -> list[dict[str, Any]]:
     """Every rule on a security group: direction, port, peer (a group id or a CIDR)."""
     found = []
-    for resource_type, direction in ((INGRESS, "in"), (EGRESS, "out")):
+    for resource_type, direction in (
+        (SECURITY_GROUP_INGRESS_RULE, "in"),
+        (SECURITY_GROUP_EGRESS_RULE, "out"),
+    ):
         for rule in rendering.of_type(resource_type):
             if rule.inputs["securityGroupId"] == group_id:
                 peer = rule.inputs.get("referencedSecurityGroupId") or rule.inputs.get("cidrIpv4")
@@ -167,15 +181,13 @@ def rules_on(rendering: Rendering, group_id: str) -> list[dict[str, Any]]:
 
 def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(render) -> None:
     prod = render("prod")
-    balancer = child(prod, "llama-8b", LB)
+    balancer = child(prod, "llama-8b", LOAD_BALANCER)
     (lb_sg,) = balancer.inputs["securityGroups"]
-    template = child(prod, "llama-8b", TEMPLATE)
+    template = child(prod, "llama-8b", LAUNCH_TEMPLATE)
     # The node's own group, and the model store's client group (tests/model_store checks that one).
     node_sg, _store_client_sg = template.inputs["vpcSecurityGroupIds"]
     plane = prod.one("inference-fleet:control_plane:RegionalControlPlane", "control-plane-us-east-1")
-    groups = {
-        r.name: r.id for r in prod.descendants(plane) if r.type == "aws:ec2/securityGroup:SecurityGroup"
-    }
+    groups = {r.name: r.id for r in prod.descendants(plane) if r.type == SECURITY_GROUP}
     gateway_sg, redis_sg = (
         groups["control-plane-us-east-1-gateway-sg"],
         groups["control-plane-us-east-1-redis-sg"],
@@ -188,11 +200,13 @@ def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(
         ],
         key=str,
     )
-    controller_sg = prod.one("aws:ec2/securityGroup:SecurityGroup", "controller-us-east-1-sg").id
+    controller_sg = prod.one(SECURITY_GROUP, "controller-us-east-1-sg").id
+    collector_sg = prod.one(SECURITY_GROUP, "observability-us-east-1-metrics-collector").id
     assert sorted(rules_on(prod, node_sg), key=str) == sorted(
         [
             {"direction": "in", "port": agent, "peer": lb_sg},
             {"direction": "in", "port": agent, "peer": controller_sg},  # the fleet controller's poll
+            {"direction": "in", "port": agent, "peer": collector_sg},  # a Prometheus collector's scrape
             {"direction": "out", "port": 6379, "peer": redis_sg},
             {"direction": "out", "port": 443, "peer": "0.0.0.0/0"},
         ],
@@ -204,33 +218,36 @@ def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(
 
 def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> None:
     prod = render("prod")
-    policy = child(prod, "llama-8b", "aws:iam/rolePolicy:RolePolicy")
+    policy = child(prod, "llama-8b", IAM_ROLE_POLICY)
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    # Its own, and the model store's reads (tests/model_store checks those).
-    assert set(statements) - {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"} == {
+    # Its own, the model store's reads (tests/model_store checks those) and the scaling's
+    # (tests/gpu_pools/test_scaling.py).
+    scaling = {"PublishNodeMetrics", "ProtectOwnGroupsInstances", "ReadGroups"}
+    store = {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"}
+    assert set(statements) - store - scaling == {
         "CompleteOwnLifecycleAction",
         "ReadNodeSecret",
         "DecryptNodeSecret",
     }
-    group = child(prod, "llama-8b", GROUP)
+    group = child(prod, "llama-8b", AUTOSCALING_GROUP)
     lifecycle = statements["CompleteOwnLifecycleAction"]
     assert lifecycle["Action"] == "autoscaling:CompleteLifecycleAction"
     assert lifecycle["Resource"] == (
         f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group.physical_name}"
     )
-    secret = child(prod, "llama-8b", "aws:secretsmanager/secret:Secret")
+    secret = child(prod, "llama-8b", SECRET)
     assert statements["ReadNodeSecret"]["Resource"] == secret.outputs["arn"]
     profile = child(prod, "llama-8b", "aws:iam/instanceProfile:InstanceProfile")
-    template = child(prod, "llama-8b", TEMPLATE)
+    template = child(prod, "llama-8b", LAUNCH_TEMPLATE)
     assert template.inputs["iamInstanceProfile"]["arn"] == profile.outputs["arn"]
-    role = child(prod, "llama-8b", "aws:iam/role:Role")
+    role = child(prod, "llama-8b", IAM_ROLE)
     (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert trust["Principal"] == {"Service": "ec2.amazonaws.com"}
 
 
 def test_the_image_is_built_in_the_primary_with_imdsv2_and_copied_where_the_pools_run(render) -> None:
     prod = render("prod")
-    infrastructure = prod.one("aws:imagebuilder/infrastructureConfiguration:InfrastructureConfiguration")
+    infrastructure = prod.one(IMAGE_BUILDER_INFRASTRUCTURE)
     assert infrastructure.provider and infrastructure.provider.endswith("aws-us-east-1")
     assert infrastructure.inputs["instanceMetadataOptions"]["httpTokens"] == "required"
     assert infrastructure.inputs["instanceTypes"] == ["g6.xlarge"]  # a GPU: the test phase runs nvidia-smi
@@ -251,7 +268,7 @@ def test_the_image_is_built_in_the_primary_with_imdsv2_and_copied_where_the_pool
 def test_a_warm_pool_gets_one_launch_template_and_no_spot(render, stack_input) -> None:
     raw = json.loads(stack_input("prod").config["inference-fleet:gpuPools"])
     raw[0] |= {"instanceTypes": ["g6e.xlarge"], "spotPercentage": 0, "warmPool": {"minSize": 2}}
-    group = child(render("prod", {"gpuPools": raw}), "llama-8b", GROUP)
+    group = child(render("prod", {"gpuPools": raw}), "llama-8b", AUTOSCALING_GROUP)
     assert group.inputs.get("mixedInstancesPolicy") is None
     assert group.inputs["launchTemplate"]["version"] == "1"
     assert group.inputs["warmPool"] == {

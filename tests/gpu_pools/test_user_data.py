@@ -12,6 +12,13 @@ from typing import Any
 import pytest
 import yaml
 
+from components.core.catalog.resource_types import (
+    AUTOSCALING_GROUP,
+    LAUNCH_TEMPLATE,
+    REDIS_REPLICATION_GROUP,
+    SECRET,
+    SECRET_VERSION,
+)
 from components.gpu_pools.user_data import AGENT_CONFIG_PATH, SECRET_DIR, USER_DATA_LIMIT_BYTES
 from fleet.esc import STANDIN_PREFIX
 from fleet.harness import Rendering, is_secret
@@ -29,7 +36,7 @@ def in_pool(rendering: Rendering, pool: str, resource_type: str):
 
 
 def user_data_text(rendering: Rendering, pool: str) -> str:
-    template = in_pool(rendering, pool, "aws:ec2/launchTemplate:LaunchTemplate")
+    template = in_pool(rendering, pool, LAUNCH_TEMPLATE)
     return base64.b64decode(template.inputs["userData"], validate=True).decode()
 
 
@@ -60,18 +67,16 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     monkeypatch.setenv("FLEET_AGENT__SERVER__API_KEY_FILE", str(key_file))
     assert run_cli(["check-config", "--config", str(path)]) == 0
 
-    group = in_pool(prod, pool, "aws:autoscaling/group:Group")
+    group = in_pool(prod, pool, AUTOSCALING_GROUP)
     hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook")
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
-    secret = in_pool(prod, pool, "aws:secretsmanager/secret:Secret")
+    secret = in_pool(prod, pool, SECRET)
     assert config.secrets.aws_secret_id == secret.outputs["arn"]
     region = config.node.region
     redis = next(
-        r
-        for r in prod.of_type("aws:elasticache/replicationGroup:ReplicationGroup")
-        if r.name == f"control-plane-{region}-redis"
+        r for r in prod.of_type(REDIS_REPLICATION_GROUP) if r.name == f"control-plane-{region}-redis"
     )
     # The nodes' own ACL user (its password from the node secret), not the gateway's token.
     host = redis.outputs["primaryEndpointAddress"]
@@ -89,7 +94,9 @@ def test_each_engine_gets_its_own_mode(render) -> None:
     vllm, ollama = configs["llama-8b"].engine, configs["qwen-14b"].engine
     assert (vllm.kind, vllm.mode, vllm.models) == ("vllm", "spawn", ["meta-llama/Llama-3.1-8B-Instruct"])
     assert vllm.env == {"HF_HOME": "/var/lib/fleet-models/hf", "HF_HUB_OFFLINE": "1"}
-    assert vllm.args[:2] == ["--max-model-len", "8192"]
+    # The pool's concurrency first (scaling.concurrency, default 32 for vLLM), then the pool's engineArgs.
+    assert vllm.args[:4] == ["--max-num-seqs", "32", "--max-model-len", "8192"]
+    assert (vllm.parallel, ollama.parallel) == (32, 4)
     assert (ollama.kind, ollama.mode, ollama.models) == ("ollama", "attach", ["qwen2.5:14b"])
     assert ollama.restart_command == ["systemctl", "restart", "ollama.service"]
 
@@ -111,5 +118,5 @@ def test_no_secret_is_in_the_user_data_and_the_secret_files_are_the_units_tmpfs(
     # The unit gives the agent that directory (tmpfs, its own) and fetches before it checks the config.
     unit = UNIT.read_text()
     assert f"RuntimeDirectory={SECRET_DIR.rsplit('/', 1)[-1]}" in unit
-    version = in_pool(prod, "llama-8b", "aws:secretsmanager/secretVersion:SecretVersion")
+    version = in_pool(prod, "llama-8b", SECRET_VERSION)
     assert is_secret(version.inputs["secretString"])  # the values go to Secrets Manager, marked secret

@@ -104,9 +104,13 @@ def test_bad_cluster_gets_one_line_naming_the_key(config_problems, changes, expe
         assert problems[0] == expected
 
 
-def test_prod_serves_every_model_from_two_pods_at_least(config_problems):
-    """One disruption at a time (the budget) must never take a prod model offline."""
-    problems = config_problems("prod", cluster())
+def test_prod_serves_every_model_from_two_pods_at_least(config_problems, stack_input):
+    """One disruption at a time (the budget) must never take a prod model offline: prod's default is 2, and
+    fewer is refused."""
+    stack = stack_input("prod", cluster())
+    config = parse_stack_config(stack.config, set(stack.secret_keys))
+    assert config.kubernetes.clusters[0].models[0].min_replicas == 2
+    problems = config_problems("prod", cluster(models=[{**MODEL, "minReplicas": 1}]))
     assert problems == [
         "inference-fleet:kubernetes.clusters[0].models[0].minReplicas: got 1; prod runs at least 2, so a node "
         "drain (one disruption at a time) never takes the model offline"

@@ -15,10 +15,17 @@ import pytest
 import yaml
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER
+from components.core.catalog.resource_types import (
+    DOCKER_IMAGE,
+    ECR_REPOSITORY,
+    KUBERNETES_PROVIDER,
+    ROUTE53_RECORD,
+    S3_OBJECT,
+)
 from components.kubernetes import KUBERNETES_VERSIONS
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering, is_secret
-from fleet.mocks.aws import _subnet as mock_subnet
+from fleet.mocks.registry import INVOKES
 from fleet_agent import constants as agent_constants
 from fleet_agent.config import load_config
 
@@ -125,7 +132,7 @@ def test_strict_validation_refuses_what_the_api_server_would(example):
 
 
 def test_every_object_goes_through_the_clusters_own_provider(example):
-    (provider,) = example.of_type("pulumi:providers:kubernetes")
+    (provider,) = example.of_type(KUBERNETES_PROVIDER)
     assert provider.name == "k8s-gpu-east-provider"
     assert provider.inputs["clusterIdentifier"] == "gpu-east@us-east-1"
     kubeconfig = yaml.safe_load(unwrap(provider.inputs["kubeconfig"]))
@@ -257,7 +264,8 @@ def test_the_network_policy_admits_only_the_gateways_path(example):
     serving = [{"protocol": "TCP", "port": agent_constants.DEFAULT_SERVING_PORT}]
     gateway_path, scrape = policy["ingress"]
     # The internal load balancer's subnets (what the pods see with client IPs not preserved), nothing else.
-    lb_cidrs = [mock_subnet({"id": s}, "us-east-1")["cidrBlock"] for s in LB_SUBNETS]
+    get_subnet = INVOKES["aws:ec2/getSubnet:getSubnet"]  # what the mocks answer the program for a subnet
+    lb_cidrs = [get_subnet({"id": s}, "us-east-1")["cidrBlock"] for s in LB_SUBNETS]
     assert gateway_path == {"from": [{"ipBlock": {"cidr": cidr}} for cidr in lb_cidrs], "ports": serving}
     assert scrape == {
         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
@@ -320,10 +328,10 @@ def test_the_model_store_is_mounted_read_only_through_the_juicefs_csi_driver(exa
 
 
 def test_the_image_is_the_node_image_built_and_pinned_by_digest(example, pod):
-    image = example.one("docker-build:index:Image", "k8s-gpu-east-node-vllm")
+    image = example.one(DOCKER_IMAGE, "k8s-gpu-east-node-vllm")
     assert image.inputs["dockerfile"] == {"location": "node_image/Dockerfile"}
     assert image.inputs["buildArgs"] == {"ENGINE": "vllm"}
-    repository = example.one("aws:ecr/repository:Repository", "k8s-gpu-east-images")
+    repository = example.one(ECR_REPOSITORY, "k8s-gpu-east-images")
     assert repository.outputs["repositoryUrl"].startswith("123456789012.dkr.ecr.us-east-1.amazonaws.com/")
     assert container(pod)["image"] == image.outputs["ref"]
     assert container(pod)["image"].startswith(repository.outputs["repositoryUrl"] + ":vllm@sha256:")
@@ -332,8 +340,8 @@ def test_the_image_is_the_node_image_built_and_pinned_by_digest(example, pod):
 def test_an_image_given_in_config_is_used_as_is_and_nothing_is_built(render):
     given = "registry.example.com/fleet/node@sha256:" + "c" * 64
     rendering = render(STACK, {"kubernetes": with_cluster(image=given)})
-    assert not rendering.of_type("docker-build:index:Image")
-    assert not rendering.of_type("aws:ecr/repository:Repository")
+    assert not rendering.of_type(DOCKER_IMAGE)
+    assert not rendering.of_type(ECR_REPOSITORY)
     deployment = next(r for r in objects(rendering) if r.inputs.get("kind") == "Deployment")
     assert manifest(deployment)["spec"]["template"]["spec"]["containers"][0]["image"] == given
 
@@ -364,9 +372,7 @@ def test_the_autoscaler_holds_the_agents_requests_in_flight(example, pod):
 
 
 def test_the_gateway_routes_the_model_to_the_services_load_balancer_first(example):
-    config_object = example.one(
-        "aws:s3/bucketObjectv2:BucketObjectv2", "control-plane-us-east-1-litellm-config"
-    )
+    config_object = example.one(S3_OBJECT, "control-plane-us-east-1-litellm-config")
     config = yaml.safe_load(config_object.inputs["content"])
     deployments = [d for d in config["model_list"] if d["model_name"] == "llama-3.1-8b"]
     assert [d["litellm_params"] for d in deployments] == [
@@ -378,7 +384,7 @@ def test_the_gateway_routes_the_model_to_the_services_load_balancer_first(exampl
             "order": POOL_ORDER,
         }
     ]
-    record = example.one("aws:route53/record:Record", f"{PREFIX}-dns")
+    record = example.one(ROUTE53_RECORD, f"{PREFIX}-dns")
     assert record.inputs["name"] == f"{MODEL}.k8s.fleet.example.org"
     assert record.inputs["type"] == "CNAME"
     service = next(r for r in objects(example) if r.name == f"{PREFIX}-service")
@@ -395,7 +401,7 @@ def test_a_cluster_reached_by_kubeconfig_uses_the_one_esc_holds(render, stack_in
     )
     given = replace(given, secret_keys=given.secret_keys | {"inference-fleet:kubernetesKubeconfigs"})
     rendering = render(given)
-    (provider,) = rendering.of_type("pulumi:providers:kubernetes")
+    (provider,) = rendering.of_type(KUBERNETES_PROVIDER)
     assert is_secret(provider.inputs["kubeconfig"])
     assert unwrap(provider.inputs["kubeconfig"]) == kubeconfig
 

@@ -7,15 +7,25 @@ import json
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    DEFAULT_SECURITY_GROUP,
+    FLOW_LOG,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
+    INTERNET_GATEWAY,
+    LOG_GROUP,
+    NAT_GATEWAY,
+    ROUTE,
+    ROUTE_TABLE_ASSOCIATION,
+    SUBNET,
+    VPC,
+    VPC_ENDPOINT,
+)
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering
 
 NETWORK = "inference-fleet:network:RegionalNetwork"
-VPC = "aws:ec2/vpc:Vpc"
-SUBNET = "aws:ec2/subnet:Subnet"
-NAT = "aws:ec2/natGateway:NatGateway"
-ROUTE = "aws:ec2/route:Route"
-ASSOCIATION = "aws:ec2/routeTableAssociation:RouteTableAssociation"
 
 
 def in_network(rendering: Rendering, region: str, resource_type: str) -> list[RecordedResource]:
@@ -33,7 +43,7 @@ def test_prod_builds_a_network_per_region_under_its_own_provider(render):
     providers = {vpc.provider for vpc in vpcs.values()}
     assert len(providers) == 2
     for region in ("us-east-1", "us-west-2"):
-        provider = prod.one("pulumi:providers:aws", f"aws-{region}")
+        provider = prod.one(AWS_PROVIDER, f"aws-{region}")
         assert provider.inputs["region"] == region
         assert all(
             r.provider == provider.urn for r in prod.descendants(prod.one(NETWORK, f"network-{region}"))
@@ -43,7 +53,7 @@ def test_prod_builds_a_network_per_region_under_its_own_provider(render):
 def test_dev_builds_one_region(render):
     dev = render("dev")
     assert [n.name for n in dev.of_type(NETWORK)] == ["network-us-east-1"]
-    assert len(dev.of_type("pulumi:providers:aws")) == 1
+    assert len(dev.of_type(AWS_PROVIDER)) == 1
 
 
 def test_every_cloud_resource_names_an_explicit_provider(render):
@@ -55,7 +65,7 @@ def test_every_cloud_resource_names_an_explicit_provider(render):
 
 
 def test_provider_default_tags_carry_the_stack_tags(render):
-    provider = render("prod").one("pulumi:providers:aws", "aws-us-east-1")
+    provider = render("prod").one(AWS_PROVIDER, "aws-us-east-1")
     tags = json.loads(provider.inputs["defaultTags"])["tags"]
     assert tags == {
         "owner": "ml-platform",
@@ -97,7 +107,9 @@ def test_subnets_span_three_zones_inside_the_vpc(render, region):
 
 def default_route_target(rendering: Rendering, subnet: RecordedResource) -> RecordedResource:
     """Follow subnet -> association -> route table -> 0.0.0.0/0 route -> its target."""
-    association = next(a for a in rendering.of_type(ASSOCIATION) if a.inputs["subnetId"] == subnet.id)
+    association = next(
+        a for a in rendering.of_type(ROUTE_TABLE_ASSOCIATION) if a.inputs["subnetId"] == subnet.id
+    )
     route = next(
         r
         for r in rendering.of_type(ROUTE)
@@ -110,14 +122,14 @@ def default_route_target(rendering: Rendering, subnet: RecordedResource) -> Reco
 def test_prod_private_subnets_leave_through_the_nat_in_their_own_zone(render):
     prod = render("prod")
     region = "us-east-1"
-    nats = in_network(prod, region, NAT)
+    nats = in_network(prod, region, NAT_GATEWAY)
     assert len(nats) == 3
     for subnet in in_network(prod, region, SUBNET):
         target = default_route_target(prod, subnet)
         if subnet.inputs["tags"]["subnet-tier"] == "public":
-            assert target.type == "aws:ec2/internetGateway:InternetGateway"
+            assert target.type == INTERNET_GATEWAY
             continue
-        assert target.type == NAT
+        assert target.type == NAT_GATEWAY
         nat_subnet = prod.by_id(target.inputs["subnetId"])
         assert nat_subnet.inputs["tags"]["subnet-tier"] == "public"
         assert nat_subnet.inputs["availabilityZone"] == subnet.inputs["availabilityZone"]
@@ -125,7 +137,7 @@ def test_prod_private_subnets_leave_through_the_nat_in_their_own_zone(render):
 
 def test_dev_shares_one_nat(render):
     dev = render("dev")
-    (nat,) = in_network(dev, "us-east-1", NAT)
+    (nat,) = in_network(dev, "us-east-1", NAT_GATEWAY)
     private = [
         s for s in in_network(dev, "us-east-1", SUBNET) if s.inputs["tags"]["subnet-tier"] == "private"
     ]
@@ -134,12 +146,12 @@ def test_dev_shares_one_nat(render):
 
 def test_s3_gateway_endpoint_serves_the_private_route_tables(render):
     prod = render("prod")
-    (endpoint,) = in_network(prod, "us-west-2", "aws:ec2/vpcEndpoint:VpcEndpoint")
+    (endpoint,) = in_network(prod, "us-west-2", VPC_ENDPOINT)
     assert endpoint.inputs["serviceName"] == "com.amazonaws.us-west-2.s3"
     assert endpoint.inputs["vpcEndpointType"] == "Gateway"
     private_tables = {
         a.inputs["routeTableId"]
-        for a in in_network(prod, "us-west-2", ASSOCIATION)
+        for a in in_network(prod, "us-west-2", ROUTE_TABLE_ASSOCIATION)
         if prod.by_id(a.inputs["subnetId"]).inputs["tags"]["subnet-tier"] == "private"
     }
     assert set(endpoint.inputs["routeTableIds"]) == private_tables
@@ -148,10 +160,10 @@ def test_s3_gateway_endpoint_serves_the_private_route_tables(render):
 
 def test_flow_logs_reach_a_log_group_through_a_scoped_role(render):
     prod = render("prod")
-    (flow_log,) = in_network(prod, "us-east-1", "aws:ec2/flowLog:FlowLog")
-    (group,) = in_network(prod, "us-east-1", "aws:cloudwatch/logGroup:LogGroup")
-    (role,) = in_network(prod, "us-east-1", "aws:iam/role:Role")
-    (policy,) = in_network(prod, "us-east-1", "aws:iam/rolePolicy:RolePolicy")
+    (flow_log,) = in_network(prod, "us-east-1", FLOW_LOG)
+    (group,) = in_network(prod, "us-east-1", LOG_GROUP)
+    (role,) = in_network(prod, "us-east-1", IAM_ROLE)
+    (policy,) = in_network(prod, "us-east-1", IAM_ROLE_POLICY)
     vpc = in_network(prod, "us-east-1", VPC)[0]
 
     assert flow_log.inputs["vpcId"] == vpc.id
@@ -169,7 +181,7 @@ def test_flow_logs_reach_a_log_group_through_a_scoped_role(render):
 
 
 def test_default_security_group_is_emptied(render):
-    (group,) = in_network(render("prod"), "us-east-1", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup")
+    (group,) = in_network(render("prod"), "us-east-1", DEFAULT_SECURITY_GROUP)
     assert not group.inputs.get("ingress") and not group.inputs.get("egress")
 
 

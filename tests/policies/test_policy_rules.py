@@ -20,9 +20,11 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_gcp as gcp
+import pulumiverse_time as time
 import pytest
 
 from components.core.catalog.aws import GPU_INSTANCE_TYPES
+from components.core.catalog.resource_types import IAM_ROLE_POLICY, K8S_DEPLOYMENT, LAMBDA_FUNCTION
 from fleet.harness import Rendering, is_secret, render
 from fleet.policy_run import RuleConfig, evaluate
 from fleet.report import Violation
@@ -483,6 +485,41 @@ def tasks_queue(*, attempts: int = 5, min_backoff: str | None = "10s", max_backo
     )
 
 
+def log_metric_alert(*, wait: str | None = "600s", literal_filter: bool = False) -> None:
+    """An alert policy on a log-based metric declared beside it, behind a Sleep (`wait`) or not."""
+    opts = gcp_provider()
+    metric = gcp.logging.Metric("errors", name="errors", filter="severity>=ERROR", opts=opts)
+    after: list[pulumi.Resource] = []
+    if wait is not None:
+        clock = time.Provider("time")
+        sleep = time.Sleep(
+            "errors-ready",
+            create_duration=wait,
+            triggers={"metric": metric.name},
+            opts=pulumi.ResourceOptions(provider=clock),
+        )
+        after.append(sleep)
+    condition_filter = (
+        'metric.type="logging.googleapis.com/user/errors" AND resource.type="cloud_run_job"'
+        if literal_filter
+        else metric.name.apply(lambda m: f'metric.type="logging.googleapis.com/user/{m}"')
+    )
+    gcp.monitoring.AlertPolicy(
+        "errors",
+        display_name="errors",
+        combiner="OR",
+        conditions=[
+            gcp.monitoring.AlertPolicyConditionArgs(
+                display_name="errors",
+                condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                    filter=condition_filter, comparison="COMPARISON_GT", duration="0s"
+                ),
+            )
+        ],
+        opts=pulumi.ResourceOptions(provider=opts.provider, depends_on=after),
+    )
+
+
 def gpu_pool(
     *,
     types: tuple[str, ...] = ("g6.xlarge", "g5.xlarge"),
@@ -663,6 +700,7 @@ CASES = [
     ),
     Case("cloud-run-job-retries-timeout", "batch", lambda: cloud_run_job(timeout=None), cloud_run_job),
     Case("cloud-tasks-retry-backoff", "batch", lambda: tasks_queue(attempts=-1), tasks_queue),
+    Case("log-metric-alert-waits", "errors", lambda: log_metric_alert(wait=None), log_metric_alert),
     Case("prod-gpu-pool-capacity", "pool", lambda: gpu_pool(on_demand_base=0), gpu_pool),
     # All 4 nodes on spot in prod (cap 90 %); the twin keeps one on-demand (75 %).
     Case("gpu-pool-spot-share", "pool", lambda: gpu_pool(on_demand_base=0, rebalance=True), gpu_pool),
@@ -726,6 +764,17 @@ def test_a_gpu_job_timeout_beyond_cloud_runs_hour_is_named(declare) -> None:
     assert [v.message.splitlines()[-1] for v in found] == [
         "gcp:cloudrunv2/job:Job 'batch' sets timeout 7200s: Cloud Run runs a task with a GPU at most 3600 s."
     ]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"wait": "30s"}, {"wait": "9m59s"}, {"wait": None, "literal_filter": True}],
+    ids=["30s", "under-10-minutes", "metric-named-in-a-literal-filter"],
+)
+def test_an_alert_on_a_log_metric_waits_ten_minutes_for_it(declare, kwargs) -> None:
+    found = findings(declare(lambda: log_metric_alert(**kwargs)), "log-metric-alert-waits")
+    assert [v.urn.rsplit("::", 1)[-1] for v in found] == ["errors"]
+    assert findings(declare(lambda: log_metric_alert(wait="10m")), "log-metric-alert-waits") == []
 
 
 def test_a_listener_rule_forwarding_a_catch_all_or_an_admin_prefix_is_named(declare) -> None:
@@ -851,7 +900,7 @@ def test_secrets_reach_the_rules_unwrapped_as_the_engine_hands_them_over(declare
         )
 
     rendering = declare(function_with_secret_env)
-    environment = rendering.one("aws:lambda/function:Function").inputs["environment"]
+    environment = rendering.one(LAMBDA_FUNCTION).inputs["environment"]
     assert is_secret(environment)  # recorded as it travels: the secret marks the whole object
     assert fired_on(rendering, "no-secrets-in-environment", "promote")  # the rule saw the plain value
 
@@ -918,7 +967,7 @@ def test_node_actions_need_named_groups_or_tag_conditions(
 def test_the_fleet_controllers_own_role_passes(render) -> None:
     """The shipped controller's role is the rule's main subject: it must pass it, with its statements."""
     prod = render("prod")
-    policies = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("controller-")]
+    policies = [p for p in prod.of_type(IAM_ROLE_POLICY) if p.name.startswith("controller-")]
     assert len(policies) == 2  # one controller per GPU region
     assert findings(prod, "fleet-actions-scoped") == []
 
@@ -964,4 +1013,35 @@ def test_the_k8s_example_stack_passes_the_kubernetes_rules(declare) -> None:
     rendering = declare(lambda: None, stack="k8s-example")
     result = evaluate(rendering)
     assert [v for v in result.violations if v.policy in ("no-privileged-pods", "gpu-workload-limits")] == []
-    assert any(r.type == "kubernetes:apps/v1:Deployment" for r in rendering.resources)
+    assert any(r.type == K8S_DEPLOYMENT for r in rendering.resources)
+
+
+def burn_pair(*, paging: bool) -> None:
+    """A multiwindow burn-rate pair: two window alarms without actions, read by one composite alarm."""
+    opts = aws_provider()
+    for window, period in (("1h", 3600), ("5m", 300)):
+        aws.cloudwatch.MetricAlarm(
+            f"burn-{window}",
+            name=f"slo-availability-{window}",
+            namespace="AWS/ApplicationELB",
+            metric_name="HTTPCode_Target_5XX_Count",
+            statistic="Sum",
+            period=period,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=14.4,
+            opts=opts,
+        )
+    aws.cloudwatch.CompositeAlarm(
+        "burn",
+        alarm_name="slo-availability-fast-burn",
+        alarm_rule='ALARM("slo-availability-1h") AND ALARM("slo-availability-5m")',
+        alarm_actions=["arn:aws:sns:us-east-1:123456789012:fleet-prod-use1-alerts"] if paging else None,
+        opts=opts,
+    )
+
+
+def test_window_alarms_are_heard_through_the_composite_alarm_that_pages(declare) -> None:
+    assert findings(declare(lambda: burn_pair(paging=True)), "alarm-has-action") == []
+    found = findings(declare(lambda: burn_pair(paging=False)), "alarm-has-action")
+    assert sorted(v.urn.rsplit("::", 1)[1] for v in found) == ["burn", "burn-1h", "burn-5m"]

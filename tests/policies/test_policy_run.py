@@ -16,17 +16,23 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 from pulumi_policy import EnforcementLevel, StackValidationPolicy
 
+from components.core.catalog.resource_types import (
+    AWS_PROVIDER,
+    ECS_TASK_DEFINITION,
+    ROUTE53_RECORD,
+    STACK,
+    VPC,
+)
 from fleet.harness import RecordedResource, Rendering
 from fleet.policy_run import PolicyConfigError, RuleConfig, evaluate, load_config_file, reconcile
 from policies.pack import POLICIES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-TASK = "aws:ecs/taskDefinition:TaskDefinition"
 URN = "urn:pulumi:prod::inference-fleet::"
 PROVIDER = RecordedResource(
     urn=f"{URN}pulumi:providers:aws::aws-us-east-1",
     id="aws-us-east-1-0",
-    type="pulumi:providers:aws",
+    type=AWS_PROVIDER,
     name="aws-us-east-1",
     parent=None,
     provider=None,
@@ -56,7 +62,7 @@ def recorded(type_: str, name: str, inputs: dict) -> Rendering:
 
 def test_a_value_known_only_after_up_makes_the_rule_wait_not_pass_or_fail() -> None:
     rendering = recorded(
-        TASK, "gateway", {"family": "gateway", "containerDefinitions": pulumi.output.Unknown()}
+        ECS_TASK_DEFINITION, "gateway", {"family": "gateway", "containerDefinitions": pulumi.output.Unknown()}
     )
     found = [v for v in evaluate(rendering).violations if v.policy == "image-pinned-by-digest"]
     assert [v.enforcement for v in found] == ["advisory"]
@@ -66,7 +72,7 @@ def test_a_value_known_only_after_up_makes_the_rule_wait_not_pass_or_fail() -> N
 
 def test_a_health_check_id_known_only_after_up_still_counts_as_attached() -> None:
     rendering = recorded(
-        "aws:route53/record:Record",
+        ROUTE53_RECORD,
         "api-primary",
         {
             "name": "api.fleet.example.com",
@@ -123,6 +129,15 @@ def test_a_property_override_keeps_the_rules_other_defaults() -> None:
         ({"gpu-count-cap": {"maxGpus": {"prod": -1}}}, "maxGpus.prod: -1 is below the minimum 0"),
         ({"image-pined-by-digest": "advisory"}, "image-pined-by-digest: no such rule in the pack"),
         ({"image-pinned-by-digest": "sometimes"}, "'sometimes' is not an enforcement level"),
+        # A misspelt setting would be ignored and the rule would keep its default: refused by name.
+        (
+            {"gpu-count-cap": {"maxGpu": {"prod": 128}}},
+            "gpu-count-cap: maxGpu: no such setting; did you mean 'maxGpus'? settings: maxGpus",
+        ),
+        (
+            {"s3-bucket-encrypted": {"enforcementLevel": "advisory", "allowed": True}},
+            "s3-bucket-encrypted: allowed: no such setting; the rule has no settings",
+        ),
     ],
 )
 def test_bad_policy_config_is_one_line_naming_rule_and_key(tmp_path: Path, given: dict, message: str) -> None:
@@ -149,13 +164,13 @@ def test_stack_rules_get_every_resource_with_its_parent_object_and_provider(rend
     )
     evaluate(rendering, policies=[capture])
     by_urn = {r.urn: r for r in seen}
-    assert seen[0].resource_type == "pulumi:pulumi:Stack"
+    assert seen[0].resource_type == STACK
     for resource in rendering.resources:
         policy_resource = by_urn[resource.urn]
         assert policy_resource.parent is by_urn[resource.parent]
         if resource.provider:
             assert policy_resource.provider.urn == resource.provider
-    vpc = next(r for r in seen if r.resource_type == "aws:ec2/vpc:Vpc")
+    vpc = next(r for r in seen if r.resource_type == VPC)
     assert vpc.props["id"] == rendering.get(vpc.urn).id  # outputs carry the id, as the engine's state does
     assert vpc.parent.resource_type == "inference-fleet:network:RegionalNetwork"
 
@@ -196,8 +211,8 @@ def test_the_pack_starts_as_pulumi_preview_starts_it_and_agrees_with_the_offline
             )
             answer = analyzer.Analyze(
                 analyzer_pb2.AnalyzeRequest(
-                    type=TASK,
-                    urn=f"{URN}{TASK}::gateway",
+                    type=ECS_TASK_DEFINITION,
+                    urn=f"{URN}{ECS_TASK_DEFINITION}::gateway",
                     name="gateway",
                     properties=properties,
                     provider=provider,
@@ -208,6 +223,28 @@ def test_the_pack_starts_as_pulumi_preview_starts_it_and_agrees_with_the_offline
         process.kill()
         process.wait()
     engine = sorted((d.policyName, d.message) for d in answer.diagnostics)
-    offline = sorted((v.policy, v.message) for v in evaluate(recorded(TASK, "gateway", task)).violations)
+    offline = sorted(
+        (v.policy, v.message) for v in evaluate(recorded(ECS_TASK_DEFINITION, "gateway", task)).violations
+    )
     assert engine == offline
     assert [name for name, _ in engine] == ["image-pinned-by-digest"]
+
+
+def test_the_readme_lists_every_rule_of_the_pack_by_theme_and_level() -> None:
+    from policies.pack import THEMES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {
+        cells[0]: (cells[1], cells[2])
+        for line in readme.splitlines()
+        if line.startswith("| ")
+        and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 4
+        and cells[1] in THEMES
+    }
+    pack = {
+        p.name: (theme, "mandatory" if p.enforcement_level == EnforcementLevel.MANDATORY else "advisory")
+        for theme, policies in THEMES.items()
+        for p in policies
+    }
+    assert rows == pack
+    assert f"exits 1 on a mandatory violation. {len(POLICIES)} rules:" in readme

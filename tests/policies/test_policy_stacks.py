@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.core.catalog.resource_types import ECS_TASK_DEFINITION
 from fleet.policy_run import evaluate
 from policies.pack import POLICIES
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
-TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 
 
 def fleet_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLEET, "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([FLEET, "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])
@@ -52,7 +52,7 @@ def test_a_moving_tag_through_the_stack_config_names_the_rule_and_each_task_defi
     control_plane["gateway"]["image"] = control_plane["gateway"]["image"].split("@")[0] + ":latest"
     rendering = render(prod, {"controlPlane": control_plane})
     found = [v for v in evaluate(rendering).mandatory if v.policy == "image-pinned-by-digest"]
-    assert sorted({v.urn for v in found}) == sorted(r.urn for r in rendering.of_type(TASK_DEFINITION))
+    assert sorted({v.urn for v in found}) == sorted(r.urn for r in rendering.of_type(ECS_TASK_DEFINITION))
     assert all(":latest" in v.message for v in found)
     # Every container of the task runs the image: the gateway, its migrations, its region-health sidecar.
     named = {
@@ -61,7 +61,7 @@ def test_a_moving_tag_through_the_stack_config_names_the_rule_and_each_task_defi
         for c in ("gateway", "migrate", "region-health")
         if f"container {c!r}" in v.message
     }
-    assert len(named) == 3 * len(rendering.of_type(TASK_DEFINITION))
+    assert len(named) == 3 * len(rendering.of_type(ECS_TASK_DEFINITION))
 
 
 def test_the_prod_stack_file_with_latest_makes_fleet_plan_exit_1_naming_rule_and_resource(

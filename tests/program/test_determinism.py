@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components.core.catalog.resource_types import ECS_SERVICE, LAMBDA_FUNCTION, RDS_CLUSTER
+
 FLEET = str(Path(sys.executable).with_name("fleet"))
 
 
@@ -16,7 +18,7 @@ def plan_text(project_dir: Path, stack: str) -> str:
         cwd=project_dir,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
@@ -30,9 +32,7 @@ def test_two_renders_of_prod_are_byte_identical(project_dir):
 def test_assets_appear_as_path_and_content_digest(project_dir):
     plan = json.loads(plan_text(project_dir, "prod"))
     function = next(
-        r
-        for r in plan["resources"]
-        if (r["type"], r["name"]) == ("aws:lambda/function:Function", "promotion-function")
+        r for r in plan["resources"] if (r["type"], r["name"]) == (LAMBDA_FUNCTION, "promotion-function")
     )
     handler = function["inputs"]["code"]["archive"]["failover_prober/handler.py"]["asset"]
     assert handler["path"] == "functions/failover_prober/handler.py"
@@ -43,7 +43,7 @@ def test_assets_appear_as_path_and_content_digest(project_dir):
 def test_resource_options_reach_the_plan(project_dir):
     plan = json.loads(plan_text(project_dir, "prod"))
     by_name = {(r["type"], r["name"]): r for r in plan["resources"]}
-    service = by_name[("aws:ecs/service:Service", "control-plane-us-east-1-gateway")]
+    service = by_name[(ECS_SERVICE, "control-plane-us-east-1-gateway")]
     assert service["options"]["ignoreChanges"] == ["desiredCount"]
     assert service["options"]["dependsOn"] == [
         "urn:pulumi:prod::inference-fleet::inference-fleet:control_plane:RegionalControlPlane$"
@@ -51,7 +51,7 @@ def test_resource_options_reach_the_plan(project_dir):
         "urn:pulumi:prod::inference-fleet::inference-fleet:control_plane:RegionalControlPlane$"
         "aws:secretsmanager/secretVersion:SecretVersion::control-plane-us-east-1-gateway-secret",
     ]
-    secondary = by_name[("aws:rds/cluster:Cluster", "data-us-west-2")]
+    secondary = by_name[(RDS_CLUSTER, "data-us-west-2")]
     assert secondary["options"]["ignoreChanges"] == ["replicationSourceIdentifier", "engineVersion"]
     assert secondary["options"]["protect"] is True
     assert secondary["physicalName"].startswith("data-us-west-2-")

@@ -17,6 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    IAM_ROLE,
+    K8S_SERVICE,
+    LOAD_BALANCER,
+    S3_BUCKET,
+    TARGET_GROUP,
+)
 from fleet.harness import PhysicalNameError
 from fleet.harness import render as harness_render
 from fleet.mocks.registry import REGISTRY
@@ -43,24 +50,20 @@ def test_no_name_exceeds_its_api_limit(render, stack):
 
 def test_auto_names_are_the_logical_name_and_seven_hex_digits(render):
     prod = render("prod")
-    role = prod.one("aws:iam/role:Role", "control-plane-us-east-1-gateway-task")
+    role = prod.one(IAM_ROLE, "control-plane-us-east-1-gateway-task")
     assert re.fullmatch(r"control-plane-us-east-1-gateway-task-[0-9a-f]{7}", role.physical_name or "")
-    bucket = prod.one("aws:s3/bucket:Bucket", "control-plane-us-east-1-bucket")
+    bucket = prod.one(S3_BUCKET, "control-plane-us-east-1-bucket")
     assert bucket.outputs["bucket"] == bucket.physical_name == bucket.id
 
 
 def test_load_balancer_names_are_explicit_short_and_carry_stack_and_region(render):
     prod = render("prod")
-    gateway = [
-        r for r in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if r.name.startswith("control-plane-")
-    ]
+    gateway = [r for r in prod.of_type(LOAD_BALANCER) if r.name.startswith("control-plane-")]
     assert sorted(r.physical_name or "" for r in gateway) == [
         "fleet-prod-use1-gateway",
         "fleet-prod-usw2-gateway",
     ]
-    groups = [
-        r for r in prod.of_type("aws:lb/targetGroup:TargetGroup") if r.name.startswith("control-plane-")
-    ]
+    groups = [r for r in prod.of_type(TARGET_GROUP) if r.name.startswith("control-plane-")]
     names = [g.physical_name or "" for g in groups]
     assert all(re.fullmatch(r"fleet-prod-(use1|usw2)-(gateway|health)-[0-9a-f]{4}", g) for g in names), names
     assert all(len(g) <= 32 for g in names)
@@ -95,7 +98,7 @@ def _stack_named(project_dir: Path, tmp_path: Path, stack: str) -> subprocess.Co
         [FLEET, "plan", "--stack", stack, "-C", str(tmp_path), "--format", "json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 
@@ -137,5 +140,5 @@ def test_kubernetes_objects_are_named_as_their_kinds_allow(render):
     assert names["Service"] == "llama-8b-k8s"
     assert names["Namespace"] == "fleet-k8s-example"
     assert re.fullmatch(r"k8s-gpu-east-llama-8b-k8s-agent-[a-z0-9]{8}", names["ConfigMap"] or "")
-    service_rule = REGISTRY["kubernetes:core/v1:Service"].rule
+    service_rule = REGISTRY[K8S_SERVICE].rule
     assert service_rule is not None and "a letter first" in (service_rule.problem("8b-llama") or "")

@@ -42,16 +42,26 @@ CLOUD_RUN_MAX_RETRIES = 10
 # A task attempt's timeout: up to 168 hours; with a GPU, up to 1 hour (GA; 12 hours is a preview).
 CLOUD_RUN_MAX_TASK_TIMEOUT_SECONDS = 168 * 3600
 CLOUD_RUN_GPU_MAX_TASK_TIMEOUT_SECONDS = 3600
+# Running job executions per project and region (Cloud Run "Quotas and limits").
+CLOUD_RUN_MAX_RUNNING_EXECUTIONS = 1000
 
 # --- Cloud Tasks (google/cloud/tasks/v2 queue.proto, task.proto, cloudtasks.proto) -----------------------
 
-# RateLimits: max_dispatches_per_second at most 500; max_concurrent_dispatches at most 5,000.
+# RateLimits: max_dispatches_per_second at most 500.
 CLOUD_TASKS_MAX_DISPATCHES_PER_SECOND = 500
-CLOUD_TASKS_MAX_CONCURRENT_DISPATCHES = 5000
 # Task.dispatch_deadline of an HTTP task: 15 s to 30 min (default 10 min).
 CLOUD_TASKS_DISPATCH_DEADLINE_SECONDS = (15, 1800)
+# CreateTask: schedule_time at most 30 days ahead.
+CLOUD_TASKS_MAX_SCHEDULE_SECONDS = 30 * 24 * 3600
 # CreateTask: a task is at most 100 KB.
 CLOUD_TASKS_MAX_TASK_BYTES = 100 * 1024
+
+# --- Cloud Monitoring ----------------------------------------------------------------------------------
+
+# An alert policy on a log-based metric is refused for a while after the metric is created: "404 Cannot find
+# metric(s) that match type = logging.googleapis.com/user/... If a metric was created recently, it could take
+# up to 10 minutes to become available" (the API's own message; terraform-provider-google#11102).
+LOG_METRIC_READY_SECONDS = 600
 
 # --- labels (Resource Manager "Labels" requirements) ----------------------------------------------------
 

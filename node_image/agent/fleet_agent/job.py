@@ -28,7 +28,6 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +35,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleet_agent import __version__
+from fleet_agent.batch_input import BadInput, Item, parse_items
 from fleet_agent.config import AgentConfig
 from fleet_agent.gcp import Firestore, GoogleApiError, MetadataToken, Storage
 from fleet_agent.gpu.backend import GpuBackend
@@ -52,9 +52,6 @@ FINISHED_EVENT = "fleet.job.finished"
 ENGINE_WATCH_PERIOD_S = 0.1
 # Cloud Run's container contract: SIGKILL 10 s after SIGTERM. The engine gets at most this much of it.
 JOB_ENGINE_STOP_GRACE_S = 5.0
-MAX_ITEMS = 100_000
-# Keys of an input item that are ours, not the engine's.
-ITEM_ID = "id"
 
 log = logging.getLogger("fleet_agent.job")
 
@@ -104,55 +101,8 @@ def settings_problems(error: ValidationError) -> list[str]:
     return [f"job: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()]
 
 
-class BadInput(Exception):
-    """The job's input cannot be run: retrying would fail the same way."""
-
-
 class Retryable(Exception):
     """This attempt failed for a reason another attempt may not meet."""
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    path: str  # the engine's OpenAI path
-    body: dict[str, Any]
-
-
-def parse_items(text: str, model: str) -> list[Item]:
-    """JSON lines, each an OpenAI completion (`prompt`) or chat (`messages`) request; `model` is forced to
-    the one the job serves, `id` (optional) names the line in the results."""
-    items: list[Item] = []
-    seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"line {number}: not JSON ({exc.msg})") from None
-        if not isinstance(request, dict):
-            raise BadInput(f"line {number}: expected a JSON object")
-        has_prompt, has_messages = "prompt" in request, "messages" in request
-        if has_prompt == has_messages:
-            raise BadInput(f"line {number}: give exactly one of 'prompt' (completion) or 'messages' (chat)")
-        if has_prompt and not isinstance(request["prompt"], str):
-            raise BadInput(f"line {number}: 'prompt' must be a string")
-        if has_messages and not (isinstance(request["messages"], list) and request["messages"]):
-            raise BadInput(f"line {number}: 'messages' must be a non-empty list")
-        if request.get("stream"):
-            raise BadInput(f"line {number}: 'stream' is not supported in a batch")
-        item_id = str(request.pop(ITEM_ID, number))
-        if item_id in seen:
-            raise BadInput(f"line {number}: id {item_id!r} appears twice")
-        seen.add(item_id)
-        path = "/v1/completions" if has_prompt else "/v1/chat/completions"
-        items.append(Item(item_id, path, {**request, "model": model}))
-        if len(items) > MAX_ITEMS:
-            raise BadInput(f"more than {MAX_ITEMS} items; split the job")
-    if not items:
-        raise BadInput("the input holds no item")
-    return items
 
 
 def _now() -> datetime:
@@ -186,6 +136,9 @@ class JobRun:
         self.history: list[dict[str, Any]] = []
         self.timings: dict[str, float | None] = {}
         self.gpu_name: str | None = None
+        # This attempt's cold start: container start to engine ready (or to giving up on it), for the
+        # cold-start alert (a log-based metric on the finished line).
+        self.startup_s: float | None = None
 
     async def run(self) -> int:
         s = self.settings
@@ -273,6 +226,7 @@ class JobRun:
                 ready = await _first(agent.wait_ready(self.config.probes.startup_timeout_s), crashed)
                 if crashed.done():
                     raise Retryable(f"the engine exited while starting: {_engine_detail(agent)}")
+                self.startup_s = _seconds(self.started_at, _now())  # ready, or given up on: both count
                 if not ready:
                     waited = self.config.probes.startup_timeout_s
                     raise Retryable(f"not ready after {waited:g} s: {agent.state.reasons}")
@@ -386,6 +340,7 @@ class JobRun:
                         "retryable": str(retryable).lower(),
                         "attempt": s.attempt,
                         "seconds": self.timings.get("totalSeconds") or self.timings.get("attemptSeconds"),
+                        "startupSeconds": self.startup_s,
                     }
                 ),
                 flush=True,

@@ -1,6 +1,7 @@
 """`fleet-agent`: the command line. `run` serves until SIGTERM (or a preemption notice) has been
 drained; `job` runs one batch job attempt (Cloud Run jobs; see fleet_agent/job.py for its exit codes);
-`check-config` validates a config file. Bad config: one line per bad key, exit 2."""
+`dispatch` serves a batch job's admission check (fleet_agent/dispatch.py); `check-config` validates a config
+file. Bad config: one line per bad key, exit 2."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "start the engine and serve until drained (SIGTERM or a preemption notice)"),
         ("check-config", "validate the config and print what it sets up"),
         ("job", "run one batch job attempt (Cloud Run jobs): engine up, items through it, status written"),
+        ("dispatch", "serve a batch job's admission check (Cloud Tasks -> here -> jobs:run), on $PORT"),
         ("fetch-secrets", "write the [secrets] files from AWS Secrets Manager (before run, at boot)"),
         ("mount-store", "mount the [model_store] volume in the foreground (the fleet-model-store unit)"),
     ):
@@ -62,12 +64,21 @@ def run_cli(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_CONFIG
+    if args.command == "dispatch":  # configured by its environment alone (the Cloud Run service's)
+        from fleet_agent.dispatch import serve_dispatch
+
+        setup_logging(os.environ.get("FLEET_AGENT__LOG_LEVEL", "info"))
+        return asyncio.run(serve_dispatch())
     path: Path | None = args.config or Path(os.environ.get("FLEET_AGENT_CONFIG", c.DEFAULT_CONFIG_PATH))
     if args.command == "job" and args.config is None and path is not None and not path.exists():
         path = None  # a job container may carry its whole config in FLEET_AGENT__* variables
     try:
         # Job mode serves no proxy; the key file is one of the files fetch-secrets writes.
-        config = load_config(path, load_keys=args.command not in ("job", "fetch-secrets", "mount-store"))
+        config = load_config(
+            path,
+            load_keys=args.command not in ("job", "fetch-secrets", "mount-store"),
+            key_file_may_be_absent=args.command == "check-config",
+        )
     except ConfigError as exc:
         for line in exc.lines:
             print(f"fleet-agent: {line}", file=sys.stderr)
@@ -159,6 +170,13 @@ def _fetch_secrets(config: AgentConfig) -> int:
     return EXIT_OK
 
 
+def _keys_line(config: AgentConfig) -> str:
+    key_file = config.server.api_key_file
+    if key_file is not None and not key_file.exists():
+        return f"API keys from {key_file} (not there yet: fetch-secrets writes it at boot; run needs it)"
+    return f"{len(config.server.api_keys)} API key(s)"
+
+
 def describe(config: AgentConfig) -> str:
     engine = config.engine
     hooks = ", ".join(
@@ -180,7 +198,7 @@ def describe(config: AgentConfig) -> str:
             f"({config.node.region}/{config.node.pool}, {config.node.accelerator})",
             f"  engine: {engine.kind} in {engine.mode} mode on 127.0.0.1:{engine.bind_port}, "
             f"models {', '.join(engine.models)}",
-            f"  serving: {config.server.host}:{config.server.port}, {len(config.server.api_keys)} API key(s)",
+            f"  serving: {config.server.host}:{config.server.port}, {_keys_line(config)}",
             f"  preemption: {config.preemption.provider}; "
             f"drain up to {config.drain.timeout_s:g} s; hooks: {hooks or 'none'}",
             f"  heartbeat: {heartbeat}",

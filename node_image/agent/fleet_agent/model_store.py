@@ -14,6 +14,8 @@ lists them) warmed into the local cache before the engine starts, and the mount 
 The agent never needs the metadata Redis itself: warmup and the checks go through the mount. Mounting
 does: spawn mode passes META_PASSWORD from meta_password_file; `fleet-agent mount-store` (the host's
 unit, as root) reads it from Secrets Manager and runs the client in the foreground.
+
+The client's command lines and what their output says: juicefs.py. What is mounted where: mountinfo.py.
 """
 
 from __future__ import annotations
@@ -23,18 +25,19 @@ import contextlib
 import errno
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fleet_agent.aio import cancel_and_wait
 from fleet_agent.config import AgentConfig, ModelStoreConfig
+from fleet_agent.juicefs import CacheCheck, JuiceFs, StoreError, last_line
 from fleet_agent.manifest import Manifest, ManifestError, human_bytes, read_manifest, size_problems
+from fleet_agent.mountinfo import mount_entry
 from fleet_agent.probes import Probe
 from fleet_agent.state import Check
 
@@ -43,40 +46,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fleet_agent.model_store")
 
-MOUNTINFO = Path("/proc/self/mountinfo")
 # A file every JuiceFS mount serves from its daemon (world-readable): reading it proves the daemon answers.
 STATS_FILE = ".stats"
-PASSWORD_ENV = "META_PASSWORD"
-# `juicefs warmup --check`: "check cache: 1 files checked, 16 MiB of 64 MiB (25.0%) cached"
-_CHECKED = re.compile(r"(\d+) files checked, (.+?) of (.+?) \(([\d.]+)%\) cached")
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 # Warmed: the check reports this share of the listed bytes in the cache (it prints one decimal).
 WARM_RATIO = 0.999
 
 
-class StoreError(Exception):
-    """A JuiceFS command failed; the message is its last meaningful line."""
-
-
-# --- the mount, as the kernel sees it ------------------------------------------------------------------
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def mount_entry(mount_point: Path, mountinfo: Path = MOUNTINFO) -> tuple[str, str] | None:
-    """(filesystem type, source) of what is mounted at `mount_point` (the last mount there is the one
-    seen), or None. The path is not resolved: resolving a stale mount fails."""
-    target = os.path.join(os.path.realpath(mount_point.parent), mount_point.name)
-    found = None
-    for line in mountinfo.read_text().splitlines():
-        left, _, right = line.partition(" - ")
-        fields, rest = left.split(), right.split()
-        if len(fields) >= 5 and len(rest) >= 2 and _unescape(fields[4]) == target:
-            found = (rest[0], _unescape(rest[1]))
-    return found
+# --- the mount's health ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -104,147 +80,6 @@ def probe_mount(mount_point: Path, volume: str) -> MountHealth:
         name = errno.errorcode.get(exc.errno or 0, "error")
         return MountHealth(False, f"{mount_point} is stale: {name} ({exc.strerror})", stale=True)
     return MountHealth(True, f"JuiceFS:{volume} at {mount_point}")
-
-
-# --- the client ----------------------------------------------------------------------------------------
-
-
-def parse_size(text: str) -> int:
-    """go-humanize's IBytes ("0 B", "64 MiB", "1.5 GiB") as bytes (approximately: it rounds)."""
-    match = re.fullmatch(r"\s*([\d.]+)\s*([KMGTP]?)i?B\s*", text)
-    if match is None:
-        raise ValueError(f"not a size: {text!r}")
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
-
-
-@dataclass(frozen=True)
-class CacheCheck:
-    files: int
-    cached_bytes: int
-    total_bytes: int
-    ratio: float
-
-
-def parse_check(output: str) -> CacheCheck:
-    match = _CHECKED.search(output)
-    if match is None:
-        raise StoreError(f"no cache check in juicefs' output: {_last_line(output)}")
-    return CacheCheck(
-        files=int(match.group(1)),
-        cached_bytes=parse_size(match.group(2)),
-        total_bytes=parse_size(match.group(3)),
-        ratio=float(match.group(4)) / 100.0,
-    )
-
-
-def _last_line(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    # JuiceFS logs "<date> <time> juicefs[pid] <LEVEL>: message [where]"; keep the message.
-    for line in reversed(lines):
-        if "<FATAL>" in line or "<ERROR>" in line:
-            return re.sub(r"^.*<(FATAL|ERROR)>:\s*", "", line)[:300]
-    return (lines[-1] if lines else "no output")[:300]
-
-
-class JuiceFs:
-    """The JuiceFS client's command lines for one volume, from the agent's config."""
-
-    def __init__(self, config: ModelStoreConfig, password: str | None = None) -> None:
-        self.config = config
-        self._password = password
-
-    def mount_arguments(self, *, background: bool) -> list[str]:
-        c = self.config
-        args = [
-            *c.juicefs, "mount", c.meta_url, str(c.mount_point),
-            "--cache-dir", str(c.cache_dir),
-            "--cache-size", str(c.cache_size_mib),
-            "--free-space-ratio", f"{c.free_space_ratio:g}",
-            "--buffer-size", str(c.buffer_size_mib),
-            "--prefetch", str(c.prefetch),
-            "--metrics", c.metrics_address,
-            "--no-usage-report",
-        ]  # fmt: skip
-        if c.read_only:
-            cache = f"{c.metadata_cache_s:g}s"
-            args += [
-                "--read-only",
-                # Background jobs (trash cleanup, metadata backup) write: the store's writer does them.
-                "--no-bgjob", "--backup-meta", "0",
-                "--attr-cache", cache, "--entry-cache", cache, "--dir-entry-cache", cache,
-                "--open-cache", cache,
-            ]  # fmt: skip
-        if background:
-            args.append("--background")
-            if c.log_file is not None:
-                args += ["--log", str(c.log_file)]
-        return args
-
-    def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        password, password_file = self._password, self.config.meta_password_file
-        if password is None and password_file is not None:
-            try:
-                password = password_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise StoreError(f"meta_password_file {password_file}: {exc.strerror}") from None
-        if password:
-            env[PASSWORD_ENV] = password
-        return env
-
-    async def run(self, argv: Sequence[str], timeout: float) -> str:
-        """Run a command to its end; its output, or StoreError naming what went wrong."""
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=self.environment(),
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise StoreError(f"cannot run {argv[0]}: {exc.strerror}") from None
-        try:
-            output, _ = await asyncio.wait_for(process.communicate(), timeout)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
-            raise StoreError(f"{' '.join(argv[:2])} did not finish within {timeout:g} s") from None
-        text = output.decode("utf-8", "replace")
-        if process.returncode != 0:
-            raise StoreError(f"{' '.join(argv[:2])} exited {process.returncode}: {_last_line(text)}")
-        return text
-
-    async def mount(self) -> None:
-        c = self.config
-        for directory in (c.cache_dir, c.mount_point):
-            with contextlib.suppress(OSError):  # a stale mount point exists but cannot be stat'ed
-                directory.mkdir(parents=True, exist_ok=True)
-        await self.run(self.mount_arguments(background=True), c.mount_timeout_s)
-
-    async def unmount(self, *, force: bool = False) -> None:
-        argv = [*self.config.juicefs, "umount", *(["--force"] if force else []), str(self.config.mount_point)]
-        await self.run(argv, self.config.mount_timeout_s)
-
-    async def check(self, list_file: Path) -> CacheCheck:
-        argv = [*self.config.juicefs, "warmup", "--check", "--file", str(list_file)]
-        return parse_check(await self.run(argv, self.config.mount_timeout_s))
-
-    async def start_warmup(self, list_file: Path, log_file: Any) -> asyncio.subprocess.Process:
-        argv = [
-            *self.config.juicefs, "warmup",
-            "--threads", str(self.config.warmup_threads), "--file", str(list_file),
-        ]  # fmt: skip
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            env=self.environment(),
-            start_new_session=True,
-        )
 
 
 # --- the store, as the agent drives it --------------------------------------------------------------------
@@ -422,7 +257,7 @@ class ModelStore:
                 if process.returncode != 0:
                     raise StoreError(
                         f"juicefs warmup exited {process.returncode}: "
-                        f"{_last_line((Path(scratch) / 'log').read_text(errors='replace'))}"
+                        f"{last_line((Path(scratch) / 'log').read_text(errors='replace'))}"
                     )
                 if check.ratio < WARM_RATIO:
                     raise StoreError(

@@ -1,5 +1,5 @@
 """Fixtures for the agent's tests: a tiny real model for llama.cpp, a real redis-server, and moto in
-server mode (AWS APIs on loopback)."""
+server mode (AWS APIs on loopback: `moto_url`, from the test kit the program's tests use too)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 
 from .agent_testkit.net import free_port, wait_for
 from .agent_testkit.tiny_model import write_tiny_llama
+
+pytest_plugins = ["testkit.moto_server"]
 
 
 @pytest.fixture(scope="session")
@@ -57,17 +59,3 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    """moto 5.2.5 in server mode on 127.0.0.1, as `moto_server` runs it (one per session)."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()

@@ -178,6 +178,26 @@ def test_cli_check_config_describes_what_it_sets_up(tmp_path: Path) -> None:
     ]
 
 
+def test_the_shipped_example_passes_its_own_check_config_before_the_key_file_exists(tmp_path: Path) -> None:
+    """The example names /etc/fleet-agent/api-key, which fetch-secrets writes at boot: check-config says so
+    instead of failing; an empty key file that is there is still refused, and run needs the keys."""
+    example = Path(__file__).resolve().parents[2] / "config" / "agent.example.toml"
+    result = run_cli("check-config", "--config", str(example))
+    assert result.returncode == 0, result.stderr
+    assert "API keys from /etc/fleet-agent/api-key (not there yet" in result.stdout
+    empty = tmp_path / "api-key"
+    empty.write_text("")
+    result = run_cli(
+        "check-config", "--config", str(example), env={"FLEET_AGENT__SERVER__API_KEY_FILE": str(empty)}
+    )
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"fleet-agent: config: server.api_key_file: {empty} holds no key\n",
+    )
+    with pytest.raises(ConfigError):
+        load_config(example, {})
+
+
 def test_cli_help_and_port_in_use(tmp_path: Path) -> None:
     assert "drains on preemption" in run_cli("--help").stdout
     import socket

@@ -57,7 +57,7 @@ def test_spot_notice_while_streaming_drains_in_order(tmp_path: Path, tiny_model:
             stream = StreamInThread(agent.url).start()
 
             imds.spot_action = spot_notice(120)
-            wait_for(lambda: agent.readyz() == 503, 5, "readiness to turn off after the notice")
+            wait_for(lambda: agent.readyz() == 503, 30, "readiness to turn off after the notice")
             assert not stream.done.is_set(), "the stream ended before the notice: make it longer"
             status = agent.status()
             assert status["state"] == "draining"
@@ -108,15 +108,15 @@ def test_sigterm_drains_then_exits_zero(tmp_path: Path, tiny_model: Path) -> Non
                 stdout=log,
             )
         try:
-            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 30, "the agent to be ready")
+            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 120, "the agent to be ready")
             engine_pid = httpx.get(url + "/status").json()["engine"]["pid"]
             stream = StreamInThread(url).start()
             process.send_signal(signal.SIGTERM)
-            wait_for(lambda: httpx.get(url + "/readyz").status_code == 503, 5, "readiness off after SIGTERM")
+            wait_for(lambda: httpx.get(url + "/readyz").status_code == 503, 30, "readiness off after SIGTERM")
             assert not stream.done.is_set(), "the stream ended before SIGTERM: make it longer"
             stream.join()
             assert generated_tokens(stream.text) == STREAM_TOKENS
-            assert process.wait(30) == 0
+            assert process.wait(120) == 0
         finally:
             if process.poll() is None:
                 process.kill()

@@ -26,8 +26,10 @@ import httpx
 import pytest
 
 from fleet_agent.config import ConfigError, ModelStoreConfig, load_config
+from fleet_agent.juicefs import JuiceFs, parse_check
 from fleet_agent.metrics import AgentMetrics
-from fleet_agent.model_store import JuiceFs, ModelStore, mount_entry, parse_check, probe_mount
+from fleet_agent.model_store import ModelStore, probe_mount
+from fleet_agent.mountinfo import mount_entry
 
 from .agent_testkit.fake_autoscaling import moto_client
 from .agent_testkit.fake_metadata import FakeImds

@@ -21,6 +21,7 @@ from testkit.fake_openai import FakeOpenAI
 from testkit.litellm_proxy import running_litellm
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER, SERVERLESS_ORDER
+from components.core.catalog.resource_types import S3_OBJECT
 from fleet.harness import render
 from fleet.sandbox.serverless import answer_text
 from fleet.stackfile import load_stack
@@ -37,11 +38,7 @@ RUNPOD_KEY = "rp-test-key-0123456789"
 
 def rendered_gateway_config() -> dict[str, Any]:
     rendering = render(load_stack(PROJECT_DIR, "dev"))
-    (obj,) = [
-        r
-        for r in rendering.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
-        if r.name == "control-plane-us-east-1-litellm-config"
-    ]
+    (obj,) = [r for r in rendering.of_type(S3_OBJECT) if r.name == "control-plane-us-east-1-litellm-config"]
     return yaml.safe_load(obj.inputs["content"])
 
 
@@ -137,7 +134,7 @@ def test_the_pool_serves_first_and_the_serverless_endpoint_takes_over_when_it_is
         # Readiness off (a drain, as on a spot notice): the agent refuses new requests with 503.
         now = time.time()
         agent.notice(DrainNotice("signal", "test", now, now + 30))
-        wait_for(lambda: agent.readyz() == 503, 10, "the agent to turn readiness off")
+        wait_for(lambda: agent.readyz() == 503, 30, "the agent to turn readiness off")
         refused_before = agent_counter(agent, "fleet_agent_requests_rejected_total")
 
         fallback = complete(gateway["url"])
