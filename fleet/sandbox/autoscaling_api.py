@@ -52,6 +52,11 @@ class Lifecycle(Protocol):
         ValueError (its message Auto Scaling's) when it is below the group's minimum."""
         ...
 
+    def desired_capacity(self, group: str) -> int | None:
+        """The desired capacity a scale-in set while it waits (on protected instances, on drains), or
+        None where moto's stands."""
+        ...
+
 
 def _python_pattern(pattern: str) -> str:
     """The model's patterns are Java's: astral characters as a surrogate-pair range."""
@@ -213,12 +218,18 @@ class AutoScalingApi:
         await respond(send, answer.status_code, content, answer.headers.get("content-type"))
 
     def _with_lifecycle_states(self, xml: bytes) -> bytes:
-        """moto's answer with the emulated group's own lifecycle states in place of moto's."""
+        """moto's answer with the emulated group's own lifecycle states and pending desired capacity in
+        place of moto's."""
         assert self.lifecycle is not None
         ET.register_namespace("", self.namespace)
         root = ET.fromstring(xml)
         ns = {"a": self.namespace}
         for member in root.iter(f"{{{self.namespace}}}member"):
+            name, desired = member.find("a:AutoScalingGroupName", ns), member.find("a:DesiredCapacity", ns)
+            if name is not None and name.text and desired is not None:
+                wanted = self.lifecycle.desired_capacity(name.text)
+                if wanted is not None:
+                    desired.text = str(wanted)
             instance = member.find("a:InstanceId", ns)
             state = member.find("a:LifecycleState", ns)
             if instance is None or state is None or instance.text is None:

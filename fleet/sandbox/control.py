@@ -209,7 +209,6 @@ def snapshot(sandbox: Sandbox) -> dict[str, Any]:
             if r.controller is not None
         },
         "autoscalingApi": sandbox.autoscaling_url,
-        "failoverTerms": (sandbox.plan.outputs.get("failover") or {}),
         "emulated": list(EMULATED),
     }
 

@@ -41,11 +41,12 @@ class ControllerSchedule:
         events: Events,
         log: Path,
     ) -> None:
-        from functions.fleet_controller.handler import ControllerSettings
+        from functions.fleet_controller.settings import CONFIG_VARIABLE, ControllerSettings
 
-        raw = json.loads(function_env["CONTROLLER_CONFIG"])
+        raw = json.loads(function_env[CONFIG_VARIABLE])
         raw.update(redis_host="127.0.0.1", redis_port=redis_port, redis_tls=False)
-        self.settings = ControllerSettings.from_json(json.dumps(raw))
+        # The password is handed over as the function reads it from its secret: not through the settings.
+        self.settings = ControllerSettings.from_env({CONFIG_VARIABLE: json.dumps(raw)})
         self.region = region
         self.timeout_s = timeout_s
         self.password = redis_password

@@ -737,22 +737,18 @@ class RegionLoss(Drill):
         return {"at": first_ok.ended_at, "kind": "served-by-standby"}
 
     def budgets(self, ctx: Context) -> tuple[Budget, Budget]:
-        terms = (ctx.status.get("failoverTerms") or {}).get("dnsFailover", {})
-        detect_terms = (
-            "firstProbeOffsetSeconds",
-            "probeIntervalsSeconds",
-            "probeTimeoutSeconds",
-            "aggregationSeconds",
-        )
-        detect = sum(terms.get(t, 0) for t in detect_terms) if terms else None
-        total = ctx.budgets.get("dnsFailoverWorstCaseSeconds")
-        shown = " + ".join(f"{t.removesuffix('Seconds')} {terms[t]:g}" for t in detect_terms if t in terms)
+        """The plan's worst case for inference after a region loss (budgets.failover.regionLossInference):
+        detection is its terms before the DNS TTL, recovery the whole."""
+        budget = (ctx.budgets.get("failover") or {}).get("regionLossInference") or {}
+        terms = budget.get("terms", [])
+        names = [t["term"] for t in terms]
+        before_ttl = terms[: names.index("dnsTtl")] if "dnsTtl" in names else []
+        detect = sum(t["worst"] for t in before_ttl) if before_ttl else None
+        shown = " + ".join(f"{t['term']} {t['worst']:g}" for t in before_ttl)
+        rest = " + ".join(f"{t['term']} {t['worst']:g}" for t in terms[len(before_ttl) :])
         return (
-            Budget(detect, f"plan: the DNS failover terms before the TTL ({shown})"),
-            Budget(
-                total,
-                f"plan: dnsFailoverWorstCaseSeconds (the same + dnsTtl {terms.get('dnsTtlSeconds', '?')})",
-            ),
+            Budget(detect, f"plan: regionLossInference's worst terms before the TTL ({shown})"),
+            Budget(budget.get("worstSeconds"), f"plan: regionLossInference, worst (the same + {rest})"),
         )
 
     def describe(self) -> tuple[str, str]:

@@ -13,7 +13,10 @@ this carries out what Auto Scaling would then do, as the rendered group asks:
   Terminating:Wait (IMDS's target-lifecycle-state says Terminated) until the agent completes the lifecycle
   action or the hook's heartbeat timeout passes, then terminated: the node powers off;
 - a lower desired capacity (SetDesiredCapacity through the Auto Scaling API front) scales in that way,
-  oldest instances first (the default termination policy's oldest launch template, then oldest instance);
+  oldest instances first (the default termination policy's oldest launch template, then oldest instance),
+  passing by instances protected from scale-in (the agents' SetInstanceProtection, recorded by moto): the
+  group waits above its desired capacity, and says so in DescribeAutoScalingGroups, until protection is
+  released;
 - an SSM command of the restart document restarts the named node's agent, as the document's unit does;
 - a spot interruption (a drill): EC2 gives the node a rebalance recommendation and the two-minute
   interruption notice (here at the same moment, the worst case: "EC2 always gives both" and no more is
@@ -91,6 +94,8 @@ class GroupEmulator:
         self.terminating: dict[str, Termination] = {}
         self.rebalancing: dict[str, Rebalance] = {}
         self.launch_broken = False  # the next launches run a bad release (bad-rollout drill)
+        self.desired_target: int | None = None  # a scale-in's desired capacity, until the group is there
+        self.scale_in_held = False  # by protected instances
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._handled_commands: set[str] = set()
@@ -139,20 +144,36 @@ class GroupEmulator:
         with self._lock:
             current = self._describe()
             staying = [i for i in current["Instances"] if i["InstanceId"] not in self.terminating]
-            excess = len(staying) - desired
-            if excess <= 0:
+            if len(staying) <= desired:
                 return False
             if desired < current["MinSize"]:
                 raise ValueError(
                     f"New SetDesiredCapacity value {desired} is below min value {current['MinSize']}"
                 )
-            oldest = sorted(
-                staying,
-                key=lambda i: self.nodes[i["InstanceId"]].launched_at if i["InstanceId"] in self.nodes else 0,
-            )
-            for instance in oldest[:excess]:
-                self._begin_termination(instance["InstanceId"], "scale-in", decrement=True)
+            self.desired_target = desired
+            self._scale_in(current)
         return True
+
+    def _scale_in(self, group: dict[str, Any]) -> None:
+        """Terminate the oldest unprotected instances above the scale-in's desired capacity; protected
+        ones wait for their agents to release (or yield) protection."""
+        assert self.desired_target is not None
+        staying = [i for i in group["Instances"] if i["InstanceId"] not in self.terminating]
+        excess = len(staying) - self.desired_target
+        if excess <= 0:
+            if group["DesiredCapacity"] <= self.desired_target:
+                self.desired_target = None  # moto's desired capacity caught up: the scale-in is done
+            return
+        candidates = sorted(
+            (i for i in staying if not i.get("ProtectedFromScaleIn")),
+            key=lambda i: self.nodes[i["InstanceId"]].launched_at if i["InstanceId"] in self.nodes else 0,
+        )
+        for instance in candidates[:excess]:
+            self._begin_termination(instance["InstanceId"], "scale-in", decrement=True)
+        held = excess - len(candidates[:excess])
+        if held and not self.scale_in_held:
+            self.events.add("scale-in-held", pool=self.pool.name, protected=held)
+        self.scale_in_held = held > 0
 
     # --- what drills ask -----------------------------------------------------------------------------
     def interrupt(self, instance_id: str) -> None:
@@ -219,6 +240,8 @@ class GroupEmulator:
                     self.events.add("node-gone", pool=self.pool.name, node=instance_id)
                     node.power_off()
                     self.lb.deregister(instance_id)
+            if self.desired_target is not None:
+                self._scale_in(group)
             for rebalance in list(self.rebalancing.values()):
                 self._rebalance(rebalance)
             for termination in list(self.terminating.values()):

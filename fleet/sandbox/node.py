@@ -52,6 +52,7 @@ class NodeWiring:
     node_secret_arn: str  # the pool's secret in moto: apiKey, redisPassword
     autoscaling_url: str
     secrets_manager_url: str
+    cloudwatch_url: str  # where the agent publishes its metrics (PutMetricData): moto's CloudWatch
     juicefs: str
 
 
@@ -192,6 +193,7 @@ class Node:
         env.update(
             AWS_ENDPOINT_URL_AUTO_SCALING=self.wiring.autoscaling_url,
             AWS_ENDPOINT_URL_SECRETS_MANAGER=self.wiring.secrets_manager_url,
+            AWS_ENDPOINT_URL_CLOUDWATCH=self.wiring.cloudwatch_url,
             # The JuiceFS client (the AWS SDK for Go) reads the role's credentials from this node's IMDS.
             AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{self.ports['imds']}",
             AWS_REGION=self.wiring.region,

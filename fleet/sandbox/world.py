@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,8 +39,12 @@ from fleet.sandbox.plan import RegionSpec, SandboxPlan
 from fleet.sandbox.redis_server import RedisServer
 from fleet.sandbox.serverless import ServerlessEndpoint
 from fleet.sandbox.state import StateDir, record_pid
+from functions.region_health.settings import REGION_HEALTH_KEY_ENV, RegionHealthSettings
 
-REGION_HEALTH_CODE = Path(__file__).resolve().parents[2] / "functions" / "region_health" / "region_health.py"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REGION_HEALTH_MODULE = "functions.region_health.region_health"
+# The gateway's database settings, left out: the sandbox's LiteLLM runs without a database.
+NO_DATABASE = ("DATABASE_URL", "DATABASE_URL_READ_REPLICA")
 GATEWAY_START_TIMEOUT_S = 240.0
 EMULATED = (
     "Route53 (the failover records and health checks: fleet/sandbox/dns.py)",
@@ -213,31 +218,22 @@ class Region:
         return self.sandbox.serverless_url + urlsplit(url).path.rstrip("/")
 
     def gateway_config(self) -> dict[str, Any]:
+        """The rendered config with only the backends' addresses moved to loopback. A provider LiteLLM
+        calls at its own public address (no api_base) is given the emulated provider's: it answers the
+        OpenAI and Anthropic paths under /v1, as LiteLLM appends them."""
         config = json.loads(json.dumps(self.spec.gateway_config))
         for deployment in config.get("model_list", []):
             params = deployment["litellm_params"]
-            if params.get("api_base"):
-                params["api_base"] = self._rewrite(params["api_base"])
+            rendered = params.get("api_base")
+            params["api_base"] = self._rewrite(rendered) if rendered else self.sandbox.serverless_url + "/v1"
         return config
-
-    def backends(self) -> list[dict[str, Any]]:
-        return json.loads(self.spec.region_health_env.get("FLEET_BACKENDS", "[]"))
-
-    def provider_overrides(self) -> dict[str, str]:
-        """Providers called natively (no api_base in the config): the variables LiteLLM reads to override
-        their base URL (as the region-health sidecar's settings list them), set to the emulated provider."""
-        overrides: dict[str, str] = {}
-        for backend in self.backends():
-            for name in backend.get("env", []):
-                overrides[name] = self._rewrite(backend["url"])
-        return overrides
 
     def start_gateway(self) -> None:
         sandbox, spec = self.sandbox, self.spec
         config_file = self.dir / "litellm-config.yaml"
         config_file.write_text(yaml.safe_dump(self.gateway_config(), sort_keys=False))
-        env = {**os.environ, **OFFLINE_ENV, **spec.gateway_env, **self.provider_overrides()}
-        for name in ("LITELLM_CONFIG_BUCKET_NAME", "LITELLM_CONFIG_BUCKET_OBJECT_KEY", "DATABASE_URL"):
+        env = {**os.environ, **OFFLINE_ENV, **spec.gateway_env}
+        for name in ("LITELLM_CONFIG_BUCKET_NAME", "LITELLM_CONFIG_BUCKET_OBJECT_KEY", *NO_DATABASE):
             env.pop(name, None)  # the config is a file here, and there is no database
         env.update(REDIS_HOST="127.0.0.1", REDIS_PORT=str(self.gateway_redis.port), REDIS_SSL="False")
         for name in spec.gateway_secret_names:
@@ -249,7 +245,7 @@ class Region:
                 env[name] = sandbox.state.secret("salt-key")
             elif name == "FLEET_POOL_API_KEY":
                 env[name] = sandbox.pool_api_key
-            elif name != "DATABASE_URL":
+            elif name not in NO_DATABASE:
                 env[name] = f"sandbox-{name.lower()}"  # a provider's key: the emulated provider takes any
         args = list(spec.gateway_command)
         for flag in ("--port", "--num_workers"):  # the sandbox sets the port, and one worker
@@ -259,19 +255,25 @@ class Region:
         self.gateway = start_litellm(
             config_file, self.gateway_port, env, self.logs / "gateway.log", self._dir("gateway"), args
         )
-        health_env = {
-            **os.environ,
-            **spec.region_health_env,
-            **self.provider_overrides(),
-            "REGION_HEALTH_PORT": str(self.health_port),
-            "GATEWAY_LIVENESS_URL": f"{self.gateway_url}/health/liveliness",
-            "FLEET_BACKENDS": json.dumps([{**b, "url": self._rewrite(b["url"])} for b in self.backends()]),
+        self.start_sidecar()
+
+    def start_sidecar(self) -> None:
+        """The region-health sidecar's own code with its rendered settings; only its port and the gateway's
+        address are the sandbox's. Its key: the master key, since without a database LiteLLM has no key
+        table to register the sidecar's own virtual key in (the rendered key container is not run)."""
+        rendered = RegionHealthSettings.from_env(self.spec.region_health_env)
+        settings = replace(rendered, gateway_url=self.gateway_url, port=self.health_port)
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in settings.to_env()},
+            **settings.to_env(),
+            REGION_HEALTH_KEY_ENV: self.sandbox.master_key,
+            "PYTHONPATH": str(PROJECT_ROOT),
         }
-        health_env.pop("FLEET_REGION_HEALTH_CODE", None)  # the same code, from its file
         with (self.logs / "region-health.log").open("ab") as log:
             self.sidecar = subprocess.Popen(
-                [sys.executable, str(REGION_HEALTH_CODE)],
-                env=health_env,
+                [sys.executable, "-m", REGION_HEALTH_MODULE],
+                env=env,
+                cwd=PROJECT_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -298,12 +300,11 @@ class Region:
             node_secret_arn="",
             autoscaling_url=self.sandbox.autoscaling_url,
             secrets_manager_url=self.sandbox.moto_url,
+            cloudwatch_url=self.sandbox.moto_url,
             juicefs=self.sandbox.juicefs,
         )
 
     def start_pools(self) -> None:
-        from dataclasses import replace
-
         for pool in self.spec.pools:
             wiring = replace(self.wiring(), node_secret_arn=self.node_secrets[pool.name])
             group = GroupEmulator(
@@ -583,3 +584,9 @@ class Lifecycles:
 
     def scale_in(self, group: str, desired: int) -> bool:
         return any(g.scale_in(group, desired) for g in self._groups() if g.pool.group == group)
+
+    def desired_capacity(self, group: str) -> int | None:
+        for g in self._groups():
+            if g.pool.group == group:
+                return g.desired_target
+        return None
