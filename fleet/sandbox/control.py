@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from fleet.sandbox.asgi import Receive, Scope, Send, read_body, respond
+from fleet.sandbox.plan import PoolSpec
 from fleet.sandbox.world import EMULATED, Region, Sandbox
 
 
@@ -199,6 +200,7 @@ def snapshot(sandbox: Sandbox) -> dict[str, Any]:
             for p in sandbox.plan.pools
         },
         "lifecycleHooks": {p.name: {"heartbeatTimeout": p.hook_timeout_s} for p in sandbox.plan.pools},
+        "scaleInProtection": {p.name: scale_in_protection(p) for p in sandbox.plan.pools},
         "instanceWarmup": {p.name: p.instance_warmup_s for p in sandbox.plan.pools},
         "controllerSettings": {
             r.spec.region: {
@@ -275,3 +277,18 @@ class ControlClient:
         if answer.status_code != 200:
             raise RuntimeError(answer.json().get("error", answer.text))
         return answer.json()
+
+
+def scale_in_protection(pool: PoolSpec) -> dict[str, float] | None:
+    """The agents' scale-in protection as their config sets it (the agent's defaults where the render
+    leaves a value out); None where the pool's agents keep none."""
+    from fleet_agent.config import ScaleInProtectionConfig
+
+    protection = ScaleInProtectionConfig(**pool.agent_config.get("scale_in_protection", {}))
+    if protection.group_name is None:
+        return None
+    return {
+        "releaseAfterSeconds": protection.release_after_s,
+        "yieldAfterSeconds": protection.yield_after_s,
+        "groupCheckSeconds": protection.group_check_s,
+    }

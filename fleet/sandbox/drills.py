@@ -174,7 +174,8 @@ class Drill:
     goal: ClassVar[str] = ""  # the issue's goal for its client-visible figures, where it sets one
     stream_share: ClassVar[float] = 0.3
     max_tokens: ClassVar[int] = 32
-    window_s: ClassVar[float] = 240.0  # how long to wait for detection and recovery at most
+    # How long to wait for detection and recovery at most (a drill may lengthen it once it has picked).
+    window_s: float = 240.0
     # Client errors are expected until the recovery budget (a DNS window): count those after it apart.
     errors_expected_until_recovery_budget: ClassVar[bool] = False
 
@@ -367,6 +368,9 @@ class ScaleIn(Drill):
                 "one more than the minimum (`fleet sandbox up --nodes 2`)"
             )
         self.target = {"pool": pool, "group": spec["group"], "desired": len(nodes)}
+        recover = self.budgets(ctx)[1].seconds
+        if recover is not None:  # long enough to see the worst case through
+            self.window_s = max(self.window_s, recover + 30)
 
     def _autoscaling(self, ctx: Context) -> Any:
         from fleet.sandbox.moto import client
@@ -396,15 +400,27 @@ class ScaleIn(Drill):
             self.notes.append(f"{node} terminated: {done['why']}")
 
     def budgets(self, ctx: Context) -> tuple[Budget, Budget]:
-        spec = ctx.status.get("targetGroups", {}).get(self.target["pool"], {})
-        hook = ctx.status.get("lifecycleHooks", {}).get(self.target["pool"], {})
+        pool = self.target["pool"]
+        protection = ctx.status.get("scaleInProtection", {}).get(pool)
+        spec = ctx.status.get("targetGroups", {}).get(pool, {})
+        hook = ctx.status.get("lifecycleHooks", {}).get(pool, {})
         delay, timeout = spec.get("deregistrationDelay"), hook.get("heartbeatTimeout")
+        if protection is None:
+            detect = Budget(None, "immediate: Auto Scaling picks the instance as it lowers the capacity")
+        else:
+            # Under load every node is busy, so protected: the group waits until the agents yield.
+            yield_s, check_s = protection["yieldAfterSeconds"], protection["groupCheckSeconds"]
+            detect = Budget(
+                yield_s + check_s,
+                f"derived from the agents' config: scale-in protection yields once the group has waited "
+                f"yield_after_s {yield_s:g} above its desired size, seen within group_check_s {check_s:g}",
+            )
         recover = Budget(
-            None if delay is None or timeout is None else delay + timeout,
-            f"derived from the render: deregistrationDelay {delay} + the termination hook's heartbeatTimeout "
-            f"{timeout}",
+            None if delay is None or timeout is None else (detect.seconds or 0) + delay + timeout,
+            f"derived from the render: the detection budget + deregistrationDelay {delay} + the termination "
+            f"hook's heartbeatTimeout {timeout}",
         )
-        return Budget(None, "immediate: Auto Scaling picks the instance as it lowers the capacity"), recover
+        return detect, recover
 
     def describe(self) -> tuple[str, str]:
         return "the group began terminating a node", "the node drained, its lifecycle action done, terminated"

@@ -1,7 +1,7 @@
-"""`fleet sandbox` on the dev stack, in the order a user meets it: `up` prints a URL the OpenAI SDK answers
-on, through the rendered gateway and the pool's node; `up` again changes nothing; `status` shows the node
-in service; `load` reports what its clients saw; the CI drills; `down` leaves no process and no mount
-behind (the last test: it ends the module's sandbox)."""
+"""`fleet sandbox` on the dev stack, as a user meets it: `up` prints a URL the OpenAI SDK answers on,
+through the rendered gateway and the pool's node; `up` again changes nothing; `status` shows the node in
+service; `load` reports what its clients saw; the CI drills. Any order holds: each drill picks a node in
+service and puts the sandbox back (`down`, which ends a sandbox, has a module of its own)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ import json
 import re
 from typing import Any
 
-import httpx
 import openai
-import pytest
-
-from fleet.sandbox.juicefs import mounts_under
-from fleet.sandbox.state import marked_processes
 
 from .conftest import Sandbox
 
@@ -116,15 +111,3 @@ def test_region_loss_needs_a_stack_with_a_standby(sandbox: Sandbox) -> None:
     done = sandbox.fleet("drill", "region-loss", timeout=120)
     assert done.returncode == 1 and "has no standby region" in done.stderr
     assert "fleet sandbox up --stack prod" in done.stderr
-
-
-def test_down_leaves_no_process_and_no_mount(sandbox: Sandbox) -> None:
-    assert marked_processes(sandbox.dir), "the sandbox's processes carry its marker"
-    assert mounts_under(sandbox.dir), "each node mounts the model store"
-    done = sandbox.fleet("down", timeout=180)
-    assert done.returncode == 0, done.stderr
-    assert marked_processes(sandbox.dir) == []
-    assert mounts_under(sandbox.dir) == []
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(sandbox.base_url + "/models", timeout=5)
-    assert "nothing runs" in sandbox.fleet("down", timeout=60).stdout
