@@ -145,7 +145,7 @@ def snapshot(sandbox: Sandbox) -> dict[str, Any]:
                 "model": d["model_name"],
                 "deployment": (d.get("model_info") or {}).get("id"),
                 "order": d["litellm_params"].get("order"),
-                "apiBase": d["litellm_params"].get("api_base") or "(provider's, overridden)",
+                "apiBase": d["litellm_params"]["api_base"],
             }
             for d in region.gateway_config().get("model_list", [])
         ]
