@@ -9,9 +9,27 @@ launch template: the baked AMI, IMDSv2 required (hop limit 2, for containers on 
   gp3 root, the instance id as hostname, an instance profile with only the node's own calls, user data
   that writes the agent's config
 Auto Scaling group across the private subnets: on-demand base + spot above it (price-capacity-
-  optimized), capacity rebalancing, instance refresh when the template changes (new AMI or config),
-  launch-before-terminate maintenance; a termination lifecycle hook that the agent completes once
-  drained (the target group's deregistration delay is the agent's drain deadline)
+  optimized), capacity rebalancing, launch-before-terminate maintenance;
+  a launch lifecycle hook the agent completes once ready: InService means ready (ABANDON past the pool's
+  launch-to-ready budget, and the group replaces the node);
+  a termination lifecycle hook the agent completes once drained (kept open with heartbeats);
+  instance refresh when the template changes (new AMI or config): the pinned template version, one node
+  first then a bake (checkpoints), rolled back automatically when it fails or the pool's ReadyNodes alarm
+  fires
+target group: the agent's readiness every 5 s, out after 2 failures (a dead node leaves in 10 s: the API's
+  minimums), round robin (a node failing fast gets no more than its share), deregistration delay = the
+  gateway's request timeout (a request the gateway waits for is never cut)
+alarm: ReadyNodes (the fleet controller's count of nodes whose agent answers ready) below the pool's
+  minSize for 3 minutes
+Timings and their sources: timings.py.
+
+Health: the group keeps EC2 health checks, and a node that is not ready is the fleet controller's to
+replace (SetInstanceHealth), not the load balancer's (health check type ELB). With ELB health the group
+would terminate every node the readiness check fails for 10 s: an engine restart, a model reload, every
+node at once when the model store or the GPUs' driver misbehave, with no disruption limit and no grace;
+the controller replaces a not-ready node only past its grace (sized by the model), needs its signals to
+agree, and never repairs more than its share of a pool at once. A new node is already held out of
+service until ready by the launch hook.
 """
 
 from __future__ import annotations
@@ -22,12 +40,20 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.timings import (
+    HEALTH_CHECK_INTERVAL_S,
+    HEALTH_CHECK_TIMEOUT_S,
+    HEALTHY_THRESHOLD,
+    UNHEALTHY_THRESHOLD,
+    PoolTimings,
+)
 from components.gpu_pools.user_data import (
     API_KEY_SECRET_KEY,
     REDIS_PASSWORD_SECRET_KEY,
@@ -36,6 +62,7 @@ from components.gpu_pools.user_data import (
 )
 from components.model_store import MountSpec, StoreAccess
 from fleet_agent import constants as agent_constants
+from fleet_agent import fleet_metrics
 
 LB_PORT = 80
 AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
@@ -44,13 +71,23 @@ REDIS_PORT = 6379
 HTTPS_PORT = 443
 HOOK_NAME = "fleet-drain"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-# The load balancer keeps a leaving node's connections as long as the agent drains.
-DEREGISTRATION_DELAY_S = int(agent_constants.DRAIN_TIMEOUT_S)
-# The group holds a terminating node this long for the agent's drained-hook: its drain, the engine's stop
-# grace, and a margin; at the timeout it terminates the node anyway (CONTINUE).
-LIFECYCLE_HEARTBEAT_S = int(agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S) + 15
-# A new node loads its model before it counts (instance refresh and scaling metrics).
-INSTANCE_WARMUP_S = 900
+# The launch hook the agent completes (CONTINUE) once the node is ready.
+LAUNCH_HOOK_NAME = "fleet-ready"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+# A node is in service once ready (the launch hook): EC2's checks need no grace (ASG User Guide,
+# health-check-grace-period: "If you use lifecycle hooks for instance launch, you can set the health check
+# grace period to 0"), and its metrics count after one CloudWatch period (the agent's Load, 60 s).
+HEALTH_CHECK_GRACE_S = 0
+METRICS_WARMUP_S = 60
+# Instance refresh: the first checkpoint is the first new node (1 % of any group up to 100 nodes), which
+# serves this long, watched by the ReadyNodes alarm, before the rest follow; each new node then counts
+# after one alarm window (the refresh moves on only once the alarm could have seen it).
+REFRESH_FIRST_CHECKPOINT_PERCENT = 1
+REFRESH_BAKE_S = 600
+# ReadyNodes below the pool's minimum for this many one-minute periods (each the best of the controller's
+# ticks in it): the alarm, and the refresh's rollback.
+READY_ALARM_MINUTES = 3
+READY_ALARM_PERIOD_S = 60
 ROOT_DEVICE = "/dev/sda1"
 SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
@@ -76,6 +113,9 @@ class GpuNodePoolArgs:
     hostname: str  # the pool's name for the gateway, `<pool>.pools.<domain>`
     request_timeout_s: int
     deletion_protection: bool
+    # The pool's readiness, dead-node and drain budgets (timings.py), and where its alarm tells.
+    timings: PoolTimings
+    topic_arn: pulumi.Input[str]
     # The model's mount from the region's model store, and what a node needs to reach the store.
     mount: MountSpec | None = None
     store_access: StoreAccess | None = None
@@ -93,6 +133,9 @@ class GpuNodePoolOutputs:
     launch_template_id: pulumi.Output[str]
     # Who may reach the agents: the fleet controller opens its own way in.
     node_security_group_id: pulumi.Output[str]
+    # How long a node that answers may be on its way to ready (the fleet controller's warm-up limit).
+    warm_limit_s: float
+    timings: PoolTimings
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -141,14 +184,28 @@ class GpuNodePool(pulumi.ComponentResource):
             )
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
-        group = self._group(group_name, template, target_group)
+        ready_alarm = self._ready_alarm()
+        group = self._group(group_name, template, target_group, ready_alarm)
         aws.autoscaling.LifecycleHook(
             f"{name}-drain",
             name=HOOK_NAME,
             autoscaling_group_name=group.name,
             lifecycle_transition=TERMINATING,
-            heartbeat_timeout=LIFECYCLE_HEARTBEAT_S,
+            heartbeat_timeout=args.timings.drain.hook_heartbeat_s,
             default_result="CONTINUE",
+            opts=child,
+        )
+        # The group declares the launch hook too (for its first nodes: a hook added after them would not
+        # hold them); this keeps it on groups that exist and carries its changes (PutLifecycleHook creates
+        # or updates a hook of that name).
+        launch = self._launch_hook()
+        aws.autoscaling.LifecycleHook(
+            f"{name}-ready",
+            name=launch.name,
+            autoscaling_group_name=group.name,
+            lifecycle_transition=launch.lifecycle_transition,
+            heartbeat_timeout=launch.heartbeat_timeout,
+            default_result=launch.default_result,
             opts=child,
         )
         aws.route53.Record(
@@ -173,6 +230,8 @@ class GpuNodePool(pulumi.ComponentResource):
             target_group_arn=target_group.arn,
             launch_template_id=template.id,
             node_security_group_id=node_sg.id,
+            warm_limit_s=args.timings.readiness.warm_limit_s,
+            timings=args.timings,
         )
         self.register_outputs({"groupName": group_name, "loadBalancer": load_balancer.dns_name})
 
@@ -279,11 +338,23 @@ class GpuNodePool(pulumi.ComponentResource):
             protocol="HTTP",
             target_type="instance",
             vpc_id=args.vpc_id,
-            load_balancing_algorithm_type="least_outstanding_requests",
-            deregistration_delay=DEREGISTRATION_DELAY_S,
+            # Round robin: each node gets its share whatever its answers. Least outstanding requests sends
+            # most to a node that fails fast (it never has requests in flight), so the gateway's retries land
+            # on the dead node until its checks fail; weighted random's anomaly mitigation acts only with at
+            # least three healthy targets (AWS, "Improving availability with ALB automatic target weights"),
+            # and most pools run fewer.
+            load_balancing_algorithm_type="round_robin",
+            # A leaving node keeps what it serves for as long as the gateway waits for a request.
+            deregistration_delay=args.timings.drain.deregistration_delay_s,
             # Readiness, not liveness: the agent answers 200 only with the model loaded, the GPU healthy and
-            # the node not draining.
-            health_check=http_health_check(READINESS_PATH, unhealthy_threshold=2),
+            # the node not draining. The API's fastest: a dead node is out in interval x threshold = 10 s.
+            health_check=http_health_check(
+                READINESS_PATH,
+                interval=HEALTH_CHECK_INTERVAL_S,
+                timeout=HEALTH_CHECK_TIMEOUT_S,
+                healthy_threshold=HEALTHY_THRESHOLD,
+                unhealthy_threshold=UNHEALTHY_THRESHOLD,
+            ),
             opts=child,
         )
         aws.lb.Listener(
@@ -349,10 +420,50 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+    def _launch_hook(self) -> aws.autoscaling.GroupInitialLifecycleHookArgs:
+        """Launch to ready within the pool's budget, or the node is abandoned (terminated, replaced)."""
+        return aws.autoscaling.GroupInitialLifecycleHookArgs(
+            name=LAUNCH_HOOK_NAME,
+            lifecycle_transition=LAUNCHING,
+            heartbeat_timeout=self._args.timings.readiness.launch_hook_timeout_s,
+            default_result="ABANDON",
+        )
+
+    def _ready_alarm(self) -> aws.cloudwatch.MetricAlarm | None:
+        """ReadyNodes (the fleet controller's count, fleet_agent.fleet_metrics) below minSize for
+        READY_ALARM_MINUTES: none for a pool that may scale to zero."""
+        name, args, pool = self._name, self._args, self._args.pool
+        if pool.min_size < 1:
+            return None
+        return alarm(
+            f"{name}-ready-nodes",
+            args.topic_arn,
+            pulumi.ResourceOptions(parent=self),
+            description=f"GPU pool {pool.name}: fewer nodes ready than its minimum ({pool.min_size}) for "
+            f"{READY_ALARM_MINUTES} minutes. A running instance refresh rolls back on it.",
+            namespace=fleet_metrics.CONTROLLER_NAMESPACE,
+            metric_name=fleet_metrics.READY_NODES,
+            dimensions={fleet_metrics.POOL_DIMENSION: pool.name},
+            # The best tick of each minute: a flicker between two ticks is not a shortfall.
+            statistic="Maximum",
+            period=READY_ALARM_PERIOD_S,
+            evaluation_periods=READY_ALARM_MINUTES,
+            datapoints_to_alarm=READY_ALARM_MINUTES,
+            comparison_operator="LessThanThreshold",
+            threshold=pool.min_size,
+            # No data is the controller not looking (its own alarms say so), not a pool without ready nodes.
+            treat_missing_data="notBreaching",
+        )
+
     def _group(
-        self, group_name: str, template: aws.ec2.LaunchTemplate, target_group: aws.lb.TargetGroup
+        self,
+        group_name: str,
+        template: aws.ec2.LaunchTemplate,
+        target_group: aws.lb.TargetGroup,
+        ready_alarm: aws.cloudwatch.MetricAlarm | None,
     ) -> aws.autoscaling.Group:
         name, args, pool = self._name, self._args, self._args.pool
+        # A numbered version, never $Latest: a new version starts the refresh, and rollback needs one.
         spec = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
         mixed: aws.autoscaling.GroupMixedInstancesPolicyArgs | None = None
         single: aws.autoscaling.GroupLaunchTemplateArgs | None = None
@@ -391,19 +502,33 @@ class GpuNodePool(pulumi.ComponentResource):
             # A rebalance recommendation starts a replacement before the interruption notice.
             capacity_rebalance=pool.uses_spot,
             target_group_arns=[target_group.arn],
-            # Replacement on readiness is the fleet controller's call (a degraded engine is restarted, not
-            # its node); the group replaces what EC2 reports impaired.
+            # Replacement on readiness is the fleet controller's call (see the module's docstring); the
+            # group replaces what EC2 reports impaired.
             health_check_type="EC2",
-            health_check_grace_period=INSTANCE_WARMUP_S,
-            default_instance_warmup=INSTANCE_WARMUP_S,
+            health_check_grace_period=HEALTH_CHECK_GRACE_S,
+            default_instance_warmup=METRICS_WARMUP_S,
+            initial_lifecycle_hooks=[self._launch_hook()],
             # A new launch template version (new AMI, new agent config) rolls every node, new ones first.
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
                     min_healthy_percentage=100,
                     max_healthy_percentage=200,
-                    instance_warmup=str(INSTANCE_WARMUP_S),
+                    instance_warmup=str(READY_ALARM_MINUTES * READY_ALARM_PERIOD_S),
+                    checkpoint_percentages=[REFRESH_FIRST_CHECKPOINT_PERCENT, 100],
+                    checkpoint_delay=str(REFRESH_BAKE_S),
                     skip_matching=True,
+                    auto_rollback=True,
+                    alarm_specification=None
+                    if ready_alarm is None
+                    else aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(
+                        alarms=[ready_alarm.name]
+                    ),
+                    # Set, not left to a default (the API's is Wait, which fails the refresh after an hour;
+                    # the provider documents Ignore): a node the agent protects while busy is refreshed
+                    # too (its terminate hook drains it); one an operator put in standby is theirs.
+                    scale_in_protected_instances="Refresh",
+                    standby_instances="Ignore",
                 ),
             ),
             instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(

@@ -7,16 +7,21 @@ Every tick the controller reduces what it read about a node to four signals:
 - pull: the controller's own GET of the agent's /readyz `answers` (any status), is `refused` (the
   host is up, nothing listens: the agent is gone and systemd did not bring it back), `hung` (no
   answer before the timeout: the agent, or the whole host, is stuck), or `unknown` (no address);
+  an answer says whether the node is ready (200) and its state (starting, warming, degraded, ...);
 - lb: the pool's load balancer calls the target `healthy`, `unhealthy`, `draining`, or has no verdict;
 - cloud: Auto Scaling and EC2 say the instance is `running`, `starting` (pending, or younger than the
   boot grace), `leaving` (terminating, standby, or already marked unhealthy: the group is replacing
   it), `gone` (terminated, stopped, not found), or `unknown` (the API did not answer).
 
 `TABLE` maps them to a verdict and an action; the first row that matches wins. A node is replaced
-only when every signal that has a verdict says it is dead, and a hung agent is restarted once before
-that. A destructive verdict must hold `confirmations` ticks in a row, and `plan` never lets repairs
-exceed `max_share` of a pool at once: a controller that misreads the world (its own network broken,
-say) cannot take a pool down with it.
+when every signal that has a verdict says it is dead (a hung agent is restarted once before that), or
+when its agent answers "not ready" for longer than it may: a node on its way (starting, warming) gets
+its pool's warm-up limit (from the model's size and the store's throughput: components/gpu_pools), a
+node that has served and went not ready (degraded: a GPU condemned by an XID, an engine that does not
+recover) gets `not_ready_grace_s`. A destructive verdict must hold `confirmations` ticks in a row, and
+`plan` never lets repairs exceed `max_share` of a pool at once: a controller that misreads the world
+(its own network broken, say) cannot take a pool down with it. A node that is not ready is repaired,
+never compensated for: desired capacity is raised only for nodes that do not exist.
 """
 
 from __future__ import annotations
@@ -63,6 +68,16 @@ class Restart(StrEnum):
     SPENT = "spent"  # sent, the grace is over (or one was sent within the last hour)
 
 
+class Readiness(StrEnum):
+    """An answering agent's readiness, and for how long it has not been ready."""
+
+    READY = "ready"
+    WARMING = "warming"  # on its way (starting, warming), within its pool's warm-up limit
+    WARMING_OVERDUE = "warming-overdue"  # on its way, past the warm-up limit
+    NOT_READY = "not-ready"  # served before (degraded) or says nothing of its state: within the grace
+    NOT_READY_OVERDUE = "not-ready-overdue"  # past the grace
+
+
 class Verdict(StrEnum):
     NO_QUORUM = "no-quorum"
     DRAINING = "draining"
@@ -71,6 +86,10 @@ class Verdict(StrEnum):
     GHOST = "ghost"
     CLOUD_LAG = "cloud-lag"
     HEALTHY = "healthy"
+    WARMING = "warming"
+    NOT_READY = "not-ready"
+    STUCK_WARMING = "stuck-warming"
+    NOT_READY_TOO_LONG = "not-ready-too-long"
     DEAD = "dead"
     HUNG = "hung"
     RESTARTING = "restarting"
@@ -90,7 +109,31 @@ LEAVING_AGENT_STATES = frozenset({"draining", "stopped"})
 # Agent states in which a node that answers is expected to become ready.
 COMING_AGENT_STATES = frozenset({"starting", "warming"})
 # Verdicts on the way to a repair: consecutive ticks with any of them count towards `confirmations`.
-SUSPECT = frozenset({Verdict.DEAD, Verdict.HUNG, Verdict.RESTARTING, Verdict.HUNG_AFTER_RESTART})
+SUSPECT = frozenset(
+    {
+        Verdict.DEAD,
+        Verdict.HUNG,
+        Verdict.RESTARTING,
+        Verdict.HUNG_AFTER_RESTART,
+        Verdict.STUCK_WARMING,
+        Verdict.NOT_READY_TOO_LONG,
+    }
+)
+# Verdicts of a running node whose agent answers not ready: its not-ready clock runs.
+UNREADY_VERDICTS = frozenset(
+    {Verdict.WARMING, Verdict.NOT_READY, Verdict.STUCK_WARMING, Verdict.NOT_READY_TOO_LONG}
+)
+# Repairs first where they are most sure: the dead, the hung past their restart, then the rest.
+REPAIR_ORDER = {
+    Verdict.DEAD: 0,
+    Verdict.HUNG_AFTER_RESTART: 1,
+    Verdict.NOT_READY_TOO_LONG: 2,
+    Verdict.STUCK_WARMING: 3,
+    Verdict.HUNG: 4,
+}
+# A pool without a warm-up limit of its own: the agent's own start timeout (fleet_agent.constants.
+# STARTUP_TIMEOUT_S, SkyServe's initial grace), past which it calls the start failed.
+DEFAULT_WARM_LIMIT_S = 1200.0
 # A second hang this soon after a restart is not restarted again: the node is replaced.
 RESTART_MEMORY_S = 3600.0
 # A streak survives a missed tick or two (a slow tick, a run boundary), not a long break.
@@ -114,8 +157,9 @@ class Row:
     lb: frozenset[Lb] | None = _ANY
     draining: bool | None = _ANY
     restart: frozenset[Restart] | None = _ANY
+    readiness: frozenset[Readiness] | None = _ANY
 
-    def matches(self, s: Signals, draining: bool, restart: Restart) -> bool:
+    def matches(self, s: Signals, draining: bool, restart: Restart, readiness: Readiness | None) -> bool:
         return (
             (self.cloud is None or s.cloud in self.cloud)
             and (self.push is None or s.push in self.push)
@@ -123,6 +167,7 @@ class Row:
             and (self.lb is None or s.lb in self.lb)
             and (self.draining is None or draining == self.draining)
             and (self.restart is None or restart in self.restart)
+            and (self.readiness is None or readiness in self.readiness)
         )
 
 
@@ -144,8 +189,18 @@ TABLE: tuple[Row, ...] = (
     ),
     Row(Verdict.CLOUD_LAG, Action.NONE, "the cloud says gone but the node still signals: look again later",
         cloud=_set(Cloud.GONE)),
-    Row(Verdict.HEALTHY, Action.NONE, "heartbeat live and the agent answers",
-        cloud=_set(Cloud.RUNNING), push=_set(Push.LIVE), pull=_set(Pull.ANSWERS)),
+    Row(Verdict.HEALTHY, Action.NONE, "heartbeat live and the agent answers ready",
+        cloud=_set(Cloud.RUNNING), push=_set(Push.LIVE), pull=_set(Pull.ANSWERS),
+        readiness=_set(Readiness.READY)),
+    # The agent's own answer (not ready) is the signal here; its heartbeat may be live or not.
+    Row(Verdict.WARMING, Action.NONE, "on its way to ready (starting, warming): within its warm-up limit",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.WARMING)),
+    Row(Verdict.NOT_READY, Action.NONE, "the agent answers not ready (degraded): within the not-ready grace",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.NOT_READY)),
+    Row(Verdict.STUCK_WARMING, Action.REPLACE, "on its way to ready past its pool's warm-up limit",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.WARMING_OVERDUE)),
+    Row(Verdict.NOT_READY_TOO_LONG, Action.REPLACE, "the agent answers not ready past the not-ready grace",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.NOT_READY_OVERDUE)),
     Row(
         Verdict.DEAD, Action.REPLACE,
         "running, heartbeat expired, its port refuses (systemd did not bring the agent back), "
@@ -186,6 +241,17 @@ class Signals:
     def draining(self) -> bool:
         return self.agent_state in LEAVING_AGENT_STATES or self.lb is Lb.DRAINING
 
+    @property
+    def serving(self) -> bool:
+        """Ready to serve by the agent's own answer to the controller, on an instance still in its
+        group: what `ReadyNodes` counts (a node the group still calls starting may already be ready: the
+        launch hook lets it in service once it is)."""
+        return self.pull is Pull.ANSWERS and self.ready and self.cloud in (Cloud.RUNNING, Cloud.STARTING)
+
+    @property
+    def coming(self) -> bool:
+        return self.agent_state in COMING_AGENT_STATES
+
     def describe(self) -> dict[str, object]:
         return {
             "cloud": self.cloud.value,
@@ -205,6 +271,8 @@ class Settings:
     leave_alone_s: float
     orphan_grace_s: float
     max_share: float
+    # A node that has served and answers not ready this long is replaced.
+    not_ready_grace_s: float = 180.0
     # The fewest ready nodes per model in this region (models without an entry: no minimum).
     min_ready: Mapping[str, int] = field(default_factory=dict)
     alert_every_s: float = 3600.0
@@ -220,6 +288,8 @@ class NodeMemory:
     replaced_at: float | None = None
     draining_since: float | None = None
     lag_since: float | None = None
+    # The first tick its agent answered not ready (after the boot grace); cleared when it is ready.
+    unready_since: float | None = None
 
     def is_empty(self) -> bool:
         return self == NodeMemory()
@@ -250,6 +320,8 @@ class Pool:
     # Instances in the group that are not on their way out, and those the group is replacing.
     instances: int
     replacing: int = 0
+    # How long a node may be on its way to ready (starting, warming) once it answers.
+    warm_limit_s: float = DEFAULT_WARM_LIMIT_S
 
 
 @dataclass(frozen=True)
@@ -308,6 +380,10 @@ class CapacityRaise:
     ready: int
     coming: int
     minimum: int
+    # Nodes there but not ready (not ready, dead, hung: repaired, not compensated for).
+    repairing: int = 0
+    # Nodes that do not exist and would bring the model to its minimum.
+    missing: int = 0
 
 
 @dataclass(frozen=True)
@@ -343,17 +419,44 @@ def restart_phase(memory: NodeMemory, now: float, settings: Settings) -> Restart
     return Restart.SPENT
 
 
-def judge(signals: Signals, memory: NodeMemory, now: float, settings: Settings) -> tuple[Row, NodeMemory]:
+def readiness(
+    signals: Signals, memory: NodeMemory, now: float, settings: Settings, warm_limit_s: float
+) -> Readiness | None:
+    """An answering agent's readiness against its allowance (None: it did not answer)."""
+    if signals.pull is not Pull.ANSWERS:
+        return None
+    if signals.ready:
+        return Readiness.READY
+    waited = now - (memory.unready_since if memory.unready_since is not None else now)
+    if signals.coming:
+        return Readiness.WARMING if waited < warm_limit_s else Readiness.WARMING_OVERDUE
+    return Readiness.NOT_READY if waited < settings.not_ready_grace_s else Readiness.NOT_READY_OVERDUE
+
+
+def judge(
+    signals: Signals,
+    memory: NodeMemory,
+    now: float,
+    settings: Settings,
+    warm_limit_s: float = DEFAULT_WARM_LIMIT_S,
+) -> tuple[Row, NodeMemory]:
     """The table's row for this node, and what to remember of it. Actions here are before the
     confirmation count and the pool's disruption budget (`plan` applies both)."""
     draining = signals.draining or (
         memory.draining_since is not None and now - memory.draining_since < settings.leave_alone_s
     )
     restart = restart_phase(memory, now, settings)
-    row = next(r for r in TABLE if r.matches(signals, draining, restart))
+    ready = readiness(signals, memory, now, settings, warm_limit_s)
+    row = next(r for r in TABLE if r.matches(signals, draining, restart, ready))
     remembered = memory
     if signals.draining and memory.draining_since is None:
         remembered = replace(remembered, draining_since=now)
+    # The not-ready clock runs from the first answer "not ready" of a running node (not in its boot grace,
+    # not leaving), and stops when it answers ready.
+    if ready is Readiness.READY:
+        remembered = replace(remembered, unready_since=None)
+    elif ready is not None and row.verdict in UNREADY_VERDICTS and memory.unready_since is None:
+        remembered = replace(remembered, unready_since=now)
     if row.verdict is Verdict.CLOUD_LAG:
         remembered = replace(remembered, lag_since=memory.lag_since or now)
     elif memory.lag_since is not None:
@@ -423,14 +526,15 @@ def repairs(fleet: Fleet, nodes: Mapping[str, NodeMemory], settings: Settings) -
     judged: list[tuple[Node, Row, NodeMemory]] = []
     for node in fleet.nodes:
         before = node_memory.get(node.instance_id, NodeMemory())
-        row, after = judge(node.signals, before, now, settings)
+        pool = pools.get(node.pool)
+        warm_limit_s = pool.warm_limit_s if pool else DEFAULT_WARM_LIMIT_S
+        row, after = judge(node.signals, before, now, settings, warm_limit_s)
         judged.append((node, row, after))
         waiting = before.replaced_at is not None and node.signals.cloud is Cloud.RUNNING
         if row.verdict is Verdict.RESTARTING or waiting:
             in_flight[node.pool] = in_flight.get(node.pool, 0) + 1
     no_quorum = any(row.verdict is Verdict.NO_QUORUM for _, row, _ in judged)
-    order = {Verdict.DEAD: 0, Verdict.HUNG_AFTER_RESTART: 1, Verdict.HUNG: 2}
-    judged.sort(key=lambda item: (order.get(item[1].verdict, 3), item[0].instance_id))
+    judged.sort(key=lambda item: (REPAIR_ORDER.get(item[1].verdict, len(REPAIR_ORDER)), item[0].instance_id))
     for node, row, after in judged:
         action, why, held = row.action, row.why, False
         destructive = action in (Action.REPLACE, Action.RESTART)
@@ -479,7 +583,9 @@ def capacity(
     fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
 ) -> tuple[tuple[CapacityRaise, ...], tuple[Alert, ...]]:
     """The raises of desired capacity that bring each model back to its fewest ready replicas, and an
-    alert for every model below it (a group already at its maximum gets the alert only)."""
+    alert for every model below it even counting the nodes on their way. Only missing nodes raise
+    desired capacity: a node that is there but not ready (not ready, dead, hung) is repaired, so it never
+    ratchets the group up to its maximum. A group already at its maximum gets the alert only."""
     below = list(_below_minimum(fleet, decisions, settings))
     short = tuple(
         Alert(
@@ -491,7 +597,9 @@ def capacity(
                 "desired": r.desired,
                 "newDesired": r.new_desired,
                 "coming": r.coming,
-                "atMax": r.new_desired == r.desired,
+                "repairing": r.repairing,
+                "missing": r.missing,
+                "atMax": r.new_desired < r.desired + r.missing,
             },
         )
         for r in below
@@ -557,7 +665,8 @@ def alerts(
 def _below_minimum(
     fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
 ) -> Iterable[CapacityRaise]:
-    """A model below its minimum of ready nodes: raise the first of its pools with headroom."""
+    """A model whose ready nodes and nodes on their way fall short of its minimum: the raise that adds
+    the nodes it lacks (to the first of its pools with headroom), none for nodes under repair."""
     by_pool: dict[str, list[NodeDecision]] = {}
     for d in decisions:
         by_pool.setdefault(d.pool, []).append(d)
@@ -565,29 +674,31 @@ def _below_minimum(
         pools = [p for p in fleet.pools if p.model == model]
         if not pools:
             continue
-        ready = coming = 0
+        ready = coming = repairing = 0
         for pool in pools:
             for d in by_pool.get(pool.name, []):
                 s = d.signals
-                if d.verdict is Verdict.HEALTHY and s.ready:
+                if s.serving:
                     ready += 1
-                elif d.verdict is Verdict.BOOTING or (
-                    d.verdict is Verdict.HEALTHY and s.agent_state in COMING_AGENT_STATES
-                ):
+                elif d.verdict in (Verdict.BOOTING, Verdict.WARMING):
                     coming += 1
-            # Capacity the group is already launching.
+                elif s.cloud is Cloud.RUNNING and d.verdict is not Verdict.DRAINING:
+                    repairing += 1  # there, not ready: repaired where it stays so, never compensated for
+            # Capacity the group is already launching (replacements of what it terminates included).
             coming += max(0, pool.desired - pool.instances)
-        deficit = minimum - ready - coming
-        if deficit <= 0:
+        if ready + coming >= minimum:
             continue
+        missing = max(0, minimum - ready - coming - repairing)
         target = next((p for p in pools if p.desired < p.max_size), pools[0])
         yield CapacityRaise(
             pool=target.name,
             group=target.group,
             model=model,
             desired=target.desired,
-            new_desired=min(target.max_size, target.desired + deficit),
+            new_desired=min(target.max_size, target.desired + missing),
             ready=ready,
             coming=coming,
             minimum=minimum,
+            repairing=repairing,
+            missing=missing,
         )

@@ -170,10 +170,12 @@ def test_the_budget_is_computed_from_the_configured_periods(render) -> None:
     figures = render("prod").outputs["budgets"]["fleetController"]
     expected = budget_for(
         tick_s=10, confirmations=2, poll_timeout_s=3.0, restart_grace_s=60,
-        heartbeat_ttl_s=agent_constants.HEARTBEAT_TTL_S, handover_s=run_handover_s(),
+        heartbeat_ttl_s=agent_constants.HEARTBEAT_TTL_S, handover_s=run_handover_s(), not_ready_grace_s=180,
     )  # fmt: skip
     assert figures == expected.figures()
     assert figures["killedNodeToReplacementSeconds"] == 15 + 10 + 10 + 7 + 5
+    # Not ready (an XID): the agent's GPU check, the first tick, the grace and its tick, one confirmation.
+    assert figures["notReadyNodeToReplacementSeconds"] == 5 + 10 + 180 + 10 + 10 + 7 + 5
     faster = {"tickSeconds": 5, "confirmations": 3, "pollTimeoutSeconds": 2}
     figures = render("prod", {"controller": faster}).outputs["budgets"]["fleetController"]
     assert figures["killedNodeToReplacementSeconds"] == 15 + 5 + 10 + 7 + 4

@@ -156,6 +156,7 @@ def settings(pool: MotoPool, redis: RedisServer, **changes: Any) -> ControllerSe
         restart_grace_s=4.0,
         boot_grace_s=0.0,  # moto's instances launched a moment ago
         leave_alone_s=120.0,
+        not_ready_grace_s=4.0,
         orphan_grace_s=600.0,
         reconcile_s=300.0,
         max_share=0.34,
