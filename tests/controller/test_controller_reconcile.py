@@ -21,7 +21,17 @@ from testkit.redis_server import RedisServer
 from functions.fleet_controller.handler import Controller
 from functions.fleet_controller.signals import index_key, node_key
 
-from .world import CONTROLLER_USER, NODE_USER, REGION, MotoPool, controller, moto_pool, password, settings
+from .world import (
+    CONTROLLER_USER,
+    NODE_USER,
+    REGION,
+    MotoPool,
+    controller,
+    moto_pool,
+    password,
+    settings,
+    target_group,
+)
 
 
 class StubAgents:
@@ -250,13 +260,7 @@ def test_each_redis_user_is_held_to_its_own_keys(redis_server) -> None:
 def test_the_load_balancer_calling_a_node_healthy_saves_it_and_an_unreadable_one_stops_all_repairs(
     pool, redis_server, agents
 ) -> None:
-    elbv2, ec2 = client(pool.url, "elbv2"), client(pool.url, "ec2")
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    group = elbv2.create_target_group(Name=f"{pool.stack}-tg", Protocol="HTTP", Port=8080, VpcId=vpc)
-    arn = group["TargetGroups"][0]["TargetGroupArn"]
-    client(pool.url, "autoscaling").attach_load_balancer_target_groups(
-        AutoScalingGroupName=pool.group, TargetGroupARNs=[arn]
-    )
+    arn = target_group(pool)
     agents.close()  # no agent answers and none beats: dead by every signal but the load balancer's
     s = settings(pool, redis_server, confirmations=1)
     with_lb = replace(s, pools=(replace(s.pools[0], target_group_arn=arn),))
