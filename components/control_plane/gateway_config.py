@@ -62,7 +62,7 @@ NODE_FAILURES_ALLOWED = 1000
 
 def pool_cooldown_policy(allowed_fails: int) -> dict[str, int]:
     """A pool deployment's `model_info.allowed_fails_policy`."""
-    policy = dict.fromkeys(POOL_FAILURES, allowed_fails)
+    policy: dict[str, int] = dict.fromkeys(POOL_FAILURES, allowed_fails)
     return policy | dict.fromkeys(NODE_FAILURES, NODE_FAILURES_ALLOWED)
 
 

@@ -31,24 +31,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import signals as sig
-from .decision import (
-    Action,
-    Cloud,
-    Fleet,
-    Lb,
-    Memory,
-    Node,
-    NodeMemory,
-    Orphan,
-    Plan,
-    Pool,
-    Pull,
-    Verdict,
-    plan,
-)
+from .decision import Action, Cloud, Lb, NodeMemory, Pull, Verdict
 from .report import Emit, print_record, report
 from .resp import Endpoint, Redis, RedisError
 from .settings import ControllerSettings, PoolSpec
+from .steps import Fleet, Memory, Node, Orphan, Plan, Pool, plan
 
 # Time kept free before the Lambda's timeout, for the last tick to finish.
 END_MARGIN_SECONDS = 5

@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .decision import SUSPECT, NodeDecision, Plan, Pool, Verdict
+from .decision import SUSPECT, Verdict
 from .settings import METRIC_NAMESPACE, POOL_DIMENSION, READY_NODES_METRIC, ControllerSettings
+from .steps import NodeDecision, Plan, Pool
 
 Emit = Callable[[Mapping[str, Any]], None]
 

@@ -12,14 +12,8 @@ from functions.fleet_controller.decision import (
     TABLE,
     Action,
     Cloud,
-    Fleet,
     Lb,
-    Memory,
-    Node,
     NodeMemory,
-    Orphan,
-    Plan,
-    Pool,
     Pull,
     Push,
     Restart,
@@ -27,8 +21,8 @@ from functions.fleet_controller.decision import (
     Signals,
     Verdict,
     judge,
-    plan,
 )
+from functions.fleet_controller.steps import Fleet, Memory, Node, Orphan, Plan, Pool, plan
 
 T0 = 1_800_000_000.0
 SETTINGS = Settings(
