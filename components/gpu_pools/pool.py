@@ -9,27 +9,12 @@ launch template: the baked AMI, IMDSv2 required (hop limit 2, for containers on 
   gp3 root, the instance id as hostname, an instance profile with only the node's own calls, user data
   that writes the agent's config
 Auto Scaling group across the private subnets: on-demand base + spot above it (price-capacity-
-  optimized), capacity rebalancing, launch-before-terminate maintenance;
-  a launch lifecycle hook the agent completes once ready: InService means ready (ABANDON past the pool's
-  launch-to-ready budget, and the group replaces the node);
-  a termination lifecycle hook the agent completes once drained (kept open with heartbeats);
-  instance refresh when the template changes (new AMI or config): the pinned template version, one node
-  first then a bake (checkpoints), rolled back automatically when it fails or the pool's ReadyNodes alarm
-  fires
+  optimized), capacity rebalancing, launch-before-terminate maintenance; its launch and termination
+  lifecycle hooks, instance refresh with its rollback, its health checks and ReadyNodes alarm: lifecycle.py
 target group: the agent's readiness every 5 s, out after 2 failures (a dead node leaves in 10 s: the API's
   minimums), round robin (a node failing fast gets no more than its share), deregistration delay = the
   gateway's request timeout (a request the gateway waits for is never cut)
-alarm: ReadyNodes (the fleet controller's count of nodes whose agent answers ready) below the pool's
-  minSize for 3 minutes
 Timings and their sources: timings.py.
-
-Health: the group keeps EC2 health checks, and a node that is not ready is the fleet controller's to
-replace (SetInstanceHealth), not the load balancer's (health check type ELB). With ELB health the group
-would terminate every node the readiness check fails for 10 s: an engine restart, a model reload, every
-node at once when the model store or the GPUs' driver misbehave, with no disruption limit and no grace;
-the controller replaces a not-ready node only past its grace (sized by the model), needs its signals to
-agree, and never repairs more than its share of a pool at once. A new node is already held out of
-service until ready by the launch hook.
 """
 
 from __future__ import annotations
@@ -40,13 +25,22 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.core.alarms import alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.lifecycle import (
+    DRAIN_HOOK_NAME,
+    HEALTH_CHECK_GRACE_S,
+    HEALTH_CHECK_TYPE,
+    METRICS_WARMUP_S,
+    declare_lifecycle_hooks,
+    instance_refresh,
+    launch_hook,
+    ready_nodes_alarm,
+)
 from components.gpu_pools.timings import (
     HEALTH_CHECK_INTERVAL_S,
     HEALTH_CHECK_TIMEOUT_S,
@@ -62,32 +56,12 @@ from components.gpu_pools.user_data import (
 )
 from components.model_store import MountSpec, StoreAccess
 from fleet_agent import constants as agent_constants
-from fleet_agent import fleet_metrics
 
 LB_PORT = 80
 AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
 READINESS_PATH = agent_constants.READINESS_PATH
 REDIS_PORT = 6379
 HTTPS_PORT = 443
-HOOK_NAME = "fleet-drain"
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-# The launch hook the agent completes (CONTINUE) once the node is ready.
-LAUNCH_HOOK_NAME = "fleet-ready"
-LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
-# A node is in service once ready (the launch hook): EC2's checks need no grace (ASG User Guide,
-# health-check-grace-period: "If you use lifecycle hooks for instance launch, you can set the health check
-# grace period to 0"), and its metrics count after one CloudWatch period (the agent's Load, 60 s).
-HEALTH_CHECK_GRACE_S = 0
-METRICS_WARMUP_S = 60
-# Instance refresh: the first checkpoint is the first new node (1 % of any group up to 100 nodes), which
-# serves this long, watched by the ReadyNodes alarm, before the rest follow; each new node then counts
-# after one alarm window (the refresh moves on only once the alarm could have seen it).
-REFRESH_FIRST_CHECKPOINT_PERCENT = 1
-REFRESH_BAKE_S = 600
-# ReadyNodes below the pool's minimum for this many one-minute periods (each the best of the controller's
-# ticks in it): the alarm, and the refresh's rollback.
-READY_ALARM_MINUTES = 3
-READY_ALARM_PERIOD_S = 60
 ROOT_DEVICE = "/dev/sda1"
 SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
@@ -176,7 +150,7 @@ class GpuNodePool(pulumi.ComponentResource):
             lambda values: NodeSettings(
                 region=region.region,
                 group_name=group_name,
-                hook_name=HOOK_NAME,
+                hook_name=DRAIN_HOOK_NAME,
                 secret_arn=values[0],
                 redis_host=values[1],
                 redis_user=args.redis_user,
@@ -184,30 +158,9 @@ class GpuNodePool(pulumi.ComponentResource):
             )
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
-        ready_alarm = self._ready_alarm()
+        ready_alarm = ready_nodes_alarm(f"{name}-ready-nodes", pool, args.topic_arn, child)
         group = self._group(group_name, template, target_group, ready_alarm)
-        aws.autoscaling.LifecycleHook(
-            f"{name}-drain",
-            name=HOOK_NAME,
-            autoscaling_group_name=group.name,
-            lifecycle_transition=TERMINATING,
-            heartbeat_timeout=args.timings.drain.hook_heartbeat_s,
-            default_result="CONTINUE",
-            opts=child,
-        )
-        # The group declares the launch hook too (for its first nodes: a hook added after them would not
-        # hold them); this keeps it on groups that exist and carries its changes (PutLifecycleHook creates
-        # or updates a hook of that name).
-        launch = self._launch_hook()
-        aws.autoscaling.LifecycleHook(
-            f"{name}-ready",
-            name=launch.name,
-            autoscaling_group_name=group.name,
-            lifecycle_transition=launch.lifecycle_transition,
-            heartbeat_timeout=launch.heartbeat_timeout,
-            default_result=launch.default_result,
-            opts=child,
-        )
+        declare_lifecycle_hooks(name, group.name, args.timings, child)
         aws.route53.Record(
             f"{name}-dns",
             zone_id=args.zone_id,
@@ -420,41 +373,6 @@ class GpuNodePool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _launch_hook(self) -> aws.autoscaling.GroupInitialLifecycleHookArgs:
-        """Launch to ready within the pool's budget, or the node is abandoned (terminated, replaced)."""
-        return aws.autoscaling.GroupInitialLifecycleHookArgs(
-            name=LAUNCH_HOOK_NAME,
-            lifecycle_transition=LAUNCHING,
-            heartbeat_timeout=self._args.timings.readiness.launch_hook_timeout_s,
-            default_result="ABANDON",
-        )
-
-    def _ready_alarm(self) -> aws.cloudwatch.MetricAlarm | None:
-        """ReadyNodes (the fleet controller's count, fleet_agent.fleet_metrics) below minSize for
-        READY_ALARM_MINUTES: none for a pool that may scale to zero."""
-        name, args, pool = self._name, self._args, self._args.pool
-        if pool.min_size < 1:
-            return None
-        return alarm(
-            f"{name}-ready-nodes",
-            args.topic_arn,
-            pulumi.ResourceOptions(parent=self),
-            description=f"GPU pool {pool.name}: fewer nodes ready than its minimum ({pool.min_size}) for "
-            f"{READY_ALARM_MINUTES} minutes. A running instance refresh rolls back on it.",
-            namespace=fleet_metrics.CONTROLLER_NAMESPACE,
-            metric_name=fleet_metrics.READY_NODES,
-            dimensions={fleet_metrics.POOL_DIMENSION: pool.name},
-            # The best tick of each minute: a flicker between two ticks is not a shortfall.
-            statistic="Maximum",
-            period=READY_ALARM_PERIOD_S,
-            evaluation_periods=READY_ALARM_MINUTES,
-            datapoints_to_alarm=READY_ALARM_MINUTES,
-            comparison_operator="LessThanThreshold",
-            threshold=pool.min_size,
-            # No data is the controller not looking (its own alarms say so), not a pool without ready nodes.
-            treat_missing_data="notBreaching",
-        )
-
     def _group(
         self,
         group_name: str,
@@ -502,35 +420,15 @@ class GpuNodePool(pulumi.ComponentResource):
             # A rebalance recommendation starts a replacement before the interruption notice.
             capacity_rebalance=pool.uses_spot,
             target_group_arns=[target_group.arn],
-            # Replacement on readiness is the fleet controller's call (see the module's docstring); the
-            # group replaces what EC2 reports impaired.
-            health_check_type="EC2",
+            # Replacement on readiness is the fleet controller's (lifecycle.py says why); the group replaces
+            # what EC2 reports impaired.
+            health_check_type=HEALTH_CHECK_TYPE,
             health_check_grace_period=HEALTH_CHECK_GRACE_S,
             default_instance_warmup=METRICS_WARMUP_S,
-            initial_lifecycle_hooks=[self._launch_hook()],
+            # Its first nodes too are held until ready (a hook added after them would not hold them).
+            initial_lifecycle_hooks=[launch_hook(args.timings)],
             # A new launch template version (new AMI, new agent config) rolls every node, new ones first.
-            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
-                strategy="Rolling",
-                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                    min_healthy_percentage=100,
-                    max_healthy_percentage=200,
-                    instance_warmup=str(READY_ALARM_MINUTES * READY_ALARM_PERIOD_S),
-                    checkpoint_percentages=[REFRESH_FIRST_CHECKPOINT_PERCENT, 100],
-                    checkpoint_delay=str(REFRESH_BAKE_S),
-                    skip_matching=True,
-                    auto_rollback=True,
-                    alarm_specification=None
-                    if ready_alarm is None
-                    else aws.autoscaling.GroupInstanceRefreshPreferencesAlarmSpecificationArgs(
-                        alarms=[ready_alarm.name]
-                    ),
-                    # Set, not left to a default (the API's is Wait, which fails the refresh after an hour;
-                    # the provider documents Ignore): a node the agent protects while busy is refreshed
-                    # too (its terminate hook drains it); one an operator put in standby is theirs.
-                    scale_in_protected_instances="Refresh",
-                    standby_instances="Ignore",
-                ),
-            ),
+            instance_refresh=instance_refresh(ready_alarm),
             instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
                 min_healthy_percentage=100, max_healthy_percentage=200
             ),
