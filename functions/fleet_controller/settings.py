@@ -24,9 +24,9 @@ POOL_DIMENSION = "Pool"
 RUN_SECONDS = 115
 # The settings as one JSON document (sorted keys), and the secret holding the Redis password.
 CONFIG_VARIABLE = "CONTROLLER_CONFIG"
+PASSWORD_SECRET_VARIABLE = "REDIS_PASSWORD_SECRET_ARN"
 # A tick's lease on the controller's memory, in ticks.
 LOCK_LEASE_TICKS = 3
-PASSWORD_SECRET_VARIABLE = "REDIS_PASSWORD_SECRET_ARN"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class PoolSpec:
     group: str
     model: str
     target_group_arn: str | None = None
-    # How long a node may be on its way to ready once it answers (components/gpu_pools/readiness.py).
+    # How long a node may be on its way to ready once it answers (components/gpu_pools/timings.py).
     warm_limit_s: float = DEFAULT_WARM_LIMIT_S
 
 
