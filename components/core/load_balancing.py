@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 
+HEALTH_CHECK_INTERVAL_SECONDS = 10
+HEALTHY_THRESHOLD = 2
+
 
 def http_health_check(
-    path: str, *, unhealthy_threshold: int, interval: int = 10, timeout: int = 5, healthy_threshold: int = 2
+    path: str,
+    *,
+    unhealthy_threshold: int,
+    interval: int = HEALTH_CHECK_INTERVAL_SECONDS,
+    timeout: int = 5,
+    healthy_threshold: int = HEALTHY_THRESHOLD,
 ) -> aws.lb.TargetGroupHealthCheckArgs:
     return aws.lb.TargetGroupHealthCheckArgs(
         path=path,

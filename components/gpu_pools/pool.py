@@ -41,6 +41,7 @@ from components.gpu_pools.lifecycle import (
     launch_hook,
     ready_nodes_alarm,
 )
+from components.gpu_pools.scaling import PoolScaling, PoolScalingArgs, node_statements, scales
 from components.gpu_pools.timings import (
     HEALTH_CHECK_INTERVAL_S,
     HEALTH_CHECK_TIMEOUT_S,
@@ -160,6 +161,12 @@ class GpuNodePool(pulumi.ComponentResource):
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
         ready_alarm = ready_nodes_alarm(f"{name}-ready-nodes", pool, args.topic_arn, child)
         group = self._group(group_name, template, target_group, ready_alarm)
+        if scales(pool):
+            PoolScaling(
+                f"{name}-scaling",
+                PoolScalingArgs(pool, group.name, load_balancer.arn_suffix),
+                opts=child,
+            )
         declare_lifecycle_hooks(name, group.name, args.timings, child)
         aws.route53.Record(
             f"{name}-dns",
@@ -247,18 +254,21 @@ class GpuNodePool(pulumi.ComponentResource):
         self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
     ) -> list[dict[str, object]]:
         region = self._args.region.region
+        group_arn = pulumi.Output.concat(
+            f"arn:aws:autoscaling:{region}:",
+            account,
+            f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        )
         return [
             {
                 # Its own group only: a node cannot release another pool's nodes.
                 "Sid": "CompleteOwnLifecycleAction",
                 "Effect": "Allow",
                 "Action": "autoscaling:CompleteLifecycleAction",
-                "Resource": pulumi.Output.concat(
-                    f"arn:aws:autoscaling:{region}:",
-                    account,
-                    f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
-                ),
+                "Resource": group_arn,
             },
+            # Its metrics and its scale-in protection (components/gpu_pools/scaling.py).
+            *node_statements(group_arn),
             *secret_read_statements(
                 secret.arn,
                 self._args.kms_key_arn,
