@@ -29,9 +29,11 @@ POOLS = ["llama-8b", "qwen-14b", "llama-8b-west"]
 UNIT = Path(__file__).resolve().parents[2] / "node_image" / "systemd" / "fleet-agent.service"
 
 
-def in_pool(rendering: Rendering, pool: str, resource_type: str):
+def in_pool(rendering: Rendering, pool: str, resource_type: str, suffix: str = ""):
     component = rendering.one("inference-fleet:gpu_pools:GpuNodePool", f"pool-{pool}")
-    (found,) = [r for r in rendering.children(component) if r.type == resource_type]
+    (found,) = [
+        r for r in rendering.children(component) if r.type == resource_type and r.name.endswith(suffix)
+    ]
     return found
 
 
@@ -68,7 +70,7 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     assert run_cli(["check-config", "--config", str(path)]) == 0
 
     group = in_pool(prod, pool, AUTOSCALING_GROUP)
-    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook")
+    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "drain")
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
