@@ -126,6 +126,9 @@ class Context:
             return Budget(None, f"none declared (no fleetController.{key} in the plan)")
         terms = (self.budgets.get("fleetController") or {}).get("termsSeconds", {})
         names = ("heartbeatTtl", "firstTick", "confirmations", "runHandover", "tickWork")
+        if key == NOT_READY_BUDGET:
+            names = ("agentDetection", "firstTick", "notReadyGrace", "graceRounding", "confirmations")
+            names += ("runHandover", "tickWork")
         if key.startswith("silent"):
             names += ("restartGrace", "recheckTick", "runHandover", "tickWork")
         shown = " + ".join(f"{n} {terms[n]:g}" for n in names if n in terms)
@@ -547,6 +550,9 @@ class NodeHang(NodeDrill):
             )
 
 
+NOT_READY_BUDGET = "notReadyNodeToReplacementSeconds"
+
+
 class GpuXid(NodeDrill):
     name = "gpu-xid"
     summary = "XID 79 (GPU fallen off the bus) reported by NVML on one node"
@@ -555,6 +561,9 @@ class GpuXid(NodeDrill):
     def pick(self, ctx: Context) -> None:
         super().pick(ctx)
         self.target["xid"] = 79
+        request = ctx.controller_budget(NOT_READY_BUDGET).seconds
+        if request is not None:  # the controller's request, then the new node's boot
+            self.window_s = max(self.window_s, request + 120)
 
     def inject(self, ctx: Context) -> None:
         ctx.fault("xid", node=self.target["node"], xid=self.target["xid"])
@@ -569,18 +578,29 @@ class GpuXid(NodeDrill):
         return self.replacement_in_service(ctx, self.target["pool"], events, self.target["node"])
 
     def conclude(self, ctx: Context, events: list[Event]) -> None:
-        if self.detected(ctx, events) is not None and self.recovered(ctx, events) is None:
-            verdicts = [e.get("verdict") for e in events if e.get("instance") == self.target["node"]]
+        node = self.target["node"]
+        replace = ("controller", "replace", node)
+        asked = first(events, lambda e: (e["kind"], e.get("action"), e.get("instance")) == replace)
+        if asked is not None:
+            budget = ctx.controller_budget(NOT_READY_BUDGET)
             self.notes.append(
-                "the node left the load balancer and nothing replaced it: its agent answers and heartbeats, "
-                "so the controller's table has no repair for it"
-                + (f" (its verdicts: {', '.join(sorted(set(map(str, verdicts))))})" if verdicts else "")
-                + "; the group's EC2 health check passes"
+                f"the controller asked for its replacement at +{asked['at'] - ctx.injected_at:.1f} s "
+                f"({budget.verdict(asked['at'] - ctx.injected_at)} {budget.source})"
+            )
+        elif self.detected(ctx, events) is not None:
+            verdicts = sorted({str(e.get("verdict")) for e in events if e.get("instance") == node})
+            seen = f" (the controller's verdicts: {', '.join(verdicts)})" if verdicts else ""
+            self.notes.append(
+                f"the node left the load balancer and nothing replaced it within the window{seen}; the "
+                "group's EC2 health check passes"
             )
 
     def budgets(self, ctx: Context) -> tuple[Budget, Budget]:
+        request = ctx.controller_budget(NOT_READY_BUDGET)
         return ctx.target_group_budget(self.target["pool"], "out"), Budget(
-            None, "none declared (no plan budget replaces a node whose GPU is condemned)"
+            None,
+            f"none declared (the plan budgets the controller's request, {request.seconds} s: "
+            f"fleetController.{NOT_READY_BUDGET}; not the new node's boot)",
         )
 
     def describe(self) -> tuple[str, str]:
@@ -611,6 +631,9 @@ class BadRollout(Drill):
 
     def pick(self, ctx: Context) -> None:
         self.target = {"pool": ctx.first_pool()}
+        budget = self.budgets(ctx)[0].seconds
+        if budget is not None:  # long enough to see whether anything acts within it
+            self.window_s = max(self.window_s, budget + 30)
 
     def inject(self, ctx: Context) -> None:
         ctx.fault("rollout", pool=self.target["pool"], broken=True)
@@ -631,12 +654,21 @@ class BadRollout(Drill):
         return None  # the rollback is the drill's own restore: nothing in the fleet recovers by itself
 
     def budgets(self, ctx: Context) -> tuple[Budget, Budget]:
-        warmup = ctx.status.get("instanceWarmup", {}).get(self.target["pool"])
+        pool = self.target["pool"]
+        ready = ((ctx.budgets.get("gpuPoolTimings") or {}).get(pool) or {}).get("ready") or {}
+        rollback = Budget(None, "none declared (the refresh's rollback is not declared)")
+        if "launchToReadySeconds" in ready:
+            return Budget(
+                ready["launchToReadySeconds"],
+                f"plan: gpuPoolTimings.{pool}.ready.launchToReadySeconds (the launch hook's timeout, then "
+                "ABANDON; the controller's boot grace + warm-up limit may act first)",
+            ), rollback
+        warmup = ctx.status.get("instanceWarmup", {}).get(pool)
         return Budget(
             warmup,
             "derived from the render: the group's defaultInstanceWarmup, after which a refresh calls a new "
             "instance failed",
-        ), Budget(None, "none declared (the refresh's rollback is not declared)")  # fmt: skip
+        ), rollback
 
     def describe(self) -> tuple[str, str]:
         return "something in the fleet acted on the node that never became ready", "(the drill rolls back)"
