@@ -3,6 +3,7 @@ recover, each next to the plan's budget) and the gateway's added latency (LiteLL
 agent, p50 and p95, measured in the same run).
 
     uv run python bench/sandbox.py [--rps 2] [--drills node-kill,spot-notice,...] [--no-prod] [--samples 60]
+                                   [--keep DIR]   (each drill's whole `--json` result as DIR/NAME.json)
 
 It runs `fleet sandbox` as a user does: `up --stack dev --nodes 2 --set controller.bootGraceSeconds=60`
 (two nodes, so a drill on one leaves the pool serving; the controller's shortest allowed boot grace, so
@@ -113,7 +114,7 @@ def gateway_latency(directory: Path, samples: int) -> dict[str, Any]:
     return figures
 
 
-def run_drills(directory: Path, names: list[str], rps: float) -> dict[str, Any]:
+def run_drills(directory: Path, names: list[str], rps: float, keep: Path | None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in names:
         print(f"bench/sandbox.py: drill {name}...", file=sys.stderr, flush=True)
@@ -122,6 +123,9 @@ def run_drills(directory: Path, names: list[str], rps: float) -> dict[str, Any]:
             results[name] = {"failed": (done.stderr or done.stdout).strip()[-2000:]}
             continue
         result = json.loads(done.stdout)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            (keep / f"{name}.json").write_text(done.stdout)
         client = result["client"]
         results[name] = {
             "stack": result["stack"],
@@ -154,6 +158,7 @@ def main() -> None:
     parser.add_argument("--drills", default="all", help="comma-separated drill names (default: all)")
     parser.add_argument("--no-prod", action="store_true", help="skip region-loss (its prod sandbox)")
     parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--keep", type=Path, help="write each drill's whole result to DIR/NAME.json")
     args = parser.parse_args()
     wanted = list(DRILLS) if args.drills == "all" else args.drills.split(",")
     unknown = [d for d in wanted if d not in DRILLS]
@@ -172,7 +177,7 @@ def main() -> None:
             report["upSeconds"] = {"dev": up("dev", dev, DEV_ARGS)}
             print("bench/sandbox.py: gateway latency...", file=sys.stderr, flush=True)
             report["gatewayLatencySeconds"] = gateway_latency(dev, args.samples)
-            report["drills"] = run_drills(dev, dev_drills, args.rps)
+            report["drills"] = run_drills(dev, dev_drills, args.rps, args.keep)
         finally:
             fleet("sandbox", "down", "--dir", str(dev))
         if prod_drills:
@@ -180,7 +185,7 @@ def main() -> None:
             report["commands"]["prod"] = " ".join(("fleet sandbox up --stack prod", *PROD_ARGS))
             try:
                 report["upSeconds"]["prod"] = up("prod", prod, PROD_ARGS)
-                report["drills"] |= run_drills(prod, prod_drills, args.rps)
+                report["drills"] |= run_drills(prod, prod_drills, args.rps, args.keep)
             finally:
                 fleet("sandbox", "down", "--dir", str(prod))
     report["machine"]["loadAverage1mAfter"] = round(os.getloadavg()[0], 2)

@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openai
 import pytest
 
 from fleet.sandbox.juicefs import fuse_problem
@@ -21,6 +23,7 @@ UP_TIMEOUT_S = 600
 # Two nodes, so a drill on one leaves the pool serving; the controller's shortest boot grace (its config's
 # minimum), so a node-kill need not wait ten minutes for the rendered default.
 UP_ARGS = ("--nodes", "2", "--set", "controller.bootGraceSeconds=60")
+ROUTE, POOL_DEPLOYMENT = "llama-3.1-8b", "llama-3.1-8b/pool/llama-8b"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,22 @@ class Sandbox:
         done = self.fleet("status", "--json", timeout=60)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
+
+    def wait_pool_serves(self, deadline_s: float = 300) -> None:
+        """Until the gateway routes the route's requests to its own pool: after a drill, LiteLLM may hold
+        the pool in cooldown (its rendered cooldown_time) and send them to the fallback meanwhile."""
+        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key)
+        deadline = time.monotonic() + deadline_s
+        while True:
+            answer = client.chat.completions.with_raw_response.create(
+                model=ROUTE, messages=[{"role": "user", "content": "ping"}], max_tokens=1
+            )
+            if answer.headers["x-litellm-model-id"] == POOL_DEPLOYMENT:
+                return
+            assert time.monotonic() < deadline, (
+                f"the gateway still routes {ROUTE} elsewhere after {deadline_s} s"
+            )
+            time.sleep(1)
 
 
 def fleet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
