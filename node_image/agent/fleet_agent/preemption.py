@@ -27,6 +27,7 @@ class Watcher(ABC):
     def __init__(self, config: AgentConfig, client: httpx.AsyncClient) -> None:
         self.config: PreemptionConfig = config.preemption
         self.drain_timeout_s = config.drain.timeout_s
+        self.lifecycle_timeout_s = config.drain.lifecycle_timeout_s
         self.client = client
         self._last_error = ""
 
@@ -89,10 +90,11 @@ class AwsImdsWatcher(Watcher):
         target = await self.imds.get(self.LIFECYCLE_PATH)
         state = target.text.strip() if target is not None else ""
         if state in c.AWS_LEAVING_LIFECYCLE_STATES:
-            # The group holds the instance in Terminating:Wait (or Warmed:Pending:Wait) for its lifecycle
-            # hook's heartbeat timeout; the drained-hook completes the action before that.
+            # The group holds the instance in Terminating:Wait (or Warmed:Pending:Wait) while the drained-hook
+            # sends heartbeats, so the drain may wait for a request as long as the gateway lets one run.
             detail = f"Auto Scaling target lifecycle state {state}"
-            return DrainNotice("aws-asg-lifecycle", detail, time.time(), time.time() + self.drain_timeout_s)
+            now = time.time()
+            return DrainNotice("aws-asg-lifecycle", detail, now, now + self.lifecycle_timeout_s)
         if not self._rebalance_seen:
             rebalance = await self.imds.get(self.REBALANCE_PATH)
             if rebalance is not None:
