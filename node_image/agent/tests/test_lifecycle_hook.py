@@ -113,6 +113,8 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
             agent.wait_state("ready")
             stream = StreamInThread(agent.url).start()
 
+            # The group hears of the interruption too, and holds the instance in Terminating:Wait.
+            autoscaling.open_action(group, HOOK, instance)
             imds.spot_action = spot_notice(120)
             wait_for(lambda: agent.readyz() == 503, 30, "readiness to turn off after the notice")
             assert not stream.done.is_set(), "the stream ended before the notice: make it longer"

@@ -1,18 +1,19 @@
 """Auto Scaling's query API on loopback: moto (server mode) for what it implements, and
-CompleteLifecycleAction, which moto 5.2.5 lacks, answered here.
+CompleteLifecycleAction and RecordLifecycleActionHeartbeat, which moto 5.2.5 lacks, answered here.
 
 The request is read and checked with botocore's own service model: the members the operation takes, the
 required ones, their lengths and patterns (botocore's parameter validator plus the model's patterns), and
-a SigV4 Authorization header scoped to the autoscaling service. The hook and the instance are checked
-against moto's state (the group has that termination hook, the instance is in that group). The answer is
-the operation's XML result shape, or AWS's ErrorResponse with ValidationError. Every other action is
-passed to moto unchanged.
+a SigV4 Authorization header scoped to the autoscaling service. As in AWS, an action must be open: the
+test opens one as the group would (`open_action`: an instance of the group entering Pending:Wait or
+Terminating:Wait for one of its hooks, checked against moto's state); completing it closes it, and a
+call for an instance with no open action on that hook is refused. The answer is the operation's XML
+result shape, or AWS's ErrorResponse with ValidationError. Every other action is passed to moto unchanged.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from botocore.validate import ParamValidator
 from .asgi import Receive, Scope, Send, header, read_body, respond
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+OPERATIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
@@ -44,66 +47,96 @@ class CompletedAction:
     region: str
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    hook: str
+    group: str
+    instance: str | None
+    at: float
+
+
 class FakeAutoScaling:
     def __init__(self, moto_url: str) -> None:
         self.moto_url = moto_url
         model = botocore.session.get_session().get_service_model("autoscaling")
         self.namespace = model.metadata["xmlNamespace"]
-        self.operation = model.operation_model("CompleteLifecycleAction")
-        # botocore's shapes (typed as cached properties, hence Any).
-        self.input_shape: Any = self.operation.input_shape
-        self.result_wrapper: str = self.operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
+        self.operations = {name: model.operation_model(name) for name in OPERATIONS}
         self.completed: list[CompletedAction] = []
+        self.heartbeats: list[Heartbeat] = []
         self.refused: list[str] = []
+        # (group, hook, instance) -> the hook's transition, while the group waits on the action.
+        self.open: dict[tuple[str, str, str], str] = {}
         self._moto = moto_client("autoscaling", moto_url)
+
+    def open_action(self, group: str, hook: str, instance: str) -> str:
+        """The group holds `instance` for `hook` (Pending:Wait or Terminating:Wait); returns the transition."""
+        hooks = self._moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        transitions = {h["LifecycleHookName"]: h["LifecycleTransition"] for h in hooks}
+        assert hook in transitions, f"group {group} has no lifecycle hook {hook}"
+        found = self._moto.describe_auto_scaling_instances(InstanceIds=[instance])["AutoScalingInstances"]
+        assert [i["AutoScalingGroupName"] for i in found] == [group], f"{instance} is not in group {group}"
+        self.open[(group, hook, instance)] = transitions[hook]
+        return transitions[hook]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
         params = dict(parse_qsl(body.decode()))
-        if params.get("Action") != self.operation.name:
+        operation = self.operations.get(params.get("Action", ""))
+        if operation is None:
             await self._forward(scope, body, send)
             return
-        problem = self._request_problem(params, header(scope, "authorization") or "")
+        authorization = header(scope, "authorization") or ""
+        problem = self._request_problem(operation, params, authorization)
         if problem is None:
-            problem = await asyncio.to_thread(self._state_problem, params)
+            problem = self._state_problem(operation.name, params)
         if problem is not None:
             self.refused.append(problem)
             await self._error(send, problem)
             return
-        credential = _CREDENTIAL.search(header(scope, "authorization") or "")
+        credential = _CREDENTIAL.search(authorization)
         assert credential is not None
-        self.completed.append(
-            CompletedAction(
-                hook=params["LifecycleHookName"],
-                group=params["AutoScalingGroupName"],
-                instance=params.get("InstanceId"),
-                result=params["LifecycleActionResult"],
-                access_key=credential.group(1),
-                region=credential.group(3),
-            )
+        hook, group, instance = (
+            params["LifecycleHookName"],
+            params["AutoScalingGroupName"],
+            params.get("InstanceId"),
         )
-        result = self.result_wrapper
+        if operation.name == "CompleteLifecycleAction":
+            self.open.pop((group, hook, instance or ""))
+            self.completed.append(
+                CompletedAction(
+                    hook=hook,
+                    group=group,
+                    instance=instance,
+                    result=params["LifecycleActionResult"],
+                    access_key=credential.group(1),
+                    region=credential.group(3),
+                )
+            )
+        else:
+            self.heartbeats.append(Heartbeat(hook, group, instance, time.time()))
+        result: str = operation.output_shape.serialization["resultWrapper"]  # type: ignore[union-attr]
         xml = (
-            f'<{self.operation.name}Response xmlns="{self.namespace}">'
+            f'<{operation.name}Response xmlns="{self.namespace}">'
             f"<{result}/><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
-            f"</{self.operation.name}Response>"
+            f"</{operation.name}Response>"
         )
         await respond(send, 200, xml, "text/xml")
 
-    def _request_problem(self, params: dict[str, str], authorization: str) -> str | None:
+    def _request_problem(self, operation: Any, params: dict[str, str], authorization: str) -> str | None:
         credential = _CREDENTIAL.search(authorization)
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
             return "request is not signed with SigV4"
-        if credential.group(4) != self.operation.service_model.signing_name:
+        if credential.group(4) != operation.service_model.signing_name:
             return f"signed for {credential.group(4)}, not autoscaling"
-        members = self.input_shape.members
+        input_shape: Any = operation.input_shape  # botocore's shapes are typed as cached properties
+        members = input_shape.members
         given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
         unknown = sorted(set(given) - set(members))
         if unknown:
             return f"unknown parameter(s) {', '.join(unknown)}"
-        report = ParamValidator().validate(given, self.input_shape)
+        report = ParamValidator().validate(given, input_shape)
         if report.has_errors():
             return report.generate_report()
         for name, value in given.items():
@@ -115,22 +148,16 @@ class FakeAutoScaling:
                 return f"{name} is longer than {limit}"
         if "InstanceId" not in given and "LifecycleActionToken" not in given:
             return "either InstanceId or LifecycleActionToken is required"
-        if given["LifecycleActionResult"] not in ("CONTINUE", "ABANDON"):
-            return f"LifecycleActionResult {given['LifecycleActionResult']!r}: CONTINUE or ABANDON"
+        result = given.get("LifecycleActionResult", "CONTINUE")
+        if result not in ("CONTINUE", "ABANDON"):
+            return f"LifecycleActionResult {result!r}: CONTINUE or ABANDON"
         return None
 
-    def _state_problem(self, params: dict[str, str]) -> str | None:
-        group, hook, instance = (
-            params["AutoScalingGroupName"],
-            params["LifecycleHookName"],
-            params.get("InstanceId"),
-        )
-        hooks = self._moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
-        if not any(h["LifecycleHookName"] == hook and h["LifecycleTransition"] == TERMINATING for h in hooks):
-            return f"No termination lifecycle hook {hook} on group {group}"
-        found = self._moto.describe_auto_scaling_instances(InstanceIds=[instance] if instance else [])
-        groups = {i["AutoScalingGroupName"] for i in found["AutoScalingInstances"]}
-        if instance and groups != {group}:
+    def _state_problem(self, operation: str, params: dict[str, str]) -> str | None:
+        instance = params.get("InstanceId")
+        if instance is None:
+            return "this fake names actions by InstanceId only"
+        if (params["AutoScalingGroupName"], params["LifecycleHookName"], instance) not in self.open:
             return f"No active Lifecycle Action found with instance ID {instance}"
         return None
 
