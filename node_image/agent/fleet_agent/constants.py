@@ -58,6 +58,9 @@ UPSTREAM_MAX_CONNECTIONS = 512
 # progress check's wedge restart (PROGRESS_WINDOW_S + WEDGE_RESTART_AFTER_S), which ends a stream of a
 # wedged engine first; this catches one stream stalled while others flow, or an engine not restarted.
 STREAM_STALL_TIMEOUT_S = 60.0
+# A whole (non-streaming) answer up to this size is read from the engine before its head is passed on, so
+# an engine that breaks it off still gets the client a 502, not a 200 with half a body.
+BUFFERED_RESPONSE_MAX_BYTES = 8 * 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_MAX_LEN = 128
 

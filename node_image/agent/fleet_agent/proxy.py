@@ -118,6 +118,11 @@ SSE = _Framing(
 NDJSON = _Framing((b"\n",), lambda message: json.dumps({"error": message}).encode() + b"\n")
 
 
+def _bufferable(response: UpstreamResponse) -> bool:
+    length = response.content_length
+    return length is not None and length <= c.BUFFERED_RESPONSE_MAX_BYTES and framing_of(response) is None
+
+
 def framing_of(response: UpstreamResponse) -> _Framing | None:
     for name, value in response.headers:
         if name == b"content-type":
@@ -257,6 +262,15 @@ class Proxy:
                 await send_json(send, 502, error, [id_header])
                 return
             try:
+                whole = None
+                if _bufferable(response):
+                    try:
+                        whole = await self._read_whole(response)
+                    except (UpstreamError, TimeoutError) as exc:
+                        outcome.status, outcome.note = 502, f"engine broke off its answer: {exc!r}"
+                        error = openai_error("engine unreachable", "server_error", "engine_unreachable")
+                        await send_json(send, 502, error, [id_header])
+                        return
                 outcome.status = response.status
                 start = {
                     "type": "http.response.start",
@@ -265,12 +279,26 @@ class Proxy:
                 }
                 await send(start)
                 outcome.first_byte = time.perf_counter()
-                await self._stream(response, send, outcome, guard, scope["path"])
+                if whole is None:
+                    await self._stream(response, send, outcome, guard, scope["path"])
+                else:
+                    outcome.sent_bytes = len(whole)
+                    guard.finish()
+                    await send({"type": "http.response.body", "body": whole})
             finally:
                 await response.aclose()  # mid-body, this closes the connection: the engine stops
         if guard.client_gone:
             outcome.status = outcome.status or 499
             outcome.note = "client went away"
+
+    async def _read_whole(self, response: UpstreamResponse) -> bytes:
+        pieces: list[bytes] = []
+        async with asyncio.timeout(self._stall_s):
+            async for piece in response.body():
+                pieces.append(piece)
+        whole = b"".join(pieces)
+        self.agent.traffic.upstream_bytes += len(whole)
+        return whole
 
     async def _stream(
         self, response: UpstreamResponse, send: Send, outcome: _Outcome, guard: _CancelOnDisconnect, path: str

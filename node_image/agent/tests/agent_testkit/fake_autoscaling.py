@@ -90,7 +90,7 @@ class FakeAutoScaling:
         authorization = header(scope, "authorization") or ""
         problem = self._request_problem(operation, params, authorization)
         if problem is None:
-            problem = self._state_problem(operation.name, params)
+            problem = self._state_problem(params)
         if problem is not None:
             self.refused.append(problem)
             await self._error(send, problem)
@@ -153,7 +153,7 @@ class FakeAutoScaling:
             return f"LifecycleActionResult {result!r}: CONTINUE or ABANDON"
         return None
 
-    def _state_problem(self, operation: str, params: dict[str, str]) -> str | None:
+    def _state_problem(self, params: dict[str, str]) -> str | None:
         instance = params.get("InstanceId")
         if instance is None:
             return "this fake names actions by InstanceId only"
