@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleet_agent import constants as agent_constants
 from fleet_agent.aws import AwsLifecycleDrainedHook
 from fleet_agent.config import AwsLifecycleHook
 from fleet_agent.constants import LIFECYCLE_ACTION_RETRY_S
@@ -24,7 +25,14 @@ from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
 
-from .agent_testkit.fake_autoscaling import TERMINATING, CompletedAction, FakeAutoScaling, moto_client
+from .agent_testkit.fake_autoscaling import (
+    LAUNCHING,
+    TERMINATING,
+    CompletedAction,
+    FakeAutoScaling,
+    moto_client,
+)
+from .agent_testkit.fake_gpu import FakeGpuBackend
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import (
     STREAM_TOKENS,
@@ -39,6 +47,7 @@ from .agent_testkit.harness import (
 from .agent_testkit.net import serving, wait_for
 
 HOOK = "fleet-drain"
+LAUNCH_HOOK = "fleet-launch"
 
 
 def pool_group(moto_url: str, name: str) -> str:
@@ -62,6 +71,13 @@ def pool_group(moto_url: str, name: str) -> str:
         LifecycleTransition=TERMINATING,
         HeartbeatTimeout=120,
         DefaultResult="CONTINUE",
+    )
+    autoscaling.put_lifecycle_hook(
+        LifecycleHookName=LAUNCH_HOOK,
+        AutoScalingGroupName=name,
+        LifecycleTransition=LAUNCHING,
+        HeartbeatTimeout=30,
+        DefaultResult="ABANDON",
     )
     group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
     return group["Instances"][0]["InstanceId"]
@@ -182,3 +198,66 @@ def test_fetch_secrets_writes_the_node_secret_files(
     assert (run_dir / "api-key").read_text() == "k-123\n"
     assert (run_dir / "redis").read_text() == "r-456\n"
     assert stat.S_IMODE((run_dir / "api-key").stat().st_mode) == 0o600
+
+
+def launch_config(
+    model: Path, metadata_url: str, group: str, ready_timeout_s: float = 600
+) -> dict[str, object]:
+    hook = {"kind": "aws-lifecycle", "hook_name": LAUNCH_HOOK, "group_name": group, "heartbeat_timeout_s": 30}
+    return llama_config(
+        model,
+        node={"accelerator": "gpu"},
+        preemption={"provider": "aws", "aws_imds_url": metadata_url, "aws_poll_s": 0.2},
+        launch={"ready_timeout_s": ready_timeout_s, "hooks": [hook]},
+    )
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_the_launch_action_continues_only_once_the_node_is_ready(
+    tmp_path: Path,
+    tiny_model: Path,
+    moto_url: str,
+    autoscaling: FakeAutoScaling,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent_constants, "LIFECYCLE_HEARTBEAT_SHARE", 0.02)  # a heartbeat every 0.6 s
+    group = "fleet-test-use1-launch"
+    instance = pool_group(moto_url, group)
+    assert autoscaling.open_action(group, LAUNCH_HOOK, instance) == LAUNCHING  # Pending:Wait
+    gpu = FakeGpuBackend()  # the engine holds no GPU memory until the test says so: not ready
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = launch_config(tiny_model, metadata.url, group)
+        with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
+            warming = agent.wait_detail("model", "hold memory on 0 GPU(s)")
+            wait_for(lambda: len(autoscaling.heartbeats) >= 2, 30, "heartbeats while the node warms up")
+            assert autoscaling.completed == [] and agent.status()["launch"] is None
+
+            gpu.hold(warming["engine"]["pid"], 2**30)
+            agent.wait_state("ready")
+            launch = wait_for(lambda: agent.status()["launch"], 30, "the launch action's outcome")
+    assert launch["result"] == "CONTINUE" and [h["ok"] for h in launch["hooks"]] == [True]
+    (completed,) = autoscaling.completed
+    assert (completed.hook, completed.instance, completed.result) == (LAUNCH_HOOK, instance, "CONTINUE")
+    assert all(b.hook == LAUNCH_HOOK and b.instance == instance for b in autoscaling.heartbeats)
+    assert autoscaling.open == {}  # the group let the node into service
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_a_node_never_ready_abandons_its_launch(
+    tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
+) -> None:
+    group = "fleet-test-use1-no-gpu"
+    instance = pool_group(moto_url, group)
+    autoscaling.open_action(group, LAUNCH_HOOK, instance)
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = launch_config(tiny_model, metadata.url, group, ready_timeout_s=3)
+        no_gpu = FakeGpuBackend(unavailable="NVML Shared Library Not Found")
+        with RunningAgent(write_config(tmp_path, config), gpu_backend=no_gpu) as agent:
+            launch = wait_for(lambda: agent.status()["launch"], 30, "the launch action's outcome")
+            assert agent.status()["state"] != "ready"
+    assert launch["result"] == "ABANDON"
+    assert [(a.hook, a.instance, a.result) for a in autoscaling.completed] == [
+        (LAUNCH_HOOK, instance, "ABANDON")
+    ]
