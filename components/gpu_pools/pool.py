@@ -114,21 +114,22 @@ class GpuNodePool(pulumi.ComponentResource):
 
         lb_sg, node_sg = self._security_groups()
         secret = self._secret()
+        load_balancer, target_group = self._load_balancer(lb_sg)
         store_statements = list(args.store_access.statements) if args.store_access else []
         profile = instance_role(
             f"{name}-node",
-            [*self._node_statements(account, group_name, secret), *store_statements],
+            [*self._node_statements(account, group_name, secret, target_group), *store_statements],
             child,
             # Systems Manager's agent on the node: how the fleet controller restarts a silent agent.
             managed_policy_arns=[SSM_MANAGED_INSTANCE_POLICY],
         )
-        load_balancer, target_group = self._load_balancer(lb_sg)
         mount = args.mount
         settings = pulumi.Output.all(
             secret.arn,
             args.redis_host,
             mount.metadata_url if mount else None,
             mount.metadata_password.secret_id if mount and mount.metadata_password else None,
+            target_group.arn,
         ).apply(
             lambda values: NodeSettings(
                 region=region.region,
@@ -137,6 +138,9 @@ class GpuNodePool(pulumi.ComponentResource):
                 secret_arn=values[0],
                 redis_host=values[1],
                 redis_user=args.redis_user,
+                target_group_arn=values[4],
+                request_timeout_s=args.request_timeout_s,
+                hook_heartbeat_timeout_s=LIFECYCLE_HEARTBEAT_S,
                 model_store=mount.agent_settings(values[2], values[3]) if mount else None,
             )
         )
@@ -232,20 +236,34 @@ class GpuNodePool(pulumi.ComponentResource):
         return secret
 
     def _node_statements(
-        self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
+        self,
+        account: pulumi.Output[str],
+        group_name: str,
+        secret: aws.secretsmanager.Secret,
+        target_group: aws.lb.TargetGroup,
     ) -> list[dict[str, object]]:
         region = self._args.region.region
         return [
             {
-                # Its own group only: a node cannot release another pool's nodes.
+                # Its own group only: a node cannot release another pool's nodes, nor hold them.
                 "Sid": "CompleteOwnLifecycleAction",
                 "Effect": "Allow",
-                "Action": "autoscaling:CompleteLifecycleAction",
+                "Action": [
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
                 "Resource": pulumi.Output.concat(
                     f"arn:aws:autoscaling:{region}:",
                     account,
                     f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
                 ),
+            },
+            {
+                # A leaving node takes itself out of its own pool's target group before it refuses work.
+                "Sid": "LeaveOwnTargetGroup",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:DeregisterTargets",
+                "Resource": target_group.arn,
             },
             *secret_read_statements(
                 secret.arn,

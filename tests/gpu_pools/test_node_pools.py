@@ -221,12 +221,24 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     # Its own, and the model store's reads (tests/model_store checks those).
     assert set(statements) - {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"} == {
         "CompleteOwnLifecycleAction",
+        "LeaveOwnTargetGroup",
         "ReadNodeSecret",
         "DecryptNodeSecret",
     }
     group = child(prod, "llama-8b", AUTOSCALING_GROUP)
     lifecycle = statements["CompleteOwnLifecycleAction"]
-    assert lifecycle["Action"] == "autoscaling:CompleteLifecycleAction"
+    assert lifecycle["Action"] == [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+    ]
+    # Out of its own pool's target group only, before it refuses work.
+    target_group = child(prod, "llama-8b", "aws:lb/targetGroup:TargetGroup")
+    assert statements["LeaveOwnTargetGroup"] == {
+        "Sid": "LeaveOwnTargetGroup",
+        "Effect": "Allow",
+        "Action": "elasticloadbalancing:DeregisterTargets",
+        "Resource": target_group.outputs["arn"],
+    }
     assert lifecycle["Resource"] == (
         f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group.physical_name}"
     )
