@@ -20,7 +20,14 @@ import pytest
 
 from fleet_agent import constants as agent_constants
 
-from .agent_testkit.fake_autoscaling import LAUNCHING, TERMINATING, FakeAutoScaling, moto_client
+from .agent_testkit.aws_pool import (
+    DRAIN_HOOK,
+    HEARTBEAT_TIMEOUT_S,
+    TARGET_PORT,
+    Pool,
+    pool_behind_target_group,
+)
+from .agent_testkit.fake_autoscaling import FakeAutoScaling
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import (
     API_KEY,
@@ -37,55 +44,7 @@ from .agent_testkit.load import StreamingLoad
 from .agent_testkit.load_balancer import EmulatedTargetGroup, describe
 from .agent_testkit.net import serving, wait_for
 
-DRAIN_HOOK, LAUNCH_HOOK = "fleet-drain", "fleet-launch"
-TARGET_PORT = 8080  # where the group registers its instances (the target group's port)
 LEAVE_S = 3.0
-HEARTBEAT_TIMEOUT_S = 30  # the least PutLifecycleHook allows; heartbeats every 0.6 s with the share below
-
-
-@dataclass
-class Pool:
-    group: str
-    target_group: str
-    instances: list[str]
-
-
-def pool_behind_target_group(moto_url: str, name: str, size: int) -> Pool:
-    """An Auto Scaling group whose instances moto registers in a target group, with both lifecycle hooks."""
-    ec2, elbv2 = moto_client("ec2", moto_url), moto_client("elbv2", moto_url)
-    autoscaling = moto_client("autoscaling", moto_url)
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    target_group = elbv2.create_target_group(
-        Name=name,
-        Protocol="HTTP",
-        Port=TARGET_PORT,
-        VpcId=vpc,
-        TargetType="instance",
-        HealthCheckPath="/readyz",
-    )["TargetGroups"][0]["TargetGroupArn"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=size,
-        MaxSize=size,
-        DesiredCapacity=size,
-        AvailabilityZones=["us-east-1a"],
-        TargetGroupARNs=[target_group],
-    )
-    for hook, transition in ((DRAIN_HOOK, TERMINATING), (LAUNCH_HOOK, LAUNCHING)):
-        autoscaling.put_lifecycle_hook(
-            LifecycleHookName=hook,
-            AutoScalingGroupName=name,
-            LifecycleTransition=transition,
-            HeartbeatTimeout=HEARTBEAT_TIMEOUT_S,
-            DefaultResult="ABANDON" if transition == LAUNCHING else "CONTINUE",
-        )
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-    return Pool(name, target_group, [i["InstanceId"] for i in group["Instances"]])
 
 
 @dataclass
@@ -101,6 +60,7 @@ def autoscaling(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
     with serving(front) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_AUTO_SCALING", server.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2", moto_url)
+        # Heartbeats every 0.6 s of the hook's 30 s (the least PutLifecycleHook allows).
         monkeypatch.setattr(agent_constants, "LIFECYCLE_HEARTBEAT_SHARE", 0.02)
         yield front
 

@@ -25,6 +25,7 @@ from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
 
+from .agent_testkit.aws_pool import DRAIN_HOOK, LAUNCH_HOOK
 from .agent_testkit.fake_autoscaling import (
     LAUNCHING,
     TERMINATING,
@@ -46,8 +47,7 @@ from .agent_testkit.harness import (
 )
 from .agent_testkit.net import serving, wait_for
 
-HOOK = "fleet-drain"
-LAUNCH_HOOK = "fleet-launch"
+HOOK = DRAIN_HOOK
 
 
 def pool_group(moto_url: str, name: str) -> str:

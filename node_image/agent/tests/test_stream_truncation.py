@@ -15,7 +15,6 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -25,6 +24,7 @@ from testkit.litellm_proxy import running_litellm  # pyright: ignore[reportMissi
 from .agent_testkit.breaking_engine import BreakingEngine, fault_prompt
 from .agent_testkit.harness import API_KEY, FAST_PROBES, RunningAgent, llama_config, write_config
 from .agent_testkit.net import free_port, wait_for
+from .agent_testkit.sdk import Read, read_stream, start_stream
 
 MASTER_KEY = "sk-test-master-truncation-0123"
 REPEAT = 3
@@ -86,47 +86,6 @@ def client_for(fleet: Fleet, path: str, agent: RunningAgent) -> openai.OpenAI:
     if path == "direct":
         return openai.OpenAI(base_url=f"{agent.url}/v1", api_key=API_KEY, max_retries=0, timeout=60)
     return openai.OpenAI(base_url=f"{fleet.gateway_url}/v1", api_key=MASTER_KEY, max_retries=0, timeout=60)
-
-
-@dataclass
-class Read:
-    error: BaseException | None
-    finish_reasons: list[str]
-    content_chunks: int
-
-
-def read_stream(stream: Any, on_first_content: Any = None) -> Read:
-    finish: list[str] = []
-    chunks = 0
-    try:
-        for chunk in stream:
-            for choice in chunk.choices:
-                if choice.finish_reason:
-                    finish.append(choice.finish_reason)
-                text = getattr(choice, "text", None) or getattr(
-                    getattr(choice, "delta", None), "content", None
-                )
-                if text:
-                    chunks += 1
-                    if chunks == 1 and on_first_content is not None:
-                        on_first_content()
-    except (openai.APIError, httpx.HTTPError) as exc:
-        return Read(exc, finish, chunks)
-    return Read(None, finish, chunks)
-
-
-def start_stream(client: openai.OpenAI, model: str, prompt: str, chat: bool, max_tokens: int = 8) -> Any:
-    if chat:
-        return client.chat.completions.create(
-            model=model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=max_tokens,
-            stream=True,
-            extra_body={"ignore_eos": True},
-        )
-    return client.completions.create(
-        model=model, prompt=prompt, max_tokens=max_tokens, stream=True, extra_body={"ignore_eos": True}
-    )
 
 
 def broken_count(agent: RunningAgent) -> float:

@@ -1,0 +1,57 @@
+"""A pool as AWS holds it, in moto: an Auto Scaling group whose instances are registered in an ELBv2
+target group (moto registers them), with a launch and a termination lifecycle hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fake_autoscaling import LAUNCHING, TERMINATING, moto_client
+
+DRAIN_HOOK, LAUNCH_HOOK = "fleet-drain", "fleet-launch"
+TARGET_PORT = 8080  # where the group registers its instances (the target group's port)
+HEARTBEAT_TIMEOUT_S = 30  # the least PutLifecycleHook allows
+
+
+@dataclass
+class Pool:
+    group: str
+    target_group: str
+    instances: list[str]
+
+
+def pool_behind_target_group(moto_url: str, name: str, size: int) -> Pool:
+    """An Auto Scaling group whose instances moto registers in a target group, with both lifecycle hooks."""
+    ec2, elbv2 = moto_client("ec2", moto_url), moto_client("elbv2", moto_url)
+    autoscaling = moto_client("autoscaling", moto_url)
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    target_group = elbv2.create_target_group(
+        Name=name,
+        Protocol="HTTP",
+        Port=TARGET_PORT,
+        VpcId=vpc,
+        TargetType="instance",
+        HealthCheckPath="/readyz",
+    )["TargetGroups"][0]["TargetGroupArn"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+        MinSize=size,
+        MaxSize=size,
+        DesiredCapacity=size,
+        AvailabilityZones=["us-east-1a"],
+        TargetGroupARNs=[target_group],
+    )
+    for hook, transition in ((DRAIN_HOOK, TERMINATING), (LAUNCH_HOOK, LAUNCHING)):
+        autoscaling.put_lifecycle_hook(
+            LifecycleHookName=hook,
+            AutoScalingGroupName=name,
+            LifecycleTransition=transition,
+            HeartbeatTimeout=HEARTBEAT_TIMEOUT_S,
+            DefaultResult="ABANDON" if transition == LAUNCHING else "CONTINUE",
+        )
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    return Pool(name, target_group, [i["InstanceId"] for i in group["Instances"]])
