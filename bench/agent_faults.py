@@ -388,17 +388,19 @@ def drains_section(work: Path, model: Path) -> dict[str, Any]:
                     "fallback_requests": fallbacks() - fallbacks_before,
                     "leaving_node_refused": metric(agent, refused),
                     "deregistered": [r["ok"] for r in report["target_groups"]] == [True],
-                    "notice_to_deregistered_s": round(report["deregistered_at"] - noticed, 2),
-                    "deregistered_to_refusing_s": round(
-                        report["refusing_from"] - report["deregistered_at"], 1
-                    ),
-                    "notice_to_drained_s": round(report["hooks"][0]["at"] - noticed, 2),
+                    "notice_to_deregistered_s": since(noticed, report["deregistered_at"]),
+                    "deregistered_to_refusing_s": since(report["deregistered_at"], report["refusing_from"]),
+                    "notice_to_drained_s": since(noticed, report["hooks"][0]["at"]),
                     "lifecycle_action": [(a.instance, a.result) for a in autoscaling.completed][-1:],
                 }
                 print(f"{scenario}: {results[scenario]}")
         results["load_overall"] = load.tally.as_dict()
         results["error_samples"] = load.tally.errors[:5]
     return results
+
+
+def since(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else round(end - start, 2)
 
 
 def spot_action(deadline: float) -> dict[str, str]:

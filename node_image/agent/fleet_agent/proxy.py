@@ -105,17 +105,17 @@ class _Framing:
         return max(data.rfind(sep) + len(sep) if sep in data else 0 for sep in self.separators)
 
 
-SSE = _Framing(
-    (b"\n\n", b"\r\n\r\n", b"\r\r"),
-    lambda message: (
-        b"data: "
-        + json.dumps(
-            openai_error(message, "server_error", "engine_stream_broken"), separators=(",", ":")
-        ).encode()
-        + b"\n\n"
-    ),
-)
-NDJSON = _Framing((b"\n",), lambda message: json.dumps({"error": message}).encode() + b"\n")
+def _sse_error(message: str) -> bytes:
+    error = openai_error(message, "server_error", "engine_stream_broken")
+    return b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _ndjson_error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode() + b"\n"  # Ollama's shape for an error mid-stream
+
+
+SSE = _Framing((b"\n\n", b"\r\n\r\n", b"\r\r"), _sse_error)
+NDJSON = _Framing((b"\n",), _ndjson_error)
 
 
 def _bufferable(response: UpstreamResponse) -> bool:
