@@ -31,7 +31,6 @@ from .agent_testkit.fake_autoscaling import FakeAutoScaling
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import (
     API_KEY,
-    STREAM_TOKENS,
     RunningAgent,
     StreamInThread,
     completion,
@@ -45,6 +44,7 @@ from .agent_testkit.load_balancer import EmulatedTargetGroup, describe
 from .agent_testkit.net import serving, wait_for
 
 LEAVE_S = 3.0
+LONG_STREAM_TOKENS = 800  # in flight when the group takes the node
 
 
 @dataclass
@@ -172,7 +172,7 @@ def test_scale_in_under_load_drains_a_long_stream_with_heartbeats(
         balancer, url = load_balanced(stack, moto_url, pool, [leaving, staying])
         with StreamingLoad(url + "/v1/completions", LOAD_BODY, HEADERS) as load:
             wait_for(lambda: min(balancer.served.values(), default=0) >= 2, 60, "both nodes serving the load")
-            long_stream = StreamInThread(leaving.agent.url).start()
+            long_stream = StreamInThread(leaving.agent.url, tokens=LONG_STREAM_TOKENS).start()
             # The group takes the node (scale-in; an instance refresh looks the same from the node).
             autoscaling.open_action(pool.group, DRAIN_HOOK, leaving.instance)
             leaving.imds.target_lifecycle_state = "Terminated"
@@ -183,7 +183,7 @@ def test_scale_in_under_load_drains_a_long_stream_with_heartbeats(
 
         assert tally.errors == [] and tally.truncated == 0, tally.as_dict()
         assert refused(leaving.agent) == 0
-        assert long_stream.error is None and generated_tokens(long_stream.text) == STREAM_TOKENS
+        assert long_stream.error is None and generated_tokens(long_stream.text) == LONG_STREAM_TOKENS
         report = stopped["drain"]
         assert report["notice"]["source"] == "aws-asg-lifecycle"
         # The lifecycle drain's deadline is the lifecycle timeout (as long as a request may last), not 90 s.

