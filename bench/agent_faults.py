@@ -64,7 +64,7 @@ from node_image.agent.tests.agent_testkit.aws_pool import (  # noqa: E402
     DRAIN_HOOK,
     HEARTBEAT_TIMEOUT_S,
     TARGET_PORT,
-    pool_behind_target_group,
+    pool_in_moto,
 )
 from node_image.agent.tests.agent_testkit.breaking_engine import BreakingEngine, fault_prompt  # noqa: E402
 from node_image.agent.tests.agent_testkit.fake_autoscaling import FakeAutoScaling  # noqa: E402
@@ -324,7 +324,7 @@ def drains_section(work: Path, model: Path) -> dict[str, Any]:
         autoscaling = FakeAutoScaling(moto_url)
         os.environ["AWS_ENDPOINT_URL_AUTO_SCALING"] = stack.enter_context(serving(autoscaling)).url
         os.environ["AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2"] = moto_url
-        pool = pool_behind_target_group(moto_url, "bench-pool", 3)
+        pool = pool_in_moto(moto_url, "bench-pool", 3)
         nodes: list[tuple[str, FakeImds, AgentProcess]] = []
         for instance in pool.instances:
             imds = FakeImds(instance_id=instance, region="us-east-1")

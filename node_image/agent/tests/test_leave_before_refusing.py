@@ -12,7 +12,7 @@ on events, never on the clock."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from .agent_testkit.aws_pool import (
     HEARTBEAT_TIMEOUT_S,
     TARGET_PORT,
     Pool,
-    pool_behind_target_group,
+    pool_in_moto,
 )
 from .agent_testkit.fake_autoscaling import FakeAutoScaling
 from .agent_testkit.fake_metadata import FakeImds
@@ -133,23 +133,40 @@ LOAD_BODY = completion(max_tokens=24)
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}
 
 
+@dataclass
+class PoolUnderLoad:
+    pool: Pool
+    leaving: Node
+    staying: Node
+    balancer: EmulatedTargetGroup
+    load: StreamingLoad
+
+
+@contextmanager
+def pool_under_load(tmp_path: Path, model: Path, moto_url: str, name: str) -> Iterator[PoolUnderLoad]:
+    """Two nodes of a pool behind its target group, both serving a steady streaming load."""
+    pool = pool_in_moto(moto_url, name, 2)
+    with ExitStack() as stack:
+        leaving, staying = start_nodes(stack, tmp_path, model, pool)
+        balancer, url = load_balanced(stack, moto_url, pool, [leaving, staying])
+        with StreamingLoad(url + "/v1/completions", LOAD_BODY, HEADERS) as load:
+            wait_for(lambda: min(balancer.served.values(), default=0) >= 2, 60, "both nodes serving the load")
+            yield PoolUnderLoad(pool, leaving, staying, balancer, load)
+
+
 @pytest.mark.usefixtures("instance_role_only")
 def test_spot_notice_under_load_leaves_the_target_group_first(
     tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
 ) -> None:
-    pool = pool_behind_target_group(moto_url, "fleet-test-spot-leave", 2)
-    with ExitStack() as stack:
-        leaving, staying = start_nodes(stack, tmp_path, tiny_model, pool)
-        balancer, url = load_balanced(stack, moto_url, pool, [leaving, staying])
-        with StreamingLoad(url + "/v1/completions", LOAD_BODY, HEADERS) as load:
-            wait_for(lambda: min(balancer.served.values(), default=0) >= 2, 60, "both nodes serving the load")
-            autoscaling.open_action(pool.group, DRAIN_HOOK, leaving.instance)
-            leaving.imds.spot_action = spot_notice(120)
+    with pool_under_load(tmp_path, tiny_model, moto_url, "fleet-test-spot-leave") as run:
+        pool, leaving, staying, balancer = run.pool, run.leaving, run.staying, run.balancer
+        autoscaling.open_action(pool.group, DRAIN_HOOK, leaving.instance)
+        leaving.imds.spot_action = spot_notice(120)
 
-            stopped = leaving.agent.wait_state("stopped", timeout=90)
-            served_after = balancer.served[staying.instance]
-            wait_for(lambda: balancer.served[staying.instance] > served_after + 2, 60, "the load going on")
-        tally = load.tally
+        stopped = leaving.agent.wait_state("stopped", timeout=90)
+        served_after = balancer.served[staying.instance]
+        wait_for(lambda: balancer.served[staying.instance] > served_after + 2, 60, "the load going on")
+        tally = run.load.stop()
 
         assert tally.errors == [] and tally.truncated == 0, tally.as_dict()
         assert refused(leaving.agent) == 0  # no request ever met the leaving node's refusal
@@ -166,19 +183,15 @@ def test_spot_notice_under_load_leaves_the_target_group_first(
 def test_scale_in_under_load_drains_a_long_stream_with_heartbeats(
     tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
 ) -> None:
-    pool = pool_behind_target_group(moto_url, "fleet-test-scale-in", 2)
-    with ExitStack() as stack:
-        leaving, staying = start_nodes(stack, tmp_path, tiny_model, pool)
-        balancer, url = load_balanced(stack, moto_url, pool, [leaving, staying])
-        with StreamingLoad(url + "/v1/completions", LOAD_BODY, HEADERS) as load:
-            wait_for(lambda: min(balancer.served.values(), default=0) >= 2, 60, "both nodes serving the load")
-            long_stream = StreamInThread(leaving.agent.url, tokens=LONG_STREAM_TOKENS).start()
-            # The group takes the node (scale-in; an instance refresh looks the same from the node).
-            autoscaling.open_action(pool.group, DRAIN_HOOK, leaving.instance)
-            leaving.imds.target_lifecycle_state = "Terminated"
+    with pool_under_load(tmp_path, tiny_model, moto_url, "fleet-test-scale-in") as run:
+        pool, leaving, staying = run.pool, run.leaving, run.staying
+        long_stream = StreamInThread(leaving.agent.url, tokens=LONG_STREAM_TOKENS).start()
+        # The group takes the node (scale-in; an instance refresh looks the same from the node).
+        autoscaling.open_action(pool.group, DRAIN_HOOK, leaving.instance)
+        leaving.imds.target_lifecycle_state = "Terminated"
 
-            stopped = leaving.agent.wait_state("stopped", timeout=120)
-        tally = load.tally
+        stopped = leaving.agent.wait_state("stopped", timeout=120)
+        tally = run.load.stop()
         long_stream.join()
 
         assert tally.errors == [] and tally.truncated == 0, tally.as_dict()

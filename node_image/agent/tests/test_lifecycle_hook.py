@@ -25,10 +25,9 @@ from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
 
-from .agent_testkit.aws_pool import DRAIN_HOOK, LAUNCH_HOOK
+from .agent_testkit.aws_pool import DRAIN_HOOK, LAUNCH_HOOK, pool_in_moto
 from .agent_testkit.fake_autoscaling import (
     LAUNCHING,
-    TERMINATING,
     CompletedAction,
     FakeAutoScaling,
     moto_client,
@@ -51,36 +50,8 @@ HOOK = DRAIN_HOOK
 
 
 def pool_group(moto_url: str, name: str) -> str:
-    """An Auto Scaling group with one instance and a termination hook, in moto; returns the instance id."""
-    ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        AvailabilityZones=["us-east-1a"],
-    )
-    autoscaling.put_lifecycle_hook(
-        LifecycleHookName=HOOK,
-        AutoScalingGroupName=name,
-        LifecycleTransition=TERMINATING,
-        HeartbeatTimeout=120,
-        DefaultResult="CONTINUE",
-    )
-    autoscaling.put_lifecycle_hook(
-        LifecycleHookName=LAUNCH_HOOK,
-        AutoScalingGroupName=name,
-        LifecycleTransition=LAUNCHING,
-        HeartbeatTimeout=30,
-        DefaultResult="ABANDON",
-    )
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-    return group["Instances"][0]["InstanceId"]
+    """An Auto Scaling group of one instance with its lifecycle hooks, in moto; returns the instance id."""
+    return pool_in_moto(moto_url, name, 1, with_target_group=False).instances[0]
 
 
 @pytest.fixture

@@ -19,19 +19,22 @@ class Pool:
     instances: list[str]
 
 
-def pool_behind_target_group(moto_url: str, name: str, size: int) -> Pool:
-    """An Auto Scaling group whose instances moto registers in a target group, with both lifecycle hooks."""
+def pool_in_moto(moto_url: str, name: str, size: int, *, with_target_group: bool = True) -> Pool:
+    """An Auto Scaling group with both lifecycle hooks, its instances registered in a target group by moto
+    (without `with_target_group`: no target group, `Pool.target_group` empty)."""
     ec2, elbv2 = moto_client("ec2", moto_url), moto_client("elbv2", moto_url)
     autoscaling = moto_client("autoscaling", moto_url)
-    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
-    target_group = elbv2.create_target_group(
-        Name=name,
-        Protocol="HTTP",
-        Port=TARGET_PORT,
-        VpcId=vpc,
-        TargetType="instance",
-        HealthCheckPath="/readyz",
-    )["TargetGroups"][0]["TargetGroupArn"]
+    target_group = ""
+    if with_target_group:
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        target_group = elbv2.create_target_group(
+            Name=name,
+            Protocol="HTTP",
+            Port=TARGET_PORT,
+            VpcId=vpc,
+            TargetType="instance",
+            HealthCheckPath="/readyz",
+        )["TargetGroups"][0]["TargetGroupArn"]
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     template = ec2.create_launch_template(
         LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
@@ -43,7 +46,7 @@ def pool_behind_target_group(moto_url: str, name: str, size: int) -> Pool:
         MaxSize=size,
         DesiredCapacity=size,
         AvailabilityZones=["us-east-1a"],
-        TargetGroupARNs=[target_group],
+        TargetGroupARNs=[target_group] if target_group else [],
     )
     for hook, transition in ((DRAIN_HOOK, TERMINATING), (LAUNCH_HOOK, LAUNCHING)):
         autoscaling.put_lifecycle_hook(

@@ -67,9 +67,14 @@ class StreamingLoad:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> Tally:
+        """Let the requests in flight end, then no more; the tally."""
         self._stop.set()
         for thread in self._threads:
             thread.join(120)
+        return self.tally
 
     def _run(self) -> None:
         with httpx.Client(timeout=httpx.Timeout(120, connect=5)) as client:
