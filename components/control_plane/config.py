@@ -130,12 +130,16 @@ class GatewayConfig(Section):
     serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
     allow_requests_without_database: bool = Field(
         default=True,
-        description="serve while the database is unreachable (unverifiable keys get a restricted identity)",
+        description="serve a key the database cannot look up (LiteLLM then serves any sk- bearer token with "
+        "a restricted identity); prod refuses it: each region checks keys against its own reader",
     )
 
     @classmethod
     def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
-        return {"min_tasks": 2} if shape.tier == "prod" else {}  # prod's rule: a zone's loss leaves one
+        if shape.tier != "prod":
+            return {}
+        # prod's rule: a zone's loss leaves a task; and a key nobody can look up is refused, not served.
+        return {"min_tasks": 2, "allow_requests_without_database": False}
 
     def providers_used(self) -> list[str]:
         """Providers whose keys the gateway needs: those of the endpoints that routes reach."""

@@ -25,6 +25,9 @@ LIVENESS_PATH = "/health/liveliness"
 # definition's `secrets` (Secrets Manager); the rest are plain settings.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
+# LiteLLM (1.104) sends every read, key lookups included, to this URL when it is set (proxy/utils.py:
+# PrismaClient builds a RoutingPrismaWrapper over the writer and this reader); writes stay on DATABASE_URL.
+READ_REPLICA_URL_ENV = "DATABASE_URL_READ_REPLICA"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 REDIS_HOST_ENV = "REDIS_HOST"
 REDIS_PORT_ENV = "REDIS_PORT"
@@ -162,7 +165,7 @@ def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = 
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",
             "database_url": f"os.environ/{DATABASE_URL_ENV}",
-            # Keep serving while the database is unreachable (see control_plane/gateway_database.py).
+            # Whether a key that cannot be looked up is served (see control_plane/gateway_database.py).
             "allow_requests_on_db_unavailable": gateway.allow_requests_without_database,
         },
     }

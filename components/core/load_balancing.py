@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pulumi_aws as aws
 
+HEALTH_CHECK_INTERVAL_SECONDS = 10
+HEALTHY_THRESHOLD = 2
+
 
 def http_health_check(path: str, *, unhealthy_threshold: int) -> aws.lb.TargetGroupHealthCheckArgs:
     return aws.lb.TargetGroupHealthCheckArgs(
@@ -13,8 +16,8 @@ def http_health_check(path: str, *, unhealthy_threshold: int) -> aws.lb.TargetGr
         protocol="HTTP",
         port="traffic-port",
         matcher="200",
-        interval=10,
+        interval=HEALTH_CHECK_INTERVAL_SECONDS,
         timeout=5,
-        healthy_threshold=2,
+        healthy_threshold=HEALTHY_THRESHOLD,
         unhealthy_threshold=unhealthy_threshold,
     )

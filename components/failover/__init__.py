@@ -7,42 +7,51 @@ Published: `DnsConfig`, `FailoverConfig`, `FailoverOutputs`, `declare`, and the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
-from components.control_plane import GATEWAY_DATABASE_RECOVERY_SECONDS, ControlPlaneOutputs
+from components.control_plane import GATEWAY_TIMINGS, ControlPlaneOutputs
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
 from components.failover.budget import (
-    DnsFailoverBudget,
-    RegionLossBudget,
-    dns_failover_budget,
-    region_loss_budget,
+    PLANNING_FAILOVER_TARGET_SECONDS,
+    Budget,
+    Term,
+    region_loss_inference_budget,
+    standby_capacity_budget,
 )
-from components.failover.config import DnsConfig, FailoverConfig
+from components.failover.config import DnsConfig, FailoverConfig, region_loss_writes
 from components.failover.dns import FailoverDns, FailoverDnsArgs, FailoverDnsOutputs, RegionEndpoint
 from components.failover.prober import FailoverProber, FailoverProberArgs
 from components.network import NetworkOutputs
 
 __all__ = [
+    "Budget",
     "DnsConfig",
-    "DnsFailoverBudget",
     "FailoverConfig",
     "FailoverOutputs",
-    "RegionLossBudget",
     "declare",
-    "dns_failover_budget",
-    "region_loss_budget",
 ]
+
+
+@dataclass(frozen=True)
+class RegionLossBudgets:
+    """A region loss, three ways: clients served by the standby, the standby at the primary's size, and
+    the database writing again."""
+
+    inference: Budget
+    capacity: Budget
+    writes: Budget
 
 
 @dataclass(frozen=True)
 class FailoverOutputs:
     dns: FailoverDnsOutputs
     config: FailoverConfig
-    region_loss: RegionLossBudget | None = None
+    checker_regions: list[str] = field(default_factory=list)
+    region_loss: RegionLossBudgets | None = None
     rpo_seconds: int | None = None
     function_name: pulumi.Output[str] | None = None
     record_parameter: pulumi.Output[str] | None = None
@@ -59,13 +68,10 @@ class FailoverOutputs:
         if self.dns.budget is None or self.region_loss is None:
             return {**out, "failover": {}, "promotion": {}}
         out["failover"] = {
-            "dnsFailover": {
-                **self.dns.budget.terms(),
-                "worstCaseSeconds": self.dns.budget.worst_case_seconds,
-            },
-            "regionLoss": {**self.region_loss.terms(), "rtoSeconds": self.region_loss.rto_seconds},
-            "rpoSeconds": self.rpo_seconds,
+            "checkerRegions": self.checker_regions,
             "statusRecord": self.dns.status_record,
+            "rpoSeconds": self.rpo_seconds,
+            "serverlessOnly": self.config.serverless_only,
         }
         out["promotion"] = {
             "function": self.function_name,
@@ -81,13 +87,23 @@ class FailoverOutputs:
     def budgets(self) -> dict[str, Any]:
         if self.dns.budget is None or self.region_loss is None:
             return {}
+        fo, loss = self.config, self.region_loss
         return {
-            "dnsFailoverWorstCaseSeconds": self.dns.budget.worst_case_seconds,
-            "dnsFailoverRtoTargetSeconds": self.config.rto_seconds,
-            "regionLossRtoSeconds": self.region_loss.rto_seconds,
-            "regionLossRtoTargetSeconds": self.config.region_loss_rto_seconds,
+            "dnsFailoverWorstCaseSeconds": self.dns.budget.worst_seconds,
+            "dnsFailoverRtoTargetSeconds": fo.rto_seconds,
+            "regionLossRtoSeconds": loss.writes.worst_seconds,
+            "regionLossRtoTargetSeconds": fo.region_loss_rto_seconds,
             "rpoSeconds": self.rpo_seconds,
-            "rpoTargetSeconds": self.config.rpo_seconds,
+            "rpoTargetSeconds": fo.rpo_seconds,
+            # Each budget term by term (best, typical, worst, source); inference and writes apart, each
+            # against the planning documents' failover target.
+            "failover": {
+                "planningTargetSeconds": PLANNING_FAILOVER_TARGET_SECONDS,
+                "gatewayFailureInference": self.dns.budget.report(fo.rto_seconds),
+                "regionLossInference": loss.inference.report(),
+                "regionLossCapacity": loss.capacity.report(),
+                "regionLossWrites": loss.writes.report(fo.region_loss_rto_seconds),
+            },
         }
 
 
@@ -111,6 +127,7 @@ def declare(
     ]
     primary = endpoints[0]
     standby = endpoints[1] if len(endpoints) > 1 else None
+    checker_regions = failover.checkers(primary.region, standby.region if standby else None)
     dns_outputs = FailoverDns(
         "dns",
         FailoverDnsArgs(
@@ -120,11 +137,12 @@ def declare(
             standby=standby,
             dns=dns,
             failover=failover,
+            checker_regions=checker_regions,
         ),
         opts=pulumi.ResourceOptions(providers=[stack.region(primary.region).provider]),
     ).outputs
     if standby is None or dns_outputs.budget is None or dns_outputs.status_record is None:
-        return FailoverOutputs(dns=dns_outputs, config=failover)
+        return FailoverOutputs(dns=dns_outputs, config=failover, checker_regions=checker_regions)
     assert data.global_cluster_id is not None and data.global_cluster_arn is not None
     assert data.global_rpo_seconds is not None
     there = networks.regions[standby.region]
@@ -154,11 +172,10 @@ def declare(
     return FailoverOutputs(
         dns=dns_outputs,
         config=failover,
-        # Computed from what was declared: the checks and records, the prober's window, the gateways'
-        # database watchdog, the database's RPO bound.
-        region_loss=region_loss_budget(
-            dns_outputs.budget, failover.promote_after_seconds, GATEWAY_DATABASE_RECOVERY_SECONDS
-        ),
+        checker_regions=checker_regions,
+        # Computed from what was declared: the checks and records, the prober's window and timings, the
+        # gateways' ALB, takeover alarm and database watchdog, the database's RPO bound.
+        region_loss=_region_loss(failover, dns),
         rpo_seconds=data.global_rpo_seconds,
         function_name=prober.function_name,
         record_parameter=prober.record_parameter,
@@ -181,3 +198,14 @@ def _switchover(
         " --target-db-cluster-identifier ",
         target,
     )
+
+
+def _region_loss(fo: FailoverConfig, dns: DnsConfig) -> RegionLossBudgets:
+    interval, threshold = fo.health_check_interval_seconds, fo.failure_threshold
+    inference = region_loss_inference_budget(interval, threshold, dns.record_type, dns.ttl_seconds)
+    timings = GATEWAY_TIMINGS
+    task_start = Term(*timings.task_start_seconds, timings.task_start_source)
+    capacity = standby_capacity_budget(
+        inference, timings.takeover_alarm_seconds, task_start, timings.registration_seconds
+    )
+    return RegionLossBudgets(inference=inference, capacity=capacity, writes=region_loss_writes(fo))

@@ -25,6 +25,7 @@ from components.gpu_pools.budget import pool_budget, stack_budget
 from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.gpu_pools.scaling import scaling_budget
 from components.gpu_pools.token_cost import TokenCost, token_cost
 from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
@@ -116,7 +117,9 @@ class GpuPoolsOutputs:
         }
 
     def budgets(self) -> dict[str, Any]:
-        return stack_budget(self.config) if self.config else {}
+        if not self.config:
+            return {}
+        return {**stack_budget(self.config), "gpuScaling": scaling_budget(self.config)}
 
 
 def declare(

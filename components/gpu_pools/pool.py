@@ -28,6 +28,7 @@ from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.scaling import PoolScaling, PoolScalingArgs, node_statements, scales
 from components.gpu_pools.user_data import (
     API_KEY_SECRET_KEY,
     REDIS_PASSWORD_SECRET_KEY,
@@ -146,6 +147,12 @@ class GpuNodePool(pulumi.ComponentResource):
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
         group = self._group(group_name, template, target_group)
+        if scales(pool):
+            PoolScaling(
+                f"{name}-scaling",
+                PoolScalingArgs(pool, group.name, load_balancer.arn_suffix),
+                opts=child,
+            )
         aws.autoscaling.LifecycleHook(
             f"{name}-drain",
             name=HOOK_NAME,
@@ -243,6 +250,11 @@ class GpuNodePool(pulumi.ComponentResource):
         target_group: aws.lb.TargetGroup,
     ) -> list[dict[str, object]]:
         region = self._args.region.region
+        group_arn = pulumi.Output.concat(
+            f"arn:aws:autoscaling:{region}:",
+            account,
+            f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        )
         return [
             {
                 # Its own group only: a node cannot release another pool's nodes, nor hold them.
@@ -252,11 +264,7 @@ class GpuNodePool(pulumi.ComponentResource):
                     "autoscaling:CompleteLifecycleAction",
                     "autoscaling:RecordLifecycleActionHeartbeat",
                 ],
-                "Resource": pulumi.Output.concat(
-                    f"arn:aws:autoscaling:{region}:",
-                    account,
-                    f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
-                ),
+                "Resource": group_arn,
             },
             {
                 # A leaving node takes itself out of its own pool's target group before it refuses work.
@@ -265,6 +273,8 @@ class GpuNodePool(pulumi.ComponentResource):
                 "Action": "elasticloadbalancing:DeregisterTargets",
                 "Resource": target_group.arn,
             },
+            # Its metrics and its scale-in protection (components/gpu_pools/scaling.py).
+            *node_statements(group_arn),
             *secret_read_statements(
                 secret.arn,
                 self._args.kms_key_arn,
@@ -422,6 +432,9 @@ class GpuNodePool(pulumi.ComponentResource):
                     max_healthy_percentage=200,
                     instance_warmup=str(INSTANCE_WARMUP_S),
                     skip_matching=True,
+                    # A node protected from scale-in (its agent has work) is replaced too, after its drain;
+                    # the API's default (Wait) would hold the refresh for an hour and then fail it.
+                    scale_in_protected_instances="Refresh",
                 ),
             ),
             instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(

@@ -220,8 +220,11 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     prod = render("prod")
     policy = child(prod, "llama-8b", IAM_ROLE_POLICY)
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    # Its own, and the model store's reads (tests/model_store checks those).
-    assert set(statements) - {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"} == {
+    # Its own, the model store's reads (tests/model_store checks those) and the scaling's
+    # (tests/gpu_pools/test_scaling.py).
+    scaling = {"PublishNodeMetrics", "ProtectOwnGroupsInstances", "ReadGroups"}
+    store = {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"}
+    assert set(statements) - store - scaling == {
         "CompleteOwnLifecycleAction",
         "LeaveOwnTargetGroup",
         "ReadNodeSecret",

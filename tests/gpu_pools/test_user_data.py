@@ -110,7 +110,9 @@ def test_each_engine_gets_its_own_mode(render) -> None:
     vllm, ollama = configs["llama-8b"].engine, configs["qwen-14b"].engine
     assert (vllm.kind, vllm.mode, vllm.models) == ("vllm", "spawn", ["meta-llama/Llama-3.1-8B-Instruct"])
     assert vllm.env == {"HF_HOME": "/var/lib/fleet-models/hf", "HF_HUB_OFFLINE": "1"}
-    assert vllm.args[:2] == ["--max-model-len", "8192"]
+    # The pool's concurrency first (scaling.concurrency, default 32 for vLLM), then the pool's engineArgs.
+    assert vllm.args[:4] == ["--max-num-seqs", "32", "--max-model-len", "8192"]
+    assert (vllm.parallel, ollama.parallel) == (32, 4)
     assert (ollama.kind, ollama.mode, ollama.models) == ("ollama", "attach", ["qwen2.5:14b"])
     assert ollama.restart_command == ["systemctl", "restart", "ollama.service"]
 

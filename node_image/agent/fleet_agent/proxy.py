@@ -152,6 +152,7 @@ class Proxy:
             read_timeout=c.UPSTREAM_READ_TIMEOUT_S,
         )
         metrics = agent.metrics
+        self._node_metrics = agent.node_metrics
         self._requests = metrics.requests
         self._duration = metrics.request_seconds
         self._ttfb = metrics.first_byte_seconds
@@ -211,6 +212,10 @@ class Proxy:
             self._duration.observe(elapsed, (route, code))
             if outcome.first_byte:
                 self._ttfb.observe(outcome.first_byte - started, (route,))
+            first_token = outcome.first_chunk - started if outcome.streamed and outcome.first_chunk else None
+            self._node_metrics.request_finished(
+                time.time(), route=path, status=outcome.status, latency_s=elapsed, first_token_s=first_token
+            )
             log.info(
                 "request id=%s %s %s status=%d ms=%.1f bytes=%d%s",
                 request_id,
@@ -272,6 +277,7 @@ class Proxy:
                         await send_json(send, 502, error, [id_header])
                         return
                 outcome.status = response.status
+                outcome.streamed = framing_of(response) is not None
                 start = {
                     "type": "http.response.start",
                     "status": response.status,
@@ -322,6 +328,8 @@ class Proxy:
                     stall.reschedule(None)  # a slow client is not a stalled engine
                     if chunk is None:
                         break
+                    if not outcome.first_chunk and chunk:
+                        outcome.first_chunk = time.perf_counter()
                     wait_s = self._stall_s
                     traffic.upstream_bytes += len(chunk)
                     tail = (tail + chunk)[-64:]
@@ -442,11 +450,13 @@ class _CancelOnDisconnect:
 
 
 class _Outcome:
-    __slots__ = ("first_byte", "note", "sent_bytes", "status")
+    __slots__ = ("first_byte", "first_chunk", "note", "sent_bytes", "status", "streamed")
 
     def __init__(self) -> None:
         self.status = 0
         self.first_byte = 0.0
+        self.first_chunk = 0.0  # a stream's first body chunk: its first token, as the client sees it
+        self.streamed = False
         self.sent_bytes = 0
         self.note = ""
 

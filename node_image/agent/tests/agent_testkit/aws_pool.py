@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .fake_autoscaling import LAUNCHING, TERMINATING, moto_client
+from .fake_autoscaling import LAUNCHING, TERMINATING, moto_client, moto_group
 
 DRAIN_HOOK, LAUNCH_HOOK = "fleet-drain", "fleet-launch"
 TARGET_PORT = 8080  # where the group registers its instances (the target group's port)
@@ -35,19 +35,7 @@ def pool_in_moto(moto_url: str, name: str, size: int, *, with_target_group: bool
             TargetType="instance",
             HealthCheckPath="/readyz",
         )["TargetGroups"][0]["TargetGroupArn"]
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=size,
-        MaxSize=size,
-        DesiredCapacity=size,
-        AvailabilityZones=["us-east-1a"],
-        TargetGroupARNs=[target_group] if target_group else [],
-    )
+    instances = moto_group(moto_url, name, size, [target_group] if target_group else [])
     for hook, transition in ((DRAIN_HOOK, TERMINATING), (LAUNCH_HOOK, LAUNCHING)):
         autoscaling.put_lifecycle_hook(
             LifecycleHookName=hook,
@@ -56,5 +44,4 @@ def pool_in_moto(moto_url: str, name: str, size: int, *, with_target_group: bool
             HeartbeatTimeout=HEARTBEAT_TIMEOUT_S,
             DefaultResult="ABANDON" if transition == LAUNCHING else "CONTINUE",
         )
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-    return Pool(name, target_group, [i["InstanceId"] for i in group["Instances"]])
+    return Pool(name, target_group, instances)

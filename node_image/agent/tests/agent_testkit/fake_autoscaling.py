@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -186,3 +187,24 @@ def moto_client(service: str, moto_url: str) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def moto_group(moto_url: str, name: str, size: int, target_groups: Sequence[str] = ()) -> list[str]:
+    """An Auto Scaling group of `size` instances in moto (a launch template of its own), registered in
+    `target_groups` (moto registers them); its instance ids."""
+    ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    template = ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
+        MinSize=0,
+        MaxSize=size,
+        DesiredCapacity=size,
+        AvailabilityZones=["us-east-1a"],
+        TargetGroupARNs=list(target_groups),
+    )
+    (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+    return sorted(i["InstanceId"] for i in group["Instances"])
