@@ -85,6 +85,7 @@ pools = gpu_pools.declare(
     data=data,
     secrets=secrets,
     store=store,
+    topic_arns=alarm_topics,
 )
 resilience = failover.declare(
     stack,

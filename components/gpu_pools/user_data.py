@@ -51,8 +51,8 @@ class NodeSettings:
     redis_user: str
     # The pool's target group: a leaving node deregisters itself from it before it refuses work.
     target_group_arn: str
-    # The gateway's request timeout: how long a drain the group waits on (scale-in, refresh) lets one run.
-    request_timeout_s: int
+    # How long a drain the group waits on (scale-in, refresh) may last: the pool's DrainBudget.
+    lifecycle_drain_s: int
     # The termination hook's HeartbeatTimeout: the agent's heartbeats keep a long drain's action open.
     hook_heartbeat_timeout_s: int
     # The agent's [model_store] table (the pool's model in its region's store), from the store's MountSpec.
@@ -61,15 +61,6 @@ class NodeSettings:
     launch_hook_name: str | None = None
     launch_heartbeat_timeout_s: int | None = None
     launch_ready_timeout_s: int | None = None
-
-
-def lifecycle_drain_s(request_timeout_s: int) -> int:
-    """The longest drain of a node the group takes away (scale-in, instance refresh, replacement), from the
-    notice to the engine stopped: the load balancer letting go (the agent's leave), a request accepted at
-    its end running for the gateway's request timeout, then the drained-hooks and the engine's stop (the
-    agent's drain reserve). The termination hook's heartbeats, its global timeout and the target group's
-    deregistration delay must allow this much."""
-    return int(agent_constants.LB_LEAVE_S + request_timeout_s + agent_constants.DRAIN_RESERVE_S)
 
 
 def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
@@ -100,7 +91,7 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
         },
         "gpu": {"count": pool.gpus_per_node},
         "drain": {
-            "lifecycle_timeout_s": lifecycle_drain_s(node.request_timeout_s),
+            "lifecycle_timeout_s": node.lifecycle_drain_s,
             "hooks": [
                 {
                     "kind": "aws-lifecycle",

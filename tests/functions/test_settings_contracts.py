@@ -39,7 +39,7 @@ CONTROLLER = ControllerSettings(
     region="us-east-1",
     pools=(
         PoolSpec("llama-8b", "fleet-prod-use1-pool-llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "arn:tg/1"),
-        PoolSpec("qwen-14b", "fleet-prod-use1-pool-qwen-14b", "qwen2.5:14b"),
+        PoolSpec("qwen-14b", "fleet-prod-use1-pool-qwen-14b", "qwen2.5:14b", warm_limit_s=162),
     ),
     redis_host="master.control-plane.use1.cache.amazonaws.com",
     redis_port=6379,
@@ -57,6 +57,7 @@ CONTROLLER = ControllerSettings(
     restart_grace_s=120,
     boot_grace_s=600,
     leave_alone_s=300,
+    not_ready_grace_s=180,
     orphan_grace_s=600,
     reconcile_s=300,
     max_share=0.34,

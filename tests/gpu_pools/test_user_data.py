@@ -19,11 +19,11 @@ from components.core.catalog.resource_types import (
     SECRET,
     SECRET_VERSION,
 )
+from components.gpu_pools.timings import DrainBudget
 from components.gpu_pools.user_data import (
     AGENT_CONFIG_PATH,
     SECRET_DIR,
     USER_DATA_LIMIT_BYTES,
-    lifecycle_drain_s,
 )
 from fleet.esc import STANDIN_PREFIX
 from fleet.harness import Rendering, is_secret
@@ -34,9 +34,11 @@ POOLS = ["llama-8b", "qwen-14b", "llama-8b-west"]
 UNIT = Path(__file__).resolve().parents[2] / "node_image" / "systemd" / "fleet-agent.service"
 
 
-def in_pool(rendering: Rendering, pool: str, resource_type: str):
+def in_pool(rendering: Rendering, pool: str, resource_type: str, suffix: str = ""):
     component = rendering.one("inference-fleet:gpu_pools:GpuNodePool", f"pool-{pool}")
-    (found,) = [r for r in rendering.children(component) if r.type == resource_type]
+    (found,) = [
+        r for r in rendering.children(component) if r.type == resource_type and r.name.endswith(suffix)
+    ]
     return found
 
 
@@ -73,7 +75,7 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     assert run_cli(["check-config", "--config", str(path)]) == 0
 
     group = in_pool(prod, pool, AUTOSCALING_GROUP)
-    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook")
+    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "drain")
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
@@ -82,7 +84,13 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     # ... while a drain the group waits on lets a request run for the gateway's request timeout (the pool's
     # load balancer's idle timeout is that timeout) ...
     balancer = in_pool(prod, pool, "aws:lb/loadBalancer:LoadBalancer")
-    assert config.drain.lifecycle_timeout_s == lifecycle_drain_s(balancer.inputs["idleTimeout"])
+    budget = DrainBudget(request_timeout_s=balancer.inputs["idleTimeout"])
+    assert config.drain.lifecycle_timeout_s == budget.lifecycle_drain_s > balancer.inputs["idleTimeout"]
+    # A new node completes the group's launch hook once ready, and abandons itself past the hook's budget.
+    launch = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "ready")
+    (launched,) = config.launch.hooks
+    assert (launched.group_name, launched.hook_name) == (group.physical_name, launch.inputs["name"])
+    assert launched.heartbeat_timeout_s == launch.inputs["heartbeatTimeout"] == config.launch.ready_timeout_s
     # ... and it leaves the pool's target group before it refuses work.
     target_group = in_pool(prod, pool, "aws:lb/targetGroup:TargetGroup")
     assert config.load_balancer.aws_target_group_arns == [target_group.outputs["arn"]]

@@ -52,6 +52,22 @@ GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {
     **_family("p5e", "H200", 141, {"48xlarge": 8}),
 }
 
+# Baseline network bandwidth of each GPU type's primary network card, Gbps: what the instance sustains
+# (an "up to" type bursts above it only for a while). DescribeInstanceTypes NetworkInfo.NetworkCards[0].
+# BaselineBandwidthInGbps, as botocore's EC2 model names it (values read from moto 5.2.5's copy of the
+# API's answer, resources/instance_types.json). It bounds how fast a node reads its model from the store.
+_SIZES = ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge", "12xlarge", "24xlarge", "48xlarge")
+GPU_BASELINE_GBPS: dict[str, float] = {
+    **dict(zip((f"g5.{s}" for s in _SIZES), (2.5, 5.0, 10.0, 25.0, 25.0, 40.0, 50.0, 100.0), strict=True)),
+    **dict(zip((f"g6.{s}" for s in _SIZES), (2.5, 5.0, 10.0, 25.0, 25.0, 40.0, 50.0, 100.0), strict=True)),
+    **dict(zip((f"g6e.{s}" for s in _SIZES), (2.5, 5.0, 20.0, 25.0, 35.0, 100.0, 200.0, 400.0), strict=True)),
+    "p4d.24xlarge": 100.0,
+    "p4de.24xlarge": 100.0,
+    "p5.4xlarge": 100.0,
+    "p5.48xlarge": 100.0,
+    "p5e.48xlarge": 100.0,
+}
+
 
 @dataclass(frozen=True)
 class AwsRegion:
