@@ -231,9 +231,17 @@ class Agent:
         await self._stopped_event.wait()
 
     def request_drain(self, notice: DrainNotice) -> asyncio.Task[DrainReport]:
-        """Start draining (once); later notices are logged and the first drain goes on."""
+        """Start draining (once); a later notice only brings the drain's deadline forward where it ends the
+        node sooner (a spot interruption during a scale-in's drain keeps its two minutes)."""
         if self._drain_task is None:
             self._drain_task = asyncio.create_task(self._drain(notice), name="drain")
+        elif self.drainer.hasten(notice):
+            log.warning(
+                "draining; %s notice (%s): deadline now %s",
+                notice.source,
+                notice.detail,
+                iso(notice.deadline),
+            )
         else:
             log.warning("already draining; %s notice (%s) noted", notice.source, notice.detail)
         return self._drain_task

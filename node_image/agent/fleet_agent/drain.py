@@ -62,6 +62,9 @@ class DrainReport:
     refusing_from: float | None = None  # new requests refused from here (the load balancer has let go)
     inflight_done_at: float | None = None
     inflight_left: int = 0
+    # A later notice that ends the node sooner (a spot interruption during a scale-in's drain): its source
+    # and deadline, which the drain keeps from then on.
+    hastened_by: dict[str, Any] | None = None
     hooks: list[dict[str, Any]] = field(default_factory=list)
     engine_stopped_at: float | None = None
     finished_at: float | None = None
@@ -178,6 +181,8 @@ class Drainer:
         self.hooks = hooks
         self.target_groups = target_groups
         self.report: DrainReport | None = None
+        self.deadline = 0.0  # the drain's: the notice's, or a later notice's when that comes first
+        self._hastened = asyncio.Event()
         # While the node leaves its load balancer, the proxy still lets requests in, readiness off or not.
         self.accepting = False
 
@@ -185,6 +190,7 @@ class Drainer:
         agent = self.agent
         config: AgentConfig = agent.config
         report = self.report = DrainReport(notice=notice, inflight_at_notice=agent.traffic.inflight)
+        self.deadline = notice.deadline
 
         def step(text: str, *args: object) -> None:
             elapsed = time.time() - notice.noticed_at
@@ -204,7 +210,7 @@ class Drainer:
             # Leave the reserve for the hooks and the engine stop, but never less than nothing.
             wait_until = max(notice.deadline - config.drain.reserve_s, time.time())
             await self._leave(notice, report, wait_until, step)
-            idle = await agent.traffic.wait_idle(wait_until - time.time())
+            idle = await self._wait_idle(config.drain.reserve_s)
             report.inflight_left = agent.traffic.inflight
             report.inflight_done_at = time.time() if idle else None
             if idle:
@@ -224,13 +230,13 @@ class Drainer:
             source=notice.source,
             detail=notice.detail,
             noticed_at=notice.noticed_at,
-            deadline=notice.deadline,
+            deadline=self.deadline,
             inflight_left=report.inflight_left,
             drained_at=time.time(),
         )
         for hook in self.hooks:
             try:
-                await hook.run(event, notice.deadline)
+                await hook.run(event, self.deadline)
             except Exception as exc:
                 report.hooks.append({"hook": hook.name, "ok": False, "detail": str(exc), "at": time.time()})
                 step("drained-hook %s failed: %s", hook.name, exc)
@@ -246,6 +252,35 @@ class Drainer:
         report.finished_at = time.time()
         step("drain complete")
         return report
+
+    def hasten(self, notice: DrainNotice) -> bool:
+        """A notice that comes while draining: its deadline is kept where it is the sooner (the node is
+        reclaimed then, whatever the first notice allowed). True when it moved the drain's deadline."""
+        if self.report is None or notice.deadline >= self.deadline:
+            return False
+        self.deadline = notice.deadline
+        self.report.hastened_by = {
+            "source": notice.source,
+            "detail": notice.detail,
+            "deadline": notice.deadline,
+        }
+        self._hastened.set()
+        return True
+
+    async def _wait_idle(self, reserve_s: float) -> bool:
+        """True when no request is in flight before the drain's deadline less `reserve_s`, that deadline
+        moved by `hasten` while waiting."""
+        traffic = self.agent.traffic
+        while True:
+            self._hastened.clear()
+            idle = asyncio.create_task(traffic.wait_idle(self.deadline - reserve_s - time.time()))
+            hastened = asyncio.create_task(self._hastened.wait())
+            try:
+                await asyncio.wait((idle, hastened), return_when=asyncio.FIRST_COMPLETED)
+                if idle.done():
+                    return idle.result()
+            finally:
+                await cancel_and_wait([idle, hastened])
 
     async def _leave(
         self, notice: DrainNotice, report: DrainReport, wait_until: float, step: Callable[..., None]

@@ -65,6 +65,7 @@ class AwsImdsWatcher(Watcher):
         super().__init__(config, client)
         self.imds = ImdsSession(str(self.config.aws_imds_url), client)
         self._rebalance_seen = False
+        self._leaving = False  # the group takes the node away: only a spot interruption matters now
 
     async def watch(self, on_notice: NoticeHandler) -> None:
         while True:
@@ -76,8 +77,11 @@ class AwsImdsWatcher(Watcher):
                 continue
             if notice is not None:
                 on_notice(notice)
-                if notice.source in ("aws-spot", "aws-asg-lifecycle"):
+                if notice.source == "aws-spot":
                     return  # the node is going away; nothing further to watch
+                # Leaving its group, a spot node may still be reclaimed first (a capacity rebalance's
+                # termination, then the interruption): only that is watched for now.
+                self._leaving = self._leaving or notice.source == "aws-asg-lifecycle"
             await asyncio.sleep(self.config.aws_poll_s)
 
     async def _poll(self) -> DrainNotice | None:
@@ -87,6 +91,8 @@ class AwsImdsWatcher(Watcher):
             deadline = parse_time(str(body.get("time", ""))) or time.time() + self.drain_timeout_s
             action = body.get("action", "terminate")
             return DrainNotice("aws-spot", f"spot interruption: {action}", time.time(), deadline)
+        if self._leaving:
+            return None
         target = await self.imds.get(self.LIFECYCLE_PATH)
         state = target.text.strip() if target is not None else ""
         if state in c.AWS_LEAVING_LIFECYCLE_STATES:

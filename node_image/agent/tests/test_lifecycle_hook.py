@@ -24,6 +24,7 @@ from fleet_agent.constants import LIFECYCLE_ACTION_RETRY_S
 from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
+from fleet_agent.preemption import parse_time
 
 from .agent_testkit.aws_pool import DRAIN_HOOK, LAUNCH_HOOK, pool_in_moto
 from .agent_testkit.fake_autoscaling import (
@@ -44,6 +45,7 @@ from .agent_testkit.harness import (
     to_toml,
     write_config,
 )
+from .agent_testkit.load import judge_stream
 from .agent_testkit.net import serving, wait_for
 
 HOOK = DRAIN_HOOK
@@ -109,6 +111,46 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
     (hook,) = report["hooks"]
     assert hook["ok"] and hook["hook"] == f"aws-lifecycle {group}/{HOOK}"
     assert report["inflight_done_at"] <= hook["at"] <= report["engine_stopped_at"]
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_a_spot_interruption_during_a_scale_in_drain_keeps_its_own_deadline(
+    tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
+) -> None:
+    """A spot node the group takes away (a capacity rebalance's replacement done) may be reclaimed before
+    its drain ends: the interruption's time, not the lifecycle drain's ten minutes, is then its deadline,
+    and what is still in flight is cut visibly before the node goes."""
+    group = "fleet-test-use1-rebalanced"
+    instance = pool_group(moto_url, group)
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = llama_config(
+            tiny_model,
+            engine={"args": ["--context-shift"]},  # an answer without end: it runs until it is cut
+            preemption={"provider": "aws", "aws_imds_url": metadata.url, "aws_poll_s": 0.2},
+            drain={
+                "reserve_s": 2,
+                "lifecycle_timeout_s": 600,
+                "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
+            },
+        )
+        with RunningAgent(write_config(tmp_path, config)) as agent:
+            agent.wait_state("ready")
+            endless = StreamInThread(agent.url, tokens=-1).start()
+            autoscaling.open_action(group, HOOK, instance)
+            imds.target_lifecycle_state = "Terminated"
+            wait_for(lambda: agent.readyz() == 503, 30, "the scale-in's drain to begin")
+            interruption = spot_notice(6)
+            imds.spot_action = interruption
+
+            report = agent.wait_state("stopped", timeout=60)["drain"]
+            endless.join()
+    assert report["notice"]["source"] == "aws-asg-lifecycle"
+    hastened = report["hastened_by"]
+    assert hastened["source"] == "aws-spot" and hastened["deadline"] == parse_time(interruption["time"])
+    assert report["inflight_left"] == 1 and report["inflight_done_at"] is None
+    assert judge_stream(endless.text) == "error"  # cut, and the client is told
+    assert [(a.instance, a.result) for a in autoscaling.completed] == [(instance, "CONTINUE")]
 
 
 @pytest.mark.usefixtures("instance_role_only")
