@@ -13,6 +13,7 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -56,6 +57,25 @@ def pool_group(moto_url: str, name: str) -> str:
     return pool_in_moto(moto_url, name, 1, with_target_group=False).instances[0]
 
 
+def drained_by_the_hook(
+    model: Path,
+    imds_url: str,
+    group: str,
+    *,
+    lifecycle_timeout_s: float | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """A node of `group` that watches IMDS and completes the group's termination hook once drained."""
+    drain: dict[str, Any] = {
+        "reserve_s": 2,
+        "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
+    }
+    if lifecycle_timeout_s is not None:
+        drain["lifecycle_timeout_s"] = lifecycle_timeout_s
+    preemption = {"provider": "aws", "aws_imds_url": imds_url, "aws_poll_s": 0.2}
+    return llama_config(model, preemption=preemption, drain=drain, **sections)
+
+
 @pytest.fixture
 def autoscaling(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAutoScaling]:
     front = FakeAutoScaling(moto_url)
@@ -72,14 +92,7 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
     instance = pool_group(moto_url, group)
     imds = FakeImds(instance_id=instance, region="us-east-1")
     with serving(imds) as metadata:
-        config = llama_config(
-            tiny_model,
-            preemption={"provider": "aws", "aws_imds_url": metadata.url, "aws_poll_s": 0.2},
-            drain={
-                "reserve_s": 2,
-                "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
-            },
-        )
+        config = drained_by_the_hook(tiny_model, metadata.url, group)
         with RunningAgent(write_config(tmp_path, config)) as agent:
             agent.wait_state("ready")
             stream = StreamInThread(agent.url).start()
@@ -124,15 +137,12 @@ def test_a_spot_interruption_during_a_scale_in_drain_keeps_its_own_deadline(
     instance = pool_group(moto_url, group)
     imds = FakeImds(instance_id=instance, region="us-east-1")
     with serving(imds) as metadata:
-        config = llama_config(
+        config = drained_by_the_hook(
             tiny_model,
+            metadata.url,
+            group,
             engine={"args": ["--context-shift"]},  # an answer without end: it runs until it is cut
-            preemption={"provider": "aws", "aws_imds_url": metadata.url, "aws_poll_s": 0.2},
-            drain={
-                "reserve_s": 2,
-                "lifecycle_timeout_s": 600,
-                "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
-            },
+            lifecycle_timeout_s=600,
         )
         with RunningAgent(write_config(tmp_path, config)) as agent:
             agent.wait_state("ready")
