@@ -20,12 +20,14 @@ the peering and the primary's gateway are broken at once) or cannot be read, the
 person: a lossy failover of a live writer is never the prober's to make.
 
 Before the lossy call the replication lag must be known and within the stack's RPO. The reading that
-counts is the one from when the streak's evidence last saw the writer alive: the newest heartbeat the
-standby held when the witnesses began to agree. Once the writer is gone the standby's RPO lag keeps rising
-with the clock, so the newest reading would say "over the RPO" at the end of every real region loss; and
-even a reading from the streak's start carries the rise while Route53 made up its mind (about a minute).
-No reading from then (within `lag_max_age_seconds`), or a heartbeat that had stopped long before the other
-witnesses agreed, means the data a failover would lose is unknown: the prober holds.
+counts is the one from when the writer was last seen alive by a witness of the writer itself (the probe
+over the peering answering, or its newest heartbeat on the replica), which is at the latest when all three
+witnesses began to agree. Once the writer is gone the standby's RPO lag keeps rising with the clock, so the
+newest reading would say "over the RPO" at the end of every real region loss; and a reading from the
+streak's start carries the rise while Route53 made up its mind (about a minute). Not the heartbeat alone
+either: replication cut while the writer lives stops the heartbeat, and the writer's later commits are
+what a failover would lose. No reading from then (within `lag_max_age_seconds`), or a writer last seen long
+before the witnesses agreed, means the data a failover would lose is unknown: the prober holds.
 
 The database itself decides "already done": a failover under way to the standby, or the standby already
 the writer, means nothing more to do, except to finish a record that a previous, interrupted attempt
@@ -50,7 +52,9 @@ class Action(StrEnum):
     IGNORE = "ignore"  # a stale event: do nothing at all
     NONE = "none"  # nothing to do (primary healthy, witnesses disagree, or already promoted)
     WATCH = "watch"  # the witnesses agree; not yet for long enough
-    HOLD = "hold"  # a promotion is not the prober's to make (writer alive, heartbeat or lag unknown): a person decides
+    # A promotion is not the prober's to make (the writer alive, the heartbeat or the lag unknown):
+    # a person decides.
+    HOLD = "hold"
     PROMOTE = "promote"  # fail the global database over to the standby, allowing data loss
     RECORD = "record"  # a failover is under way from an interrupted attempt: finish its record
 
@@ -121,8 +125,12 @@ class Observation:
         ]
         if unknown:
             return f"{' and '.join(unknown)} unknown ({self.describe()})"
-        alive = {self.writer_reachable, self.primary_status == "healthy", self.heartbeat.status == "advancing"}
-        if len(alive) > 1:
+        says_alive = (
+            self.writer_reachable,
+            self.primary_status == "healthy",
+            self.heartbeat.status == "advancing",
+        )
+        if len(set(says_alive)) > 1:
             return f"witnesses disagree ({self.describe()})"
         return None
 
@@ -168,13 +176,11 @@ class Streak:
     """Since when every observation has held one verdict (None: the last one did not)."""
 
     since: datetime | None = None
-    # The writer's newest heartbeat when the streak began: when the writer was last seen alive.
-    last_beat: datetime | None = None
 
-    def extend(self, holds: bool, observation: Observation) -> Streak:
+    def extend(self, holds: bool, at: datetime) -> Streak:
         if not holds:
             return Streak()
-        return self if self.since is not None else Streak(observation.at, observation.heartbeat.last_beat)
+        return self if self.since is not None else Streak(at)
 
     def held(self, now: datetime) -> timedelta:
         return now - self.since if self.since is not None else timedelta(0)
@@ -182,15 +188,26 @@ class Streak:
 
 @dataclass(frozen=True)
 class Watch:
-    """The two streaks the decision needs: the outside witnesses agreeing (`suspect`), all three (`lost`)."""
+    """What the decision remembers: since when the outside witnesses have agreed the primary is lost
+    (`suspect`), since when all three have (`lost`), and when the writer was last seen alive."""
 
     suspect: Streak = Streak()
     lost: Streak = Streak()
+    # The newest sign of the writer itself: the writer probe answering, or the newest heartbeat the
+    # replica held (the writer's clock). Route53 speaks for the gateway, not the writer: it does not count.
+    writer_seen: datetime | None = None
 
     def observe(self, observation: Observation) -> Watch:
+        at = observation.at
+        signs = (
+            self.writer_seen,
+            at if observation.writer_reachable else None,
+            observation.heartbeat.last_beat,
+        )
         return Watch(
-            self.suspect.extend(observation.seems_lost, observation),
-            self.lost.extend(observation.region_lost, observation),
+            self.suspect.extend(observation.seems_lost, at),
+            self.lost.extend(observation.region_lost, at),
+            max((t for t in signs if t is not None), default=None),
         )
 
 
@@ -207,12 +224,14 @@ def is_stale(event_time: datetime | None, now: datetime, settings: Settings) -> 
     return event_time is None or now - event_time > timedelta(seconds=settings.max_event_age_seconds)
 
 
-def lag_reference(streak: Streak) -> datetime | None:
-    """When the writer was last seen alive: the newest heartbeat the standby held when the witnesses began
-    to agree (the streak's start where no beat was ever read)."""
-    if streak.since is None:
+def lag_reference(watch: Watch) -> datetime | None:
+    """When the lost writer was last seen alive, for the lag reading: by its own witnesses where they saw it,
+    else when all three began to agree (None: they do not agree)."""
+    if watch.lost.since is None:
         return None
-    return streak.last_beat if streak.last_beat is not None else streak.since
+    if watch.writer_seen is None:
+        return watch.lost.since
+    return min(watch.writer_seen, watch.lost.since)
 
 
 def lag_at(readings: Sequence[Lag], moment: datetime, settings: Settings) -> Lag:
@@ -253,36 +272,37 @@ def decide(
         return Decision(Action.NONE, f"primary not lost ({observation.describe()})")
     window = timedelta(seconds=settings.promote_after_seconds)
     suspected, held = watch.suspect.held(now), watch.lost.held(now)
+    seen = observation.describe()
+    outside = (
+        f"for {suspected.total_seconds():.0f} s the standby cannot reach the writer "
+        "and Route53 sees the primary failing"
+    )
     if watch.lost.since is None or held < window:
         if suspected < window or observation.heartbeat.status == "stopped":
-            return Decision(
-                Action.WATCH,
-                f"unreachable and failing for {suspected.total_seconds():.0f} s, all three witnesses agree for "
-                f"{held.total_seconds():.0f} s of {settings.promote_after_seconds:g} s ({observation.describe()})",
-            )
+            agreed = f"{held.total_seconds():.0f} s of {settings.promote_after_seconds:g} s"
+            return Decision(Action.WATCH, f"{outside}; all three witnesses agree for {agreed} ({seen})")
         if observation.heartbeat.status == "advancing":
             return Decision(
                 Action.HOLD,
-                f"the writer is alive: its heartbeat still advances, yet for {suspected.total_seconds():.0f} s "
-                f"the standby cannot reach it and Route53 sees the primary failing ({observation.describe()}). "
-                "The path to the writer and the primary's gateway are broken at once: a lossy failover would "
-                "throw away a live writer's data; repair the path, or move the writer without loss "
+                f"the writer is alive, its heartbeat still advances, yet {outside} ({seen}). The path to "
+                "the writer and the primary's gateway are broken at once: a lossy failover would throw away "
+                "a live writer's data; repair the path, or move the writer without loss "
                 "(promotion.switchoverCommand)",
             )
         return Decision(
             Action.HOLD,
-            f"for {suspected.total_seconds():.0f} s the standby cannot reach the writer and Route53 sees the "
-            "primary failing, but the writer's heartbeat cannot be read from the standby's replica: whether "
-            f"the writer is alive is unknown ({observation.describe()})",
+            f"{outside}, but the writer's heartbeat cannot be read from the standby's replica: whether the "
+            f"writer is alive is unknown ({seen})",
         )
-    reference = lag_reference(watch.lost)
+    reference = lag_reference(watch)
     assert reference is not None and watch.lost.since is not None
     before = (watch.lost.since - reference).total_seconds()
     if before > settings.lag_max_age_seconds:
         return Decision(
             Action.HOLD,
-            f"region lost for {held.total_seconds():.0f} s, but the writer's heartbeat had stopped {before:.0f} s "
-            "before the other witnesses agreed: when the writer died, and what a failover would lose, is unknown",
+            f"region lost for {held.total_seconds():.0f} s, but the writer was last seen {before:.0f} s "
+            "before the witnesses agreed (its heartbeat and the probe over the peering both broken before "
+            "it was lost): when it died, and what a failover would lose, is unknown",
         )
     lag = lag_at(lags, reference, settings)
     if lag.seconds is None:
@@ -295,8 +315,8 @@ def decide(
     if lag.seconds > settings.rpo_seconds:
         return Decision(
             Action.HOLD,
-            f"region lost for {held.total_seconds():.0f} s, but the RPO lag when the writer was last seen was "
-            f"{lag.seconds:.1f} s, over the {settings.rpo_seconds:g} s RPO",
+            f"region lost for {held.total_seconds():.0f} s, but the RPO lag when the writer was last seen "
+            f"was {lag.seconds:.1f} s, over the {settings.rpo_seconds:g} s RPO",
         )
     return Decision(
         Action.PROMOTE,

@@ -235,12 +235,13 @@ def run(
     publish(_metrics(settings, now, {WRITER_IN_STANDBY: int(cluster.writer_in_standby)}))
     lags = clients.lag.readings(_lag_window_start(watch, now, policy), now)
     outcome: dict[str, Any] = {}
+    disagree = False
     while True:
         observation = observer.observe(clock())
         degraded = observation.degraded
         if not cluster.writer_in_standby:
             # While the standby holds the writer the witnesses guard nothing: WriterInStandby says so instead.
-            watch = watch.observe(observation)
+            watch, disagree = watch.observe(observation), degraded is not None
             publish(_metrics(settings, observation.at, {WITNESSES_DEGRADED: int(degraded is not None)}))
         decision = decide(clock(), watch, observation, cluster, lags, record, policy)
         outcome = {**base, "action": decision.action.value, "reason": decision.reason}
@@ -251,7 +252,7 @@ def run(
             watch = Watch()
             break
         if decision.action is Action.PROMOTE:
-            outcome = _promote(clients, settings, base, observer, clock, decision, watch.lost)
+            outcome = _promote(clients, settings, base, observer, clock, decision, watch)
             watch = Watch()
             break
         if decision.action is Action.HOLD and not notified:
@@ -264,7 +265,7 @@ def run(
         if elapsed + interval > run_seconds or time_left() < interval + END_MARGIN_SECONDS:
             break
         sleep(settings.probe_interval_seconds)
-    _save_state(clients.ssm, settings, loaded, (watch, notified), clock())
+    _save_state(clients.ssm, settings, loaded, (watch, notified), clock(), disagree)
     return _report(outcome)
 
 
@@ -291,7 +292,7 @@ def _lag_window_start(watch: Watch, now: datetime, policy: Settings) -> datetime
     """Far enough back for the reading a decision in this run may need: one from before the writer was
     last seen, which is at most `lag_max_age_seconds` before the streak (decision.py holds otherwise)."""
     max_age = timedelta(seconds=policy.lag_max_age_seconds)
-    reference = lag_reference(watch.lost) or now
+    reference = lag_reference(watch) or now
     return min(reference, now - max_age) - max_age - timedelta(seconds=LAG_PERIOD_SECONDS)
 
 
@@ -321,7 +322,8 @@ def _load_state(ssm: Any, settings: ProberSettings, now: datetime) -> tuple[Watc
         return Watch(), False
     watch = Watch(
         suspect=Streak(_time(value.get("suspectSince"))),
-        lost=Streak(_time(value.get("lostSince")), _time(value.get("lastBeatAt"))),
+        lost=Streak(_time(value.get("lostSince"))),
+        writer_seen=_time(value.get("writerSeenAt")),
     )
     return watch, bool(value.get("notified"))
 
@@ -332,10 +334,15 @@ def _save_state(
     loaded: tuple[Watch, bool],
     now_state: tuple[Watch, bool],
     at: datetime,
+    degraded: bool,
 ) -> None:
-    (watch, notified) = now_state
-    if now_state == loaded and watch.suspect.since is None:
-        return  # quiet times write nothing
+    """Keep the watch while it matters to the next run: a streak under way, or witnesses that disagree (the
+    writer's last sign may then be needed); clear it once when that ends; quiet times write nothing."""
+    (watch, notified), (before, _) = now_state, loaded
+    if watch.suspect.since is None and not degraded:
+        if before.suspect.since is None and before.writer_seen is None:
+            return
+        watch, notified = Watch(), False
 
     def text(moment: datetime | None) -> str | None:
         return moment.isoformat() if moment else None
@@ -343,7 +350,7 @@ def _save_state(
     value = {
         "suspectSince": text(watch.suspect.since),
         "lostSince": text(watch.lost.since),
-        "lastBeatAt": text(watch.lost.last_beat),
+        "writerSeenAt": text(watch.writer_seen),
         "notified": notified,
         "savedAt": at.isoformat(),
     }
@@ -360,14 +367,14 @@ def _promote(
     observer: Observer,
     clock: Callable[[], datetime],
     decision: Decision,
-    streak: Streak,
+    watch: Watch,
 ) -> dict[str, Any]:
     # Right before the lossy call: the database and the primary once more.
     cluster = describe(clients.rds, settings)
     recheck = still_lost(decision, observer.observe(clock()), cluster)
     if recheck.action is not Action.PROMOTE:
         return {**base, "action": recheck.action.value, "reason": recheck.reason}
-    lag, last_seen = decision.lag or Lag(), lag_reference(streak)
+    lag, last_seen = decision.lag or Lag(), lag_reference(watch)
     record = {
         **base,
         "action": "failover",

@@ -31,7 +31,10 @@ log = logging.getLogger("failover_heartbeat")
 log.setLevel(logging.INFO)
 
 # One statement, committed on its own: the beat is the writer's clock when the row changed.
-WRITE = f"UPDATE {HEARTBEAT_TABLE} SET seq = seq + 1, beat_at = clock_timestamp(), region = {{region}} WHERE id = 1"
+WRITE = (
+    f"UPDATE {HEARTBEAT_TABLE} SET seq = seq + 1, beat_at = clock_timestamp(), region = {{region}} "
+    "WHERE id = 1"
+)
 # The beat, and its age by the reading server's clock (replication lag plus the time since the write).
 READ = (
     "SELECT EXTRACT(EPOCH FROM beat_at), EXTRACT(EPOCH FROM clock_timestamp() - beat_at), seq "

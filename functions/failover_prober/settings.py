@@ -24,7 +24,7 @@ NO_PROMOTION_RECORD: Mapping[str, Any] = {"action": "none"}
 QUIET_STATE: Mapping[str, Any] = {
     "suspectSince": None,
     "lostSince": None,
-    "lastBeatAt": None,
+    "writerSeenAt": None,
     "notified": False,
     "savedAt": None,
 }

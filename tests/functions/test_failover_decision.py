@@ -120,7 +120,7 @@ def test_peering_broken_and_route53_failing_holds_for_a_person_and_says_the_writ
     # Watched for the agreement window, then held (the handler tells a person once: tests/functions/
     # test_prober_handler.py), never promoted.
     assert actions == [Action.WATCH] * 6 + [Action.HOLD] * 4
-    assert "the writer is alive: its heartbeat still advances" in run.decisions[-1].reason
+    assert "the writer is alive, its heartbeat still advances" in run.decisions[-1].reason
 
 
 @pytest.mark.parametrize("every", [2, 3, 6, 7])
@@ -131,7 +131,7 @@ def test_a_heartbeat_that_advances_at_all_never_lets_the_region_count_as_lost(ev
     # And the re-check right before the lossy call sees it too.
     before = decide(
         T0 + timedelta(seconds=60),
-        Watch(Streak(T0), Streak(T0, LAST_BEAT)),
+        Watch(Streak(T0), Streak(T0), LAST_BEAT),
         observation(T0, LOST),
         Cluster(),
         STEADY_LAG,
@@ -162,6 +162,22 @@ def test_the_lag_that_counts_is_from_when_the_writer_was_last_seen_not_the_newes
     assert lag_at(rising, T0, SETTINGS).seconds == 12.0
 
 
+def test_replication_cut_while_the_writer_lives_counts_the_lag_from_its_last_answer_not_its_last_beat():
+    # Replication to the standby stops (its heartbeat with it) while the probe over the peering still
+    # reaches the writer; a minute later the region goes. The writer's commits since the cut are what a
+    # failover loses: the lag when it last answered, not when its last beat arrived.
+    cut = T0 - timedelta(seconds=20)
+    lags = [
+        Lag(0.3, cut - timedelta(seconds=70)),
+        Lag(45.0, cut + timedelta(seconds=50)),  # rising since the cut; its period ends before the loss
+    ]
+    replication_cut = (True, "healthy", "stopped")
+    run = Run(lags=lags)
+    actions = run.feed([replication_cut] * 13 + [LOST] * 10)
+    assert promotions(actions) == 0 and actions[-1] is Action.HOLD
+    assert "45.0 s, over the 20 s RPO" in run.decisions[-1].reason
+
+
 def test_a_lag_over_the_rpo_when_the_writer_was_last_seen_holds_the_promotion():
     over = [Lag(25.0, LAST_BEAT - timedelta(seconds=70)), Lag(0.3, T0 + timedelta(minutes=2))]
     run = Run(lags=over)
@@ -177,15 +193,15 @@ def test_an_unknown_replication_lag_holds_the_promotion_for_a_person():
         assert actions[-1] is Action.HOLD
 
 
-def test_a_heartbeat_that_stopped_long_before_the_others_agreed_holds():
-    # The heartbeat's writer broke on its own an hour ago (the failover-safety alarm has said so since):
+def test_a_writer_last_seen_long_before_the_witnesses_agreed_holds():
+    # The heartbeat and the peering both broke an hour ago (the failover-safety alarm has said so since):
     # when the writer itself died, and the lag then, is unknown.
-    watch = Watch(Streak(T0), Streak(T0, T0 - timedelta(hours=1)))
+    watch = Watch(Streak(T0), Streak(T0), T0 - timedelta(hours=1))
     old = [Lag(0.1, T0 - timedelta(hours=1, minutes=2))]
     now = T0 + timedelta(seconds=70)
     decision = decide(now, watch, observation(now, LOST), Cluster(), old, Record(), SETTINGS)
     assert decision.action is Action.HOLD
-    assert "had stopped 3600 s before the other witnesses agreed" in decision.reason
+    assert "the writer was last seen 3600 s before the witnesses agreed" in decision.reason
 
 
 @pytest.mark.parametrize(
@@ -232,7 +248,7 @@ def test_the_recheck_before_the_lossy_call_can_still_say_no():
     assert promote is Action.PROMOTE
     lost = observation(T0, LOST)
     back = observation(T0, GATEWAY_DOWN)
-    watch = Watch(Streak(T0), Streak(T0, LAST_BEAT))
+    watch = Watch(Streak(T0), Streak(T0), LAST_BEAT)
     before = decide(T0 + timedelta(seconds=60), watch, lost, Cluster(), STEADY_LAG, Record(), SETTINGS)
     assert still_lost(before, lost, Cluster()).action is Action.PROMOTE
     assert still_lost(before, back, Cluster()).action is Action.NONE

@@ -248,7 +248,7 @@ def lost_for(seconds: float, saved: datetime = T0) -> dict[str, Any]:
     return {
         "suspectSince": since,
         "lostSince": since,
-        "lastBeatAt": LAST_BEAT.isoformat(),
+        "writerSeenAt": LAST_BEAT.isoformat(),
         "notified": False,
         "savedAt": saved.isoformat(),
     }
@@ -417,7 +417,7 @@ def test_a_stale_state_from_an_earlier_incident_does_not_count(aws):
     assert outcome["action"] == "watch"  # the count started again with this run
     first = (T0 + timedelta(seconds=2)).isoformat()
     assert (aws.written[-1]["suspectSince"], aws.written[-1]["lostSince"]) == (first, first)
-    assert aws.written[-1]["lastBeatAt"] == LAST_BEAT.isoformat()
+    assert aws.written[-1]["writerSeenAt"] == LAST_BEAT.isoformat()
 
 
 def test_a_target_outside_the_global_database_needs_a_person(aws):
@@ -432,10 +432,14 @@ def test_a_target_outside_the_global_database_needs_a_person(aws):
 def test_network_probes_observe_the_real_writer_and_the_status_record(postgres: Postgres):
     settings = replace(SETTINGS, primary_writer_host=postgres.host, database_port=postgres.port)
     # A server without the heartbeat's table (the bootstrap never ran): unknown, never "stopped".
-    replica = Database(postgres.host, postgres.port, "postgres", "rdsadmin", lambda: postgres.superuser_password)
+    replica = Database(
+        postgres.host, postgres.port, "postgres", "rdsadmin", lambda: postgres.superuser_password
+    )
 
     def probes(port: int) -> handler.NetworkProbes:
-        return handler.NetworkProbes(settings, HeartbeatReader(replica, 30), resolver="127.0.0.1", dns_port=port)
+        return handler.NetworkProbes(
+            settings, HeartbeatReader(replica, 30), resolver="127.0.0.1", dns_port=port
+        )
 
     for value, status in (("healthy", "healthy"), ("failing", "failing"), ("surprise", "unknown")):
         with dns_server({SETTINGS.status_record: [value]}) as port:
