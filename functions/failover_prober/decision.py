@@ -19,15 +19,17 @@ never promote. When the first two agree that long but the heartbeat still advanc
 the peering and the primary's gateway are broken at once) or cannot be read, the prober holds and tells a
 person: a lossy failover of a live writer is never the prober's to make.
 
-Before the lossy call the replication lag must be known and within the stack's RPO. The reading that
-counts is the one from when the writer was last seen alive by a witness of the writer itself (the probe
-over the peering answering, or its newest heartbeat on the replica), which is at the latest when all three
-witnesses began to agree. Once the writer is gone the standby's RPO lag keeps rising with the clock, so the
-newest reading would say "over the RPO" at the end of every real region loss; and a reading from the
-streak's start carries the rise while Route53 made up its mind (about a minute). Not the heartbeat alone
-either: replication cut while the writer lives stops the heartbeat, and the writer's later commits are
-what a failover would lose. No reading from then (within `lag_max_age_seconds`), or a writer last seen long
-before the witnesses agreed, means the data a failover would lose is unknown: the prober holds.
+Before the lossy call the replication lag must be known and within the stack's RPO, as it was when the
+writer was last seen alive by a witness of the writer itself (the probe over the peering answering, or its
+newest heartbeat on the replica), which is at the latest when all three witnesses began to agree. Once the
+writer is gone the standby's RPO lag keeps rising with the clock, so the newest reading would say "over
+the RPO" at the end of every real region loss; and a reading from the streak's start carries the rise while
+Route53 made up its mind (about a minute). Two bounds, both within the RPO: the RPO-lag reading whose
+period ended by then, and the heartbeat's own gap (from the newest beat the replica holds to the writer's
+last sign: a replication cut while the writer still answered shows there, even inside a reading's
+minute). No reading (within `lag_max_age_seconds`), or a writer last seen longer before the witnesses
+agreed than one region loss takes to detect, means the data a failover would lose is unknown: the prober
+holds.
 
 The database itself decides "already done": a failover under way to the standby, or the standby already
 the writer, means nothing more to do, except to finish a record that a previous, interrupted attempt
@@ -63,12 +65,18 @@ class Action(StrEnum):
 class Settings:
     promote_after_seconds: float
     rpo_seconds: float
+    # The most the witnesses of one region loss can be apart (Route53's detection is the slowest).
+    detection_seconds: float
     lag_max_age_seconds: float = LAG_MAX_AGE_SECONDS
     max_event_age_seconds: float = MAX_EVENT_AGE_SECONDS
 
     @classmethod
     def of(cls, settings: ProberSettings) -> Settings:
-        return cls(promote_after_seconds=settings.promote_after_seconds, rpo_seconds=settings.rpo_seconds)
+        return cls(
+            promote_after_seconds=settings.promote_after_seconds,
+            rpo_seconds=settings.rpo_seconds,
+            detection_seconds=settings.detection_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -196,27 +204,31 @@ class Watch:
     # The newest sign of the writer itself: the writer probe answering, or the newest heartbeat the
     # replica held (the writer's clock). Route53 speaks for the gateway, not the writer: it does not count.
     writer_seen: datetime | None = None
+    # The newest heartbeat the replica held: every commit before it reached the standby.
+    last_beat: datetime | None = None
 
     def observe(self, observation: Observation) -> Watch:
-        at = observation.at
-        signs = (
-            self.writer_seen,
-            at if observation.writer_reachable else None,
-            observation.heartbeat.last_beat,
-        )
+        at, beat = observation.at, observation.heartbeat.last_beat
         return Watch(
             self.suspect.extend(observation.seems_lost, at),
             self.lost.extend(observation.region_lost, at),
-            max((t for t in signs if t is not None), default=None),
+            _newest(self.writer_seen, at if observation.writer_reachable else None, beat),
+            _newest(self.last_beat, beat),
         )
+
+
+def _newest(*moments: datetime | None) -> datetime | None:
+    return max((m for m in moments if m is not None), default=None)
 
 
 @dataclass(frozen=True)
 class Decision:
     action: Action
     reason: str
-    # The lag reading a promotion relies on (PROMOTE only).
+    # What a promotion relies on (PROMOTE only): the RPO-lag reading, and how far the replica's newest
+    # heartbeat was behind the writer's last sign (each bounds what the failover loses).
     lag: Lag | None = None
+    heartbeat_gap_seconds: float | None = None
 
 
 def is_stale(event_time: datetime | None, now: datetime, settings: Settings) -> bool:
@@ -296,13 +308,14 @@ def decide(
         )
     reference = lag_reference(watch)
     assert reference is not None and watch.lost.since is not None
-    before = (watch.lost.since - reference).total_seconds()
-    if before > settings.lag_max_age_seconds:
+    spread = (watch.lost.since - reference).total_seconds()
+    if spread > settings.detection_seconds:
         return Decision(
             Action.HOLD,
-            f"region lost for {held.total_seconds():.0f} s, but the writer was last seen {before:.0f} s "
-            "before the witnesses agreed (its heartbeat and the probe over the peering both broken before "
-            "it was lost): when it died, and what a failover would lose, is unknown",
+            f"region lost for {held.total_seconds():.0f} s, but the writer was last seen {spread:.0f} s "
+            "before the witnesses agreed, more than one region loss takes "
+            f"({settings.detection_seconds:g} s): its heartbeat and the path to it broke before the region "
+            "was lost, so when the writer died, and what a failover would lose, is unknown",
         )
     lag = lag_at(lags, reference, settings)
     if lag.seconds is None:
@@ -312,17 +325,25 @@ def decide(
             f"{reference.isoformat(timespec='seconds')} (when the writer was last seen) within "
             f"{settings.lag_max_age_seconds:g} s: the data a failover would lose is unknown",
         )
-    if lag.seconds > settings.rpo_seconds:
+    # Every commit up to the newest beat reached the standby: the writer's commits after it, up to its last
+    # sign, are what the heartbeat says a failover loses (a replication cut while the writer lived shows
+    # here first: the reading may end up to a period before the writer's last sign).
+    last_beat = watch.last_beat or reference
+    gap = max(0.0, (reference - last_beat).total_seconds())
+    behind = max(lag.seconds, gap)
+    if behind > settings.rpo_seconds:
         return Decision(
             Action.HOLD,
-            f"region lost for {held.total_seconds():.0f} s, but the RPO lag when the writer was last seen "
-            f"was {lag.seconds:.1f} s, over the {settings.rpo_seconds:g} s RPO",
+            f"region lost for {held.total_seconds():.0f} s, but when the writer was last seen the standby "
+            f"was {behind:.1f} s behind (RPO lag {lag.seconds:.1f} s, heartbeat {gap:.1f} s behind), over "
+            f"the {settings.rpo_seconds:g} s RPO",
         )
     return Decision(
         Action.PROMOTE,
-        f"region lost for {held.total_seconds():.0f} s ({observation.describe()}); "
-        f"RPO lag {lag.seconds:.1f} s when the writer was last seen",
+        f"region lost for {held.total_seconds():.0f} s ({observation.describe()}); when the writer was last "
+        f"seen, RPO lag {lag.seconds:.1f} s, heartbeat {gap:.1f} s behind",
         lag,
+        gap,
     )
 
 

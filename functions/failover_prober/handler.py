@@ -233,7 +233,8 @@ def run(
     record = _load_record(clients.ssm, settings)
     cluster = describe(clients.rds, settings)
     publish(_metrics(settings, now, {WRITER_IN_STANDBY: int(cluster.writer_in_standby)}))
-    lags = clients.lag.readings(_lag_window_start(watch, now, policy), now)
+    fetched = now
+    lags = clients.lag.readings(_lag_window_start(watch, now, policy), fetched)
     outcome: dict[str, Any] = {}
     disagree = False
     while True:
@@ -243,6 +244,11 @@ def run(
             # While the standby holds the writer the witnesses guard nothing: WriterInStandby says so instead.
             watch, disagree = watch.observe(observation), degraded is not None
             publish(_metrics(settings, observation.at, {WITNESSES_DEGRADED: int(degraded is not None)}))
+        reference = lag_reference(watch)
+        if reference is not None and reference > fetched:
+            # The writer was last seen after this run's readings: read again, up to now.
+            fetched = clock()
+            lags = clients.lag.readings(_lag_window_start(watch, fetched, policy), fetched)
         decision = decide(clock(), watch, observation, cluster, lags, record, policy)
         outcome = {**base, "action": decision.action.value, "reason": decision.reason}
         if degraded:
@@ -324,6 +330,7 @@ def _load_state(ssm: Any, settings: ProberSettings, now: datetime) -> tuple[Watc
         suspect=Streak(_time(value.get("suspectSince"))),
         lost=Streak(_time(value.get("lostSince"))),
         writer_seen=_time(value.get("writerSeenAt")),
+        last_beat=_time(value.get("lastBeatAt")),
     )
     return watch, bool(value.get("notified"))
 
@@ -340,7 +347,7 @@ def _save_state(
     writer's last sign may then be needed); clear it once when that ends; quiet times write nothing."""
     (watch, notified), (before, _) = now_state, loaded
     if watch.suspect.since is None and not degraded:
-        if before.suspect.since is None and before.writer_seen is None:
+        if before == Watch():
             return
         watch, notified = Watch(), False
 
@@ -351,6 +358,7 @@ def _save_state(
         "suspectSince": text(watch.suspect.since),
         "lostSince": text(watch.lost.since),
         "writerSeenAt": text(watch.writer_seen),
+        "lastBeatAt": text(watch.last_beat),
         "notified": notified,
         "savedAt": at.isoformat(),
     }
@@ -382,6 +390,7 @@ def _promote(
         "reason": decision.reason,
         "writerLastSeenAt": last_seen.isoformat(timespec="seconds") if last_seen else None,
         "rpoLagSeconds": lag.seconds,
+        "heartbeatGapSeconds": decision.heartbeat_gap_seconds,
         "lagReadAt": lag.at.isoformat(timespec="seconds") if lag.at else None,
         "requestedAt": clock().isoformat(timespec="seconds"),
     }

@@ -25,6 +25,7 @@ QUIET_STATE: Mapping[str, Any] = {
     "suspectSince": None,
     "lostSince": None,
     "writerSeenAt": None,
+    "lastBeatAt": None,
     "notified": False,
     "savedAt": None,
 }
@@ -80,6 +81,9 @@ class ProberSettings:
     # The stack's `promoteAfterSeconds`: how long the witnesses must agree, without a break.
     promote_after_seconds: int
     rpo_seconds: int
+    # The region-loss budget's detection term, and a probe interval: the most the witnesses of one loss
+    # can be apart (Route53's verdict is the slowest).
+    detection_seconds: float
 
     def to_env(self) -> dict[str, str]:
         return {ENV_NAMES[f.name]: _text(getattr(self, f.name)) for f in fields(self)}
@@ -110,6 +114,7 @@ ENV_NAMES: Mapping[str, str] = {
     "probe_timeout_seconds": "PROBE_TIMEOUT_SECONDS",
     "promote_after_seconds": "AGREE_SECONDS",
     "rpo_seconds": "RPO_SECONDS",
+    "detection_seconds": "DETECTION_SECONDS",
 }
 
 

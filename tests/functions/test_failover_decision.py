@@ -4,6 +4,7 @@ heartbeat on the standby's own replica)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -26,7 +27,7 @@ from functions.failover_prober.decision import (
 )
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
-SETTINGS = Settings(promote_after_seconds=60, rpo_seconds=20)
+SETTINGS = Settings(promote_after_seconds=60, rpo_seconds=20, detection_seconds=76)
 STEP = 10  # seconds between observations, as the prober probes
 STALE_AFTER = 30
 # The writer's last beat in a region loss: just before the first observation.
@@ -64,7 +65,7 @@ class Run:
     actions: list[Action] = field(default_factory=list)
     decisions: list = field(default_factory=list)
 
-    def feed(self, signals: list[tuple[bool, str, str]]) -> list[Action]:
+    def feed(self, signals: Sequence[tuple[bool, str, str]]) -> list[Action]:
         watch = Watch()
         for i, seen in enumerate(signals):
             now = T0 + timedelta(seconds=i * STEP)
@@ -162,20 +163,24 @@ def test_the_lag_that_counts_is_from_when_the_writer_was_last_seen_not_the_newes
     assert lag_at(rising, T0, SETTINGS).seconds == 12.0
 
 
-def test_replication_cut_while_the_writer_lives_counts_the_lag_from_its_last_answer_not_its_last_beat():
+@pytest.mark.parametrize("reading_shows_it", [True, False])
+def test_replication_cut_while_the_writer_lives_counts_what_it_committed_since(reading_shows_it):
     # Replication to the standby stops (its heartbeat with it) while the probe over the peering still
-    # reaches the writer; a minute later the region goes. The writer's commits since the cut are what a
-    # failover loses: the lag when it last answered, not when its last beat arrived.
-    cut = T0 - timedelta(seconds=20)
-    lags = [
-        Lag(0.3, cut - timedelta(seconds=70)),
-        Lag(45.0, cut + timedelta(seconds=50)),  # rising since the cut; its period ends before the loss
-    ]
+    # reaches the writer; later the region goes. The writer's commits since the cut are what a failover
+    # loses: the lag when it last answered, not when its last beat arrived. The heartbeat shows it even
+    # before a lag reading covers the cut.
+    cut = LAST_BEAT
+    lags = [Lag(0.3, cut - timedelta(seconds=70))]
+    if reading_shows_it:
+        lags.append(Lag(45.0, cut + timedelta(seconds=50)))  # rising since the cut
     replication_cut = (True, "healthy", "stopped")
     run = Run(lags=lags)
     actions = run.feed([replication_cut] * 13 + [LOST] * 10)
     assert promotions(actions) == 0 and actions[-1] is Action.HOLD
-    assert "45.0 s, over the 20 s RPO" in run.decisions[-1].reason
+    reason = run.decisions[-1].reason
+    # Last answer at 120 s, last beat at -35 s: 155 s of commits the standby never got.
+    assert "155.0 s behind" in reason and "over the 20 s RPO" in reason
+    assert f"RPO lag {45.0 if reading_shows_it else 0.3:.1f} s" in reason
 
 
 def test_a_lag_over_the_rpo_when_the_writer_was_last_seen_holds_the_promotion():
@@ -183,7 +188,10 @@ def test_a_lag_over_the_rpo_when_the_writer_was_last_seen_holds_the_promotion():
     run = Run(lags=over)
     actions = run.feed([LOST] * 10)
     assert promotions(actions) == 0 and actions[-1] is Action.HOLD
-    assert "25.0 s, over the 20 s RPO" in run.decisions[-1].reason
+    assert (
+        "25.0 s behind (RPO lag 25.0 s, heartbeat 0.0 s behind), over the 20 s RPO"
+        in run.decisions[-1].reason
+    )
 
 
 def test_an_unknown_replication_lag_holds_the_promotion_for_a_person():
@@ -202,6 +210,13 @@ def test_a_writer_last_seen_long_before_the_witnesses_agreed_holds():
     decision = decide(now, watch, observation(now, LOST), Cluster(), old, Record(), SETTINGS)
     assert decision.action is Action.HOLD
     assert "the writer was last seen 3600 s before the witnesses agreed" in decision.reason
+    # Within one region loss's detection, the same is an ordinary loss.
+    recent = Watch(Streak(T0), Streak(T0), T0 - timedelta(seconds=70), T0 - timedelta(seconds=70))
+    fresh = [Lag(0.1, T0 - timedelta(minutes=3))]
+    assert (
+        decide(now, recent, observation(now, LOST), Cluster(), fresh, Record(), SETTINGS).action
+        is Action.PROMOTE
+    )
 
 
 @pytest.mark.parametrize(

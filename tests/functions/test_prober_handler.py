@@ -50,6 +50,7 @@ SETTINGS = handler.ProberSettings(
     probe_timeout_seconds=3,
     promote_after_seconds=60,
     rpo_seconds=20,
+    detection_seconds=76,
 )
 LOST = (False, "failing", "stopped")
 HEALTHY = (True, "healthy", "advancing")
@@ -472,6 +473,7 @@ def test_the_entry_point_reads_its_settings_from_the_environment(monkeypatch):
         "PROBE_TIMEOUT_SECONDS": "3",
         "AGREE_SECONDS": "60",
         "RPO_SECONDS": "20",
+        "DETECTION_SECONDS": "76",
         "AWS_DEFAULT_REGION": "us-west-2",
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",

@@ -38,6 +38,7 @@ PROBER = ProberSettings(
     probe_timeout_seconds=3,
     promote_after_seconds=60,
     rpo_seconds=60,
+    detection_seconds=76,
 )
 HEARTBEAT = HeartbeatSettings(
     writer_host="inference-fleet-prod.global-abc.global.rds.amazonaws.com",
@@ -165,7 +166,7 @@ def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
     assert env["AGREE_SECONDS"] == "60"  # the stack's promoteAfterSeconds
     assert (env["PROBE_TIMEOUT_SECONDS"], env["DATABASE_PORT"]) == ("3", "5432")
     assert (env["HEARTBEAT_STALE_SECONDS"], env["PROBE_INTERVAL_SECONDS"]) == ("30", "10")
-    assert len(env) == 18
+    assert len(env) == 19
 
 
 def test_the_controller_keeps_its_one_document_and_the_secrets_variable() -> None:
