@@ -37,7 +37,7 @@ from functions.db_bootstrap.handler import bootstrap
 from functions.db_bootstrap.pgwire import Connection, Endpoint, PostgresError
 from functions.db_bootstrap.settings import Witness
 from functions.failover_prober import handler
-from functions.failover_prober.decision import Lag
+from functions.failover_prober.decision import Lag, Observation
 from functions.failover_prober.heartbeat import Database, HeartbeatReader, beat
 from functions.failover_prober.settings import (
     HEARTBEAT_TABLE,
@@ -235,12 +235,13 @@ class Client(Sampler):
 
 @dataclass
 class ProberLoop:
-    """The prober's scheduled runs, back to back, in a thread; what it decided and published."""
+    """The prober's scheduled runs, back to back, in a thread; what it saw, decided and published."""
 
     settings: ProberSettings
     clients: handler.Clients
     observer: handler.NetworkProbes
     run_seconds: float
+    seen: list[Observation] = field(default_factory=list)
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     # (when, WitnessesDegraded): one per observation, as the prober published it.
     observations: list[tuple[datetime, int]] = field(default_factory=list)
@@ -258,6 +259,11 @@ class ProberLoop:
         if self._thread is not None:
             self._thread.join(60)
 
+    def observe(self, at: datetime) -> Observation:
+        observation = self.observer.observe(at)
+        self.seen.append(observation)
+        return observation
+
     def _emit(self, record: Any) -> None:
         if WITNESSES_DEGRADED in record:
             at = datetime.fromtimestamp(record["_aws"]["Timestamp"] / 1000, UTC)
@@ -271,7 +277,7 @@ class ProberLoop:
                     event,
                     self.settings,
                     self.clients,
-                    self.observer,
+                    self,
                     # Stopping ends the run at its next observation, as the end of its time would.
                     time_left=lambda: 0.0 if self._stop.is_set() else 3600.0,
                     emit=self._emit,
