@@ -161,6 +161,20 @@ def test_the_events_keep_their_keys_and_order() -> None:
     assert "stand-in" not in repr(BOOTSTRAP)
 
 
+def test_the_prober_publishes_the_metrics_the_shared_contract_names() -> None:
+    from functions.failover_prober import settings
+    from node_image.agent.fleet_agent import fleet_metrics
+
+    assert (settings.METRIC_NAMESPACE, settings.STACK_DIMENSION) == (
+        fleet_metrics.FAILOVER_NAMESPACE,
+        fleet_metrics.FAILOVER_STACK_DIMENSION,
+    )
+    assert (settings.WITNESSES_DEGRADED, settings.WRITER_IN_STANDBY) == (
+        fleet_metrics.WITNESSES_DEGRADED,
+        fleet_metrics.WRITER_IN_STANDBY,
+    )
+
+
 def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
     env = PROBER.to_env()
     assert env["AGREE_SECONDS"] == "60"  # the stack's promoteAfterSeconds
