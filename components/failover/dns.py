@@ -64,7 +64,7 @@ class FailoverDnsOutputs:
 
 @dataclass(frozen=True)
 class WriterAlarm:
-    """The alarm that is in ALARM while the database writer is the standby's (components/failover/prober.py)."""
+    """The alarm in ALARM while the database writer is the standby's (components/failover/prober.py)."""
 
     name: pulumi.Input[str]
     region: str

@@ -82,7 +82,12 @@ class FailoverHeartbeat(pulumi.ComponentResource):
         database = args.database_security_group_id
         groups.allow("out", "to-db", group.id, args.database_port, "to the Aurora writer", peer=database)
         groups.allow(
-            "in", "db-from-heartbeat", database, args.database_port, "from the failover heartbeat", peer=group.id
+            "in",
+            "db-from-heartbeat",
+            database,
+            args.database_port,
+            "from the failover heartbeat",
+            peer=group.id,
         )
         role = scoped_role(
             f"{name}-function",
