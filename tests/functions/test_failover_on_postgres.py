@@ -71,7 +71,7 @@ def test_the_prober_on_a_real_primary_and_replica(moto_url: str):
         for path in (pair.path_to_writer, pair.replication):
             path.restore()
         pair.route53_says("healthy")
-        pair.wait_heartbeat_on_replica()
+        pair.wait_prober_sees_all_alive()
         pair.lose_the_writer()
         wait_for(pair.rds.standby_writes, 120, "the replica to be promoted")
         wait_for(lambda: "promote" in prober.actions(), 60, "the prober's report")

@@ -389,6 +389,21 @@ class Drill:
         wait_for(lambda: reader.read().status == "advancing", 60, "the heartbeat on the replica")
         reader.close()
 
+    def wait_prober_sees_all_alive(self) -> None:
+        """Until the prober itself has seen every witness say "alive" (a repair it never observed would
+        leave its streak running)."""
+
+        def alive() -> bool:
+            last = self.prober.seen[-1] if self.prober.seen else None
+            return bool(
+                last
+                and last.writer_reachable
+                and last.primary_status == "healthy"
+                and last.heartbeat.status == "advancing"
+            )
+
+        wait_for(alive, 120, "the prober to see every witness alive")
+
     # --- what happened --------------------------------------------------------------------------------
 
     def alerts(self) -> list[dict[str, Any]]:
