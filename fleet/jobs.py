@@ -210,7 +210,6 @@ class JobsClient:
             "attempt": 0,
             "submittedAt": submitted,
             STATUS_EXPIRY_FIELD: submitted + timedelta(days=self.target.status_retention_days),
-            "task": task,
         }
         if input_text is not None:
             fields["input"] = input_text
@@ -223,14 +222,35 @@ class JobsClient:
             headers=self.headers,
         )
         if created.status_code == 409:  # ALREADY_EXISTS: this key was submitted before
-            existing, _ = self._document(job_id)  # its task may be missing: this submit completes it
-            if existing.get("state") != "queued" or existing.get("task") != task:
+            # Its task may be missing (that submit stopped half way): this submit completes it.
+            existing, update_time = self._document(job_id)
+            if existing.get("state") != "queued" or existing.get("task") not in (None, task):
                 # Past queued, or waiting for capacity in a later task of its own: nothing to add.
                 return {"jobId": job_id, "duplicate": True, "state": existing.get("state")}
         elif not created.is_success:
             raise JobsError(f"creating the status document: {_google_error(created)}", EXIT_API)
+        else:
+            update_time = str(created.json().get("updateTime"))
         duplicate = self._enqueue(task, job_id)
+        # Only now does the document name its task: `status` reads a named task that is gone as dropped, so
+        # it must never see the name before the task exists. The admission check may have moved the job on
+        # already (dispatched, or waiting in a later task): then the document stays as it wrote it.
+        self._name_task(job_id, task, update_time)
         return {"jobId": job_id, "duplicate": duplicate, "state": "queued", "task": task}
+
+    def _name_task(self, job_id: str, task: str, update_time: str) -> None:
+        from components.batch.names import STATUS_COLLECTION
+
+        response = self.http.patch(
+            f"{self.documents}/{STATUS_COLLECTION}/{job_id}",
+            params=(("updateMask.fieldPaths", "task"), ("currentDocument.updateTime", update_time)),
+            json={"fields": {"task": to_value(task)}},
+            headers=self.headers,
+        )
+        if response.status_code == 400 and "FAILED_PRECONDITION" in response.text:
+            return
+        if not response.is_success:
+            raise JobsError(f"naming the job's task: {_google_error(response)}", EXIT_API)
 
     def queue(self) -> str:
         """The job's queue, as the deployed stack's directory document names it."""
@@ -293,7 +313,9 @@ class JobsClient:
         return False
 
     def status(self, job_id: str) -> dict[str, Any]:
-        """The job's status document; a job still `queued` whose task the queue dropped becomes `failed`."""
+        """The job's status document; a job still `queued` whose task the queue dropped becomes `failed`.
+        One that names no task yet is being submitted (or its submit stopped half way: submitting it again
+        with the same key completes it)."""
         fields, update_time = self._document(job_id)
         if (
             fields.get("state") == "queued"

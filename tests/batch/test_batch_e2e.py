@@ -254,8 +254,9 @@ def test_a_dispatch_refused_for_gpu_quota_waits_and_runs_later(
         second = cli.submit(prompts(1), key="quota-2")["jobId"]
         # The wait task is created while the refused dispatch is answered; its answer is recorded after.
         wait_for(
-            lambda: f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks
-            and world.task(second).attempts,
+            lambda: (
+                f"{world.queue.name}/tasks/{second}-w1" in world.tasks.tasks and world.task(second).attempts
+            ),
             60,
             "the refused job's wait, and its dispatch answered",
         )
@@ -280,3 +281,35 @@ def test_a_task_dropped_after_its_attempts_shows_failed(world: BatchWorld, cli: 
     assert status["error"]["reason"] == "dropped"
     assert world.document(job_id)["state"] == "failed"  # recorded, not only shown
     assert not world.run.executions
+
+
+def test_a_submit_stopped_before_its_task_exists_is_not_read_as_dropped(
+    world: BatchWorld, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status document is written before the task: until the task exists the document names none, so
+    `status` in between (or after a submit that stopped there) shows the job queued, never dropped; the same
+    submit again completes it."""
+    from fleet import jobs
+
+    def connection_lost(self: jobs.JobsClient, task_name: str, job_id: str) -> bool:
+        raise jobs.JobsError("creating the task: connection lost", jobs.EXIT_API)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(jobs.JobsClient, "_enqueue", connection_lost)
+        code, out = cli("submit", "--input", str(write_input(cli, "half")), "--idempotency-key", "half")
+    assert code != 0, out
+    job_id = next(path for path in world.firestore.documents if "/documents/jobs/" in path).rsplit("/", 1)[-1]
+    assert "task" not in world.document(job_id)
+    code, out = cli("status", job_id)
+    assert code == 0 and json.loads(out)["state"] == "queued", out
+    assert world.document(job_id)["state"] == "queued"  # not recorded as dropped either
+    again = cli.submit(prompts(1), key="half")
+    assert again["jobId"] == job_id and not again["duplicate"]
+    code, status = cli.wait(job_id)
+    assert code == 0 and status["state"] == "succeeded", status
+
+
+def write_input(cli: Cli, key: str) -> Path:
+    path = cli.tmp_path / f"input-{key}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in prompts(1)))
+    return path

@@ -45,6 +45,8 @@ log = logging.getLogger("fleet_agent.dispatch")
 
 JOB_ID_ENV = "FLEET_JOB_ID"
 QUEUED = "queued"
+# A queued job's document changes under a write at most a few times (the submit naming its task).
+UPDATE_TRIES = 5
 # A continuation task's id: the job id, then how many times admission has waited (`<id>-w3`).
 WAIT_SUFFIX = re.compile(r"^(?P<job>.+?)(?:-w(?P<n>\d+))?$")
 # How long the execution jobs:run named may take to become readable before the answer goes anyway.
@@ -132,17 +134,28 @@ class Dispatcher:
             )
         execution = str(response.json().get("metadata", {}).get("name", ""))
         await self._until_readable(execution)
-        try:
-            await self.firestore.update(
-                f"{self.s.collection}/{job_id}",
-                {"state": "dispatched", "execution": execution, "dispatchedAt": _now()},
-                if_update_time=document.update_time,
-            )
-        except GoogleApiError as exc:
-            if exc.status != "FAILED_PRECONDITION":
-                raise
-            # The execution already claimed it (it wrote `running` first): nothing to record.
+        # If the execution already claimed it (it wrote `running` first), there is nothing to record.
+        await self._update_while_queued(
+            f"{self.s.collection}/{job_id}",
+            {"state": "dispatched", "execution": execution, "dispatchedAt": _now()},
+            document,
+        )
         return Answer(200, "started", execution)
+
+    async def _update_while_queued(self, path: str, fields: dict[str, Any], document: Any) -> bool:
+        """Write `fields` if the job is still queued. The document may change under us without leaving
+        `queued` (the submit names its task once the task exists): read it again and retry then."""
+        for _ in range(UPDATE_TRIES):
+            if document is None or document.fields.get("state") != QUEUED:
+                return False
+            try:
+                await self.firestore.update(path, fields, if_update_time=document.update_time)
+                return True
+            except GoogleApiError as exc:
+                if exc.status != "FAILED_PRECONDITION":
+                    raise
+            document = await self.firestore.get(path)
+        return False
 
     async def running_executions(self) -> int:
         """Executions of the job not yet completed (pending or running: each holds or will hold a GPU)."""
@@ -175,14 +188,14 @@ class Dispatcher:
         path = f"{self.s.collection}/{job_id}"
         if waited >= self.s.max_wait_s:
             message = f"no GPU capacity within {self.s.max_wait_s} s of the submit ({why})"
-            await self.firestore.update(
+            await self._update_while_queued(
                 path,
                 {
                     "state": "failed",
                     "finishedAt": _now(),
                     "error": {"reason": "no_capacity", "message": message, "retryable": True},
                 },
-                if_update_time=document.update_time,
+                document,
             )
             return Answer(200, "gave-up", message)
         matched = WAIT_SUFFIX.match(task_id)
@@ -211,11 +224,7 @@ class Dispatcher:
             raise_for_google(created)
         # Then the document names the task that now carries the job (`fleet jobs status` reads it to tell a
         # task the queue dropped from one waiting its turn).
-        try:
-            await self.firestore.update(path, {"task": task}, if_update_time=document.update_time)
-        except GoogleApiError as exc:
-            if exc.status != "FAILED_PRECONDITION":
-                raise
+        await self._update_while_queued(path, {"task": task}, document)
         return Answer(200, "waiting", f"{why}; {task} in {self.s.wait_s} s")
 
 
