@@ -97,14 +97,7 @@ def faults_with_the_writer_alive(url: str, episodes: int) -> dict[str, object]:
             counts["peeringAndGateway"] += 1
             repair(pair)
             pair.replication.blackhole()
-            wait_for(
-                lambda: any(
-                    o.writer_reachable and (o.heartbeat.age_seconds or 0) > PERIODS.rpo_seconds
-                    for o in prober.seen[-2:]
-                ),
-                300,
-                "the replica behind the RPO",
-            )
+            pair.wait_prober_sees_the_writer_answer_behind(PERIODS.rpo_seconds)
             pair.path_to_writer.blackhole()
             pair.route53_says("failing")
             hold(pair, HOLD_FAULT_SECONDS)

@@ -62,6 +62,35 @@ def run_on_schedule(
     return schedule
 
 
+def scheduled_runs_not_retried(
+    name: str,
+    function: aws.lambda_.Function,
+    max_event_age_seconds: int,
+    opts: pulumi.ResourceOptions,
+    on_failure: pulumi.Input[str] | None = None,
+) -> aws.lambda_.FunctionEventInvokeConfig:
+    """A scheduled function's runs are never retried: the next scheduled run is the retry, and an event
+    older than `max_event_age_seconds` is dropped (`<name>-retries`); a failed run's event goes to
+    `on_failure` (a queue's ARN) where given."""
+    destination = (
+        aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+            on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                destination=on_failure
+            )
+        )
+        if on_failure is not None
+        else None
+    )
+    return aws.lambda_.FunctionEventInvokeConfig(
+        f"{name}-retries",
+        function_name=function.name,
+        maximum_retry_attempts=0,
+        maximum_event_age_in_seconds=max_event_age_seconds,
+        destination_config=destination,
+        opts=opts,
+    )
+
+
 def function_log_group(
     name: str, function_name: str, retention_days: int, opts: pulumi.ResourceOptions
 ) -> aws.cloudwatch.LogGroup:

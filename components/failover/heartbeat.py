@@ -27,7 +27,12 @@ import pulumi_aws as aws
 from components.core.alarms import function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import function_log_group, run_on_schedule, vpc_function
+from components.core.functions import (
+    function_log_group,
+    run_on_schedule,
+    scheduled_runs_not_retried,
+    vpc_function,
+)
 from components.core.iam import LAMBDA_VPC_ACCESS, database_connect_statement, log_statement, scoped_role
 from components.core.security import SecurityGroups
 from functions.failover_prober.settings import (
@@ -132,14 +137,7 @@ class FailoverHeartbeat(pulumi.ComponentResource):
             environment=environment,
             opts=here,
         )
-        aws.lambda_.FunctionEventInvokeConfig(
-            f"{name}-retries",
-            function_name=function.name,
-            # The schedule is the retry: a minute later a fresh run beats again.
-            maximum_retry_attempts=0,
-            maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
-            opts=here,
-        )
+        scheduled_runs_not_retried(name, function, MAX_EVENT_AGE_SECONDS, here)
         run_on_schedule(
             name, function, SCHEDULE, "Runs the failover heartbeat: it beats for most of two minutes", here
         )

@@ -41,7 +41,12 @@ import pulumi_aws as aws
 from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
-from components.core.functions import function_log_group, run_on_schedule, vpc_function
+from components.core.functions import (
+    function_log_group,
+    run_on_schedule,
+    scheduled_runs_not_retried,
+    vpc_function,
+)
 from components.core.iam import LAMBDA_VPC_ACCESS, database_connect_statement, log_statement, scoped_role
 from components.core.security import SecurityGroups
 from components.failover.budget import PROBE_INTERVAL_SECONDS, PROBE_TIMEOUT_SECONDS
@@ -175,19 +180,8 @@ class FailoverProber(pulumi.ComponentResource):
             log_format="Text",
             opts=here,
         )
-        aws.lambda_.FunctionEventInvokeConfig(
-            f"{name}-retries",
-            function_name=function.name,
-            # The schedule is the retry: every minute a fresh run looks again.
-            maximum_retry_attempts=0,
-            maximum_event_age_in_seconds=MAX_EVENT_AGE_SECONDS,
-            destination_config=aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
-                on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
-                    destination=queue.arn
-                )
-            ),
-            opts=here,
-        )
+        # The schedule is the retry: every minute a fresh run looks again.
+        scheduled_runs_not_retried(name, function, MAX_EVENT_AGE_SECONDS, here, on_failure=queue.arn)
         run_on_schedule(
             name,
             function,

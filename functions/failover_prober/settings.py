@@ -86,12 +86,11 @@ class ProberSettings:
     detection_seconds: float
 
     def to_env(self) -> dict[str, str]:
-        return {ENV_NAMES[f.name]: _text(getattr(self, f.name)) for f in fields(self)}
+        return _to_env(self, ENV_NAMES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> ProberSettings:
-        types = get_type_hints(cls)
-        return cls(**{name: types[name](env[variable]) for name, variable in ENV_NAMES.items()})
+        return cls(**_from_env(cls, ENV_NAMES, env))
 
 
 # Field -> environment variable (the names deployed functions already read).
@@ -133,12 +132,11 @@ class HeartbeatSettings:
     run_seconds: float
 
     def to_env(self) -> dict[str, str]:
-        return {HEARTBEAT_ENV_NAMES[f.name]: _text(getattr(self, f.name)) for f in fields(self)}
+        return _to_env(self, HEARTBEAT_ENV_NAMES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> HeartbeatSettings:
-        types = get_type_hints(cls)
-        return cls(**{name: types[name](env[variable]) for name, variable in HEARTBEAT_ENV_NAMES.items()})
+        return cls(**_from_env(cls, HEARTBEAT_ENV_NAMES, env))
 
 
 HEARTBEAT_ENV_NAMES: Mapping[str, str] = {
@@ -150,6 +148,16 @@ HEARTBEAT_ENV_NAMES: Mapping[str, str] = {
     "interval_seconds": "BEAT_INTERVAL_SECONDS",
     "run_seconds": "RUN_SECONDS",
 }
+
+
+def _to_env(settings: Any, names: Mapping[str, str]) -> dict[str, str]:
+    return {names[f.name]: _text(getattr(settings, f.name)) for f in fields(settings)}
+
+
+def _from_env(cls: type, names: Mapping[str, str], env: Mapping[str, str]) -> dict[str, Any]:
+    """Each field from its variable, as its annotated type (str, int or float) reads the text."""
+    types = get_type_hints(cls)
+    return {name: types[name](env[variable]) for name, variable in names.items()}
 
 
 def _text(value: object) -> str:

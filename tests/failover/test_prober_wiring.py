@@ -100,7 +100,7 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
     # One region loss's witnesses fall within the region-loss detection term and a probe interval.
     detection = prod.outputs["failover"]["regionLoss"]["detectionSeconds"]
-    assert env["DETECTION_SECONDS"] == str(detection + 10)
+    assert env["DETECTION_SECONDS"] == str(int(detection) + 10)
     assert env["STACK"] == "prod"
     # The function reads back exactly what was rendered, each value under its one name.
     settings = ProberSettings.from_env(env)
@@ -149,7 +149,12 @@ def test_the_function_ships_the_prober_package_from_this_repository(prod):
     assets = getattr(prober(prod).inputs["code"], "assets", None) or {}
     assert set(assets) == {f"failover_prober/{p.name}" for p in PROBER.glob("*.py")}
     for name, asset in assets.items():
-        assert Path(asset.path).resolve() == PROBER / name.split("/", 1)[1]
+        assert Path(asset.path) == PROBER / name.split("/", 1)[1]
+    # The PostgreSQL client is the database bootstrap's, one file linked into both packages.
+    assert (
+        Path(assets["failover_prober/pgwire.py"].path).resolve()
+        == PROBER.parent / "db_bootstrap" / "pgwire.py"
+    )
 
 
 def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):

@@ -53,14 +53,7 @@ def test_the_prober_on_a_real_primary_and_replica(moto_url: str):
         pair.path_to_writer.restore()
         pair.route53_says("healthy")
         pair.replication.blackhole()
-        wait_for(
-            lambda: any(
-                o.writer_reachable and (o.heartbeat.age_seconds or 0) > P.rpo_seconds
-                for o in prober.seen[-2:]
-            ),
-            120,
-            "the prober to see the writer answer with the replica behind the RPO",
-        )
+        pair.wait_prober_sees_the_writer_answer_behind(P.rpo_seconds)
         pair.path_to_writer.blackhole()
         pair.route53_says("failing")
         wait_for(lambda: len(pair.alerts()) > 1, 120, "the prober to hold again")

@@ -389,6 +389,16 @@ class Drill:
         wait_for(lambda: reader.read().status == "advancing", 60, "the heartbeat on the replica")
         reader.close()
 
+    def wait_prober_sees_the_writer_answer_behind(self, seconds: float) -> None:
+        """Until the prober has seen the writer answer while the replica's heartbeat is `seconds` old."""
+
+        def behind() -> bool:
+            return any(
+                o.writer_reachable and (o.heartbeat.age_seconds or 0) > seconds for o in self.prober.seen[-2:]
+            )
+
+        wait_for(behind, 120, f"the prober to see the writer answer with the replica {seconds:g} s behind")
+
     def wait_prober_sees_all_alive(self) -> None:
         """Until the prober itself has seen every witness say "alive" (a repair it never observed would
         leave its streak running)."""
