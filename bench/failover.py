@@ -97,7 +97,7 @@ def faults_with_the_writer_alive(url: str, episodes: int) -> dict[str, object]:
             counts["peeringAndGateway"] += 1
             repair(pair)
             pair.replication.blackhole()
-            pair.wait_prober_sees_the_writer_answer_behind(PERIODS.rpo_seconds)
+            pair.wait_prober_sees_the_writer_answer_behind(PERIODS.rpo_seconds + 1)
             pair.path_to_writer.blackhole()
             pair.route53_says("failing")
             hold(pair, HOLD_FAULT_SECONDS)

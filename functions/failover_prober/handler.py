@@ -104,9 +104,13 @@ class NetworkProbes:
         self._dns_port = dns_port
 
     def observe(self, at: datetime) -> Observation:
+        """Stamped when the writer probe returned: an answer says the writer was alive then, not when
+        the probe was sent (the later moment: what a failover would lose is never under-counted)."""
         s = self._settings
+        sent = time.monotonic()
         writer = probes.postgres_answers(s.primary_writer_host, s.database_port, s.probe_timeout_seconds)
-        return Observation(at, writer, self._primary_status(), self._heartbeat.read())
+        answered = at + timedelta(seconds=time.monotonic() - sent)
+        return Observation(answered, writer, self._primary_status(), self._heartbeat.read())
 
     def close(self) -> None:
         self._heartbeat.close()

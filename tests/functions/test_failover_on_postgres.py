@@ -1,8 +1,8 @@
 """The prober against a real database: a PostgreSQL primary (the global writer) and its streaming replica
 (the standby's secondary cluster), the heartbeat written and read for real, `pg_promote` behind the RDS
 API the prober calls (tests/testkit/failover_drill.py). Faults as the standby sees them: the path to the
-writer blackholed while it keeps committing; the primary's gateway failing; replication falling behind;
-the writer lost. Periods scaled down (Periods); every wait is on an event (the prober's own observations
+writer blackholed while it keeps committing; the primary's gateway failing too; replication falling
+behind; the writer lost. Periods scaled down (Periods); every wait is on an event (the prober's own observations
 and decisions, the replica's promotion), never on the clock.
 
 One drill, in phases, each leaving the pair as it found it until the last: a pair takes longer to start
@@ -27,19 +27,15 @@ def test_the_prober_on_a_real_primary_and_replica(moto_url: str):
         assert prober.degraded(healthy) == [0] * len(prober.degraded(healthy))
 
         # 1. The path to the writer blackholed (a route, NACL or security group) while it keeps
-        # committing; 2. the primary's gateway failing alone: neither promotes, both degrade safety.
+        # committing: no promotion, failover safety degraded. (The gateway failing alone is the bench's.)
         pair.path_to_writer.blackhole()
         peering_only = prober.watch(LONG_ENOUGH)
-        pair.path_to_writer.restore()
-        pair.route53_says("failing")
-        gateway_only = prober.watch(LONG_ENOUGH)
         assert pair.rds.failovers == [] and set(prober.actions()) <= {"none", "watch"}
         assert set(prober.degraded(peering_only)) == {1}, "peering-only"
-        assert set(prober.degraded(gateway_only)) == {1}, "gateway-only"
 
-        # 3. Both at once, the issue's case: the outside witnesses agree; the heartbeat says the writer
-        # lives. The prober holds and tells a person, once.
-        pair.path_to_writer.blackhole()
+        # 2. The primary's gateway failing as well, the issue's case: the outside witnesses agree; the
+        # heartbeat says the writer lives. The prober holds and tells a person, once.
+        pair.route53_says("failing")
         wait_for(lambda: "hold" in prober.actions(), 120, "the prober to hold")
         prober.watch(LONG_ENOUGH)
         assert pair.rds.failovers == [] and not pair.rds.standby_writes()
@@ -47,20 +43,20 @@ def test_the_prober_on_a_real_primary_and_replica(moto_url: str):
         assert held["Subject"] == "Failover held: a person decides"
         assert "the writer is alive, its heartbeat still advances" in held["Message"]
 
-        # 4. Replication stops reaching the standby while the writer commits and still answers (lag);
+        # 3. Replication stops reaching the standby while the writer commits and still answers (lag);
         # then every witness says "lost" (path, gateway, no heartbeat). What a failover would lose, the
         # commits since the cut, is over the RPO: the prober holds.
         pair.path_to_writer.restore()
         pair.route53_says("healthy")
         pair.replication.blackhole()
-        pair.wait_prober_sees_the_writer_answer_behind(P.rpo_seconds)
+        pair.wait_prober_sees_the_writer_answer_behind(P.rpo_seconds + 1)
         pair.path_to_writer.blackhole()
         pair.route53_says("failing")
         wait_for(lambda: len(pair.alerts()) > 1, 120, "the prober to hold again")
         assert "over the 2 s RPO" in pair.alerts()[-1]["Message"], pair.alerts()[-1]["Message"]
         assert pair.rds.failovers == []
 
-        # 5. Everything repaired; then the writer is lost (Route53 sees the gateway go a little later).
+        # 4. Everything repaired; then the writer is lost (Route53 sees the gateway go a little later).
         for path in (pair.path_to_writer, pair.replication):
             path.restore()
         pair.route53_says("healthy")
