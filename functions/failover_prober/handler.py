@@ -299,11 +299,12 @@ def describe(rds: Any, settings: ProberSettings) -> Cluster:
 
 
 def _lag_window_start(watch: Watch, now: datetime, policy: Settings) -> datetime:
-    """Far enough back for the reading a decision in this run may need: one from before the writer was
-    last seen, which is at most `lag_max_age_seconds` before the streak (decision.py holds otherwise)."""
-    max_age = timedelta(seconds=policy.lag_max_age_seconds)
-    reference = lag_reference(watch) or now
-    return min(reference, now - max_age) - max_age - timedelta(seconds=LAG_PERIOD_SECONDS)
+    """Far enough back for the reading a decision in this run may need: up to `lag_max_age_seconds`
+    before the writer was last seen, which is at most `detection_seconds` before the witnesses agree
+    (decision.py holds otherwise), and they agree now at the latest."""
+    latest_agreement = now - timedelta(seconds=policy.detection_seconds)
+    reference = min(lag_reference(watch) or now, latest_agreement)
+    return reference - timedelta(seconds=policy.lag_max_age_seconds + LAG_PERIOD_SECONDS)
 
 
 def _event_time(event: Mapping[str, Any]) -> datetime | None:
