@@ -8,9 +8,10 @@ independent witnesses:
 - `primary_status`: the primary region's "can serve" health check as Route53's checkers in several
   regions see it, read through DNS (Route53's data plane, which does not live in the primary region);
 - `heartbeat`: a row the primary region commits through its writer (the global writer while the primary
-  holds it) every few seconds, read from the standby's own secondary cluster. It reaches the standby by Aurora's replication, not over the peering
-  and not through a gateway: no network fault between the regions and no gateway failure can make it
-  stop, and while it advances the writer is alive, whatever the other two say.
+  holds it) every few seconds, read from the standby's own secondary cluster. It reaches the standby by
+  Aurora's replication, not over the peering and not through a gateway: no network fault between the
+  regions and no gateway failure can make it stop, and while it advances the writer is alive, whatever
+  the other two say.
 
 The region counts as lost only when all three say so: the writer does not answer, the primary's endpoint
 fails from Route53's vantage points, and the heartbeat has stopped. They must agree without a break for
