@@ -109,3 +109,23 @@ def test_a_run_that_writes_nothing_alarms_in_the_primary_region(prod):
     function = prod.one(FUNCTION, "heartbeat-function")
     assert alarm.inputs["dimensions"] == {"FunctionName": function.outputs["name"]}
     assert alarm.inputs["alarmActions"] == [prod.outputs["alertTopics"]["us-east-1"]]
+
+
+def test_the_heartbeat_never_makes_a_region_loss_slower_to_detect():
+    """Route53's verdict is the slowest witness even at its fastest settings: the heartbeat's staleness
+    (and the probe that reads it) adds nothing to the region-loss budget."""
+    from components.control_plane import GATEWAY_DATABASE_RECOVERY_SECONDS
+    from components.failover.budget import (
+        MIN_PROMOTE_AFTER_SECONDS,
+        MIN_RECORD_TTL_SECONDS,
+        PROBE_INTERVAL_SECONDS,
+        dns_failover_budget,
+        region_loss_budget,
+    )
+    from functions.failover_prober.settings import HEARTBEAT_INTERVAL_SECONDS, HEARTBEAT_STALE_SECONDS
+
+    fastest = dns_failover_budget(10, 1, "cname", MIN_RECORD_TTL_SECONDS)
+    budget = region_loss_budget(fastest, MIN_PROMOTE_AFTER_SECONDS, GATEWAY_DATABASE_RECOVERY_SECONDS)
+    assert budget.detection_seconds >= HEARTBEAT_STALE_SECONDS + PROBE_INTERVAL_SECONDS
+    # And a live writer's beat is never stale: several beats fit in the staleness.
+    assert HEARTBEAT_STALE_SECONDS >= 4 * HEARTBEAT_INTERVAL_SECONDS
