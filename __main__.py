@@ -13,6 +13,7 @@ from components import (
     kubernetes,
     model_store,
     network,
+    observability,
 )
 from components.core.context import StackContext
 from components.core.outputs import publish
@@ -120,8 +121,37 @@ served = kubernetes.declare(
     api_key=pool_api_key,
 )
 
+# What the stack promises and costs: SLO burn-rate alarms, the dashboards, the budget from the estimate.
+estimate = observability.stack_cost(
+    tier=config.tier,
+    regions=regions,
+    network=config.network,
+    gateway=cp.gateway,
+    redis=cp.redis,
+    database=cp.database,
+    pools=config.gpu_pools,
+    model_store=config.model_store,
+    store_regions=config.store_regions,
+    kubernetes=config.kubernetes,
+    batch_jobs=config.batch_jobs,
+    gcp_region=config.gcp_region,
+)
+watched = observability.declare(
+    stack,
+    slo=config.slo,
+    cost_budget=config.cost_budget,
+    monitoring=config.monitoring,
+    estimate=estimate,
+    pools=tuple(config.gpu_pools),
+    topics=topics,
+    networks=networks,
+    planes=planes,
+    built_pools=pools,
+    resilience=resilience,
+)
+
 publish(
-    [networks, topics, data, planes, store, pools, fleet, resilience, batch_jobs, served],
+    [networks, topics, data, planes, store, pools, fleet, resilience, batch_jobs, served, watched],
     tier=config.tier,
     primaryRegion=config.primary_region,
     standbyRegion=config.standby_region,

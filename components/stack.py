@@ -44,6 +44,7 @@ from components.gpu_pools import GpuPoolConfig, NodeImageConfig
 from components.kubernetes import KubernetesConfig
 from components.model_store import ModelStoreConfig
 from components.network import NetworkConfig
+from components.observability import CostBudgetConfig, MonitoringConfig, SloConfig
 
 SECRETS: list[SecretSpec] = [
     *control_plane.SECRETS,
@@ -124,6 +125,9 @@ class FleetConfig(RootSection):
     kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
     control_plane: ControlPlaneConfig = Field(default_factory=ControlPlaneConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
+    cost_budget: CostBudgetConfig = Field(default_factory=CostBudgetConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @property
     def gcp_project(self) -> str:

@@ -123,7 +123,7 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
 
     lines.append("Outputs")
     for key, value in doc["outputs"].items():
-        lines.append(f"  {key:<20} {json.dumps(value)}")
+        lines.append(f"  {key:<20} {_shown_output(value)}")
     lines += ["", "Budgets"]
     lines += [f"  {k:<20} {json.dumps(v)}" for k, v in doc["budgets"].items()] or ["  (none declared)"]
     lines += ["", f"Policy: {policy.evaluated} rules evaluated, {len(policy.violations)} violations"]
@@ -133,6 +133,16 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
         lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}")
         lines += [f"      {line}" for line in (detail or description).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+# A rendered document (a dashboard's JSON, a scrape config) is named in the table, not printed whole.
+MAX_SHOWN_DOCUMENT_LINES = 1
+
+
+def _shown_output(value: Any) -> str:
+    if isinstance(value, str) and value.count("\n") > MAX_SHOWN_DOCUMENT_LINES:
+        return f"({value.count(chr(10)) + 1} lines of text; --format json holds them)"
+    return json.dumps(value)
 
 
 def plan_summary(rendering: Rendering, policy: PolicyResult) -> str:

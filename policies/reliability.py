@@ -565,18 +565,43 @@ def _spot_share(args: ResourceValidationArgs, report: ReportViolation) -> None:
 CLOUDWATCH_ALARMS = (METRIC_ALARM, COMPOSITE_ALARM)
 
 
-def _alarm_action(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in CLOUDWATCH_ALARMS:
-        return
-    # A list whose ARNs are made on create is set; an absent or empty one is not.
-    actions = known(args.props, "alarmActions")
-    silent = not present(args.props, "alarmActions") or (actions is not None and not items(actions))
-    disabled = known(args.props, "actionsEnabled") is False
-    if silent or disabled:
+def _alarm_heard(resource: PolicyResource) -> bool:
+    """Whether an alarm has an enabled action (a list whose ARNs are made on create counts as set)."""
+    actions = known(resource.props, "alarmActions")
+    silent = not present(resource.props, "alarmActions") or (actions is not None and not items(actions))
+    return not silent and known(resource.props, "actionsEnabled") is not False
+
+
+def _composite_members(composite: PolicyResource) -> set[str]:
+    """The alarm names a composite alarm's rule reads (ALARM("name"), OK(...), INSUFFICIENT_DATA(...))."""
+    rule = known(composite.props, "alarmRule")
+    return set(_RULE_MEMBER.findall(rule)) if isinstance(rule, str) else set()
+
+
+_RULE_MEMBER = re.compile(r"""(?:ALARM|OK|INSUFFICIENT_DATA)\(\s*["']?([^"')]+?)["']?\s*\)""")
+
+
+def _alarm_action(args: StackValidationArgs, report: ReportViolation) -> None:
+    alarms = of_types(args.resources, CLOUDWATCH_ALARMS)
+    # A metric alarm without an action of its own is heard through a composite alarm that reads it (the
+    # windows of a multiwindow burn-rate alert page only together): count it as heard there.
+    heard_through = {
+        member
+        for composite in alarms
+        if composite.resource_type == COMPOSITE_ALARM and _alarm_heard(composite)
+        for member in _composite_members(composite)
+    }
+    for alarm in alarms:
+        if _alarm_heard(alarm):
+            continue
+        name = known(alarm.props, "alarmName" if alarm.resource_type == COMPOSITE_ALARM else "name")
+        if isinstance(name, str) and name in heard_through:
+            continue
         report(
-            f"{label(args)} has no alarm action (alarmActions, with actionsEnabled): it fires and nobody "
-            "hears. Notify the region's alert topic (or act: a scaling policy).",
-            None,
+            f"{label(alarm)} has no alarm action (alarmActions, with actionsEnabled) and no composite alarm "
+            "with one reads it: it fires and nobody hears. Notify the region's alert topic (or act: a "
+            "scaling policy).",
+            alarm.urn,
         )
 
 
@@ -591,11 +616,11 @@ gpu_pool_spot_share = ResourceValidationPolicy(
     validate=_spot_share,
 )
 
-alarm_has_action = ResourceValidationPolicy(
+alarm_has_action = StackValidationPolicy(
     name="alarm-has-action",
     description=(
-        "Every CloudWatch alarm has an action (an alert topic or a scaling policy): an alarm nobody hears "
-        "is noise."
+        "Every CloudWatch alarm has an action (an alert topic or a scaling policy), or is read by a "
+        "composite alarm that has one: an alarm nobody hears is noise."
     ),
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_alarm_action,

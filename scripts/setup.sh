@@ -71,6 +71,23 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# promtool: Prometheus's own config checker, which the tests run over the scrape configs the program renders.
+# Only its binary, from Debian's prometheus package, into .tools/bin (installing the package would also
+# start a Prometheus server).
+tools_bin=".tools/bin"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools_bin/promtool" ]; then
+  echo "setup: extracting promtool from the distribution's prometheus package into $tools_bin"
+  unpack="$(mktemp -d)"
+  if ! (cd "$unpack" && apt-get download prometheus >/dev/null 2>&1); then
+    $sudo apt-get update -qq
+    (cd "$unpack" && apt-get download prometheus >/dev/null 2>&1)
+  fi
+  dpkg-deb -x "$unpack"/prometheus_*.deb "$unpack/root"
+  mkdir -p "$tools_bin"
+  cp "$unpack/root/usr/bin/promtool" "$tools_bin/promtool"
+  rm -rf "$unpack"
+fi
+
 # The system Python (3.11 or 3.12), never a downloaded one; bytecode precompiled: with
 # PYTHONDONTWRITEBYTECODE set, each `fleet plan` would otherwise recompile pulumi_aws (~1.5 s).
 UV_COMPILE_BYTECODE=1 uv sync --frozen

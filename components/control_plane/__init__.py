@@ -4,7 +4,8 @@ Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `GatewayBack
 reaches one of the fleet's own backends: a GPU pool or a Kubernetes-served model), `RedisUser` (a client of
 the region's Redis besides the gateway, with an ACL user of its own), `ControlPlaneOutputs` (and its
 per-region `RegionalControlPlaneOutputs`), `declare`, and `GATEWAY_DATABASE_RECOVERY_SECONDS` (how long
-the gateways take to write again after a promotion, for the failover budget).
+the gateways take to write again after a promotion, for the failover budget), and `gateway_metrics` (the
+gateway's CloudWatch namespace and metric names, for alarms and dashboards).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pulumi
 
+from components.control_plane import gateway_metrics
 from components.control_plane.config import (
     GATEWAY_MASTER_KEY,
     GATEWAY_SALT_KEY,
@@ -49,6 +51,7 @@ __all__ = [
     "RedisUser",
     "RegionalControlPlaneOutputs",
     "declare",
+    "gateway_metrics",
 ]
 
 SECRETS: list[SecretSpec] = [

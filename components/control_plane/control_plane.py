@@ -67,6 +67,9 @@ class RegionalControlPlaneOutputs:
     gateway_url: pulumi.Output[str]
     alb_dns_name: pulumi.Output[str]
     alb_zone_id: pulumi.Output[str]
+    # CloudWatch's dimensions of the public ALB and the gateway's target group (LoadBalancer, TargetGroup).
+    alb_arn_suffix: pulumi.Output[str]
+    gateway_target_group_arn_suffix: pulumi.Output[str]
     alb_security_group_id: pulumi.Output[str]
     gateway_security_group_id: pulumi.Output[str]
     redis_security_group_id: pulumi.Output[str]
@@ -188,6 +191,8 @@ class RegionalControlPlane(pulumi.ComponentResource):
             gateway_url=pulumi.Output.from_input(f"https://{plane.regional_name}"),
             alb_dns_name=edge.alb.dns_name,
             alb_zone_id=edge.alb.zone_id,
+            alb_arn_suffix=edge.alb.arn_suffix,
+            gateway_target_group_arn_suffix=edge.target_group.arn_suffix,
             alb_security_group_id=alb_sg.id,
             gateway_security_group_id=gateway_sg.id,
             redis_security_group_id=redis_sg.id,

@@ -47,6 +47,17 @@ class GatewayBackend:
     region: str
     model: str
     api_base: str
+    # What a token served by this backend costs (USD), for LiteLLM's spend tracking; None: not priced.
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+
+    def cost_params(self) -> dict[str, float]:
+        if self.input_cost_per_token is None or self.output_cost_per_token is None:
+            return {}
+        return {
+            "input_cost_per_token": self.input_cost_per_token,
+            "output_cost_per_token": self.output_cost_per_token,
+        }
 
 
 def provider_key_env(provider: str) -> str:
@@ -90,6 +101,9 @@ def backend_deployments(
                 "model": f"openai/{here[name].model}",
                 "api_base": here[name].api_base,
                 "api_key": f"os.environ/{POOL_API_KEY_ENV}",
+                # The fleet's own capacity priced per token (gpu_pools/token_cost.py): spend and budgets
+                # per key count it.
+                **here[name].cost_params(),
                 "timeout": gateway.request_timeout_seconds,
                 "order": POOL_ORDER,
             },
@@ -141,6 +155,9 @@ def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = 
             "request_timeout": timeout,
             # Providers differ in the OpenAI parameters they accept; drop the unsupported ones, do not fail.
             "drop_params": True,
+            # /metrics for the task's metrics sidecar (gateway_metrics.py), which presents the master key.
+            "callbacks": ["prometheus"],
+            "require_auth_for_metrics_endpoint": True,
         },
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",

@@ -5,7 +5,7 @@ encrypted with the region's data key, and reach the container only as `secrets` 
 environment. Its config file is rendered from the stack config into the edge's bucket under a key carrying
 its digest, so a routing change is a new task definition and a rolling deployment. The task runs the
 database migrations first and the region-health sidecar beside the gateway; autoscaling tracks the
-requests per task.
+requests per task. A metrics sidecar (gateway_metrics.py) scrapes LiteLLM's /metrics into CloudWatch.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_aws as aws
 
-from components.control_plane import region_health
+from components.control_plane import gateway_metrics, region_health
 from components.control_plane.edge import Edge
 from components.control_plane.gateway_config import (
     DATABASE_URL_ENV,
@@ -128,6 +128,8 @@ def _secret(
                 DATABASE_URL_ENV: url,
                 REDIS_PASSWORD_ENV: redis_token,
                 SALT_KEY_ENV: salt_key,
+                # The metrics sidecar's scrape config: it presents the master key to /metrics.
+                gateway_metrics.PROMETHEUS_CONFIG_ENV: gateway_metrics.scrape_config_yaml(master_key),
                 **{provider_key_env(p): provider_keys[p] for p in providers},
                 **({POOL_API_KEY_ENV: pool_key} if to_backends else {}),
             }
@@ -184,8 +186,14 @@ def _service(
     logs = aws.cloudwatch.LogGroup(
         f"{name}-gateway-logs", retention_in_days=plane.log_retention_days, opts=_child(parent)
     )
+    # The metrics sidecar writes EMF here: CloudWatch turns each event into the gateway's metrics.
+    metrics_logs = aws.cloudwatch.LogGroup(
+        f"{name}-gateway-metrics", retention_in_days=plane.log_retention_days, opts=_child(parent)
+    )
     image, pull_statements = _image(args, parent)
-    execution_role, task_role = _task_roles(args, config_key, secret, logs, pull_statements, parent)
+    execution_role, task_role = _task_roles(
+        args, config_key, secret, logs, metrics_logs, pull_statements, parent
+    )
 
     secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV, SALT_KEY_ENV] + [
         provider_key_env(p) for p in gateway.providers_used()
@@ -253,6 +261,7 @@ def _service(
                     f"http://127.0.0.1:{GATEWAY_PORT}{LIVENESS_PATH}",
                     log_options,
                 ),
+                gateway_metrics.sidecar(region, cluster.name, metrics_logs.name, secret.arn, log_options),
             ]
         ),
         opts=_child(parent),
@@ -303,6 +312,7 @@ def _task_roles(
     config_key: str,
     secret: aws.secretsmanager.Secret,
     logs: aws.cloudwatch.LogGroup,
+    metrics_logs: aws.cloudwatch.LogGroup,
     pull_statements: list[dict[str, Any]],
     parent: pulumi.Resource,
 ) -> tuple[aws.iam.Role, aws.iam.Role]:
@@ -331,7 +341,15 @@ def _task_roles(
                 "Effect": "Allow",
                 "Action": "s3:GetObject",
                 "Resource": pulumi.Output.concat(args.edge.bucket.arn, "/", config_key),
-            }
+            },
+            # The metrics sidecar's EMF events (the CloudWatch agent also lists its streams).
+            {**log_statement(metrics_logs.arn), "Sid": "GatewayMetrics"},
+            {
+                "Sid": "GatewayMetricsStreams",
+                "Effect": "Allow",
+                "Action": "logs:DescribeLogStreams",
+                "Resource": pulumi.Output.concat(metrics_logs.arn, ":*"),
+            },
         ],
         _child(parent),
     )

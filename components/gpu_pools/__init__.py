@@ -5,7 +5,7 @@ pool's region routes to before its serverless endpoints.
 Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSWORD`, `SECRETS`,
 `GpuPoolsOutputs`, `gateway_backends` (the gateway's view of the pools, from config alone), `redis_users`
 (the nodes' ACL user on their region's Redis), the agents' `AGENT_PORT` and heartbeat key prefix and TTL,
-`declare`.
+`pool_budget` (a pool's capacity and cost figures), `token_cost` (what a token it serves costs), `declare`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from components.control_plane import ControlPlaneOutputs, GatewayBackend, RedisU
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
-from components.gpu_pools.budget import stack_budget
+from components.gpu_pools.budget import pool_budget, stack_budget
 from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.gpu_pools.token_cost import TokenCost, token_cost
 from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
 from fleet_agent import constants as agent_constants
@@ -39,9 +40,12 @@ __all__ = [
     "GpuPoolConfig",
     "GpuPoolsOutputs",
     "NodeImageConfig",
+    "TokenCost",
     "declare",
     "gateway_backends",
+    "pool_budget",
     "redis_users",
+    "token_cost",
 ]
 
 SECRETS: list[SecretSpec] = [POOL_API_KEY, NODE_REDIS_PASSWORD]
@@ -73,16 +77,22 @@ def pool_hostname(pool: GpuPoolConfig, domain: str) -> str:
 
 
 def gateway_backends(pools: Sequence[GpuPoolConfig], domain: str) -> list[GatewayBackend]:
-    """How the gateways reach the pools, known from config before either is declared."""
-    return [
-        GatewayBackend(
-            name=pool.name,
-            region=pool.region,
-            model=pool.model,
-            api_base=f"http://{pool_hostname(pool, domain)}/v1",
+    """How the gateways reach the pools, and what a token from each costs, known from config before either
+    is declared."""
+    backends = []
+    for pool in pools:
+        cost = token_cost(pool)
+        backends.append(
+            GatewayBackend(
+                name=pool.name,
+                region=pool.region,
+                model=pool.model,
+                api_base=f"http://{pool_hostname(pool, domain)}/v1",
+                input_cost_per_token=cost.input_usd_per_token if cost else None,
+                output_cost_per_token=cost.output_usd_per_token if cost else None,
+            )
         )
-        for pool in pools
-    ]
+    return backends
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,13 @@ def _hourly(pool: GpuPoolConfig, nodes: int) -> float:
     return round(cost, 2)
 
 
+def node_hourly_at_max(pool: GpuPoolConfig) -> float | None:
+    """USD an hour per node of the pool at its max size (None where a type or the region is unpriced)."""
+    if any(node_price(pool.region, t) is None for t in pool.instance_types):
+        return None
+    return _hourly(pool, pool.max_size) / pool.max_size
+
+
 def pool_budget(pool: GpuPoolConfig) -> dict[str, Any]:
     at_max_on_demand = pool.on_demand_nodes(pool.max_size)
     unpriced = [t for t in pool.instance_types if node_price(pool.region, t) is None]
@@ -64,5 +71,8 @@ def stack_budget(pools: Sequence[GpuPoolConfig]) -> dict[str, Any]:
     else:
         for key in ("usdPerHourAtMin", "usdPerHourAtMax"):
             totals[key] = round(sum(p[key] for p in per_pool.values()), 2)
-    totals["prices"] = f"catalog {PRICES_CHECKED}: on-demand list prices, spot estimated ({PRICE_CATALOG})"
+    totals["prices"] = (
+        f"catalog {PRICES_CHECKED}: on-demand list prices (EU regions estimated), spot estimated "
+        f"({PRICE_CATALOG})"
+    )
     return {"gpuCapacity": per_pool, "gpuTotals": totals}

@@ -80,6 +80,28 @@ class WarmPoolConfig(Section):
     state: Literal["Stopped", "Running", "Hibernated"] = "Stopped"
 
 
+class PoolThroughputConfig(Section):
+    """`gpuPools[].throughput`: tokens a node sustains at its target load, which price the pool's tokens for
+    the gateway's spend tracking (a token costs the node-seconds it takes). Measure them (the dashboards'
+    tokens per second per pool) and set them; unset, planning defaults per engine and GPU apply
+    (POOL_THROUGHPUT_DEFAULTS), and the plan says so."""
+
+    input_tokens_per_second: float | None = Field(
+        default=None, gt=0, le=10_000_000, description="prompt tokens per second a node processes"
+    )
+    output_tokens_per_second: float | None = Field(
+        default=None, gt=0, le=1_000_000, description="generated tokens per second a node produces"
+    )
+
+
+# Planning defaults per GPU of a node, not measurements: vLLM batches many requests (continuous batching,
+# prefill far faster than decode); Ollama runs a few at once (OLLAMA_NUM_PARALLEL). Prompt, generated.
+POOL_THROUGHPUT_DEFAULTS: dict[str, tuple[float, float]] = {
+    "vllm": (8000.0, 1500.0),
+    "ollama": (1500.0, 150.0),
+}
+
+
 class GpuPoolConfig(Section):
     """A GPU node pool: an Auto Scaling group of one engine serving one model, behind its own internal
     load balancer, with an on-demand floor and spot above it."""
@@ -102,6 +124,7 @@ class GpuPoolConfig(Section):
     disk_gib: int = Field(default=200, ge=60, le=16384, description="encrypted gp3 root volume")
     engine_args: list[str] = Field(default_factory=list, max_length=40)
     warm_pool: WarmPoolConfig | None = None
+    throughput: PoolThroughputConfig = Field(default_factory=PoolThroughputConfig)
 
     @classmethod
     def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
@@ -126,6 +149,16 @@ class GpuPoolConfig(Section):
 
     def spot_share_at_max(self) -> float:
         return (self.max_size - self.on_demand_nodes(self.max_size)) / self.max_size
+
+    def tokens_per_second(self) -> tuple[float, float, bool]:
+        """(prompt, generated) tokens per second of one node, and whether both were configured."""
+        per_gpu_in, per_gpu_out = POOL_THROUGHPUT_DEFAULTS[self.engine]
+        given = self.throughput
+        return (
+            given.input_tokens_per_second or per_gpu_in * self.gpus_per_node,
+            given.output_tokens_per_second or per_gpu_out * self.gpus_per_node,
+            given.input_tokens_per_second is not None and given.output_tokens_per_second is not None,
+        )
 
     @property
     def uses_spot(self) -> bool:

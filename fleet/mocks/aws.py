@@ -92,6 +92,16 @@ _ECS_SERVICE = NameRule(255, "ecs CreateService serviceName", pattern=_ECS_NAME)
 _ECS_FAMILY = NameRule(255, "ecs RegisterTaskDefinition family", pattern=_ECS_NAME)
 _LOG_GROUP = NameRule(512, "logs CreateLogGroup logGroupName", pattern=r"[.\-_/#A-Za-z0-9]+")
 _ALARM = NameRule(255, "cloudwatch PutMetricAlarm AlarmName")
+_COMPOSITE_ALARM = NameRule(255, "cloudwatch PutCompositeAlarm AlarmName")
+_DASHBOARD = NameRule(
+    255, "cloudwatch PutDashboard DashboardName", pattern=r"[A-Za-z0-9_-]+", what="letters, digits, - and _"
+)
+_BUDGET = NameRule(
+    100,
+    "budgets CreateBudget BudgetName",
+    pattern=r"(?!.*/action/)[^:\\]+",
+    what="anything but ':' and '\\', without '/action/'",
+)
 _EVENT_RULE = NameRule(64, "events PutRule Name", pattern=r"[.\-_A-Za-z0-9]+")
 _QUEUE = NameRule(80, "sqs CreateQueue QueueName", pattern=r"[A-Za-z0-9_-]+")
 _TOPIC = NameRule(256, "sns CreateTopic Name", pattern=r"[A-Za-z0-9_-]+")
@@ -510,6 +520,33 @@ def _metric_alarm(ctx: MockContext) -> dict[str, Any]:
     return {"arn": _arn(ctx, "cloudwatch", f"alarm:{ctx.physical_name}")}
 
 
+@register(
+    "aws:cloudwatch/compositeAlarm:CompositeAlarm",
+    name_input="alarmName",
+    autonamed=False,
+    rule=_COMPOSITE_ALARM,
+    id_is_name=True,
+)
+def _composite_alarm(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": _arn(ctx, "cloudwatch", f"alarm:{ctx.physical_name}")}
+
+
+@register(
+    "aws:cloudwatch/dashboard:Dashboard",
+    name_input="dashboardName",
+    autonamed=False,
+    rule=_DASHBOARD,
+    id_is_name=True,
+)
+def _dashboard(ctx: MockContext) -> dict[str, Any]:
+    return {"dashboardArn": f"arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{ctx.physical_name}"}
+
+
+@register("aws:budgets/budget:Budget", rule=_BUDGET)
+def _budget(ctx: MockContext) -> dict[str, Any]:
+    return {"arn": f"arn:aws:budgets::{ACCOUNT_ID}:budget/{ctx.physical_name}", "accountId": ACCOUNT_ID}
+
+
 @register("aws:cloudwatch/eventRule:EventRule", rule=_EVENT_RULE)
 def _event_rule(ctx: MockContext) -> dict[str, Any]:
     return {"arn": _arn(ctx, "events", f"rule/{ctx.physical_name}")}
@@ -533,6 +570,7 @@ def _topic(ctx: MockContext) -> dict[str, Any]:
 
 
 declare("aws:sns/topicSubscription:TopicSubscription", name_input=None)
+declare("aws:sns/topicPolicy:TopicPolicy", name_input=None)
 
 
 @register("aws:ssm/document:Document", autonamed=False, rule=_SSM_DOCUMENT, id_is_name=True)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.control_plane import gateway_metrics
 from components.core.catalog.resource_types import (
     AWS_PROVIDER,
     CACHE_USER,
@@ -24,6 +25,7 @@ from components.core.catalog.resource_types import (
     LISTENER,
     LISTENER_RULE,
     LOAD_BALANCER,
+    LOG_GROUP,
     RDS_CLUSTER,
     RDS_CLUSTER_INSTANCE,
     RDS_GLOBAL_CLUSTER,
@@ -63,7 +65,12 @@ def in_region(rendering: Rendering, region: str, resource_type: str) -> list[Rec
     def of_pools(r: RecordedResource) -> bool:
         top = rendering.top_component(r)
         return top is not None and top.type.startswith(
-            ("inference-fleet:gpu_pools:", "inference-fleet:model_store:", "inference-fleet:controller:")
+            (
+                "inference-fleet:gpu_pools:",
+                "inference-fleet:model_store:",
+                "inference-fleet:controller:",
+                "inference-fleet:observability:",
+            )
         )
 
     return [r for r in rendering.of_type(resource_type) if r.provider == provider and not of_pools(r)]
@@ -354,7 +361,10 @@ def test_gateway_image_is_the_one_the_stack_config_pins(render, stack_input):
             "ghcr",
         )
         mirrored = f"123456789012.dkr.ecr.{region}.amazonaws.com/ghcr/{pinned.removeprefix('ghcr.io/')}"
-        assert {c["image"] for c in containers(prod, region).values()} == {mirrored}
+        images = {name: c["image"] for name, c in containers(prod, region).items()}
+        # Besides the metrics sidecar (the CloudWatch agent, pinned by digest too), every container runs it.
+        assert images.pop(gateway_metrics.METRICS_CONTAINER) == gateway_metrics.METRICS_AGENT_IMAGE
+        assert set(images.values()) == {mirrored}
 
 
 @pytest.mark.parametrize("region", REGIONS)
@@ -376,6 +386,13 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
         # Both regions' gateways route to a GPU pool of their own.
         "FLEET_POOL_API_KEY",
     }
+    # The metrics sidecar's scrape config holds the master key: a secret too, from the same document.
+    sidecar = containers(prod, region)[gateway_metrics.METRICS_CONTAINER]
+    (scrape,) = sidecar["secrets"]
+    assert (scrape["name"], scrape["valueFrom"]) == (
+        gateway_metrics.PROMETHEUS_CONFIG_ENV,
+        f"{secret.outputs['arn']}:{gateway_metrics.PROMETHEUS_CONFIG_ENV}::",
+    )
     for entry in definition["secrets"]:
         assert entry["valueFrom"] == f"{secret.outputs['arn']}:{entry['name']}::"
     plain = {e["name"] for e in definition["environment"]}
@@ -385,7 +402,9 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
     ]
     # The secret's document holds exactly the keys the task reads, encrypted with the region's key.
     version = gateway_version(prod, region)
-    assert set(json.loads(secret_value(version.inputs["secretString"]))) == names
+    assert set(json.loads(secret_value(version.inputs["secretString"]))) == names | {
+        gateway_metrics.PROMETHEUS_CONFIG_ENV
+    }
     assert secret.inputs["kmsKeyId"] == one_in(prod, region, KMS_KEY).outputs["arn"]
 
 
@@ -431,8 +450,15 @@ def test_execution_role_reads_only_its_secret_and_task_role_only_its_config(rend
         )
         assert "*" not in statement["Action"]
     task = policies[f"control-plane-{region}-gateway-task"]["Statement"]
-    assert [s["Action"] for s in task] == ["s3:GetObject"]
+    assert [s["Action"] for s in task] == [
+        "s3:GetObject",
+        # The metrics sidecar writes its EMF to its own log group, and nothing else.
+        ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "logs:DescribeLogStreams",
+    ]
     assert task[0]["Resource"].endswith(container_config_key(prod, region))
+    metrics_logs = one_in(prod, region, LOG_GROUP, f"control-plane-{region}-gateway-metrics")
+    assert {s["Resource"] for s in task[1:]} == {metrics_logs.outputs["arn"] + ":*"}
 
 
 def container_config_key(rendering: Rendering, region: str) -> str:

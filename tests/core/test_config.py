@@ -75,7 +75,7 @@ BAD_CONFIGS: list[tuple[str, str, dict[str, Any], str]] = [
         {"bogusKey": "x"},
         "inference-fleet:bogusKey: unknown key; allowed: tier, domain, primaryRegion, standbyRegion, gcpProject, "
         "gcpRegion, tags, logRetentionDays, network, gpuPools, nodeImage, modelStore, controller, batchJobs, kubernetes, controlPlane, "
-        "alerts, gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, "
+        "alerts, slo, costBudget, monitoring, gatewayMasterKey, providerApiKeys, redisAuthToken, gatewaySaltKey, ghcrCredentials, "
         "databasePassword, gatewayDatabasePassword, poolApiKey, nodeRedisPassword, modelStoreAuthToken, "
         "controllerRedisPassword, kubernetesKubeconfigs",
     ),

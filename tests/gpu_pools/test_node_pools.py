@@ -201,10 +201,12 @@ def test_only_the_gateway_reaches_the_pool_and_only_the_pool_reaches_the_agents(
         key=str,
     )
     controller_sg = prod.one(SECURITY_GROUP, "controller-us-east-1-sg").id
+    collector_sg = prod.one(SECURITY_GROUP, "observability-us-east-1-metrics-collector").id
     assert sorted(rules_on(prod, node_sg), key=str) == sorted(
         [
             {"direction": "in", "port": agent, "peer": lb_sg},
             {"direction": "in", "port": agent, "peer": controller_sg},  # the fleet controller's poll
+            {"direction": "in", "port": agent, "peer": collector_sg},  # a Prometheus collector's scrape
             {"direction": "out", "port": 6379, "peer": redis_sg},
             {"direction": "out", "port": 443, "peer": "0.0.0.0/0"},
         ],

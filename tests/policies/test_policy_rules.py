@@ -1014,3 +1014,34 @@ def test_the_k8s_example_stack_passes_the_kubernetes_rules(declare) -> None:
     result = evaluate(rendering)
     assert [v for v in result.violations if v.policy in ("no-privileged-pods", "gpu-workload-limits")] == []
     assert any(r.type == K8S_DEPLOYMENT for r in rendering.resources)
+
+
+def burn_pair(*, paging: bool) -> None:
+    """A multiwindow burn-rate pair: two window alarms without actions, read by one composite alarm."""
+    opts = aws_provider()
+    for window, period in (("1h", 3600), ("5m", 300)):
+        aws.cloudwatch.MetricAlarm(
+            f"burn-{window}",
+            name=f"slo-availability-{window}",
+            namespace="AWS/ApplicationELB",
+            metric_name="HTTPCode_Target_5XX_Count",
+            statistic="Sum",
+            period=period,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=14.4,
+            opts=opts,
+        )
+    aws.cloudwatch.CompositeAlarm(
+        "burn",
+        alarm_name="slo-availability-fast-burn",
+        alarm_rule='ALARM("slo-availability-1h") AND ALARM("slo-availability-5m")',
+        alarm_actions=["arn:aws:sns:us-east-1:123456789012:fleet-prod-use1-alerts"] if paging else None,
+        opts=opts,
+    )
+
+
+def test_window_alarms_are_heard_through_the_composite_alarm_that_pages(declare) -> None:
+    assert findings(declare(lambda: burn_pair(paging=True)), "alarm-has-action") == []
+    found = findings(declare(lambda: burn_pair(paging=False)), "alarm-has-action")
+    assert sorted(v.urn.rsplit("::", 1)[1] for v in found) == ["burn", "burn-1h", "burn-5m"]

@@ -10,6 +10,8 @@ A dated snapshot, kept as data (the policy pack and the budgets read it without 
   g6e 50 %). Refresh them before relying on a figure:
       aws ec2 describe-spot-price-history --region us-east-1 --product-descriptions Linux/UNIX \\
           --instance-types g6.xlarge --start-time "$(date -u +%FT%TZ)"
+- EU regions (eu-west-1, eu-west-2, eu-central-1, eu-north-1): the US price times the region's uplift in
+  service_prices.REGION_UPLIFT (UNCONFIRMED estimates: check the region's own list price).
 - Families off the default allowlist (p4d, p4de, p5, p5e) are not priced here: a pool using them shows
   its cost as unknown rather than a guess.
 """
@@ -17,6 +19,8 @@ A dated snapshot, kept as data (the policy pack and the budgets read it without 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from components.core.catalog.service_prices import REGION_UPLIFT
 
 PRICES_CHECKED = "2026-11"
 ON_DEMAND_SOURCE = "AWS EC2 On-Demand price list (Linux, shared tenancy), us-east-1 = us-east-2 = us-west-2"
@@ -44,7 +48,9 @@ class NodePrice:
 def node_price(region: str, instance_type: str) -> NodePrice | None:
     """The hourly prices of one node, or None where this catalog has none."""
     on_demand = _ON_DEMAND.get(instance_type)
-    if region not in PRICED_REGIONS or on_demand is None:
+    factor = 1.0 if region in PRICED_REGIONS else REGION_UPLIFT.get(region)
+    if factor is None or on_demand is None:
         return None
+    on_demand = round(on_demand * factor, 4)
     fraction = _SPOT_FRACTION[instance_type.split(".", 1)[0]]
     return NodePrice(on_demand=on_demand, spot=round(on_demand * fraction, 4))
