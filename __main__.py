@@ -60,6 +60,8 @@ planes = control_plane.declare(
     backends=backends,
     pool_api_key=pool_api_key,
     redis_users=redis_users,
+    # What Route53 hears from a region that serves only through serverless endpoints.
+    serverless_only_healthy=cp.failover.serverless_only == "healthy",
 )
 # Model weights: a JuiceFS volume per region with GPU pools, a bucket for the batch jobs.
 store = model_store.declare(
@@ -83,6 +85,7 @@ pools = gpu_pools.declare(
     data=data,
     secrets=secrets,
     store=store,
+    topic_arns=alarm_topics,
 )
 resilience = failover.declare(
     stack,

@@ -125,7 +125,10 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
     for key, value in doc["outputs"].items():
         lines.append(f"  {key:<20} {_shown_output(value)}")
     lines += ["", "Budgets"]
-    lines += [f"  {k:<20} {json.dumps(v)}" for k, v in doc["budgets"].items()] or ["  (none declared)"]
+    for key, value in doc["budgets"].items():
+        lines += _budget_lines(key, value, "  ")
+    if not doc["budgets"]:
+        lines.append("  (none declared)")
     lines += ["", f"Policy: {policy.evaluated} rules evaluated, {len(policy.violations)} violations"]
     for v in policy.violations:
         # The message is the rule's description, then what this resource does wrong (as the engine prints).
@@ -133,6 +136,27 @@ def plan_table(rendering: Rendering, policy: PolicyResult) -> str:
         lines.append(f"  [{v.enforcement}] {v.policy}: {_short(v.urn)}")
         lines += [f"      {line}" for line in (detail or description).splitlines()]
     return "\n".join(lines) + "\n"
+
+
+def _budget_lines(key: str, value: Any, indent: str) -> list[str]:
+    """One line a budget; a budget given term by term (a `terms` list of best, typical and worst cases) as
+    its totals, then one line a term with where its figure comes from; a group of such budgets nested."""
+    if isinstance(value, dict) and isinstance(value.get("terms"), list):
+        target = f"   target {value['targetSeconds']}" if "targetSeconds" in value else ""
+        lines = [
+            f"{indent}{key}: best {value['bestSeconds']} s, typical {value['typicalSeconds']} s, "
+            f"worst {value['worstSeconds']} s{target}"
+        ]
+        for term in value["terms"]:
+            figures = f"{term['best']}/{term['typical']}/{term['worst']}"
+            lines.append(f"{indent}    {term['term']:<22} {figures:>11}  {term['source']}")
+        return lines
+    if isinstance(value, dict) and any(isinstance(v, dict) and "terms" in v for v in value.values()):
+        lines = [f"{indent}{key}"]
+        for inner, item in value.items():
+            lines += _budget_lines(inner, item, indent + "  ")
+        return lines
+    return [f"{indent}{key:<20} {json.dumps(value)}"]
 
 
 # A rendered document (a dashboard's JSON, a scrape config) is named in the table, not printed whole.

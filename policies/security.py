@@ -640,6 +640,7 @@ FLEET_NODE_ACTIONS = (
     "autoscaling:TerminateInstanceInAutoScalingGroup",
     "autoscaling:UpdateAutoScalingGroup",
     "autoscaling:DetachInstances",
+    "autoscaling:SetInstanceProtection",  # holds or opens a node to scale-in (the agents, their own group)
     "ec2:TerminateInstances",
     "ec2:StopInstances",
     "ec2:RebootInstances",

@@ -3,9 +3,9 @@
 Published: `GatewayConfig`, `RedisConfig`, the gateway's `SECRETS`, `GatewayBackend` (how the gateway
 reaches one of the fleet's own backends: a GPU pool or a Kubernetes-served model), `RedisUser` (a client of
 the region's Redis besides the gateway, with an ACL user of its own), `ControlPlaneOutputs` (and its
-per-region `RegionalControlPlaneOutputs`), `declare`, and `GATEWAY_DATABASE_RECOVERY_SECONDS` (how long
-the gateways take to write again after a promotion, for the failover budget), and `gateway_metrics` (the
-gateway's CloudWatch namespace and metric names, for alarms and dashboards).
+per-region `RegionalControlPlaneOutputs`), `declare`, `GATEWAY_TIMINGS` (what the failover budgets read of
+the gateway: its ALB's client keep-alive, its takeover alarm, its database watchdog), and `gateway_metrics`
+(the gateway's CloudWatch namespace and metric names, for alarms and dashboards).
 """
 
 from __future__ import annotations
@@ -32,21 +32,22 @@ from components.control_plane.control_plane import (
     RegionalControlPlaneOutputs,
 )
 from components.control_plane.gateway_config import GatewayBackend
-from components.control_plane.gateway_database import GATEWAY_DATABASE_RECOVERY_SECONDS
 from components.control_plane.image_mirror import mirrored
 from components.control_plane.redis_users import RedisUser
 from components.control_plane.region import ControlPlaneRegion, DatabaseAccess, GatewaySecrets
+from components.control_plane.timings import GATEWAY_TIMINGS, GatewayTimings
 from components.core.config import SecretSpec, StackSecrets
 from components.core.context import StackContext
 from components.data_tier import GATEWAY_DATABASE_PASSWORD, DataTierOutputs
 from components.network import NetworkOutputs
 
 __all__ = [
-    "GATEWAY_DATABASE_RECOVERY_SECONDS",
+    "GATEWAY_TIMINGS",
     "SECRETS",
     "ControlPlaneOutputs",
     "GatewayBackend",
     "GatewayConfig",
+    "GatewayTimings",
     "RedisConfig",
     "RedisUser",
     "RegionalControlPlaneOutputs",
@@ -90,10 +91,12 @@ def declare(
     backends: Sequence[GatewayBackend] = (),
     pool_api_key: pulumi.Output[str] | None = None,
     redis_users: Sequence[RedisUser] = (),
+    serverless_only_healthy: bool = False,
 ) -> ControlPlaneOutputs:
     """A control plane per network region (`control-plane-<region>`); the first region is the primary.
-    Each region's gateway routes to the `backends` of its own region first; its Redis takes `redis_users`
-    besides the gateway."""
+    Each region's gateway routes to the `backends` of its own region first, and reads keys from the
+    region's own database reader; its Redis takes `redis_users` besides the gateway. Its region health
+    counts serving only through serverless endpoints as serving where `serverless_only_healthy`."""
     gateway_secrets = GatewaySecrets(
         master_key=secrets.require(GATEWAY_MASTER_KEY.key),
         provider_api_keys=secrets.require_object(PROVIDER_API_KEYS.key),
@@ -124,6 +127,7 @@ def declare(
                     log_retention_days=log_retention_days,
                     deletion_protection=stack.deletion_protection,
                     backends=tuple(b for b in backends if b.region == region),
+                    serverless_only_healthy=serverless_only_healthy,
                 ),
                 stack=stack,
                 region=net.region,
@@ -133,6 +137,7 @@ def declare(
                 kms_key_arn=data.kms_key_arns[region],
                 database=DatabaseAccess(
                     endpoint=data.writer_endpoint,
+                    reader_endpoint=data.reader_endpoints[region],
                     port=data.port,
                     name=data.name,
                     username=data.gateway_username,

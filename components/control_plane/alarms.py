@@ -18,6 +18,8 @@ import pulumi_aws as aws
 from components.core.alarms import alarm
 
 ALB_5XX_PER_MINUTE = 10
+# The standby's takeover alarm: one period of the ALB's RequestCount (which arrives every 60 s).
+TAKEOVER_PERIOD_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def _scale_to_primary_on_traffic(t: AlarmTargets, opts: pulumi.ResourceOptions) 
         metric_name="RequestCount",
         dimensions={"LoadBalancer": t.alb.arn_suffix},
         statistic="Sum",
-        period=60,
+        period=TAKEOVER_PERIOD_SECONDS,
         evaluation_periods=1,
         comparison_operator="GreaterThanThreshold",
         threshold=t.requests_per_task_minute,

@@ -124,18 +124,30 @@ class GatewayConfig(Section):
     routing_strategy: RoutingStrategy = "simple-shuffle"
     num_retries: int = Field(default=2, ge=0, le=10)
     request_timeout_seconds: int = Field(default=600, ge=10, le=3600)
-    allowed_fails: int = Field(default=3, ge=1, le=100)
-    cooldown_seconds: int = Field(default=30, ge=1, le=3600)
+    allowed_fails: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="requests a GPU pool may fail as a whole (503: no node; 429: full; unreachable) within "
+        "cooldownSeconds before the gateway leaves it out for cooldownSeconds (one node's failures never do)",
+    )
+    cooldown_seconds: int = Field(
+        default=30, ge=1, le=3600, description="how long a failing pool (or endpoint) is left out"
+    )
     routes: list[GatewayRouteConfig] = Field(default_factory=list)
     serverless_endpoints: list[ServerlessEndpointConfig] = Field(default_factory=list)
     allow_requests_without_database: bool = Field(
         default=True,
-        description="serve while the database is unreachable (unverifiable keys get a restricted identity)",
+        description="serve a key the database cannot look up (LiteLLM then serves any sk- bearer token with "
+        "a restricted identity); prod refuses it: each region checks keys against its own reader",
     )
 
     @classmethod
     def shape_defaults(cls, shape: StackShape) -> dict[str, Any]:
-        return {"min_tasks": 2} if shape.tier == "prod" else {}  # prod's rule: a zone's loss leaves one
+        if shape.tier != "prod":
+            return {}
+        # prod's rule: a zone's loss leaves a task; and a key nobody can look up is refused, not served.
+        return {"min_tasks": 2, "allow_requests_without_database": False}
 
     def providers_used(self) -> list[str]:
         """Providers whose keys the gateway needs: those of the endpoints that routes reach."""

@@ -19,7 +19,7 @@ from components.control_plane import region_health
 from components.control_plane.gateway_config import GATEWAY_PORT, LIVENESS_PATH
 from components.control_plane.public_api import NOT_FOUND, declare_public_rules
 from components.control_plane.region import ControlPlaneRegion
-from components.core.catalog.aws import LOAD_BALANCER_NAME_MAX
+from components.core.catalog.aws import ALB_CLIENT_KEEP_ALIVE_RANGE_SECONDS, LOAD_BALANCER_NAME_MAX
 from components.core.context import RegionContext, StackContext
 from components.core.iam import Statement
 from components.core.load_balancing import http_health_check
@@ -30,6 +30,10 @@ HTTP_PORT = 80
 # TLS 1.3 with 1.2 for older clients, forward secrecy only.
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 ACCESS_LOG_PREFIX = "alb-logs"
+# The ALB closes a client's connection after this, gracefully (the request in flight completes): the
+# shortest the API takes (60-604800 s, 3600 s by default). A client pooling connections to a region that
+# cannot serve comes back through DNS, to the standby, within it (the failover budget's keepAliveHeld).
+CLIENT_KEEP_ALIVE_SECONDS = ALB_CLIENT_KEEP_ALIVE_RANGE_SECONDS[0]
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,7 @@ def _load_balancer(
         subnets=args.public_subnet_ids,
         # A completion may stay silent until done: let a connection idle as long as a request may run.
         idle_timeout=timeout,
+        client_keep_alive=CLIENT_KEEP_ALIVE_SECONDS,
         drop_invalid_header_fields=True,
         enable_deletion_protection=plane.deletion_protection,
         access_logs=aws.lb.LoadBalancerAccessLogsArgs(

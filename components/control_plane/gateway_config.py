@@ -25,6 +25,9 @@ LIVENESS_PATH = "/health/liveliness"
 # definition's `secrets` (Secrets Manager); the rest are plain settings.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
+# LiteLLM (1.104) sends every read, key lookups included, to this URL when it is set (proxy/utils.py:
+# PrismaClient builds a RoutingPrismaWrapper over the writer and this reader); writes stay on DATABASE_URL.
+READ_REPLICA_URL_ENV = "DATABASE_URL_READ_REPLICA"
 REDIS_PASSWORD_ENV = "REDIS_PASSWORD"
 REDIS_HOST_ENV = "REDIS_HOST"
 REDIS_PORT_ENV = "REDIS_PORT"
@@ -35,6 +38,48 @@ POOL_API_KEY_ENV = "FLEET_POOL_API_KEY"
 # when every deployment of the lower one has failed or cools down (order-based fallback, LiteLLM 1.104).
 POOL_ORDER = 1
 SERVERLESS_ORDER = 2
+# How LiteLLM (1.104) cools a deployment down, read in its source (router_utils/cooldown_handlers.py):
+# - the router's `allowed_fails` is honoured only when it differs from LiteLLM's own default (3): at 3
+#   the router runs its "v2" rule instead (`_is_allowed_fails_set_on_router`): cooled when more than
+#   half of this minute's requests failed, at least 5 of them, counted in each process on its own;
+# - a deployment's `model_info.allowed_fails_policy` always applies (`_get_deployment_cooldown_policy`),
+#   counted per exception type in the router's cache, Redis here, so every task of the region shares the
+#   count; the pool cools once a type's count within `cooldown_time` exceeds its entry;
+# - its `model_info.cooldown_time` wins over a response's Retry-After, so one draining node's answer
+#   never sets how long its whole pool is left out.
+# A pool's deployment is its load balancer, not a node. What says the pool as a whole cannot serve now
+# counts to `allowedFails`: no node behind the load balancer (503), the load balancer unreachable (500
+# "Connection error"), its nodes' queues full (429: the overflow goes to the endpoint). What one node's
+# failure looks like never cools the whole pool (NODE_FAILURES_ALLOWED): a 502 (the load balancer
+# reached a node that is gone) or a timeout (a hung node) is retried on another node (round robin), and
+# the load balancer drops that node within 10 s (gpu_pools timings); cooling the pool for it would send
+# its traffic to the paid endpoint while its other nodes are ready.
+POOL_FAILURES = (
+    "ServiceUnavailableErrorAllowedFails",
+    "InternalServerErrorAllowedFails",
+    "RateLimitErrorAllowedFails",
+)
+NODE_FAILURES = ("BadGatewayErrorAllowedFails", "TimeoutErrorAllowedFails")
+NODE_FAILURES_ALLOWED = 1000
+
+
+def pool_cooldown_policy(allowed_fails: int) -> dict[str, int]:
+    """A pool deployment's `model_info.allowed_fails_policy`."""
+    policy: dict[str, int] = dict.fromkeys(POOL_FAILURES, allowed_fails)
+    return policy | dict.fromkeys(NODE_FAILURES, NODE_FAILURES_ALLOWED)
+
+
+# Retries (router `retry_policy`, router_utils/get_retry_from_policy.py): none for what a retry cannot
+# change (a bad request, a wrong key, an unknown model) and none after a timeout (an attempt that timed
+# out cost the whole request timeout; the next deployment in order serves instead). Every other class
+# gets `numRetries` (no DefaultRetries entry: LiteLLM's own retry rules then apply).
+NO_RETRY = (
+    "TimeoutErrorRetries",
+    "BadRequestErrorRetries",
+    "AuthenticationErrorRetries",
+    "ContentPolicyViolationErrorRetries",
+    "NotFoundErrorRetries",
+)
 
 
 @dataclass(frozen=True)
@@ -107,7 +152,11 @@ def backend_deployments(
                 "timeout": gateway.request_timeout_seconds,
                 "order": POOL_ORDER,
             },
-            "model_info": {"id": f"{route_model}/pool/{name}"},
+            "model_info": {
+                "id": f"{route_model}/pool/{name}",
+                "allowed_fails_policy": pool_cooldown_policy(gateway.allowed_fails),
+                "cooldown_time": gateway.cooldown_seconds,
+            },
         }
         for name in backend_names
         if name in here
@@ -137,8 +186,10 @@ def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = 
     router_settings: dict[str, Any] = {
         "routing_strategy": gateway.routing_strategy,
         "num_retries": gateway.num_retries,
+        "retry_policy": dict.fromkeys(NO_RETRY, 0),
         "timeout": timeout,
-        "allowed_fails": gateway.allowed_fails,
+        # No router-wide `allowed_fails`: the pools carry their own policy; serverless deployments keep
+        # LiteLLM's failure-rate rule (a provider's 429 cools it at once).
         "cooldown_time": gateway.cooldown_seconds,
         # Shared routing state (cooldowns, usage, latency) across every task of the region.
         "redis_host": f"os.environ/{REDIS_HOST_ENV}",
@@ -162,7 +213,7 @@ def litellm_config(gateway: GatewayConfig, backends: Sequence[GatewayBackend] = 
         "general_settings": {
             "master_key": f"os.environ/{MASTER_KEY_ENV}",
             "database_url": f"os.environ/{DATABASE_URL_ENV}",
-            # Keep serving while the database is unreachable (see control_plane/gateway_database.py).
+            # Whether a key that cannot be looked up is served (see control_plane/gateway_database.py).
             "allow_requests_on_db_unavailable": gateway.allow_requests_without_database,
         },
     }

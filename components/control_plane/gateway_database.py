@@ -1,11 +1,15 @@
-"""How the gateway uses its database so that losing it never stops inference, as LiteLLM (the version
-the gateway image pins, 1.104.0) behaves:
+"""How the gateway uses its database so that losing the writer's region never stops inference nor opens
+the API, as LiteLLM (the version the gateway image pins, 1.104.0) behaves:
 
-- `allow_requests_on_db_unavailable` (rendered into the config): requests keep being served while the
-  database is unreachable. Keys already verified stay cached; a key LiteLLM cannot verify is given a
-  restricted INTERNAL_USER identity (`DB_UNAVAILABLE_FALLBACK_USER_ID`), so during an outage any caller
-  with a bearer token is served. `controlPlane.gateway.allowRequestsWithoutDatabase: false` refuses them
-  instead.
+- Each region's gateway reads from its own region's Aurora reader (`DATABASE_URL_READ_REPLICA`: the
+  primary cluster's reader endpoint, the standby's secondary cluster's) and writes through the global
+  writer (`DATABASE_URL`). LiteLLM then routes every read, virtual-key lookups included, to the reader
+  (proxy/utils.py builds a RoutingPrismaWrapper), and probes the reader for its health: with the writer's
+  region gone, keys are still checked, and an unknown key is refused.
+- `allow_requests_on_db_unavailable` (rendered from `controlPlane.gateway.allowRequestsWithoutDatabase`,
+  false in prod): when true, a key LiteLLM cannot look up is given a restricted INTERNAL_USER identity
+  (`DB_UNAVAILABLE_FALLBACK_USER_ID`) and served, so while no database answers any caller with an `sk-`
+  bearer token is served. False refuses such keys; a task then needs its reader to answer at start.
 - Migrations never keep a task from serving. LiteLLM run as the server with an unreachable writer
   stops (its migration resolver gives up with "cannot be auto-recovered", whatever
   `--no-enforce_prisma_migration_check` says), so the serving container skips them

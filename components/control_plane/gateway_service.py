@@ -24,9 +24,9 @@ from components.control_plane.edge import Edge
 from components.control_plane.gateway_config import (
     DATABASE_URL_ENV,
     GATEWAY_PORT,
-    LIVENESS_PATH,
     MASTER_KEY_ENV,
     POOL_API_KEY_ENV,
+    READ_REPLICA_URL_ENV,
     REDIS_HOST_ENV,
     REDIS_PASSWORD_ENV,
     REDIS_PORT_ENV,
@@ -57,6 +57,8 @@ STOP_TIMEOUT_SECONDS = 120
 # The gateway keeps an idle connection open this much longer than the ALB does: the ALB must be the one
 # to close it, or it reuses a connection the gateway has just closed and answers 502.
 KEEPALIVE_MARGIN_SECONDS = 60
+# ECS ignores a new task's health checks this long: it starts migrations, then LiteLLM.
+HEALTH_CHECK_GRACE_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -114,20 +116,24 @@ def _secret(
     )
 
     def document(values: list[Any]) -> str:
-        master_key, provider_keys, password, redis_token, salt_key, username, endpoint, pool_key = values
+        master_key, provider_keys, password, redis_token, salt_key, username, writer, reader, pool_key = (
+            values
+        )
         missing = [p for p in providers if p not in (provider_keys or {})]
         if missing:
             raise ValueError(
                 f"{PROJECT}:providerApiKeys: no key for {', '.join(missing)}; the gateway's routes use "
                 f"{', '.join(providers)}. Add it in ESC: secrets.providerApiKeys.<provider>"
             )
-        url = database_url(username, quote(password, safe=""), endpoint, db.port, db.name)
+        password_quoted = quote(password, safe="")
         return json.dumps(
             {
                 MASTER_KEY_ENV: master_key,
-                DATABASE_URL_ENV: url,
+                DATABASE_URL_ENV: database_url(username, password_quoted, writer, db.port, db.name),
+                READ_REPLICA_URL_ENV: database_url(username, password_quoted, reader, db.port, db.name),
                 REDIS_PASSWORD_ENV: redis_token,
                 SALT_KEY_ENV: salt_key,
+                region_health.REGION_HEALTH_KEY_ENV: region_health.probe_key(master_key, plane.region),
                 # The metrics sidecar's scrape config: it presents the master key to /metrics.
                 gateway_metrics.PROMETHEUS_CONFIG_ENV: gateway_metrics.scrape_config_yaml(master_key),
                 **{provider_key_env(p): provider_keys[p] for p in providers},
@@ -143,6 +149,7 @@ def _secret(
         args.secrets.salt_key,
         db.username,
         db.endpoint,
+        db.reader_endpoint,
         args.secrets.pool_api_key if to_backends else None,
     ).apply(document)
     version = aws.secretsmanager.SecretVersion(
@@ -195,9 +202,13 @@ def _service(
         args, config_key, secret, logs, metrics_logs, pull_statements, parent
     )
 
-    secret_names = [MASTER_KEY_ENV, DATABASE_URL_ENV, REDIS_PASSWORD_ENV, SALT_KEY_ENV] + [
-        provider_key_env(p) for p in gateway.providers_used()
-    ]
+    secret_names = [
+        MASTER_KEY_ENV,
+        DATABASE_URL_ENV,
+        READ_REPLICA_URL_ENV,
+        REDIS_PASSWORD_ENV,
+        SALT_KEY_ENV,
+    ] + [provider_key_env(p) for p in gateway.providers_used()]
     if uses_backends(gateway, plane.backends):
         secret_names.append(POOL_API_KEY_ENV)
     keepalive = gateway.request_timeout_seconds + KEEPALIVE_MARGIN_SECONDS
@@ -255,10 +266,14 @@ def _service(
             [
                 migrate_container(container),
                 container,
-                region_health.container(
+                *region_health.containers(
                     image,
                     litellm_config(gateway, plane.backends),
-                    f"http://127.0.0.1:{GATEWAY_PORT}{LIVENESS_PATH}",
+                    region,
+                    f"http://127.0.0.1:{GATEWAY_PORT}",
+                    plane.serverless_only_healthy,
+                    secret.arn,
+                    container,
                     log_options,
                 ),
                 gateway_metrics.sidecar(region, cluster.name, metrics_logs.name, secret.arn, log_options),
@@ -289,7 +304,7 @@ def _service(
             ),
         ],
         # Prisma migrations run at start; give a new task time before its health checks count.
-        health_check_grace_period_seconds=120,
+        health_check_grace_period_seconds=HEALTH_CHECK_GRACE_SECONDS,
         deployment_minimum_healthy_percent=100,
         deployment_maximum_percent=200,
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),

@@ -34,7 +34,10 @@ class GatewaySecrets:
 class DatabaseAccess:
     """How the gateway reaches the data tier in its region."""
 
+    # The global writer (wherever it is) and this region's own reader endpoint: reads and key lookups go
+    # to the reader, so a region keeps checking keys while the writer's region is gone.
     endpoint: pulumi.Input[str]
+    reader_endpoint: pulumi.Input[str]
     port: int
     name: str
     # The gateway's own role, known once the data tier created it.
@@ -61,6 +64,9 @@ class ControlPlaneRegion:
     deletion_protection: bool
     # The fleet's own backends (GPU pools, Kubernetes-served models) this region's gateway routes to first.
     backends: tuple[GatewayBackend, ...] = ()
+    # Whether region health counts serving only through serverless endpoints as serving (Route53 then
+    # keeps the region), or as failing (the API moves to a region whose own pools serve).
+    serverless_only_healthy: bool = False
 
     @property
     def api_name(self) -> str:

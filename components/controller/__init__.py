@@ -49,7 +49,10 @@ def redis_users(pools: Sequence[GpuPoolConfig], secrets: StackSecrets) -> list[R
         return []
 
     def access(region: str) -> str:
-        return f"on ~{HEARTBEAT_KEY_PREFIX}:{region}:* -@all +get +mget +set +del +zrange +zrem"
+        # EVAL: its memory written and its lock released only by the tick that holds the lock (the
+        # script's own GET/SET/PEXPIRE/DEL are checked against these rules too).
+        commands = "+get +mget +set +del +zrange +zrem +eval +pexpire"
+        return f"on ~{HEARTBEAT_KEY_PREFIX}:{region}:* -@all {commands}"
 
     password = secrets.require(CONTROLLER_REDIS_PASSWORD.key)
     return [RedisUser("controller", REDIS_USER_NAME, password, regions, access)]
@@ -121,6 +124,7 @@ def declare(
                         model=p.model,
                         target_group_arn=p.target_group_arn,
                         node_security_group_id=p.node_security_group_id,
+                        warm_limit_s=p.warm_limit_s,
                     )
                     for p in mine
                 ],

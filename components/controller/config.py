@@ -32,6 +32,12 @@ class ControllerConfig(Section):
     leave_alone_seconds: int = Field(
         default=300, ge=60, le=3600, description="a node seen draining is left alone this long"
     )
+    not_ready_grace_seconds: int = Field(
+        default=180,
+        ge=30,
+        le=3600,
+        description="a node that has served and answers not ready (degraded) this long is replaced",
+    )
     orphan_grace_seconds: int = Field(
         default=600, ge=60, le=86400, description="an orphan is reported this long before it is terminated"
     )
@@ -60,6 +66,12 @@ def _tick_fits(c: ControllerConfig, view: StackView) -> Iterator[Problem]:
             "pollTimeoutSeconds",
             f"got {c.poll_timeout_seconds:g}; at most half of tickSeconds ({c.tick_seconds}): a tick must "
             "finish before the next one",
+        )
+    if c.not_ready_grace_seconds < 2 * c.tick_seconds:
+        yield (
+            "notReadyGraceSeconds",
+            f"got {c.not_ready_grace_seconds}; at least two ticks ({2 * c.tick_seconds} s): one tick's "
+            "reading never replaces a node",
         )
     if c.restart_grace_seconds < 2 * c.tick_seconds:
         yield (

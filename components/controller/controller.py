@@ -57,6 +57,8 @@ class ControlledPool:
     model: str
     target_group_arn: pulumi.Input[str]
     node_security_group_id: pulumi.Input[str]
+    # How long a node may be on its way to ready (the pool's readiness budget).
+    warm_limit_s: float
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,13 @@ class FleetController(pulumi.ComponentResource):
             stack=args.stack.stack,
             region=args.region.region,
             pools=tuple(
-                PoolSpec(name=p.name, group=p.group_name, model=p.model, target_group_arn=arn)
+                PoolSpec(
+                    name=p.name,
+                    group=p.group_name,
+                    model=p.model,
+                    target_group_arn=arn,
+                    warm_limit_s=p.warm_limit_s,
+                )
                 for p, arn in zip(args.pools, target_groups, strict=True)
             ),
             redis_host=redis_host,
@@ -340,6 +348,7 @@ class FleetController(pulumi.ComponentResource):
             restart_grace_s=c.restart_grace_seconds,
             boot_grace_s=c.boot_grace_seconds,
             leave_alone_s=c.leave_alone_seconds,
+            not_ready_grace_s=c.not_ready_grace_seconds,
             orphan_grace_s=c.orphan_grace_seconds,
             reconcile_s=c.reconcile_seconds,
             max_share=c.max_disruption_share,

@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
 
-from components.control_plane import GATEWAY_DATABASE_RECOVERY_SECONDS, ControlPlaneOutputs
+from components.control_plane import GATEWAY_TIMINGS, ControlPlaneOutputs
 from components.core.context import StackContext
 from components.data_tier import DataTierOutputs
 from components.failover.budget import (
-    DnsFailoverBudget,
-    RegionLossBudget,
-    dns_failover_budget,
-    region_loss_budget,
+    PLANNING_FAILOVER_TARGET_SECONDS,
+    Budget,
+    Term,
+    region_loss_inference_budget,
+    standby_capacity_budget,
+    witness_spread_seconds,
 )
-from components.failover.config import DnsConfig, FailoverConfig
+from components.failover.config import DnsConfig, FailoverConfig, region_loss_writes
 from components.failover.dns import (
     FailoverDns,
     FailoverDnsArgs,
@@ -37,22 +39,30 @@ from components.failover.prober import FailoverProber, FailoverProberArgs
 from components.network import NetworkOutputs
 
 __all__ = [
+    "Budget",
     "DnsConfig",
-    "DnsFailoverBudget",
     "FailoverConfig",
     "FailoverOutputs",
-    "RegionLossBudget",
     "declare",
-    "dns_failover_budget",
-    "region_loss_budget",
 ]
+
+
+@dataclass(frozen=True)
+class RegionLossBudgets:
+    """A region loss, three ways: clients served by the standby, the standby at the primary's size, and
+    the database writing again."""
+
+    inference: Budget
+    capacity: Budget
+    writes: Budget
 
 
 @dataclass(frozen=True)
 class FailoverOutputs:
     dns: FailoverDnsOutputs
     config: FailoverConfig
-    region_loss: RegionLossBudget | None = None
+    checker_regions: list[str] = field(default_factory=list)
+    region_loss: RegionLossBudgets | None = None
     rpo_seconds: int | None = None
     function_name: pulumi.Output[str] | None = None
     record_parameter: pulumi.Output[str] | None = None
@@ -69,13 +79,10 @@ class FailoverOutputs:
         if self.dns.budget is None or self.region_loss is None:
             return {**out, "failover": {}, "promotion": {}}
         out["failover"] = {
-            "dnsFailover": {
-                **self.dns.budget.terms(),
-                "worstCaseSeconds": self.dns.budget.worst_case_seconds,
-            },
-            "regionLoss": {**self.region_loss.terms(), "rtoSeconds": self.region_loss.rto_seconds},
-            "rpoSeconds": self.rpo_seconds,
+            "checkerRegions": self.checker_regions,
             "statusRecord": self.dns.status_record,
+            "rpoSeconds": self.rpo_seconds,
+            "serverlessOnly": self.config.serverless_only,
         }
         out["promotion"] = {
             "function": self.function_name,
@@ -91,13 +98,23 @@ class FailoverOutputs:
     def budgets(self) -> dict[str, Any]:
         if self.dns.budget is None or self.region_loss is None:
             return {}
+        fo, loss = self.config, self.region_loss
         return {
-            "dnsFailoverWorstCaseSeconds": self.dns.budget.worst_case_seconds,
-            "dnsFailoverRtoTargetSeconds": self.config.rto_seconds,
-            "regionLossRtoSeconds": self.region_loss.rto_seconds,
-            "regionLossRtoTargetSeconds": self.config.region_loss_rto_seconds,
+            "dnsFailoverWorstCaseSeconds": self.dns.budget.worst_seconds,
+            "dnsFailoverRtoTargetSeconds": fo.rto_seconds,
+            "regionLossRtoSeconds": loss.writes.worst_seconds,
+            "regionLossRtoTargetSeconds": fo.region_loss_rto_seconds,
             "rpoSeconds": self.rpo_seconds,
-            "rpoTargetSeconds": self.config.rpo_seconds,
+            "rpoTargetSeconds": fo.rpo_seconds,
+            # Each budget term by term (best, typical, worst, source); inference and writes apart, each
+            # against the planning documents' failover target.
+            "failover": {
+                "planningTargetSeconds": PLANNING_FAILOVER_TARGET_SECONDS,
+                "gatewayFailureInference": self.dns.budget.report(fo.rto_seconds),
+                "regionLossInference": loss.inference.report(),
+                "regionLossCapacity": loss.capacity.report(),
+                "regionLossWrites": loss.writes.report(fo.region_loss_rto_seconds),
+            },
         }
 
 
@@ -122,21 +139,25 @@ def declare(
     ]
     primary = endpoints[0]
     standby = endpoints[1] if len(endpoints) > 1 else None
+    checker_regions = failover.checkers(primary.region, standby.region if standby else None)
     dns_args = FailoverDnsArgs(
-        domain=domain, api_name=f"api.{domain}", primary=primary, standby=standby, dns=dns, failover=failover
+        domain=domain,
+        api_name=f"api.{domain}",
+        primary=primary,
+        standby=standby,
+        dns=dns,
+        failover=failover,
+        checker_regions=checker_regions,
     )
     dns_opts = pulumi.ResourceOptions(providers=[stack.region(primary.region).provider])
     if standby is None:
-        return FailoverOutputs(dns=FailoverDns("dns", dns_args, opts=dns_opts).outputs, config=failover)
+        dns_outputs = FailoverDns("dns", dns_args, opts=dns_opts).outputs
+        return FailoverOutputs(dns=dns_outputs, config=failover, checker_regions=checker_regions)
     assert data.global_cluster_id is not None and data.global_cluster_arn is not None
     assert data.global_rpo_seconds is not None and data.witness is not None
-    # The same arithmetic FailoverDns reports, from the same values: the prober needs its detection term.
-    dns_budget = dns_failover_budget(
-        failover.health_check_interval_seconds, failover.failure_threshold, dns.record_type, dns.ttl_seconds
-    )
-    region_loss = region_loss_budget(
-        dns_budget, failover.promote_after_seconds, GATEWAY_DATABASE_RECOVERY_SECONDS
-    )
+    # Computed from what was declared: the checks and records, the prober's window and timings, the
+    # gateways' ALB, takeover alarm and database watchdog, the database's RPO bound.
+    region_loss = _region_loss(failover, dns)
     here, there = networks.regions[primary.region], networks.regions[standby.region]
     target = data.cluster_arns[standby.region]
     FailoverHeartbeat(
@@ -178,7 +199,7 @@ def declare(
             topic_arn=topic_arns[standby.region],
             promote_after_seconds=failover.promote_after_seconds,
             rpo_seconds=failover.rpo_seconds,
-            detection_seconds=region_loss.detection_seconds,
+            detection_seconds=witness_spread_seconds(region_loss.writes),
             log_retention_days=log_retention_days,
         ),
     )
@@ -187,12 +208,11 @@ def declare(
         dataclasses.replace(dns_args, writer_alarm=WriterAlarm(prober.writer_alarm_name, standby.region)),
         opts=dns_opts,
     ).outputs
-    assert dns_outputs.budget == dns_budget and dns_outputs.status_record == status_record_name(primary)
+    assert dns_outputs.status_record == status_record_name(primary)
     return FailoverOutputs(
         dns=dns_outputs,
         config=failover,
-        # Computed from what was declared: the checks and records, the prober's window, the gateways'
-        # database watchdog, the database's RPO bound.
+        checker_regions=checker_regions,
         region_loss=region_loss,
         rpo_seconds=data.global_rpo_seconds,
         function_name=prober.function_name,
@@ -216,3 +236,14 @@ def _switchover(
         " --target-db-cluster-identifier ",
         target,
     )
+
+
+def _region_loss(fo: FailoverConfig, dns: DnsConfig) -> RegionLossBudgets:
+    interval, threshold = fo.health_check_interval_seconds, fo.failure_threshold
+    inference = region_loss_inference_budget(interval, threshold, dns.record_type, dns.ttl_seconds)
+    timings = GATEWAY_TIMINGS
+    task_start = Term(*timings.task_start_seconds, timings.task_start_source)
+    capacity = standby_capacity_budget(
+        inference, timings.takeover_alarm_seconds, task_start, timings.registration_seconds
+    )
+    return RegionLossBudgets(inference=inference, capacity=capacity, writes=region_loss_writes(fo))

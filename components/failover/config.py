@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from components.control_plane import GATEWAY_DATABASE_RECOVERY_SECONDS
+from components.control_plane import GATEWAY_TIMINGS
 from components.core.catalog.aws import (
     AURORA_GLOBAL_DB_RPO_MIN_SECONDS,
     ROUTE53_CHECKER_REGIONS,
+    ROUTE53_HEALTHY_CHECKER_SHARE,
     ROUTE53_MIN_CHECKER_REGIONS,
 )
 from components.core.config import Problem, Section, StackView, rule
@@ -21,9 +22,10 @@ from components.failover.budget import (
     MIN_PROMOTE_AFTER_SECONDS,
     MIN_RECORD_TTL_SECONDS,
     PROBE_INTERVAL_SECONDS,
-    DnsFailoverBudget,
-    dns_failover_budget,
-    region_loss_budget,
+    Budget,
+    Term,
+    gateway_failure_budget,
+    region_loss_write_budget,
 )
 
 CheckerRegion = Annotated[
@@ -32,11 +34,16 @@ CheckerRegion = Annotated[
 FASTEST_INTERVAL = 10
 
 
+def checker_regions_outside(*regions: str | None) -> list[str]:
+    """The first checker regions of Route53's list that are none of `regions`, as many as a check needs."""
+    outside = [r for r in ROUTE53_CHECKER_REGIONS if r not in regions]
+    return outside[:ROUTE53_MIN_CHECKER_REGIONS]
+
+
 class DnsConfig(Section):
     """The API record: cname (its own TTL) or alias (free queries, but resolvers hold it the ALB's 60 s)."""
 
     record_type: Literal["cname", "alias"] = "cname"
-    # 10 s: with the default checks (10 s x 3) DNS failover takes 56 s, within the default 60 s target.
     ttl_seconds: int = Field(
         default=10, ge=MIN_RECORD_TTL_SECONDS, le=3600, description="TTL of a cname record"
     )
@@ -45,11 +52,17 @@ class DnsConfig(Section):
 class FailoverConfig(Section):
     health_check_interval_seconds: Literal[10, 30] = 10
     failure_threshold: int = Field(default=3, ge=1, le=10)
-    checker_regions: list[CheckerRegion] = Field(
-        default_factory=lambda: ["us-east-1", "us-west-2", "eu-west-1"], max_length=8
+    checker_regions: list[CheckerRegion] | None = Field(
+        default=None,
+        max_length=8,
+        description="Route53 checker regions, at least 3, neither the primary nor the standby region; "
+        "default: the first 3 of Route53's list outside both",
     )
     rto_seconds: int = Field(
-        default=60, ge=1, le=3600, description="target: DNS moves off a failed gateway within this"
+        default=130,
+        ge=1,
+        le=3600,
+        description="target: every client reaches the standby within this after a gateway-level failure",
     )
     region_loss_rto_seconds: int = Field(
         default=600, ge=1, le=86400, description="target: the database writes again after a region loss"
@@ -61,6 +74,16 @@ class FailoverConfig(Section):
         le=3600,
         description="the prober's signals must agree this long before it promotes the standby database",
     )
+    serverless_only: Literal["healthy", "failing"] = Field(
+        default="failing",
+        description="what Route53 hears from a region whose own GPU pools cannot serve but a serverless "
+        "endpoint can: failing moves the API to a standby whose own pools serve (with both failing Route53 "
+        "keeps the primary)",
+    )
+
+    def checkers(self, primary: str, standby: str | None) -> list[str]:
+        """The regions Route53 checks from: as given, or three outside both control-plane regions."""
+        return list(self.checker_regions or checker_regions_outside(primary, standby))
 
 
 @rule(FailoverConfig)
@@ -71,12 +94,23 @@ def _failover_needs_a_standby(fo: FailoverConfig, view: StackView) -> Iterator[P
 
 @rule(FailoverConfig)
 def _checkers(fo: FailoverConfig, view: StackView) -> Iterator[Problem]:
-    if len(fo.checker_regions) < ROUTE53_MIN_CHECKER_REGIONS:
-        yield (
-            "checkerRegions",
-            f"got {len(fo.checker_regions)} region(s); "
-            f"Route53 checks from at least {ROUTE53_MIN_CHECKER_REGIONS}",
-        )
+    if fo.checker_regions is not None:
+        if len(fo.checker_regions) < ROUTE53_MIN_CHECKER_REGIONS:
+            yield (
+                "checkerRegions",
+                f"got {len(fo.checker_regions)} region(s); "
+                f"Route53 checks from at least {ROUTE53_MIN_CHECKER_REGIONS}",
+            )
+        roles = {view.primary_region: "the primary", view.standby_region: "the standby"}
+        for i, region in enumerate(fo.checker_regions):
+            if region in roles:
+                yield (
+                    f"checkerRegions[{i}]",
+                    f"got {region!r}, {roles[region]} region: its own checkers keep it healthy while the "
+                    "rest of the internet cannot reach it (Route53 counts over "
+                    f"{ROUTE53_HEALTHY_CHECKER_SHARE:.0%} healthy as healthy); check from outside both, e.g. "
+                    f"{', '.join(checker_regions_outside(view.primary_region, view.standby_region))}",
+                )
     if fo.promote_after_seconds % PROBE_INTERVAL_SECONDS:
         yield (
             "promoteAfterSeconds",
@@ -85,67 +119,60 @@ def _checkers(fo: FailoverConfig, view: StackView) -> Iterator[Problem]:
         )
 
 
-def _dns(fo: FailoverConfig, view: StackView) -> DnsFailoverBudget:
-    dns = view.section(DnsConfig)
-    return dns_failover_budget(
-        fo.health_check_interval_seconds, fo.failure_threshold, dns.record_type, dns.ttl_seconds
+def gateway_failure(fo: FailoverConfig, dns: DnsConfig) -> Budget:
+    """DNS failover after a gateway-level failure, as the stack declares it."""
+    return gateway_failure_budget(
+        fo.health_check_interval_seconds,
+        fo.failure_threshold,
+        dns.record_type,
+        dns.ttl_seconds,
+        GATEWAY_TIMINGS.client_keep_alive_seconds,
     )
 
 
-def _fastest_dns() -> DnsFailoverBudget:
-    return dns_failover_budget(FASTEST_INTERVAL, 1, "cname", MIN_RECORD_TTL_SECONDS)
+def gateway_reconnect() -> Term:
+    """The standby's gateways writing again once the writer moved: LiteLLM's database watchdog."""
+    timings = GATEWAY_TIMINGS
+    return Term(
+        0,
+        timings.watchdog_interval_seconds // 2,
+        timings.database_recovery_seconds,
+        "declared: LiteLLM's database watchdog (interval + probe timeout + reconnect timeout, as the gateway "
+        "task sets them)",
+    )
 
 
-def _most_failed_probes(rto_seconds: int) -> int:
-    """The largest failure threshold that, at 10 s and with the shortest TTL, still meets the RTO."""
-    threshold = 1
-    while threshold < 10:
-        nxt = dns_failover_budget(FASTEST_INTERVAL, threshold + 1, "cname", MIN_RECORD_TTL_SECONDS)
-        if nxt.worst_case_seconds > rto_seconds:
-            break
-        threshold += 1
-    return threshold
+def region_loss_writes(fo: FailoverConfig) -> Budget:
+    """Writes after a region loss, as the stack declares it."""
+    return region_loss_write_budget(
+        fo.health_check_interval_seconds, fo.failure_threshold, fo.promote_after_seconds, gateway_reconnect()
+    )
 
 
 @rule(FailoverConfig)
 def _dns_failover_meets_rto(fo: FailoverConfig, view: StackView) -> Iterator[Problem]:
     if view.standby_region is None:
         return
-    budget = _dns(fo, view)
-    if budget.worst_case_seconds <= fo.rto_seconds:
-        return
     dns = view.section(DnsConfig)
-    ttl_source = "an alias to an ALB is held" if dns.record_type == "alias" else "the record's TTL"
-    fastest = _fastest_dns().worst_case_seconds
-    room = fo.rto_seconds - budget.detection_seconds
-    if fo.rto_seconds < fastest:
-        hint = (
-            f"no setting fails DNS over faster than {fastest} s (10 s checks, threshold 1, a 5 s cname): "
-            f"raise rtoSeconds to at least {fastest}"
-        )
-    elif room >= MIN_RECORD_TTL_SECONDS:
-        hint = (
-            f"use dns.recordType cname with dns.ttlSeconds at most {room}"
-            if dns.record_type == "alias"
-            else f"lower dns.ttlSeconds to at most {room}, or detect faster"
-        )
-    else:
-        # Detection alone leaves no room for a TTL: fewer failed probes, at 10 s, must fit.
-        threshold = _most_failed_probes(fo.rto_seconds)
-        ttl = fo.rto_seconds - dns_failover_budget(FASTEST_INTERVAL, threshold, "cname", 0).worst_case_seconds
-        interval = (
-            "" if fo.health_check_interval_seconds == FASTEST_INTERVAL else "healthCheckIntervalSeconds 10, "
-        )
-        hint = (
-            f"detection alone takes {budget.detection_seconds} s, leaving less than the shortest TTL "
-            f"({MIN_RECORD_TTL_SECONDS} s): use {interval}failureThreshold at most {threshold} "
-            f"and a cname dns.ttlSeconds of at most {ttl}"
-        )
+    budget = gateway_failure(fo, dns)
+    if budget.worst_seconds <= fo.rto_seconds:
+        return
+    fastest = gateway_failure(
+        fo.model_copy(update={"health_check_interval_seconds": FASTEST_INTERVAL, "failure_threshold": 1}),
+        DnsConfig.model_construct(record_type="cname", ttl_seconds=MIN_RECORD_TTL_SECONDS),
+    ).worst_seconds
+    hint = (
+        f"no setting fails every client over faster than {fastest} s: raise rtoSeconds to at least "
+        f"{budget.worst_seconds} as declared, or to {fastest} with 10 s checks, threshold 1 and a "
+        f"{MIN_RECORD_TTL_SECONDS} s cname"
+        if fo.rto_seconds < fastest
+        else f"detect faster (healthCheckIntervalSeconds 10, a lower failureThreshold), use a cname with a "
+        f"shorter dns.ttlSeconds, or raise rtoSeconds to at least {budget.worst_seconds}"
+    )
     yield (
         "rtoSeconds",
-        f"got {fo.rto_seconds}, but DNS failover can take {budget.worst_case_seconds} s "
-        f"({budget.detection_seconds} s to detect with {fo.health_check_interval_seconds} s x "
-        f"{fo.failure_threshold} checks + {budget.dns_ttl_seconds} s {ttl_source}); {hint}",
+        f"got {fo.rto_seconds}, but a gateway-level failover can take {budget.worst_seconds} s "
+        f"({budget.worst_terms()}); {hint}",
     )
 
 
@@ -153,31 +180,35 @@ def _dns_failover_meets_rto(fo: FailoverConfig, view: StackView) -> Iterator[Pro
 def _region_loss_meets_rto(fo: FailoverConfig, view: StackView) -> Iterator[Problem]:
     if view.standby_region is None:
         return
-    dns = _dns(fo, view)
-    budget = region_loss_budget(dns, fo.promote_after_seconds, GATEWAY_DATABASE_RECOVERY_SECONDS)
-    if budget.rto_seconds <= fo.region_loss_rto_seconds:
+    budget = region_loss_writes(fo)
+    if budget.worst_seconds <= fo.region_loss_rto_seconds:
         return
-    others = budget.rto_seconds - fo.promote_after_seconds
+    others = budget.worst_seconds - fo.promote_after_seconds
     room = (fo.region_loss_rto_seconds - others) // PROBE_INTERVAL_SECONDS * PROBE_INTERVAL_SECONDS
     if room >= MIN_PROMOTE_AFTER_SECONDS:
         hint = f"lower promoteAfterSeconds to at most {room}"
     else:
-        least = region_loss_budget(
-            _fastest_dns(), MIN_PROMOTE_AFTER_SECONDS, GATEWAY_DATABASE_RECOVERY_SECONDS
-        )
+        least = region_loss_writes(
+            fo.model_copy(
+                update={
+                    "health_check_interval_seconds": FASTEST_INTERVAL,
+                    "failure_threshold": 1,
+                    "promote_after_seconds": MIN_PROMOTE_AFTER_SECONDS,
+                }
+            )
+        ).worst_seconds
         hint = (
             f"even the fastest detection and promoteAfterSeconds {MIN_PROMOTE_AFTER_SECONDS} take "
-            f"{least.rto_seconds} s: raise regionLossRtoSeconds to at least {least.rto_seconds}"
-            if least.rto_seconds > fo.region_loss_rto_seconds
-            else f"detect faster (healthCheckIntervalSeconds, failureThreshold, dns.ttlSeconds) and lower "
+            f"{least} s: raise regionLossRtoSeconds to at least {least}"
+            if least > fo.region_loss_rto_seconds
+            else "detect faster (healthCheckIntervalSeconds, failureThreshold) and lower "
             "promoteAfterSeconds, or raise regionLossRtoSeconds to at least "
             f"{others + MIN_PROMOTE_AFTER_SECONDS}"
         )
-    terms = " + ".join(f"{v} s {k}" for k, v in budget.terms().items())
     yield (
         "regionLossRtoSeconds",
-        f"got {fo.region_loss_rto_seconds}, but recovering from a region loss can take "
-        f"{budget.rto_seconds} s ({terms}); {hint}",
+        f"got {fo.region_loss_rto_seconds}, but writes can take {budget.worst_seconds} s to resume after a "
+        f"region loss ({budget.worst_terms()}); {hint}",
     )
 
 

@@ -1,15 +1,20 @@
 """FailoverDns: the API name clients use, pointed at the healthy region.
 
 With a standby region: a Route53 health check per region on the region's "can serve" path over HTTPS
-(the gateway is up and reaches a model backend; never the database, so losing the global writer never
-fails both regions), and a PRIMARY/SECONDARY failover pair for the API name, each record tied to its
+(a real completion through the region's own gateway, its keys checked against the region's own reader;
+never the global writer, so losing it never fails both regions), and a PRIMARY/SECONDARY failover pair
+for the API name, each record tied to its
 region's health check. While the primary's check passes, Route53 answers with the primary; when it
 fails, with the standby; when both fail, with the primary (Route53's fail-open).
 
+The checks run from Route53 checker regions outside both control-plane regions (config.py's rule): a
+region's own checkers could keep a primary cut off from the rest of the internet healthy, since Route53
+counts an endpoint healthy while more than 18% of its checkers say so.
+
 The record shape is chosen to meet the RTO. An alias to an ALB costs nothing per query but is answered
-with the load balancer's 60 s TTL, past a 60 s RTO once detection is counted. A CNAME to the ALB's DNS
-name carries our own TTL; its target, the ALB name, never changes meaning, so its own 60 s TTL does not
-delay the switch. The worst case (budget.py) is computed here from the very values declared.
+with the load balancer's 60 s TTL. A CNAME to the ALB's DNS name carries our own TTL; its target, the ALB
+name, never changes meaning, so its own 60 s TTL does not delay the switch. The gateway-level failover
+budget (budget.py) is computed here from the very values declared.
 
 The status record: `_status.<primary region>.api.<domain>` TXT answers "healthy" while the primary's
 check passes and "failing" while it fails (a failover pair on that check and on its inverse). The
@@ -34,8 +39,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.failover.budget import STATUS_RECORD_TTL_SECONDS, DnsFailoverBudget, dns_failover_budget
-from components.failover.config import DnsConfig, FailoverConfig
+from components.failover.budget import STATUS_RECORD_TTL_SECONDS, Budget
+from components.failover.config import DnsConfig, FailoverConfig, gateway_failure
 from functions.failover_prober.settings import STATUS_FAILING, STATUS_HEALTHY
 
 HTTPS_PORT = 443
@@ -57,7 +62,8 @@ class RegionEndpoint:
 class FailoverDnsOutputs:
     api_url: pulumi.Output[str]
     health_check_ids: dict[str, pulumi.Output[str]]
-    budget: DnsFailoverBudget | None
+    # DNS failover after a gateway-level failure (None without a standby).
+    budget: Budget | None
     # The name the prober resolves for Route53's view of the primary (None without a standby).
     status_record: str | None
 
@@ -78,6 +84,8 @@ class FailoverDnsArgs:
     standby: RegionEndpoint | None
     dns: DnsConfig
     failover: FailoverConfig
+    # Where Route53 checks from: outside both control-plane regions.
+    checker_regions: list[str]
     # With a standby: the PRIMARY record follows the writer (None: it follows the primary's check alone).
     writer_alarm: WriterAlarm | None = None
 
@@ -110,7 +118,7 @@ class FailoverDns(pulumi.ComponentResource):
             name=args.domain, private_zone=False, opts=pulumi.InvokeOutputOptions(parent=self)
         ).zone_id
         health_check_ids: dict[str, pulumi.Output[str]] = {}
-        budget: DnsFailoverBudget | None = None
+        budget: Budget | None = None
         status_record: str | None = None
 
         if args.standby is None:
@@ -129,7 +137,7 @@ class FailoverDns(pulumi.ComponentResource):
                     enable_sni=True,
                     request_interval=interval,
                     failure_threshold=threshold,
-                    regions=list(fo.checker_regions),
+                    regions=list(args.checker_regions),
                     tags={"Name": f"{name}-{endpoint.region} can serve"},
                     opts=pulumi.ResourceOptions(parent=self),
                 )
@@ -147,7 +155,7 @@ class FailoverDns(pulumi.ComponentResource):
                 )
             status_record = self._status_record(name, zone_id, args.primary, checks[args.primary.region])
             # Computed from the values just declared: the checks' interval and threshold, the records' shape.
-            budget = dns_failover_budget(interval, threshold, dns.record_type, dns.ttl_seconds)
+            budget = gateway_failure(fo, dns)
 
         self.outputs = FailoverDnsOutputs(
             api_url=pulumi.Output.from_input(f"https://{args.api_name}"),
@@ -159,7 +167,7 @@ class FailoverDns(pulumi.ComponentResource):
             {
                 "apiUrl": self.outputs.api_url,
                 "healthCheckIds": health_check_ids,
-                "dnsFailoverWorstCaseSeconds": budget.worst_case_seconds if budget else None,
+                "dnsFailoverWorstCaseSeconds": budget.worst_seconds if budget else None,
             }
         )
 

@@ -10,7 +10,7 @@ Published: `GpuPoolConfig`, `NodeImageConfig`, `POOL_API_KEY`, `NODE_REDIS_PASSW
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ from components.gpu_pools.budget import pool_budget, stack_budget
 from components.gpu_pools.config import NODE_REDIS_PASSWORD, POOL_API_KEY, GpuPoolConfig, NodeImageConfig
 from components.gpu_pools.node_image import NodeImage, NodeImageArgs
 from components.gpu_pools.pool import GpuNodePool, GpuNodePoolArgs, GpuNodePoolOutputs
+from components.gpu_pools.scaling import scaling_budget
+from components.gpu_pools.timings import pool_timings
 from components.gpu_pools.token_cost import TokenCost, token_cost
 from components.model_store import ModelStoreOutputs
 from components.network import NetworkOutputs
@@ -116,7 +118,14 @@ class GpuPoolsOutputs:
         }
 
     def budgets(self) -> dict[str, Any]:
-        return stack_budget(self.config) if self.config else {}
+        if not self.config:
+            return {}
+        timings = {name: pool.timings.figures() for name, pool in self.pools.items()}
+        return {
+            **stack_budget(self.config),
+            "gpuScaling": scaling_budget(self.config),
+            "gpuPoolTimings": timings,
+        }
 
 
 def declare(
@@ -131,6 +140,7 @@ def declare(
     data: DataTierOutputs,
     secrets: StackSecrets,
     store: ModelStoreOutputs,
+    topic_arns: Mapping[str, pulumi.Input[str]],
 ) -> GpuPoolsOutputs:
     """The node image (`node-image`, built in the primary region) and a pool per config entry
     (`pool-<name>`), each in its region's network, reached from that region's gateway, its nodes mounting
@@ -182,6 +192,12 @@ def declare(
                 hostname=pool_hostname(pool, domain),
                 request_timeout_s=request_timeout_s,
                 deletion_protection=stack.deletion_protection,
+                timings=pool_timings(
+                    pool,
+                    model_gib=store.config.model(pool.model).size_gib,
+                    request_timeout_s=request_timeout_s,
+                ),
+                topic_arn=topic_arns[pool.region],
                 mount=store.mount(pool.region, pool.model),
                 store_access=store.access(pool.region),
             ),

@@ -39,6 +39,8 @@ from components.model_store import ModelStoreConfig
 MAX_POOL_NAME_LENGTH = 16
 # Engine flags the node's agent sets itself (from the pool's model, the node's GPUs and its own port).
 AGENT_OWNED_ENGINE_FLAGS = ("--host", "--port", "--served-model-name", "--tensor-parallel-size")
+# vLLM's cap on requests it runs at once: the node's agent sets it from `scaling.concurrency`.
+CONCURRENCY_FLAG = "--max-num-seqs"
 # Canonical's Ubuntu 24.04 image for the build region, pinned to a release serial: Image Builder resolves
 # the public parameter when it bakes. 20260714 is a published noble serial (ubuntu-noble-24.04-amd64-
 # server-20260714); move it deliberately, as a new serial rebuilds every node.
@@ -78,6 +80,44 @@ class WarmPoolConfig(Section):
 
     min_size: int = Field(default=1, ge=0, le=1000)
     state: Literal["Stopped", "Running", "Hibernated"] = "Stopped"
+
+
+# Requests a node runs at once when a pool does not set `scaling.concurrency`: vLLM's batch cap
+# (--max-num-seqs; vLLM's own default, 256, is a throughput setting far past where an 8B model on one 24 GB
+# GPU keeps a p95 under 2 s) and Ollama's OLLAMA_NUM_PARALLEL (the image's unit has always set 4).
+DEFAULT_CONCURRENCY: dict[str, int] = {"vllm": 32, "ollama": 4}
+# Target tracking's own scale-in acts after 15 one-minute datapoints below its target (AWS manages that
+# alarm; 15 is what users observe, cloudandclear.uk, terraform-provider-aws#42553): a pool's idle period
+# cannot hold its last node longer than that.
+MAX_IDLE_MINUTES = 15
+
+
+class PoolScalingConfig(Section):
+    """How a pool follows its load (components/gpu_pools/scaling.py): target tracking on the requests at a
+    node, faster steps on a queue, from and back to zero where `minSize` is 0."""
+
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="requests a node runs at once (vLLM --max-num-seqs, Ollama OLLAMA_NUM_PARALLEL); more "
+        "wait in the engine's queue. Default: vllm 32, ollama 4",
+    )
+    target_utilization: int = Field(
+        default=70, ge=10, le=100, description="percent of `concurrency` the requests at a node are kept at"
+    )
+    node_ready_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=3600,
+        description="launch to serving (the nodes publish it as NodeReadySeconds): the instance warmup",
+    )
+    idle_minutes: int = Field(
+        default=10,
+        ge=1,
+        le=MAX_IDLE_MINUTES,
+        description="minSize 0 only: minutes without a request before the pool goes back to zero",
+    )
 
 
 class PoolThroughputConfig(Section):
@@ -124,6 +164,7 @@ class GpuPoolConfig(Section):
     disk_gib: int = Field(default=200, ge=60, le=16384, description="encrypted gp3 root volume")
     engine_args: list[str] = Field(default_factory=list, max_length=40)
     warm_pool: WarmPoolConfig | None = None
+    scaling: PoolScalingConfig = PoolScalingConfig()
     throughput: PoolThroughputConfig = Field(default_factory=PoolThroughputConfig)
 
     @classmethod
@@ -134,6 +175,16 @@ class GpuPoolConfig(Section):
     def gpus_per_node(self) -> int:
         """GPUs on each node (every type of a pool carries the same number; a rule checks it)."""
         return max(GPU_INSTANCE_TYPES[t].gpus for t in self.instance_types)
+
+    @property
+    def concurrency(self) -> int:
+        """Requests a node runs at once: what its engine is started with and what its scaling targets."""
+        return self.scaling.concurrency or DEFAULT_CONCURRENCY[self.engine]
+
+    @property
+    def target_load(self) -> float:
+        """Requests at a node that target tracking keeps the pool's average at."""
+        return round(self.concurrency * self.scaling.target_utilization / 100, 2)
 
     @property
     def gpus_at_max(self) -> int:
@@ -216,7 +267,13 @@ def _pool_fits(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
         )
     for j, arg in enumerate(pool.engine_args):
         flag = arg.split("=", 1)[0]
-        if flag in AGENT_OWNED_ENGINE_FLAGS:
+        if flag == CONCURRENCY_FLAG:
+            yield (
+                f"engineArgs[{j}]",
+                f"got {flag!r}; set scaling.concurrency instead (the node's engine is started with it, and "
+                "the pool's scaling target follows it)",
+            )
+        elif flag in AGENT_OWNED_ENGINE_FLAGS:
             yield (
                 f"engineArgs[{j}]",
                 f"got {flag!r}; the node's agent sets {one_of(AGENT_OWNED_ENGINE_FLAGS)}",
@@ -249,6 +306,15 @@ def _pool_capacity_mix(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem
             )
         elif pool.warm_pool.min_size + pool.max_size > 1000:
             yield "warmPool.minSize", f"got {pool.warm_pool.min_size}; with maxSize at most 1000 nodes"
+
+
+@rule(GpuPoolConfig)
+def _pool_scaling(pool: GpuPoolConfig, view: StackView) -> Iterator[Problem]:
+    if "idle_minutes" in pool.scaling.model_fields_set and pool.min_size > 0:
+        yield (
+            "scaling.idleMinutes",
+            f"set on a pool with minSize {pool.min_size}; a pool goes back to zero only from minSize 0",
+        )
 
 
 @rule(NodeImageConfig)

@@ -9,9 +9,12 @@ launch template: the baked AMI, IMDSv2 required (hop limit 2, for containers on 
   gp3 root, the instance id as hostname, an instance profile with only the node's own calls, user data
   that writes the agent's config
 Auto Scaling group across the private subnets: on-demand base + spot above it (price-capacity-
-  optimized), capacity rebalancing, instance refresh when the template changes (new AMI or config),
-  launch-before-terminate maintenance; a termination lifecycle hook that the agent completes once
-  drained (the target group's deregistration delay is the agent's drain deadline)
+  optimized), capacity rebalancing, launch-before-terminate maintenance; its launch and termination
+  lifecycle hooks, instance refresh with its rollback, its health checks and ReadyNodes alarm: lifecycle.py
+target group: the agent's readiness every 5 s, out after 2 failures (a dead node leaves in 10 s: the API's
+  minimums), round robin (a node failing fast gets no more than its share), deregistration delay = the
+  gateway's request timeout (a request the gateway waits for is never cut)
+Timings and their sources: timings.py.
 """
 
 from __future__ import annotations
@@ -28,6 +31,24 @@ from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
 from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.lifecycle import (
+    DRAIN_HOOK_NAME,
+    HEALTH_CHECK_GRACE_S,
+    HEALTH_CHECK_TYPE,
+    METRICS_WARMUP_S,
+    declare_lifecycle_hooks,
+    instance_refresh,
+    launch_hook,
+    ready_nodes_alarm,
+)
+from components.gpu_pools.scaling import PoolScaling, PoolScalingArgs, node_statements, scales
+from components.gpu_pools.timings import (
+    HEALTH_CHECK_INTERVAL_S,
+    HEALTH_CHECK_TIMEOUT_S,
+    HEALTHY_THRESHOLD,
+    UNHEALTHY_THRESHOLD,
+    PoolTimings,
+)
 from components.gpu_pools.user_data import (
     API_KEY_SECRET_KEY,
     REDIS_PASSWORD_SECRET_KEY,
@@ -42,15 +63,6 @@ AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
 READINESS_PATH = agent_constants.READINESS_PATH
 REDIS_PORT = 6379
 HTTPS_PORT = 443
-HOOK_NAME = "fleet-drain"
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-# The load balancer keeps a leaving node's connections as long as the agent drains.
-DEREGISTRATION_DELAY_S = int(agent_constants.DRAIN_TIMEOUT_S)
-# The group holds a terminating node this long for the agent's drained-hook: its drain, the engine's stop
-# grace, and a margin; at the timeout it terminates the node anyway (CONTINUE).
-LIFECYCLE_HEARTBEAT_S = int(agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S) + 15
-# A new node loads its model before it counts (instance refresh and scaling metrics).
-INSTANCE_WARMUP_S = 900
 ROOT_DEVICE = "/dev/sda1"
 SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 
@@ -76,6 +88,9 @@ class GpuNodePoolArgs:
     hostname: str  # the pool's name for the gateway, `<pool>.pools.<domain>`
     request_timeout_s: int
     deletion_protection: bool
+    # The pool's readiness, dead-node and drain budgets (timings.py), and where its alarm tells.
+    timings: PoolTimings
+    topic_arn: pulumi.Input[str]
     # The model's mount from the region's model store, and what a node needs to reach the store.
     mount: MountSpec | None = None
     store_access: StoreAccess | None = None
@@ -93,6 +108,9 @@ class GpuNodePoolOutputs:
     launch_template_id: pulumi.Output[str]
     # Who may reach the agents: the fleet controller opens its own way in.
     node_security_group_id: pulumi.Output[str]
+    # How long a node that answers may be on its way to ready (the fleet controller's warm-up limit).
+    warm_limit_s: float
+    timings: PoolTimings
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -133,7 +151,7 @@ class GpuNodePool(pulumi.ComponentResource):
             lambda values: NodeSettings(
                 region=region.region,
                 group_name=group_name,
-                hook_name=HOOK_NAME,
+                hook_name=DRAIN_HOOK_NAME,
                 secret_arn=values[0],
                 redis_host=values[1],
                 redis_user=args.redis_user,
@@ -141,16 +159,15 @@ class GpuNodePool(pulumi.ComponentResource):
             )
         )
         template = self._launch_template(node_sg, profile, settings.apply(lambda s: user_data(pool, s)))
-        group = self._group(group_name, template, target_group)
-        aws.autoscaling.LifecycleHook(
-            f"{name}-drain",
-            name=HOOK_NAME,
-            autoscaling_group_name=group.name,
-            lifecycle_transition=TERMINATING,
-            heartbeat_timeout=LIFECYCLE_HEARTBEAT_S,
-            default_result="CONTINUE",
-            opts=child,
-        )
+        ready_alarm = ready_nodes_alarm(f"{name}-ready-nodes", pool, args.topic_arn, child)
+        group = self._group(group_name, template, target_group, ready_alarm)
+        if scales(pool):
+            PoolScaling(
+                f"{name}-scaling",
+                PoolScalingArgs(pool, group.name, load_balancer.arn_suffix),
+                opts=child,
+            )
+        declare_lifecycle_hooks(name, group.name, args.timings, child)
         aws.route53.Record(
             f"{name}-dns",
             zone_id=args.zone_id,
@@ -173,6 +190,8 @@ class GpuNodePool(pulumi.ComponentResource):
             target_group_arn=target_group.arn,
             launch_template_id=template.id,
             node_security_group_id=node_sg.id,
+            warm_limit_s=args.timings.readiness.warm_limit_s,
+            timings=args.timings,
         )
         self.register_outputs({"groupName": group_name, "loadBalancer": load_balancer.dns_name})
 
@@ -235,18 +254,21 @@ class GpuNodePool(pulumi.ComponentResource):
         self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
     ) -> list[dict[str, object]]:
         region = self._args.region.region
+        group_arn = pulumi.Output.concat(
+            f"arn:aws:autoscaling:{region}:",
+            account,
+            f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
+        )
         return [
             {
                 # Its own group only: a node cannot release another pool's nodes.
                 "Sid": "CompleteOwnLifecycleAction",
                 "Effect": "Allow",
                 "Action": "autoscaling:CompleteLifecycleAction",
-                "Resource": pulumi.Output.concat(
-                    f"arn:aws:autoscaling:{region}:",
-                    account,
-                    f":autoScalingGroup:*:autoScalingGroupName/{group_name}",
-                ),
+                "Resource": group_arn,
             },
+            # Its metrics and its scale-in protection (components/gpu_pools/scaling.py).
+            *node_statements(group_arn),
             *secret_read_statements(
                 secret.arn,
                 self._args.kms_key_arn,
@@ -279,11 +301,23 @@ class GpuNodePool(pulumi.ComponentResource):
             protocol="HTTP",
             target_type="instance",
             vpc_id=args.vpc_id,
-            load_balancing_algorithm_type="least_outstanding_requests",
-            deregistration_delay=DEREGISTRATION_DELAY_S,
+            # Round robin: each node gets its share whatever its answers. Least outstanding requests sends
+            # most to a node that fails fast (it never has requests in flight), so the gateway's retries land
+            # on the dead node until its checks fail; weighted random's anomaly mitigation acts only with at
+            # least three healthy targets (AWS, "Improving availability with ALB automatic target weights"),
+            # and most pools run fewer.
+            load_balancing_algorithm_type="round_robin",
+            # A leaving node keeps what it serves for as long as the gateway waits for a request.
+            deregistration_delay=args.timings.drain.deregistration_delay_s,
             # Readiness, not liveness: the agent answers 200 only with the model loaded, the GPU healthy and
-            # the node not draining.
-            health_check=http_health_check(READINESS_PATH, unhealthy_threshold=2),
+            # the node not draining. The API's fastest: a dead node is out in interval x threshold = 10 s.
+            health_check=http_health_check(
+                READINESS_PATH,
+                interval=HEALTH_CHECK_INTERVAL_S,
+                timeout=HEALTH_CHECK_TIMEOUT_S,
+                healthy_threshold=HEALTHY_THRESHOLD,
+                unhealthy_threshold=UNHEALTHY_THRESHOLD,
+            ),
             opts=child,
         )
         aws.lb.Listener(
@@ -350,9 +384,14 @@ class GpuNodePool(pulumi.ComponentResource):
         )
 
     def _group(
-        self, group_name: str, template: aws.ec2.LaunchTemplate, target_group: aws.lb.TargetGroup
+        self,
+        group_name: str,
+        template: aws.ec2.LaunchTemplate,
+        target_group: aws.lb.TargetGroup,
+        ready_alarm: aws.cloudwatch.MetricAlarm | None,
     ) -> aws.autoscaling.Group:
         name, args, pool = self._name, self._args, self._args.pool
+        # A numbered version, never $Latest: a new version starts the refresh, and rollback needs one.
         spec = {"launch_template_id": template.id, "version": template.latest_version.apply(str)}
         mixed: aws.autoscaling.GroupMixedInstancesPolicyArgs | None = None
         single: aws.autoscaling.GroupLaunchTemplateArgs | None = None
@@ -391,21 +430,15 @@ class GpuNodePool(pulumi.ComponentResource):
             # A rebalance recommendation starts a replacement before the interruption notice.
             capacity_rebalance=pool.uses_spot,
             target_group_arns=[target_group.arn],
-            # Replacement on readiness is the fleet controller's call (a degraded engine is restarted, not
-            # its node); the group replaces what EC2 reports impaired.
-            health_check_type="EC2",
-            health_check_grace_period=INSTANCE_WARMUP_S,
-            default_instance_warmup=INSTANCE_WARMUP_S,
+            # Replacement on readiness is the fleet controller's (lifecycle.py says why); the group replaces
+            # what EC2 reports impaired.
+            health_check_type=HEALTH_CHECK_TYPE,
+            health_check_grace_period=HEALTH_CHECK_GRACE_S,
+            default_instance_warmup=METRICS_WARMUP_S,
+            # Its first nodes too are held until ready (a hook added after them would not hold them).
+            initial_lifecycle_hooks=[launch_hook(args.timings)],
             # A new launch template version (new AMI, new agent config) rolls every node, new ones first.
-            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
-                strategy="Rolling",
-                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                    min_healthy_percentage=100,
-                    max_healthy_percentage=200,
-                    instance_warmup=str(INSTANCE_WARMUP_S),
-                    skip_matching=True,
-                ),
-            ),
+            instance_refresh=instance_refresh(ready_alarm),
             instance_maintenance_policy=aws.autoscaling.GroupInstanceMaintenancePolicyArgs(
                 min_healthy_percentage=100, max_healthy_percentage=200
             ),

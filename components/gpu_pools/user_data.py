@@ -15,7 +15,8 @@ from typing import Any
 import tomli_w
 import yaml
 
-from components.gpu_pools.config import GpuPoolConfig
+from components.gpu_pools.config import CONCURRENCY_FLAG, GpuPoolConfig
+from components.gpu_pools.scaling import agent_settings
 from fleet_agent import constants as agent_constants
 from fleet_agent.config import AgentConfig
 
@@ -54,9 +55,10 @@ class NodeSettings:
 
 def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
     """The agent's config for a node of `pool`, validated by the agent's model."""
-    engine: dict[str, Any] = {"kind": pool.engine, "models": [pool.model]}
+    # The node's concurrency is its engine's: the scaling's target and queue depend on it.
+    engine: dict[str, Any] = {"kind": pool.engine, "models": [pool.model], "parallel": pool.concurrency}
     if pool.engine == "vllm":
-        args = list(pool.engine_args)
+        args = [CONCURRENCY_FLAG, str(pool.concurrency), *pool.engine_args]
         if pool.gpus_per_node > 1:
             args = ["--tensor-parallel-size", str(pool.gpus_per_node), *args]
         engine |= {
@@ -96,6 +98,7 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
     }
     if node.model_store is not None:
         raw["model_store"] = node.model_store
+    raw |= agent_settings(pool, node.group_name)
     return AgentConfig.model_validate(raw)
 
 
@@ -103,12 +106,14 @@ def stored_model_dir(store: dict[str, Any]) -> str:
     return f"{store['mount_point']}/{store['model_dir']}"
 
 
-def ollama_environment(node: NodeSettings) -> str | None:
-    """The host Ollama unit's environment file: its models from the store's read-only mount, never pruned
-    (Ollama prunes unused blobs at start, which a read-only mount refuses)."""
-    if node.model_store is None:
-        return None
-    return f"OLLAMA_MODELS={stored_model_dir(node.model_store)}\nOLLAMA_NOPRUNE=1\n"
+def ollama_environment(pool: GpuPoolConfig, node: NodeSettings) -> str:
+    """The host Ollama unit's environment file: the requests it runs at once (the pool's concurrency); its
+    models from the store's read-only mount, never pruned (Ollama prunes unused blobs at start, which a
+    read-only mount refuses)."""
+    lines = [f"OLLAMA_NUM_PARALLEL={pool.concurrency}"]
+    if node.model_store is not None:
+        lines += [f"OLLAMA_MODELS={stored_model_dir(node.model_store)}", "OLLAMA_NOPRUNE=1"]
+    return "\n".join(lines) + "\n"
 
 
 def agent_toml(config: AgentConfig) -> str:
@@ -133,7 +138,7 @@ def cloud_config(toml: str, ollama_env: str | None = None) -> str:
 
 def user_data(pool: GpuPoolConfig, node: NodeSettings) -> str:
     """The launch template's user data (base64), refused when over EC2's limit."""
-    ollama_env = ollama_environment(node) if pool.engine == "ollama" else None
+    ollama_env = ollama_environment(pool, node) if pool.engine == "ollama" else None
     text = cloud_config(agent_toml(agent_config(pool, node)), ollama_env)
     size = len(text.encode())
     if size > USER_DATA_LIMIT_BYTES:

@@ -52,6 +52,13 @@ class StoredModelConfig(Section):
     path: VolumePath | None = Field(
         default=None, description="its directory in the volume; default: the name, ':' as a level"
     )
+    size_gib: float | None = Field(
+        default=None,
+        gt=0,
+        le=4096,
+        description="its weights on disk; sizes how long a node may take to load it (default: what fits "
+        "in the GPU memory of the node that serves it)",
+    )
 
     @property
     def directory(self) -> str:

@@ -145,6 +145,7 @@ _ASG_NAME = NameRule(
     what="printable ASCII without spaces or ':'",
 )  # fmt: skip
 _LIFECYCLE_HOOK = NameRule(255, "autoscaling PutLifecycleHook LifecycleHookName", pattern=r"[A-Za-z0-9\-_/]+")
+_ASG_POLICY = NameRule(255, "autoscaling PutScalingPolicy PolicyName", pattern=r"[ -~]+")
 _OBJECT_KEY = NameRule(1024, "s3 PutObject Key")
 # Image Builder's ResourceName shape (CreateComponent, CreateImageRecipe, CreateInfrastructureConfiguration,
 # CreateDistributionConfiguration name): 3-128 characters.
@@ -214,6 +215,15 @@ def _autoscaling_group(ctx: MockContext) -> dict[str, Any]:
 
 
 declare("aws:autoscaling/lifecycleHook:LifecycleHook", autonamed=False, rule=_LIFECYCLE_HOOK)
+
+
+@register("aws:autoscaling/policy:Policy", rule=_ASG_POLICY, id_is_name=True)
+def _autoscaling_policy(ctx: MockContext) -> dict[str, Any]:
+    group = ctx.inputs.get("autoscalingGroupName")
+    policy = f"scalingPolicy:{_uuid(ctx.id)}:autoScalingGroupName/{group}:policyName/{ctx.physical_name}"
+    return {"arn": _arn(ctx, "autoscaling", policy)}
+
+
 declare("aws:ec2/instance:Instance", name_input=None, id_prefix="i-")
 
 

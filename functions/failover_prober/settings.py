@@ -45,8 +45,8 @@ HEARTBEAT_INTERVAL_SECONDS = 5
 HEARTBEAT_RUN_SECONDS = 115
 # The heartbeat counts as stopped once the newest beat the standby holds is older than this: a beat
 # interval, a run handover with a cold start (~10 s) and replication lag (the data tier alarms at half
-# the RPO bound) stay well inside it. A region loss is not detected later for it: Route53's verdict takes
-# longer (budget.py).
+# the RPO bound) stay well inside it. At the stacks' settings Route53's verdict is the later witness of a
+# region loss; at its fastest (10 s, threshold 1) this is, by 4 s (budget.witness_spread_seconds).
 HEARTBEAT_STALE_SECONDS = 30
 
 # What the prober publishes (CloudWatch embedded metric format, in the standby region), under STACK_DIMENSION:

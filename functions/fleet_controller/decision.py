@@ -7,22 +7,26 @@ Every tick the controller reduces what it read about a node to four signals:
 - pull: the controller's own GET of the agent's /readyz `answers` (any status), is `refused` (the
   host is up, nothing listens: the agent is gone and systemd did not bring it back), `hung` (no
   answer before the timeout: the agent, or the whole host, is stuck), or `unknown` (no address);
+  an answer says whether the node is ready (200) and its state (starting, warming, degraded, ...);
 - lb: the pool's load balancer calls the target `healthy`, `unhealthy`, `draining`, or has no verdict;
 - cloud: Auto Scaling and EC2 say the instance is `running`, `starting` (pending, or younger than the
   boot grace), `leaving` (terminating, standby, or already marked unhealthy: the group is replacing
   it), `gone` (terminated, stopped, not found), or `unknown` (the API did not answer).
 
 `TABLE` maps them to a verdict and an action; the first row that matches wins. A node is replaced
-only when every signal that has a verdict says it is dead, and a hung agent is restarted once before
-that. A destructive verdict must hold `confirmations` ticks in a row, and `plan` never lets repairs
-exceed `max_share` of a pool at once: a controller that misreads the world (its own network broken,
-say) cannot take a pool down with it.
+when every signal that has a verdict says it is dead (a hung agent is restarted once before that), or
+when its agent answers "not ready" for longer than it may: a node on its way (starting, warming) gets
+its pool's warm-up limit (from the model's size and the store's throughput: components/gpu_pools), a
+node that has served and went not ready (degraded: a GPU condemned by an XID, an engine that does not
+recover) gets `not_ready_grace_s`. A destructive verdict must hold `confirmations` ticks in a row, and
+the tick's steps (steps.py) never let repairs exceed `max_share` of a pool at once: a controller that
+misreads the world (its own network broken, say) cannot take a pool down with it. A node that is not
+ready is repaired, never compensated for: desired capacity is raised only for nodes that do not exist.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -63,6 +67,16 @@ class Restart(StrEnum):
     SPENT = "spent"  # sent, the grace is over (or one was sent within the last hour)
 
 
+class Readiness(StrEnum):
+    """An answering agent's readiness, and for how long it has not been ready."""
+
+    READY = "ready"
+    WARMING = "warming"  # on its way (starting, warming), within its pool's warm-up limit
+    WARMING_OVERDUE = "warming-overdue"  # on its way, past the warm-up limit
+    NOT_READY = "not-ready"  # served before (degraded) or says nothing of its state: within the grace
+    NOT_READY_OVERDUE = "not-ready-overdue"  # past the grace
+
+
 class Verdict(StrEnum):
     NO_QUORUM = "no-quorum"
     DRAINING = "draining"
@@ -71,6 +85,10 @@ class Verdict(StrEnum):
     GHOST = "ghost"
     CLOUD_LAG = "cloud-lag"
     HEALTHY = "healthy"
+    WARMING = "warming"
+    NOT_READY = "not-ready"
+    STUCK_WARMING = "stuck-warming"
+    NOT_READY_TOO_LONG = "not-ready-too-long"
     DEAD = "dead"
     HUNG = "hung"
     RESTARTING = "restarting"
@@ -90,7 +108,31 @@ LEAVING_AGENT_STATES = frozenset({"draining", "stopped"})
 # Agent states in which a node that answers is expected to become ready.
 COMING_AGENT_STATES = frozenset({"starting", "warming"})
 # Verdicts on the way to a repair: consecutive ticks with any of them count towards `confirmations`.
-SUSPECT = frozenset({Verdict.DEAD, Verdict.HUNG, Verdict.RESTARTING, Verdict.HUNG_AFTER_RESTART})
+SUSPECT = frozenset(
+    {
+        Verdict.DEAD,
+        Verdict.HUNG,
+        Verdict.RESTARTING,
+        Verdict.HUNG_AFTER_RESTART,
+        Verdict.STUCK_WARMING,
+        Verdict.NOT_READY_TOO_LONG,
+    }
+)
+# Verdicts of a running node whose agent answers not ready: its not-ready clock runs.
+UNREADY_VERDICTS = frozenset(
+    {Verdict.WARMING, Verdict.NOT_READY, Verdict.STUCK_WARMING, Verdict.NOT_READY_TOO_LONG}
+)
+# Repairs first where they are most sure: the dead, the hung past their restart, then the rest.
+REPAIR_ORDER = {
+    Verdict.DEAD: 0,
+    Verdict.HUNG_AFTER_RESTART: 1,
+    Verdict.NOT_READY_TOO_LONG: 2,
+    Verdict.STUCK_WARMING: 3,
+    Verdict.HUNG: 4,
+}
+# A pool without a warm-up limit of its own: the agent's own start timeout (fleet_agent.constants.
+# STARTUP_TIMEOUT_S, SkyServe's initial grace), past which it calls the start failed.
+DEFAULT_WARM_LIMIT_S = 1200.0
 # A second hang this soon after a restart is not restarted again: the node is replaced.
 RESTART_MEMORY_S = 3600.0
 # A streak survives a missed tick or two (a slow tick, a run boundary), not a long break.
@@ -114,8 +156,9 @@ class Row:
     lb: frozenset[Lb] | None = _ANY
     draining: bool | None = _ANY
     restart: frozenset[Restart] | None = _ANY
+    readiness: frozenset[Readiness] | None = _ANY
 
-    def matches(self, s: Signals, draining: bool, restart: Restart) -> bool:
+    def matches(self, s: Signals, draining: bool, restart: Restart, readiness: Readiness | None) -> bool:
         return (
             (self.cloud is None or s.cloud in self.cloud)
             and (self.push is None or s.push in self.push)
@@ -123,6 +166,7 @@ class Row:
             and (self.lb is None or s.lb in self.lb)
             and (self.draining is None or draining == self.draining)
             and (self.restart is None or restart in self.restart)
+            and (self.readiness is None or readiness in self.readiness)
         )
 
 
@@ -144,8 +188,18 @@ TABLE: tuple[Row, ...] = (
     ),
     Row(Verdict.CLOUD_LAG, Action.NONE, "the cloud says gone but the node still signals: look again later",
         cloud=_set(Cloud.GONE)),
-    Row(Verdict.HEALTHY, Action.NONE, "heartbeat live and the agent answers",
-        cloud=_set(Cloud.RUNNING), push=_set(Push.LIVE), pull=_set(Pull.ANSWERS)),
+    Row(Verdict.HEALTHY, Action.NONE, "heartbeat live and the agent answers ready",
+        cloud=_set(Cloud.RUNNING), push=_set(Push.LIVE), pull=_set(Pull.ANSWERS),
+        readiness=_set(Readiness.READY)),
+    # The agent's own answer (not ready) is the signal here; its heartbeat may be live or not.
+    Row(Verdict.WARMING, Action.NONE, "on its way to ready (starting, warming): within its warm-up limit",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.WARMING)),
+    Row(Verdict.NOT_READY, Action.NONE, "the agent answers not ready (degraded): within the not-ready grace",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.NOT_READY)),
+    Row(Verdict.STUCK_WARMING, Action.REPLACE, "on its way to ready past its pool's warm-up limit",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.WARMING_OVERDUE)),
+    Row(Verdict.NOT_READY_TOO_LONG, Action.REPLACE, "the agent answers not ready past the not-ready grace",
+        cloud=_set(Cloud.RUNNING), pull=_set(Pull.ANSWERS), readiness=_set(Readiness.NOT_READY_OVERDUE)),
     Row(
         Verdict.DEAD, Action.REPLACE,
         "running, heartbeat expired, its port refuses (systemd did not bring the agent back), "
@@ -186,6 +240,17 @@ class Signals:
     def draining(self) -> bool:
         return self.agent_state in LEAVING_AGENT_STATES or self.lb is Lb.DRAINING
 
+    @property
+    def serving(self) -> bool:
+        """Ready to serve by the agent's own answer to the controller, on an instance still in its
+        group: what `ReadyNodes` counts (a node the group still calls starting may already be ready: the
+        launch hook lets it in service once it is)."""
+        return self.pull is Pull.ANSWERS and self.ready and self.cloud in (Cloud.RUNNING, Cloud.STARTING)
+
+    @property
+    def coming(self) -> bool:
+        return self.agent_state in COMING_AGENT_STATES
+
     def describe(self) -> dict[str, object]:
         return {
             "cloud": self.cloud.value,
@@ -205,6 +270,8 @@ class Settings:
     leave_alone_s: float
     orphan_grace_s: float
     max_share: float
+    # A node that has served and answers not ready this long is replaced.
+    not_ready_grace_s: float = 180.0
     # The fewest ready nodes per model in this region (models without an entry: no minimum).
     min_ready: Mapping[str, int] = field(default_factory=dict)
     alert_every_s: float = 3600.0
@@ -220,116 +287,11 @@ class NodeMemory:
     replaced_at: float | None = None
     draining_since: float | None = None
     lag_since: float | None = None
+    # The first tick its agent answered not ready (after the boot grace); cleared when it is ready.
+    unready_since: float | None = None
 
     def is_empty(self) -> bool:
         return self == NodeMemory()
-
-
-@dataclass(frozen=True)
-class Memory:
-    nodes: Mapping[str, NodeMemory] = field(default_factory=dict)
-    orphans_since: Mapping[str, float] = field(default_factory=dict)
-    alerted: Mapping[str, float] = field(default_factory=dict)  # alert key -> when last sent
-    reconciled_at: float | None = None
-
-
-@dataclass(frozen=True)
-class Node:
-    instance_id: str
-    pool: str
-    signals: Signals
-
-
-@dataclass(frozen=True)
-class Pool:
-    name: str
-    group: str
-    model: str
-    desired: int
-    max_size: int
-    # Instances in the group that are not on their way out, and those the group is replacing.
-    instances: int
-    replacing: int = 0
-
-
-@dataclass(frozen=True)
-class Orphan:
-    instance_id: str
-    launched_at: float
-    hold: bool = False  # tagged to be kept (an operator's debugging instance)
-
-
-@dataclass(frozen=True)
-class Fleet:
-    """One tick's view of a region: the pools' nodes, and (on reconciliation passes) the strays."""
-
-    now: float
-    pools: tuple[Pool, ...]
-    nodes: tuple[Node, ...]
-    # None: not a reconciliation pass. Instances tagged for the fleet in no group; heartbeat index
-    # entries whose instance is gone and whose record has expired.
-    orphans: tuple[Orphan, ...] | None = None
-    ghosts: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class NodeDecision:
-    instance_id: str
-    pool: str
-    verdict: Verdict
-    action: Action
-    why: str
-    signals: Signals
-    held: bool = False  # the action was due but the pool's disruption budget is spent
-
-    @property
-    def acts(self) -> bool:
-        return self.action is not Action.NONE and not self.held
-
-    def describe(self) -> dict[str, object]:
-        return {
-            "instance": self.instance_id,
-            "pool": self.pool,
-            "verdict": self.verdict.value,
-            "action": self.action.value,
-            "held": self.held,
-            "why": self.why,
-            "signals": self.signals.describe(),
-        }
-
-
-@dataclass(frozen=True)
-class CapacityRaise:
-    pool: str
-    group: str
-    model: str
-    desired: int
-    new_desired: int
-    ready: int
-    coming: int
-    minimum: int
-
-
-@dataclass(frozen=True)
-class Alert:
-    key: str  # dedup key: one alert per key per `alert_every_s`
-    subject: str
-    detail: dict[str, object]
-
-
-@dataclass(frozen=True)
-class Plan:
-    nodes: tuple[NodeDecision, ...]
-    terminate: tuple[str, ...]  # orphans past their grace
-    orphans: tuple[str, ...]  # every orphan seen (reported)
-    forget: tuple[str, ...]  # heartbeat entries to remove (ghosts)
-    raises: tuple[CapacityRaise, ...]
-    alerts: tuple[Alert, ...]
-    memory: Memory
-    no_quorum: bool
-
-    def actions(self) -> list[NodeDecision]:
-        return [d for d in self.nodes if d.acts and d.action is not Action.FORGET]
 
 
 # --- one node ---------------------------------------------------------------------------------------
@@ -343,17 +305,44 @@ def restart_phase(memory: NodeMemory, now: float, settings: Settings) -> Restart
     return Restart.SPENT
 
 
-def judge(signals: Signals, memory: NodeMemory, now: float, settings: Settings) -> tuple[Row, NodeMemory]:
+def readiness(
+    signals: Signals, memory: NodeMemory, now: float, settings: Settings, warm_limit_s: float
+) -> Readiness | None:
+    """An answering agent's readiness against its allowance (None: it did not answer)."""
+    if signals.pull is not Pull.ANSWERS:
+        return None
+    if signals.ready:
+        return Readiness.READY
+    waited = now - (memory.unready_since if memory.unready_since is not None else now)
+    if signals.coming:
+        return Readiness.WARMING if waited < warm_limit_s else Readiness.WARMING_OVERDUE
+    return Readiness.NOT_READY if waited < settings.not_ready_grace_s else Readiness.NOT_READY_OVERDUE
+
+
+def judge(
+    signals: Signals,
+    memory: NodeMemory,
+    now: float,
+    settings: Settings,
+    warm_limit_s: float = DEFAULT_WARM_LIMIT_S,
+) -> tuple[Row, NodeMemory]:
     """The table's row for this node, and what to remember of it. Actions here are before the
-    confirmation count and the pool's disruption budget (`plan` applies both)."""
+    confirmation count and the pool's disruption budget (steps.repairs applies both)."""
     draining = signals.draining or (
         memory.draining_since is not None and now - memory.draining_since < settings.leave_alone_s
     )
     restart = restart_phase(memory, now, settings)
-    row = next(r for r in TABLE if r.matches(signals, draining, restart))
+    ready = readiness(signals, memory, now, settings, warm_limit_s)
+    row = next(r for r in TABLE if r.matches(signals, draining, restart, ready))
     remembered = memory
     if signals.draining and memory.draining_since is None:
         remembered = replace(remembered, draining_since=now)
+    # The not-ready clock runs from the first answer "not ready" of a running node (not in its boot grace,
+    # not leaving), and stops when it answers ready.
+    if ready is Readiness.READY:
+        remembered = replace(remembered, unready_since=None)
+    elif ready is not None and row.verdict in UNREADY_VERDICTS and memory.unready_since is None:
+        remembered = replace(remembered, unready_since=now)
     if row.verdict is Verdict.CLOUD_LAG:
         remembered = replace(remembered, lag_since=memory.lag_since or now)
     elif memory.lag_since is not None:
@@ -369,225 +358,3 @@ def judge(signals: Signals, memory: NodeMemory, now: float, settings: Settings) 
         # Back to health: a drain called off, or a replacement the group did not carry out.
         remembered = replace(remembered, draining_since=None, replaced_at=None)
     return row, remembered
-
-
-# --- the region ------------------------------------------------------------------------------------
-
-
-def disruption_budget(pool: Pool, share: float) -> int:
-    """How many of the pool's nodes may be under repair at once: a share of its size, at least one."""
-    size = max(pool.desired, pool.instances + pool.replacing)
-    return max(1, math.floor(share * size))
-
-
-def plan(fleet: Fleet, memory: Memory, settings: Settings) -> Plan:
-    """The tick's decisions, step by step: repair the nodes, keep each model's fewest ready replicas, deal
-    with orphans, forget ghosts, and send the alerts that are due."""
-    repaired = repairs(fleet, memory.nodes, settings)
-    no_quorum = repaired.no_quorum
-    raises, short = ((), ()) if no_quorum else capacity(fleet, repaired.decisions, settings)
-    strays = orphans(fleet, memory.orphans_since, no_quorum, settings)
-    due, alerted = alerts((*repaired.alerts, *short, *strays.alerts), memory.alerted, fleet.now, settings)
-    reconciled_at = fleet.now if fleet.orphans is not None else memory.reconciled_at
-    return Plan(
-        nodes=repaired.decisions,
-        terminate=strays.terminate,
-        orphans=strays.seen,
-        forget=ghosts(fleet, repaired.decisions),
-        raises=raises,
-        alerts=due,
-        memory=Memory(repaired.memory, strays.since, alerted, reconciled_at),
-        no_quorum=no_quorum,
-    )
-
-
-@dataclass(frozen=True)
-class Repairs:
-    decisions: tuple[NodeDecision, ...]
-    memory: Mapping[str, NodeMemory]  # of the fleet's nodes only, and only what is worth remembering
-    alerts: tuple[Alert, ...]  # pools whose repairs are held back
-    no_quorum: bool
-
-
-def repairs(fleet: Fleet, nodes: Mapping[str, NodeMemory], settings: Settings) -> Repairs:
-    """Each node's verdict, and its repair where the verdict has held `confirmations` ticks and its pool's
-    disruption budget allows: the dead first, then hung nodes past their restart, then restarts."""
-    now = fleet.now
-    pools = {p.name: p for p in fleet.pools}
-    node_memory = dict(nodes)
-    decisions: list[NodeDecision] = []
-    held_back: list[Alert] = []
-    # Repairs already under way in each pool: the group's own replacements, our restarts still in
-    # their grace, our replacements the cloud does not show yet.
-    in_flight = {name: pool.replacing for name, pool in pools.items()}
-    judged: list[tuple[Node, Row, NodeMemory]] = []
-    for node in fleet.nodes:
-        before = node_memory.get(node.instance_id, NodeMemory())
-        row, after = judge(node.signals, before, now, settings)
-        judged.append((node, row, after))
-        waiting = before.replaced_at is not None and node.signals.cloud is Cloud.RUNNING
-        if row.verdict is Verdict.RESTARTING or waiting:
-            in_flight[node.pool] = in_flight.get(node.pool, 0) + 1
-    no_quorum = any(row.verdict is Verdict.NO_QUORUM for _, row, _ in judged)
-    order = {Verdict.DEAD: 0, Verdict.HUNG_AFTER_RESTART: 1, Verdict.HUNG: 2}
-    judged.sort(key=lambda item: (order.get(item[1].verdict, 3), item[0].instance_id))
-    for node, row, after in judged:
-        action, why, held = row.action, row.why, False
-        destructive = action in (Action.REPLACE, Action.RESTART)
-        requested = after.replaced_at is not None and action is Action.REPLACE
-        if requested and now - (after.replaced_at or now) < REREQUEST_S:
-            action = Action.NONE
-            why = f"{row.why}; replacement requested, waiting for the group"
-        elif requested:
-            after = replace(after, replaced_at=now)  # already counted in flight
-        elif destructive and after.streak < settings.confirmations:
-            action = Action.NONE
-            why = f"{row.why} (tick {after.streak} of {settings.confirmations})"
-        elif destructive:
-            pool = pools.get(node.pool)
-            budget = disruption_budget(pool, settings.max_share) if pool else 1
-            if in_flight.get(node.pool, 0) >= budget:
-                held = True
-                why = (
-                    f"{row.why}; held: {in_flight.get(node.pool, 0)} of {budget} nodes of pool "
-                    f"{node.pool} already under repair (maxShare {settings.max_share:g})"
-                )
-                held_back.append(
-                    Alert(
-                        f"held:{node.pool}",
-                        f"fleet controller holding back repairs in pool {node.pool}",
-                        {"instance": node.instance_id, "verdict": row.verdict.value, "why": why},
-                    )
-                )
-            else:
-                in_flight[node.pool] = in_flight.get(node.pool, 0) + 1
-                if action is Action.RESTART:
-                    after = replace(after, restarted_at=now)
-                else:
-                    after = replace(after, replaced_at=now)
-        node_memory[node.instance_id] = after
-        decisions.append(
-            NodeDecision(node.instance_id, node.pool, row.verdict, action, why, node.signals, held)
-        )
-    # Forget what is no longer a node of any pool (its instance left the groups).
-    present = {node.instance_id for node in fleet.nodes}
-    kept = {k: v for k, v in node_memory.items() if k in present and not v.is_empty()}
-    return Repairs(tuple(decisions), kept, tuple(held_back), no_quorum)
-
-
-def capacity(
-    fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
-) -> tuple[tuple[CapacityRaise, ...], tuple[Alert, ...]]:
-    """The raises of desired capacity that bring each model back to its fewest ready replicas, and an
-    alert for every model below it (a group already at its maximum gets the alert only)."""
-    below = list(_below_minimum(fleet, decisions, settings))
-    short = tuple(
-        Alert(
-            f"minimum:{r.model}",
-            f"{r.model}: {r.ready} ready replicas, minimum {r.minimum}",
-            {
-                "pool": r.pool,
-                "group": r.group,
-                "desired": r.desired,
-                "newDesired": r.new_desired,
-                "coming": r.coming,
-                "atMax": r.new_desired == r.desired,
-            },
-        )
-        for r in below
-    )
-    return tuple(r for r in below if r.new_desired > r.desired), short
-
-
-@dataclass(frozen=True)
-class Orphans:
-    seen: tuple[str, ...]  # every orphan of this pass (reported)
-    terminate: tuple[str, ...]  # those past their grace, a share of the fleet at a time
-    since: Mapping[str, float]  # when each was first seen
-    alerts: tuple[Alert, ...]
-
-
-def orphans(fleet: Fleet, since: Mapping[str, float], no_quorum: bool, settings: Settings) -> Orphans:
-    """Instances tagged for the fleet in no group: reported, then terminated past `orphan_grace_s`
-    (never one on hold, never without quorum). Only reconciliation passes see them."""
-    if fleet.orphans is None:
-        return Orphans((), (), since, ())
-    now = fleet.now
-    seen = tuple(o.instance_id for o in fleet.orphans)
-    first_seen = {o.instance_id: since.get(o.instance_id, now) for o in fleet.orphans}
-    size = sum(max(p.desired, p.instances) for p in fleet.pools) + len(fleet.orphans)
-    allowed = max(1, math.floor(settings.max_share * size))
-    terminate: list[str] = []
-    for orphan in sorted(fleet.orphans, key=lambda o: o.launched_at):
-        due = now - first_seen[orphan.instance_id] >= settings.orphan_grace_s
-        if due and not orphan.hold and not no_quorum and len(terminate) < allowed:
-            terminate.append(orphan.instance_id)
-    notices: list[Alert] = []
-    if terminate:
-        text = f"fleet controller terminating {len(terminate)} orphan instance(s)"
-        notices.append(
-            Alert(f"orphans:{','.join(terminate)}", text, {"terminate": terminate, "orphans": list(seen)})
-        )
-    return Orphans(seen, tuple(terminate), first_seen, tuple(notices))
-
-
-def ghosts(fleet: Fleet, decisions: Iterable[NodeDecision]) -> tuple[str, ...]:
-    """Heartbeat entries to remove: nodes judged ghosts, and (on reconciliation passes) index entries
-    whose instance is gone and whose record has expired."""
-    forget = [d.instance_id for d in decisions if d.action is Action.FORGET]
-    if fleet.ghosts is not None:
-        forget += [g for g in fleet.ghosts if g not in forget]
-    return tuple(forget)
-
-
-def alerts(
-    candidates: Iterable[Alert], sent: Mapping[str, float], now: float, settings: Settings
-) -> tuple[tuple[Alert, ...], dict[str, float]]:
-    """The alerts due (one per key per `alert_every_s`), and when each key was last sent."""
-    last_sent = dict(sent)
-    due: list[Alert] = []
-    for alert in candidates:
-        last = last_sent.get(alert.key)
-        if last is None or now - last >= settings.alert_every_s:
-            due.append(alert)
-            last_sent[alert.key] = now
-    return tuple(due), {k: t for k, t in last_sent.items() if now - t < settings.alert_every_s}
-
-
-def _below_minimum(
-    fleet: Fleet, decisions: Iterable[NodeDecision], settings: Settings
-) -> Iterable[CapacityRaise]:
-    """A model below its minimum of ready nodes: raise the first of its pools with headroom."""
-    by_pool: dict[str, list[NodeDecision]] = {}
-    for d in decisions:
-        by_pool.setdefault(d.pool, []).append(d)
-    for model, minimum in sorted(settings.min_ready.items()):
-        pools = [p for p in fleet.pools if p.model == model]
-        if not pools:
-            continue
-        ready = coming = 0
-        for pool in pools:
-            for d in by_pool.get(pool.name, []):
-                s = d.signals
-                if d.verdict is Verdict.HEALTHY and s.ready:
-                    ready += 1
-                elif d.verdict is Verdict.BOOTING or (
-                    d.verdict is Verdict.HEALTHY and s.agent_state in COMING_AGENT_STATES
-                ):
-                    coming += 1
-            # Capacity the group is already launching.
-            coming += max(0, pool.desired - pool.instances)
-        deficit = minimum - ready - coming
-        if deficit <= 0:
-            continue
-        target = next((p for p in pools if p.desired < p.max_size), pools[0])
-        yield CapacityRaise(
-            pool=target.name,
-            group=target.group,
-            model=model,
-            desired=target.desired,
-            new_desired=min(target.max_size, target.desired + deficit),
-            ready=ready,
-            coming=coming,
-            minimum=minimum,
-        )

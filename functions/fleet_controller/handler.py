@@ -2,6 +2,13 @@
 consecutive runs overlap and EventBridge's within-the-minute delivery never leaves a gap. Each tick slot
 is claimed in Redis (SET NX), so overlapping runs never tick twice.
 
+Ticks of two runs can still overlap in time: one tick's botocore calls (timeouts times retries) can
+outlast a slot. The controller's memory (restart records, streaks) is therefore read, decided on and
+written under a lock in Redis (SET NX PX with a token of this tick's own): a tick that finds it held
+skips; a tick writes its memory only while it still holds the lock (compare-and-set in one script), and
+writes it before it acts (a restart or a replacement is remembered before it is sent, so a later tick
+never sends it again); a tick whose lease ran out acts on nothing; the lock is released only by its owner.
+
 A tick: read the pools' groups and instances (Auto Scaling, EC2), their load balancers' target health,
 the heartbeats and the controller's memory (Redis), poll every agent; every `reconcileSeconds` also
 scan for orphans (tagged for the fleet, in no group) and ghosts (in Redis, instance gone); decide
@@ -15,6 +22,7 @@ No action is ever taken on a tick whose cloud or Redis reads failed: the decisio
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -23,30 +31,33 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from . import signals as sig
-from .decision import (
-    Action,
-    Cloud,
-    Fleet,
-    Lb,
-    Memory,
-    Node,
-    NodeMemory,
-    Orphan,
-    Plan,
-    Pool,
-    Pull,
-    Verdict,
-    plan,
-)
+from .decision import Action, Cloud, Lb, NodeMemory, Pull, Verdict
 from .report import Emit, print_record, report
 from .resp import Endpoint, Redis, RedisError
 from .settings import ControllerSettings, PoolSpec
+from .steps import Fleet, Memory, Node, Orphan, Plan, Pool, plan
 
 # Time kept free before the Lambda's timeout, for the last tick to finish.
 END_MARGIN_SECONDS = 5
 HOLD_TAG = "fleet-hold"
 # The restart document's own timeout: a stuck stop must not hold the command forever.
 RESTART_COMMAND_TIMEOUT_S = 60
+# Compare-and-set of the memory under the lock (KEYS: lock, memory; ARGV: token, memory, lease ms), and
+# compare-and-delete of the lock (KEYS: lock; ARGV: token): atomic in Redis, so only the owner writes.
+SAVE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+RELEASE_IF_OWNER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 @dataclass
@@ -117,6 +128,25 @@ class Controller:
         now = self._clock()
         summary: dict[str, Any] = {"kind": "tick", "region": s.region, "at": round(now, 3)}
         summary["run"] = self.run_id
+        redis, lock = self._connect_and_lock(summary)
+        if redis is not None and lock is None:
+            redis.close()
+            summary["skipped"] = "another tick holds the controller's lock"
+            self._emit(summary)
+            return summary
+        try:
+            return self._tick(now, summary, redis, lock)
+        finally:
+            if redis is not None:
+                if lock is not None:
+                    with contextlib.suppress(RedisError):  # else the lease runs out on its own
+                        redis.call("EVAL", RELEASE_IF_OWNER, 1, s.lock_key, lock.token)
+                redis.close()
+
+    def _tick(
+        self, now: float, summary: dict[str, Any], redis: Redis | None, lock: Lock | None
+    ) -> dict[str, Any]:
+        s = self.settings
         target_health: dict[str, dict[str, Lb]] = {}
         try:
             groups = sig.read_groups(self.clients.autoscaling, [p.group for p in s.pools])
@@ -133,38 +163,30 @@ class Controller:
             report(self._emit, s, summary, [], {})
             return summary
 
-        redis: Redis | None = None
         heartbeats: sig.Heartbeats | None = None
         memory = Memory()
-        try:
-            redis = self._redis()
-            heartbeats = sig.read_heartbeats(redis, s.key_prefix, s.region, also=members)
-            memory = load_memory(redis, s.memory_key)
-        except RedisError as exc:
-            summary["redisError"] = str(exc)
-            if redis is not None:
-                redis.close()
-            redis = None
+        if redis is not None:
+            try:
+                heartbeats = sig.read_heartbeats(redis, s.key_prefix, s.region, also=members)
+                memory = load_memory(redis, s.memory_key)
+            except RedisError as exc:
+                summary["redisError"] = str(exc)
+                redis = None
 
-        try:
-            targets = {i: (self._address_for(instances[i]) if i in instances else None) for i in members}
-            polls = sig.poll_all(targets, s.poll_timeout_s)
-            nodes = []
-            for instance_id, (pool, member) in sorted(members.items()):
-                cloud = sig.cloud_state(member, instances.get(instance_id), now, s.boot_grace_s)
-                record = heartbeats.records.get(instance_id) if heartbeats else None
-                lb = target_health.get(pool.name, {}).get(instance_id, Lb.UNKNOWN)
-                signals = sig.signals_of(cloud, record, heartbeats is not None, polls[instance_id], lb)
-                nodes.append(Node(instance_id, pool.name, signals))
-            orphans, ghosts = self._reconcile(memory, members, heartbeats, now, summary)
-            pools = tuple(_pool(p, groups[p.group], nodes) for p in s.pools)
-            decided = plan(Fleet(now, pools, tuple(nodes), orphans, ghosts), memory, s.decision)
-            kept = self._act(decided, redis, summary)
-            if redis is not None:
-                save_memory(redis, s.memory_key, kept)
-        finally:
-            if redis is not None:
-                redis.close()
+        targets = {i: (self._address_for(instances[i]) if i in instances else None) for i in members}
+        polls = sig.poll_all(targets, s.poll_timeout_s)
+        nodes = []
+        for instance_id, (pool, member) in sorted(members.items()):
+            cloud = sig.cloud_state(member, instances.get(instance_id), now, s.boot_grace_s)
+            record = heartbeats.records.get(instance_id) if heartbeats else None
+            lb = target_health.get(pool.name, {}).get(instance_id, Lb.UNKNOWN)
+            signals = sig.signals_of(cloud, record, heartbeats is not None, polls[instance_id], lb)
+            nodes.append(Node(instance_id, pool.name, signals))
+        orphans, ghosts = self._reconcile(memory, members, heartbeats, now, summary)
+        pools = tuple(_pool(p, groups[p.group], nodes) for p in s.pools)
+        decided = plan(Fleet(now, pools, tuple(nodes), orphans, ghosts), memory, s.decision)
+        if redis is not None and lock is not None:
+            self._act(decided, redis, lock, summary)
         summary["noQuorum"] = decided.no_quorum or heartbeats is None
         details = {
             d.instance_id: sig.agent_status(*address, s.poll_timeout_s)
@@ -175,6 +197,24 @@ class Controller:
         }
         report(self._emit, s, summary, list(decided.nodes), {p.name: p for p in pools}, decided, details)
         return summary
+
+    def _connect_and_lock(self, summary: dict[str, Any]) -> tuple[Redis | None, Lock | None]:
+        """A connection to Redis and the controller's lock; (None, None) when Redis does not answer (the
+        tick then observes only: nothing is acted on, nothing written)."""
+        s = self.settings
+        try:
+            redis = self._redis()
+        except RedisError as exc:
+            summary["redisError"] = str(exc)
+            return None, None
+        token = f"{self.run_id}:{uuid.uuid4().hex[:8]}"
+        try:
+            won = redis.call("SET", s.lock_key, token, "NX", "PX", int(s.lock_lease_s * 1000))
+        except RedisError as exc:
+            summary["redisError"] = str(exc)
+            redis.close()
+            return None, None
+        return redis, (Lock(token) if won == "OK" else None)
 
     def _reconcile(
         self,
@@ -213,13 +253,17 @@ class Controller:
 
     # --- acting -------------------------------------------------------------------------------------
 
-    def _act(self, decided: Plan, redis: Redis | None, summary: dict[str, Any]) -> Memory:
-        """Carry the plan out (unless dry-run or without quorum); returns the memory to keep, without the
-        restarts and replacements whose call failed."""
+    def _act(self, decided: Plan, redis: Redis, lock: Lock, summary: dict[str, Any]) -> None:
+        """Remember the plan, then carry it out (unless dry-run or without quorum), then remember it again
+        without the restarts and replacements whose call failed. Nothing is done by a tick that no longer
+        holds the lock: another tick may already have decided on the memory it read."""
         s = self.settings
         memory = decided.memory
-        if decided.no_quorum or redis is None:
-            return memory
+        if not self._save(redis, lock, memory):
+            summary["lockLost"] = True
+            return
+        if decided.no_quorum:
+            return
         live = not s.dry_run
         nodes = dict(memory.nodes)
         failures: list[str] = []
@@ -290,7 +334,22 @@ class Controller:
                     failures.append(f"alert:{alert.key}: {exc}")
         if failures:
             summary["failures"] = failures
-        return replace(memory, nodes=nodes)
+        if nodes != memory.nodes and not self._save(redis, lock, replace(memory, nodes=nodes)):
+            # A failed call stays remembered as sent: it is not retried before its grace (the safe side).
+            summary["lockLost"] = True
+
+    def _save(self, redis: Redis, lock: Lock, memory: Memory) -> bool:
+        """Write the memory if this tick still holds the lock, renewing its lease; False if it does not (or
+        Redis did not answer: then nothing is known to be written, so nothing may be done)."""
+        s = self.settings
+        lease_ms = int(s.lock_lease_s * 1000)
+        try:
+            saved = redis.call(
+                "EVAL", SAVE_IF_OWNER, 2, s.lock_key, s.memory_key, lock.token, dump_memory(memory), lease_ms
+            )
+        except RedisError:
+            return False
+        return saved == 1
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -303,6 +362,13 @@ class Controller:
         return (instance.private_ip, self.settings.agent_port) if instance.private_ip else None
 
 
+@dataclass(frozen=True)
+class Lock:
+    """This tick's hold on the controller's lock: the token only it knows."""
+
+    token: str
+
+
 def _pool(spec: PoolSpec, group: sig.Group, nodes: list[Node]) -> Pool:
     mine = [n.signals.cloud for n in nodes if n.pool == spec.name]
     return Pool(
@@ -313,6 +379,7 @@ def _pool(spec: PoolSpec, group: sig.Group, nodes: list[Node]) -> Pool:
         max_size=group.max_size,
         instances=sum(1 for c in mine if c in (Cloud.RUNNING, Cloud.STARTING)),
         replacing=sum(1 for c in mine if c is Cloud.LEAVING),
+        warm_limit_s=spec.warm_limit_s,
     )
 
 
@@ -335,14 +402,14 @@ def load_memory(redis: Redis, key: str) -> Memory:
         return Memory()  # unreadable memory: start afresh (streaks reset: the safe direction)
 
 
-def save_memory(redis: Redis, key: str, memory: Memory) -> None:
+def dump_memory(memory: Memory) -> str:
     document = {
         "nodes": {k: asdict(v) for k, v in memory.nodes.items()},
         "orphansSince": dict(memory.orphans_since),
         "alerted": dict(memory.alerted),
         "reconciledAt": memory.reconciled_at,
     }
-    redis.call("SET", key, json.dumps(document, separators=(",", ":")))
+    return json.dumps(document, separators=(",", ":"))
 
 
 # --- Lambda -----------------------------------------------------------------------------------------

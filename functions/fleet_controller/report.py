@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .decision import SUSPECT, NodeDecision, Plan, Pool, Verdict
-from .settings import METRIC_NAMESPACE, ControllerSettings
+from .decision import SUSPECT, Verdict
+from .settings import METRIC_NAMESPACE, POOL_DIMENSION, READY_NODES_METRIC, ControllerSettings
+from .steps import NodeDecision, Plan, Pool
 
 Emit = Callable[[Mapping[str, Any]], None]
 
@@ -69,10 +70,18 @@ def report(
                 metric_time,
                 ["Stack", "Pool"],
                 {"Stack": settings.stack, "Pool": name},
-                {
-                    "ReadyNodes": sum(1 for d in in_pool if d.verdict is Verdict.HEALTHY and d.signals.ready),
-                    "SuspectNodes": sum(1 for d in in_pool if d.verdict in SUSPECT),
-                },
+                {"SuspectNodes": sum(1 for d in in_pool if d.verdict in SUSPECT)},
+            )
+        )
+        # The shared contract (fleet_agent.fleet_metrics): dimension Pool only, read by the pool's
+        # ReadyNodes alarm and its instance refresh's rollback. Counted from the agents' own answers,
+        # so it holds while Redis is down (never emitted when the cloud read failed: no pools then).
+        emit(
+            _metrics(
+                metric_time,
+                [POOL_DIMENSION],
+                {POOL_DIMENSION: name},
+                {READY_NODES_METRIC: sum(1 for d in in_pool if d.signals.serving)},
             )
         )
 

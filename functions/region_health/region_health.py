@@ -1,20 +1,27 @@
-"""Region health: does this region's gateway serve inference? Answers Route53's health checks.
+"""Region health: can this region serve inference? Answers Route53's health checks.
 
 Runs as a sidecar in every gateway task, from the gateway's own image (its Python, standard library
-only), and never touches the database: losing the global writer must not make both regions look dead.
+only). "Can serve" is measured by serving: every `refresh_seconds` it asks the region's own gateway (on
+127.0.0.1) for a real completion of one token through each of the region's own backends (GPU pools,
+Kubernetes-served models), each request naming one deployment so that it reaches exactly that one, with
+a gateway key of its own. Only when none of them serves does it try the serverless endpoints, one at a
+time until one serves (they bill per call). A request travels as a client's does: the key is checked
+against the region's own database reader, the gateway routes, the backend generates. A pool whose nodes
+are all unready (its load balancer answers 503, or the agents 404), a revoked provider key (401), a
+gateway that cannot reach its reader: each fails as it fails for clients. Which base URL a deployment
+was called at is LiteLLM's own answer (its `x-litellm-model-api-base` header), never a table of ours.
 
-Every `refresh_seconds` it checks, in parallel, with a short timeout each:
-- the gateway: LiteLLM's liveness (`/health/liveliness` on 127.0.0.1) answers 200;
-- each model backend the gateway routes to (the deployments of its rendered config: an own pool's load
-  balancer, or a provider's API): an HTTP answer below 500 from its base URL. No tokens, no credentials:
-  only that the path from this region to the backend works and something serves there.
-
-GET /fleet/region-health: 200 when the gateway is up and at least one backend is reachable, else 503;
-the body says which checks passed. GET /fleet/live: 200 while the sidecar runs (its own target health).
-A snapshot older than three refresh periods counts as failing.
+GET /fleet/region-health: the last verdict, cached between rounds:
+- "pools": an own backend served: 200;
+- "serverless": only a serverless endpoint served: 200 where the config says so
+  (`failover.serverlessOnly: healthy`) or where the region has no own backends, else 503;
+- "none": nothing served, or the last round is stale: 503.
+The body names each deployment's outcome. GET /fleet/live: 200 once a first round has ended (the ALB sends
+Route53's probes only to a sidecar that has a verdict).
 
 Its settings come from the environment, through RegionHealthSettings (settings.py), which the gateway
-service renders them with. It ships as this package's modules (see components/control_plane/region_health.py).
+service renders them with; the key from the task's secrets. It ships as this package's modules (see
+components/control_plane/region_health.py).
 """
 
 from __future__ import annotations
@@ -25,83 +32,148 @@ import os
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .settings import REGION_HEALTH_LIVE_PATH, REGION_HEALTH_PATH, Backend, RegionHealthSettings
+from .settings import (
+    REGION_HEALTH_KEY_ENV,
+    REGION_HEALTH_LIVE_PATH,
+    REGION_HEALTH_PATH,
+    Probe,
+    RegionHealthSettings,
+)
+
+PROMPT = "Reply with one word."
+POOLS, SERVERLESS, NONE = "pools", "serverless", "none"
 
 
-def backend_urls(backends: Sequence[Backend], env: Mapping[str, str]) -> dict[str, str]:
-    """Each backend's base URL, as LiteLLM resolves it: an override from the environment wins."""
-    resolved: dict[str, str] = {}
-    for backend in backends:
-        override = next((env[name] for name in backend.env if env.get(name)), None)
-        resolved[backend.name] = override or backend.url
-    return resolved
+@dataclass(frozen=True)
+class Outcome:
+    """One completion through the gateway: whether it served, and what the gateway said."""
+
+    served: bool
+    status: int | None
+    api_base: str | None
+    detail: str
+    seconds: float
 
 
-def answers(url: str, timeout: float, ok: Callable[[int], bool]) -> bool:
-    """GET `url`; True when an HTTP status comes back within `timeout` and `ok` accepts it."""
-    parts = urllib.parse.urlsplit(url)
-    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = kind(parts.hostname or "", parts.port, timeout=timeout)
+def complete(gateway_url: str, key: str, deployment: str, timeout: float) -> Outcome:
+    """A one-token chat completion through the gateway, pinned to `deployment` (no retries: the verdict is
+    about this deployment now)."""
+    started = time.monotonic()
+    outcome = _complete(gateway_url, key, deployment, timeout)
+    return Outcome(*outcome, seconds=round(time.monotonic() - started, 3))
+
+
+def _complete(
+    gateway_url: str, key: str, deployment: str, timeout: float
+) -> tuple[bool, int | None, str | None, str]:
+    parts = urllib.parse.urlsplit(gateway_url)
+    body = json.dumps(
+        {
+            "model": deployment,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 1,
+            "num_retries": 0,
+            "timeout": timeout,
+        }
+    )
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout + 2)
     try:
-        conn.request("GET", parts.path or "/", headers={"User-Agent": "fleet-region-health"})
-        return ok(conn.getresponse().status)
-    except (OSError, http.client.HTTPException):
-        return False
+        conn.request(
+            "POST",
+            f"{parts.path.rstrip('/')}/v1/chat/completions",
+            body=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
+        answer = conn.getresponse()
+        text = answer.read().decode(errors="replace")
+        api_base = answer.getheader("x-litellm-model-api-base")
+        served_by = answer.getheader("x-litellm-model-id")
+        if answer.status != 200:
+            return False, answer.status, api_base, _error(text)
+        choices = json.loads(text).get("choices") or []
+        if not choices:
+            return False, answer.status, api_base, "an answer without choices"
+        if served_by not in (None, deployment):
+            return False, answer.status, api_base, f"served by {served_by}, not {deployment}"
+        return True, answer.status, api_base, "served"
+    except (OSError, http.client.HTTPException, ValueError) as failed:
+        return False, None, None, f"{type(failed).__name__}: {failed}"
     finally:
         conn.close()
 
 
-class Checker:
-    """Keeps the latest snapshot of every check, refreshed in the background."""
+def _error(text: str) -> str:
+    try:
+        error = json.loads(text).get("error") or {}
+        return str(error.get("message") or error)[:300]
+    except (ValueError, AttributeError):
+        return text[:300]
 
-    def __init__(
-        self,
-        gateway_liveness_url: str,
-        backends: Mapping[str, str],
-        refresh_seconds: float,
-        check_timeout_seconds: float,
-    ) -> None:
-        self._gateway_liveness_url = gateway_liveness_url
-        self._backends = dict(backends)
-        self._refresh_seconds = refresh_seconds
-        self._check_timeout_seconds = check_timeout_seconds
+
+class Checker:
+    """Keeps the latest verdict, refreshed in the background."""
+
+    def __init__(self, settings: RegionHealthSettings, key: str) -> None:
+        self._settings = settings
+        self._key = key
         self._lock = threading.Lock()
-        self._snapshot: dict[str, Any] = {"gateway": False, "backends": {}, "checkedAt": 0.0}
-        self._pool = ThreadPoolExecutor(max_workers=min(16, 1 + len(self._backends)))
+        self._snapshot: dict[str, Any] = {"verdict": NONE, "deployments": {}, "checkedAt": None}
+        self._rounds = 0
+        self._pool = ThreadPoolExecutor(max_workers=min(16, 1 + len(settings.own)))
+        # A round may take each serverless attempt's timeout in turn, after the own backends'.
+        self._round_limit = settings.check_timeout_seconds * (2 + len(settings.serverless))
+
+    def _complete(self, probe: Probe) -> Outcome:
+        s = self._settings
+        return complete(s.gateway_url, self._key, probe.deployment, s.check_timeout_seconds)
 
     def check_once(self) -> dict[str, Any]:
-        timeout = self._check_timeout_seconds
-        gateway = self._pool.submit(answers, self._gateway_liveness_url, timeout, lambda s: s == 200)
-        backends = {
-            name: self._pool.submit(answers, url, timeout, lambda s: s < 500)
-            for name, url in self._backends.items()
-        }
+        s = self._settings
+        outcomes = dict(zip(s.own, self._pool.map(self._complete, s.own), strict=True))
+        if not any(o.served for o in outcomes.values()):
+            for probe in s.serverless:  # one at a time: each call is billed
+                outcomes[probe] = self._complete(probe)
+                if outcomes[probe].served:
+                    break
+        served = {p for p, o in outcomes.items() if o.served}
+        verdict = POOLS if any(p.own for p in served) else SERVERLESS if served else NONE
         snapshot = {
-            "gateway": gateway.result(),
-            "backends": {name: future.result() for name, future in backends.items()},
+            "verdict": verdict,
+            "deployments": {p.deployment: {"own": p.own, **asdict(o)} for p, o in outcomes.items()},
             "checkedAt": time.time(),
         }
         with self._lock:
             self._snapshot = snapshot
+            self._rounds += 1
         return snapshot
 
     def run_forever(self) -> None:
         while True:
             started = time.monotonic()
             self.check_once()
-            time.sleep(max(0.0, self._refresh_seconds - (time.monotonic() - started)))
+            time.sleep(max(0.0, self._settings.refresh_seconds - (time.monotonic() - started)))
+
+    @property
+    def has_verdict(self) -> bool:
+        with self._lock:
+            return self._rounds > 0
 
     def verdict(self) -> tuple[bool, dict[str, Any]]:
+        s = self._settings
         with self._lock:
             snapshot = dict(self._snapshot)
-        fresh = time.time() - snapshot["checkedAt"] <= 3 * self._refresh_seconds
-        serving = fresh and snapshot["gateway"] and any(snapshot["backends"].values())
-        return serving, {**snapshot, "fresh": fresh, "serving": serving}
+        checked = snapshot["checkedAt"]
+        fresh = checked is not None and time.time() - checked <= 3 * s.refresh_seconds + self._round_limit
+        verdict = snapshot["verdict"] if fresh else NONE
+        serverless_counts = s.serverless_only_healthy or not s.own
+        serving = verdict == POOLS or (verdict == SERVERLESS and serverless_counts)
+        return serving, {**snapshot, "verdict": verdict, "fresh": fresh, "serving": serving}
 
 
 def make_handler(checker: Checker) -> type[BaseHTTPRequestHandler]:
@@ -109,7 +181,8 @@ def make_handler(checker: Checker) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = urllib.parse.urlsplit(self.path).path
             if path == REGION_HEALTH_LIVE_PATH:
-                self._send(200, {"status": "alive"})
+                alive = checker.has_verdict
+                self._send(200 if alive else 503, {"status": "alive" if alive else "first round running"})
             elif path == REGION_HEALTH_PATH:
                 serving, body = checker.verdict()
                 self._send(200 if serving else 503, body)
@@ -132,17 +205,17 @@ def make_handler(checker: Checker) -> type[BaseHTTPRequestHandler]:
 
 def main(env: Mapping[str, str] = os.environ) -> None:
     settings = RegionHealthSettings.from_env(env)
-    backends = backend_urls(settings.backends, env)
-    checker = Checker(
-        settings.gateway_liveness_url,
-        backends,
-        refresh_seconds=settings.refresh_seconds,
-        check_timeout_seconds=settings.check_timeout_seconds,
-    )
+    checker = Checker(settings, env[REGION_HEALTH_KEY_ENV])
     threading.Thread(target=checker.run_forever, name="checks", daemon=True).start()
     server = ThreadingHTTPServer(("0.0.0.0", settings.port), make_handler(checker))
     print(
-        json.dumps({"regionHealth": "listening", "port": server.server_port, "backends": sorted(backends)}),
+        json.dumps(
+            {
+                "regionHealth": "listening",
+                "port": server.server_port,
+                "probes": [asdict(p) for p in settings.probes],
+            }
+        ),
         flush=True,
     )
     server.serve_forever()

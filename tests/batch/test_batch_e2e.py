@@ -197,8 +197,8 @@ def test_an_attempt_stopped_at_the_task_timeout_is_retried_then_failed(world: Ba
     # agent's claim of each attempt, so that a slow start cannot use it up before anything is recorded.
     world.run_job.timeout_s = 2.0
     world.run.timeout_from = lambda execution, attempt: attempt_claimed(world, execution, attempt)
-    # The agent's stop fits Cloud Run's 10 s before SIGKILL (JOB_ENGINE_STOP_GRACE_S); a starved machine
-    # (two attempts SIGKILLed mid-stop at a load of 10, the job left `running`) must not decide this test.
+    # The agent's stop is made to fit Cloud Run's 10 s before SIGKILL (JOB_ENGINE_STOP_GRACE_S): a timing,
+    # not what this test checks, so a busy machine gets a guard instead.
     world.run.kill_grace_s = 120.0
     job_id = cli.submit(prompts(200, max_tokens=512), key="slow")["jobId"]
     world.wait_for_execution(timeout=60)

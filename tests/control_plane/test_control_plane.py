@@ -187,16 +187,23 @@ def test_the_standby_cluster_joins_after_the_writer_has_instances(render):
     assert len(in_region(prod, "us-west-2", RDS_CLUSTER_INSTANCE)) == 2
 
 
-def test_gateways_reach_the_database_through_the_global_writer_endpoint(render):
-    """The endpoint Aurora moves with a switchover or failover: nothing to change after a promotion."""
+def test_gateways_write_through_the_global_writer_and_read_from_their_own_regions_reader(render):
+    """Writes go to the endpoint Aurora moves with a switchover or failover (nothing to change after a
+    promotion); reads, key lookups included, to the region's own cluster's reader endpoint (the standby's
+    is its secondary cluster), so a region checks keys while the writer's region is gone."""
     prod = render("prod")
     endpoint = prod.one(RDS_GLOBAL_CLUSTER).outputs["endpoint"]
+    readers = set()
     for region in REGIONS:
         document = json.loads(secret_value(gateway_version(prod, region).inputs["secretString"]))
-        url = document["DATABASE_URL"]
-        # As its own role, never the master user; giving up a connect after 5 s, not a TCP timeout's minutes.
-        assert url.startswith("postgresql://litellm_gateway:")
-        assert url.endswith(f"@{endpoint}:5432/litellm?sslmode=require&connect_timeout=5")
+        reader = one_in(prod, region, RDS_CLUSTER).outputs["readerEndpoint"]
+        readers.add(reader)
+        for variable, host in (("DATABASE_URL", endpoint), ("DATABASE_URL_READ_REPLICA", reader)):
+            url = document[variable]
+            # As its own role, never the master user; giving up a connect after 5 s, not a TCP timeout's.
+            assert url.startswith("postgresql://litellm_gateway:")
+            assert url.endswith(f"@{host}:5432/litellm?sslmode=require&connect_timeout=5")
+    assert len(readers) == 2
     assert prod.outputs["database"]["writerEndpoint"] == endpoint
 
 
@@ -376,6 +383,7 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
     assert names == {
         "LITELLM_MASTER_KEY",
         "DATABASE_URL",
+        "DATABASE_URL_READ_REPLICA",
         "REDIS_PASSWORD",
         "LITELLM_SALT_KEY",
         "OPENAI_API_KEY",
@@ -400,10 +408,12 @@ def test_gateway_secrets_come_only_from_secrets_manager(render, region):
     assert not [
         n for n in plain if n.endswith(("_API_KEY", "MASTER_KEY", "PASSWORD", "TOKEN", "DATABASE_URL"))
     ]
-    # The secret's document holds exactly the keys the task reads, encrypted with the region's key.
+    # The secret's document holds exactly the keys the task reads (the gateway's, the region-health sidecar's
+    # own key, the metrics sidecar's scrape config), encrypted with the region's key.
     version = gateway_version(prod, region)
     assert set(json.loads(secret_value(version.inputs["secretString"]))) == names | {
-        gateway_metrics.PROMETHEUS_CONFIG_ENV
+        "FLEET_REGION_HEALTH_KEY",
+        gateway_metrics.PROMETHEUS_CONFIG_ENV,
     }
     assert secret.inputs["kmsKeyId"] == one_in(prod, region, KMS_KEY).outputs["arn"]
 
@@ -481,8 +491,8 @@ def test_gateway_reads_its_rendered_config_from_s3(render, region):
     assert config["general_settings"] == {
         "master_key": "os.environ/LITELLM_MASTER_KEY",
         "database_url": "os.environ/DATABASE_URL",
-        # Keep serving while the database is unreachable.
-        "allow_requests_on_db_unavailable": True,
+        # prod refuses a key it cannot look up (each region reads keys from its own reader).
+        "allow_requests_on_db_unavailable": False,
     }
     assert config["router_settings"]["redis_password"] == "os.environ/REDIS_PASSWORD"
 
@@ -671,8 +681,8 @@ def test_stack_outputs_name_the_api_the_gateways_the_checks_the_databases_and_th
     assert set(outputs["healthCheckIds"]) == set(REGIONS)
     assert set(outputs["database"]["clusterEndpoints"]) == set(REGIONS)
     assert outputs["database"]["globalClusterId"] == "inference-fleet-prod"
-    assert (
-        outputs["failover"]["dnsFailover"]["worstCaseSeconds"]
-        == outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
-    )
-    assert outputs["failover"]["regionLoss"]["rtoSeconds"] == outputs["budgets"]["regionLossRtoSeconds"]
+    budgets = outputs["budgets"]
+    breakdown = budgets["failover"]
+    assert breakdown["gatewayFailureInference"]["worstSeconds"] == budgets["dnsFailoverWorstCaseSeconds"]
+    assert breakdown["regionLossWrites"]["worstSeconds"] == budgets["regionLossRtoSeconds"]
+    assert outputs["failover"]["checkerRegions"] == ["us-west-1", "eu-west-1", "ap-southeast-1"]

@@ -41,7 +41,7 @@ def test_prod_planes_are_primary_then_standby_and_the_standby_is_smaller(render)
     assert targets["control-plane-us-west-2-gateway"]["minCapacity"] == 2
     albs = [a for a in prod.of_type(LOAD_BALANCER) if a.name.startswith("control-plane-")]
     assert len(albs) == 2 and all(alb.inputs["enableDeletionProtection"] for alb in albs)
-    assert prod.outputs["budgets"]["dnsFailoverWorstCaseSeconds"] == 56
+    assert prod.outputs["budgets"]["dnsFailoverWorstCaseSeconds"] == 126
 
 
 def test_defaults_make_dev_small_and_cheap(stack_input):

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.control_plane.region_health import probe_key
 from components.core.catalog.resource_types import (
     AWS_PROVIDER,
     ECR_PULL_THROUGH_CACHE_RULE,
@@ -48,32 +49,53 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
 def test_the_region_health_sidecar_runs_this_repositorys_code_in_the_gateway_image(render, region):
     prod = render("prod")
     found = containers(prod, region)
-    sidecar, gateway = found["region-health"], found["gateway"]
-    assert sidecar["essential"] is True
-    assert sidecar["image"] == gateway["image"]
-    assert sidecar["entryPoint"][:2] == ["python3", "-c"]
+    sidecar, register, gateway = found["region-health"], found["region-health-key"], found["gateway"]
+    assert sidecar["essential"] is True and register["essential"] is False
+    assert sidecar["image"] == register["image"] == gateway["image"]
+    assert sidecar["entryPoint"][:2] == register["entryPoint"][:2] == ["python3", "-c"]
+    # The key is registered first; the sidecar starts once that has run, whatever its outcome.
+    assert sidecar["dependsOn"] == [{"containerName": "region-health-key", "condition": "COMPLETE"}]
     env = env_of(sidecar)
+    assert env == env_of(register)
     shipped = json.loads(env.pop("FLEET_REGION_HEALTH_CODE"))
     assert shipped == {m.name: m.read_text() for m in SIDECAR_PACKAGE.glob("*.py")}
     # The rest is its settings, read back whole by the sidecar's own dataclass.
     settings = RegionHealthSettings.from_env(env)
     assert settings.to_env() == env
-    assert settings.gateway_liveness_url == "http://127.0.0.1:4000/health/liveliness"
+    assert settings.gateway_url == "http://127.0.0.1:4000"
+    assert settings.key_alias == f"inference-fleet-region-health-{region}"
+    assert settings.serverless_only_healthy is False  # prod: failover.serverlessOnly failing
     assert sidecar["portMappings"][0]["containerPort"] == settings.port == 4001
-    # It checks the backends of the config the gateway runs: every deployment of the rendered file.
+    # It completes through every deployment of the config the gateway runs, by id; its own pools are
+    # those tried first. No base URL of ours: LiteLLM says where it called.
     config_object = prod.one(S3_OBJECT, f"control-plane-{region}-litellm-config")
     config = yaml.safe_load(config_object.inputs["content"])
-    assert {b.name for b in settings.backends} == {d["model_info"]["id"] for d in config["model_list"]}
-    urls = {b.url for b in settings.backends}
-    # This region's own GPU pools (their internal load balancers), then the serverless endpoints.
+    assert [p.deployment for p in settings.probes] == [d["model_info"]["id"] for d in config["model_list"]]
+    own = {p.deployment for p in settings.own}
     pools = {"us-east-1": {"llama-8b", "qwen-14b"}, "us-west-2": {"llama-8b-west"}}[region]
-    assert urls == {f"http://{pool}.pools.fleet.example.com/v1" for pool in pools} | {
-        "https://api.runpod.ai/v2/qwen25-14b-vllm/openai/v1",
-        "https://api.together.xyz/v1",
-        "https://api.fireworks.ai/inference/v1",
-        "https://api.openai.com/v1",
-        "https://api.anthropic.com",
-    }
+    assert {d.rsplit("/", 1)[-1] for d in own} == pools and all("/pool/" in d for d in own)
+    assert not [v for v in env.values() if "https://" in v]
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_the_sidecars_key_is_its_own_from_the_tasks_secret(render, region):
+    prod = render("prod")
+    found = containers(prod, region)
+    sidecar, register = found["region-health"], found["region-health-key"]
+    (key,) = sidecar["secrets"]
+    assert key["name"] == "FLEET_REGION_HEALTH_KEY"
+    gateway_secret = found["gateway"]["secrets"][0]["valueFrom"].split(":LITELLM_MASTER_KEY::")[0]
+    assert key["valueFrom"] == f"{gateway_secret}:FLEET_REGION_HEALTH_KEY::"
+    # The registration writes it through the gateway's own database role, nothing more.
+    assert [s["name"] for s in register["secrets"]] == ["FLEET_REGION_HEALTH_KEY", "DATABASE_URL"]
+    assert "LITELLM_MASTER_KEY" not in {s["name"] for s in sidecar["secrets"] + register["secrets"]}
+
+
+def test_each_region_derives_a_key_of_its_own_from_the_master_key():
+    keys = {probe_key("sk-master-0123456789", region) for region in REGIONS}
+    assert len(keys) == 2
+    assert all(k.startswith("sk-") and "sk-master-0123456789" not in k for k in keys)
+    assert probe_key("sk-master-rotated-0000", REGIONS[0]) not in keys
 
 
 @pytest.mark.parametrize("region", REGIONS)

@@ -14,6 +14,8 @@ from components.controller import budget_for
 from components.controller.budget import run_handover_s
 from components.core.config import PROJECT
 from fleet_agent import constants as agent_constants
+from fleet_agent import fleet_metrics
+from functions.fleet_controller import settings as settings_module
 from functions.fleet_controller.settings import RUN_SECONDS, ControllerSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +91,25 @@ def test_the_rendered_config_is_what_the_function_reads(render) -> None:
     secret = prod.one("aws:secretsmanager/secret:Secret", "controller-us-east-1-redis-password")
     assert east.redis_password_secret_arn == secret.outputs["arn"]
     assert secret.options.protect
+    # Each pool's warm-up limit is its readiness budget's; the not-ready grace is the configured one.
+    timings = prod.outputs["budgets"]["gpuPoolTimings"]
+    assert {p.name: p.warm_limit_s for p in east.pools} == {
+        name: timings[name]["ready"]["warmUpLimitSeconds"] for name in ("llama-8b", "qwen-14b")
+    }
+    assert east.not_ready_grace_s == 180
+
+
+def test_the_lambdas_metric_names_are_the_shared_contracts() -> None:
+    """The function cannot import the agent's package: its own copies must equal fleet_metrics'."""
+    assert (
+        settings_module.METRIC_NAMESPACE,
+        settings_module.READY_NODES_METRIC,
+        settings_module.POOL_DIMENSION,
+    ) == (
+        fleet_metrics.CONTROLLER_NAMESPACE,
+        fleet_metrics.READY_NODES,
+        fleet_metrics.POOL_DIMENSION,
+    )
 
 
 def test_the_role_is_scoped_to_the_regions_groups_and_this_stacks_instances(render) -> None:
@@ -170,10 +191,12 @@ def test_the_budget_is_computed_from_the_configured_periods(render) -> None:
     figures = render("prod").outputs["budgets"]["fleetController"]
     expected = budget_for(
         tick_s=10, confirmations=2, poll_timeout_s=3.0, restart_grace_s=60,
-        heartbeat_ttl_s=agent_constants.HEARTBEAT_TTL_S, handover_s=run_handover_s(),
+        heartbeat_ttl_s=agent_constants.HEARTBEAT_TTL_S, handover_s=run_handover_s(), not_ready_grace_s=180,
     )  # fmt: skip
     assert figures == expected.figures()
     assert figures["killedNodeToReplacementSeconds"] == 15 + 10 + 10 + 7 + 5
+    # Not ready (an XID): the agent's GPU check, the first tick, the grace and its tick, one confirmation.
+    assert figures["notReadyNodeToReplacementSeconds"] == 5 + 10 + 180 + 10 + 10 + 7 + 5
     faster = {"tickSeconds": 5, "confirmations": 3, "pollTimeoutSeconds": 2}
     figures = render("prod", {"controller": faster}).outputs["budgets"]["fleetController"]
     assert figures["killedNodeToReplacementSeconds"] == 15 + 5 + 10 + 7 + 4
@@ -212,6 +235,11 @@ def test_no_pools_no_controller(render) -> None:
             {"tickSeconds": 20, "restartGraceSeconds": 30},
             "inference-fleet:controller.restartGraceSeconds: got 30; at least two ticks (40 s): the restarted "
             "agent's first heartbeat must be seen",
+        ),
+        (
+            {"notReadyGraceSeconds": 30, "tickSeconds": 20, "restartGraceSeconds": 60},
+            "inference-fleet:controller.notReadyGraceSeconds: got 30; at least two ticks (40 s): one tick's "
+            "reading never replaces a node",
         ),
         (
             {"minReadyReplicas": {"mistral:7b": 1}},

@@ -1,5 +1,6 @@
 """The fleet controller's decision table, row by row, and what `plan` adds to it: confirmations over ticks,
-the one restart, the disruption budget, the fewest ready replicas, orphans and ghosts."""
+the one restart, the not-ready grace and the warm-up limit, the disruption budget, the fewest ready
+replicas (never raised for nodes that are there but not ready), orphans and ghosts."""
 
 from __future__ import annotations
 
@@ -11,14 +12,8 @@ from functions.fleet_controller.decision import (
     TABLE,
     Action,
     Cloud,
-    Fleet,
     Lb,
-    Memory,
-    Node,
     NodeMemory,
-    Orphan,
-    Plan,
-    Pool,
     Pull,
     Push,
     Restart,
@@ -26,8 +21,8 @@ from functions.fleet_controller.decision import (
     Signals,
     Verdict,
     judge,
-    plan,
 )
+from functions.fleet_controller.steps import Fleet, Memory, Node, Orphan, Plan, Pool, plan
 
 T0 = 1_800_000_000.0
 SETTINGS = Settings(
@@ -37,9 +32,14 @@ SETTINGS = Settings(
     leave_alone_s=300,
     orphan_grace_s=600,
     max_share=0.34,
+    not_ready_grace_s=120,
 )
+WARM_LIMIT_S = 300.0
 RUNNING = Cloud.RUNNING
 HEALTHY = Signals(RUNNING, Push.LIVE, Pull.ANSWERS, Lb.HEALTHY, "ready", True)
+# What the agent answers after an XID 79: /readyz 503, state degraded; heartbeats go on.
+DEGRADED = Signals(RUNNING, Push.LIVE, Pull.ANSWERS, Lb.UNHEALTHY, "degraded", False)
+WARMING = Signals(RUNNING, Push.LIVE, Pull.ANSWERS, Lb.UNHEALTHY, "warming", False)
 KILLED = Signals(RUNNING, Push.SILENT, Pull.REFUSED, Lb.UNHEALTHY)
 SILENT = Signals(RUNNING, Push.SILENT, Pull.HUNG, Lb.UNHEALTHY)
 RESTARTED = NodeMemory(restarted_at=T0 - 10)
@@ -55,6 +55,10 @@ ROWS = [
     ("ghost", replace(KILLED, cloud=Cloud.GONE), NodeMemory(), Verdict.GHOST, Action.FORGET),
     ("cloud says gone, heartbeat live", replace(HEALTHY, cloud=Cloud.GONE), NodeMemory(), Verdict.CLOUD_LAG, Action.NONE),
     ("all agree healthy", HEALTHY, NodeMemory(), Verdict.HEALTHY, Action.NONE),
+    ("warming", WARMING, NodeMemory(), Verdict.WARMING, Action.NONE),
+    ("degraded, within the grace", DEGRADED, NodeMemory(unready_since=T0 - 60), Verdict.NOT_READY, Action.NONE),
+    ("warming past the limit", WARMING, NodeMemory(unready_since=T0 - 300), Verdict.STUCK_WARMING, Action.REPLACE),
+    ("degraded past the grace", DEGRADED, NodeMemory(unready_since=T0 - 120), Verdict.NOT_READY_TOO_LONG, Action.REPLACE),
     ("all agree dead", KILLED, NodeMemory(), Verdict.DEAD, Action.REPLACE),
     ("running but silent", SILENT, NodeMemory(), Verdict.HUNG, Action.RESTART),
     ("restart under way", SILENT, RESTARTED, Verdict.RESTARTING, Action.NONE),
@@ -64,7 +68,7 @@ ROWS = [
 
 
 def test_the_cases_cover_every_row_of_the_table() -> None:
-    hit = [judge(signals, memory, T0, SETTINGS)[0] for _, signals, memory, _, _ in ROWS]
+    hit = [judge(signals, memory, T0, SETTINGS, WARM_LIMIT_S)[0] for _, signals, memory, _, _ in ROWS]
     assert hit == list(TABLE)
 
 
@@ -72,21 +76,26 @@ def test_the_cases_cover_every_row_of_the_table() -> None:
     ("signals", "memory", "verdict", "action"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
 )
 def test_each_row(signals: Signals, memory: NodeMemory, verdict: Verdict, action: Action) -> None:
-    row, _ = judge(signals, memory, T0, SETTINGS)
+    row, _ = judge(signals, memory, T0, SETTINGS, WARM_LIMIT_S)
     assert (row.verdict, row.action) == (verdict, action)
 
 
 @pytest.mark.parametrize(
     ("signals", "verdict"),
     [
-        # Any live signal saves a node: its heartbeat, its answer, the load balancer's verdict.
+        # Any live signal saves a node from "dead": its heartbeat, its answer, the load balancer's verdict
+        # (an answer "not ready" gets the not-ready grace instead).
         (replace(KILLED, push=Push.LIVE), Verdict.DEGRADED),
-        (replace(KILLED, pull=Pull.ANSWERS), Verdict.DEGRADED),
+        (replace(KILLED, pull=Pull.ANSWERS), Verdict.NOT_READY),
         (replace(SILENT, lb=Lb.HEALTHY), Verdict.DEGRADED),
         # Not reachable at all (no address): not enough to act on.
         (replace(KILLED, pull=Pull.UNKNOWN), Verdict.DEGRADED),
-        # An agent that answers but is not ready handles its own engine.
-        (replace(HEALTHY, ready=False, agent_state="degraded"), Verdict.HEALTHY),
+        # An agent that answers not ready has its grace; its answer counts, whatever its heartbeat.
+        (DEGRADED, Verdict.NOT_READY),
+        (replace(DEGRADED, push=Push.SILENT), Verdict.NOT_READY),
+        (replace(WARMING, agent_state="starting"), Verdict.WARMING),
+        # Ready by its answer, but its heartbeat expired: the signals disagree.
+        (replace(HEALTHY, push=Push.SILENT), Verdict.DEGRADED),
         # The load balancer draining it, or its last record saying stopped.
         (replace(KILLED, lb=Lb.DRAINING), Verdict.DRAINING),
         (replace(KILLED, agent_state="stopped"), Verdict.DRAINING),
@@ -226,22 +235,83 @@ def test_a_node_seen_draining_is_left_alone_after_its_agent_goes_quiet() -> None
 MIN2 = replace(SETTINGS, min_ready={"m": 2})
 
 
-def test_a_model_below_its_minimum_raises_its_group_within_max_and_alerts() -> None:
-    degraded = replace(HEALTHY, ready=False, agent_state="degraded")
-    nodes = {"i-1": HEALTHY, "i-2": degraded}
-    fleet = Fleet(T0, (pool(desired=2, max_size=4),), tuple(Node(i, "a", s) for i, s in nodes.items()))
+def test_a_missing_node_raises_its_group_within_max_and_alerts() -> None:
+    """Scaled in below the model's minimum (one node where two are wanted): one more is launched."""
+    fleet = Fleet(T0, (pool(desired=1, max_size=4),), (Node("i-1", "a", HEALTHY),))
     p = plan(fleet, Memory(), MIN2)
     (raised,) = p.raises
-    assert (raised.group, raised.desired, raised.new_desired, raised.ready) == ("group-a", 2, 3, 1)
+    assert (raised.group, raised.desired, raised.new_desired, raised.ready) == ("group-a", 1, 2, 1)
     assert [a.key for a in p.alerts] == ["minimum:m"]
     # The next tick sees the launch under way (desired above its instances): no second raise, no alert.
-    fleet = replace(fleet, now=T0 + 10, pools=(replace(pool(desired=3, max_size=4), instances=2),))
+    fleet = replace(fleet, now=T0 + 10, pools=(replace(pool(desired=2, max_size=4), instances=1),))
     assert plan(fleet, p.memory, MIN2).raises == () and plan(fleet, p.memory, MIN2).alerts == ()
 
 
+def test_a_degraded_node_is_replaced_after_its_grace_and_never_raises_capacity() -> None:
+    """XID 79 on one of two nodes of a model that keeps two: the node is replaced once the not-ready grace
+    is over (and its verdict confirmed), and desired capacity never moves for it."""
+    nodes = {"i-1": HEALTHY, "i-2": DEGRADED}
+    memory, at, seen, raises = Memory(), T0, [], []
+    for _ in range(16):
+        fleet = Fleet(at, (pool(desired=2, max_size=6),), tuple(Node(i, "a", s) for i, s in nodes.items()))
+        p = plan(fleet, memory, MIN2)
+        seen += [(at - T0, i, a) for i, a in acts(p).items()]
+        raises += p.raises
+        memory, at = p.memory, at + 10
+    # Its clock starts at the first tick (T0); overdue at T0 + 120; the second tick past it replaces it.
+    assert seen == [(130, "i-2", Action.REPLACE)]
+    assert raises == []
+    # The group replaces it (launch before terminate): still no raise, the replacement counts as coming.
+    nodes = {
+        "i-1": HEALTHY,
+        "i-2": replace(DEGRADED, cloud=Cloud.LEAVING),
+        "i-3": replace(WARMING, cloud=Cloud.STARTING),
+    }
+    fleet = Fleet(
+        at,
+        (replace(pool(desired=2, max_size=6), instances=2, replacing=1),),
+        tuple(Node(i, "a", s) for i, s in nodes.items()),
+    )
+    assert plan(fleet, memory, MIN2).raises == ()
+
+
+def test_degraded_nodes_held_by_the_share_do_not_ratchet_capacity_up() -> None:
+    """A bad image: every node of the model degrades. A third are replaced at a time, the rest wait, and
+    desired capacity stays where it is (the alert says the model is short)."""
+    nodes = {f"i-{n}": DEGRADED for n in range(3)}
+    memory = Memory(
+        nodes={i: NodeMemory(unready_since=T0 - 200, streak=1, last_suspect=T0 - 10) for i in nodes}
+    )
+    fleet = Fleet(T0, (pool(desired=3, max_size=8),), tuple(Node(i, "a", s) for i, s in nodes.items()))
+    p = plan(fleet, memory, replace(SETTINGS, min_ready={"m": 3}))
+    assert len(acts(p)) == 1 and sum(d.held for d in p.nodes) == 2
+    assert p.raises == ()
+    (short,) = [a for a in p.alerts if a.key == "minimum:m"]
+    assert short.detail["repairing"] == 3 and short.detail["newDesired"] == 3
+
+
+def test_a_node_stuck_warming_past_its_pools_limit_is_replaced() -> None:
+    slow = Pool("a", "group-a", "m", 3, 6, instances=3, warm_limit_s=WARM_LIMIT_S)
+    memory, at, seen = Memory(), T0, []
+    for _ in range(35):
+        fleet = Fleet(at, (slow,), (Node("i-1", "a", WARMING), Node("i-2", "a", HEALTHY)))
+        p = plan(fleet, memory, SETTINGS)
+        seen += [(at - T0, a) for a in acts(p).values()]
+        memory, at = p.memory, at + 10
+    assert seen == [(310, Action.REPLACE)]
+
+
+def test_a_node_ready_again_starts_its_clock_afresh() -> None:
+    first = tick({"i-1": DEGRADED}, Memory(), T0)
+    assert first.memory.nodes["i-1"].unready_since == T0
+    back = tick({"i-1": HEALTHY}, first.memory, T0 + 100)
+    assert "i-1" not in back.memory.nodes  # nothing left worth remembering
+    again = tick({"i-1": DEGRADED}, back.memory, T0 + 110)
+    assert again.nodes[0].verdict is Verdict.NOT_READY and again.memory.nodes["i-1"].unready_since == T0 + 110
+
+
 def test_nodes_on_their_way_count_and_a_group_at_max_only_alerts() -> None:
-    warming = replace(HEALTHY, ready=False, agent_state="warming")
-    fleet = Fleet(T0, (pool(desired=2),), (Node("i-1", "a", HEALTHY), Node("i-2", "a", warming)))
+    fleet = Fleet(T0, (pool(desired=2),), (Node("i-1", "a", HEALTHY), Node("i-2", "a", WARMING)))
     assert plan(fleet, Memory(), MIN2).raises == ()
     full = Fleet(T0, (pool(desired=2, max_size=2),), (Node("i-1", "a", HEALTHY),))
     p = plan(full, Memory(), MIN2)

@@ -6,7 +6,9 @@ controller's own code looping with short periods, reading and acting through bot
 - an agent killed: its node is marked unhealthy within the computed budget, and never restarted;
 - an agent stopped (SIGSTOP: running, silent): restarted once (SSM Run Command), then replaced;
 - Redis stopped: no signal quorum, no action on any node, even one whose agent then dies;
-- a node draining for a spot notice: left alone, also once its agent has gone quiet.
+- a node draining for a spot notice: left alone, also once its agent has gone quiet;
+- a GPU condemned by an XID (the agent's fake NVML backend): the node, not ready but answering, is
+  replaced once its not-ready grace is over, and its model's capacity is not raised for it.
 """
 
 from __future__ import annotations
@@ -14,24 +16,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from testkit.redis_server import RedisServer
 
+from node_image.agent.tests.agent_testkit.fake_gpu import FakeGpuBackend
 from node_image.agent.tests.agent_testkit.fake_metadata import FakeImds
-from node_image.agent.tests.agent_testkit.harness import spot_notice
+from node_image.agent.tests.agent_testkit.harness import RunningAgent, spot_notice, write_config
 from node_image.agent.tests.agent_testkit.net import ThreadedServer, wait_for
 
 from .world import (
+    MODEL,
     AgentProcess,
     MotoPool,
     RunningController,
+    agent_config,
     budget,
     controller,
     moto_pool,
     settings,
     start_agent,
+    target_group,
 )
 
 
@@ -159,3 +166,57 @@ def test_a_node_draining_for_a_spot_notice_is_left_alone(
         after = running.verdicts(reclaimed)[-(len(running.ticks()) - quiet_at) :]
     assert after and set(after) == {"draining"}
     untouched(pool, running, pool.instance_ids)
+
+
+def test_a_node_whose_gpu_an_xid_condemns_is_replaced_after_its_grace(
+    tmp_path: Path, moto: str, redis_server: RedisServer, tiny_model: Path, engine_port: int
+) -> None:
+    """XID 79 (fallen off the bus) on one of two GPU nodes, through the agent's fake NVML backend: the agent
+    turns readiness off and stays up, heartbeating; the load balancer (moto) still calls it healthy. The
+    controller replaces it once the not-ready grace is over, touches nothing else, and does not raise the
+    group's capacity for the model that now has one ready node of the two it keeps."""
+    pool = moto_pool(moto, size=2, max_size=4)
+    arn = target_group(pool)
+    condemned, healthy = pool.instance_ids
+    gpu = FakeGpuBackend()
+    with ExitStack() as stack:
+        config = agent_config(
+            tmp_path / condemned,
+            condemned,
+            redis_server,
+            engine_port,
+            tiny_model,
+            node={"accelerator": "gpu"},
+        )
+        faulty = stack.enter_context(
+            RunningAgent(write_config(tmp_path / condemned, config), gpu_backend=gpu)
+        )
+        other = start_agent(tmp_path / healthy, healthy, redis_server, engine_port, tiny_model)
+        stack.callback(other.close)
+        faulty.wait_state("ready", timeout=60)
+        other.wait_ready()
+        s = settings(pool, redis_server, min_ready={MODEL: 2})
+        s = replace(s, pools=(replace(s.pools[0], target_group_arn=arn),))
+        addresses = {condemned: ("127.0.0.1", config["server"]["port"]), healthy: other.address}
+        running = stack.enter_context(controller(pool, s, addresses))
+        running.wait_healthy(2)
+        gpu.replay_xid(79)
+        limit = budget(s).not_ready_s
+        wait_for(lambda: pool.health(condemned) == "Unhealthy", limit * 3, f"{condemned} replaced")
+        assert faulty.status()["state"] == "degraded"  # never recovered: the replacement was due
+    (action,) = [r for r in running.records if r.get("kind") == "action"]
+    assert (action["instance"], action["action"], action["verdict"]) == (
+        condemned,
+        "replace",
+        "not-ready-too-long",
+    )
+    # The agent's own word (it answers 503, degraded) was the signal; its heartbeat and the load balancer's
+    # verdict were no reason to keep it.
+    assert action["signals"] == {
+        "cloud": "running", "push": "live", "pull": "answers", "lb": "healthy", "agentState": "degraded",
+        "ready": False,
+    }  # fmt: skip
+    assert "not-ready" in running.verdicts(condemned)
+    untouched(pool, running, [healthy])
+    assert running.restarts(condemned) == []
+    assert not [r for r in running.records if r.get("kind") == "capacity"] and pool.desired() == 2

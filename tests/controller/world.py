@@ -90,6 +90,21 @@ class MotoPool:
         return groups["AutoScalingGroups"][0]["DesiredCapacity"]
 
 
+def target_group(pool: MotoPool) -> str:
+    """The pool's target group in moto, attached to its group (moto registers the group's instances; it
+    calls every registered target healthy, whatever the agent says)."""
+    elbv2, ec2 = client(pool.url, "elbv2"), client(pool.url, "ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    created = elbv2.create_target_group(
+        Name=f"{pool.stack}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, HealthCheckPath="/readyz"
+    )
+    arn = created["TargetGroups"][0]["TargetGroupArn"]
+    client(pool.url, "autoscaling").attach_load_balancer_target_groups(
+        AutoScalingGroupName=pool.group, TargetGroupARNs=[arn]
+    )
+    return arn
+
+
 def moto_pool(url: str, size: int = 3, max_size: int = 6) -> MotoPool:
     """A pool's group as the program declares it (stack tags and the pool tag propagated at launch), and
     the restart document."""
@@ -156,6 +171,7 @@ def settings(pool: MotoPool, redis: RedisServer, **changes: Any) -> ControllerSe
         restart_grace_s=4.0,
         boot_grace_s=0.0,  # moto's instances launched a moment ago
         leave_alone_s=120.0,
+        not_ready_grace_s=4.0,
         orphan_grace_s=600.0,
         reconcile_s=300.0,
         max_share=0.34,
@@ -166,7 +182,7 @@ def settings(pool: MotoPool, redis: RedisServer, **changes: Any) -> ControllerSe
     return replace(base, **changes)
 
 
-def budget(s: ControllerSettings) -> Any:
+def budget(s: ControllerSettings, agent_detection_s: float = FAST_PROBES["gpu_period_s"]) -> Any:
     """The program's own formula over the test's periods (one continuous loop: no run handover)."""
     return budget_for(
         tick_s=s.tick_s,
@@ -175,6 +191,8 @@ def budget(s: ControllerSettings) -> Any:
         restart_grace_s=s.restart_grace_s,
         heartbeat_ttl_s=HEARTBEAT_TTL_S,
         handover_s=0,
+        not_ready_grace_s=s.not_ready_grace_s,
+        agent_detection_s=agent_detection_s,
     )
 
 
@@ -242,6 +260,7 @@ def controller(
     s: ControllerSettings,
     addresses: dict[str, tuple[str, int]],
     clock: Callable[[], float] = time.time,
+    address_for: Callable[[Any], tuple[str, int] | None] | None = None,
 ) -> RunningController:
     clients = Clients(
         autoscaling=client(pool.url, "autoscaling"),
@@ -257,7 +276,7 @@ def controller(
         s,
         clients,
         password(CONTROLLER_USER),
-        address_for=lambda instance: addresses.get(instance.instance_id),
+        address_for=address_for or (lambda instance: addresses.get(instance.instance_id)),
         clock=clock,
         emit=running.records.append,
     )
@@ -304,7 +323,7 @@ class AgentProcess:
             self.process.wait(10)
 
 
-def start_agent(
+def agent_config(
     directory: Path,
     instance_id: str,
     redis: RedisServer,
@@ -312,17 +331,24 @@ def start_agent(
     model: Path,
     redis_port: int | None = None,  # through a proxy (the bench's flapping heartbeats)
     **sections: dict[str, Any],
-) -> AgentProcess:
+) -> dict[str, Any]:
+    """A pool node's agent config: attached to the shared llama.cpp, heartbeating as the nodes' user."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "api-key").write_text(API_KEY + "\n")
     (directory / "redis-password").write_text(password(NODE_USER) + "\n")
-    port = free_port()
-    config = {
-        "node": {"id": instance_id, "region": REGION, "pool": POOL, "accelerator": "cpu"},
+    node = {
+        "id": instance_id,
+        "region": REGION,
+        "pool": POOL,
+        "accelerator": "cpu",
+        **sections.pop("node", {}),
+    }
+    return {
+        "node": node,
         # One llama.cpp for every agent: a host-managed engine each attaches to.
         "engine": {"kind": "llamacpp", "mode": "attach", "models": [MODEL], "model_path": str(model),
                    "port": engine_port},
-        "server": {"host": "127.0.0.1", "port": port, "api_key_file": str(directory / "api-key")},
+        "server": {"host": "127.0.0.1", "port": free_port(), "api_key_file": str(directory / "api-key")},
         "probes": {**FAST_PROBES, "canary_period_s": 2.0},
         "heartbeat": {"redis_url": f"redis://{NODE_USER}@{redis.host}:{redis_port or redis.port}/0",
                       "redis_password_file": str(directory / "redis-password"),
@@ -330,6 +356,18 @@ def start_agent(
         "log_level": "warning",
         **sections,
     }  # fmt: skip
+
+
+def start_agent(
+    directory: Path,
+    instance_id: str,
+    redis: RedisServer,
+    engine_port: int,
+    model: Path,
+    redis_port: int | None = None,
+    **sections: dict[str, Any],
+) -> AgentProcess:
+    config = agent_config(directory, instance_id, redis, engine_port, model, redis_port, **sections)
     path = directory / "agent.toml"
     path.write_text(to_toml(config))
     log = directory / "agent.log"
@@ -338,7 +376,7 @@ def start_agent(
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    return AgentProcess(instance_id, port, process, log)
+    return AgentProcess(instance_id, config["server"]["port"], process, log)
 
 
 def start_engine(model: Path) -> tuple[subprocess.Popen[bytes], int]:

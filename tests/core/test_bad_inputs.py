@@ -383,10 +383,10 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
     (
         "a checker region twice",
         stack_with(
-            PROD, controlPlane=prod_cp(**{"failover.checkerRegions": ["us-east-1", "eu-west-1", "us-east-1"]})
+            PROD, controlPlane=prod_cp(**{"failover.checkerRegions": ["us-west-1", "eu-west-1", "us-west-1"]})
         ),
         {},
-        "error: inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-east-1' twice; list each once",
+        "error: inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-west-1' twice; list each once",
     ),
     # --- address ranges ---------------------------------------------------------------------------------
     (
@@ -531,12 +531,13 @@ CASES: list[tuple[str, str, dict[str, str], str]] = [
         "give a multiple of 10",
     ),
     (
-        "no TTL could meet the RTO",
+        "no setting could meet the RTO",
         stack_with(PROD, controlPlane=prod_cp(**{"failover.failureThreshold": 6, "failover.rtoSeconds": 63})),
         {},
-        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but DNS failover can take 86 s (76 s to "
-        "detect with 10 s x 6 checks + 10 s the record's TTL); detection alone takes 76 s, leaving less than the "
-        "shortest TTL (5 s): use failureThreshold at most 4 and a cname dns.ttlSeconds of at most 7",
+        "error: inference-fleet:controlPlane.failover.rtoSeconds: got 63, but a gateway-level failover can take "
+        "156 s (10 s firstProbeOffset + 50 s probeIntervals + 6 s probeTimeout + 10 s dnsTtl + 20 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); no setting fails every client over faster than 106 s: raise "
+        "rtoSeconds to at least 156 as declared, or to 106 with 10 s checks, threshold 1 and a 5 s cname",
     ),
     (
         "a TTL below Route53's floor",

@@ -524,8 +524,10 @@ def test_the_stores_prod_rules_apply_only_where_a_store_exists(stack_input):
 
 
 def test_an_explicit_ttl_that_misses_the_rto_is_still_refused(stack_input):
-    changes = {"controlPlane": {**PROD_CONTROL_PLANE, "dns": {"recordType": "cname", "ttlSeconds": 15}}}
+    changes = {"controlPlane": {**PROD_CONTROL_PLANE, "dns": {"recordType": "cname", "ttlSeconds": 45}}}
     assert problems(stack_input("prod", changes)) == [
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 61 s (46 s to detect "
-        "with 10 s x 3 checks + 15 s the record's TTL); lower dns.ttlSeconds to at most 14, or detect faster"
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 130, but a gateway-level failover can take 141 s "
+        "(10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 45 s dnsTtl + 0 s ttlIgnoringResolver "
+        "+ 60 s keepAliveHeld); detect faster (healthCheckIntervalSeconds 10, a lower failureThreshold), use a "
+        "cname with a shorter dns.ttlSeconds, or raise rtoSeconds to at least 141"
     ]

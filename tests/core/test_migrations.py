@@ -35,7 +35,7 @@ def problems(tmp_path: Path, doc: dict[str, Any]) -> list[str]:
 
 def test_an_old_prod_file_gets_every_line_the_changelog_quotes(tmp_path):
     found = problems(tmp_path, OLD_PROD)
-    assert len(found) == 6, found
+    assert len(found) == 7, found
     for line in found:
         assert line in CHANGELOG, line
 
@@ -52,8 +52,17 @@ def test_the_changelogs_fixes_make_the_old_file_load(tmp_path):
     job_model["source"] = model
     config[f"{NS}:batchJobs"][0]["queue"].pop("maxConcurrentDispatches")
     cp["dns"]["ttlSeconds"] = 10
+    cp["failover"].pop("checkerRegions")
+    cp["failover"]["rtoSeconds"] = 130
     config[f"{NS}:alerts"] = {"subscriptions": [{"protocol": "email", "endpoint": "oncall@example.com"}]}
     assert problems(tmp_path, doc) == []
+
+
+def test_the_rto_line_the_changelog_quotes_is_the_one_after_the_checker_fix(tmp_path):
+    doc = copy.deepcopy(OLD_PROD)
+    doc["config"][f"{NS}:controlPlane"]["failover"].pop("checkerRegions")
+    line = next(p for p in problems(tmp_path, doc) if ".rtoSeconds" in p)
+    assert line in CHANGELOG
 
 
 def test_a_retired_batch_alert_key_names_what_replaced_it(tmp_path):

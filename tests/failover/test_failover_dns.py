@@ -33,6 +33,7 @@ from fleet.harness import Rendering
 API = "api.fleet.example.com"
 ALIAS_TTL = 60  # what resolvers may hold an alias to an ALB for
 PROBE_TIMEOUT = 4 + 2  # Route53: connect within 4 s, a status within 2 s of connecting
+JVM_DNS_CACHE = 30  # OpenJDK without a security manager holds an answer this long, whatever its TTL
 
 
 def api_records(rendering: Rendering, name: str = API) -> list[Any]:
@@ -56,14 +57,17 @@ def alb_of(rendering: Rendering, region: str) -> Any:
 
 def worst_case_from_declarations(rendering: Rendering) -> int:
     """Recompute the figure from the recorded resources alone, as a reviewer would: the first probe up to
-    an interval late, the rest of the failed probes, the last one timing out, Route53's aggregation (one
-    interval), then the TTL resolvers hold."""
+    an interval late, the rest of the failed probes, the last one timing out; then the longer of the TTL
+    resolvers hold and a JVM's own 30 s cache; then a pooled connection the ALB keeps open."""
     detection = max(
-        c.inputs["requestInterval"] * (c.inputs["failureThreshold"] + 1) + PROBE_TIMEOUT
+        c.inputs["requestInterval"] * c.inputs["failureThreshold"] + PROBE_TIMEOUT
         for c in endpoint_checks(rendering)
     )
     ttls = [ALIAS_TTL if r.inputs.get("aliases") else r.inputs["ttl"] for r in api_records(rendering)]
-    return detection + max(ttls)
+    keep_alive = max(
+        alb_of(rendering, region).inputs["clientKeepAlive"] for region in ("us-east-1", "us-west-2")
+    )
+    return detection + max(*ttls, JVM_DNS_CACHE) + keep_alive
 
 
 def control_plane(stack_input, **changes: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +96,8 @@ def test_each_region_has_an_https_health_check_on_its_can_serve_path(render):
         assert check.inputs["enableSni"] is True
         assert check.inputs["requestInterval"] == 10
         assert check.inputs["failureThreshold"] == 3
-        assert check.inputs["regions"] == ["us-east-1", "us-west-2", "eu-west-1"]
+        # Never from the primary's or the standby's own region: three others.
+        assert check.inputs["regions"] == ["us-west-1", "eu-west-1", "ap-southeast-1"]
 
 
 def test_the_checked_names_lead_to_their_own_regions_alb(render):
@@ -182,29 +187,51 @@ def test_the_status_record_answers_with_route53s_verdict_on_the_primary(render):
 def test_the_dns_budget_is_what_the_declarations_add_up_to_and_within_the_target(render):
     prod = render("prod")
     budgets = prod.outputs["budgets"]
-    assert budgets["dnsFailoverWorstCaseSeconds"] == worst_case_from_declarations(prod) == 56
-    assert budgets["dnsFailoverWorstCaseSeconds"] <= budgets["dnsFailoverRtoTargetSeconds"] == 60
-    terms = prod.outputs["failover"]["dnsFailover"]
-    assert terms == {
-        "firstProbeOffsetSeconds": 10,
-        "probeIntervalsSeconds": 20,
-        "probeTimeoutSeconds": 6,
-        "aggregationSeconds": 10,
-        "dnsTtlSeconds": 10,
-        "worstCaseSeconds": 56,
-    }
+    assert budgets["dnsFailoverWorstCaseSeconds"] == worst_case_from_declarations(prod) == 126
+    assert budgets["dnsFailoverWorstCaseSeconds"] <= budgets["dnsFailoverRtoTargetSeconds"] == 130
+    dns = budgets["failover"]["gatewayFailureInference"]
+    assert [(t["term"], t["best"], t["typical"], t["worst"]) for t in dns["terms"]] == [
+        ("firstProbeOffset", 0, 9, 10),  # checkers unsynchronized; over 82% of them must fail it
+        ("probeIntervals", 20, 20, 20),
+        ("probeTimeout", 0, 0, 6),  # the sidecar answers 503 at once; a blackholed one times out
+        ("dnsTtl", 0, 5, 10),
+        ("ttlIgnoringResolver", 0, 0, 20),  # a JVM's 30 s, past the 10 s TTL
+        ("keepAliveHeld", 0, 30, 60),  # the ALB's client keep-alive
+    ]
+    assert (dns["bestSeconds"], dns["typicalSeconds"], dns["worstSeconds"]) == (20, 64, 126)
+    assert all(t["source"] for t in dns["terms"])
+    # Compared with the planning documents' 60 s, as every failover budget is.
+    assert budgets["failover"]["planningTargetSeconds"] == 60
 
 
-def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
+def test_the_region_loss_budgets_report_inference_and_writes_apart(render):
     prod = render("prod")
     budgets = prod.outputs["budgets"]
-    terms = dict(prod.outputs["failover"]["regionLoss"])  # a copy: the shipped render is shared
-    rto = terms.pop("rtoSeconds")
-    assert rto == sum(terms.values()) == budgets["regionLossRtoSeconds"] == 304
-    # Detection: the DNS detection (46 s), the status record's TTL (10 s), one prober interval (10 s).
-    assert terms["detectionSeconds"] == 46 + 10 + 10
-    assert terms["agreementSeconds"] == 60  # promoteAfterSeconds
-    assert terms["auroraFailoverSeconds"] == 120
+    loss = budgets["failover"]
+    inference = {t["term"]: t for t in loss["regionLossInference"]["terms"]}
+    # A lost region holds no connection open: DNS and the resolvers only.
+    assert list(inference) == [
+        "firstProbeOffset",
+        "probeIntervals",
+        "probeTimeout",
+        "dnsTtl",
+        "ttlIgnoringResolver",
+    ]
+    assert loss["regionLossInference"]["worstSeconds"] == 10 + 20 + 6 + 10 + 20 == 66
+    capacity = {t["term"]: t["worst"] for t in loss["regionLossCapacity"]["terms"]}
+    assert set(capacity) - set(inference) == {"takeoverAlarm", "taskStart", "targetRegistration"}
+    writes = {t["term"]: t for t in loss["regionLossWrites"]["terms"]}
+    assert (
+        budgets["regionLossRtoSeconds"]
+        == loss["regionLossWrites"]["worstSeconds"]
+        == sum(t["worst"] for t in writes.values())
+    )
+    assert writes["agreement"]["worst"] == 60  # promoteAfterSeconds
+    # A run every minute, observing for 55 s (the last observation at 50 s), that EventBridge may start
+    # anywhere within its minute: up to 70 s without an observation, and a cold start's 10 s INIT.
+    assert writes["firstObservation"]["worst"] == writes["closingObservation"]["worst"] == 60 + 60 - 50 + 10
+    # Aurora's promotion: AWS's "under a minute" typically, our allowance in the worst case.
+    assert (writes["auroraFailover"]["typical"], writes["auroraFailover"]["worst"]) == (60, 180)
     # The gateways' database watchdog, as their task definition sets it: interval + probe + reconnect.
     env = {
         e["name"]: e["value"]
@@ -217,8 +244,8 @@ def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
         "PRISMA_HEALTH_WATCHDOG_PROBE_TIMEOUT_SECONDS",
         "PRISMA_WATCHDOG_RECONNECT_TIMEOUT_SECONDS",
     ]
-    assert terms["standbyRecoverySeconds"] == sum(int(env[k]) for k in watchdog)
-    assert rto <= budgets["regionLossRtoTargetSeconds"] == 360
+    assert writes["gatewayReconnect"]["worst"] == sum(int(env[k]) for k in watchdog)
+    assert budgets["regionLossRtoSeconds"] == 494 <= budgets["regionLossRtoTargetSeconds"] == 500
     # The RPO is the bound the parameter groups set (rds.global_db_rpo), within the target.
     bounds = {
         p["value"]
@@ -231,7 +258,7 @@ def test_the_region_loss_and_rpo_budgets_add_up_and_meet_the_targets(render):
 
 
 def test_an_alias_pair_is_held_60_s_and_the_budget_says_so(render, stack_input):
-    relaxed = control_plane(stack_input, dns={"recordType": "alias"}, failover={"rtoSeconds": 120})
+    relaxed = control_plane(stack_input, dns={"recordType": "alias"}, failover={"rtoSeconds": 160})
     rendering = render("prod", {"controlPlane": relaxed})
     records = api_records(rendering)
     assert {r.inputs["type"] for r in records} == {"A"}
@@ -242,22 +269,28 @@ def test_an_alias_pair_is_held_60_s_and_the_budget_says_so(render, stack_input):
     assert (
         rendering.outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
         == worst_case_from_declarations(rendering)
-        == 106
+        == 156
     )
 
 
 def test_slower_detection_moves_the_budget(render, stack_input):
     slower = control_plane(
-        stack_input, failover={"healthCheckIntervalSeconds": 30, "failureThreshold": 2, "rtoSeconds": 120}
+        stack_input,
+        failover={
+            "healthCheckIntervalSeconds": 30,
+            "failureThreshold": 2,
+            "rtoSeconds": 160,
+            "regionLossRtoSeconds": 600,
+        },
     )
     rendering = render("prod", {"controlPlane": slower})
     assert (
         rendering.outputs["budgets"]["dnsFailoverWorstCaseSeconds"]
         == worst_case_from_declarations(rendering)
-        == 106
+        == 156
     )
-    # Detection 50 s slower: 30 s first-probe offset, one more 30 s interval, 30 s aggregation.
-    assert rendering.outputs["budgets"]["regionLossRtoSeconds"] == 304 + 50
+    # Detection 30 s slower: 30 s first-probe offset, one 30 s interval instead of two 10 s ones.
+    assert rendering.outputs["budgets"]["regionLossRtoSeconds"] == 494 + 30
 
 
 def test_dev_serves_a_plain_record_without_health_checks_or_budget(render):
@@ -277,47 +310,53 @@ def test_dev_serves_a_plain_record_without_health_checks_or_budget(render):
 
 RTO_CASES = [
     (
-        "alias pair over a 60 s RTO",
+        "alias pair over its RTO",
         {"dns": {"recordType": "alias"}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 106 s (46 s to detect "
-        "with 10 s x 3 checks + 60 s an alias to an ALB is held); use dns.recordType cname with dns.ttlSeconds at "
-        "most 14",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 130, but a gateway-level failover can take 156 "
+        "s (10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 60 s dnsTtl + 0 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); detect faster (healthCheckIntervalSeconds 10, a lower "
+        "failureThreshold), use a cname with a shorter dns.ttlSeconds, or raise rtoSeconds to at least 156",
     ),
     (
         "TTL too long",
         {"dns": {"ttlSeconds": 45}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 91 s (46 s to detect "
-        "with 10 s x 3 checks + 45 s the record's TTL); lower dns.ttlSeconds to at most 14, or detect faster",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 130, but a gateway-level failover can take 141 "
+        "s (10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 45 s dnsTtl + 0 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); detect faster (healthCheckIntervalSeconds 10, a lower "
+        "failureThreshold), use a cname with a shorter dns.ttlSeconds, or raise rtoSeconds to at least 141",
     ),
     (
-        "detection alone too slow",
+        "detection too slow",
         {"failover": {"healthCheckIntervalSeconds": 30, "failureThreshold": 3}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but DNS failover can take 136 s (126 s to detect "
-        "with 30 s x 3 checks + 10 s the record's TTL); detection alone takes 126 s, leaving less than the shortest "
-        "TTL (5 s): use healthCheckIntervalSeconds 10, failureThreshold at most 3 and a cname dns.ttlSeconds of at "
-        "most 14",
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 130, but a gateway-level failover can take 186 "
+        "s (30 s firstProbeOffset + 60 s probeIntervals + 6 s probeTimeout + 10 s dnsTtl + 20 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); detect faster (healthCheckIntervalSeconds 10, a lower "
+        "failureThreshold), use a cname with a shorter dns.ttlSeconds, or raise rtoSeconds to at least 186",
     ),
     (
         "a target no setting can meet",
-        {"failover": {"rtoSeconds": 25}},
-        "inference-fleet:controlPlane.failover.rtoSeconds: got 25, but DNS failover can take 56 s (46 s to detect "
-        "with 10 s x 3 checks + 10 s the record's TTL); no setting fails DNS over faster than 31 s (10 s checks, "
-        "threshold 1, a 5 s cname): raise rtoSeconds to at least 31",
+        {"failover": {"rtoSeconds": 60}},
+        "inference-fleet:controlPlane.failover.rtoSeconds: got 60, but a gateway-level failover can take 126 "
+        "s (10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 10 s dnsTtl + 20 s "
+        "ttlIgnoringResolver + 60 s keepAliveHeld); no setting fails every client over faster than 106 s: "
+        "raise rtoSeconds to at least 126 as declared, or to 106 with 10 s checks, threshold 1 and a 5 s cname",
     ),
     (
         "region loss slower than its target",
-        {"failover": {"regionLossRtoSeconds": 300}},
-        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 300, but recovering from a region loss can "
-        "take 304 s (66 s detectionSeconds + 60 s agreementSeconds + 3 s recheckSeconds + 120 s auroraFailoverSeconds "
-        "+ 45 s standbyRecoverySeconds + 10 s dnsTtlSeconds); lower promoteAfterSeconds to at most 50",
+        {"failover": {"regionLossRtoSeconds": 480}},
+        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 480, but writes can take 494 s to "
+        "resume after a region loss (10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 10 s "
+        "statusRecordTtl + 80 s firstObservation + 60 s agreement + 80 s closingObservation + 3 s recheck + "
+        "180 s auroraFailover + 45 s gatewayReconnect); lower promoteAfterSeconds to at most 40",
     ),
     (
         "a region-loss target no setting can meet",
-        {"failover": {"regionLossRtoSeconds": 200}},
-        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 200, but recovering from a region loss can "
-        "take 304 s (66 s detectionSeconds + 60 s agreementSeconds + 3 s recheckSeconds + 120 s auroraFailoverSeconds "
-        "+ 45 s standbyRecoverySeconds + 10 s dnsTtlSeconds); even the fastest detection and promoteAfterSeconds 30 "
-        "take 249 s: raise regionLossRtoSeconds to at least 249",
+        {"failover": {"regionLossRtoSeconds": 300}},
+        "inference-fleet:controlPlane.failover.regionLossRtoSeconds: got 300, but writes can take 494 s to "
+        "resume after a region loss (10 s firstProbeOffset + 20 s probeIntervals + 6 s probeTimeout + 10 s "
+        "statusRecordTtl + 80 s firstObservation + 60 s agreement + 80 s closingObservation + 3 s recheck + "
+        "180 s auroraFailover + 45 s gatewayReconnect); even the fastest detection and promoteAfterSeconds 30 "
+        "take 444 s: raise regionLossRtoSeconds to at least 444",
     ),
     (
         "an RPO target Aurora cannot bound",
@@ -354,19 +393,40 @@ RTO_CASES = [
     ),
     (
         "too few checker regions",
-        {"failover": {"checkerRegions": ["us-east-1", "us-west-2"]}},
-        "inference-fleet:controlPlane.failover.checkerRegions: got 2 region(s); Route53 checks from at least 3",
+        {"failover": {"checkerRegions": ["us-west-1", "eu-west-1"]}},
+        "inference-fleet:controlPlane.failover.checkerRegions: got 2 region(s); Route53 checks from at least "
+        "3",
     ),
     (
         "a checker region Route53 does not have",
-        {"failover": {"checkerRegions": ["us-east-1", "us-west-2", "eu-central-1"]}},
+        {"failover": {"checkerRegions": ["us-west-1", "eu-west-1", "eu-central-1"]}},
         "inference-fleet:controlPlane.failover.checkerRegions[2]: got 'eu-central-1'; Route53 checks from: "
         "us-east-1, us-west-1, us-west-2, eu-west-1, ap-southeast-1, ap-southeast-2, ap-northeast-1, sa-east-1",
     ),
     (
         "a checker region twice",
-        {"failover": {"checkerRegions": ["us-east-1", "us-east-1", "eu-west-1"]}},
-        "inference-fleet:controlPlane.failover.checkerRegions[1]: got 'us-east-1' twice; list each once",
+        {"failover": {"checkerRegions": ["us-west-1", "us-west-1", "eu-west-1"]}},
+        "inference-fleet:controlPlane.failover.checkerRegions[1]: got 'us-west-1' twice; list each once",
+    ),
+    (
+        "checkers in the primary's own region",
+        {"failover": {"checkerRegions": ["us-east-1", "eu-west-1", "sa-east-1"]}},
+        "inference-fleet:controlPlane.failover.checkerRegions[0]: got 'us-east-1', the primary region: its "
+        "own checkers keep it healthy while the rest of the internet cannot reach it (Route53 counts over 18% "
+        "healthy as healthy); check from outside both, e.g. us-west-1, eu-west-1, ap-southeast-1",
+    ),
+    (
+        "checkers in the standby's own region",
+        {"failover": {"checkerRegions": ["eu-west-1", "sa-east-1", "us-west-2"]}},
+        "inference-fleet:controlPlane.failover.checkerRegions[2]: got 'us-west-2', the standby region: its "
+        "own checkers keep it healthy while the rest of the internet cannot reach it (Route53 counts over 18% "
+        "healthy as healthy); check from outside both, e.g. us-west-1, eu-west-1, ap-southeast-1",
+    ),
+    (
+        "a serverless-only verdict that is neither",
+        {"failover": {"serverlessOnly": "sometimes"}},
+        "inference-fleet:controlPlane.failover.serverlessOnly: got 'sometimes'; allowed: 'healthy' or "
+        "'failing'",
     ),
 ]
 
@@ -399,7 +459,7 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
         cwd=project_dir,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
@@ -439,6 +499,14 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
     assert tied["PRIMARY"] != health_check_ids["us-east-1"]
     assert health_check_ids["us-east-1"] in follows["inputs"]["childHealthchecks"]
 
-    assert 0 < plan["budgets"]["dnsFailoverWorstCaseSeconds"] <= 60
+    assert (
+        0 < plan["budgets"]["dnsFailoverWorstCaseSeconds"] <= plan["budgets"]["dnsFailoverRtoTargetSeconds"]
+    )
+    # Each failover budget term by term, in the order the terms happen.
+    breakdown = plan["budgets"]["failover"]
+    assert [t["term"] for t in breakdown["regionLossWrites"]["terms"]][-2:] == [
+        "auroraFailover",
+        "gatewayReconnect",
+    ]
     assert plan["budgets"]["regionLossRtoSeconds"] <= plan["budgets"]["regionLossRtoTargetSeconds"]
     assert plan["budgets"]["rpoSeconds"] <= plan["budgets"]["rpoTargetSeconds"]

@@ -98,9 +98,12 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     )
     assert env["STATUS_RECORD"] == prod.outputs["failover"]["statusRecord"]
     assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
-    # One region loss's witnesses fall within the region-loss detection term and a probe interval.
-    detection = prod.outputs["failover"]["regionLoss"]["detectionSeconds"]
-    assert env["DETECTION_SECONDS"] == str(int(detection) + 10)
+    # One region loss's witnesses fall within Route53's detection, the status record's TTL and a probe
+    # interval (the writes budget's terms, worst case), read once a probe interval.
+    terms = prod.outputs["budgets"]["failover"]["regionLossWrites"]["terms"]
+    writes = {t["term"]: int(t["worst"]) for t in terms}
+    route53 = ("firstProbeOffset", "probeIntervals", "probeTimeout", "statusRecordTtl")
+    assert env["DETECTION_SECONDS"] == str(sum(writes[t] for t in route53) + 10 + 10) == "66"
     assert env["STACK"] == "prod"
     # The function reads back exactly what was rendered, each value under its one name.
     settings = ProberSettings.from_env(env)

@@ -118,9 +118,10 @@ def test_the_schema_carries_descriptions_enums_defaults_and_examples():
     assert pools["onDemandBase"]["description"].endswith("default in prod: 1")
     database = schema["$defs"]["DatabaseConfig"]["properties"]
     assert 'with a standbyRegion: "db.r7g.large"' in database["instanceClass"]["description"]
-    assert schema["$defs"]["FailoverConfig"]["properties"]["checkerRegions"]["default"] == [
-        "us-east-1", "us-west-2", "eu-west-1"
-    ]  # fmt: skip
+    checkers = schema["$defs"]["FailoverConfig"]["properties"]["checkerRegions"]
+    assert checkers["default"] is None and "neither the primary nor the standby" in checkers["description"]
+    gateway = schema["$defs"]["GatewayConfig"]["properties"]
+    assert gateway["allowRequestsWithoutDatabase"]["description"].endswith("default in prod: false")
 
 
 def test_the_readme_shows_the_modeline():

@@ -15,8 +15,7 @@ import pytest
 from functions.db_bootstrap.settings import BootstrapRequest
 from functions.failover_prober.settings import HeartbeatSettings, ProberSettings
 from functions.fleet_controller.settings import ControllerSettings, PoolSpec
-from functions.region_health.region_health import backend_urls
-from functions.region_health.settings import Backend, RegionHealthSettings
+from functions.region_health.settings import Probe, RegionHealthSettings
 from functions.store_format.settings import FormatRequest, FormatSettings, Volume
 
 PROBER = ProberSettings(
@@ -55,7 +54,7 @@ CONTROLLER = ControllerSettings(
     region="us-east-1",
     pools=(
         PoolSpec("llama-8b", "fleet-prod-use1-pool-llama-8b", "meta-llama/Llama-3.1-8B-Instruct", "arn:tg/1"),
-        PoolSpec("qwen-14b", "fleet-prod-use1-pool-qwen-14b", "qwen2.5:14b"),
+        PoolSpec("qwen-14b", "fleet-prod-use1-pool-qwen-14b", "qwen2.5:14b", warm_limit_s=162),
     ),
     redis_host="master.control-plane.use1.cache.amazonaws.com",
     redis_port=6379,
@@ -73,6 +72,7 @@ CONTROLLER = ControllerSettings(
     restart_grace_s=120,
     boot_grace_s=600,
     leave_alone_s=300,
+    not_ready_grace_s=180,
     orphan_grace_s=600,
     reconcile_s=300,
     max_share=0.34,
@@ -81,11 +81,9 @@ CONTROLLER = ControllerSettings(
 )
 
 REGION_HEALTH = RegionHealthSettings(
-    gateway_liveness_url="http://127.0.0.1:4000/health/liveliness",
-    backends=(
-        Backend("llama/pool/east", "http://east.pools.fleet.example.com/v1"),
-        Backend("llama/openai", "https://api.openai.com/v1", ("OPENAI_BASE_URL", "OPENAI_API_BASE")),
-    ),
+    gateway_url="http://127.0.0.1:4000",
+    probes=(Probe("llama/pool/east", own=True), Probe("llama/openai", own=False)),
+    key_alias="inference-fleet-region-health-us-east-1",
 )
 
 CASES: list[tuple[str, Any]] = [
@@ -106,7 +104,11 @@ CASES: list[tuple[str, Any]] = [
         "region health, its own port and fractional periods",
         replace(REGION_HEALTH, port=4101, refresh_seconds=0.5, check_timeout_seconds=1.5),
     ),
-    ("region health, no backend", replace(REGION_HEALTH, backends=())),
+    ("region health, no deployment", replace(REGION_HEALTH, probes=())),
+    (
+        "region health, serverless-only counts as serving",
+        replace(REGION_HEALTH, serverless_only_healthy=True),
+    ),
 ]
 
 VOLUME = FormatRequest(
@@ -195,14 +197,13 @@ def test_region_health_renders_its_periods_as_a_person_would_write_them() -> Non
     assert (env["REGION_HEALTH_PORT"], env["REFRESH_SECONDS"], env["CHECK_TIMEOUT_SECONDS"]) == (
         "4001",
         "5",
-        "2",
+        "8",
     )
-    assert len(env) == 5
+    assert len(env) == 7
 
 
-def test_region_health_takes_a_base_url_override_litellm_reads_over_the_rendered_one() -> None:
-    env = {**REGION_HEALTH.to_env(), "OPENAI_API_BASE": "http://127.0.0.1:9/v1"}
-    assert backend_urls(RegionHealthSettings.from_env(env).backends, env) == {
-        "llama/pool/east": "http://east.pools.fleet.example.com/v1",
-        "llama/openai": "http://127.0.0.1:9/v1",
-    }
+def test_region_health_keeps_its_key_out_of_its_settings() -> None:
+    """The key is the task's secret: no setting carries it, and the settings read back without it."""
+    env = REGION_HEALTH.to_env()
+    assert "FLEET_REGION_HEALTH_KEY" not in env
+    assert RegionHealthSettings.from_env(env).own == (Probe("llama/pool/east", own=True),)

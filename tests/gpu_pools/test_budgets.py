@@ -3,10 +3,14 @@ at spot prices from the dated catalog; stack totals; unknown where the catalog h
 
 from __future__ import annotations
 
+import gzip
 import json
+from pathlib import Path
 
+import moto
 import pytest
 
+from components.core.catalog.aws import GPU_BASELINE_GBPS, GPU_INSTANCE_TYPES
 from components.core.catalog.aws_prices import PRICED_REGIONS, PRICES_CHECKED, node_price
 
 
@@ -49,3 +53,14 @@ def test_an_all_spot_dev_pool_has_no_on_demand_node(render) -> None:
     assert (pool["onDemandNodesAtMax"], pool["spotShareAtMax"]) == (0, 1.0)
     spot = max(node_price("us-east-1", t).spot for t in ("g6.2xlarge", "g5.2xlarge"))  # type: ignore[union-attr]
     assert pool["usdPerHourAtMin"] == pytest.approx(spot, abs=0.01)
+
+
+def test_the_catalogs_baseline_bandwidth_is_the_apis_for_every_gpu_type() -> None:
+    """GPU_BASELINE_GBPS (what a node reads its model at) against DescribeInstanceTypes' answer as moto
+    ships it: NetworkInfo.NetworkCards[0].BaselineBandwidthInGbps."""
+    path = Path(moto.__file__).parent / "ec2" / "resources" / "instance_types.json"
+    raw = path.read_bytes() if path.exists() else gzip.decompress(path.with_suffix(".json.gz").read_bytes())
+    described = json.loads(raw)
+    assert set(GPU_BASELINE_GBPS) == set(GPU_INSTANCE_TYPES)
+    for name, gbps in GPU_BASELINE_GBPS.items():
+        assert described[name]["NetworkInfo"]["NetworkCards"][0]["BaselineBandwidthInGbps"] == gbps, name

@@ -6,6 +6,7 @@ agent's readiness; who may reach whom; what a node may do."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -29,10 +30,13 @@ from components.core.catalog.resource_types import (
 from components.gpu_pools import GpuPoolConfig
 from fleet.harness import RecordedResource, Rendering
 from fleet_agent import constants as agent_constants
+from fleet_agent import fleet_metrics
 
 POOL = "inference-fleet:gpu_pools:GpuNodePool"
 IMAGE = "aws:imagebuilder/image:Image"
 HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+REQUEST_TIMEOUT_S = 600  # prod's controlPlane.gateway.requestTimeoutSeconds
 
 
 def config_pools(stack_input, stack: str = "prod") -> list[GpuPoolConfig]:
@@ -40,9 +44,13 @@ def config_pools(stack_input, stack: str = "prod") -> list[GpuPoolConfig]:
     return [GpuPoolConfig.model_validate(p) for p in raw]
 
 
-def child(rendering: Rendering, pool: str, resource_type: str) -> RecordedResource:
+def child(rendering: Rendering, pool: str, resource_type: str, name: str | None = None) -> RecordedResource:
     component = rendering.one(POOL, f"pool-{pool}")
-    (found,) = [r for r in rendering.children(component) if r.type == resource_type]
+    (found,) = [
+        r
+        for r in rendering.children(component)
+        if r.type == resource_type and (name is None or r.name == f"pool-{pool}-{name}")
+    ]
     return found
 
 
@@ -131,18 +139,104 @@ def test_the_group_mixes_an_on_demand_base_with_spot_as_configured(render, stack
 
 
 @pytest.mark.parametrize("pool", ["llama-8b", "llama-8b-west"])
-def test_termination_waits_for_the_agents_drain(render, pool: str) -> None:
+def test_termination_waits_for_the_agents_drain_as_long_as_a_request(render, pool: str) -> None:
     prod = render("prod")
-    hook = child(prod, pool, HOOK)
+    hook = child(prod, pool, HOOK, "drain")
     group = child(prod, pool, AUTOSCALING_GROUP)
     assert hook.inputs["autoscalingGroupName"] == group.outputs["name"]
     assert hook.inputs["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
     assert hook.inputs["defaultResult"] == "CONTINUE"
+    # Without heartbeats the agent's SIGTERM drain and engine stop fit; with them (a third of it apart),
+    # the action stays open up to its global timeout, far beyond the longest request.
     drain = agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S
     assert hook.inputs["heartbeatTimeout"] > drain
+    assert min(172800, 100 * hook.inputs["heartbeatTimeout"]) > REQUEST_TIMEOUT_S
+    # The load balancer lets a deregistering node finish what it serves for as long as the gateway waits.
     target_group = child(prod, pool, TARGET_GROUP)
-    assert target_group.inputs["deregistrationDelay"] == int(agent_constants.DRAIN_TIMEOUT_S)
+    assert target_group.inputs["deregistrationDelay"] == REQUEST_TIMEOUT_S
     assert group.inputs["targetGroupArns"] == [target_group.outputs["arn"]]
+    leave = prod.outputs["budgets"]["gpuPoolTimings"][pool]["leave"]
+    assert leave["termsSeconds"]["deregistration"] == leave["termsSeconds"]["lifecycleDrain"] == 600
+    assert leave["terminateHook"]["heartbeatTimeoutSeconds"] == hook.inputs["heartbeatTimeout"]
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_a_new_node_is_in_service_only_once_ready(render, pool: str) -> None:
+    """The launch hook, on the group at creation (its first nodes) and as a resource (groups that exist):
+    the agent completes it when ready; past the pool's launch-to-ready budget the node is abandoned."""
+    prod = render("prod")
+    group = child(prod, pool, AUTOSCALING_GROUP)
+    (inline,) = group.inputs["initialLifecycleHooks"]
+    hook = child(prod, pool, HOOK, "ready")
+    ready = prod.outputs["budgets"]["gpuPoolTimings"][pool]["ready"]
+    for declared in (inline, hook.inputs):
+        assert declared["name"] == "fleet-ready"
+        assert declared["lifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+        assert declared["defaultResult"] == "ABANDON"
+        assert declared["heartbeatTimeout"] == ready["launchToReadySeconds"]
+    assert hook.inputs["autoscalingGroupName"] == group.outputs["name"]
+    # Readiness replacement is the fleet controller's; EC2's checks need no grace behind the hook.
+    assert (group.inputs["healthCheckType"], group.inputs["healthCheckGracePeriod"]) == ("EC2", 0)
+
+
+def test_the_ready_budget_comes_from_the_models_size_and_the_stores_throughput(render) -> None:
+    ready = render("prod").outputs["budgets"]["gpuPoolTimings"]["llama-8b"]["ready"]
+    # 15 GiB (modelStore.models[].sizeGib) at g6e.xlarge's 2.5 Gbps baseline, the pool's slowest type.
+    assert (ready["modelGib"], ready["storeGbps"]) == (15, 2.5)
+    transfer = 15 * 8 * 1024**3 / 1e9 / 2.5
+    assert ready["termsSeconds"]["storeTransfer"] == pytest.approx(transfer, abs=0.1)
+    assert ready["warmUpLimitSeconds"] == math.ceil(transfer + ready["termsSeconds"]["engineStart"])
+    assert ready["launchToReadySeconds"] == ready["warmUpLimitSeconds"] + ready["termsSeconds"]["boot"]
+    # Without a declared size: what fits the GPU memory of the pool's smallest node bounds it.
+    models = [
+        {"name": "meta-llama/Llama-3.1-8B-Instruct"},
+        {"name": "qwen2.5:14b", "path": "ollama/qwen2.5-14b"},
+    ]
+    unsized = render("prod", {"modelStore": {"models": models}}).outputs["budgets"]["gpuPoolTimings"]
+    assert unsized["llama-8b"]["ready"]["modelGib"] == 24  # g5.2xlarge / g6.2xlarge: one 24 GiB GPU
+    assert unsized["llama-8b"]["ready"]["warmUpLimitSeconds"] > ready["warmUpLimitSeconds"]
+
+
+@pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
+def test_instance_refresh_canaries_one_node_and_rolls_back_on_the_ready_nodes_alarm(
+    render, stack_input, pool: str
+) -> None:
+    prod = render("prod")
+    config = next(p for p in config_pools(stack_input) if p.name == pool)
+    group = child(prod, pool, AUTOSCALING_GROUP)
+    template = child(prod, pool, LAUNCH_TEMPLATE)
+    spec = group.inputs["mixedInstancesPolicy"]["launchTemplate"]["launchTemplateSpecification"]
+    assert spec["version"].isdigit() and spec["version"] == str(template.outputs["latestVersion"])
+    preferences = group.inputs["instanceRefresh"]["preferences"]
+    assert preferences["autoRollback"] is True
+    assert preferences["checkpointPercentages"] == [1, 100]  # the first new node, then the rest
+    assert preferences["checkpointDelay"] == "600" and preferences["instanceWarmup"] == "180"
+    assert (preferences["scaleInProtectedInstances"], preferences["standbyInstances"]) == (
+        "Refresh",
+        "Ignore",
+    )
+    alarm = child(prod, pool, METRIC_ALARM, "ready-nodes")
+    assert preferences["alarmSpecification"]["alarms"] == [alarm.physical_name]
+    # The controller's ReadyNodes for this pool, below its minimum for three minutes.
+    assert (alarm.inputs["namespace"], alarm.inputs["metricName"]) == (
+        fleet_metrics.CONTROLLER_NAMESPACE,
+        fleet_metrics.READY_NODES,
+    )
+    assert alarm.inputs["dimensions"] == {fleet_metrics.POOL_DIMENSION: pool}
+    assert alarm.inputs["comparisonOperator"] == "LessThanThreshold"
+    assert alarm.inputs["threshold"] == config.min_size
+    assert alarm.inputs["evaluationPeriods"] * alarm.inputs["period"] == 180
+    topic = next(t for t in prod.of_type("aws:sns/topic:Topic") if t.name == f"alerts-{config.region}")
+    assert alarm.inputs["alarmActions"] == [topic.outputs["arn"]]
+
+
+def test_a_pool_that_may_scale_to_zero_has_no_ready_alarm_and_still_rolls_back(render, stack_input) -> None:
+    raw = json.loads(stack_input("dev").config["inference-fleet:gpuPools"])
+    raw[0] |= {"minSize": 0}
+    dev = render("dev", {"gpuPools": raw})
+    assert [a for a in dev.of_type(METRIC_ALARM) if a.name.endswith("ready-nodes")] == []
+    preferences = child(dev, "llama-8b", AUTOSCALING_GROUP).inputs["instanceRefresh"]["preferences"]
+    assert preferences["autoRollback"] is True and "alarmSpecification" not in preferences
 
 
 @pytest.mark.parametrize("pool", ["llama-8b", "qwen-14b", "llama-8b-west"])
@@ -155,6 +249,14 @@ def test_an_internal_load_balancer_checks_the_agents_readiness(render, pool: str
     check = target_group.inputs["healthCheck"]
     assert check["path"] == agent_constants.READINESS_PATH
     assert check["matcher"] == "200"
+    # A dead node is out within 10 s: the API's minimum interval (5 s) and unhealthy threshold (2), a
+    # timeout (2 s, its minimum) shorter than the interval.
+    assert check["interval"] * check["unhealthyThreshold"] <= 10
+    assert (check["interval"], check["unhealthyThreshold"], check["timeout"]) == (5, 2, 2)
+    dead = prod.outputs["budgets"]["gpuPoolTimings"][pool]["dead"]
+    assert dead["deadNodeOutOfRotationSeconds"] == 10
+    # Every node its share: a node that fails fast is not favoured (least outstanding requests would).
+    assert target_group.inputs["loadBalancingAlgorithmType"] == "round_robin"
     assert target_group.inputs["port"] == agent_constants.DEFAULT_SERVING_PORT
     assert len(target_group.physical_name or "") <= 32
     listener = child(prod, pool, LISTENER)
@@ -220,8 +322,11 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     prod = render("prod")
     policy = child(prod, "llama-8b", IAM_ROLE_POLICY)
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    # Its own, and the model store's reads (tests/model_store checks those).
-    assert set(statements) - {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"} == {
+    # Its own, the model store's reads (tests/model_store checks those) and the scaling's
+    # (tests/gpu_pools/test_scaling.py).
+    scaling = {"PublishNodeMetrics", "ProtectOwnGroupsInstances", "ReadGroups"}
+    store = {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"}
+    assert set(statements) - store - scaling == {
         "CompleteOwnLifecycleAction",
         "ReadNodeSecret",
         "DecryptNodeSecret",

@@ -29,9 +29,11 @@ POOLS = ["llama-8b", "qwen-14b", "llama-8b-west"]
 UNIT = Path(__file__).resolve().parents[2] / "node_image" / "systemd" / "fleet-agent.service"
 
 
-def in_pool(rendering: Rendering, pool: str, resource_type: str):
+def in_pool(rendering: Rendering, pool: str, resource_type: str, suffix: str = ""):
     component = rendering.one("inference-fleet:gpu_pools:GpuNodePool", f"pool-{pool}")
-    (found,) = [r for r in rendering.children(component) if r.type == resource_type]
+    (found,) = [
+        r for r in rendering.children(component) if r.type == resource_type and r.name.endswith(suffix)
+    ]
     return found
 
 
@@ -68,7 +70,7 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     assert run_cli(["check-config", "--config", str(path)]) == 0
 
     group = in_pool(prod, pool, AUTOSCALING_GROUP)
-    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook")
+    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "drain")
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
@@ -94,7 +96,9 @@ def test_each_engine_gets_its_own_mode(render) -> None:
     vllm, ollama = configs["llama-8b"].engine, configs["qwen-14b"].engine
     assert (vllm.kind, vllm.mode, vllm.models) == ("vllm", "spawn", ["meta-llama/Llama-3.1-8B-Instruct"])
     assert vllm.env == {"HF_HOME": "/var/lib/fleet-models/hf", "HF_HUB_OFFLINE": "1"}
-    assert vllm.args[:2] == ["--max-model-len", "8192"]
+    # The pool's concurrency first (scaling.concurrency, default 32 for vLLM), then the pool's engineArgs.
+    assert vllm.args[:4] == ["--max-num-seqs", "32", "--max-model-len", "8192"]
+    assert (vllm.parallel, ollama.parallel) == (32, 4)
     assert (ollama.kind, ollama.mode, ollama.models) == ("ollama", "attach", ["qwen2.5:14b"])
     assert ollama.restart_command == ["systemctl", "restart", "ollama.service"]
 

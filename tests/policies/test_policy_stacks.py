@@ -20,7 +20,7 @@ FLEET = str(Path(sys.executable).with_name("fleet"))
 
 
 def fleet_plan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLEET, "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run([FLEET, "plan", *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "k8s-example"])

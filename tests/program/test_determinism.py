@@ -18,7 +18,7 @@ def plan_text(project_dir: Path, stack: str) -> str:
         cwd=project_dir,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

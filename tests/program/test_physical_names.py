@@ -98,7 +98,7 @@ def _stack_named(project_dir: Path, tmp_path: Path, stack: str) -> subprocess.Co
         [FLEET, "plan", "--stack", stack, "-C", str(tmp_path), "--format", "json"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 

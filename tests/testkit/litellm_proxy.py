@@ -4,9 +4,11 @@ a test: a config (a mapping or a file) in, a base URL out, stopped cleanly on ex
 Offline, as on these machines:
 - HF_HUB_OFFLINE=1 and LITELLM_LOCAL_MODEL_COST_MAP: no tokenizer or price-map downloads at start;
 - one worker (two on two cores restart each other without `--timeout_worker_healthcheck`);
-- `database="unreachable"`: a Prisma client stand-in whose database never answers (the image ships the
-  generated client; generating it downloads engines), with DATABASE_URL set, so LiteLLM runs its real
-  code paths for an unreachable database. `database="none"`: no DATABASE_URL at all.
+- the image ships the generated Prisma client; PyPI's LiteLLM does not, and generating it downloads
+  engines: a stand-in (testkit/prisma_stand_in) runs LiteLLM's queries on a real PostgreSQL connection.
+  `database="unreachable"`: DATABASE_URL names a port nothing listens on, so LiteLLM runs its real code
+  paths for an unreachable database; `database="postgres"`: the caller's DATABASE_URL (and
+  DATABASE_URL_READ_REPLICA) name real servers (testkit/postgres.py); `database="none"`: no DATABASE_URL.
 
 Use one proxy per test module: it takes several seconds to start.
 """
@@ -30,7 +32,9 @@ import yaml
 
 from node_image.agent.tests.agent_testkit.net import free_port
 
-UNREACHABLE_DATABASE = Path(__file__).resolve().parent / "unreachable_database"
+PRISMA_STAND_IN = Path(__file__).resolve().parent / "prisma_stand_in"
+# The stand-in speaks PostgreSQL through functions/db_bootstrap/pgwire.py.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # A port nothing listens on (bound, then released): a database that refuses connections.
 CLOSED_DATABASE_URL = (
     "postgresql://litellm_gateway:x@127.0.0.1:{port}/litellm?sslmode=disable&connect_timeout=2"
@@ -52,17 +56,21 @@ def litellm_binary() -> str:
     return str(Path(sys.executable).with_name("litellm"))
 
 
-def proxy_environment(
-    env: Mapping[str, str] | None, database: Literal["none", "unreachable"]
-) -> dict[str, str]:
+Database = Literal["none", "unreachable", "postgres"]
+
+
+def proxy_environment(env: Mapping[str, str] | None, database: Database) -> dict[str, str]:
     merged = {**os.environ, **OFFLINE_ENV, **(env or {})}
     if database == "none":
         merged.pop("DATABASE_URL", None)
-    elif database == "unreachable":
+        return merged
+    if database == "unreachable":
         merged.setdefault("DATABASE_URL", CLOSED_DATABASE_URL.format(port=free_port()))
-        merged["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(UNREACHABLE_DATABASE), merged.get("PYTHONPATH")])
-        )
+    elif "DATABASE_URL" not in merged:
+        raise ValueError('database="postgres" needs DATABASE_URL in env')
+    merged["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PRISMA_STAND_IN), str(PROJECT_ROOT), merged.get("PYTHONPATH")])
+    )
     return merged
 
 
@@ -80,7 +88,7 @@ def running_litellm(
     *,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
-    database: Literal["none", "unreachable"] = "none",
+    database: Database = "none",
     start_timeout: float = 300,
 ) -> Iterator[LiteLLMProxy]:
     """The proxy serving `config` on a free port until the block ends. `args` are extra CLI flags (not
@@ -115,7 +123,7 @@ def run_litellm(
     *,
     args: Sequence[str],
     env: Mapping[str, str] | None = None,
-    database: Literal["none", "unreachable"] = "none",
+    database: Database = "none",
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """LiteLLM's CLI run to completion (e.g. `--skip_server_startup`: migrations only)."""

@@ -37,7 +37,7 @@ def running_moto() -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 60, "moto_server to answer")
+        wait_for(lambda: httpx.get(f"{url}/moto-api/").status_code == 200, 120, "moto_server to answer")
         yield url
     finally:
         # SIGKILL: moto keeps nothing worth a clean exit, and its clean exit (tearing its backends down,
@@ -57,5 +57,5 @@ def client(url: str, service: str, region: str = REGION) -> Any:
 
 
 def reset(url: str) -> None:
-    """Every backend back to empty (moto's own API)."""
-    httpx.post(f"{url}/moto-api/reset")
+    """Every backend back to empty (moto's own API; it took over 5 s on a busy machine)."""
+    httpx.post(f"{url}/moto-api/reset", timeout=120)

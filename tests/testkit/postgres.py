@@ -49,7 +49,21 @@ class Postgres:
     def psql(
         self, sql: str, user: str = SUPERUSER, password: str | None = None, database: str = "postgres"
     ) -> str:
-        """Run SQL with the real psql client (over TLS, as `user`); its unaligned output."""
+        """Run SQL with the real psql client (over TLS, as `user`), in one transaction; its unaligned output."""
+        return self._psql(["-c", sql], user, password, database)
+
+    def psql_file(
+        self, path: Path, user: str = SUPERUSER, password: str | None = None, database: str = "postgres"
+    ) -> str:
+        """Run a SQL file statement by statement, as a migration tool does (CREATE INDEX CONCURRENTLY
+        refuses a transaction block)."""
+        return self._psql(["-f", str(path)], user, password, database)
+
+    def url(self, user: str, password: str, database: str) -> str:
+        """A client's URL for this server, as the gateway's DATABASE_URL is written."""
+        return f"postgresql://{user}:{password}@{self.host}:{self.port}/{database}?sslmode=require"
+
+    def _psql(self, args: list[str], user: str, password: str | None, database: str) -> str:
         env = {
             **os.environ,
             "PGPASSWORD": password or self.superuser_password,
@@ -58,8 +72,8 @@ class Postgres:
         }
         result = subprocess.run(
             [_binary("psql"), "-h", self.host, "-p", str(self.port), "-U", user, "-d", database, "-XAtq",
-             "-v", "ON_ERROR_STOP=1", "-c", sql],
-            env=env, capture_output=True, text=True, timeout=30, check=False,
+             "-v", "ON_ERROR_STOP=1", *args],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if result.returncode != 0:
             raise RuntimeError(result.stderr.strip())

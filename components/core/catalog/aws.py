@@ -52,6 +52,22 @@ GPU_INSTANCE_TYPES: dict[str, GpuInstanceType] = {
     **_family("p5e", "H200", 141, {"48xlarge": 8}),
 }
 
+# Baseline network bandwidth of each GPU type's primary network card, Gbps: what the instance sustains
+# (an "up to" type bursts above it only for a while). DescribeInstanceTypes NetworkInfo.NetworkCards[0].
+# BaselineBandwidthInGbps, as botocore's EC2 model names it (values read from moto 5.2.5's copy of the
+# API's answer, resources/instance_types.json). It bounds how fast a node reads its model from the store.
+_SIZES = ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge", "12xlarge", "24xlarge", "48xlarge")
+GPU_BASELINE_GBPS: dict[str, float] = {
+    **dict(zip((f"g5.{s}" for s in _SIZES), (2.5, 5.0, 10.0, 25.0, 25.0, 40.0, 50.0, 100.0), strict=True)),
+    **dict(zip((f"g6.{s}" for s in _SIZES), (2.5, 5.0, 10.0, 25.0, 25.0, 40.0, 50.0, 100.0), strict=True)),
+    **dict(zip((f"g6e.{s}" for s in _SIZES), (2.5, 5.0, 20.0, 25.0, 35.0, 100.0, 200.0, 400.0), strict=True)),
+    "p4d.24xlarge": 100.0,
+    "p4de.24xlarge": 100.0,
+    "p5.4xlarge": 100.0,
+    "p5.48xlarge": 100.0,
+    "p5e.48xlarge": 100.0,
+}
+
 
 @dataclass(frozen=True)
 class AwsRegion:
@@ -107,12 +123,18 @@ FARGATE_CPU_MEMORY: dict[int, tuple[int, ...]] = {
     16384: tuple(range(32768, 122880 + 1, 8192)),
 }
 
-# Where Route53 health checkers run; a health check names at least three of them.
+# Where Route53 health checkers run, and how many of them a health check names at the least: the Route53
+# API's HealthCheckRegion enum and HealthCheckRegionList's minimum (botocore route53 service model;
+# Route53 Developer Guide, "Values that you specify when you create or update health checks": "You must
+# specify at least three regions").
 ROUTE53_CHECKER_REGIONS: tuple[str, ...] = (
     "us-east-1", "us-west-1", "us-west-2", "eu-west-1", "ap-southeast-1", "ap-southeast-2",
     "ap-northeast-1", "sa-east-1",
 )  # fmt: skip
 ROUTE53_MIN_CHECKER_REGIONS = 3
+# Route53 considers an endpoint healthy while more than this share of its checkers report it healthy
+# (Route53 Developer Guide, "How Amazon Route 53 determines whether a health check is healthy").
+ROUTE53_HEALTHY_CHECKER_SHARE = 0.18
 # Route53 health checks probe every 10 s (fast) or 30 s (standard); nothing else.
 ROUTE53_HEALTH_CHECK_INTERVALS: tuple[int, ...] = (10, 30)
 # A Route53 HTTP(S) health checker must connect within 4 s and get a status within 2 s of connecting
@@ -120,6 +142,24 @@ ROUTE53_HEALTH_CHECK_INTERVALS: tuple[int, ...] = (10, 30)
 ROUTE53_PROBE_TIMEOUT_SECONDS = 4 + 2
 # An alias record to a load balancer answers with the load balancer's own TTL, which is 60 s.
 ALIAS_TO_ALB_TTL_SECONDS = 60
+# A client whose resolver ignores a record's TTL: the JVM. AWS: "On some Java configurations, the JVM
+# default TTL is set so that it will never refresh DNS entries until the JVM is restarted" (AWS SDK for
+# Java Developer Guide, "Set the JVM TTL for DNS name lookups"); without a security manager OpenJDK caches
+# an answer for 30 s (networkaddress.cache.ttl, sun.net.InetAddressCachePolicy). A JVM that caches for
+# ever never follows a failover until it restarts: no budget can hold it (the README says to set 5 s).
+JVM_DNS_CACHE_SECONDS = 30
+# An ALB closes a client's connection after its client keep-alive: 60-604800 s, 3600 s by default
+# (ELBv2 API, LoadBalancerAttribute client_keep_alive.seconds). Until then a client reuses it, whatever
+# DNS now answers.
+ALB_CLIENT_KEEP_ALIVE_RANGE_SECONDS = (60, 604800)
+# EventBridge: "minimum precision for a schedule is one minute. Your scheduled rule runs within that
+# minute, but not on the precise 0th second" (EventBridge User Guide, "Creating a rule that runs on a
+# schedule").
+EVENTBRIDGE_SCHEDULE_PRECISION_SECONDS = 60
+# Lambda cold starts: "under 100 ms to over 1 second" (typical), and the INIT phase is capped at 10 s
+# (Lambda Developer Guide, "Understanding the Lambda execution environment lifecycle").
+LAMBDA_COLD_START_TYPICAL_SECONDS = 1
+LAMBDA_INIT_MAX_SECONDS = 10
 
 # ElastiCache node types offered for the gateway's Redis (Graviton; TLS and auth supported on all).
 ELASTICACHE_NODE_TYPES: tuple[str, ...] = (
@@ -137,10 +177,13 @@ AURORA_INSTANCE_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 AURORA_GLOBAL_INSTANCE_FAMILIES: frozenset[str] = frozenset({"db.r6g", "db.r7g", "db.r8g"})
 AURORA_POSTGRES_MAJOR_VERSIONS: tuple[int, ...] = (15, 16, 17)
-# How long promoting a global database's secondary takes. The Aurora User Guide ("Using switchover or
-# failover in Amazon Aurora Global Database") says RTO "can be in the order of minutes"; the Aurora
-# features page says a secondary region is promoted "in less than a minute". Budgeted at two minutes.
-AURORA_GLOBAL_FAILOVER_SECONDS = 120
+# How long promoting a global database's secondary takes. AWS's disaster-recovery workshop (AWS
+# Well-Architected Labs, "Failover: Aurora") says a secondary region is promoted "in under a minute": the
+# typical figure. For the worst case AWS gives no bound: the Aurora User Guide ("Recovering an Amazon Aurora
+# global database from an unplanned outage") says only that RTO "can be in the order of minutes". The
+# worst case is therefore our allowance, three minutes, not an AWS figure: measure it in a drill.
+AURORA_GLOBAL_FAILOVER_TYPICAL_SECONDS = 60
+AURORA_GLOBAL_FAILOVER_ALLOWANCE_SECONDS = 180
 # rds.global_db_rpo (Aurora PostgreSQL): the bound on a global database's RPO, in seconds, at least 20.
 # With it set, the writer holds commits while no secondary is within it (Aurora User Guide, "Managing
 # RPOs for Aurora PostgreSQL-based global databases").

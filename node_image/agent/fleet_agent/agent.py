@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -24,6 +24,7 @@ from fleet_agent.heartbeat import Heartbeat
 from fleet_agent.kubernetes import detect as detect_pod
 from fleet_agent.metrics import AgentMetrics
 from fleet_agent.model_store import ModelStore, ModelStoreProbe
+from fleet_agent.node_metrics import NodeMetrics, sample_forever
 from fleet_agent.preemption import make_watcher
 from fleet_agent.probes import (
     CanaryProbe,
@@ -36,6 +37,10 @@ from fleet_agent.probes import (
 )
 from fleet_agent.state import Check, CheckBoard, State, StateMachine, Transition
 from fleet_agent.traffic import Traffic
+
+if TYPE_CHECKING:
+    from fleet_agent.cloudwatch import CloudWatchPublisher
+    from fleet_agent.scale_in import ScaleInProtection
 
 log = logging.getLogger("fleet_agent")
 
@@ -64,6 +69,15 @@ class Agent:
         self.board.set(Check.PROGRESS, True, "idle")
         self.state = StateMachine(self.board, on_change=self._on_transition)
         self.traffic = Traffic()
+        # The fleet's node metrics (fleet_agent.fleet_metrics): on /metrics always, to CloudWatch when
+        # configured; and the scale-in protection that follows the node's work.
+        self.node_metrics = NodeMetrics(
+            pool=config.node.pool,
+            model=config.cloudwatch.model or self.adapter.primary_model,
+            concurrency=config.engine.parallel,
+            period_s=config.cloudwatch.period_s,
+            registry=self.metrics.registry,
+        )
         self.runner = make_runner(
             self.adapter,
             config.engine,
@@ -90,6 +104,7 @@ class Agent:
         )
         self.pod = detect_pod()  # in a Kubernetes pod, the pod is the node
         self.watcher = make_watcher(config, self._side_client, in_pod=self.pod is not None)
+        self.publisher, self.protection = self._scaling_parts()
         self.heartbeat: Heartbeat | None = None
         if config.heartbeat.redis_url is not None:
             self.heartbeat = Heartbeat(
@@ -136,6 +151,11 @@ class Agent:
             # The engine loads from the local cache: it starts once the store has warmed the model.
             self._tasks.append(asyncio.create_task(self._start_engine_when_warm(self.store), name="engine"))
         self.probes.start()
+        self._tasks.append(asyncio.create_task(sample_forever(self), name="node-metrics"))
+        if self.publisher is not None:
+            self._tasks.append(asyncio.create_task(self.publisher.run(), name="cloudwatch"))
+        if self.protection is not None:
+            self._tasks.append(asyncio.create_task(self.protection.run(), name="scale-in-protection"))
         if self.heartbeat is not None:
             self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         if self.watcher is not None:
@@ -170,6 +190,8 @@ class Agent:
         await self.probes.stop()
         await cancel_and_wait(self._tasks)
         self._tasks = []
+        if self.publisher is not None:
+            await self.publisher.flush()  # the last window's requests, drained ones included
         await self.runner.stop()
         if self.store is not None:
             await self.store.close()
@@ -179,6 +201,35 @@ class Agent:
             await self.heartbeat.close()
         await self.probe_client.aclose()
         await self._side_client.aclose()
+
+    def _scaling_parts(self) -> tuple[CloudWatchPublisher | None, ScaleInProtection | None]:
+        config = self.config
+        if not config.cloudwatch.enabled and config.scale_in_protection.group_name is None:
+            return None, None
+        # botocore is loaded only where the node talks to AWS.
+        from fleet_agent.cloudwatch import CloudWatchPublisher
+        from fleet_agent.imds import ImdsSession
+        from fleet_agent.scale_in import ScaleInProtection
+
+        imds = ImdsSession(str(config.preemption.aws_imds_url), self._side_client)
+        publisher = protection = None
+        if config.cloudwatch.enabled:
+            publisher = CloudWatchPublisher(config.cloudwatch, self.node_metrics, imds, self.metrics.registry)
+        if config.scale_in_protection.group_name is not None:
+            protection = ScaleInProtection(
+                config.scale_in_protection,
+                self.traffic,
+                imds,
+                leaving=lambda: self.state.state in (State.DRAINING, State.STOPPED),
+            )
+        return publisher, protection
+
+    def _seconds_since_start(self) -> float:
+        """Seconds since the node started: the instance's boot on a VM, the agent's start in a pod (whose
+        host booted long before)."""
+        if self.pod is None and hasattr(time, "CLOCK_BOOTTIME"):
+            return time.clock_gettime(time.CLOCK_BOOTTIME)
+        return time.time() - self.started_at
 
     # --- state -----------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -239,6 +290,7 @@ class Agent:
     # --- events ----------------------------------------------------------------------------------
     def _on_transition(self, transition: Transition) -> None:
         if transition.new is State.READY:
+            self.node_metrics.node_ready(time.time(), self._seconds_since_start())
             self._ready_event.set()
         else:
             self._ready_event.clear()

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from fleet_agent import constants as c
+from fleet_agent import fleet_metrics
 from fleet_agent.kubernetes import detect as detect_pod
 
 EngineKind = Literal["vllm", "ollama", "llamacpp"]
@@ -200,6 +201,33 @@ class HeartbeatConfig(_Section):
         return self
 
 
+class CloudWatchConfig(_Section):
+    """The node's metrics (fleet_agent.fleet_metrics) to CloudWatch: one batched PutMetricData every
+    `period_s`, signed with the instance role (identity and region from IMDS, `preemption.aws_imds_url`).
+    Dimensions: Pool is `node.pool`, Model is `model` (default: the engine's first model)."""
+
+    enabled: bool = False
+    model: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    # A divisor of 60, so every window falls inside one alarm period of 10, 20, 30 or 60 s.
+    period_s: Literal[10, 20, 30, 60] = fleet_metrics.PUBLISH_PERIOD_S
+    region: str | None = None  # default: the instance's region (IMDS)
+
+
+class ScaleInProtectionConfig(_Section):
+    """Scale-in protection kept by the agent (fleet_agent/scale_in.py): the instance is protected from its
+    Auto Scaling group's scale-in (SetInstanceProtection) when a request starts and released once no
+    request has been in flight for `release_after_s`; it yields, busy or not, once the group has been
+    above its desired capacity for `yield_after_s` (read every `group_check_s`). Off unless `group_name`
+    is given."""
+
+    group_name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    release_after_s: PositiveSeconds = c.SCALE_IN_RELEASE_AFTER_S
+    yield_after_s: PositiveSeconds = c.SCALE_IN_YIELD_AFTER_S
+    group_check_s: PositiveSeconds = c.SCALE_IN_GROUP_CHECK_S
+    timeout_s: PositiveSeconds = c.HOOK_TIMEOUT_S
+    attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
+
+
 class SecretsConfig(_Section):
     """Files written from one AWS Secrets Manager secret (a JSON object) before the agent starts
     (`fleet-agent fetch-secrets`): e.g. the API key and the heartbeat Redis password, so neither sits in
@@ -307,6 +335,8 @@ class AgentConfig(_Section):
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     secrets: SecretsConfig = SecretsConfig()
     model_store: ModelStoreConfig | None = None
+    cloudwatch: CloudWatchConfig = CloudWatchConfig()
+    scale_in_protection: ScaleInProtectionConfig = ScaleInProtectionConfig()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property

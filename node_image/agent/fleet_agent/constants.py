@@ -83,6 +83,20 @@ HOOK_ATTEMPTS = 3
 LIFECYCLE_ACTION_RETRY_S = 2.0
 DRAIN_POLL_S = 0.05
 
+# --- Scaling -----------------------------------------------------------------------------------
+# Scale-in protection is released once no request has been in flight for this long: one protect and one
+# release call per busy spell (not per request) while a node stays busy, and a node that is idle only
+# between two requests is not offered to a scale-in.
+SCALE_IN_RELEASE_AFTER_S = 30.0
+# A group above its desired capacity this long has waited enough for an idle node: protection yields (a busy
+# node taken then drains first). Two minutes of extra GPU against a scale-in that never comes while traffic
+# keeps every node busy (bench/autoscale.py).
+SCALE_IN_YIELD_AFTER_S = 120.0
+SCALE_IN_GROUP_CHECK_S = 30.0  # DescribeAutoScalingGroups this often, per node
+# Windows of metrics kept for the next PutMetricData while CloudWatch refuses or cannot be reached (one
+# minute at the default period); older ones are dropped and counted.
+CLOUDWATCH_PENDING_WINDOWS = 6
+
 # --- Kubernetes ---------------------------------------------------------------------------------
 # In a pod the node is the pod: its name (the downward API, set under these names by the workload's
 # manifest) is the node id, and the kubelet's SIGTERM, after the pod's preStop hook, is the drain signal.

@@ -289,5 +289,8 @@ class ProbeRunner:
             # The period runs from start to start, as Kubernetes' periodSeconds does: a probe that
             # times out does not stretch the interval by its timeout.
             idle = max(probe.period - (time.monotonic() - started), 0.0)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for returns a wait that ends in the same turn
+            # as a cancellation and drops the cancellation, and this loop would then outlive stop().
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(kick.wait(), idle)
+                async with asyncio.timeout(idle):
+                    await kick.wait()

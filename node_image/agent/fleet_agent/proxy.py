@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from fleet_agent import constants as c
+from fleet_agent.node_metrics import STREAM_CONTENT_TYPES
 from fleet_agent.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Proxy:
             read_timeout=c.UPSTREAM_READ_TIMEOUT_S,
         )
         metrics = agent.metrics
+        self._node_metrics = agent.node_metrics
         self._requests = metrics.requests
         self._duration = metrics.request_seconds
         self._ttfb = metrics.first_byte_seconds
@@ -148,6 +150,10 @@ class Proxy:
             self._duration.observe(elapsed, (route, code))
             if outcome.first_byte:
                 self._ttfb.observe(outcome.first_byte - started, (route,))
+            first_token = outcome.first_chunk - started if outcome.streamed and outcome.first_chunk else None
+            self._node_metrics.request_finished(
+                time.time(), route=path, status=outcome.status, latency_s=elapsed, first_token_s=first_token
+            )
             log.info(
                 "request id=%s %s %s status=%d ms=%.1f bytes=%d%s",
                 request_id,
@@ -200,6 +206,7 @@ class Proxy:
                 return
             try:
                 outcome.status = response.status
+                outcome.streamed = _streamed(response)
                 start = {
                     "type": "http.response.start",
                     "status": response.status,
@@ -221,6 +228,8 @@ class Proxy:
         traffic = self.agent.traffic
         try:
             async for chunk in response.body():
+                if not outcome.first_chunk and chunk:
+                    outcome.first_chunk = time.perf_counter()
                 traffic.upstream_bytes += len(chunk)
                 outcome.sent_bytes += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -252,6 +261,14 @@ class Proxy:
         except (ValueError, AttributeError):
             return self._primary_model
         return named if named in self._models else self._primary_model
+
+
+def _streamed(response: UpstreamResponse) -> bool:
+    """Whether the engine answers as a stream (SSE, or Ollama's NDJSON), whose first chunk is a token."""
+    for name, value in response.headers:
+        if name.lower() == b"content-type":
+            return value.split(b";", 1)[0].strip().decode("latin-1") in STREAM_CONTENT_TYPES
+    return False
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
@@ -310,11 +327,13 @@ class _CancelOnDisconnect:
 
 
 class _Outcome:
-    __slots__ = ("first_byte", "note", "sent_bytes", "status")
+    __slots__ = ("first_byte", "first_chunk", "note", "sent_bytes", "status", "streamed")
 
     def __init__(self) -> None:
         self.status = 0
         self.first_byte = 0.0
+        self.first_chunk = 0.0  # a stream's first body chunk: its first token, as the client sees it
+        self.streamed = False
         self.sent_bytes = 0
         self.note = ""
 

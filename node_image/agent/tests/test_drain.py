@@ -108,7 +108,7 @@ def test_sigterm_drains_then_exits_zero(tmp_path: Path, tiny_model: Path) -> Non
                 stdout=log,
             )
         try:
-            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 30, "the agent to be ready")
+            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 120, "the agent to be ready")
             engine_pid = httpx.get(url + "/status").json()["engine"]["pid"]
             stream = StreamInThread(url).start()
             process.send_signal(signal.SIGTERM)
@@ -116,7 +116,7 @@ def test_sigterm_drains_then_exits_zero(tmp_path: Path, tiny_model: Path) -> Non
             assert not stream.done.is_set(), "the stream ended before SIGTERM: make it longer"
             stream.join()
             assert generated_tokens(stream.text) == STREAM_TOKENS
-            assert process.wait(30) == 0
+            assert process.wait(120) == 0
         finally:
             if process.poll() is None:
                 process.kill()

@@ -92,7 +92,7 @@ def test_in_a_pod_the_kubelets_sigterm_drains_and_the_nodes_metadata_is_not_watc
                 env={**os.environ, **POD_ENV},
             )
         try:
-            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 30, "the agent to be ready")
+            wait_for(lambda: httpx.get(url + "/readyz").status_code == 200, 120, "the agent to be ready")
             status = httpx.get(url + "/status").json()
             assert status["node"]["id"] == POD
             assert status["node"]["kubernetes"] == {
@@ -105,7 +105,7 @@ def test_in_a_pod_the_kubelets_sigterm_drains_and_the_nodes_metadata_is_not_watc
             wait_for(lambda: httpx.get(url + "/readyz").status_code == 503, 30, "readiness off after SIGTERM")
             stream.join()
             assert generated_tokens(stream.text) == STREAM_TOKENS
-            assert process.wait(30) == 0
+            assert process.wait(120) == 0
         finally:
             if process.poll() is None:
                 process.kill()

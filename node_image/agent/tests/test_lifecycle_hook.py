@@ -24,7 +24,13 @@ from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
 
-from .agent_testkit.fake_autoscaling import TERMINATING, CompletedAction, FakeAutoScaling, moto_client
+from .agent_testkit.fake_autoscaling import (
+    TERMINATING,
+    CompletedAction,
+    FakeAutoScaling,
+    moto_client,
+    moto_group,
+)
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import (
     STREAM_TOKENS,
@@ -61,28 +67,15 @@ def instance_role_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def pool_group(moto_url: str, name: str) -> str:
     """An Auto Scaling group with one instance and a termination hook, in moto; returns the instance id."""
-    ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
-    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
-    template = ec2.create_launch_template(
-        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "g6.xlarge"}
-    )["LaunchTemplate"]["LaunchTemplateId"]
-    autoscaling.create_auto_scaling_group(
-        AutoScalingGroupName=name,
-        LaunchTemplate={"LaunchTemplateId": template, "Version": "$Latest"},
-        MinSize=1,
-        MaxSize=1,
-        DesiredCapacity=1,
-        AvailabilityZones=["us-east-1a"],
-    )
-    autoscaling.put_lifecycle_hook(
+    (instance,) = moto_group(moto_url, name, 1)
+    moto_client("autoscaling", moto_url).put_lifecycle_hook(
         LifecycleHookName=HOOK,
         AutoScalingGroupName=name,
         LifecycleTransition=TERMINATING,
         HeartbeatTimeout=120,
         DefaultResult="CONTINUE",
     )
-    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
-    return group["Instances"][0]["InstanceId"]
+    return instance
 
 
 @pytest.fixture

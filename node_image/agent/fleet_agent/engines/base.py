@@ -44,6 +44,7 @@ class EngineLoad:
     running: float | None = None
     waiting: float | None = None
     generated_tokens: float | None = None
+    kv_cache_usage: float | None = None  # share of the KV cache in use, 0 to 1
 
     @property
     def pending(self) -> float | None:
@@ -62,6 +63,8 @@ class EngineAdapter(ABC):
     metrics_path: ClassVar[str | None] = None
     # The engine's metric names for requests running, requests waiting, tokens generated.
     load_metrics: ClassVar[tuple[str, str, str] | None] = None
+    # The engine's metric for the share of its KV cache in use (0 to 1), where it has one.
+    kv_cache_metric: ClassVar[str | None] = None
     canary_path: ClassVar[str] = "/v1/completions"
 
     def __init__(self, config: EngineConfig, *, gpu_required: bool) -> None:
@@ -143,8 +146,10 @@ class EngineAdapter(ABC):
         if self.load_metrics is None:
             return EngineLoad()
         running, waiting, generated = self.load_metrics
-        sums = metric_sums(metrics_text, set(self.load_metrics))
-        return EngineLoad(sums.get(running), sums.get(waiting), sums.get(generated))
+        kv = self.kv_cache_metric
+        sums = metric_sums(metrics_text, {*self.load_metrics, *([kv] if kv else [])})
+        kv_usage = sums.get(kv) if kv else None
+        return EngineLoad(sums.get(running), sums.get(waiting), sums.get(generated), kv_usage)
 
     def serves_on_gpu(self, reading: ModelReading | None) -> bool:
         """Whether a request answered now runs on the GPU (the X-Fleet-GPU receipt)."""

@@ -10,6 +10,7 @@ class VllmAdapter(EngineAdapter):
     health_path = "/health"
     metrics_path = "/metrics"
     load_metrics = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:generation_tokens_total")
+    kv_cache_metric = "vllm:kv_cache_usage_perc"  # a share (1 is full), despite its name
 
     def default_executable(self) -> list[str]:
         return ["vllm", "serve"]

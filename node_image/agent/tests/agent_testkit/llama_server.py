@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-c", "--ctx-size", type=int, default=0)
     parser.add_argument("-t", "--threads", type=int, default=1)
     parser.add_argument("--metrics", action="store_true")
+    # A full context shifts instead of ending the answer: with ignore_eos and no max_tokens a stream never
+    # ends on its own (tests that need a request held in flight).
+    parser.add_argument("--context-shift", action="store_true")
     args = parser.parse_args(argv)
 
     # Imported once the arguments parsed (a usage error needs no native library), and typed Any:
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.endpoint_metrics = args.metrics
+    params.ctx_shift = args.context_shift
     params.verbosity = -1
 
     stop = threading.Event()

@@ -1,1 +1,0 @@
-from prisma._types import __getattr__  # noqa: F401
