@@ -72,7 +72,7 @@ def repair(pair: Drill) -> None:
     pair.path_to_writer.restore()
     pair.replication.restore()
     pair.route53_says("healthy")
-    pair.wait_prober_sees_all_alive()
+    pair.wait_repaired()
 
 
 def faults_with_the_writer_alive(url: str, episodes: int) -> dict[str, object]:

@@ -209,9 +209,10 @@ class ReplicaLag(Sampler):
             with self._lock:
                 self._readings.append(Lag(float(lag), datetime.now(UTC), period_seconds=0))
 
-    def latest(self) -> float:
+    def latest(self) -> Lag:
+        """The newest reading (an empty Lag before the first)."""
         with self._lock:
-            return self._readings[-1].seconds or 0.0 if self._readings else 0.0
+            return self._readings[-1] if self._readings else Lag()
 
     def readings(self, start: datetime, end: datetime) -> list[Lag]:
         with self._lock:
@@ -399,14 +400,27 @@ class Drill:
 
         wait_for(behind, 120, f"the prober to see the writer answer with the replica {seconds:g} s behind")
 
-    def wait_prober_sees_all_alive(self) -> None:
-        """Until the prober itself has seen every witness say "alive" (a repair it never observed would
-        leave its streak running)."""
+    def wait_repaired(self) -> None:
+        """Until the repair is on record where a later loss is judged from: a lag reading within the RPO,
+        then the prober seeing every witness say "alive" after it. A loss is judged by the newest reading
+        from before the writer's last sign; the prober's own observation of the writer answering is that
+        sign, so the reading is this one or newer, not the outage's lag the replica has just replayed (a
+        repair the prober never observed would also leave its streak running)."""
+        rpo = self.periods.rpo_seconds
+
+        def caught_up() -> bool:
+            newest = self.lag.latest()
+            return newest.seconds is not None and newest.seconds <= rpo
+
+        wait_for(caught_up, 120, f"a replication-lag reading within the {rpo} s RPO")
+        reading_at = self.lag.latest().at
+        assert reading_at is not None
 
         def alive() -> bool:
             last = self.prober.seen[-1] if self.prober.seen else None
             return bool(
                 last
+                and last.at > reading_at
                 and last.writer_reachable
                 and last.primary_status == "healthy"
                 and last.heartbeat.status == "advancing"
