@@ -9,10 +9,12 @@ Needs an NVIDIA driver (exits 1 naming what is missing otherwise) and an interpr
 agent's requirements and PyTorch with CUDA (the load): the project's environment has no PyTorch, so
 on a GPU machine run it with that machine's python3 and the agent's wheels on PYTHONPATH.
 
-The engine is the test kit's fake vLLM (vLLM itself is a multi-gigabyte install), or with
---llama-server a real CUDA build of llama.cpp's server running the test kit's tiny model with every
-layer offloaded. Every GPU fact comes from NVML, which also says how much GPU memory the engine's
-process holds. The GPU probe runs every second here (5 s on a node) so a short load is sampled often.
+The engine is the test kit's fake vLLM (vLLM itself is a multi-gigabyte install), whose EngineCore child
+process holds --engine-hold-mib of GPU memory through PyTorch as vLLM's does, or with --llama-server a real
+CUDA build of llama.cpp's server running the test kit's tiny model with every layer offloaded. Every GPU
+fact comes from NVML, which also says how much GPU memory the engine's processes hold: the agent is ready
+only once they hold it (its model check reads NVML's compute-process list for the engine's process tree).
+The GPU probe runs every second here (5 s on a node) so a short load is sampled often.
 Prints progress, then a JSON object as the last line. Goals: readings equal nvidia-smi's, the rules
 call a healthy card healthy idle and under full load, a missing GPU or a lowered temperature limit
 is refused, the agent stays ready under load and its gauges follow the load, and a SIGTERM drains it
@@ -117,22 +119,26 @@ def backend_facts() -> dict[str, Any]:
 
 
 def engine_gpu_memory_mib(pid: int) -> int:
-    """GPU memory NVML attributes to the engine's own process (0 for a CPU build, or the fake vLLM)."""
+    """GPU memory NVML attributes to the engine's processes (its own and its children: 0 for a CPU build)."""
     import pynvml
 
+    from fleet_agent.gpu.residency import process_tree
+
+    tree = process_tree(pid)
     pynvml.nvmlInit()
     try:
         handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
         used = [p.usedGpuMemory or 0 for h in handles for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)
-                if p.pid == pid]  # fmt: skip
+                if p.pid in tree]  # fmt: skip
     finally:
         pynvml.nvmlShutdown()
     return sum(used) // MIB
 
 
-def engine_config(work: Path, llama_server: Path | None) -> dict[str, Any]:
+def engine_config(work: Path, llama_server: Path | None, hold_mib: int) -> dict[str, Any]:
     if llama_server is None:
-        return {"kind": "vllm", "models": [MODEL], "port": free_port(), "executable": FAKE_VLLM}
+        return {"kind": "vllm", "models": [MODEL], "port": free_port(), "executable": FAKE_VLLM,
+                "args": ["--gpu-hold-mib", str(hold_mib)]}  # fmt: skip
     from node_image.agent.tests.agent_testkit.tiny_model import write_tiny_llama
 
     model = write_tiny_llama(work / "tiny.gguf")
@@ -205,6 +211,7 @@ def main() -> None:
     parser.add_argument("--load-seconds", type=float, default=15.0)
     parser.add_argument("--hold-gib", type=int, default=16)
     parser.add_argument("--llama-server", type=Path, help="a CUDA build of llama.cpp's llama-server")
+    parser.add_argument("--engine-hold-mib", type=int, default=2048, help="the fake vLLM's GPU memory")
     args = parser.parse_args()
     if shutil.which("nvidia-smi") is None:
         sys.exit("no NVIDIA driver here (nvidia-smi not found): run this on a GPU machine")
@@ -215,7 +222,8 @@ def main() -> None:
     print(f"NVML: {[d['name'] for d in facts['devices']]}, matches nvidia-smi: {facts['matches_nvidia_smi']}")
 
     work = Path(tempfile.mkdtemp(prefix="gpu-node-bench-"))
-    agent = AgentProcess(work, agent_config(work, engine_config(work, args.llama_server)))
+    engine = engine_config(work, args.llama_server, args.engine_hold_mib)
+    agent = AgentProcess(work, agent_config(work, engine))
     try:
         started = time.perf_counter()
         status = agent.wait_ready()
@@ -239,6 +247,7 @@ def main() -> None:
                     "engine": args.llama_server.name if args.llama_server else "fake vLLM",
                     "ready_s": round(ready_s, 2),
                     "engine_gpu_memory_mib": engine_mib,
+                    "model_at_ready": status["model"],
                     "gpu_at_ready": idle,
                     "under_load": load,
                     "completion": completion,

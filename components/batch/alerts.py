@@ -84,38 +84,24 @@ def declare_alerts(t: BatchAlertTargets, opts: pulumi.ResourceOptions) -> None:
         },
         opts=opts,
     )
-    durations = gcp.logging.Metric(
+    durations = _seconds_metric(
         f"{name}-seconds",
-        project=project,
-        name=names.metric("seconds"),
-        description="Submit-to-finish seconds of batch jobs that succeeded.",
-        filter=f'{finished} AND jsonPayload.state="succeeded"',
-        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-            metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
-        ),
-        value_extractor="EXTRACT(jsonPayload.seconds)",
-        bucket_options=gcp.logging.MetricBucketOptionsArgs(
-            exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
-                num_finite_buckets=32, growth_factor=1.4, scale=1
-            )
-        ),
+        project,
+        names.metric("seconds"),
+        "Submit-to-finish seconds of batch jobs that succeeded.",
+        f'{finished} AND jsonPayload.state="succeeded"',
+        "seconds",
+        growth_factor=1.4,
         opts=opts,
     )
-    startup = gcp.logging.Metric(
+    startup = _seconds_metric(
         f"{name}-startup",
-        project=project,
-        name=names.metric("startup"),
-        description="Seconds from a task attempt's start to its engine being ready (model loaded).",
-        filter=f"{finished} AND jsonPayload.startupSeconds>=0",
-        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-            metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
-        ),
-        value_extractor="EXTRACT(jsonPayload.startupSeconds)",
-        bucket_options=gcp.logging.MetricBucketOptionsArgs(
-            exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
-                num_finite_buckets=32, growth_factor=1.3, scale=1
-            )
-        ),
+        project,
+        names.metric("startup"),
+        "Seconds from a task attempt's start to its engine being ready (model loaded).",
+        f"{finished} AND jsonPayload.startupSeconds>=0",
+        "startupSeconds",
+        growth_factor=1.3,
         opts=opts,
     )
     metrics_ready = time.Sleep(
@@ -232,4 +218,35 @@ def _p95_over_hour(
 def _sum_over_hour() -> gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs:
     return gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
         alignment_period="3600s", per_series_aligner="ALIGN_DELTA", cross_series_reducer="REDUCE_SUM"
+    )
+
+
+def _seconds_metric(
+    resource_name: str,
+    project: str,
+    metric_name: str,
+    description: str,
+    log_filter: str,
+    field: str,
+    *,
+    growth_factor: float,
+    opts: pulumi.ResourceOptions,
+) -> gcp.logging.Metric:
+    """A distribution of seconds read from one field of the matching log entries."""
+    return gcp.logging.Metric(
+        resource_name,
+        project=project,
+        name=metric_name,
+        description=description,
+        filter=log_filter,
+        metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
+            metric_kind="DELTA", value_type="DISTRIBUTION", unit="s"
+        ),
+        value_extractor=f"EXTRACT(jsonPayload.{field})",
+        bucket_options=gcp.logging.MetricBucketOptionsArgs(
+            exponential_buckets=gcp.logging.MetricBucketOptionsExponentialBucketsArgs(
+                num_finite_buckets=32, growth_factor=growth_factor, scale=1
+            )
+        ),
+        opts=opts,
     )

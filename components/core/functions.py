@@ -1,5 +1,7 @@
 """Python code the program deploys to Lambda, from `functions/<package>/`: the package's modules, shipped
-under the package's name so the handler is `<package>.handler.handle` and relative imports work."""
+under the package's name so the handler is `<package>.handler.handle` (or another module's `handle`) and
+relative imports work. A module two packages share is a symbolic link in the second package to the
+first's file (functions/failover_prober/pgwire.py): each archive then carries it, and one copy exists."""
 
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ def function_sources(package: str) -> dict[str, str]:
     return {m.name: m.read_text() for m in _modules(package)}
 
 
-def handler(package: str) -> str:
-    return f"{package}.handler.handle"
+def handler(package: str, module: str = "handler") -> str:
+    return f"{package}.{module}.handle"
 
 
 def run_on_schedule(
@@ -58,6 +60,35 @@ def run_on_schedule(
     )
     aws.cloudwatch.EventTarget(f"{name}-function", rule=schedule.name, arn=function.arn, opts=opts)
     return schedule
+
+
+def scheduled_runs_not_retried(
+    name: str,
+    function: aws.lambda_.Function,
+    max_event_age_seconds: int,
+    opts: pulumi.ResourceOptions,
+    on_failure: pulumi.Input[str] | None = None,
+) -> aws.lambda_.FunctionEventInvokeConfig:
+    """A scheduled function's runs are never retried: the next scheduled run is the retry, and an event
+    older than `max_event_age_seconds` is dropped (`<name>-retries`); a failed run's event goes to
+    `on_failure` (a queue's ARN) where given."""
+    destination = (
+        aws.lambda_.FunctionEventInvokeConfigDestinationConfigArgs(
+            on_failure=aws.lambda_.FunctionEventInvokeConfigDestinationConfigOnFailureArgs(
+                destination=on_failure
+            )
+        )
+        if on_failure is not None
+        else None
+    )
+    return aws.lambda_.FunctionEventInvokeConfig(
+        f"{name}-retries",
+        function_name=function.name,
+        maximum_retry_attempts=0,
+        maximum_event_age_in_seconds=max_event_age_seconds,
+        destination_config=destination,
+        opts=opts,
+    )
 
 
 def function_log_group(
@@ -86,17 +117,18 @@ def vpc_function(
     log_format: str = "JSON",
     architecture: str = "arm64",
     layers: Sequence[pulumi.Input[str]] | None = None,
+    module: str = "handler",
     opts: pulumi.ResourceOptions,
 ) -> aws.lambda_.Function:
     """`functions/<package>` as a Lambda in the VPC's private subnets behind one security group, logging
-    to `logs` (from `function_log_group`)."""
+    to `logs` (from `function_log_group`); its entry point is `handle` in `module`."""
     return aws.lambda_.Function(
         name,
         name=function_name,
         description=description,
         runtime=LAMBDA_RUNTIME,
         architectures=[architecture],
-        handler=handler(package),
+        handler=handler(package, module),
         code=function_code(package),
         layers=layers,
         role=role.arn,

@@ -124,6 +124,25 @@ def secret_read_statements(
     ]
 
 
+def database_connect_statement(
+    sid: str,
+    region: str,
+    account: pulumi.Input[str],
+    cluster_resource_id: pulumi.Input[str],
+    user: str,
+) -> Statement:
+    """Log in to one Aurora cluster as one database user with IAM database authentication (a token the
+    role signs; the user must be a member of `rds_iam`)."""
+    return {
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": "rds-db:connect",
+        "Resource": pulumi.Output.concat(
+            "arn:aws:rds-db:", region, ":", account, ":dbuser:", cluster_resource_id, "/", user
+        ),
+    }
+
+
 def log_statement(log_group_arn: pulumi.Input[str]) -> Statement:
     """Write to one log group's streams."""
     return {

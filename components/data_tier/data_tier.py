@@ -24,6 +24,8 @@ from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
 from components.data_tier.config import DatabaseConfig
 from components.data_tier.gateway_role import GatewayRoleArgs, declare_gateway_role
+from functions.db_bootstrap.settings import Witness
+from functions.failover_prober.settings import HEARTBEAT_TABLE, HEARTBEAT_WRITER_USER, WITNESS_READER_USER
 
 DATABASE_PORT = 5432
 DATABASE_NAME = "litellm"
@@ -79,8 +81,12 @@ class DataTierOutputs:
     cluster_ids: dict[str, pulumi.Output[str]]
     cluster_endpoints: dict[str, pulumi.Output[str]]
     reader_endpoints: dict[str, pulumi.Output[str]]
+    # What IAM database authentication names a cluster by (arn:aws:rds-db:...:dbuser:<id>/<user>).
+    cluster_resource_ids: dict[str, pulumi.Output[str]]
     # The bound on a region loss's data loss (rds.global_db_rpo); None without a global database.
     global_rpo_seconds: int | None
+    # The failover heartbeat's table and roles (created by the bootstrap); None without a global database.
+    witness: Witness | None = None
 
     def exports(self) -> dict[str, Any]:
         return {
@@ -116,6 +122,7 @@ class DataTier(pulumi.ComponentResource):
         self.cluster_ids: dict[str, pulumi.Output[str]] = {}
         self.cluster_endpoints: dict[str, pulumi.Output[str]] = {}
         self.reader_endpoints: dict[str, pulumi.Output[str]] = {}
+        self.cluster_resource_ids: dict[str, pulumi.Output[str]] = {}
         subnet_groups: dict[str, aws.rds.SubnetGroup] = {}
         parameter_groups: dict[str, aws.rds.ClusterParameterGroup] = {}
         keys: dict[str, aws.kms.Key] = {}
@@ -188,6 +195,13 @@ class DataTier(pulumi.ComponentResource):
             )
 
         global_member = GLOBAL_MEMBER_IGNORED if global_cluster is not None else None
+        # A global database's failover witness: a heartbeat table and two roles that log in with IAM
+        # database authentication (functions/failover_prober/heartbeat.py), so both clusters take it.
+        witness = (
+            Witness(HEARTBEAT_TABLE, HEARTBEAT_WRITER_USER, WITNESS_READER_USER)
+            if global_cluster is not None
+            else None
+        )
 
         def cluster(
             side: RegionContext,
@@ -223,6 +237,7 @@ class DataTier(pulumi.ComponentResource):
                     f"{PROJECT}-{stack.stack}-{side.region}-final" if protect_data else None
                 ),
                 enabled_cloudwatch_logs_exports=["postgresql"],
+                iam_database_authentication_enabled=witness is not None,
                 opts=side.options(
                     self, depends_on=depends_on, protect=protect_data, ignore_changes=global_member
                 ),
@@ -263,6 +278,7 @@ class DataTier(pulumi.ComponentResource):
                 gateway_password=args.gateway_password,
                 log_retention_days=args.log_retention_days,
                 depends_on=writer_instances,
+                witness=witness,
             ),
         )
 
@@ -280,7 +296,9 @@ class DataTier(pulumi.ComponentResource):
             cluster_ids=self.cluster_ids,
             cluster_endpoints=self.cluster_endpoints,
             reader_endpoints=self.reader_endpoints,
+            cluster_resource_ids=self.cluster_resource_ids,
             global_rpo_seconds=db.global_rpo_seconds if global_cluster is not None else None,
+            witness=witness,
         )
         out = self.outputs
         self.register_outputs(
@@ -371,3 +389,4 @@ class DataTier(pulumi.ComponentResource):
         self.cluster_arns[region] = cluster.arn
         self.cluster_endpoints[region] = cluster.endpoint
         self.reader_endpoints[region] = cluster.reader_endpoint
+        self.cluster_resource_ids[region] = cluster.cluster_resource_id

@@ -3,6 +3,7 @@
 
     Pulumi (aws.lambda_.Invocation) -> Lambda in the private subnets -> Aurora writer (TLS, 5432)
       -> role `litellm_gateway` with the gateway's password, owner of the `litellm` database
+    -> with a global database, the failover heartbeat: its table and its two IAM-authenticated roles
 
 The invocation's input carries both passwords: it is a secret in Pulumi's state, and the function logs
 and returns neither. It runs again when the gateway's password or the function's code changes.
@@ -21,7 +22,7 @@ from components.core.context import RegionContext, StackContext
 from components.core.functions import function_log_group, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role
 from components.core.security import SecurityGroups
-from functions.db_bootstrap.settings import BootstrapRequest
+from functions.db_bootstrap.settings import BootstrapRequest, Witness
 
 GATEWAY_USERNAME = "litellm_gateway"
 PACKAGE = "db_bootstrap"
@@ -45,6 +46,8 @@ class GatewayRoleArgs:
     gateway_password: pulumi.Input[str]
     log_retention_days: int
     depends_on: Sequence[pulumi.Resource]
+    # A global database's failover heartbeat, created with the gateway's role (None: one region).
+    witness: Witness | None = None
 
 
 def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleArgs) -> pulumi.Output[str]:
@@ -103,6 +106,7 @@ def declare_gateway_role(parent: pulumi.Resource, name: str, args: GatewayRoleAr
             database=args.database,
             master_user=args.master_username,
             gateway_user=GATEWAY_USERNAME,
+            witness=args.witness,
         ).to_event()
     )
     invocation = aws.lambda_.Invocation(

@@ -1,11 +1,13 @@
-"""The failover capability: the API name clients use, health-checked per region; the standby's prober,
-which promotes the database when the primary region is lost; and what both cost in time and data.
+"""The failover capability: the API name clients use, health-checked per region and following the database
+writer; the standby's prober, which promotes the database when the primary region is lost, and the
+heartbeat the primary writes for it; and what all of it costs in time and data.
 
 Published: `DnsConfig`, `FailoverConfig`, `FailoverOutputs`, `declare`, and the budget arithmetic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +23,18 @@ from components.failover.budget import (
     Term,
     region_loss_inference_budget,
     standby_capacity_budget,
+    witness_spread_seconds,
 )
 from components.failover.config import DnsConfig, FailoverConfig, region_loss_writes
-from components.failover.dns import FailoverDns, FailoverDnsArgs, FailoverDnsOutputs, RegionEndpoint
+from components.failover.dns import (
+    FailoverDns,
+    FailoverDnsArgs,
+    FailoverDnsOutputs,
+    RegionEndpoint,
+    WriterAlarm,
+    status_record_name,
+)
+from components.failover.heartbeat import FailoverHeartbeat, FailoverHeartbeatArgs
 from components.failover.prober import FailoverProber, FailoverProberArgs
 from components.network import NetworkOutputs
 
@@ -120,7 +131,8 @@ def declare(
     log_retention_days: int,
 ) -> FailoverOutputs:
     """The API record (`dns`): a plain one for one region; with a standby, a health-checked failover pair
-    and the prober (`promotion`) in the standby region."""
+    that follows the database writer, the prober (`promotion`) in the standby region and the writer's
+    heartbeat (`heartbeat`) in the primary."""
     endpoints = [
         RegionEndpoint(cp.region, cp.regional_name, cp.alb_dns_name, cp.alb_zone_id, cp.health_check_path)
         for cp in planes.regions.values()
@@ -128,25 +140,42 @@ def declare(
     primary = endpoints[0]
     standby = endpoints[1] if len(endpoints) > 1 else None
     checker_regions = failover.checkers(primary.region, standby.region if standby else None)
-    dns_outputs = FailoverDns(
-        "dns",
-        FailoverDnsArgs(
-            domain=domain,
-            api_name=f"api.{domain}",
-            primary=primary,
-            standby=standby,
-            dns=dns,
-            failover=failover,
-            checker_regions=checker_regions,
-        ),
-        opts=pulumi.ResourceOptions(providers=[stack.region(primary.region).provider]),
-    ).outputs
-    if standby is None or dns_outputs.budget is None or dns_outputs.status_record is None:
+    dns_args = FailoverDnsArgs(
+        domain=domain,
+        api_name=f"api.{domain}",
+        primary=primary,
+        standby=standby,
+        dns=dns,
+        failover=failover,
+        checker_regions=checker_regions,
+    )
+    dns_opts = pulumi.ResourceOptions(providers=[stack.region(primary.region).provider])
+    if standby is None:
+        dns_outputs = FailoverDns("dns", dns_args, opts=dns_opts).outputs
         return FailoverOutputs(dns=dns_outputs, config=failover, checker_regions=checker_regions)
     assert data.global_cluster_id is not None and data.global_cluster_arn is not None
-    assert data.global_rpo_seconds is not None
-    there = networks.regions[standby.region]
+    assert data.global_rpo_seconds is not None and data.witness is not None
+    # Computed from what was declared: the checks and records, the prober's window and timings, the
+    # gateways' ALB, takeover alarm and database watchdog, the database's RPO bound.
+    region_loss = _region_loss(failover, dns)
+    here, there = networks.regions[primary.region], networks.regions[standby.region]
     target = data.cluster_arns[standby.region]
+    FailoverHeartbeat(
+        "heartbeat",
+        FailoverHeartbeatArgs(
+            stack=stack,
+            primary=stack.region(primary.region),
+            vpc_id=here.vpc_id,
+            private_subnet_ids=here.private_subnet_ids,
+            writer_host=data.cluster_endpoints[primary.region],
+            database_port=data.port,
+            database_name=data.name,
+            database_security_group_id=data.security_group_ids[primary.region],
+            cluster_resource_id=data.cluster_resource_ids[primary.region],
+            topic_arn=topic_arns[primary.region],
+            log_retention_days=log_retention_days,
+        ),
+    )
     prober = FailoverProber(
         "promotion",
         FailoverProberArgs(
@@ -154,7 +183,7 @@ def declare(
             standby=stack.region(standby.region),
             vpc_id=there.vpc_id,
             private_subnet_ids=there.private_subnet_ids,
-            primary_private_cidrs=networks.regions[primary.region].private_cidrs,
+            primary_private_cidrs=here.private_cidrs,
             global_cluster_id=data.global_cluster_id,
             global_cluster_arn=data.global_cluster_arn,
             target_cluster_arn=target,
@@ -162,20 +191,29 @@ def declare(
             member_cluster_arns=list(data.cluster_arns.values()),
             primary_writer_host=data.cluster_endpoints[primary.region],
             database_port=data.port,
-            status_record=dns_outputs.status_record,
+            standby_reader_host=data.reader_endpoints[standby.region],
+            standby_database_security_group_id=data.security_group_ids[standby.region],
+            standby_cluster_resource_id=data.cluster_resource_ids[standby.region],
+            database_name=data.name,
+            status_record=status_record_name(primary),
             topic_arn=topic_arns[standby.region],
             promote_after_seconds=failover.promote_after_seconds,
             rpo_seconds=failover.rpo_seconds,
+            detection_seconds=witness_spread_seconds(region_loss.writes),
             log_retention_days=log_retention_days,
         ),
     )
+    dns_outputs = FailoverDns(
+        "dns",
+        dataclasses.replace(dns_args, writer_alarm=WriterAlarm(prober.writer_alarm_name, standby.region)),
+        opts=dns_opts,
+    ).outputs
+    assert dns_outputs.status_record == status_record_name(primary)
     return FailoverOutputs(
         dns=dns_outputs,
         config=failover,
         checker_regions=checker_regions,
-        # Computed from what was declared: the checks and records, the prober's window and timings, the
-        # gateways' ALB, takeover alarm and database watchdog, the database's RPO bound.
-        region_loss=_region_loss(failover, dns),
+        region_loss=region_loss,
         rpo_seconds=data.global_rpo_seconds,
         function_name=prober.function_name,
         record_parameter=prober.record_parameter,

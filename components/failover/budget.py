@@ -59,7 +59,7 @@ from components.core.catalog.aws import (
     ROUTE53_HEALTHY_CHECKER_SHARE,
     ROUTE53_PROBE_TIMEOUT_SECONDS,
 )
-from functions.failover_prober.settings import RUN_SECONDS
+from functions.failover_prober.settings import HEARTBEAT_STALE_SECONDS, RUN_SECONDS
 
 # The shortest TTL the API record takes (the dns section's floor): a remedy never suggests less.
 MIN_RECORD_TTL_SECONDS = 5
@@ -309,3 +309,11 @@ def region_loss_write_budget(
             "gatewayReconnect": gateway_recovery,
         }
     )
+
+
+def witness_spread_seconds(writes: Budget) -> int:
+    """The most one region loss's witnesses can be apart, worst case: the writer's last sign (its probe or
+    its heartbeat) comes at the loss; Route53's verdict after its detection and the status record's TTL,
+    the heartbeat's after its staleness, whichever is later; the prober reads each once a probe interval."""
+    route53 = writes.only("firstProbeOffset", "probeIntervals", "probeTimeout", "statusRecordTtl")
+    return max(route53.worst_seconds, HEARTBEAT_STALE_SECONDS) + PROBE_INTERVAL_SECONDS

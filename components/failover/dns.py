@@ -21,6 +21,14 @@ check passes and "failing" while it fails (a failover pair on that check and on 
 standby's prober reads it through DNS: Route53's verdict from its checkers in several regions, without
 calling Route53's API (served from us-east-1, which may be the region that is lost).
 
+DNS follows the writer. The PRIMARY API record's health check is a calculated one: the primary can serve
+*and* the database writer is not the standby's (a CloudWatch-alarm check on the prober's WriterInStandby
+alarm, in the standby region). After a failover the record stays unhealthy when the primary's gateways
+come back, so clients are not sent to a region whose every write would cross to the standby (over the
+very path that may have broken); a planned switchover moves the traffic with the writer. Failback stays a
+person's lossless switchover (promotion.failbackCommand), and DNS returns with it. The status record keeps
+the primary's own check: the prober's witness is whether the primary can serve, not where the writer is.
+
 Without a standby (dev) it is one plain record and no health checks.
 """
 
@@ -61,6 +69,14 @@ class FailoverDnsOutputs:
 
 
 @dataclass(frozen=True)
+class WriterAlarm:
+    """The alarm in ALARM while the database writer is the standby's (components/failover/prober.py)."""
+
+    name: pulumi.Input[str]
+    region: str
+
+
+@dataclass(frozen=True)
 class FailoverDnsArgs:
     domain: str
     api_name: str
@@ -70,6 +86,13 @@ class FailoverDnsArgs:
     failover: FailoverConfig
     # Where Route53 checks from: outside both control-plane regions.
     checker_regions: list[str]
+    # With a standby: the PRIMARY record follows the writer (None: it follows the primary's check alone).
+    writer_alarm: WriterAlarm | None = None
+
+
+def status_record_name(primary: RegionEndpoint) -> str:
+    """The TXT name that answers with Route53's verdict on the primary (the prober resolves it)."""
+    return f"_status.{primary.regional_name}"
 
 
 class FailoverDns(pulumi.ComponentResource):
@@ -120,12 +143,15 @@ class FailoverDns(pulumi.ComponentResource):
                 )
                 checks[endpoint.region] = check
                 health_check_ids[endpoint.region] = check.id
+                record_check = check
+                if role == "PRIMARY" and args.writer_alarm is not None:
+                    record_check = self._with_the_writer(name, endpoint, check, args.writer_alarm)
                 self._record(
                     f"{name}-api-{role.lower()}",
                     zone_id,
                     endpoint,
                     failover=role,
-                    health_check_id=check.id,
+                    health_check_id=record_check.id,
                 )
             status_record = self._status_record(name, zone_id, args.primary, checks[args.primary.region])
             # Computed from the values just declared: the checks' interval and threshold, the records' shape.
@@ -145,11 +171,34 @@ class FailoverDns(pulumi.ComponentResource):
             }
         )
 
+    def _with_the_writer(
+        self, name: str, primary: RegionEndpoint, serves: aws.route53.HealthCheck, writer: WriterAlarm
+    ) -> aws.route53.HealthCheck:
+        """Healthy while the primary can serve and the writer is not the standby's."""
+        writer_home = aws.route53.HealthCheck(
+            f"{name}-{primary.region}-holds-writer",
+            type="CLOUDWATCH_METRIC",
+            cloudwatch_alarm_name=writer.name,
+            cloudwatch_alarm_region=writer.region,
+            # A prober that stops publishing moves no traffic either way.
+            insufficient_data_health_status="LastKnownStatus",
+            tags={"Name": f"{name}-{primary.region} holds the database writer"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return aws.route53.HealthCheck(
+            f"{name}-{primary.region}-serves-with-writer",
+            type="CALCULATED",
+            child_healthchecks=[serves.id, writer_home.id],
+            child_health_threshold=2,
+            tags={"Name": f"{name}-{primary.region} can serve and holds the writer"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _status_record(
         self, name: str, zone_id: pulumi.Input[str], primary: RegionEndpoint, check: aws.route53.HealthCheck
     ) -> str:
         """A TXT failover pair that answers with Route53's verdict on the primary's check."""
-        record_name = f"_status.{primary.regional_name}"
+        record_name = status_record_name(primary)
         # Healthy exactly when the primary's check is not: the SECONDARY answers while the primary fails.
         inverse = aws.route53.HealthCheck(
             f"{name}-{primary.region}-inverse",

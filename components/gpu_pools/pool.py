@@ -35,6 +35,7 @@ from components.gpu_pools.lifecycle import (
     DRAIN_HOOK_NAME,
     HEALTH_CHECK_GRACE_S,
     HEALTH_CHECK_TYPE,
+    LAUNCH_HOOK_NAME,
     METRICS_WARMUP_S,
     declare_lifecycle_hooks,
     instance_refresh,
@@ -132,21 +133,22 @@ class GpuNodePool(pulumi.ComponentResource):
 
         lb_sg, node_sg = self._security_groups()
         secret = self._secret()
+        load_balancer, target_group = self._load_balancer(lb_sg)
         store_statements = list(args.store_access.statements) if args.store_access else []
         profile = instance_role(
             f"{name}-node",
-            [*self._node_statements(account, group_name, secret), *store_statements],
+            [*self._node_statements(account, group_name, secret, target_group), *store_statements],
             child,
             # Systems Manager's agent on the node: how the fleet controller restarts a silent agent.
             managed_policy_arns=[SSM_MANAGED_INSTANCE_POLICY],
         )
-        load_balancer, target_group = self._load_balancer(lb_sg)
         mount = args.mount
         settings = pulumi.Output.all(
             secret.arn,
             args.redis_host,
             mount.metadata_url if mount else None,
             mount.metadata_password.secret_id if mount and mount.metadata_password else None,
+            target_group.arn,
         ).apply(
             lambda values: NodeSettings(
                 region=region.region,
@@ -155,6 +157,13 @@ class GpuNodePool(pulumi.ComponentResource):
                 secret_arn=values[0],
                 redis_host=values[1],
                 redis_user=args.redis_user,
+                target_group_arn=values[4],
+                lifecycle_drain_s=args.timings.drain.lifecycle_drain_s,
+                hook_heartbeat_timeout_s=args.timings.drain.hook_heartbeat_s,
+                # The agent completes the launch hook once ready; it abandons the node past the same budget.
+                launch_hook_name=LAUNCH_HOOK_NAME,
+                launch_heartbeat_timeout_s=args.timings.readiness.launch_hook_timeout_s,
+                launch_ready_timeout_s=args.timings.readiness.launch_hook_timeout_s,
                 model_store=mount.agent_settings(values[2], values[3]) if mount else None,
             )
         )
@@ -251,7 +260,11 @@ class GpuNodePool(pulumi.ComponentResource):
         return secret
 
     def _node_statements(
-        self, account: pulumi.Output[str], group_name: str, secret: aws.secretsmanager.Secret
+        self,
+        account: pulumi.Output[str],
+        group_name: str,
+        secret: aws.secretsmanager.Secret,
+        target_group: aws.lb.TargetGroup,
     ) -> list[dict[str, object]]:
         region = self._args.region.region
         group_arn = pulumi.Output.concat(
@@ -261,11 +274,21 @@ class GpuNodePool(pulumi.ComponentResource):
         )
         return [
             {
-                # Its own group only: a node cannot release another pool's nodes.
+                # Its own group only: a node cannot release another pool's nodes, nor hold them.
                 "Sid": "CompleteOwnLifecycleAction",
                 "Effect": "Allow",
-                "Action": "autoscaling:CompleteLifecycleAction",
+                "Action": [
+                    "autoscaling:CompleteLifecycleAction",
+                    "autoscaling:RecordLifecycleActionHeartbeat",
+                ],
                 "Resource": group_arn,
+            },
+            {
+                # A leaving node takes itself out of its own pool's target group before it refuses work.
+                "Sid": "LeaveOwnTargetGroup",
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:DeregisterTargets",
+                "Resource": target_group.arn,
             },
             # Its metrics and its scale-in protection (components/gpu_pools/scaling.py).
             *node_statements(group_arn),

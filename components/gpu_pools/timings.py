@@ -32,9 +32,11 @@ first and waits out the deregistration delay, then holds it in Terminating:Wait 
 ASG User Guide, lifecycle-hooks-overview):
 
     deregistration  in-flight requests finish on the deregistering target, up to the deregistration delay
-                    = the gateway's request timeout (a request the gateway still waits for is never cut;
+                    = the load balancer's letting go (LB_LEAVE_S) + the gateway's request timeout (a
+                    request routed while it lets go, which the gateway still waits for, is never cut;
                     elbv2 deregistration_delay.timeout_seconds 0-3600; none in flight: at once)
-    lifecycleDrain  the agent's own drain in Terminating:Wait, up to the same request timeout, its lifecycle
+    lifecycleDrain  the agent's own drain in Terminating:Wait: its leave (LB_LEAVE_S), the same request
+                    timeout, its reserve for hooks and the engine's stop (DRAIN_RESERVE_S); its lifecycle
                     action kept open with RecordLifecycleActionHeartbeat every third of the hook's
                     HeartbeatTimeout; it waits for the same requests (one begun before the deregistration
                     ends within the request timeout of it), so the two do not add up
@@ -154,12 +156,15 @@ class DrainBudget:
 
     @property
     def deregistration_delay_s(self) -> int:
-        return self.request_timeout_s
+        """The gateway's request timeout for a request the load balancer still routed while it let go."""
+        return int(agent_constants.LB_LEAVE_S + self.request_timeout_s)
 
     @property
     def lifecycle_drain_s(self) -> int:
-        """The agent's drain budget when the group takes the node (its `drain.lifecycle_timeout_s`)."""
-        return self.request_timeout_s
+        """The agent's drain budget when the group takes the node (its `drain.lifecycle_timeout_s`), from its
+        notice to its engine stopped: its leave (the load balancer letting go), a request accepted at the
+        leave's end running the gateway's whole request timeout, then its reserve (hooks, engine stop)."""
+        return int(agent_constants.LB_LEAVE_S + self.request_timeout_s + agent_constants.DRAIN_RESERVE_S)
 
     @property
     def global_timeout_s(self) -> int:

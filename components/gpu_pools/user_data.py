@@ -49,8 +49,18 @@ class NodeSettings:
     secret_arn: str
     redis_host: str
     redis_user: str
+    # The pool's target group: a leaving node deregisters itself from it before it refuses work.
+    target_group_arn: str
+    # How long a drain the group waits on (scale-in, refresh) may last: the pool's DrainBudget.
+    lifecycle_drain_s: int
+    # The termination hook's HeartbeatTimeout: the agent's heartbeats keep a long drain's action open.
+    hook_heartbeat_timeout_s: int
     # The agent's [model_store] table (the pool's model in its region's store), from the store's MountSpec.
     model_store: dict[str, Any] | None = None
+    # The launch hook, where the group declares one: the agent completes it once the node is ready.
+    launch_hook_name: str | None = None
+    launch_heartbeat_timeout_s: int | None = None
+    launch_ready_timeout_s: int | None = None
 
 
 def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
@@ -81,8 +91,18 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
         },
         "gpu": {"count": pool.gpus_per_node},
         "drain": {
-            "hooks": [{"kind": "aws-lifecycle", "hook_name": node.hook_name, "group_name": node.group_name}]
+            "lifecycle_timeout_s": node.lifecycle_drain_s,
+            "hooks": [
+                {
+                    "kind": "aws-lifecycle",
+                    "hook_name": node.hook_name,
+                    "group_name": node.group_name,
+                    "heartbeat_timeout_s": node.hook_heartbeat_timeout_s,
+                }
+            ],
         },
+        # Registered by the group on the agent's port; the agent leaves it first when the node goes away.
+        "load_balancer": {"aws_target_group_arns": [node.target_group_arn]},
         # The group's capacity rebalancing answers a rebalance recommendation: it starts a replacement, then
         # terminates this node through its lifecycle hook, which is when the agent drains.
         "preemption": {"provider": "aws", "on_rebalance": "log"},
@@ -98,6 +118,13 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
     }
     if node.model_store is not None:
         raw["model_store"] = node.model_store
+    if node.launch_hook_name is not None:
+        hook: dict[str, Any] = {"kind": "aws-lifecycle", "hook_name": node.launch_hook_name}
+        hook |= {"group_name": node.group_name, "heartbeat_timeout_s": node.launch_heartbeat_timeout_s}
+        launch: dict[str, Any] = {"hooks": [hook]}
+        if node.launch_ready_timeout_s is not None:
+            launch["ready_timeout_s"] = node.launch_ready_timeout_s
+        raw["launch"] = launch
     raw |= agent_settings(pool, node.group_name)
     return AgentConfig.model_validate(raw)
 

@@ -374,6 +374,8 @@ def _rds_cluster(ctx: MockContext) -> dict[str, Any]:
         "clusterIdentifier": ctx.id,
         "endpoint": f"{ctx.id}.cluster-{host}",
         "readerEndpoint": f"{ctx.id}.cluster-ro-{host}",
+        # RDS's DbClusterResourceId: "cluster-" and 26 upper-case letters and digits.
+        "clusterResourceId": f"cluster-{digest(ctx.region + ctx.id)[:26].upper()}",
     }
 
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import queue
 import threading
 import time
 from pathlib import Path
 
-from fleet_agent.gpu.backend import GpuReading, GpuUnavailable, XidEvent
+from fleet_agent.gpu.backend import GpuProcess, GpuReading, GpuUnavailable, XidEvent
+from fleet_agent.gpu.residency import process_tree
 
 A10G_MEMORY = 24 * 1024**3
 CONTROL_POLL_S = 0.1
@@ -90,6 +92,15 @@ class EmulatedGpu:
     def read(self, index: int) -> GpuReading:
         with self._lock:
             return self.readings[index]
+
+    def compute_processes(self, index: int) -> list[GpuProcess]:
+        """What NVML would list once the engine loaded its model on the GPU: the processes the agent
+        spawned (llama.cpp on the CPU stands for the engine) on every device, sizes unknown (as NVML
+        reports them in some setups)."""
+        if self.unavailable:
+            raise GpuUnavailable(f"NVML unavailable: {self.unavailable}")
+        agent = os.getpid()
+        return [GpuProcess(pid, None) for pid in sorted(process_tree(agent) - {agent})]
 
     def register_xid_events(self) -> None:
         self.registered = True

@@ -12,6 +12,23 @@ from typing import Any
 
 
 @dataclass(frozen=True)
+class Witness:
+    """The failover heartbeat (functions/failover_prober): its one-row `table` (schema-qualified), the role
+    that may update it and the role that may read it, both logging in with IAM database authentication."""
+
+    table: str
+    writer: str
+    reader: str
+
+    def to_event(self) -> dict[str, str]:
+        return {"table": self.table, "writer": self.writer, "reader": self.reader}
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> Witness:
+        return cls(table=str(event["table"]), writer=str(event["writer"]), reader=str(event["reader"]))
+
+
+@dataclass(frozen=True)
 class BootstrapRequest:
     """Give `gateway_user` (with `gateway_password`) the `database`, connecting as `master_user` to the
     writer at `host`:`port`."""
@@ -23,8 +40,12 @@ class BootstrapRequest:
     master_password: str = field(repr=False)
     gateway_user: str
     gateway_password: str = field(repr=False)
+    # A global database's failover witness; None with one region (nothing to fail over to).
+    witness: Witness | None = None
 
     def to_event(self) -> dict[str, Any]:
+        # Without a witness the event is what it always was: Pulumi invokes again only when it changes.
+        witness = {"witness": self.witness.to_event()} if self.witness else {}
         return {
             "host": self.host,
             "port": self.port,
@@ -33,6 +54,7 @@ class BootstrapRequest:
             "masterPassword": self.master_password,
             "gatewayUser": self.gateway_user,
             "gatewayPassword": self.gateway_password,
+            **witness,
         }
 
     @classmethod
@@ -45,4 +67,5 @@ class BootstrapRequest:
             master_password=str(event["masterPassword"]),
             gateway_user=str(event["gatewayUser"]),
             gateway_password=str(event["gatewayPassword"]),
+            witness=Witness.from_event(event["witness"]) if event.get("witness") else None,
         )

@@ -236,6 +236,25 @@ class RunningController:
     def ticks(self) -> list[dict[str, Any]]:
         return [r for r in self.records if r.get("kind") == "tick"]
 
+    def ticks_until_action(self, instance_id: str, *, after: int, nth: int = 1) -> int:
+        """The controller's ticks from record `after` up to the one with its `nth` action on the node."""
+        ticks = actions = 0
+        for record in self.records[after:]:
+            if record.get("kind") == "tick":
+                ticks += 1
+            elif record.get("kind") == "action" and record.get("instance") == instance_id:
+                actions += 1
+                if actions == nth:
+                    return ticks + 1  # the acting tick's own summary comes after its actions
+        raise AssertionError(f"no action {nth} on {instance_id} in {self.records[after:]}")
+
+    def wait_ticks(self, count: int, *, after: int, timeout: float) -> list[dict[str, Any]]:
+        """Until the controller has ticked `count` times after its tick number `after`: as long as it had to
+        act, counted in its own ticks (each at least `tick_s` apart) rather than in a busy machine's
+        seconds."""
+        wait_for(lambda: len(self.ticks()) >= after + count, timeout, f"{count} controller ticks")
+        return self.ticks()[after:]
+
     def verdicts(self, instance_id: str) -> list[str]:
         return [r["verdict"] for r in self.records if r.get("instance") == instance_id and "verdict" in r]
 

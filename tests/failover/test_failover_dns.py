@@ -18,6 +18,7 @@ from components.core.catalog.resource_types import (
     ECS_SERVICE,
     ECS_TASK_DEFINITION,
     LOAD_BALANCER,
+    METRIC_ALARM,
     RDS_CLUSTER,
     RDS_CLUSTER_PARAMETER_GROUP,
     RDS_GLOBAL_CLUSTER,
@@ -114,9 +115,12 @@ def test_the_api_name_is_a_primary_secondary_pair_tied_to_the_health_checks(rend
     assert len(records) == 2
     by_role = {r.inputs["failoverRoutingPolicies"][0]["type"]: r for r in records}
     assert set(by_role) == {"PRIMARY", "SECONDARY"}
+    # The PRIMARY record's check also asks where the database writer is (the next test).
+    follows_writer = prod.one(ROUTE53_HEALTH_CHECK, "dns-us-east-1-serves-with-writer")
+    tied = {"PRIMARY": follows_writer.id, "SECONDARY": checks["us-west-2"].id}
     for role, region in (("PRIMARY", "us-east-1"), ("SECONDARY", "us-west-2")):
         record = by_role[role]
-        assert record.inputs["healthCheckId"] == checks[region].id
+        assert record.inputs["healthCheckId"] == tied[role]
         assert record.inputs["type"] == "CNAME"
         assert record.inputs["records"] == [alb_of(prod, region).outputs["dnsName"]]
         assert record.inputs["ttl"] == 10
@@ -124,10 +128,44 @@ def test_the_api_name_is_a_primary_secondary_pair_tied_to_the_health_checks(rend
     assert prod.outputs["healthCheckIds"] == {region: check.id for region, check in checks.items()}
 
 
+def test_dns_follows_the_database_writer(render):
+    """After a failover (or a switchover) the writer is the standby's: the PRIMARY record stays unhealthy
+    even when the primary's gateways serve again, so clients are not sent where every write would cross
+    back to the standby; it turns healthy with the failback switchover."""
+    prod = render("prod")
+    primary = next(c for c in endpoint_checks(prod) if c.inputs["fqdn"].startswith("us-east-1."))
+    follows = prod.one(ROUTE53_HEALTH_CHECK, "dns-us-east-1-serves-with-writer")
+    holds = prod.one(ROUTE53_HEALTH_CHECK, "dns-us-east-1-holds-writer")
+    assert (follows.inputs["type"], follows.inputs["childHealthThreshold"]) == ("CALCULATED", 2)
+    assert follows.inputs["childHealthchecks"] == [primary.id, holds.id]
+    # Healthy while the prober's writer-location alarm is OK; a prober gone quiet changes nothing.
+    alarm = prod.one(METRIC_ALARM, "promotion-writer-in-standby")
+    assert holds.inputs["type"] == "CLOUDWATCH_METRIC"
+    assert (holds.inputs["cloudwatchAlarmName"], holds.inputs["cloudwatchAlarmRegion"]) == (
+        alarm.outputs["name"],
+        "us-west-2",
+    )
+    assert holds.inputs["insufficientDataHealthStatus"] == "LastKnownStatus"
+    assert prod.get(alarm.provider).inputs["region"] == "us-west-2"
+    assert (alarm.inputs["namespace"], alarm.inputs["metricName"]) == (
+        "inference-fleet/failover",
+        "WriterInStandby",
+    )
+    assert alarm.inputs["dimensions"] == {"Stack": "prod"}
+    # Route53 takes standard-resolution alarms on a plain statistic, and no metric math.
+    assert (alarm.inputs["period"], alarm.inputs["statistic"]) == (60, "Maximum")
+    assert alarm.inputs["treatMissingData"] == "missing"
+    # Where DNS points is not the prober's witness: the status record keeps the primary's own check.
+    status = api_records(prod, "_status.us-east-1.api.fleet.example.com")
+    assert primary.id in {r.inputs["healthCheckId"] for r in status}
+    # One region: nothing to follow.
+    assert not [c for c in render("dev").of_type(ROUTE53_HEALTH_CHECK)]
+
+
 def test_the_status_record_answers_with_route53s_verdict_on_the_primary(render):
     prod = render("prod")
     primary = next(c for c in endpoint_checks(prod) if c.inputs["fqdn"].startswith("us-east-1."))
-    (inverse,) = [c for c in prod.of_type(ROUTE53_HEALTH_CHECK) if c.inputs["type"] == "CALCULATED"]
+    (inverse,) = [c for c in prod.of_type(ROUTE53_HEALTH_CHECK) if c.inputs.get("invertHealthcheck")]
     # Healthy exactly when the primary's check is not.
     assert inverse.inputs["childHealthchecks"] == [primary.id]
     assert (inverse.inputs["childHealthThreshold"], inverse.inputs["invertHealthcheck"]) == (1, True)
@@ -452,9 +490,14 @@ def test_fleet_plan_shows_the_two_region_failover_topology(project_dir):
         if r["inputs"].get("failoverRoutingPolicies") and r["inputs"]["name"] == API
     ]
     assert sorted(r["inputs"]["failoverRoutingPolicies"][0]["type"] for r in pair) == ["PRIMARY", "SECONDARY"]
-    health_check_ids = set(plan["outputs"]["healthCheckIds"].values())
-    assert {r["inputs"]["healthCheckId"] for r in pair} == health_check_ids
-    assert len(health_check_ids) == 2
+    health_check_ids = plan["outputs"]["healthCheckIds"]
+    assert len(set(health_check_ids.values())) == 2
+    tied = {r["inputs"]["failoverRoutingPolicies"][0]["type"]: r["inputs"]["healthCheckId"] for r in pair}
+    assert tied["SECONDARY"] == health_check_ids["us-west-2"]
+    # The PRIMARY's is the calculated check that also follows the writer, over the primary's own check.
+    (follows,) = [c for c in checks.values() if c["name"] == "dns-us-east-1-serves-with-writer"]
+    assert tied["PRIMARY"] != health_check_ids["us-east-1"]
+    assert health_check_ids["us-east-1"] in follows["inputs"]["childHealthchecks"]
 
     assert (
         0 < plan["budgets"]["dnsFailoverWorstCaseSeconds"] <= plan["budgets"]["dnsFailoverRtoTargetSeconds"]

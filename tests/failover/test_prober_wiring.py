@@ -55,13 +55,13 @@ def test_everything_the_prober_uses_lives_in_the_standby_region(prod):
     children = [r for r in prod.descendants(component) if r.custom]
     assert {provider_region(prod, r) for r in children} == {"us-west-2"}
     assert all(r.name.startswith("promotion-") for r in prod.descendants(component))
-    # The alarm -> EventBridge -> forwarder path in the primary region is gone (the primary's one schedule
-    # is its fleet controller's).
-    assert [
+    # The alarm -> EventBridge -> forwarder path in the primary region is gone (the primary's schedules
+    # are its fleet controller's and the writer's heartbeat, test_heartbeat_wiring.py).
+    assert sorted(
         r.name
         for r in prod.of_type("aws:cloudwatch/eventRule:EventRule")
         if provider_region(prod, r) == "us-east-1"
-    ] == ["controller-us-east-1-schedule"]
+    ) == ["controller-us-east-1-schedule", "heartbeat-schedule"]
     assert not [a for a in prod.of_type(ALARM) if a.inputs.get("namespace") == "AWS/Route53"]
 
 
@@ -89,8 +89,22 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     assert env["STANDBY_CLUSTER_ID"] == standby.outputs["clusterIdentifier"]
     # The primary's own cluster endpoint (not the global one, which follows the writer).
     assert env["PRIMARY_WRITER_HOST"] == primary.outputs["endpoint"]
+    # The heartbeat from the standby's own replica, as its own reader role.
+    assert env["STANDBY_READER_HOST"] == standby.outputs["readerEndpoint"]
+    assert (env["DATABASE_NAME"], env["WITNESS_USER"], env["HEARTBEAT_STALE_SECONDS"]) == (
+        "litellm",
+        "fleet_prober",
+        "30",
+    )
     assert env["STATUS_RECORD"] == prod.outputs["failover"]["statusRecord"]
     assert (env["AGREE_SECONDS"], env["RPO_SECONDS"]) == ("60", "60")
+    # One region loss's witnesses fall within Route53's detection, the status record's TTL and a probe
+    # interval (the writes budget's terms, worst case), read once a probe interval.
+    terms = prod.outputs["budgets"]["failover"]["regionLossWrites"]["terms"]
+    writes = {t["term"]: int(t["worst"]) for t in terms}
+    route53 = ("firstProbeOffset", "probeIntervals", "probeTimeout", "statusRecordTtl")
+    assert env["DETECTION_SECONDS"] == str(sum(writes[t] for t in route53) + 10 + 10) == "66"
+    assert env["STACK"] == "prod"
     # The function reads back exactly what was rendered, each value under its one name.
     settings = ProberSettings.from_env(env)
     assert settings.to_env() == env
@@ -101,7 +115,7 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     assert function.inputs["handler"] == "failover_prober.handler.handle"
 
 
-def test_it_runs_in_the_standby_network_and_reaches_only_the_primary_writer_and_https(prod):
+def test_it_runs_in_the_standby_network_and_reaches_only_the_two_databases_and_https(prod):
     function = prober(prod)
     vpc = function.inputs["vpcConfig"]
     assert vpc["subnetIds"] == prod.outputs["networks"]["us-west-2"]["privateSubnetIds"]
@@ -111,9 +125,20 @@ def test_it_runs_in_the_standby_network_and_reaches_only_the_primary_writer_and_
         for r in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
         if r.inputs["securityGroupId"] == group_id
     ]
-    ports = {(r.inputs["cidrIpv4"], r.inputs["fromPort"]) for r in rules}
+    ports = {
+        (r.inputs.get("cidrIpv4") or r.inputs["referencedSecurityGroupId"], r.inputs["fromPort"])
+        for r in rules
+    }
     primary_private = {(c, 5432) for c in subnet_plan("10.10.0.0/16", 3)[0]}
-    assert ports == primary_private | {("0.0.0.0/0", 443)}
+    standby_database = prod.one("aws:ec2/securityGroup:SecurityGroup", "data-us-west-2-sg").id
+    assert ports == primary_private | {("0.0.0.0/0", 443), (standby_database, 5432)}
+    # The standby's database lets the prober in, by its group.
+    (inbound,) = [
+        r
+        for r in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("referencedSecurityGroupId") == group_id
+    ]
+    assert (inbound.inputs["securityGroupId"], inbound.inputs["fromPort"]) == (standby_database, 5432)
     # And the primary's database lets the standby's private subnets in (the data tier's rule).
     ingress = [
         r.inputs["cidrIpv4"]
@@ -127,7 +152,12 @@ def test_the_function_ships_the_prober_package_from_this_repository(prod):
     assets = getattr(prober(prod).inputs["code"], "assets", None) or {}
     assert set(assets) == {f"failover_prober/{p.name}" for p in PROBER.glob("*.py")}
     for name, asset in assets.items():
-        assert Path(asset.path).resolve() == PROBER / name.split("/", 1)[1]
+        assert Path(asset.path) == PROBER / name.split("/", 1)[1]
+    # The PostgreSQL client is the database bootstrap's, one file linked into both packages.
+    assert (
+        Path(assets["failover_prober/pgwire.py"].path).resolve()
+        == PROBER.parent / "db_bootstrap" / "pgwire.py"
+    )
 
 
 def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
@@ -137,6 +167,12 @@ def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
     queue = prod.one("aws:sqs/queue:Queue")
     assert config.inputs["destinationConfig"]["onFailure"]["destination"] == queue.outputs["arn"]
     alarms = {a.name: a for a in prod.of_type(ALARM) if a.name.startswith("promotion-")}
+    assert set(alarms) == {
+        "promotion-errors",
+        "promotion-failures-queued",
+        "promotion-witnesses-degraded",
+        "promotion-writer-in-standby",
+    }
     topic = prod.outputs["alertTopics"]["us-west-2"]
     assert alarms["promotion-errors"].inputs["dimensions"] == {"FunctionName": prober(prod).outputs["name"]}
     assert alarms["promotion-failures-queued"].inputs["dimensions"] == {"QueueName": queue.outputs["name"]}
@@ -155,11 +191,45 @@ def test_the_role_can_only_read_and_promote_this_database_and_keep_its_record(pr
     parameters = sorted(p.outputs["arn"] for p in prod.of_type("aws:ssm/parameter:Parameter"))
     assert sorted(statements["RecordAndState"]["Resource"]) == parameters
     assert statements["Tell"]["Resource"] == prod.outputs["alertTopics"]["us-west-2"]
+    # Log in to the standby's replica as the heartbeat's reader, nothing else of the database.
+    standby = cluster_in(prod, "us-west-2")
+    assert statements["ReadHeartbeat"]["Action"] == "rds-db:connect"
+    assert statements["ReadHeartbeat"]["Resource"] == (
+        f"arn:aws:rds-db:us-west-2:123456789012:dbuser:{standby.outputs['clusterResourceId']}/fleet_prober"
+    )
     for sid, statement in statements.items():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert not any("*" in a for a in actions)
         # Reading metrics and managing the function's network interfaces: AWS defines no resources.
         assert statement["Resource"] != "*" or sid in ("ReadLag", "VpcNetworkInterfaces")
+
+
+def test_failover_safety_alarms_when_a_witness_is_unknown_or_they_disagree_for_five_minutes(prod):
+    """The issue's standing peering break was heard of only at the next failure: now the prober publishes
+    whether its witnesses agree, every observation, and five minutes of disagreement page a person."""
+    degraded = prod.one(ALARM, "promotion-witnesses-degraded")
+    assert (degraded.inputs["namespace"], degraded.inputs["metricName"]) == (
+        "inference-fleet/failover",
+        "WitnessesDegraded",
+    )
+    assert degraded.inputs["dimensions"] == {"Stack": "prod"}
+    # Every minute of five: each of its observations degraded.
+    assert (
+        degraded.inputs["statistic"],
+        degraded.inputs["period"],
+        degraded.inputs["evaluationPeriods"],
+    ) == (
+        "Minimum",
+        60,
+        5,
+    )
+    assert (degraded.inputs["comparisonOperator"], degraded.inputs["threshold"]) == (
+        "GreaterThanOrEqualToThreshold",
+        1,
+    )
+    assert degraded.inputs["alarmActions"] == [prod.outputs["alertTopics"]["us-west-2"]]
+    # It publishes with the embedded metric format, which needs its lines as printed.
+    assert prober(prod).inputs["loggingConfig"]["logFormat"] == "Text"
 
 
 def test_prod_outputs_the_record_and_the_lossless_moves(prod):

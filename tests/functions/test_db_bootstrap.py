@@ -127,3 +127,49 @@ def test_the_client_authenticates_with_scram_over_tls_and_reports_server_errors(
     with pytest.raises(PostgresError) as raised:
         Connection(wrong)
     assert raised.value.sqlstate == "28P01"
+
+
+WITNESS = {"table": "fleet_failover.heartbeat", "writer": "fleet_heartbeat", "reader": "fleet_prober"}
+
+
+def test_a_global_database_gets_the_failover_heartbeat_and_two_roles_with_only_their_privileges(
+    postgres, database
+):
+    with_witness = {**event(postgres, database), "witness": WITNESS}
+    outcome = bootstrap(with_witness)
+    assert outcome["witness"] == WITNESS
+    assert bootstrap(with_witness)["created"] is False  # again: the same end state
+    assert postgres.psql("SELECT count(*) FROM fleet_failover.heartbeat", database=database) == "1"
+    for role in ("fleet_heartbeat", "fleet_prober"):
+        # IAM database authentication on RDS (rds_iam), no password at all.
+        assert postgres.psql(f"SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = '{role}'") == "t"
+        assert postgres.psql(f"SELECT pg_has_role('{role}', 'rds_iam', 'MEMBER')") == "t"
+        postgres.psql(f"ALTER ROLE {role} PASSWORD 'stands-in-for-a-token'")  # to log in here
+    as_writer = {"user": "fleet_heartbeat", "password": "stands-in-for-a-token", "database": database}
+    as_reader = {**as_writer, "user": "fleet_prober"}
+    postgres.psql(
+        "UPDATE fleet_failover.heartbeat SET seq = seq + 1, beat_at = clock_timestamp() WHERE id = 1",
+        **as_writer,
+    )
+    assert postgres.psql("SELECT seq FROM fleet_failover.heartbeat", **as_reader) == "1"
+    for sql, who in (
+        ("INSERT INTO fleet_failover.heartbeat (id) VALUES (2)", as_writer),
+        ("DELETE FROM fleet_failover.heartbeat", as_writer),
+        ('SELECT * FROM "LiteLLM_VerificationToken"', as_writer),
+        ("UPDATE fleet_failover.heartbeat SET seq = 0", as_reader),
+        ('SELECT * FROM "LiteLLM_VerificationToken"', as_reader),
+    ):
+        with pytest.raises(RuntimeError, match="permission denied"):
+            postgres.psql(sql, **who)
+    # Its statements never wait long: a held commit ends the beat, not the function.
+    assert postgres.psql("SHOW statement_timeout", **as_writer) == "5s"
+
+
+def test_the_witness_takes_no_odd_names(postgres, database):
+    for witness, message in (
+        ({**WITNESS, "table": "heartbeat"}, "plain lower-case schema.table"),
+        ({**WITNESS, "writer": MASTER}, "cannot be a witness role"),
+        ({**WITNESS, "reader": "litellm_gateway"}, "cannot be a witness role"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            bootstrap({**event(postgres, database), "witness": witness})

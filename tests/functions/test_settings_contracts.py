@@ -13,17 +13,22 @@ from typing import Any
 import pytest
 
 from functions.db_bootstrap.settings import BootstrapRequest
-from functions.failover_prober.settings import ProberSettings
+from functions.failover_prober.settings import HeartbeatSettings, ProberSettings
 from functions.fleet_controller.settings import ControllerSettings, PoolSpec
 from functions.region_health.settings import Probe, RegionHealthSettings
 from functions.store_format.settings import FormatRequest, FormatSettings, Volume
 
 PROBER = ProberSettings(
+    stack="prod",
     global_cluster_id="inference-fleet-prod",
     target_cluster_arn="arn:aws:rds:us-west-2:123456789012:cluster:data-us-west-2",
     standby_cluster_id="data-us-west-2",
     primary_writer_host="data-us-east-1.cluster-abc.us-east-1.rds.amazonaws.com",
     database_port=5432,
+    standby_reader_host="data-us-west-2.cluster-ro-def.us-west-2.rds.amazonaws.com",
+    database_name="litellm",
+    witness_user="fleet_prober",
+    heartbeat_stale_seconds=30,
     status_record="_status.us-east-1.api.fleet.example.com",
     record_parameter="/inference-fleet/prod/aurora-promotion/last",
     state_parameter="/inference-fleet/prod/aurora-promotion/prober",
@@ -32,6 +37,16 @@ PROBER = ProberSettings(
     probe_timeout_seconds=3,
     promote_after_seconds=60,
     rpo_seconds=60,
+    detection_seconds=76,
+)
+HEARTBEAT = HeartbeatSettings(
+    writer_host="inference-fleet-prod.global-abc.global.rds.amazonaws.com",
+    database_port=5432,
+    database_name="litellm",
+    writer_user="fleet_heartbeat",
+    region="us-east-1",
+    interval_seconds=5,
+    run_seconds=115,
 )
 
 CONTROLLER = ControllerSettings(
@@ -74,6 +89,9 @@ REGION_HEALTH = RegionHealthSettings(
 CASES: list[tuple[str, Any]] = [
     ("prober", PROBER),
     ("prober, a fractional probe timeout", replace(PROBER, probe_timeout_seconds=2.5)),
+    ("prober, sub-second probes (the PostgreSQL drills)", replace(PROBER, probe_interval_seconds=0.5)),
+    ("heartbeat", HEARTBEAT),
+    ("heartbeat, fractional periods", replace(HEARTBEAT, interval_seconds=0.2, run_seconds=2.5)),
     ("controller", CONTROLLER),
     (
         "controller without a password, topic or minimum, dry run",
@@ -145,11 +163,26 @@ def test_the_events_keep_their_keys_and_order() -> None:
     assert "stand-in" not in repr(BOOTSTRAP)
 
 
+def test_the_prober_publishes_the_metrics_the_shared_contract_names() -> None:
+    from functions.failover_prober import settings
+    from node_image.agent.fleet_agent import fleet_metrics
+
+    assert (settings.METRIC_NAMESPACE, settings.STACK_DIMENSION) == (
+        fleet_metrics.FAILOVER_NAMESPACE,
+        fleet_metrics.FAILOVER_STACK_DIMENSION,
+    )
+    assert (settings.WITNESSES_DEGRADED, settings.WRITER_IN_STANDBY) == (
+        fleet_metrics.WITNESSES_DEGRADED,
+        fleet_metrics.WRITER_IN_STANDBY,
+    )
+
+
 def test_the_prober_keeps_the_variable_names_deployed_functions_read() -> None:
     env = PROBER.to_env()
     assert env["AGREE_SECONDS"] == "60"  # the stack's promoteAfterSeconds
     assert (env["PROBE_TIMEOUT_SECONDS"], env["DATABASE_PORT"]) == ("3", "5432")
-    assert len(env) == 13
+    assert (env["HEARTBEAT_STALE_SECONDS"], env["PROBE_INTERVAL_SECONDS"]) == ("30", "10")
+    assert len(env) == 19
 
 
 def test_the_controller_keeps_its_one_document_and_the_secrets_variable() -> None:

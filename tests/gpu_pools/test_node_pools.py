@@ -151,12 +151,16 @@ def test_termination_waits_for_the_agents_drain_as_long_as_a_request(render, poo
     drain = agent_constants.DRAIN_TIMEOUT_S + agent_constants.ENGINE_STOP_GRACE_S
     assert hook.inputs["heartbeatTimeout"] > drain
     assert min(172800, 100 * hook.inputs["heartbeatTimeout"]) > REQUEST_TIMEOUT_S
-    # The load balancer lets a deregistering node finish what it serves for as long as the gateway waits.
+    # The load balancer lets a deregistering node finish what it serves for as long as the gateway waits,
+    # a request it routed while letting go included.
     target_group = child(prod, pool, TARGET_GROUP)
-    assert target_group.inputs["deregistrationDelay"] == REQUEST_TIMEOUT_S
+    assert target_group.inputs["deregistrationDelay"] == agent_constants.LB_LEAVE_S + REQUEST_TIMEOUT_S
     assert group.inputs["targetGroupArns"] == [target_group.outputs["arn"]]
     leave = prod.outputs["budgets"]["gpuPoolTimings"][pool]["leave"]
-    assert leave["termsSeconds"]["deregistration"] == leave["termsSeconds"]["lifecycleDrain"] == 600
+    assert leave["termsSeconds"]["deregistration"] == agent_constants.LB_LEAVE_S + 600
+    # The agent's lifecycle drain: its leave, a request begun at its end running 600 s, its reserve.
+    drain_terms = agent_constants.LB_LEAVE_S + 600 + agent_constants.DRAIN_RESERVE_S
+    assert leave["termsSeconds"]["lifecycleDrain"] == drain_terms
     assert leave["terminateHook"]["heartbeatTimeoutSeconds"] == hook.inputs["heartbeatTimeout"]
 
 
@@ -328,12 +332,24 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     store = {"ReadModelStoreChunks", "ReadModelStoreToken", "DecryptModelStoreToken"}
     assert set(statements) - store - scaling == {
         "CompleteOwnLifecycleAction",
+        "LeaveOwnTargetGroup",
         "ReadNodeSecret",
         "DecryptNodeSecret",
     }
     group = child(prod, "llama-8b", AUTOSCALING_GROUP)
     lifecycle = statements["CompleteOwnLifecycleAction"]
-    assert lifecycle["Action"] == "autoscaling:CompleteLifecycleAction"
+    assert lifecycle["Action"] == [
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+    ]
+    # Out of its own pool's target group only, before it refuses work.
+    target_group = child(prod, "llama-8b", "aws:lb/targetGroup:TargetGroup")
+    assert statements["LeaveOwnTargetGroup"] == {
+        "Sid": "LeaveOwnTargetGroup",
+        "Effect": "Allow",
+        "Action": "elasticloadbalancing:DeregisterTargets",
+        "Resource": target_group.outputs["arn"],
+    }
     assert lifecycle["Resource"] == (
         f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group.physical_name}"
     )

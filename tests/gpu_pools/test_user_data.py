@@ -19,7 +19,12 @@ from components.core.catalog.resource_types import (
     SECRET,
     SECRET_VERSION,
 )
-from components.gpu_pools.user_data import AGENT_CONFIG_PATH, SECRET_DIR, USER_DATA_LIMIT_BYTES
+from components.gpu_pools.timings import DrainBudget
+from components.gpu_pools.user_data import (
+    AGENT_CONFIG_PATH,
+    SECRET_DIR,
+    USER_DATA_LIMIT_BYTES,
+)
 from fleet.esc import STANDIN_PREFIX
 from fleet.harness import Rendering, is_secret
 from fleet_agent.config import AgentConfig, AwsLifecycleHook, load_config
@@ -74,6 +79,23 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
+    # The agent keeps the action open as long as the hook's heartbeat timeout requires ...
+    assert drained.heartbeat_timeout_s == hook.inputs["heartbeatTimeout"]
+    # ... while a drain the group waits on lets a request run for the gateway's request timeout (the pool's
+    # load balancer's idle timeout is that timeout) ...
+    balancer = in_pool(prod, pool, "aws:lb/loadBalancer:LoadBalancer")
+    budget = DrainBudget(request_timeout_s=balancer.inputs["idleTimeout"])
+    assert config.drain.lifecycle_timeout_s == budget.lifecycle_drain_s > balancer.inputs["idleTimeout"]
+    # A new node completes the group's launch hook once ready, and abandons itself past the hook's budget.
+    launch = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "ready")
+    (launched,) = config.launch.hooks
+    assert (launched.group_name, launched.hook_name) == (group.physical_name, launch.inputs["name"])
+    assert launched.heartbeat_timeout_s == launch.inputs["heartbeatTimeout"] == config.launch.ready_timeout_s
+    # ... and it leaves the pool's target group before it refuses work.
+    target_group = in_pool(prod, pool, "aws:lb/targetGroup:TargetGroup")
+    assert config.load_balancer.aws_target_group_arns == [target_group.outputs["arn"]]
+    assert config.load_balancer.target_port in (None, target_group.inputs["port"])
+    assert config.server.port == target_group.inputs["port"]
     secret = in_pool(prod, pool, SECRET)
     assert config.secrets.aws_secret_id == secret.outputs["arn"]
     region = config.node.region

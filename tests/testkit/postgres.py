@@ -1,6 +1,10 @@
 """A real PostgreSQL server for a test: initdb in a temporary directory, TLS on, SCRAM passwords, a free
 port on 127.0.0.1. Laid out as RDS lays out Aurora: a bootstrap superuser the operator never gets, a
-master user with CREATEROLE and CREATEDB, and the application database owned by the master."""
+master user with CREATEROLE and CREATEDB, the application database owned by the master, and RDS's
+`rds_iam` role (membership means IAM database authentication on RDS; here it is only a role).
+
+`running_pair` adds a streaming replica of it (pg_basebackup -R), as a global database's secondary
+cluster replicates its writer: the failover drills stop the primary and promote the replica."""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from node_image.agent.tests.agent_testkit.net import free_port
 
 SUPERUSER = "rdsadmin"
+IAM_ROLE = "rds_iam"
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,20 @@ class Postgres:
     port: int
     superuser_password: str
     data_dir: Path
+    process: subprocess.Popen[bytes] | None = field(default=None, compare=False, repr=False)
+
+    def stop(self, mode: str = "immediate") -> None:
+        """Stop the server: `immediate` drops every connection at once, as a lost machine would (no
+        checkpoint, no goodbye to clients or replicas)."""
+        subprocess.run(
+            [*_as_postgres_user(), _binary("pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        if self.process is not None:
+            self.process.wait(20)
+
+    def is_replica(self) -> bool:
+        return self.psql("SELECT pg_is_in_recovery()") == "t"
 
     def psql(
         self, sql: str, user: str = SUPERUSER, password: str | None = None, database: str = "postgres"
@@ -81,11 +100,27 @@ def _as_postgres_user() -> list[str]:
 def running_postgres() -> Iterator[Postgres]:
     # Its own directory directly under the temporary root: as root, the server runs as `postgres`, which
     # must be able to reach it (pytest's own tmp_path sits under a directory only root may enter).
-    with tempfile.TemporaryDirectory(prefix="fleet-postgres-") as name:
-        yield from _serve(Path(name))
+    with tempfile.TemporaryDirectory(prefix="fleet-postgres-") as name, _primary(Path(name)) as server:
+        yield server
 
 
-def _serve(directory: Path) -> Iterator[Postgres]:
+@contextlib.contextmanager
+def running_pair() -> Iterator[tuple[Postgres, Postgres]]:
+    """A primary and its streaming replica (asynchronous, as Aurora's cross-region replication is)."""
+    with tempfile.TemporaryDirectory(prefix="fleet-postgres-") as name, _primary(Path(name)) as primary:
+        replica_data = Path(name) / "replica"
+        subprocess.run(
+            [*_as_postgres_user(), "env", f"PGPASSWORD={primary.superuser_password}", _binary("pg_basebackup"),
+             "-h", primary.host, "-p", str(primary.port), "-U", SUPERUSER, "-D", str(replica_data),
+             "-R", "-X", "stream", "-c", "fast", "--no-sync"],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        with _started(Path(name), replica_data, primary.superuser_password) as replica:
+            yield primary, replica
+
+
+@contextlib.contextmanager
+def _primary(directory: Path) -> Iterator[Postgres]:
     password = "superuser-secret"
     (directory / "pw").write_text(password + "\n")
     data = directory / "data"
@@ -98,20 +133,27 @@ def _serve(directory: Path) -> Iterator[Postgres]:
     if os.geteuid() == 0:
         for path in (directory, *directory.iterdir()):
             shutil.chown(path, "postgres")
-    run = _as_postgres_user()
     subprocess.run(
-        [*run, _binary("initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "scram-sha-256",
+        [*_as_postgres_user(), _binary("initdb"), "-D", str(data), "-U", SUPERUSER, "-A", "scram-sha-256",
          f"--pwfile={directory / 'pw'}", "--no-sync"],
         check=True, capture_output=True,
     )  # fmt: skip
+    with _started(directory, data, password) as server:
+        server.psql(f"CREATE ROLE {IAM_ROLE} NOLOGIN")
+        yield server
+
+
+@contextlib.contextmanager
+def _started(directory: Path, data: Path, password: str) -> Iterator[Postgres]:
+    """The server on `data` (a fresh cluster, or a replica's base backup), answering on a free port."""
     port = free_port()
     process = subprocess.Popen(
-        [*run, _binary("postgres"), "-D", str(data), "-p", str(port), "-k", str(directory),
+        [*_as_postgres_user(), _binary("postgres"), "-D", str(data), "-p", str(port), "-k", str(directory),
          "-c", "listen_addresses=127.0.0.1", "-c", "ssl=on", "-c", f"ssl_cert_file={directory / 'server.crt'}",
          "-c", f"ssl_key_file={directory / 'server.key'}", "-c", "fsync=off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    server = Postgres("127.0.0.1", port, password, data)
+    server = Postgres("127.0.0.1", port, password, data, process)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -124,5 +166,10 @@ def _serve(directory: Path) -> Iterator[Postgres]:
                 time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        process.wait(20)
+        if process.poll() is None:
+            # Fast: sessions still open (a test's clients) are ended, not waited for.
+            with contextlib.suppress(subprocess.SubprocessError):
+                server.stop("fast")
+        if process.poll() is None:
+            process.terminate()
+            process.wait(20)

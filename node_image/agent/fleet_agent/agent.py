@@ -7,19 +7,22 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from fleet_agent import __version__
+from fleet_agent import constants as c
 from fleet_agent.aio import cancel_and_wait
 from fleet_agent.config import AgentConfig
-from fleet_agent.drain import Drainer, DrainNotice, DrainReport, iso, make_hooks
+from fleet_agent.drain import Drainer, DrainNotice, DrainReport, TargetGroupLeaver, iso, make_hooks
 from fleet_agent.engines import make_adapter
 from fleet_agent.engines.base import EngineLoad, ModelReading
 from fleet_agent.engines.runner import EngineExit, make_runner
 from fleet_agent.gpu.backend import GpuBackend
 from fleet_agent.gpu.health import GpuMonitor
+from fleet_agent.gpu.residency import judge, process_tree, weights_bytes
 from fleet_agent.heartbeat import Heartbeat
 from fleet_agent.kubernetes import detect as detect_pod
 from fleet_agent.metrics import AgentMetrics
@@ -99,9 +102,13 @@ class Agent:
         if self.store is not None:
             probes.append(ModelStoreProbe(self))
         self.probes = ProbeRunner(probes)
+        imds_url = str(config.preemption.aws_imds_url)
         self.drainer = Drainer(
-            self, make_hooks(config.drain.hooks, self._side_client, str(config.preemption.aws_imds_url))
+            self,
+            make_hooks(config.drain.hooks, self._side_client, imds_url),
+            self._target_groups(imds_url),
         )
+        self.launch: dict[str, Any] | None = None  # the launch lifecycle action's outcome
         self.pod = detect_pod()  # in a Kubernetes pod, the pod is the node
         self.watcher = make_watcher(config, self._side_client, in_pod=self.pod is not None)
         self.publisher, self.protection = self._scaling_parts()
@@ -118,6 +125,7 @@ class Agent:
         self.model_load_seconds: float | None = None  # the last engine start's, to the model served
         self._load_noted_generation = -1
         self.engine_load: EngineLoad | None = None
+        self._weights_bytes: int | None = None  # read once: 0 when unknown
         self.started_at = time.time()
         self._restarting = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -160,6 +168,52 @@ class Agent:
             self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
         if self.watcher is not None:
             self._tasks.append(asyncio.create_task(self.watcher.watch(self._on_notice), name="preemption"))
+        if self.config.launch.hooks:
+            self._tasks.append(asyncio.create_task(self._complete_launch(), name="launch"))
+
+    def _target_groups(self, imds_url: str) -> TargetGroupLeaver | None:
+        balancer = self.config.load_balancer
+        if not balancer.aws_target_group_arns:
+            return None
+        from fleet_agent.aws import TargetGroups  # botocore only where it is used
+        from fleet_agent.imds import ImdsSession
+
+        imds = ImdsSession(imds_url, self._side_client)
+        return TargetGroups(balancer, self.config.server.port, imds, c.HOOK_TIMEOUT_S)
+
+    async def _complete_launch(self) -> None:
+        """The group holds a new node in Pending:Wait until its launch hook completes: CONTINUE once ready
+        (InService then means ready, and the group registers it with the load balancer only then), ABANDON
+        when not ready within `launch.ready_timeout_s` (the group terminates and replaces it). Heartbeats
+        keep the action open meanwhile."""
+        from fleet_agent.aws import LifecycleAction
+        from fleet_agent.imds import ImdsSession
+
+        launch = self.config.launch
+        imds = ImdsSession(str(self.config.preemption.aws_imds_url), self._side_client)
+        actions = [LifecycleAction(hook, imds) for hook in launch.hooks]
+        holds = [asyncio.create_task(action.keep_open()) for action in actions]
+        try:
+            left = launch.ready_timeout_s - (time.time() - self.started_at)
+            ready = await self.wait_ready(left)
+        finally:
+            await cancel_and_wait(holds)
+        result = "CONTINUE" if ready else "ABANDON"
+        if not ready:
+            log.error(
+                "not ready %g s after start: abandoning the launch (%s)", launch.ready_timeout_s, result
+            )
+        outcomes = []
+        for action in actions:
+            try:
+                await action.complete(result, time.time() + action.hook.timeout_s, wait_for_action=False)
+            except RuntimeError as exc:
+                # After an agent restart the group has no launch action open any more: that is no fault.
+                log.warning("%s: %s refused: %s", action.name, result, exc)
+                outcomes.append({"hook": action.name, "result": result, "ok": False, "detail": str(exc)})
+            else:
+                outcomes.append({"hook": action.name, "result": result, "ok": True, "detail": "done"})
+        self.launch = {"result": result, "at": iso(time.time()), "hooks": outcomes}
 
     async def _start_engine_when_warm(self, store: ModelStore) -> None:
         await store.warmed.wait()
@@ -177,9 +231,17 @@ class Agent:
         await self._stopped_event.wait()
 
     def request_drain(self, notice: DrainNotice) -> asyncio.Task[DrainReport]:
-        """Start draining (once); later notices are logged and the first drain goes on."""
+        """Start draining (once); a later notice only brings the drain's deadline forward where it ends the
+        node sooner (a spot interruption during a scale-in's drain keeps its two minutes)."""
         if self._drain_task is None:
             self._drain_task = asyncio.create_task(self._drain(notice), name="drain")
+        elif self.drainer.hasten(notice):
+            log.warning(
+                "draining; %s notice (%s): deadline now %s",
+                notice.source,
+                notice.detail,
+                iso(notice.deadline),
+            )
         else:
             log.warning("already draining; %s notice (%s) noted", notice.source, notice.detail)
         return self._drain_task
@@ -237,6 +299,30 @@ class Agent:
 
     def serves_on_gpu(self) -> bool:
         return self.adapter.serves_on_gpu(self.model_reading) and (self.gpu is None or not self.gpu.problems)
+
+    async def check_gpu_residency(self, reading: ModelReading) -> ModelReading:
+        """The model reading, its GPU verdict from NVML (the engine's processes holding GPU memory) where
+        the engine's own report does not already say it is not on the GPU."""
+        assert self.gpu is not None
+        if reading.on_gpu is False:
+            return reading
+        processes = await self.gpu.compute_processes()
+        if processes is None:
+            return replace(reading, on_gpu=False, detail=f"{reading.detail}; GPU processes unreadable (NVML)")
+        # The engine's process tree, where the agent can name it: it spawned the engine, outside a pod.
+        pid = self.runner.pid if self.runner.mode == "spawn" and self.pod is None else None
+        tree = None if pid is None else await asyncio.to_thread(process_tree, pid)
+        if self._weights_bytes is None:
+            self._weights_bytes = await asyncio.to_thread(weights_bytes, self.adapter.weights_path()) or 0
+        verdict = judge(
+            processes, self.gpu.readings, tree, self.config.gpu.count, self._weights_bytes or None
+        )
+        facts = {**reading.facts, "gpu_residency": verdict.facts}
+        if verdict.on_gpu is None:
+            return replace(reading, facts=facts)
+        return replace(
+            reading, on_gpu=verdict.on_gpu, detail=f"{reading.detail}; {verdict.detail}", facts=facts
+        )
 
     def note_model_loaded(self) -> None:
         """The model check passed: how long this engine start took to serve it (once per start)."""
@@ -386,6 +472,7 @@ class Agent:
             "model_store": None if self.store is None else self.store.status(),
             "gpu": self._gpu_status(),
             "in_flight": self.traffic.inflight,
+            "launch": self.launch,
             "drain": None if self.drainer.report is None else self.drainer.report.as_dict(),
             "heartbeat": None
             if self.heartbeat is None

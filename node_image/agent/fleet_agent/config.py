@@ -98,6 +98,8 @@ class ServerConfig(_Section):
     port: Port = c.DEFAULT_SERVING_PORT
     # One key per line; several lines let a key be rotated without downtime.
     api_key_file: Path | None = None
+    # A stream the engine stops feeding for this long is broken off, visibly to the client.
+    stream_stall_timeout_s: PositiveSeconds = c.STREAM_STALL_TIMEOUT_S
     _api_keys: tuple[SecretStr, ...] = PrivateAttr(default=())
 
     @property
@@ -146,17 +148,28 @@ class WebhookHook(_Section):
     attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
 
 
-class AwsLifecycleHook(_Section):
-    """Completes the Auto Scaling lifecycle action that holds this instance (its identity from IMDSv2,
-    credentials from the instance role), so the group terminates the node as soon as it is drained."""
-
+class AwsHook(_Section):
     kind: Literal["aws-lifecycle"]
     # PutLifecycleHook / CreateAutoScalingGroup limits (botocore's autoscaling model).
     hook_name: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9\-_\/]+$")]
     group_name: Annotated[str, Field(min_length=1, max_length=255)]
-    result: Literal["CONTINUE", "ABANDON"] = "CONTINUE"
+    # The hook's HeartbeatTimeout (PutLifecycleHook: 30-7200 s). Set, the agent keeps the action open with
+    # RecordLifecycleActionHeartbeat while it works; unset, it sends none (the action must end in time).
+    heartbeat_timeout_s: Annotated[int, Field(ge=30, le=7200)] | None = None
     timeout_s: PositiveSeconds = c.HOOK_TIMEOUT_S
     attempts: int = Field(default=c.HOOK_ATTEMPTS, ge=1)
+
+
+class AwsLifecycleHook(AwsHook):
+    """Completes the Auto Scaling lifecycle action that holds this instance (its identity from IMDSv2,
+    credentials from the instance role), so the group terminates the node as soon as it is drained."""
+
+    result: Literal["CONTINUE", "ABANDON"] = "CONTINUE"
+
+
+class AwsLaunchHook(AwsHook):
+    """The group's launch lifecycle hook: completed with CONTINUE once the node is ready (so InService
+    means ready), with ABANDON when not ready within `launch.ready_timeout_s` (the group replaces it)."""
 
 
 DrainedHookConfig = Annotated[WebhookHook | AwsLifecycleHook, Field(discriminator="kind")]
@@ -164,8 +177,41 @@ DrainedHookConfig = Annotated[WebhookHook | AwsLifecycleHook, Field(discriminato
 
 class DrainConfig(_Section):
     timeout_s: PositiveSeconds = c.DRAIN_TIMEOUT_S
+    # Scale-in, instance refresh, replacement (the group's lifecycle action holds the node): as long as a
+    # request may last, plus the leave and the reserve.
+    lifecycle_timeout_s: PositiveSeconds = c.LIFECYCLE_DRAIN_TIMEOUT_S
     reserve_s: float = Field(default=c.DRAIN_RESERVE_S, ge=0)
     hooks: list[DrainedHookConfig] = []
+
+
+class LaunchConfig(_Section):
+    ready_timeout_s: PositiveSeconds = c.LAUNCH_READY_TIMEOUT_S
+    hooks: list[AwsLaunchHook] = []
+
+
+TargetGroupArn = Annotated[
+    str,
+    Field(
+        pattern=r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$"
+    ),
+]
+
+
+class LoadBalancerConfig(_Section):
+    """The load balancers in front of the node. A leaving node (spot notice, scale-in, refresh) deregisters
+    itself from `aws_target_group_arns` (as an instance target on `target_port`), then keeps serving what
+    still arrives for `leave_s` before it refuses work. Unset, `leave_s` is LB_LEAVE_S with target groups
+    and 0 without (in a Kubernetes pod the preStop hook has waited before the SIGTERM)."""
+
+    aws_target_group_arns: list[TargetGroupArn] = []
+    target_port: Port | None = None  # where the group registered the node; default: server.port
+    leave_s: Annotated[float, Field(ge=0)] | None = None
+
+    @property
+    def leave_seconds(self) -> float:
+        if self.leave_s is not None:
+            return self.leave_s
+        return c.LB_LEAVE_S if self.aws_target_group_arns else 0.0
 
 
 class PreemptionConfig(_Section):
@@ -331,6 +377,8 @@ class AgentConfig(_Section):
     supervisor: SupervisorConfig = SupervisorConfig()
     gpu: GpuConfig = GpuConfig()
     drain: DrainConfig = DrainConfig()
+    launch: LaunchConfig = LaunchConfig()
+    load_balancer: LoadBalancerConfig = LoadBalancerConfig()
     preemption: PreemptionConfig = PreemptionConfig()
     heartbeat: HeartbeatConfig = HeartbeatConfig()
     secrets: SecretsConfig = SecretsConfig()

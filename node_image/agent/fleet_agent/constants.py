@@ -52,6 +52,15 @@ UPSTREAM_CONNECT_TIMEOUT_S = 5.0
 # timeout, is what decides that an engine is wedged.
 UPSTREAM_READ_TIMEOUT_S = 600.0
 UPSTREAM_MAX_CONNECTIONS = 512
+# A stream that has begun and then gets no byte from the engine for this long is broken off, visibly to
+# the client (an error event, then the connection dropped). Longer than any pause a healthy engine makes
+# between tokens (vLLM recomputing a preempted request, a long prefill batched in), and longer than the
+# progress check's wedge restart (PROGRESS_WINDOW_S + WEDGE_RESTART_AFTER_S), which ends a stream of a
+# wedged engine first; this catches one stream stalled while others flow, or an engine not restarted.
+STREAM_STALL_TIMEOUT_S = 60.0
+# A whole (non-streaming) answer up to this size is read from the engine before its head is passed on, so
+# an engine that breaks it off still gets the client a 502, not a 200 with half a body.
+BUFFERED_RESPONSE_MAX_BYTES = 8 * 1024 * 1024
 REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID_MAX_LEN = 128
 
@@ -74,6 +83,10 @@ METADATA_ERROR_BACKOFF_S = 5.0
 
 # --- Drain --------------------------------------------------------------------------------------
 DRAIN_TIMEOUT_S = 90.0  # longest drain on SIGTERM; systemd's TimeoutStopSec must exceed it
+# Longest drain when the Auto Scaling group takes the node (scale-in, instance refresh, replacement); a
+# pool's user data sets it from the gateway's request timeout, so a request that may last that long is
+# never cut. The lifecycle hook's heartbeats keep the group waiting.
+LIFECYCLE_DRAIN_TIMEOUT_S = DRAIN_TIMEOUT_S
 # Kept free before a notice's deadline for the drained-hooks and the engine stop.
 DRAIN_RESERVE_S = 15.0
 HOOK_TIMEOUT_S = 5.0
@@ -82,6 +95,22 @@ HOOK_ATTEMPTS = 3
 # instance yet (a spot notice reaches the node and the group at about the same time).
 LIFECYCLE_ACTION_RETRY_S = 2.0
 DRAIN_POLL_S = 0.05
+# A lifecycle action is kept open with a heartbeat this often, as a share of the hook's heartbeat timeout:
+# two heartbeats may fail before the group acts on the hook's default result.
+LIFECYCLE_HEARTBEAT_SHARE = 1 / 3
+
+# --- Load balancer ------------------------------------------------------------------------------
+# A leaving node (spot notice, scale-in, refresh) deregisters itself from its target groups, then keeps
+# serving what still arrives for this long before it refuses work: ELB's API answers at once, its load
+# balancer nodes stop routing to the target a little later (not documented; measure it), and a load
+# balancer that learns only from the readiness check needs its unhealthy threshold x interval (2 x 5 s
+# on the pools' target groups). Counted from the deregistration; without one, from readiness off.
+LB_LEAVE_S = 10.0
+
+# --- Launch -------------------------------------------------------------------------------------
+# A node not ready this long after the agent started never will be: the Auto Scaling launch lifecycle
+# action is abandoned, and the group replaces the node. Cold model store, weights and engine start.
+LAUNCH_READY_TIMEOUT_S = STARTUP_TIMEOUT_S
 
 # --- Scaling -----------------------------------------------------------------------------------
 # Scale-in protection is released once no request has been in flight for this long: one protect and one
@@ -134,6 +163,10 @@ XID_DESCRIPTIONS: dict[int, str] = {
     119: "GSP RPC timeout",
     120: "GSP error",
 }
+# The model counts as on the GPU when the engine's processes hold at least this share of its weights'
+# bytes in GPU memory (llama.cpp keeps its token embeddings in host memory; KV cache and buffers come on
+# top). A CPU fallback holds nothing, or only a CUDA context of a few hundred MiB.
+MODEL_ON_GPU_MIN_SHARE = 0.5
 XID_FOR_DOUBLE_BIT_ECC_EVENT = 48  # NVML reports these as their own event type
 XID_WAIT_TIMEOUT_MS = 1000  # the XID thread wakes this often to see whether it should stop
 # Clock-event reasons that mean the hardware is protecting itself (nvmlClocksEventReason*).

@@ -72,3 +72,11 @@ PROMETHEUS_LABELS = ("pool", "model")  # NODE_DIMENSIONS, as Prometheus spells l
 # --- Published by the fleet controller (functions/fleet_controller) ---------------------------------
 CONTROLLER_NAMESPACE = "inference-fleet/controller"
 READY_NODES = "ReadyNodes"  # Count per pool (dimension Pool only): nodes whose agent says ready
+
+# --- Published by the standby region's failover prober (functions/failover_prober) -------------------
+# It cannot import fleet_agent: functions/failover_prober/settings.py keeps the same names, and a test holds
+# them equal (tests/functions/test_settings_contracts.py).
+FAILOVER_NAMESPACE = "inference-fleet/failover"
+FAILOVER_STACK_DIMENSION = "Stack"
+WITNESSES_DEGRADED = "WitnessesDegraded"  # 1 per observation while a witness is unknown or they disagree
+WRITER_IN_STANDBY = "WriterInStandby"  # 1 per run while the database writer is the standby region's

@@ -72,7 +72,9 @@ class Heartbeat:
                     self.key, json.dumps(record, separators=(",", ":")), px=int(self._config.ttl_s * 1000)
                 )
                 pipe.zadd(self.index, {self.node_id: now})
-                await asyncio.wait_for(pipe.execute(), c.REDIS_TIMEOUT_S * 2)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can drop a cancellation (probes.py).
+                async with asyncio.timeout(c.REDIS_TIMEOUT_S * 2):
+                    await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
             self.failures += 1
             if not self._failing:

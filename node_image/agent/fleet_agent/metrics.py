@@ -160,6 +160,13 @@ class AgentMetrics:
         self.rejected = add(
             Counter("fleet_agent_requests_rejected_total", "Requests refused by the agent", ["reason"])
         )
+        self.broken_responses = add(
+            Counter(
+                "fleet_agent_responses_broken_total",
+                "Responses the engine broke off, ended with an error the client sees",
+                ["reason"],
+            )
+        )
         self.gpu_memory_used = add(Gauge("fleet_agent_gpu_memory_used_bytes", "GPU memory in use", ["gpu"]))
         self.gpu_memory_total = add(Gauge("fleet_agent_gpu_memory_total_bytes", "GPU memory", ["gpu"]))
         self.gpu_temperature = add(Gauge("fleet_agent_gpu_temperature_celsius", "GPU temperature", ["gpu"]))

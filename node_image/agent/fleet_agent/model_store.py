@@ -146,9 +146,8 @@ class ModelStore:
     async def _health(self) -> MountHealth:
         c = self.config
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(probe_mount, c.mount_point, c.volume), c.check_timeout_s
-            )
+            async with asyncio.timeout(c.check_timeout_s):
+                return await asyncio.to_thread(probe_mount, c.mount_point, c.volume)
         except TimeoutError:
             return MountHealth(
                 False, f"{c.mount_point} did not answer within {c.check_timeout_s:g} s", stale=True
@@ -206,12 +205,10 @@ class ModelStore:
         c = self.config
         if self.manifest is None:
             try:
-                manifest = await asyncio.wait_for(
-                    asyncio.to_thread(read_manifest, self.model_path), c.mount_timeout_s
-                )
-                problems = await asyncio.wait_for(
-                    asyncio.to_thread(size_problems, self.model_path, manifest), c.mount_timeout_s
-                )
+                async with asyncio.timeout(c.mount_timeout_s):
+                    manifest = await asyncio.to_thread(read_manifest, self.model_path)
+                async with asyncio.timeout(c.mount_timeout_s):
+                    problems = await asyncio.to_thread(size_problems, self.model_path, manifest)
             except ManifestError as exc:
                 return False, f"model {c.model_dir}: {exc}"
             except TimeoutError:
@@ -244,7 +241,8 @@ class ModelStore:
                     try:
                         while True:
                             try:
-                                await asyncio.wait_for(process.wait(), self.config.warmup_poll_s)
+                                async with asyncio.timeout(self.config.warmup_poll_s):
+                                    await process.wait()
                                 break
                             except TimeoutError:
                                 await self._read_progress(listing)

@@ -44,7 +44,6 @@ INFERENCE_ROUTES = frozenset(
     {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses"}
     | {"/api/generate", "/api/chat", "/api/embed", "/api/embeddings"}
 )
-STREAM_CONTENT_TYPES = ("text/event-stream", "application/x-ndjson")
 # PutMetricData's limits (botocore's cloudwatch model and the CloudWatch API reference): distinct values
 # per datum (Values/Counts), datums per request, and the request's size.
 MAX_VALUES_PER_DATUM = 150

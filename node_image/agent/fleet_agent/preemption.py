@@ -27,6 +27,7 @@ class Watcher(ABC):
     def __init__(self, config: AgentConfig, client: httpx.AsyncClient) -> None:
         self.config: PreemptionConfig = config.preemption
         self.drain_timeout_s = config.drain.timeout_s
+        self.lifecycle_timeout_s = config.drain.lifecycle_timeout_s
         self.client = client
         self._last_error = ""
 
@@ -64,6 +65,7 @@ class AwsImdsWatcher(Watcher):
         super().__init__(config, client)
         self.imds = ImdsSession(str(self.config.aws_imds_url), client)
         self._rebalance_seen = False
+        self._leaving = False  # the group takes the node away: only a spot interruption matters now
 
     async def watch(self, on_notice: NoticeHandler) -> None:
         while True:
@@ -75,8 +77,11 @@ class AwsImdsWatcher(Watcher):
                 continue
             if notice is not None:
                 on_notice(notice)
-                if notice.source in ("aws-spot", "aws-asg-lifecycle"):
+                if notice.source == "aws-spot":
                     return  # the node is going away; nothing further to watch
+                # Leaving its group, a spot node may still be reclaimed first (a capacity rebalance's
+                # termination, then the interruption): only that is watched for now.
+                self._leaving = self._leaving or notice.source == "aws-asg-lifecycle"
             await asyncio.sleep(self.config.aws_poll_s)
 
     async def _poll(self) -> DrainNotice | None:
@@ -86,13 +91,16 @@ class AwsImdsWatcher(Watcher):
             deadline = parse_time(str(body.get("time", ""))) or time.time() + self.drain_timeout_s
             action = body.get("action", "terminate")
             return DrainNotice("aws-spot", f"spot interruption: {action}", time.time(), deadline)
+        if self._leaving:
+            return None
         target = await self.imds.get(self.LIFECYCLE_PATH)
         state = target.text.strip() if target is not None else ""
         if state in c.AWS_LEAVING_LIFECYCLE_STATES:
-            # The group holds the instance in Terminating:Wait (or Warmed:Pending:Wait) for its lifecycle
-            # hook's heartbeat timeout; the drained-hook completes the action before that.
+            # The group holds the instance in Terminating:Wait (or Warmed:Pending:Wait) while the drained-hook
+            # sends heartbeats, so the drain may wait for a request as long as the gateway lets one run.
             detail = f"Auto Scaling target lifecycle state {state}"
-            return DrainNotice("aws-asg-lifecycle", detail, time.time(), time.time() + self.drain_timeout_s)
+            now = time.time()
+            return DrainNotice("aws-asg-lifecycle", detail, now, now + self.lifecycle_timeout_s)
         if not self._rebalance_seen:
             rebalance = await self.imds.get(self.REBALANCE_PATH)
             if rebalance is not None:

@@ -126,6 +126,8 @@ class ModelProbe(Probe):
             if generation == agent.engine_generation:
                 self.record(False, f"model check failed: {exc!r}"[:300])
             return
+        if reading.loaded and agent.gpu is not None and agent.adapter.gpu_residency_from_nvml:
+            reading = await agent.check_gpu_residency(reading)
         if generation != agent.engine_generation:
             return
         agent.model_reading = reading

@@ -3,11 +3,20 @@ through chunk by chunk, receipt headers, per-request metrics and one access-log 
 
 Ordering that keeps the drain promise: a request is counted in flight before readiness is looked
 at, so a drain that turns readiness off and then waits for zero in flight never misses one that was
-let in. Once let in, a request runs to its end whatever the state does."""
+let in. Once let in, a request runs to its end whatever the state does. A leaving node still lets
+requests in while its load balancer stops sending them (`Drainer.accepting`).
+
+A response the engine breaks off (it exits, is OOM-killed, resets the connection, stalls, or ends an
+OpenAI stream without `[DONE]`) is never ended cleanly: a clean end would read as a complete answer (and
+LiteLLM adds `finish_reason: "stop"` to it). The client gets what the engine sent up to its last whole
+event, then an error event in the OpenAI streaming error shape (`{"error": {...}}`; Ollama's NDJSON shape
+on its native API), then the connection is dropped without the chunked body's last chunk. The OpenAI SDK
+raises `APIError` on the event, and LiteLLM passes it on as an error frame without `[DONE]`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import logging
@@ -18,7 +27,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from fleet_agent import constants as c
-from fleet_agent.node_metrics import STREAM_CONTENT_TYPES
 from fleet_agent.upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
@@ -74,6 +82,58 @@ def openai_error(message: str, kind: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": code}}
 
 
+# Set in the task of a request whose connection the proxy drops on purpose (uvicorn logs that as an
+# error in the same task, once the app returns: server.py keeps that line out of the log).
+RESPONSE_ABORTED: contextvars.ContextVar[bool] = contextvars.ContextVar("response_aborted", default=False)
+# OpenAI streams a completion ends with this event; one that ends without it was cut.
+OPENAI_STREAM_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
+SSE_DONE = b"data: [DONE]"
+
+
+class _Framing:
+    """Where a streamed body's events end: the proxy forwards whole events only, so an error event it
+    adds never lands inside one the engine left half-sent."""
+
+    __slots__ = ("error_event", "separators")
+
+    def __init__(self, separators: tuple[bytes, ...], error_event: Callable[[str], bytes]) -> None:
+        self.separators = separators
+        self.error_event = error_event
+
+    def split(self, data: bytes) -> int:
+        """The length of `data`'s whole events."""
+        return max(data.rfind(sep) + len(sep) if sep in data else 0 for sep in self.separators)
+
+
+def _sse_error(message: str) -> bytes:
+    error = openai_error(message, "server_error", "engine_stream_broken")
+    return b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _ndjson_error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode() + b"\n"  # Ollama's shape for an error mid-stream
+
+
+SSE = _Framing((b"\n\n", b"\r\n\r\n", b"\r\r"), _sse_error)
+NDJSON = _Framing((b"\n",), _ndjson_error)
+
+
+def _bufferable(response: UpstreamResponse) -> bool:
+    length = response.content_length
+    return length is not None and length <= c.BUFFERED_RESPONSE_MAX_BYTES and framing_of(response) is None
+
+
+def framing_of(response: UpstreamResponse) -> _Framing | None:
+    for name, value in response.headers:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media == b"text/event-stream":
+                return SSE
+            if media in (b"application/x-ndjson", b"application/jsonl"):
+                return NDJSON
+    return None
+
+
 class Proxy:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -84,6 +144,7 @@ class Proxy:
         self._primary_model = agent.adapter.primary_model
         self._models = set(config.engine.models)
         engine = config.engine
+        self._stall_s = config.server.stream_stall_timeout_s
         self._upstream = UpstreamPool(
             "127.0.0.1",
             engine.bind_port,
@@ -96,6 +157,7 @@ class Proxy:
         self._duration = metrics.request_seconds
         self._ttfb = metrics.first_byte_seconds
         self._rejected = metrics.rejected
+        self._broken = metrics.broken_responses
 
     async def close(self) -> None:
         await self._upstream.aclose()
@@ -169,7 +231,7 @@ class Proxy:
         self, scope: Scope, receive: Receive, send: Send, id_header: tuple[bytes, bytes], outcome: _Outcome
     ) -> None:
         state = self.agent.state
-        if not state.ready:
+        if not (state.ready or self.agent.drainer.accepting):
             outcome.status = 503
             self._rejected.inc(("not_ready",))
             await send_json(
@@ -205,8 +267,17 @@ class Proxy:
                 await send_json(send, 502, error, [id_header])
                 return
             try:
+                whole = None
+                if _bufferable(response):
+                    try:
+                        whole = await self._read_whole(response)
+                    except (UpstreamError, TimeoutError) as exc:
+                        outcome.status, outcome.note = 502, f"engine broke off its answer: {exc!r}"
+                        error = openai_error("engine unreachable", "server_error", "engine_unreachable")
+                        await send_json(send, 502, error, [id_header])
+                        return
                 outcome.status = response.status
-                outcome.streamed = _streamed(response)
+                outcome.streamed = framing_of(response) is not None
                 start = {
                     "type": "http.response.start",
                     "status": response.status,
@@ -214,30 +285,90 @@ class Proxy:
                 }
                 await send(start)
                 outcome.first_byte = time.perf_counter()
-                await self._stream(response, send, outcome, guard)
+                if whole is None:
+                    await self._stream(response, send, outcome, guard, scope["path"])
+                else:
+                    outcome.sent_bytes = len(whole)
+                    guard.finish()
+                    await send({"type": "http.response.body", "body": whole})
             finally:
                 await response.aclose()  # mid-body, this closes the connection: the engine stops
         if guard.client_gone:
             outcome.status = outcome.status or 499
             outcome.note = "client went away"
 
+    async def _read_whole(self, response: UpstreamResponse) -> bytes:
+        pieces: list[bytes] = []
+        async with asyncio.timeout(self._stall_s):
+            async for piece in response.body():
+                pieces.append(piece)
+        whole = b"".join(pieces)
+        self.agent.traffic.upstream_bytes += len(whole)
+        return whole
+
     async def _stream(
-        self, response: UpstreamResponse, send: Send, outcome: _Outcome, guard: _CancelOnDisconnect
+        self, response: UpstreamResponse, send: Send, outcome: _Outcome, guard: _CancelOnDisconnect, path: str
     ) -> None:
-        """Pass each chunk on as the engine sends it."""
+        """Pass each chunk on as the engine sends it; a response the engine breaks off ends visibly."""
         traffic = self.agent.traffic
+        framing = framing_of(response) if response.status == 200 else None
+        held = b""  # the start of an event the engine has not finished sending
+        tail = b""  # the last bytes seen, for the stream's final event
+        broken, reason = "", ""
+        loop = asyncio.get_running_loop()
+        chunks = response.body()
+        # Until the first byte the engine may be prefilling (the read timeout bounds that); after it,
+        # silence for the stall timeout means the stream is dead.
+        wait_s = c.UPSTREAM_READ_TIMEOUT_S
         try:
-            async for chunk in response.body():
-                if not outcome.first_chunk and chunk:
-                    outcome.first_chunk = time.perf_counter()
-                traffic.upstream_bytes += len(chunk)
-                outcome.sent_bytes += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            async with asyncio.timeout(None) as stall:
+                while True:
+                    stall.reschedule(loop.time() + wait_s)
+                    chunk = await anext(chunks, None)
+                    stall.reschedule(None)  # a slow client is not a stalled engine
+                    if chunk is None:
+                        break
+                    if not outcome.first_chunk and chunk:
+                        outcome.first_chunk = time.perf_counter()
+                    wait_s = self._stall_s
+                    traffic.upstream_bytes += len(chunk)
+                    tail = (tail + chunk)[-64:]
+                    if framing is not None:
+                        held += chunk
+                        whole = framing.split(held)
+                        if not whole:
+                            continue
+                        chunk, held = held[:whole], held[whole:]
+                    outcome.sent_bytes += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as exc:
-            # Headers are out: all that is left is to end the response where the engine broke it.
-            outcome.note = str(exc)
+            broken, reason = f"the engine broke off the response ({exc})", "engine_closed"
+        except TimeoutError:
+            broken, reason = f"the engine sent nothing for {wait_s:g} s", "stalled"
+        else:
+            if framing is SSE and path in OPENAI_STREAM_PATHS and not tail.rstrip().endswith(SSE_DONE):
+                broken, reason = "the engine ended the stream without [DONE]", "incomplete"
+        if broken:
+            await self._abort(send, outcome, framing, broken, reason)
+            return
+        if held:
+            await send({"type": "http.response.body", "body": held, "more_body": True})
         guard.finish()
         await send({"type": "http.response.body", "body": b""})
+
+    async def _abort(
+        self, send: Send, outcome: _Outcome, framing: _Framing | None, problem: str, reason: str
+    ) -> None:
+        """Tell the client the answer is incomplete, then drop the connection without ending the body:
+        uvicorn closes a connection whose app returns mid-response."""
+        self._broken.inc((reason,))
+        outcome.note = f"response broken off: {problem}"
+        if framing is not None:
+            message = f"{problem}: the answer is incomplete (node {self.agent.config.node.id})"
+            await send(
+                {"type": "http.response.body", "body": framing.error_event(message), "more_body": True}
+            )
+        RESPONSE_ABORTED.set(True)
 
     def _response_headers(
         self, response: UpstreamResponse, body: bytes, id_header: tuple[bytes, bytes]
@@ -261,14 +392,6 @@ class Proxy:
         except (ValueError, AttributeError):
             return self._primary_model
         return named if named in self._models else self._primary_model
-
-
-def _streamed(response: UpstreamResponse) -> bool:
-    """Whether the engine answers as a stream (SSE, or Ollama's NDJSON), whose first chunk is a token."""
-    for name, value in response.headers:
-        if name.lower() == b"content-type":
-            return value.split(b";", 1)[0].strip().decode("latin-1") in STREAM_CONTENT_TYPES
-    return False
 
 
 def _request_id(headers: list[tuple[bytes, bytes]]) -> str:

@@ -17,7 +17,7 @@ import uvicorn
 
 from fleet_agent import constants as c
 from fleet_agent import metrics
-from fleet_agent.proxy import Proxy, Receive, Scope, Send, openai_error, send_json
+from fleet_agent.proxy import RESPONSE_ABORTED, Proxy, Receive, Scope, Send, openai_error, send_json
 from fleet_agent.state import State
 
 if TYPE_CHECKING:
@@ -137,6 +137,17 @@ def bind(host: str, port: int) -> socket.socket:
         raise
     sock.set_inheritable(True)
     return sock
+
+
+class _AbortedOnPurpose(logging.Filter):
+    """uvicorn logs an error for an app that returns mid-response; the proxy does that on purpose when
+    the engine broke a response off (and logs it itself, with the request id)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (RESPONSE_ABORTED.get() and "without completing response" in record.getMessage())
+
+
+logging.getLogger("uvicorn.error").addFilter(_AbortedOnPurpose())
 
 
 def make_server(app: AgentApp, *, timeout_graceful_shutdown: int) -> HttpServer:

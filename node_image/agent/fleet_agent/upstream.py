@@ -65,6 +65,10 @@ class UpstreamResponse:
         elif self._length is None and not self._chunked:
             self._keep_alive = False  # the body runs until the engine closes the connection
 
+    @property
+    def content_length(self) -> int | None:
+        return self._length
+
     async def body(self) -> AsyncIterator[bytes]:
         connection = self._connection
         if connection is None:

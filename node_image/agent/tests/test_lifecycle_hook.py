@@ -13,24 +13,28 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from fleet_agent import constants as agent_constants
 from fleet_agent.aws import AwsLifecycleDrainedHook
 from fleet_agent.config import AwsLifecycleHook
 from fleet_agent.constants import LIFECYCLE_ACTION_RETRY_S
 from fleet_agent.drain import DrainedEvent
 from fleet_agent.imds import ImdsSession
 from fleet_agent.main import run_cli
+from fleet_agent.preemption import parse_time
 
+from .agent_testkit.aws_pool import DRAIN_HOOK, LAUNCH_HOOK, pool_in_moto
 from .agent_testkit.fake_autoscaling import (
-    TERMINATING,
+    LAUNCHING,
     CompletedAction,
     FakeAutoScaling,
     moto_client,
-    moto_group,
 )
+from .agent_testkit.fake_gpu import FakeGpuBackend
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import (
     STREAM_TOKENS,
@@ -42,40 +46,34 @@ from .agent_testkit.harness import (
     to_toml,
     write_config,
 )
+from .agent_testkit.load import judge_stream
 from .agent_testkit.net import serving, wait_for
 
-HOOK = "fleet-drain"
-
-
-@pytest.fixture
-def instance_role_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No credentials but the ones the metadata service serves, as on a node."""
-    for name in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_EC2_METADATA_DISABLED",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+HOOK = DRAIN_HOOK
 
 
 def pool_group(moto_url: str, name: str) -> str:
-    """An Auto Scaling group with one instance and a termination hook, in moto; returns the instance id."""
-    (instance,) = moto_group(moto_url, name, 1)
-    moto_client("autoscaling", moto_url).put_lifecycle_hook(
-        LifecycleHookName=HOOK,
-        AutoScalingGroupName=name,
-        LifecycleTransition=TERMINATING,
-        HeartbeatTimeout=120,
-        DefaultResult="CONTINUE",
-    )
-    return instance
+    """An Auto Scaling group of one instance with its lifecycle hooks, in moto; returns the instance id."""
+    return pool_in_moto(moto_url, name, 1, with_target_group=False).instances[0]
+
+
+def drained_by_the_hook(
+    model: Path,
+    imds_url: str,
+    group: str,
+    *,
+    lifecycle_timeout_s: float | None = None,
+    **sections: dict[str, Any],
+) -> dict[str, Any]:
+    """A node of `group` that watches IMDS and completes the group's termination hook once drained."""
+    drain: dict[str, Any] = {
+        "reserve_s": 2,
+        "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
+    }
+    if lifecycle_timeout_s is not None:
+        drain["lifecycle_timeout_s"] = lifecycle_timeout_s
+    preemption = {"provider": "aws", "aws_imds_url": imds_url, "aws_poll_s": 0.2}
+    return llama_config(model, preemption=preemption, drain=drain, **sections)
 
 
 @pytest.fixture
@@ -94,18 +92,13 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
     instance = pool_group(moto_url, group)
     imds = FakeImds(instance_id=instance, region="us-east-1")
     with serving(imds) as metadata:
-        config = llama_config(
-            tiny_model,
-            preemption={"provider": "aws", "aws_imds_url": metadata.url, "aws_poll_s": 0.2},
-            drain={
-                "reserve_s": 2,
-                "hooks": [{"kind": "aws-lifecycle", "hook_name": HOOK, "group_name": group}],
-            },
-        )
+        config = drained_by_the_hook(tiny_model, metadata.url, group)
         with RunningAgent(write_config(tmp_path, config)) as agent:
             agent.wait_state("ready")
             stream = StreamInThread(agent.url).start()
 
+            # The group hears of the interruption too, and holds the instance in Terminating:Wait.
+            autoscaling.open_action(group, HOOK, instance)
             imds.spot_action = spot_notice(120)
             wait_for(lambda: agent.readyz() == 503, 30, "readiness to turn off after the notice")
             assert not stream.done.is_set(), "the stream ended before the notice: make it longer"
@@ -131,6 +124,43 @@ def test_spot_notice_drains_then_completes_the_lifecycle_action(
     (hook,) = report["hooks"]
     assert hook["ok"] and hook["hook"] == f"aws-lifecycle {group}/{HOOK}"
     assert report["inflight_done_at"] <= hook["at"] <= report["engine_stopped_at"]
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_a_spot_interruption_during_a_scale_in_drain_keeps_its_own_deadline(
+    tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
+) -> None:
+    """A spot node the group takes away (a capacity rebalance's replacement done) may be reclaimed before
+    its drain ends: the interruption's time, not the lifecycle drain's ten minutes, is then its deadline,
+    and what is still in flight is cut visibly before the node goes."""
+    group = "fleet-test-use1-rebalanced"
+    instance = pool_group(moto_url, group)
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = drained_by_the_hook(
+            tiny_model,
+            metadata.url,
+            group,
+            engine={"args": ["--context-shift"]},  # an answer without end: it runs until it is cut
+            lifecycle_timeout_s=600,
+        )
+        with RunningAgent(write_config(tmp_path, config)) as agent:
+            agent.wait_state("ready")
+            endless = StreamInThread(agent.url, tokens=-1).start()
+            autoscaling.open_action(group, HOOK, instance)
+            imds.target_lifecycle_state = "Terminated"
+            wait_for(lambda: agent.readyz() == 503, 30, "the scale-in's drain to begin")
+            interruption = spot_notice(6)
+            imds.spot_action = interruption
+
+            report = agent.wait_state("stopped", timeout=60)["drain"]
+            endless.join()
+    assert report["notice"]["source"] == "aws-asg-lifecycle"
+    hastened = report["hastened_by"]
+    assert hastened["source"] == "aws-spot" and hastened["deadline"] == parse_time(interruption["time"])
+    assert report["inflight_left"] == 1 and report["inflight_done_at"] is None
+    assert judge_stream(endless.text) == "error"  # cut, and the client is told
+    assert [(a.instance, a.result) for a in autoscaling.completed] == [(instance, "CONTINUE")]
 
 
 @pytest.mark.usefixtures("instance_role_only")
@@ -191,3 +221,66 @@ def test_fetch_secrets_writes_the_node_secret_files(
     assert (run_dir / "api-key").read_text() == "k-123\n"
     assert (run_dir / "redis").read_text() == "r-456\n"
     assert stat.S_IMODE((run_dir / "api-key").stat().st_mode) == 0o600
+
+
+def launch_config(
+    model: Path, metadata_url: str, group: str, ready_timeout_s: float = 600
+) -> dict[str, object]:
+    hook = {"kind": "aws-lifecycle", "hook_name": LAUNCH_HOOK, "group_name": group, "heartbeat_timeout_s": 30}
+    return llama_config(
+        model,
+        node={"accelerator": "gpu"},
+        preemption={"provider": "aws", "aws_imds_url": metadata_url, "aws_poll_s": 0.2},
+        launch={"ready_timeout_s": ready_timeout_s, "hooks": [hook]},
+    )
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_the_launch_action_continues_only_once_the_node_is_ready(
+    tmp_path: Path,
+    tiny_model: Path,
+    moto_url: str,
+    autoscaling: FakeAutoScaling,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent_constants, "LIFECYCLE_HEARTBEAT_SHARE", 0.02)  # a heartbeat every 0.6 s
+    group = "fleet-test-use1-launch"
+    instance = pool_group(moto_url, group)
+    assert autoscaling.open_action(group, LAUNCH_HOOK, instance) == LAUNCHING  # Pending:Wait
+    gpu = FakeGpuBackend()  # the engine holds no GPU memory until the test says so: not ready
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = launch_config(tiny_model, metadata.url, group)
+        with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
+            warming = agent.wait_detail("model", "hold memory on 0 GPU(s)")
+            wait_for(lambda: len(autoscaling.heartbeats) >= 2, 30, "heartbeats while the node warms up")
+            assert autoscaling.completed == [] and agent.status()["launch"] is None
+
+            gpu.hold(warming["engine"]["pid"], 2**30)
+            agent.wait_state("ready")
+            launch = wait_for(lambda: agent.status()["launch"], 30, "the launch action's outcome")
+    assert launch["result"] == "CONTINUE" and [h["ok"] for h in launch["hooks"]] == [True]
+    (completed,) = autoscaling.completed
+    assert (completed.hook, completed.instance, completed.result) == (LAUNCH_HOOK, instance, "CONTINUE")
+    assert all(b.hook == LAUNCH_HOOK and b.instance == instance for b in autoscaling.heartbeats)
+    assert autoscaling.open == {}  # the group let the node into service
+
+
+@pytest.mark.usefixtures("instance_role_only")
+def test_a_node_never_ready_abandons_its_launch(
+    tmp_path: Path, tiny_model: Path, moto_url: str, autoscaling: FakeAutoScaling
+) -> None:
+    group = "fleet-test-use1-no-gpu"
+    instance = pool_group(moto_url, group)
+    autoscaling.open_action(group, LAUNCH_HOOK, instance)
+    imds = FakeImds(instance_id=instance, region="us-east-1")
+    with serving(imds) as metadata:
+        config = launch_config(tiny_model, metadata.url, group, ready_timeout_s=3)
+        no_gpu = FakeGpuBackend(unavailable="NVML Shared Library Not Found")
+        with RunningAgent(write_config(tmp_path, config), gpu_backend=no_gpu) as agent:
+            launch = wait_for(lambda: agent.status()["launch"], 30, "the launch action's outcome")
+            assert agent.status()["state"] != "ready"
+    assert launch["result"] == "ABANDON"
+    assert [(a.hook, a.instance, a.result) for a in autoscaling.completed] == [
+        (LAUNCH_HOOK, instance, "ABANDON")
+    ]

@@ -124,11 +124,26 @@ def test_engine_wedged_is_degraded_then_restarted(agent: RunningAgent) -> None:
     assert 'fleet_agent_engine_restarts_total{cause="unresponsive"} 1' in agent.http.get("/metrics").text
 
 
-def test_xid_79_condemns_the_gpu(tmp_path: Path, tiny_model: Path) -> None:
+def test_model_on_the_gpu_is_read_from_nvml_then_xid_79_condemns_the_gpu(
+    tmp_path: Path, tiny_model: Path
+) -> None:
     gpu = FakeGpuBackend()
     config = llama_config(tiny_model, node={"accelerator": "gpu"})
     with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
-        agent.wait_state("ready")
+        # llama.cpp runs here on the CPU, whatever -ngl says: NVML lists no process of it, so never ready.
+        warming = agent.wait_detail("model", "hold memory on 0 GPU(s) of the 1")
+        assert warming["state"] == "warming" and agent.readyz() == 503
+        # Its process holds memory, but less than half its weights: a CUDA context, not the model.
+        weights = tiny_model.stat().st_size
+        gpu.hold(warming["engine"]["pid"], weights // 4)
+        agent.wait_detail("model", "under 50% of the weights'")
+        assert agent.readyz() == 503
+
+        gpu.hold(warming["engine"]["pid"], weights + 300 * 2**20)  # weights, KV cache, buffers
+        ready = agent.wait_state("ready")
+        assert ready["model"]["on_gpu"] is True
+        residency = ready["model"]["facts"]["gpu_residency"]
+        assert residency["checked"] == "engine processes" and residency["gpus_holding"] == [0]
         gpu.replay_xid(13)  # an application's fault: the GPU stays in service
         wait_for(lambda: agent.status()["gpu"]["xid_events"], 30, "XID 13 to be seen")
         assert agent.readyz() == 200
@@ -147,11 +162,8 @@ def test_gpu_node_without_a_gpu_is_never_ready(tmp_path: Path, tiny_model: Path)
     gpu = FakeGpuBackend(unavailable="NVML Shared Library Not Found")
     config = llama_config(tiny_model, node={"accelerator": "gpu"})
     with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
-        status = wait_for(
-            lambda: (s := agent.status())["checks"]["canary"]["ok"] and s,
-            30,
-            "engine, model and canary to pass",
-        )
+        status = agent.wait_detail("model", "GPU processes unreadable (NVML)")
+        assert status["checks"]["engine"]["ok"] is True  # the engine serves, on no GPU
         assert status["state"] == "warming"
         assert status["checks"]["gpu"]["detail"] == "NVML unavailable: NVML Shared Library Not Found"
         assert agent.readyz() == 503

@@ -31,7 +31,6 @@ from .agent_testkit.fake_gpu import A10G_MEMORY, FakeGpuBackend
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import API_KEY, RunningAgent, completion, llama_config, write_config
 from .agent_testkit.net import serving, wait_for
-from .test_lifecycle_hook import instance_role_only  # noqa: F401 (a fixture)
 
 T0 = 1_800_000_000.0  # a multiple of 10 and 60: windows start on it
 
@@ -223,7 +222,11 @@ def test_the_agents_metrics_reach_cloudwatch_in_the_declared_shape(
             preemption={"aws_imds_url": metadata.url},
             cloudwatch={"enabled": True},
         )
-        with RunningAgent(write_config(tmp_path, config), gpu_backend=FakeGpuBackend()) as agent:
+        gpu = FakeGpuBackend()
+        with RunningAgent(write_config(tmp_path, config), gpu_backend=gpu) as agent:
+            # Ready only with the model on the GPU: NVML lists the engine's process holding its weights.
+            warming = agent.wait_detail("model", "hold memory on 0 GPU(s)")
+            gpu.hold(warming["engine"]["pid"], tiny_model.stat().st_size + 300 * 2**20)
             agent.wait_state("ready")
             held = HeldStream(agent.url)
             assert held.first_chunk.wait(60), "the held stream never started"

@@ -19,7 +19,6 @@ from .agent_testkit.fake_autoscaling import moto_client, moto_group
 from .agent_testkit.fake_metadata import FakeImds
 from .agent_testkit.harness import RunningAgent, llama_config, write_config
 from .agent_testkit.net import serving, wait_for
-from .test_lifecycle_hook import instance_role_only  # noqa: F401 (a fixture)
 from .test_node_metrics import ENDLESS, HeldStream
 
 

@@ -7,6 +7,7 @@ import enum
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -66,6 +67,9 @@ class EngineAdapter(ABC):
     # The engine's metric for the share of its KV cache in use (0 to 1), where it has one.
     kv_cache_metric: ClassVar[str | None] = None
     canary_path: ClassVar[str] = "/v1/completions"
+    # Whether the model's place is judged from NVML (the engine's processes holding GPU memory) rather than
+    # from the engine's own report (Ollama's /api/ps says how much of the model sits in VRAM).
+    gpu_residency_from_nvml: ClassVar[bool] = True
 
     def __init__(self, config: EngineConfig, *, gpu_required: bool) -> None:
         self.config = config
@@ -120,7 +124,12 @@ class EngineAdapter(ABC):
         return ModelReading(True, f"{self.primary_model} served", self.loaded_on_gpu(), {"served": served})
 
     def loaded_on_gpu(self) -> bool | None:
+        """What the engine's settings alone say; None when only a reading can tell."""
         return None
+
+    def weights_path(self) -> Path | None:
+        """The model's weights on disk (a GGUF file, a model directory), where the config names them."""
+        return self.config.model_path
 
     async def preload(self, client: httpx.AsyncClient, timeout: float) -> None:  # noqa: B027
         """Bring the models into memory; engines that load at start need nothing here."""

@@ -45,4 +45,5 @@ class LlamaCppAdapter(EngineAdapter):
         return super().read_health(response)
 
     def loaded_on_gpu(self) -> bool | None:
-        return self.gpu_required and self.config.gpu_layers > 0
+        # No layer offloaded is a CPU engine whatever NVML shows; otherwise NVML decides.
+        return False if self.gpu_required and self.config.gpu_layers == 0 else None

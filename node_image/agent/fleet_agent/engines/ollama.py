@@ -33,6 +33,7 @@ class OllamaAdapter(EngineAdapter):
     kind = "ollama"
     health_path = "/"
     canary_path = "/api/generate"
+    gpu_residency_from_nvml = False  # /api/ps says how much of the model is in VRAM
 
     def default_executable(self) -> list[str]:
         return ["ollama", "serve"]

@@ -35,6 +35,15 @@ class GpuReading:
 
 
 @dataclass(frozen=True)
+class GpuProcess:
+    """A process with a compute context on a GPU (NVML's compute-process list). In a container NVML
+    names processes by their host PID, which the container cannot see."""
+
+    pid: int
+    used_memory_bytes: int | None  # None where NVML cannot say (e.g. some vGPU and MIG setups)
+
+
+@dataclass(frozen=True)
 class XidEvent:
     gpu_index: int | None  # None when the event could not be tied to a device
     xid: int
@@ -52,6 +61,10 @@ class GpuBackend(Protocol):
 
     def read(self, index: int) -> GpuReading:
         """One device's facts; raises GpuUnavailable when the device cannot be read."""
+        ...
+
+    def compute_processes(self, index: int) -> list[GpuProcess]:
+        """The processes holding a compute context on one device; raises GpuUnavailable."""
         ...
 
     def register_xid_events(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 from fleet_agent import constants as c
 from fleet_agent.config import GpuConfig
-from fleet_agent.gpu.backend import GpuBackend, GpuReading, GpuUnavailable, XidEvent
+from fleet_agent.gpu.backend import GpuBackend, GpuProcess, GpuReading, GpuUnavailable, XidEvent
 
 log = logging.getLogger("fleet_agent.gpu")
 
@@ -90,6 +90,21 @@ class GpuMonitor:
             f"GPU {'?' if gpu is None else gpu}: {describe_xid(e.xid)}" for gpu, e in self.condemned.items()
         ]
         return self._reading_problems + condemned
+
+    async def compute_processes(self) -> dict[int, list[GpuProcess]] | None:
+        """Each device's compute processes; None while NVML cannot tell."""
+        if not self._opened:
+            return None
+        try:
+            return await asyncio.to_thread(self._processes_all)
+        except GpuUnavailable as exc:
+            log.warning("GPU compute processes not read: %s", exc)
+            return None
+
+    def _processes_all(self) -> dict[int, list[GpuProcess]]:
+        return {
+            index: self._backend.compute_processes(index) for index in range(self._backend.device_count())
+        }
 
     def close(self) -> None:
         self._stop.set()

@@ -10,7 +10,7 @@ from typing import Any
 import pynvml
 
 from fleet_agent import constants as c
-from fleet_agent.gpu.backend import GpuReading, GpuUnavailable, XidEvent
+from fleet_agent.gpu.backend import GpuProcess, GpuReading, GpuUnavailable, XidEvent
 
 
 class NvmlBackend:
@@ -73,6 +73,16 @@ class NvmlBackend:
             remap_failed=None if remap is None else bool(remap[3]),
             throttle_reasons=int(reasons),
         )
+
+    def compute_processes(self, index: int) -> list[GpuProcess]:
+        try:
+            listed = pynvml.nvmlDeviceGetComputeRunningProcesses(self._handles[index])
+        except pynvml.NVMLError as exc:
+            raise GpuUnavailable(f"GPU {index}: compute processes unreadable: {exc}") from None
+        # pynvml gives None for NVML_VALUE_NOT_AVAILABLE.
+        return [
+            GpuProcess(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory)) for p in listed
+        ]
 
     def register_xid_events(self) -> None:
         wanted = pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeDoubleBitEccError

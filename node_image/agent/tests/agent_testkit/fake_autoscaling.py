@@ -1,15 +1,197 @@
-"""Auto Scaling's query API on loopback (moto for what it implements, CompleteLifecycleAction answered
-here): the sandbox's own front, `fleet.sandbox.autoscaling_api`."""
+"""Auto Scaling's query API on loopback: moto (server mode) for what it implements, and
+CompleteLifecycleAction and RecordLifecycleActionHeartbeat, which moto 5.2.5 lacks, answered here.
 
-from fleet.sandbox.autoscaling_api import TERMINATING, AutoScalingApi, CompletedAction, moto_client
+The request is read and checked with botocore's own service model: the members the operation takes, the
+required ones, their lengths and patterns (botocore's parameter validator plus the model's patterns), and
+a SigV4 Authorization header scoped to the autoscaling service. As in AWS, an action must be open: the
+test opens one as the group would (`open_action`: an instance of the group entering Pending:Wait or
+Terminating:Wait for one of its hooks, checked against moto's state); completing it closes it, and a
+call for an instance with no open action on that hook is refused. The answer is the operation's XML
+result shape, or AWS's ErrorResponse with ValidationError. Every other action is passed to moto unchanged.
+"""
 
-FakeAutoScaling = AutoScalingApi
+from __future__ import annotations
 
-__all__ = ["TERMINATING", "CompletedAction", "FakeAutoScaling", "moto_client", "moto_group"]
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+import boto3
+import botocore.session
+import httpx
+from botocore.validate import ParamValidator
+
+from .asgi import Receive, Scope, Send, header, read_body, respond
+
+TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
+OPERATIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
+_CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
-def moto_group(moto_url: str, name: str, size: int) -> list[str]:
-    """An Auto Scaling group of `size` instances in moto (a launch template of its own); its instance ids."""
+def _python_pattern(pattern: str) -> str:
+    """The model's patterns are Java's: astral characters as a surrogate-pair range."""
+    return pattern.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
+
+
+@dataclass(frozen=True)
+class CompletedAction:
+    hook: str
+    group: str
+    instance: str | None
+    result: str
+    access_key: str
+    region: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    hook: str
+    group: str
+    instance: str | None
+    at: float
+
+
+class FakeAutoScaling:
+    def __init__(self, moto_url: str) -> None:
+        self.moto_url = moto_url
+        model = botocore.session.get_session().get_service_model("autoscaling")
+        self.namespace = model.metadata["xmlNamespace"]
+        self.operations = {name: model.operation_model(name) for name in OPERATIONS}
+        self.completed: list[CompletedAction] = []
+        self.heartbeats: list[Heartbeat] = []
+        self.refused: list[str] = []
+        # (group, hook, instance) -> the hook's transition, while the group waits on the action.
+        self.open: dict[tuple[str, str, str], str] = {}
+        self._moto = moto_client("autoscaling", moto_url)
+
+    def open_action(self, group: str, hook: str, instance: str) -> str:
+        """The group holds `instance` for `hook` (Pending:Wait or Terminating:Wait); returns the transition."""
+        hooks = self._moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        transitions = {h["LifecycleHookName"]: h["LifecycleTransition"] for h in hooks}
+        assert hook in transitions, f"group {group} has no lifecycle hook {hook}"
+        found = self._moto.describe_auto_scaling_instances(InstanceIds=[instance])["AutoScalingInstances"]
+        assert [i["AutoScalingGroupName"] for i in found] == [group], f"{instance} is not in group {group}"
+        self.open[(group, hook, instance)] = transitions[hook]
+        return transitions[hook]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        params = dict(parse_qsl(body.decode()))
+        operation = self.operations.get(params.get("Action", ""))
+        if operation is None:
+            await self._forward(scope, body, send)
+            return
+        authorization = header(scope, "authorization") or ""
+        problem = self._request_problem(operation, params, authorization)
+        if problem is None:
+            problem = self._state_problem(params)
+        if problem is not None:
+            self.refused.append(problem)
+            await self._error(send, problem)
+            return
+        credential = _CREDENTIAL.search(authorization)
+        assert credential is not None
+        hook, group, instance = (
+            params["LifecycleHookName"],
+            params["AutoScalingGroupName"],
+            params.get("InstanceId"),
+        )
+        if operation.name == "CompleteLifecycleAction":
+            self.open.pop((group, hook, instance or ""))
+            self.completed.append(
+                CompletedAction(
+                    hook=hook,
+                    group=group,
+                    instance=instance,
+                    result=params["LifecycleActionResult"],
+                    access_key=credential.group(1),
+                    region=credential.group(3),
+                )
+            )
+        else:
+            self.heartbeats.append(Heartbeat(hook, group, instance, time.time()))
+        result: str = operation.output_shape.serialization["resultWrapper"]  # type: ignore[union-attr]
+        xml = (
+            f'<{operation.name}Response xmlns="{self.namespace}">'
+            f"<{result}/><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
+            f"</{operation.name}Response>"
+        )
+        await respond(send, 200, xml, "text/xml")
+
+    def _request_problem(self, operation: Any, params: dict[str, str], authorization: str) -> str | None:
+        credential = _CREDENTIAL.search(authorization)
+        if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
+            return "request is not signed with SigV4"
+        if credential.group(4) != operation.service_model.signing_name:
+            return f"signed for {credential.group(4)}, not autoscaling"
+        input_shape: Any = operation.input_shape  # botocore's shapes are typed as cached properties
+        members = input_shape.members
+        given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
+        unknown = sorted(set(given) - set(members))
+        if unknown:
+            return f"unknown parameter(s) {', '.join(unknown)}"
+        report = ParamValidator().validate(given, input_shape)
+        if report.has_errors():
+            return report.generate_report()
+        for name, value in given.items():
+            pattern = members[name].metadata.get("pattern")
+            limit = members[name].metadata.get("max")
+            if pattern and not re.fullmatch(_python_pattern(pattern), value):
+                return f"{name} {value!r} does not match {pattern}"
+            if limit and len(value) > limit:
+                return f"{name} is longer than {limit}"
+        if "InstanceId" not in given and "LifecycleActionToken" not in given:
+            return "either InstanceId or LifecycleActionToken is required"
+        result = given.get("LifecycleActionResult", "CONTINUE")
+        if result not in ("CONTINUE", "ABANDON"):
+            return f"LifecycleActionResult {result!r}: CONTINUE or ABANDON"
+        return None
+
+    def _state_problem(self, params: dict[str, str]) -> str | None:
+        instance = params.get("InstanceId")
+        if instance is None:
+            return "this fake names actions by InstanceId only"
+        if (params["AutoScalingGroupName"], params["LifecycleHookName"], instance) not in self.open:
+            return f"No active Lifecycle Action found with instance ID {instance}"
+        return None
+
+    async def _error(self, send: Send, message: str) -> None:
+        xml = (
+            f'<ErrorResponse xmlns="{self.namespace}"><Error><Type>Sender</Type><Code>ValidationError</Code>'
+            f"<Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+        )
+        await respond(send, 400, xml, "text/xml")
+
+    async def _forward(self, scope: Scope, body: bytes, send: Send) -> None:
+        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() not in (b"host",)}
+        async with httpx.AsyncClient() as client:
+            answer = await client.request(
+                scope["method"], self.moto_url + scope["path"], content=body, headers=headers
+            )
+        await respond(send, answer.status_code, answer.content, answer.headers.get("content-type"))
+
+
+def moto_client(service: str, moto_url: str) -> Any:
+    """A boto3 client for moto itself (set-up and checks in tests)."""
+    return boto3.client(
+        service,
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def moto_group(moto_url: str, name: str, size: int, target_groups: Sequence[str] = ()) -> list[str]:
+    """An Auto Scaling group of `size` instances in moto (a launch template of its own), registered in
+    `target_groups` (moto registers them); its instance ids."""
     ec2, autoscaling = moto_client("ec2", moto_url), moto_client("autoscaling", moto_url)
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     template = ec2.create_launch_template(
@@ -22,6 +204,7 @@ def moto_group(moto_url: str, name: str, size: int) -> list[str]:
         MaxSize=size,
         DesiredCapacity=size,
         AvailabilityZones=["us-east-1a"],
+        TargetGroupARNs=list(target_groups),
     )
     (group,) = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
     return sorted(i["InstanceId"] for i in group["Instances"])

@@ -5,6 +5,10 @@ vLLM's paths: /health (200; 503 once the engine core has died), /v1/models, /v1/
 
 Two test-only paths play faults no real request can cause: POST /fake/engine-dead makes /health
 answer 503; POST /fake/stall leaves requests waiting with no token ever produced, health still 200.
+
+As vLLM's EngineCore, a child process does the GPU's work: with --gpu-hold-mib (on a machine with a GPU
+and PyTorch) it holds that much GPU memory, as vLLM's does; GET /fake/engine-core names its PID, for a
+fake NVML to list. /metrics reports `vllm:cache_config_info` with --num-gpu-blocks.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -21,10 +26,25 @@ import uvicorn
 
 from .asgi import Receive, Scope, Send, read_body, respond, stream
 
+# The EngineCore stand-in: holds GPU memory when asked, and ends with its parent.
+ENGINE_CORE = """
+import os, sys, time
+parent, hold_mib = os.getppid(), int(sys.argv[1])
+if hold_mib:
+    import torch
+    held = torch.empty(hold_mib * 2**20, dtype=torch.uint8, device="cuda")
+    torch.cuda.synchronize()
+print("ready", flush=True)
+while os.getppid() == parent:
+    time.sleep(0.5)
+"""
+
 
 class FakeVllm:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, engine_core_pid: int = 0, num_gpu_blocks: int = 2048) -> None:
         self.model = model
+        self.engine_core_pid = engine_core_pid
+        self.num_gpu_blocks = num_gpu_blocks
         self.dead = False
         self.stalled = False
         self.running = 0
@@ -62,6 +82,8 @@ class FakeVllm:
             await self._complete(send, body)
         elif path == "/metrics":
             await respond(send, 200, self._metrics(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/fake/engine-core":
+            await respond(send, 200, {"pid": self.engine_core_pid})
         elif path == "/fake/engine-dead":
             self.dead = True
             await respond(send, 200, {"dead": True})
@@ -153,6 +175,10 @@ class FakeVllm:
                 "# HELP vllm:generation_tokens_total Number of generation tokens processed.",
                 "# TYPE vllm:generation_tokens_total counter",
                 f"vllm:generation_tokens_total{{{labels}}} {float(self.generated)}",
+                "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig",
+                "# TYPE vllm:cache_config_info gauge",
+                f'vllm:cache_config_info{{block_size="16",cache_dtype="auto",engine="0",'
+                f'gpu_memory_utilization="0.9",num_cpu_blocks="None",num_gpu_blocks="{self.num_gpu_blocks}"}} 1.0',
                 "# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.",
                 "# TYPE vllm:num_preemptions_total counter",
                 f"vllm:num_preemptions_total{{{labels}}} 0.0",
@@ -170,10 +196,21 @@ def main() -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--served-model-name")
     serve.add_argument("--load-seconds", type=float, default=0.3)  # a test's stand-in for weight loading
+    serve.add_argument("--gpu-hold-mib", type=int, default=0)
+    serve.add_argument("--num-gpu-blocks", type=int, default=2048)
     args = parser.parse_args()
+    core = subprocess.Popen(
+        [sys.executable, "-c", ENGINE_CORE, str(args.gpu_hold_mib)], stdout=subprocess.PIPE, text=True
+    )
+    assert core.stdout is not None
+    if core.stdout.readline().strip() != "ready":
+        return 1
     time.sleep(args.load_seconds)
-    app = FakeVllm(args.served_model_name or args.model)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    app = FakeVllm(args.served_model_name or args.model, core.pid, args.num_gpu_blocks)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        core.kill()
     return 0
 
 

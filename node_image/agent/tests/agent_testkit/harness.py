@@ -279,8 +279,9 @@ STREAM_TOKENS = 3000  # a few seconds of real generation on this machine
 class StreamInThread:
     """A streaming completion read on a thread; records when its first chunk and its end arrived."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tokens: int = STREAM_TOKENS) -> None:
         self.url = url
+        self.tokens = tokens
         self.first_chunk = threading.Event()
         self.done = threading.Event()
         self.text = ""
@@ -295,7 +296,7 @@ class StreamInThread:
         return self
 
     def _run(self) -> None:
-        body = completion(max_tokens=STREAM_TOKENS, stream=True)
+        body = completion(max_tokens=self.tokens, stream=True)
         chunks: list[bytes] = []
         try:
             with httpx.stream(
