@@ -33,6 +33,7 @@ from botocore.validate import ParamValidator
 from fleet.sandbox.asgi import Receive, Scope, Send, header, read_body, respond
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 _CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
@@ -46,6 +47,10 @@ class Lifecycle(Protocol):
     def action_open(self, group: str, instance_id: str) -> bool: ...
 
     def complete(self, group: str, instance_id: str, result: str) -> None: ...
+
+    def heartbeat(self, group: str, instance_id: str) -> None:
+        """RecordLifecycleActionHeartbeat on an open action: its hook's timeout starts again."""
+        ...
 
     def scale_in(self, group: str, desired: int) -> bool:
         """Lower `group` to `desired` through its termination hook; False when it is not lower;
@@ -83,6 +88,7 @@ class AutoScalingApi:
         # botocore's shapes (typed as cached properties, hence Any).
         self.input_shape: Any = self.operation.input_shape
         self.result_wrapper: str = self.operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
+        self.heartbeat_operation = model.operation_model("RecordLifecycleActionHeartbeat")
         self.completed: list[CompletedAction] = []
         self.refused: list[str] = []
         self._moto = moto_client("autoscaling", moto_url)
@@ -95,6 +101,8 @@ class AutoScalingApi:
         action = params.get("Action")
         if action == self.operation.name:
             await self._complete(scope, params, send)
+        elif self.lifecycle is not None and action == self.heartbeat_operation.name:
+            await self._heartbeat(scope, params, send)
         elif self.lifecycle is not None and action in ("SetDesiredCapacity", "UpdateAutoScalingGroup"):
             try:
                 lower = "DesiredCapacity" in params and await asyncio.to_thread(
@@ -143,6 +151,28 @@ class AutoScalingApi:
             )
         await self._empty_result(send, str(self.operation.name), self.result_wrapper)
 
+    async def _heartbeat(self, scope: Scope, params: dict[str, str], send: Send) -> None:
+        assert self.lifecycle is not None
+        shape: Any = self.heartbeat_operation.input_shape
+        given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
+        report = ParamValidator().validate(given, shape)
+        authorization = header(scope, "authorization") or ""
+        problem = (
+            None if authorization.startswith("AWS4-HMAC-SHA256 ") else "request is not signed with SigV4"
+        )
+        if problem is None and report.has_errors():
+            problem = report.generate_report()
+        if problem is None:
+            problem = await asyncio.to_thread(self._state_problem, params)
+        if problem is not None:
+            self.refused.append(problem)
+            await self._error(send, problem)
+            return
+        group, instance = params["AutoScalingGroupName"], params["InstanceId"]
+        await asyncio.to_thread(self.lifecycle.heartbeat, group, instance)
+        wrapper = self.heartbeat_operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
+        await self._empty_result(send, str(self.heartbeat_operation.name), wrapper)
+
     def _request_problem(self, params: dict[str, str], authorization: str) -> str | None:
         credential = _CREDENTIAL.search(authorization)
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
@@ -177,8 +207,9 @@ class AutoScalingApi:
             params.get("InstanceId"),
         )
         hooks = self._moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
-        if not any(h["LifecycleHookName"] == hook and h["LifecycleTransition"] == TERMINATING for h in hooks):
-            return f"No termination lifecycle hook {hook} on group {group}"
+        transitions = (LAUNCHING, TERMINATING) if self.lifecycle is not None else (TERMINATING,)
+        if not any(h["LifecycleHookName"] == hook and h["LifecycleTransition"] in transitions for h in hooks):
+            return f"No lifecycle hook {hook} on group {group}"
         if self.lifecycle is not None:
             if instance is None or not self.lifecycle.action_open(group, instance):
                 return f"No active Lifecycle Action found with instance ID {instance}"

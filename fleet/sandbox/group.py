@@ -3,8 +3,10 @@
 moto holds the group (its size, instances, their health, their launch times) and answers every API call;
 this carries out what Auto Scaling would then do, as the rendered group asks:
 
-- an InService instance gets a node that boots (fleet.sandbox.node) and is registered with the pool's
-  load balancer (the group's target group);
+- an InService instance gets a node that boots (fleet.sandbox.node); with the rendered launch hook it is
+  held in Pending:Wait until its agent completes the launch action (CONTINUE: registered with the pool's
+  load balancer, the group's target group) or the hook's heartbeat timeout applies its default result
+  (ABANDON: terminated, and the group launches another); without one it is registered at once;
 - an instance marked Unhealthy (the fleet controller's SetInstanceHealth) is replaced: with the rendered
   instance maintenance policy (at least 100 % healthy) the replacement is launched first, then the old one
   is terminated;
@@ -92,6 +94,7 @@ class GroupEmulator:
         self.restart_document = restart_document
         self.nodes: dict[str, Node] = {}
         self.terminating: dict[str, Termination] = {}
+        self.launching: dict[str, float] = {}  # Pending:Wait on the launch hook, since (or last heartbeat)
         self.rebalancing: dict[str, Rebalance] = {}
         self.launch_broken = False  # the next launches run a bad release (bad-rollout drill)
         self.desired_target: int | None = None  # a scale-in's desired capacity, until the group is there
@@ -119,20 +122,45 @@ class GroupEmulator:
     # --- the Auto Scaling API front's questions (fleet.sandbox.autoscaling_api.Lifecycle) -----------
     def lifecycle_state(self, instance_id: str) -> str | None:
         with self._lock:
+            if instance_id in self.launching:
+                return "Pending:Wait"
             termination = self.terminating.get(instance_id)
             return termination.phase if termination else None
 
     def action_open(self, group: str, instance_id: str) -> bool:
         with self._lock:
             termination = self.terminating.get(instance_id)
-            return (
-                group == self.pool.group
-                and termination is not None
-                and termination.phase == "Terminating:Wait"
+            return group == self.pool.group and (
+                instance_id in self.launching
+                or (termination is not None and termination.phase == "Terminating:Wait")
             )
+
+    def heartbeat(self, instance_id: str) -> None:
+        """RecordLifecycleActionHeartbeat: the hook's timeout starts again."""
+        with self._lock:
+            if instance_id in self.launching:
+                self.launching[instance_id] = time.time()
+            termination = self.terminating.get(instance_id)
+            if termination is not None and termination.phase == "Terminating:Wait":
+                termination.wait_since = time.time()
+
+    def _launched(self, instance_id: str, result: str, why: str) -> None:
+        """The launch action's result: in service, or abandoned (terminated; the group launches another)."""
+        self.launching.pop(instance_id, None)
+        node = self.nodes.get(instance_id)
+        self.events.add("launch-result", pool=self.pool.name, node=instance_id, result=result, why=why)
+        if node is None:
+            return
+        if result == "CONTINUE":
+            self.lb.register(instance_id, *node.address)
+        else:
+            self._begin_termination(instance_id, "launch abandoned", decrement=False)
 
     def complete(self, group: str, instance_id: str, result: str) -> None:
         with self._lock:
+            if instance_id in self.launching:
+                self._launched(instance_id, result, "lifecycle action")
+                return
             termination = self.terminating.get(instance_id)
             if termination is not None and termination.phase == "Terminating:Wait":
                 termination.result = result
@@ -242,6 +270,13 @@ class GroupEmulator:
                     self.lb.deregister(instance_id)
             if self.desired_target is not None:
                 self._scale_in(group)
+            for instance_id, since in list(self.launching.items()):
+                if time.time() - since >= self.pool.launch_hook_timeout_s:
+                    self._launched(
+                        instance_id,
+                        self.pool.launch_hook_default_result,
+                        f"heartbeat timeout ({self.pool.launch_hook_timeout_s:g} s)",
+                    )
             for rebalance in list(self.rebalancing.values()):
                 self._rebalance(rebalance)
             for termination in list(self.terminating.values()):
@@ -255,7 +290,10 @@ class GroupEmulator:
             config["engine"]["model_path"] += ".not-in-this-release"
         self.nodes[instance_id] = node
         node.boot(config_toml(config))
-        self.lb.register(instance_id, *node.address)
+        if self.pool.launch_hook_name is not None:
+            self.launching[instance_id] = time.time()
+        else:
+            self.lb.register(instance_id, *node.address)
 
     def _rebalance(self, r: Rebalance) -> None:
         """Terminate the interrupted instance once a replacement launched after the notice is in service;
@@ -282,6 +320,7 @@ class GroupEmulator:
     ) -> None:
         if instance_id in self.terminating:
             return
+        self.launching.pop(instance_id, None)
         self.terminating[instance_id] = Termination(instance_id, reason, decrement, time.time(), deadline)
         self.events.add("terminating", pool=self.pool.name, node=instance_id, reason=reason)
         self.lb.deregister(instance_id)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import random
+import re
 import threading
 import time
 import uuid
@@ -265,8 +266,9 @@ class TargetGroup:
 
 
 class Elbv2Api:
-    """Elastic Load Balancing v2's query API, DescribeTargetHealth only, over the emulated target groups
-    (keyed by the ARNs the render gives them)."""
+    """Elastic Load Balancing v2's query API over the emulated target groups (keyed by the ARNs the render
+    gives them): DescribeTargetHealth (the controller) and DeregisterTargets (an agent leaving before it
+    refuses work: the target drains as for any deregistration)."""
 
     def __init__(self, groups: dict[str, TargetGroup]) -> None:
         self.groups = groups
@@ -277,14 +279,19 @@ class Elbv2Api:
             return
         params = dict(parse_qsl((await read_body(receive)).decode()))
         action = params.get("Action", "")
-        if action != "DescribeTargetHealth":
+        if action not in ("DescribeTargetHealth", "DeregisterTargets"):
             await self._error(
-                send, "InvalidAction", f"{action}: the sandbox answers DescribeTargetHealth only"
+                send,
+                "InvalidAction",
+                f"{action}: the sandbox answers DescribeTargetHealth and DeregisterTargets",
             )
             return
         group = self.groups.get(params.get("TargetGroupArn", ""))
         if group is None:
             await self._error(send, "TargetGroupNotFound", "One or more target groups not found", 400)
+            return
+        if action == "DeregisterTargets":
+            await self._deregister(group, params, send)
             return
         members = []
         for target in group.describe():
@@ -301,6 +308,21 @@ class Elbv2Api:
             f"<TargetHealthDescriptions>{''.join(members)}</TargetHealthDescriptions>"
             f"</DescribeTargetHealthResult><ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId>"
             "</ResponseMetadata></DescribeTargetHealthResponse>"
+        )
+        await respond(send, 200, xml, "text/xml")
+
+    async def _deregister(self, group: TargetGroup, params: dict[str, str], send: Send) -> None:
+        ids = [v for k, v in sorted(params.items()) if re.fullmatch(r"Targets\.member\.\d+\.Id", k)]
+        registered = {t["id"] for t in group.describe()}
+        unknown = [i for i in ids if i not in registered]
+        if not ids or unknown:
+            await self._error(send, "InvalidTarget", f"The following targets are not registered: {unknown}")
+            return
+        for target_id in ids:
+            group.deregister(target_id)
+        xml = (
+            f'<DeregisterTargetsResponse xmlns="{self.namespace}"><DeregisterTargetsResult/>'
+            f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata></DeregisterTargetsResponse>"
         )
         await respond(send, 200, xml, "text/xml")
 

@@ -53,6 +53,7 @@ class NodeWiring:
     autoscaling_url: str
     secrets_manager_url: str
     cloudwatch_url: str  # where the agent publishes its metrics (PutMetricData): moto's CloudWatch
+    elbv2_url: str  # where the agent leaves its target group (DeregisterTargets): the emulated ELBv2 API
     juicefs: str
 
 
@@ -194,6 +195,7 @@ class Node:
             AWS_ENDPOINT_URL_AUTO_SCALING=self.wiring.autoscaling_url,
             AWS_ENDPOINT_URL_SECRETS_MANAGER=self.wiring.secrets_manager_url,
             AWS_ENDPOINT_URL_CLOUDWATCH=self.wiring.cloudwatch_url,
+            AWS_ENDPOINT_URL_ELASTIC_LOAD_BALANCING_V2=self.wiring.elbv2_url,
             # The JuiceFS client (the AWS SDK for Go) reads the role's credentials from this node's IMDS.
             AWS_EC2_METADATA_SERVICE_ENDPOINT=f"http://127.0.0.1:{self.ports['imds']}",
             AWS_REGION=self.wiring.region,

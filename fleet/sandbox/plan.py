@@ -78,6 +78,10 @@ class PoolSpec:
     hook_name: str
     hook_timeout_s: float
     hook_default_result: str
+    # The launch hook (in service once the agent completes it), where the render declares one.
+    launch_hook_name: str | None
+    launch_hook_timeout_s: float
+    launch_hook_default_result: str
     agent_config: Mapping[str, Any]  # the agent.toml of the launch template's user data
     instance_types: tuple[str, ...]
     min_healthy_percentage: int
@@ -185,6 +189,7 @@ def _pool(resources: _Resources, name: str, published: Mapping[str, Any]) -> Poo
     group = resources.one(ASG, f"pool-{name}-asg")["inputs"]
     target_group = resources.one(TARGET_GROUP, f"pool-{name}-tg")
     hook = resources.one(LIFECYCLE_HOOK, f"pool-{name}-drain")["inputs"]
+    launch = (resources.maybe(LIFECYCLE_HOOK, f"pool-{name}-ready") or {}).get("inputs") or {}
     template = resources.one(LAUNCH_TEMPLATE, f"pool-{name}-lt")["inputs"]
     agent = agent_config_of(template["userData"])
     (arn,) = group["targetGroupArns"]
@@ -203,6 +208,9 @@ def _pool(resources: _Resources, name: str, published: Mapping[str, Any]) -> Poo
         hook_name=str(hook["name"]),
         hook_timeout_s=float(hook.get("heartbeatTimeout", 3600)),
         hook_default_result=str(hook.get("defaultResult", "ABANDON")),
+        launch_hook_name=str(launch["name"]) if launch else None,
+        launch_hook_timeout_s=float(launch.get("heartbeatTimeout", 3600)),
+        launch_hook_default_result=str(launch.get("defaultResult", "ABANDON")),
         agent_config=agent,
         instance_types=tuple(str(o["instanceType"]) for o in overrides),
         min_healthy_percentage=int(maintenance.get("minHealthyPercentage", 90)),

@@ -172,6 +172,14 @@ class Region:
                 HeartbeatTimeout=int(pool.hook_timeout_s),
                 DefaultResult=pool.hook_default_result,
             )
+            if pool.launch_hook_name is not None:
+                autoscaling.put_lifecycle_hook(
+                    LifecycleHookName=pool.launch_hook_name,
+                    AutoScalingGroupName=pool.group,
+                    LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                    HeartbeatTimeout=int(pool.launch_hook_timeout_s),
+                    DefaultResult=pool.launch_hook_default_result,
+                )
 
     # --- the model store ----------------------------------------------------------------------------
     def prepare_model_store(self, model_file: Path) -> None:
@@ -301,6 +309,7 @@ class Region:
             autoscaling_url=self.sandbox.autoscaling_url,
             secrets_manager_url=self.sandbox.moto_url,
             cloudwatch_url=self.sandbox.moto_url,
+            elbv2_url=self.sandbox.elbv2_url,
             juicefs=self.sandbox.juicefs,
         )
 
@@ -582,6 +591,11 @@ class Lifecycles:
         for g in self._groups():
             if g.pool.group == group:
                 g.complete(group, instance_id, result)
+
+    def heartbeat(self, group: str, instance_id: str) -> None:
+        for g in self._groups():
+            if g.pool.group == group:
+                g.heartbeat(instance_id)
 
     def scale_in(self, group: str, desired: int) -> bool:
         return any(g.scale_in(group, desired) for g in self._groups() if g.pool.group == group)
