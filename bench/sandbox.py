@@ -9,7 +9,8 @@ It runs `fleet sandbox` as a user does: `up --stack dev --nodes 2 --set controll
 (two nodes, so a drill on one leaves the pool serving; the controller's shortest allowed boot grace, so
 node-kill and node-hang need not wait out the rendered ten minutes), the latency samples, every dev drill
 in turn, `down`; then `up --stack prod --nodes 1` for region-loss (a primary and a standby), `down`.
-About 30 minutes on two cores (gpu-xid and bad-rollout wait out the controller's not-ready and launch budgets).
+About 30 minutes on two cores (gpu-xid and bad-rollout wait out the controller's not-ready and the
+launch budgets).
 
 Latency: `--samples` requests each way, interleaved, one at a time, through the OpenAI SDK with 16 tokens
 asked: straight to one node's agent (its API key), through the pool's emulated load balancer, and through
