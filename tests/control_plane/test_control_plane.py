@@ -617,12 +617,17 @@ def test_only_the_alb_reaches_the_gateway_and_only_the_gateway_reaches_the_data(
     cp = f"control-plane-{region}"
     other_private = {(cidr, 5432) for cidr in subnet_plan(other_cidr, 3)[0]}
     primary = region == "us-east-1"
-    # The functions the failover design adds: the database bootstrap (primary), the prober (standby).
-    helpers_in = {"data-gateway-role-sg": set()} if primary else {"promotion-sg": set()}
+    # The functions the failover design adds: the database bootstrap and the writer's heartbeat (primary),
+    # the prober (standby: the other region's writer over the peering, its own replica for the heartbeat).
+    helpers = ["data-gateway-role-sg", "heartbeat-sg"] if primary else ["promotion-sg"]
+    helpers_in: dict[str, set[tuple[str, int]]] = {group: set() for group in helpers}
     helpers_out = (
-        {"data-gateway-role-sg": {(f"data-{region}-sg", 5432), *other_private}}
+        {
+            "data-gateway-role-sg": {(f"data-{region}-sg", 5432), *other_private},
+            "heartbeat-sg": {(f"data-{region}-sg", 5432)},
+        }
         if primary
-        else {"promotion-sg": {("0.0.0.0/0", 443), *other_private}}
+        else {"promotion-sg": {("0.0.0.0/0", 443), (f"data-{region}-sg", 5432), *other_private}}
     )
     assert flows(prod, region) == {
         f"{cp}-alb-sg": {("0.0.0.0/0", 443), ("0.0.0.0/0", 80)},
@@ -632,7 +637,7 @@ def test_only_the_alb_reaches_the_gateway_and_only_the_gateway_reaches_the_data(
         # AWS cannot reference a group across regions).
         f"data-{region}-sg": {(f"{cp}-gateway-sg", 5432)}
         | other_private
-        | ({("data-gateway-role-sg", 5432)} if primary else set()),
+        | {(group, 5432) for group in helpers},
         **helpers_in,
     }
     assert egress(prod, region) == {

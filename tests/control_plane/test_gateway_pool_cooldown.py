@@ -59,8 +59,17 @@ class PoolBalancer(FakeOpenAI):
 
     def __init__(self, api_key: str) -> None:
         super().__init__(api_key)
-        self.mode = "serve"
+        self._mode = "serve"
         self._turn = 0
+
+    @property
+    def mode(self) -> str:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str) -> None:
+        # "one-dead" starts on the dead node, whatever the requests before it: each first attempt meets it.
+        self._mode, self._turn = mode, 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].endswith("/completions"):
