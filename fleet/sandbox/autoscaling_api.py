@@ -91,7 +91,7 @@ class AutoScalingApi:
         self.heartbeat_operation = model.operation_model("RecordLifecycleActionHeartbeat")
         self.completed: list[CompletedAction] = []
         self.refused: list[str] = []
-        self._moto = moto_client("autoscaling", moto_url)
+        self._moto: dict[str, Any] = {}  # by region: the one the request is signed for
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +129,7 @@ class AutoScalingApi:
     async def _complete(self, scope: Scope, params: dict[str, str], send: Send) -> None:
         problem = self._request_problem(params, header(scope, "authorization") or "")
         if problem is None:
-            problem = await asyncio.to_thread(self._state_problem, params)
+            problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
         if problem is not None:
             self.refused.append(problem)
             await self._error(send, problem)
@@ -163,7 +163,7 @@ class AutoScalingApi:
         if problem is None and report.has_errors():
             problem = report.generate_report()
         if problem is None:
-            problem = await asyncio.to_thread(self._state_problem, params)
+            problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
         if problem is not None:
             self.refused.append(problem)
             await self._error(send, problem)
@@ -200,13 +200,22 @@ class AutoScalingApi:
             return f"LifecycleActionResult {given['LifecycleActionResult']!r}: CONTINUE or ABANDON"
         return None
 
-    def _state_problem(self, params: dict[str, str]) -> str | None:
+    def _client(self, authorization: str | None) -> Any:
+        """moto's Auto Scaling in the region the request is signed for (groups are regional)."""
+        credential = _CREDENTIAL.search(authorization or "")
+        region = credential.group(3) if credential else "us-east-1"
+        if region not in self._moto:
+            self._moto[region] = moto_client("autoscaling", self.moto_url, region)
+        return self._moto[region]
+
+    def _state_problem(self, params: dict[str, str], authorization: str | None) -> str | None:
         group, hook, instance = (
             params["AutoScalingGroupName"],
             params["LifecycleHookName"],
             params.get("InstanceId"),
         )
-        hooks = self._moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        moto = self._client(authorization)
+        hooks = moto.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
         transitions = (LAUNCHING, TERMINATING) if self.lifecycle is not None else (TERMINATING,)
         if not any(h["LifecycleHookName"] == hook and h["LifecycleTransition"] in transitions for h in hooks):
             return f"No lifecycle hook {hook} on group {group}"
@@ -214,7 +223,7 @@ class AutoScalingApi:
             if instance is None or not self.lifecycle.action_open(group, instance):
                 return f"No active Lifecycle Action found with instance ID {instance}"
             return None
-        found = self._moto.describe_auto_scaling_instances(InstanceIds=[instance] if instance else [])
+        found = moto.describe_auto_scaling_instances(InstanceIds=[instance] if instance else [])
         groups = {i["AutoScalingGroupName"] for i in found["AutoScalingInstances"]}
         if instance and groups != {group}:
             return f"No active Lifecycle Action found with instance ID {instance}"
