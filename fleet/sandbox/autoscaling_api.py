@@ -34,7 +34,7 @@ from fleet.sandbox.asgi import Receive, Scope, Send, header, read_body, respond
 
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
-_CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
 
 
 class Lifecycle(Protocol):
@@ -63,7 +63,7 @@ class Lifecycle(Protocol):
         ...
 
 
-def _python_pattern(pattern: str) -> str:
+def python_pattern(pattern: str) -> str:
     """The model's patterns are Java's: astral characters as a surrogate-pair range."""
     return pattern.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
 
@@ -134,7 +134,7 @@ class AutoScalingApi:
             self.refused.append(problem)
             await self._error(send, problem)
             return
-        credential = _CREDENTIAL.search(header(scope, "authorization") or "")
+        credential = CREDENTIAL.search(header(scope, "authorization") or "")
         assert credential is not None
         completed = CompletedAction(
             hook=params["LifecycleHookName"],
@@ -174,7 +174,7 @@ class AutoScalingApi:
         await self._empty_result(send, str(self.heartbeat_operation.name), wrapper)
 
     def _request_problem(self, params: dict[str, str], authorization: str) -> str | None:
-        credential = _CREDENTIAL.search(authorization)
+        credential = CREDENTIAL.search(authorization)
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
             return "request is not signed with SigV4"
         if credential.group(4) != self.operation.service_model.signing_name:
@@ -190,7 +190,7 @@ class AutoScalingApi:
         for name, value in given.items():
             pattern = members[name].metadata.get("pattern")
             limit = members[name].metadata.get("max")
-            if pattern and not re.fullmatch(_python_pattern(pattern), value):
+            if pattern and not re.fullmatch(python_pattern(pattern), value):
                 return f"{name} {value!r} does not match {pattern}"
             if limit and len(value) > limit:
                 return f"{name} is longer than {limit}"
@@ -202,7 +202,7 @@ class AutoScalingApi:
 
     def _client(self, authorization: str | None) -> Any:
         """moto's Auto Scaling in the region the request is signed for (groups are regional)."""
-        credential = _CREDENTIAL.search(authorization or "")
+        credential = CREDENTIAL.search(authorization or "")
         region = credential.group(3) if credential else "us-east-1"
         if region not in self._moto:
             self._moto[region] = moto_client("autoscaling", self.moto_url, region)

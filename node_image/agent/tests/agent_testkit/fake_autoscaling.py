@@ -25,27 +25,18 @@ import botocore.session
 import httpx
 from botocore.validate import ParamValidator
 
+from fleet.sandbox.autoscaling_api import (
+    CREDENTIAL,
+    LAUNCHING,
+    TERMINATING,
+    CompletedAction,
+    python_pattern,
+)
+
 from .asgi import Receive, Scope, Send, header, read_body, respond
 
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
-LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 OPERATIONS = ("CompleteLifecycleAction", "RecordLifecycleActionHeartbeat")
-_CREDENTIAL = re.compile(r"Credential=([^/]+)/(\d{8})/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
-
-
-def _python_pattern(pattern: str) -> str:
-    """The model's patterns are Java's: astral characters as a surrogate-pair range."""
-    return pattern.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
-
-
-@dataclass(frozen=True)
-class CompletedAction:
-    hook: str
-    group: str
-    instance: str | None
-    result: str
-    access_key: str
-    region: str
+__all__ = ["LAUNCHING", "TERMINATING", "CompletedAction", "FakeAutoScaling", "Heartbeat"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +87,7 @@ class FakeAutoScaling:
             self.refused.append(problem)
             await self._error(send, problem)
             return
-        credential = _CREDENTIAL.search(authorization)
+        credential = CREDENTIAL.search(authorization)
         assert credential is not None
         hook, group, instance = (
             params["LifecycleHookName"],
@@ -126,7 +117,7 @@ class FakeAutoScaling:
         await respond(send, 200, xml, "text/xml")
 
     def _request_problem(self, operation: Any, params: dict[str, str], authorization: str) -> str | None:
-        credential = _CREDENTIAL.search(authorization)
+        credential = CREDENTIAL.search(authorization)
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
             return "request is not signed with SigV4"
         if credential.group(4) != operation.service_model.signing_name:
@@ -143,7 +134,7 @@ class FakeAutoScaling:
         for name, value in given.items():
             pattern = members[name].metadata.get("pattern")
             limit = members[name].metadata.get("max")
-            if pattern and not re.fullmatch(_python_pattern(pattern), value):
+            if pattern and not re.fullmatch(python_pattern(pattern), value):
                 return f"{name} {value!r} does not match {pattern}"
             if limit and len(value) > limit:
                 return f"{name} is longer than {limit}"

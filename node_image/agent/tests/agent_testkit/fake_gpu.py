@@ -9,27 +9,10 @@ import queue
 import threading
 import time
 
+from fleet.sandbox.gpu import A10G_MEMORY, healthy_reading
 from fleet_agent.gpu.backend import GpuProcess, GpuReading, GpuUnavailable, XidEvent
 
-A10G_MEMORY = 24 * 1024**3
-
-
-def healthy_reading(index: int = 0) -> GpuReading:
-    return GpuReading(
-        index=index,
-        name="NVIDIA A10G",
-        uuid=f"GPU-00000000-0000-0000-0000-00000000000{index}",
-        memory_total_bytes=A10G_MEMORY,
-        memory_used_bytes=A10G_MEMORY // 3,
-        temperature_c=54,
-        slowdown_temperature_c=90,
-        utilization_pct=37,
-        power_w=142.5,
-        ecc_uncorrected_volatile=0,
-        remap_pending=False,
-        remap_failed=False,
-        throttle_reasons=0,
-    )
+__all__ = ["A10G_MEMORY", "FakeGpuBackend", "healthy_reading"]
 
 
 class FakeGpuBackend:
