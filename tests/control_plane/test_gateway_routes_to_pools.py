@@ -17,13 +17,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from testkit.fake_openai import FakeOpenAI
+from testkit.fake_openai import ANSWER, FakeOpenAI
 from testkit.litellm_proxy import running_litellm
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER, SERVERLESS_ORDER
 from components.core.catalog.resource_types import S3_OBJECT
 from fleet.harness import render
-from fleet.sandbox.serverless import answer_text
 from fleet.stackfile import load_stack
 from fleet_agent.drain import DrainNotice
 from node_image.agent.tests.agent_testkit.harness import API_KEY, RunningAgent, llama_config, write_config
@@ -127,7 +126,7 @@ def test_the_pool_serves_first_and_the_serverless_endpoint_takes_over_when_it_is
 
         served = complete(gateway["url"])
         assert served.status_code == 200, served.text
-        assert served.json()["choices"][0]["text"] != answer_text(4)
+        assert served.json()["choices"][0]["text"] != ANSWER
         assert completions(fake) == []  # the pool answered; the fallback was not asked
         assert agent_counter(agent, "fleet_agent_requests_total") >= 1
 
@@ -139,7 +138,7 @@ def test_the_pool_serves_first_and_the_serverless_endpoint_takes_over_when_it_is
 
         fallback = complete(gateway["url"])
         assert fallback.status_code == 200, fallback.text
-        assert fallback.json()["choices"][0]["text"] == answer_text(4)
+        assert fallback.json()["choices"][0]["text"] == ANSWER
         assert [c["body"]["model"] for c in completions(fake)] == ["meta-llama/Llama-3.1-8B-Instruct"]
         # The pool was tried first and refused it; only then the serverless endpoint.
         assert agent_counter(agent, "fleet_agent_requests_rejected_total") > refused_before
