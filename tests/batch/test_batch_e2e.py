@@ -227,9 +227,15 @@ def test_executions_never_exceed_the_cap_and_a_waiting_job_spends_no_attempt(
         "a job made to wait for a free GPU",
     )
     assert len(world.run.executions) == cap
+    # The wait task exists before the admission answers and names it in the job's document.
+    wait_for(lambda: world.task(waiting).outcome is not None, 60, "the refused dispatch answered")
     assert world.task(waiting).outcome == "done"  # answered 200: not one of the queue's attempts
+    wait_for(
+        lambda: world.document(waiting)["task"] == f"{world.queue.name}/tasks/{waiting}-w1",
+        60,
+        "the job's document naming its wait task",
+    )
     assert world.document(waiting)["state"] == "queued"
-    assert world.document(waiting)["task"] == f"{world.queue.name}/tasks/{waiting}-w1"
     release.set()
     for job_id in ids:
         code, status = cli.wait(job_id)
