@@ -105,7 +105,7 @@ class FailoverProberArgs:
     topic_arn: pulumi.Input[str]
     promote_after_seconds: int
     rpo_seconds: int
-    # The region-loss budget's detection term: the most one loss's witnesses can be apart.
+    # The most one region loss's witnesses can be apart (budget.witness_spread_seconds).
     detection_seconds: int
     log_retention_days: int
 
