@@ -3,14 +3,21 @@ they are written. Modules are shuffled, then the tests inside each module; a mod
 so its module-scoped fixtures (a LiteLLM proxy, a llama.cpp server) still start once. The seed is printed
 first and last; `--random-order=SEED` repeats an order.
 
-Here, at the root, so that it applies to both test trees (tests/ and node_image/agent/tests/).
+Here, at the root, so that it applies to both test trees (tests/ and node_image/agent/tests/). Also the
+one setting every in-process import of LiteLLM needs here: its packaged model cost map, as the gateway's
+task definition sets it (components/control_plane/gateway_service.py). Without it LiteLLM's import fetches
+the map from GitHub, and on this offline machine the warning it logs imports more of LiteLLM from inside
+its logging filter: under load that import met another thread's (a `_DeadlockError` at collection).
 """
 
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 SEED = pytest.StashKey[int]()
 
