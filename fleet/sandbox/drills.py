@@ -23,6 +23,10 @@ from typing import Any, ClassVar
 
 from fleet.sandbox.load import Load, LoadSpec, Outcome, Progress, summarize, target
 
+# How long the engine-crash drill waits for a stream in flight: a hang guard, long enough for a machine
+# whose CPUs are saturated (60 s was not, with two busy loops on 2 cores).
+STREAM_WAIT_S = 180
+
 WARMUP_S = 5.0  # load before the fault: a baseline, and requests in flight when it strikes
 SETTLE_S = 5.0  # load after recovery
 POLL_S = 0.5
@@ -460,9 +464,9 @@ class EngineCrashMidstream(Drill):
             busy = max(targets, key=lambda t: t["inflight"], default=None)
             return busy["id"] if busy is not None and busy["inflight"] > 0 else None
 
-        node = ctx.wait_until(streaming_node, 60)
+        node = ctx.wait_until(streaming_node, STREAM_WAIT_S)
         if node is None:
-            raise DrillError("no stream was in flight on any node within 60 s")
+            raise DrillError(f"no stream was in flight on any node within {STREAM_WAIT_S} s")
         self.target["node"] = node
         ctx.fault("crash-engine", node=node)
 
