@@ -68,6 +68,39 @@ def python_pattern(pattern: str) -> str:
     return pattern.replace("\\uD800\\uDC00-\\uDBFF\\uDFFF", "\\U00010000-\\U0010FFFF")
 
 
+def request_problem(operation: Any, params: dict[str, str], authorization: str) -> str | None:
+    """What AWS would refuse in a lifecycle call, by botocore's model of `operation`: a request not signed
+    for autoscaling with SigV4, members the operation does not take or lacks, values outside their
+    patterns and lengths, neither an instance nor a token, a result other than CONTINUE or ABANDON."""
+    credential = CREDENTIAL.search(authorization)
+    if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
+        return "request is not signed with SigV4"
+    if credential.group(4) != operation.service_model.signing_name:
+        return f"signed for {credential.group(4)}, not autoscaling"
+    input_shape: Any = operation.input_shape  # botocore's shapes are typed as cached properties
+    members = input_shape.members
+    given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
+    unknown = sorted(set(given) - set(members))
+    if unknown:
+        return f"unknown parameter(s) {', '.join(unknown)}"
+    report = ParamValidator().validate(given, input_shape)
+    if report.has_errors():
+        return report.generate_report()
+    for name, value in given.items():
+        pattern = members[name].metadata.get("pattern")
+        limit = members[name].metadata.get("max")
+        if pattern and not re.fullmatch(python_pattern(pattern), value):
+            return f"{name} {value!r} does not match {pattern}"
+        if limit and len(value) > limit:
+            return f"{name} is longer than {limit}"
+    if "InstanceId" not in given and "LifecycleActionToken" not in given:
+        return "either InstanceId or LifecycleActionToken is required"
+    result = given.get("LifecycleActionResult", "CONTINUE")  # a heartbeat carries none
+    if result not in ("CONTINUE", "ABANDON"):
+        return f"LifecycleActionResult {result!r}: CONTINUE or ABANDON"
+    return None
+
+
 @dataclass(frozen=True)
 class CompletedAction:
     hook: str
@@ -86,7 +119,6 @@ class AutoScalingApi:
         self.namespace = model.metadata["xmlNamespace"]
         self.operation = model.operation_model("CompleteLifecycleAction")
         # botocore's shapes (typed as cached properties, hence Any).
-        self.input_shape: Any = self.operation.input_shape
         self.result_wrapper: str = self.operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
         self.heartbeat_operation = model.operation_model("RecordLifecycleActionHeartbeat")
         self.completed: list[CompletedAction] = []
@@ -127,7 +159,7 @@ class AutoScalingApi:
             await self._forward(scope, body, send)
 
     async def _complete(self, scope: Scope, params: dict[str, str], send: Send) -> None:
-        problem = self._request_problem(params, header(scope, "authorization") or "")
+        problem = request_problem(self.operation, params, header(scope, "authorization") or "")
         if problem is None:
             problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
         if problem is not None:
@@ -153,15 +185,7 @@ class AutoScalingApi:
 
     async def _heartbeat(self, scope: Scope, params: dict[str, str], send: Send) -> None:
         assert self.lifecycle is not None
-        shape: Any = self.heartbeat_operation.input_shape
-        given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
-        report = ParamValidator().validate(given, shape)
-        authorization = header(scope, "authorization") or ""
-        problem = (
-            None if authorization.startswith("AWS4-HMAC-SHA256 ") else "request is not signed with SigV4"
-        )
-        if problem is None and report.has_errors():
-            problem = report.generate_report()
+        problem = request_problem(self.heartbeat_operation, params, header(scope, "authorization") or "")
         if problem is None:
             problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
         if problem is not None:
@@ -172,33 +196,6 @@ class AutoScalingApi:
         await asyncio.to_thread(self.lifecycle.heartbeat, group, instance)
         wrapper = self.heartbeat_operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
         await self._empty_result(send, str(self.heartbeat_operation.name), wrapper)
-
-    def _request_problem(self, params: dict[str, str], authorization: str) -> str | None:
-        credential = CREDENTIAL.search(authorization)
-        if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
-            return "request is not signed with SigV4"
-        if credential.group(4) != self.operation.service_model.signing_name:
-            return f"signed for {credential.group(4)}, not autoscaling"
-        members = self.input_shape.members
-        given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
-        unknown = sorted(set(given) - set(members))
-        if unknown:
-            return f"unknown parameter(s) {', '.join(unknown)}"
-        report = ParamValidator().validate(given, self.input_shape)
-        if report.has_errors():
-            return report.generate_report()
-        for name, value in given.items():
-            pattern = members[name].metadata.get("pattern")
-            limit = members[name].metadata.get("max")
-            if pattern and not re.fullmatch(python_pattern(pattern), value):
-                return f"{name} {value!r} does not match {pattern}"
-            if limit and len(value) > limit:
-                return f"{name} is longer than {limit}"
-        if "InstanceId" not in given and "LifecycleActionToken" not in given:
-            return "either InstanceId or LifecycleActionToken is required"
-        if given["LifecycleActionResult"] not in ("CONTINUE", "ABANDON"):
-            return f"LifecycleActionResult {given['LifecycleActionResult']!r}: CONTINUE or ABANDON"
-        return None
 
     def _client(self, authorization: str | None) -> Any:
         """moto's Auto Scaling in the region the request is signed for (groups are regional)."""

@@ -12,7 +12,6 @@ result shape, or AWS's ErrorResponse with ValidationError. Every other action is
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,14 +22,13 @@ from urllib.parse import parse_qsl
 import boto3
 import botocore.session
 import httpx
-from botocore.validate import ParamValidator
 
 from fleet.sandbox.autoscaling_api import (
     CREDENTIAL,
     LAUNCHING,
     TERMINATING,
     CompletedAction,
-    python_pattern,
+    request_problem,
 )
 
 from .asgi import Receive, Scope, Send, header, read_body, respond
@@ -80,7 +78,7 @@ class FakeAutoScaling:
             await self._forward(scope, body, send)
             return
         authorization = header(scope, "authorization") or ""
-        problem = self._request_problem(operation, params, authorization)
+        problem = request_problem(operation, params, authorization)
         if problem is None:
             problem = self._state_problem(params)
         if problem is not None:
@@ -115,35 +113,6 @@ class FakeAutoScaling:
             f"</{operation.name}Response>"
         )
         await respond(send, 200, xml, "text/xml")
-
-    def _request_problem(self, operation: Any, params: dict[str, str], authorization: str) -> str | None:
-        credential = CREDENTIAL.search(authorization)
-        if not authorization.startswith("AWS4-HMAC-SHA256 ") or credential is None:
-            return "request is not signed with SigV4"
-        if credential.group(4) != operation.service_model.signing_name:
-            return f"signed for {credential.group(4)}, not autoscaling"
-        input_shape: Any = operation.input_shape  # botocore's shapes are typed as cached properties
-        members = input_shape.members
-        given = {k: v for k, v in params.items() if k not in ("Action", "Version")}
-        unknown = sorted(set(given) - set(members))
-        if unknown:
-            return f"unknown parameter(s) {', '.join(unknown)}"
-        report = ParamValidator().validate(given, input_shape)
-        if report.has_errors():
-            return report.generate_report()
-        for name, value in given.items():
-            pattern = members[name].metadata.get("pattern")
-            limit = members[name].metadata.get("max")
-            if pattern and not re.fullmatch(python_pattern(pattern), value):
-                return f"{name} {value!r} does not match {pattern}"
-            if limit and len(value) > limit:
-                return f"{name} is longer than {limit}"
-        if "InstanceId" not in given and "LifecycleActionToken" not in given:
-            return "either InstanceId or LifecycleActionToken is required"
-        result = given.get("LifecycleActionResult", "CONTINUE")
-        if result not in ("CONTINUE", "ABANDON"):
-            return f"LifecycleActionResult {result!r}: CONTINUE or ABANDON"
-        return None
 
     def _state_problem(self, params: dict[str, str]) -> str | None:
         instance = params.get("InstanceId")
