@@ -43,8 +43,23 @@ def _hang(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
 
 
 def _crash_engine(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
-    node = _node(sandbox, order)
-    return {"node": node.instance_id, "killed": node.crash_engine()}
+    """On `node`; or, given `pool`, on whichever of its nodes has an answer mid-body at its load balancer
+    (waiting up to `waitSeconds` for one), so that the crash certainly cuts a stream a client reads."""
+    if "pool" not in order:
+        node = _node(sandbox, order)
+        return {"node": node.instance_id, "killed": node.crash_engine()}
+    region, _ = sandbox.group(str(order["pool"]))
+    lb = region.lbs[str(order["pool"])]
+    wait_s = float(order.get("waitSeconds", 60))
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        struck = lb.strike_midstream(lambda node_id: _node(sandbox, {"node": node_id}).crash_engine())
+        if struck is not None:
+            node_id, streams, killed = struck
+            # The drill's time zero is the kill, not the wait before it.
+            return {"node": node_id, "killed": killed, "streamsCut": streams, "at": time.time()}
+        time.sleep(0.02)
+    raise TimeoutError(f"no answer was mid-body on pool {order['pool']} within {wait_s:g} s")
 
 
 def _xid(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
@@ -244,7 +259,7 @@ class ControlApi:
                     "fault", fault=order["kind"], **{k: v for k, v in order.items() if k != "kind"}
                 )
                 result = await asyncio.to_thread(fault, sandbox, order)
-                await respond(send, 200, {**result, "at": event["at"]})
+                await respond(send, 200, {"at": event["at"], **result})
             elif method == "POST" and path == "/shutdown":
                 self.stop.set()
                 await respond(send, 200, {"stopping": True})

@@ -452,23 +452,14 @@ class EngineCrashMidstream(Drill):
 
     def inject(self, ctx: Context) -> None:
         pool = self.target["pool"]
-
-        def streaming_node() -> str | None:
-            load = ctx.load
-            live = load is not None and any(
-                o.ttft_s is not None and o.ended_at is None for o in load.snapshot()
-            )
-            if not live:
-                return None
-            targets = [t for t in ctx.fresh_pool(pool)["targets"] if t["state"] == "healthy"]
-            busy = max(targets, key=lambda t: t["inflight"], default=None)
-            return busy["id"] if busy is not None and busy["inflight"] > 0 else None
-
-        node = ctx.wait_until(streaming_node, STREAM_WAIT_S)
-        if node is None:
-            raise DrillError(f"no stream was in flight on any node within {STREAM_WAIT_S} s")
-        self.target["node"] = node
-        ctx.fault("crash-engine", node=node)
+        # The supervisor picks the node and kills its engine in one step, while the load balancer holds an
+        # answer from it mid-body: a stream the client has begun to read, which the crash must cut.
+        try:
+            struck = ctx.fault("crash-engine", pool=pool, waitSeconds=STREAM_WAIT_S)
+        except RuntimeError as exc:
+            raise DrillError(str(exc)) from exc
+        self.target["node"] = struck["node"]
+        self.notes.append(f"engine killed on {struck['node']} with {struck['streamsCut']} answer(s) mid-body")
 
     def detected(self, ctx: Context, events: list[Event]) -> Event | None:
         node = self.target["node"]

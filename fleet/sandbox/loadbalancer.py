@@ -60,6 +60,7 @@ class Target:
     passes: int = 0
     failures: int = 0
     inflight: int = 0
+    streaming: int = 0  # answers whose body has begun reaching the client and has not ended
     last_check: str = ""
     registered_at: float = field(default_factory=time.time)
     changed_at: float = field(default_factory=time.time)
@@ -104,9 +105,25 @@ class TargetGroup:
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
             return [
-                {"id": t.id, "port": t.port, "state": t.state, "inflight": t.inflight, "check": t.last_check}
+                {
+                    "id": t.id,
+                    "port": t.port,
+                    "state": t.state,
+                    "inflight": t.inflight,
+                    "streaming": t.streaming,
+                    "check": t.last_check,
+                }
                 for t in self.targets.values()
             ]
+
+    def strike_midstream(self, strike: Callable[[str], Any]) -> tuple[str, int, Any] | None:
+        """`strike` the target with the most answers mid-body, holding the lock an answer's end takes: none
+        of them can end here first. None while no answer is mid-body."""
+        with self._lock:
+            busy = max(self.targets.values(), key=lambda t: t.streaming, default=None)
+            if busy is None or busy.streaming == 0:
+                return None
+            return busy.id, busy.streaming, strike(busy.id)
 
     def state_of(self, target_id: str) -> str | None:
         with self._lock:
@@ -243,6 +260,7 @@ class TargetGroup:
             await respond(send, 502, "502 Bad Gateway", "text/html")
             return
         self.served += 1
+        streaming = False
         try:
             response_headers = [
                 (k.lower(), v) for k, v in upstream.headers.raw if k.lower() not in HOP_BY_HOP
@@ -254,8 +272,15 @@ class TargetGroup:
             # escaping here closes the client's connection without the body's end).
             async for chunk in upstream.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if chunk and not streaming:
+                    streaming = True
+                    with self._lock:
+                        target.streaming += 1
             await send({"type": "http.response.body", "body": b""})
         finally:
+            if streaming:
+                with self._lock:
+                    target.streaming -= 1
             await upstream.aclose()
 
     async def close(self) -> None:
