@@ -1,7 +1,8 @@
 """The emulated GPU: a `GpuBackend` (the agent's narrow NVML interface) that reports healthy readings and
 replays XID events, in place of NVML on a machine without a GPU.
 
-Tests drive it directly (`replay_xid`, `change`). A sandbox node's agent runs it in its own process, fed
+Tests drive it directly (`replay_xid`, `change`; the agent's test kit's `FakeGpuBackend` adds the compute
+processes a test sets). A sandbox node's agent runs it in its own process, fed
 by a control file the drills append to: one JSON object a line, `{"xid": 79}` or
 `{"change": {"temperature_c": 95}}`; the XID thread picks lines up as NVML's event wait would return
 them."""
