@@ -27,6 +27,7 @@ from components.controller.config import ControllerConfig
 from components.core.alarms import alarm, function_errors_alarm
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
+from components.core.elasticache import REDIS_PORT
 from components.core.functions import function_log_group, run_on_schedule, vpc_function
 from components.core.iam import LAMBDA_VPC_ACCESS, log_statement, scoped_role, secret_read_statements
 from components.core.security import SecurityGroups
@@ -39,7 +40,6 @@ FUNCTION_TIMEOUT_SECONDS = RUN_SECONDS + 20
 # A scheduled event the next minute's run covers is not worth retrying.
 MAX_EVENT_AGE_SECONDS = 60
 MEMORY_MB = 128
-REDIS_PORT = 6379
 HTTPS_PORT = 443
 # The node image's oneshot unit that restarts a silent agent (node_image/systemd).
 RESTART_UNIT = "fleet-agent-restart.service"

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_aws as aws
 
-REDIS_PORT = 6379
+REDIS_PORT = 6379  # every replication group's port: the clients' rules and URLs name this one
 REDIS_ENGINE_VERSION = "7.1"
 
 

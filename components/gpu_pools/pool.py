@@ -27,6 +27,7 @@ import pulumi_aws as aws
 
 from components.core.config import PROJECT
 from components.core.context import RegionContext, StackContext
+from components.core.elasticache import REDIS_PORT
 from components.core.iam import instance_role, secret_read_statements
 from components.core.load_balancing import http_health_check
 from components.core.security import SecurityGroups
@@ -62,7 +63,6 @@ from fleet_agent import constants as agent_constants
 LB_PORT = 80
 AGENT_PORT = agent_constants.DEFAULT_SERVING_PORT
 READINESS_PATH = agent_constants.READINESS_PATH
-REDIS_PORT = 6379
 HTTPS_PORT = 443
 ROOT_DEVICE = "/dev/sda1"
 SSM_MANAGED_INSTANCE_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"

@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 import yaml
 
+from components.core.elasticache import REDIS_PORT
 from components.gpu_pools.config import CONCURRENCY_FLAG, GpuPoolConfig
 from components.gpu_pools.scaling import agent_settings
 from fleet_agent import constants as agent_constants
@@ -32,7 +33,6 @@ API_KEY_SECRET_KEY = "apiKey"
 REDIS_PASSWORD_SECRET_KEY = "redisPassword"
 # The model cache (on the instance store when the node has one: fleet-model-cache.service).
 MODEL_DIR = "/var/lib/fleet-models"
-HEARTBEAT_REDIS_PORT = 6379
 # Ollama runs as the host's unit on a VM; the agent attaches to it and may restart it (polkit rule).
 OLLAMA_RESTART = ["systemctl", "restart", "ollama.service"]
 # Read by the image's ollama.service (EnvironmentFile=-): where its models are.
@@ -108,7 +108,7 @@ def agent_config(pool: GpuPoolConfig, node: NodeSettings) -> AgentConfig:
         "preemption": {"provider": "aws", "on_rebalance": "log"},
         "heartbeat": {
             # The nodes' own ACL user (not the gateway's): its password comes from the node secret.
-            "redis_url": f"rediss://{node.redis_user}@{node.redis_host}:{HEARTBEAT_REDIS_PORT}/0",
+            "redis_url": f"rediss://{node.redis_user}@{node.redis_host}:{REDIS_PORT}/0",
             "redis_password_file": REDIS_PASSWORD_FILE,
         },
         "secrets": {
