@@ -22,6 +22,20 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from components.core.catalog.resource_types import (
+    CLOUD_RUN_JOB,
+    CLOUD_RUN_JOB_IAM_MEMBER,
+    CLOUD_RUN_SERVICE,
+    CLOUD_RUN_SERVICE_IAM_MEMBER,
+    CLOUD_TASKS_QUEUE,
+    CLOUD_TASKS_QUEUE_IAM_MEMBER,
+    FIRESTORE_DATABASE,
+    FIRESTORE_DOCUMENT,
+    GCS_BUCKET,
+    GCS_BUCKET_IAM_MEMBER,
+    PROJECT_IAM_MEMBER,
+    SERVICE_ACCOUNT_IAM_MEMBER,
+)
 from fleet.harness import Rendering
 from node_image.agent.tests.agent_testkit.harness import FAST_PROBES, FAST_SUPERVISOR, LLAMA_SERVER
 from node_image.agent.tests.agent_testkit.net import ThreadedServer, free_port, wait_for
@@ -66,11 +80,11 @@ class BatchWorld:
         self.tiny_model = tiny_model
         self.engine = engine or LLAMA_SERVER
         self.identity = Identity()
-        job = rendering.one("gcp:cloudrunv2/job:Job")
-        queue = rendering.one("gcp:cloudtasks/queue:Queue")
-        database = rendering.one("gcp:firestore/database:Database")
-        bucket = rendering.one("gcp:storage/bucket:Bucket", "batch-smoke-results")
-        self.service = rendering.one("gcp:cloudrunv2/service:Service")
+        job = rendering.one(CLOUD_RUN_JOB)
+        queue = rendering.one(CLOUD_TASKS_QUEUE)
+        database = rendering.one(FIRESTORE_DATABASE)
+        bucket = rendering.one(GCS_BUCKET, "batch-smoke-results")
+        self.service = rendering.one(CLOUD_RUN_SERVICE)
         project = job.inputs["project"]
         self.job_name = job.inputs["name"]
         self.database_path = f"projects/{project}/databases/{database.inputs['name']}"
@@ -85,10 +99,8 @@ class BatchWorld:
             max_retries=int(template["maxRetries"]),
             timeout_s=duration_s(template["timeout"]),
             service_account=template["serviceAccount"],
-            executors=_members(
-                rendering, "gcp:cloudrunv2/jobIamMember:JobIamMember", "roles/run.jobsExecutorWithOverrides"
-            ),
-            viewers=_members(rendering, "gcp:cloudrunv2/jobIamMember:JobIamMember", "roles/run.viewer"),
+            executors=_members(rendering, CLOUD_RUN_JOB_IAM_MEMBER, "roles/run.jobsExecutorWithOverrides"),
+            viewers=_members(rendering, CLOUD_RUN_JOB_IAM_MEMBER, "roles/run.viewer"),
         )
         target = queue.inputs["httpTarget"]
         retry, rates = queue.inputs["retryConfig"], queue.inputs["rateLimits"]
@@ -97,7 +109,7 @@ class BatchWorld:
         dispatcher = token["serviceAccountEmail"]
         act_as = {
             r.inputs["member"]
-            for r in rendering.of_type("gcp:serviceaccount/iAMMember:IAMMember")
+            for r in rendering.of_type(SERVICE_ACCOUNT_IAM_MEMBER)
             if r.inputs["role"] == "roles/iam.serviceAccountUser"
             and r.inputs["serviceAccountId"].endswith(dispatcher)
         }
@@ -116,22 +128,18 @@ class BatchWorld:
             header_overrides={
                 h["header"]["key"]: h["header"]["value"] for h in target.get("headerOverrides", [])
             },
-            enqueuers=_members(
-                rendering, "gcp:cloudtasks/queueIamMember:QueueIamMember", "roles/cloudtasks.enqueuer"
-            ),
+            enqueuers=_members(rendering, CLOUD_TASKS_QUEUE_IAM_MEMBER, "roles/cloudtasks.enqueuer"),
             act_as=act_as,
-            viewers=_members(
-                rendering, "gcp:cloudtasks/queueIamMember:QueueIamMember", "roles/cloudtasks.viewer"
-            ),
+            viewers=_members(rendering, CLOUD_TASKS_QUEUE_IAM_MEMBER, "roles/cloudtasks.viewer"),
         )
         self.dispatcher_email = dispatcher
         self.firestore = FakeFirestore(
             self.identity,
             self.database_path,
-            _members(rendering, "gcp:projects/iAMMember:IAMMember", "roles/datastore.user"),
+            _members(rendering, PROJECT_IAM_MEMBER, "roles/datastore.user"),
         )
         # What `pulumi up` wrote: the directory document naming the queue.
-        directory = rendering.one("gcp:firestore/document:Document")
+        directory = rendering.one(FIRESTORE_DOCUMENT)
         self.firestore.documents[
             f"{self.database_path}/documents/{directory.inputs['collection']}/{directory.inputs['documentId']}"
         ] = {"fields": json.loads(directory.inputs["fields"]), "updateTime": "2026-01-01T00:00:00Z"}
@@ -140,7 +148,7 @@ class BatchWorld:
             {
                 self.bucket: {
                     r.inputs["member"]
-                    for r in rendering.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+                    for r in rendering.of_type(GCS_BUCKET_IAM_MEMBER)
                     if r.inputs["bucket"] == self.bucket
                 }
             },
@@ -199,9 +207,7 @@ class BatchWorld:
             lambda: _listening(port) or process.poll() is not None, 30, "the admission service to listen"
         )
         assert process.poll() is None, f"fleet-agent dispatch exited {process.returncode}"
-        invokers = _members(
-            self.rendering, "gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "roles/run.invoker"
-        )
+        invokers = _members(self.rendering, CLOUD_RUN_SERVICE_IAM_MEMBER, "roles/run.invoker")
         self.admission = FakeRunService(self.identity, invokers, f"http://127.0.0.1:{port}")
         return self._stack.enter_context(ThreadedServer(self.admission)).url
 

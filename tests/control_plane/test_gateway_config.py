@@ -10,11 +10,18 @@ from typing import Any
 import yaml
 
 from components.control_plane.gateway_config import POOL_API_KEY_ENV, POOL_ORDER, SERVERLESS_ORDER
+from components.core.catalog.resource_types import (
+    ECS_TASK_DEFINITION,
+    LOAD_BALANCER,
+    ROUTE53_RECORD,
+    S3_OBJECT,
+    SECRET_VERSION,
+)
 from fleet.harness import Rendering, is_secret
 
 
 def gateway_config(rendering: Rendering, region: str) -> dict[str, Any]:
-    obj = rendering.one("aws:s3/bucketObjectv2:BucketObjectv2", f"control-plane-{region}-litellm-config")
+    obj = rendering.one(S3_OBJECT, f"control-plane-{region}-litellm-config")
     return yaml.safe_load(obj.inputs["content"])
 
 
@@ -59,10 +66,8 @@ def test_the_standby_gateway_uses_its_own_regions_pool(render) -> None:
 
 def test_each_pool_name_the_gateway_uses_leads_to_that_pools_load_balancer(render) -> None:
     prod = render("prod")
-    records = {r.inputs["name"]: r for r in prod.of_type("aws:route53/record:Record")}
-    balancers = {
-        b.outputs["dnsName"] for b in prod.of_type("aws:lb/loadBalancer:LoadBalancer") if b.inputs["internal"]
-    }
+    records = {r.inputs["name"]: r for r in prod.of_type(ROUTE53_RECORD)}
+    balancers = {b.outputs["dnsName"] for b in prod.of_type(LOAD_BALANCER) if b.inputs["internal"]}
     pool_bases = [
         d["litellm_params"]["api_base"]
         for region in ("us-east-1", "us-west-2")
@@ -78,20 +83,14 @@ def test_each_pool_name_the_gateway_uses_leads_to_that_pools_load_balancer(rende
 def test_the_pool_key_reaches_the_gateway_only_through_its_secret(render) -> None:
     prod = render("prod")
     for region in ("us-east-1", "us-west-2"):
-        version = prod.one(
-            "aws:secretsmanager/secretVersion:SecretVersion", f"control-plane-{region}-gateway-secret"
-        )
+        version = prod.one(SECRET_VERSION, f"control-plane-{region}-gateway-secret")
         assert is_secret(version.inputs["secretString"])
         document = json.loads(version.inputs["secretString"]["value"])
-        node_secret = next(
-            r
-            for r in prod.of_type("aws:secretsmanager/secretVersion:SecretVersion")
-            if r.name.startswith("pool-")
-        )
+        node_secret = next(r for r in prod.of_type(SECRET_VERSION) if r.name.startswith("pool-"))
         node_document = json.loads(node_secret.inputs["secretString"]["value"])
         # The gateway presents the key the agents check.
         assert document[POOL_API_KEY_ENV] == node_document["apiKey"]
-        task = prod.one("aws:ecs/taskDefinition:TaskDefinition", f"control-plane-{region}-gateway")
+        task = prod.one(ECS_TASK_DEFINITION, f"control-plane-{region}-gateway")
         container = next(c for c in json.loads(task.inputs["containerDefinitions"]) if c["name"] == "gateway")
         assert POOL_API_KEY_ENV in {s["name"] for s in container["secrets"]}
         assert POOL_API_KEY_ENV not in {e["name"] for e in container["environment"]}

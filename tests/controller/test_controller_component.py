@@ -12,6 +12,24 @@ import pytest
 
 from components.controller import budget_for
 from components.controller.budget import run_handover_s
+from components.core.catalog.resource_types import (
+    AUTOSCALING_GROUP,
+    CACHE_USER,
+    EVENT_RULE,
+    EVENT_TARGET,
+    IAM_ROLE_POLICY,
+    IAM_ROLE_POLICY_ATTACHMENT,
+    LAMBDA_EVENT_INVOKE_CONFIG,
+    LAMBDA_FUNCTION,
+    LAUNCH_TEMPLATE,
+    METRIC_ALARM,
+    REDIS_REPLICATION_GROUP,
+    SECRET,
+    SECURITY_GROUP,
+    SECURITY_GROUP_EGRESS_RULE,
+    SECURITY_GROUP_INGRESS_RULE,
+    SSM_DOCUMENT,
+)
 from components.core.config import PROJECT
 from fleet_agent import constants as agent_constants
 from fleet_agent import fleet_metrics
@@ -19,11 +37,11 @@ from functions.fleet_controller import settings as settings_module
 from functions.fleet_controller.settings import RUN_SECONDS, ControllerSettings
 
 REPO = Path(__file__).resolve().parents[2]
-FUNCTION = "aws:lambda/function:Function"
-POLICY = "aws:iam/rolePolicy:RolePolicy"
-SG = "aws:ec2/securityGroup:SecurityGroup"
-INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+FUNCTION = LAMBDA_FUNCTION
+POLICY = IAM_ROLE_POLICY
+SG = SECURITY_GROUP
+INGRESS = SECURITY_GROUP_INGRESS_RULE
+EGRESS = SECURITY_GROUP_EGRESS_RULE
 
 
 def rendered_settings(rendering, region: str) -> ControllerSettings:
@@ -52,29 +70,27 @@ def test_a_controller_per_gpu_region_on_a_one_minute_schedule(render) -> None:
     assert function.inputs["handler"] == "fleet_controller.handler.handle"
     assert function.inputs["timeout"] > RUN_SECONDS  # a run ticks for RUN_SECONDS, then ends
     assert function.inputs["vpcConfig"]["subnetIds"]  # in the private subnets, next to the nodes
-    rule = prod.one("aws:cloudwatch/eventRule:EventRule", "controller-us-east-1-schedule")
+    rule = prod.one(EVENT_RULE, "controller-us-east-1-schedule")
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
-    target = prod.one("aws:cloudwatch/eventTarget:EventTarget", "controller-us-east-1-function")
+    target = prod.one(EVENT_TARGET, "controller-us-east-1-function")
     assert target.inputs["arn"] == function.outputs["arn"]
-    retries = prod.one(
-        "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig", "controller-us-east-1-retries"
-    )
+    retries = prod.one(LAMBDA_EVENT_INVOKE_CONFIG, "controller-us-east-1-retries")
     assert retries.inputs["maximumRetryAttempts"] == 0  # the next minute's run is the retry
-    alarms = {a.name for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    alarms = {a.name for a in prod.of_type(METRIC_ALARM)}
     assert {"controller-us-east-1-errors", "controller-us-east-1-blind"} <= alarms
 
 
 def test_the_rendered_config_is_what_the_function_reads(render) -> None:
     prod = render("prod")
     east = rendered_settings(prod, "us-east-1")
-    groups = {g.inputs["name"]: g for g in prod.of_type("aws:autoscaling/group:Group")}
+    groups = {g.inputs["name"]: g for g in prod.of_type(AUTOSCALING_GROUP)}
     assert {(p.name, p.group) for p in east.pools} == {
         ("llama-8b", "fleet-prod-use1-pool-llama-8b"),
         ("qwen-14b", "fleet-prod-use1-pool-qwen-14b"),
     }
     for spec in east.pools:
         assert spec.target_group_arn in groups[spec.group].inputs["targetGroupArns"]
-    redis = prod.one("aws:elasticache/replicationGroup:ReplicationGroup", "control-plane-us-east-1-redis")
+    redis = prod.one(REDIS_REPLICATION_GROUP, "control-plane-us-east-1-redis")
     assert (east.redis_host, east.redis_tls, east.redis_user) == (
         redis.outputs["primaryEndpointAddress"],
         True,
@@ -88,7 +104,7 @@ def test_the_rendered_config_is_what_the_function_reads(render) -> None:
     # The fewest ready replicas default to the pools' minSize in that region.
     assert east.min_ready == {"meta-llama/Llama-3.1-8B-Instruct": 2, "qwen2.5:14b": 1}
     assert rendered_settings(prod, "us-west-2").min_ready == {"meta-llama/Llama-3.1-8B-Instruct": 1}
-    secret = prod.one("aws:secretsmanager/secret:Secret", "controller-us-east-1-redis-password")
+    secret = prod.one(SECRET, "controller-us-east-1-redis-password")
     assert east.redis_password_secret_arn == secret.outputs["arn"]
     assert secret.options.protect
     # Each pool's warm-up limit is its readiness budget's; the not-ready grace is the configured one.
@@ -126,7 +142,7 @@ def test_the_role_is_scoped_to_the_regions_groups_and_this_stacks_instances(rend
     restart = found["RestartAgentsOfThisStack"]
     assert restart["Resource"] == "arn:aws:ec2:us-east-1:123456789012:instance/*"
     assert restart["Condition"] == {"StringEquals": {f"ssm:resourceTag/{k}": v for k, v in tags.items()}}
-    document = prod.one("aws:ssm/document:Document", "controller-us-east-1-agent-restart")
+    document = prod.one(SSM_DOCUMENT, "controller-us-east-1-agent-restart")
     assert found["OnlyTheRestartDocument"]["Resource"] == document.outputs["arn"]
     terminate = found["TerminateOrphansOfThisStack"]
     assert terminate["Condition"]["StringEquals"] == {f"aws:ResourceTag/{k}": v for k, v in tags.items()}
@@ -149,7 +165,7 @@ def test_the_controller_reaches_the_agents_and_redis_and_nothing_else(render) ->
     controller_sg = prod.one(SG, "controller-us-east-1-sg").id
     out = {(r.inputs.get("referencedSecurityGroupId") or r.inputs.get("cidrIpv4"), r.inputs["fromPort"])
            for r in prod.of_type(EGRESS) if r.inputs["securityGroupId"] == controller_sg}  # fmt: skip
-    templates = {t.name: t for t in prod.of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+    templates = {t.name: t for t in prod.of_type(LAUNCH_TEMPLATE)}
     node_sgs = [templates[f"pool-{p}-lt"].inputs["vpcSecurityGroupIds"][0] for p in ("llama-8b", "qwen-14b")]
     redis_sg = prod.one(SG, "control-plane-us-east-1-redis-sg").id
     agent = agent_constants.DEFAULT_SERVING_PORT
@@ -160,7 +176,7 @@ def test_the_controller_reaches_the_agents_and_redis_and_nothing_else(render) ->
 
 
 def test_the_restart_document_starts_the_images_restart_unit(render) -> None:
-    document = render("prod").one("aws:ssm/document:Document", "controller-us-east-1-agent-restart")
+    document = render("prod").one(SSM_DOCUMENT, "controller-us-east-1-agent-restart")
     content = json.loads(document.inputs["content"])
     (step,) = content["mainSteps"]
     assert step["inputs"]["runCommand"][0] == "systemctl start fleet-agent-restart.service"
@@ -181,7 +197,7 @@ def test_nodes_run_systems_managers_agent_for_the_restart(render) -> None:
     prod = render("prod")
     attached = [
         a.inputs["policyArn"]
-        for a in prod.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        for a in prod.of_type(IAM_ROLE_POLICY_ATTACHMENT)
         if a.name.startswith("pool-llama-8b-node")
     ]
     assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
@@ -219,7 +235,7 @@ def test_no_pools_no_controller(render) -> None:
                                  "inputCostPerMillionTokens": 0.15, "outputCostPerMillionTokens": 0.6}]}}})  # fmt: skip
     assert not [f for f in bare.of_type(FUNCTION) if f.name.startswith("controller-")]
     assert "fleetController" not in bare.outputs["budgets"]
-    users = {u.inputs["userName"] for u in bare.of_type("aws:elasticache/user:User")}
+    users = {u.inputs["userName"] for u in bare.of_type(CACHE_USER)}
     assert users == {"default"}  # only the gateway uses its Redis
 
 

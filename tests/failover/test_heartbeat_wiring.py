@@ -8,12 +8,23 @@ import json
 
 import pytest
 
-from components.core.catalog.resource_types import LAMBDA_INVOCATION, RDS_CLUSTER
+from components.core.catalog.resource_types import (
+    EVENT_RULE,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
+    LAMBDA_FUNCTION,
+    LAMBDA_INVOCATION,
+    METRIC_ALARM,
+    RDS_CLUSTER,
+    SECURITY_GROUP,
+    SECURITY_GROUP_EGRESS_RULE,
+    SECURITY_GROUP_INGRESS_RULE,
+)
 from fleet.harness import RecordedResource, Rendering
 from functions.failover_prober.settings import HeartbeatSettings
 
 HEARTBEAT_TYPE = "inference-fleet:failover:FailoverHeartbeat"
-FUNCTION = "aws:lambda/function:Function"
+FUNCTION = LAMBDA_FUNCTION
 
 
 @pytest.fixture
@@ -46,23 +57,21 @@ def test_it_lives_in_the_primary_region_and_beats_through_the_primary_writer(pro
     # Runs of 115 s every minute overlap: a schedule's jitter leaves no gap longer than a beat.
     assert (settings.interval_seconds, settings.run_seconds) == (5, 115)
     assert function.inputs["timeout"] > settings.run_seconds
-    (rule,) = [r for r in prod.descendants(component) if r.type == "aws:cloudwatch/eventRule:EventRule"]
+    (rule,) = [r for r in prod.descendants(component) if r.type == EVENT_RULE]
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
 
 
 def test_it_reaches_only_the_primary_writer(prod):
     function = prod.one(FUNCTION, "heartbeat-function")
     (group_id,) = function.inputs["vpcConfig"]["securityGroupIds"]
-    database = prod.one("aws:ec2/securityGroup:SecurityGroup", "data-us-east-1-sg").id
+    database = prod.one(SECURITY_GROUP, "data-us-east-1-sg").id
     egress = [
-        r.inputs
-        for r in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
-        if r.inputs["securityGroupId"] == group_id
+        r.inputs for r in prod.of_type(SECURITY_GROUP_EGRESS_RULE) if r.inputs["securityGroupId"] == group_id
     ]
     assert [(e["referencedSecurityGroupId"], e["fromPort"]) for e in egress] == [(database, 5432)]
     ingress = [
         r.inputs
-        for r in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        for r in prod.of_type(SECURITY_GROUP_INGRESS_RULE)
         if r.inputs.get("referencedSecurityGroupId") == group_id
     ]
     assert [(i["securityGroupId"], i["fromPort"]) for i in ingress] == [(database, 5432)]
@@ -70,8 +79,8 @@ def test_it_reaches_only_the_primary_writer(prod):
 
 def test_its_role_logs_in_as_the_heartbeat_writer_and_nothing_else(prod):
     function = prod.one(FUNCTION, "heartbeat-function")
-    (role,) = [r for r in prod.of_type("aws:iam/role:Role") if r.outputs["arn"] == function.inputs["role"]]
-    (policy,) = [p for p in prod.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+    (role,) = [r for r in prod.of_type(IAM_ROLE) if r.outputs["arn"] == function.inputs["role"]]
+    (policy,) = [p for p in prod.of_type(IAM_ROLE_POLICY) if p.inputs["role"] == role.id]
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
     assert set(statements) == {"WriteHeartbeat", "Logs", "VpcNetworkInterfaces"}
     resource_id = primary_cluster(prod).outputs["clusterResourceId"]
@@ -103,9 +112,7 @@ def test_both_global_members_take_iam_logins_and_the_bootstrap_makes_the_witness
 
 
 def test_a_run_that_writes_nothing_alarms_in_the_primary_region(prod):
-    (alarm,) = [
-        a for a in prod.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if a.name == "heartbeat-errors"
-    ]
+    (alarm,) = [a for a in prod.of_type(METRIC_ALARM) if a.name == "heartbeat-errors"]
     function = prod.one(FUNCTION, "heartbeat-function")
     assert alarm.inputs["dimensions"] == {"FunctionName": function.outputs["name"]}
     assert alarm.inputs["alarmActions"] == [prod.outputs["alertTopics"]["us-east-1"]]

@@ -10,13 +10,30 @@ from typing import Any
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    EVENT_RULE,
+    EVENT_TARGET,
+    IAM_ROLE,
+    IAM_ROLE_POLICY,
+    LAMBDA_EVENT_INVOKE_CONFIG,
+    LAMBDA_FUNCTION,
+    LAMBDA_PERMISSION,
+    METRIC_ALARM,
+    RDS_CLUSTER,
+    RDS_GLOBAL_CLUSTER,
+    SECURITY_GROUP,
+    SECURITY_GROUP_EGRESS_RULE,
+    SECURITY_GROUP_INGRESS_RULE,
+    SQS_QUEUE,
+    SSM_PARAMETER,
+)
 from components.network import subnet_plan
 from fleet.harness import RecordedResource, Rendering
 from functions.failover_prober.settings import ProberSettings
 
 PROBER_TYPE = "inference-fleet:failover:FailoverProber"
-FUNCTION = "aws:lambda/function:Function"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+FUNCTION = LAMBDA_FUNCTION
+ALARM = METRIC_ALARM
 PROBER = Path(__file__).resolve().parents[2] / "functions" / "failover_prober"
 
 
@@ -26,14 +43,12 @@ def provider_region(rendering: Rendering, resource: RecordedResource) -> str:
 
 
 def policy_of(rendering: Rendering, role: RecordedResource) -> list[dict[str, Any]]:
-    (policy,) = [p for p in rendering.of_type("aws:iam/rolePolicy:RolePolicy") if p.inputs["role"] == role.id]
+    (policy,) = [p for p in rendering.of_type(IAM_ROLE_POLICY) if p.inputs["role"] == role.id]
     return json.loads(policy.inputs["policy"])["Statement"]
 
 
 def cluster_in(rendering: Rendering, region: str) -> RecordedResource:
-    return next(
-        c for c in rendering.of_type("aws:rds/cluster:Cluster") if provider_region(rendering, c) == region
-    )
+    return next(c for c in rendering.of_type(RDS_CLUSTER) if provider_region(rendering, c) == region)
 
 
 @pytest.fixture
@@ -57,23 +72,22 @@ def test_everything_the_prober_uses_lives_in_the_standby_region(prod):
     assert all(r.name.startswith("promotion-") for r in prod.descendants(component))
     # The alarm -> EventBridge -> forwarder path in the primary region is gone (the primary's schedules
     # are its fleet controller's and the writer's heartbeat, test_heartbeat_wiring.py).
-    assert sorted(
-        r.name
-        for r in prod.of_type("aws:cloudwatch/eventRule:EventRule")
-        if provider_region(prod, r) == "us-east-1"
-    ) == ["controller-us-east-1-schedule", "heartbeat-schedule"]
+    assert sorted(r.name for r in prod.of_type(EVENT_RULE) if provider_region(prod, r) == "us-east-1") == [
+        "controller-us-east-1-schedule",
+        "heartbeat-schedule",
+    ]
     assert not [a for a in prod.of_type(ALARM) if a.inputs.get("namespace") == "AWS/Route53"]
 
 
 def test_a_schedule_runs_it_every_minute(prod):
-    (rule,) = of_prober(prod, "aws:cloudwatch/eventRule:EventRule")
+    (rule,) = of_prober(prod, EVENT_RULE)
     assert rule.inputs["scheduleExpression"] == "rate(1 minute)"
-    (target,) = of_prober(prod, "aws:cloudwatch/eventTarget:EventTarget")
+    (target,) = of_prober(prod, EVENT_TARGET)
     assert (target.inputs["rule"], target.inputs["arn"]) == (
         rule.outputs["name"],
         prober(prod).outputs["arn"],
     )
-    (permission,) = of_prober(prod, "aws:lambda/permission:Permission")
+    (permission,) = of_prober(prod, LAMBDA_PERMISSION)
     assert (permission.inputs["principal"], permission.inputs["sourceArn"]) == (
         "events.amazonaws.com",
         rule.outputs["arn"],
@@ -84,7 +98,7 @@ def test_it_observes_this_database_and_reads_route53s_verdict_through_dns(prod):
     function = prober(prod)
     env = function.inputs["environment"]["variables"]
     standby, primary = cluster_in(prod, "us-west-2"), cluster_in(prod, "us-east-1")
-    assert env["GLOBAL_CLUSTER_ID"] == prod.one("aws:rds/globalCluster:GlobalCluster").id
+    assert env["GLOBAL_CLUSTER_ID"] == prod.one(RDS_GLOBAL_CLUSTER).id
     assert env["TARGET_CLUSTER_ARN"] == standby.outputs["arn"]
     assert env["STANDBY_CLUSTER_ID"] == standby.outputs["clusterIdentifier"]
     # The primary's own cluster endpoint (not the global one, which follows the writer).
@@ -120,29 +134,25 @@ def test_it_runs_in_the_standby_network_and_reaches_only_the_two_databases_and_h
     vpc = function.inputs["vpcConfig"]
     assert vpc["subnetIds"] == prod.outputs["networks"]["us-west-2"]["privateSubnetIds"]
     (group_id,) = vpc["securityGroupIds"]
-    rules = [
-        r
-        for r in prod.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
-        if r.inputs["securityGroupId"] == group_id
-    ]
+    rules = [r for r in prod.of_type(SECURITY_GROUP_EGRESS_RULE) if r.inputs["securityGroupId"] == group_id]
     ports = {
         (r.inputs.get("cidrIpv4") or r.inputs["referencedSecurityGroupId"], r.inputs["fromPort"])
         for r in rules
     }
     primary_private = {(c, 5432) for c in subnet_plan("10.10.0.0/16", 3)[0]}
-    standby_database = prod.one("aws:ec2/securityGroup:SecurityGroup", "data-us-west-2-sg").id
+    standby_database = prod.one(SECURITY_GROUP, "data-us-west-2-sg").id
     assert ports == primary_private | {("0.0.0.0/0", 443), (standby_database, 5432)}
     # The standby's database lets the prober in, by its group.
     (inbound,) = [
         r
-        for r in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        for r in prod.of_type(SECURITY_GROUP_INGRESS_RULE)
         if r.inputs.get("referencedSecurityGroupId") == group_id
     ]
     assert (inbound.inputs["securityGroupId"], inbound.inputs["fromPort"]) == (standby_database, 5432)
     # And the primary's database lets the standby's private subnets in (the data tier's rule).
     ingress = [
         r.inputs["cidrIpv4"]
-        for r in prod.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        for r in prod.of_type(SECURITY_GROUP_INGRESS_RULE)
         if r.name.startswith("data-us-east-1-remote-")
     ]
     assert len(ingress) == 3
@@ -161,10 +171,10 @@ def test_the_function_ships_the_prober_package_from_this_repository(prod):
 
 
 def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
-    (config,) = of_prober(prod, "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig")
+    (config,) = of_prober(prod, LAMBDA_EVENT_INVOKE_CONFIG)
     assert config.inputs["functionName"] == prober(prod).outputs["name"]
     assert (config.inputs["maximumRetryAttempts"], config.inputs["maximumEventAgeInSeconds"]) == (0, 60)
-    queue = prod.one("aws:sqs/queue:Queue")
+    queue = prod.one(SQS_QUEUE)
     assert config.inputs["destinationConfig"]["onFailure"]["destination"] == queue.outputs["arn"]
     alarms = {a.name: a for a in prod.of_type(ALARM) if a.name.startswith("promotion-")}
     assert set(alarms) == {
@@ -181,14 +191,14 @@ def test_a_failed_run_is_kept_for_a_person_and_the_schedule_is_its_retry(prod):
 
 def test_the_role_can_only_read_and_promote_this_database_and_keep_its_record(prod):
     function = prober(prod)
-    (role,) = [r for r in prod.of_type("aws:iam/role:Role") if r.outputs["arn"] == function.inputs["role"]]
+    (role,) = [r for r in prod.of_type(IAM_ROLE) if r.outputs["arn"] == function.inputs["role"]]
     statements = {s["Sid"]: s for s in policy_of(prod, role)}
-    global_arn = prod.one("aws:rds/globalCluster:GlobalCluster").outputs["arn"]
-    clusters = sorted(c.outputs["arn"] for c in prod.of_type("aws:rds/cluster:Cluster"))
+    global_arn = prod.one(RDS_GLOBAL_CLUSTER).outputs["arn"]
+    clusters = sorted(c.outputs["arn"] for c in prod.of_type(RDS_CLUSTER))
     assert statements["ReadGlobalDatabase"]["Resource"] == global_arn
     assert statements["FailOverGlobalDatabase"]["Action"] == "rds:FailoverGlobalCluster"
     assert sorted(statements["FailOverGlobalDatabase"]["Resource"]) == sorted([global_arn, *clusters])
-    parameters = sorted(p.outputs["arn"] for p in prod.of_type("aws:ssm/parameter:Parameter"))
+    parameters = sorted(p.outputs["arn"] for p in prod.of_type(SSM_PARAMETER))
     assert sorted(statements["RecordAndState"]["Resource"]) == parameters
     assert statements["Tell"]["Resource"] == prod.outputs["alertTopics"]["us-west-2"]
     # Log in to the standby's replica as the heartbeat's reader, nothing else of the database.

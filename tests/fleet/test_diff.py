@@ -12,6 +12,15 @@ from typing import Any
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    KMS_KEY,
+    RDS_CLUSTER,
+    S3_BUCKET,
+    SNS_TOPIC,
+    SSM_DOCUMENT,
+    SUBNET,
+    VPC,
+)
 from fleet.cli import main
 from fleet.diff import Side, compare, diff_markdown, diff_text
 
@@ -38,7 +47,7 @@ def plan(*resources: dict[str, Any]) -> Side:
     return Side("plan", {"resources": list(resources)})
 
 
-CLUSTER = "aws:rds/cluster:Cluster"
+CLUSTER = RDS_CLUSTER
 
 
 def test_a_change_the_provider_cannot_make_in_place_replaces_and_a_protected_one_is_called_out():
@@ -46,20 +55,18 @@ def test_a_change_the_provider_cannot_make_in_place_replaces_and_a_protected_one
         resource(
             CLUSTER, "data-us-east-1", {"storageEncrypted": True, "backupRetentionPeriod": 7}, protect=True
         ),
-        resource("aws:sns/topic:Topic", "alerts", {"name": "fleet-alerts", "tags": {"a": "1"}}),
-        resource("aws:kms/key:Key", "data-key", {"description": "k"}, protect=True),
-        resource("aws:s3/bucket:Bucket", "old-name", {"bucket": "b"}),
+        resource(SNS_TOPIC, "alerts", {"name": "fleet-alerts", "tags": {"a": "1"}}),
+        resource(KMS_KEY, "data-key", {"description": "k"}, protect=True),
+        resource(S3_BUCKET, "old-name", {"bucket": "b"}),
     )
     new = plan(
         resource(
             CLUSTER, "data-us-east-1", {"storageEncrypted": False, "backupRetentionPeriod": 14}, protect=True
         ),
-        resource("aws:sns/topic:Topic", "alerts", {"name": "fleet-alerts", "tags": {"a": "2"}}),
-        resource("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.0.0.0/16"}),
+        resource(SNS_TOPIC, "alerts", {"name": "fleet-alerts", "tags": {"a": "2"}}),
+        resource(VPC, "vpc", {"cidrBlock": "10.0.0.0/16"}),
         # Renamed, with an alias to its old name: the same bucket, not a new one.
-        resource(
-            "aws:s3/bucket:Bucket", "new-name", {"bucket": "b"}, aliases=[{"spec": {"name": "old-name"}}]
-        ),
+        resource(S3_BUCKET, "new-name", {"bucket": "b"}, aliases=[{"spec": {"name": "old-name"}}]),
     )
     diff = compare(old, new)
     (replaced,) = diff.of("replaced")
@@ -78,15 +85,15 @@ def test_a_change_the_provider_cannot_make_in_place_replaces_and_a_protected_one
 
 
 def test_a_type_whose_replacement_rules_are_not_known_says_so():
-    old = plan(resource("aws:ssm/document:Document", "doc", {"content": "a"}))
-    new = plan(resource("aws:ssm/document:Document", "doc", {"content": "b"}))
+    old = plan(resource(SSM_DOCUMENT, "doc", {"content": "a"}))
+    new = plan(resource(SSM_DOCUMENT, "doc", {"content": "b"}))
     (change,) = compare(old, new).changes
     assert (change.kind, change.unsure) == ("updated", True)
 
 
 def test_a_new_provider_replaces_the_resource():
-    old = plan(resource("aws:sns/topic:Topic", "alerts", {"name": "t"}))
-    moved = resource("aws:sns/topic:Topic", "alerts", {"name": "t"})
+    old = plan(resource(SNS_TOPIC, "alerts", {"name": "t"}))
+    moved = resource(SNS_TOPIC, "alerts", {"name": "t"})
     moved["provider"] = f"{STACK}pulumi:providers:aws::aws-us-west-2"
     (change,) = compare(old, plan(moved)).changes
     assert (change.kind, change.forcing) == ("replaced", ["provider aws-us-east-1 -> aws-us-west-2"])
@@ -114,16 +121,16 @@ def test_the_working_stack_against_a_commit_shows_a_replaced_vpc(repo, capsys):
     out = repo / "diff.json"
     assert main(["diff", "HEAD:dev", "dev", "--format", "json", "--out", str(out), "-C", str(repo)]) == 0
     diff = json.loads(out.read_text())
-    vpcs = [c for c in diff["replaced"] if c["type"] == "aws:ec2/vpc:Vpc"]
+    vpcs = [c for c in diff["replaced"] if c["type"] == VPC]
     assert vpcs == [
         {
-            "type": "aws:ec2/vpc:Vpc",
+            "type": VPC,
             "name": "network-us-east-1-vpc",
             "changes": {"cidrBlock": {"old": "10.110.0.0/16", "new": "10.111.0.0/16"}},
             "replacedBecause": ["cidrBlock"],
         }
     ]
-    assert {c["type"] for c in diff["replaced"]} >= {"aws:ec2/subnet:Subnet"}
+    assert {c["type"] for c in diff["replaced"]} >= {SUBNET}
     assert diff["added"] == [] and diff["removed"] == [] and diff["protectedAtRisk"] == []
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from components.core.catalog.resource_types import AWS_PROVIDER, SSM_PARAMETER, TIME_SLEEP
 from fleet.esc import STANDIN_PREFIX
 from fleet.harness import EmptyRenderError, MissingProviderError, is_secret, render
 from fleet.report import PolicyResult, plan_document
@@ -59,7 +60,7 @@ SECRET_PROGRAM = """\
 
 def test_secrets_stay_marked_from_config_to_inputs_to_the_plan(tmp_path):
     rendering = render(load_stack(project(tmp_path, SECRET_PROGRAM), "test"))
-    parameter = rendering.one("aws:ssm/parameter:Parameter", "token")
+    parameter = rendering.one(SSM_PARAMETER, "token")
     assert is_secret(parameter.inputs["value"])
     assert parameter.inputs["value"]["value"].startswith(STANDIN_PREFIX)
 
@@ -74,8 +75,8 @@ def test_secrets_stay_marked_from_config_to_inputs_to_the_plan(tmp_path):
 
 def test_urns_and_providers_read_as_the_engine_writes_them(tmp_path):
     rendering = render(load_stack(project(tmp_path, SECRET_PROGRAM), "test"))
-    parameter = rendering.one("aws:ssm/parameter:Parameter", "token")
-    provider = rendering.one("pulumi:providers:aws", "aws-eu")
+    parameter = rendering.one(SSM_PARAMETER, "token")
+    provider = rendering.one(AWS_PROVIDER, "aws-eu")
     assert parameter.urn == "urn:pulumi:test::demo::aws:ssm/parameter:Parameter::token"
     assert parameter.provider == provider.urn
     assert parameter.parent is not None and parameter.parent.endswith("::pulumi:pulumi:Stack::demo-test")
@@ -103,7 +104,7 @@ def test_a_sleep_the_time_provider_would_refuse_fails_the_render(tmp_path):
         time.Sleep("ready", create_duration="{duration}", opts=pulumi.ResourceOptions(provider=clock))
         """
     rendering = render(load_stack(project(tmp_path, program.replace("{duration}", "10m")), "test"))
-    sleep = rendering.one("time:index/sleep:Sleep")
+    sleep = rendering.one(TIME_SLEEP)
     assert sleep.inputs["createDuration"] == "10m" and sleep.physical_name is None
     # "10 minutes" is not a Go duration: terraform-provider-time refuses it at `pulumi up`.
     with pytest.raises(Exception, match=r"createDuration '10 minutes' is not a Go duration"):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components.core.catalog.resource_types import VPC
 from fleet.esc import STANDIN_PREFIX
 
 FLEET = str(Path(sys.executable).with_name("fleet"))
@@ -41,7 +42,7 @@ def test_prod_plan_follows_the_json_contract(prod_plan):
 
 def test_prod_plan_lists_both_networks_under_distinct_providers(prod_plan):
     plan, _ = prod_plan
-    vpcs = [r for r in plan["resources"] if r["type"] == "aws:ec2/vpc:Vpc"]
+    vpcs = [r for r in plan["resources"] if r["type"] == VPC]
     assert sorted(v["name"] for v in vpcs) == ["network-us-east-1-vpc", "network-us-west-2-vpc"]
     providers = {v["provider"] for v in vpcs}
     assert len(providers) == 2

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pulumi
 
+from components.core.catalog.resource_types import LAMBDA_FUNCTION
 from fleet.harness import Rendering
 
 
 def archives(rendering: Rendering) -> dict[str, dict[str, str]]:
     """Per function package, its archive's members (name in the archive -> file)."""
     found: dict[str, dict[str, str]] = {}
-    for function in rendering.of_type("aws:lambda/function:Function"):
+    for function in rendering.of_type(LAMBDA_FUNCTION):
         code = function.inputs["code"]
         assert isinstance(code, pulumi.AssetArchive), function.name
         members = {name: str(asset.path) for name, asset in code.assets.items()}

@@ -10,10 +10,15 @@ from pathlib import Path
 import botocore.session
 import yaml
 
-from components.core.catalog.resource_types import IMAGE_RECIPE, S3_OBJECT
+from components.core.catalog.resource_types import (
+    IMAGE_BUILDER_COMPONENT,
+    IMAGE_BUILDER_DISTRIBUTION,
+    IMAGE_RECIPE,
+    S3_OBJECT,
+)
 from components.gpu_pools.node_image import NODE_IMAGE_DIR, bundle_digest, bundle_files, recipe_steps
 
-COMPONENT = "aws:imagebuilder/component:Component"
+COMPONENT = IMAGE_BUILDER_COMPONENT
 
 
 def test_every_recipe_step_is_a_component_in_the_recipes_order(render) -> None:
@@ -66,9 +71,7 @@ def test_the_ami_names_are_what_image_builder_accepts(render) -> None:
     model = botocore.session.get_session().get_service_model("imagebuilder")
     shape = model.shape_for("AmiNameString")
     pattern, low, high = shape.metadata["pattern"], shape.metadata["min"], shape.metadata["max"]
-    for distribution in render("prod").of_type(
-        "aws:imagebuilder/distributionConfiguration:DistributionConfiguration"
-    ):
+    for distribution in render("prod").of_type(IMAGE_BUILDER_DISTRIBUTION):
         for entry in distribution.inputs["distributions"]:
             name = entry["amiDistributionConfiguration"]["name"]
             assert re.fullmatch(pattern, name) and low <= len(name) <= high, name

@@ -13,18 +13,24 @@ import pytest
 
 from components.core.catalog.resource_types import (
     AUTOSCALING_GROUP,
+    IAM_INSTANCE_PROFILE,
     IAM_ROLE,
     IAM_ROLE_POLICY,
+    IMAGE_BUILDER_DISTRIBUTION,
+    IMAGE_BUILDER_IMAGE,
     IMAGE_BUILDER_INFRASTRUCTURE,
     IMAGE_RECIPE,
     LAUNCH_TEMPLATE,
+    LIFECYCLE_HOOK,
     LISTENER,
     LOAD_BALANCER,
+    METRIC_ALARM,
     ROUTE53_RECORD,
     SECRET,
     SECURITY_GROUP,
     SECURITY_GROUP_EGRESS_RULE,
     SECURITY_GROUP_INGRESS_RULE,
+    SNS_TOPIC,
     TARGET_GROUP,
 )
 from components.gpu_pools import GpuPoolConfig
@@ -33,9 +39,9 @@ from fleet_agent import constants as agent_constants
 from fleet_agent import fleet_metrics
 
 POOL = "inference-fleet:gpu_pools:GpuNodePool"
-IMAGE = "aws:imagebuilder/image:Image"
-HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"
-METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+IMAGE = IMAGE_BUILDER_IMAGE
+HOOK = LIFECYCLE_HOOK
+METRIC_ALARM = METRIC_ALARM
 REQUEST_TIMEOUT_S = 600  # prod's controlPlane.gateway.requestTimeoutSeconds
 
 
@@ -230,7 +236,7 @@ def test_instance_refresh_canaries_one_node_and_rolls_back_on_the_ready_nodes_al
     assert alarm.inputs["comparisonOperator"] == "LessThanThreshold"
     assert alarm.inputs["threshold"] == config.min_size
     assert alarm.inputs["evaluationPeriods"] * alarm.inputs["period"] == 180
-    topic = next(t for t in prod.of_type("aws:sns/topic:Topic") if t.name == f"alerts-{config.region}")
+    topic = next(t for t in prod.of_type(SNS_TOPIC) if t.name == f"alerts-{config.region}")
     assert alarm.inputs["alarmActions"] == [topic.outputs["arn"]]
 
 
@@ -343,7 +349,7 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
         "autoscaling:RecordLifecycleActionHeartbeat",
     ]
     # Out of its own pool's target group only, before it refuses work.
-    target_group = child(prod, "llama-8b", "aws:lb/targetGroup:TargetGroup")
+    target_group = child(prod, "llama-8b", TARGET_GROUP)
     assert statements["LeaveOwnTargetGroup"] == {
         "Sid": "LeaveOwnTargetGroup",
         "Effect": "Allow",
@@ -355,7 +361,7 @@ def test_a_node_may_complete_only_its_own_groups_lifecycle_action(render) -> Non
     )
     secret = child(prod, "llama-8b", SECRET)
     assert statements["ReadNodeSecret"]["Resource"] == secret.outputs["arn"]
-    profile = child(prod, "llama-8b", "aws:iam/instanceProfile:InstanceProfile")
+    profile = child(prod, "llama-8b", IAM_INSTANCE_PROFILE)
     template = child(prod, "llama-8b", LAUNCH_TEMPLATE)
     assert template.inputs["iamInstanceProfile"]["arn"] == profile.outputs["arn"]
     role = child(prod, "llama-8b", IAM_ROLE)
@@ -370,15 +376,13 @@ def test_the_image_is_built_in_the_primary_with_imdsv2_and_copied_where_the_pool
     assert infrastructure.inputs["instanceMetadataOptions"]["httpTokens"] == "required"
     assert infrastructure.inputs["instanceTypes"] == ["g6.xlarge"]  # a GPU: the test phase runs nvidia-smi
     for engine in ("vllm", "ollama"):
-        distribution = prod.one(
-            "aws:imagebuilder/distributionConfiguration:DistributionConfiguration", f"node-image-{engine}"
-        )
+        distribution = prod.one(IMAGE_BUILDER_DISTRIBUTION, f"node-image-{engine}")
         regions = [d["region"] for d in distribution.inputs["distributions"]]
         assert regions == ["us-east-1", "us-west-2"]
         image = prod.one(IMAGE, f"node-image-{engine}")
         assert image.inputs["imageTestsConfiguration"]["imageTestsEnabled"] is True
     dev = render("dev")
-    (distribution,) = dev.of_type("aws:imagebuilder/distributionConfiguration:DistributionConfiguration")
+    (distribution,) = dev.of_type(IMAGE_BUILDER_DISTRIBUTION)
     assert [d["region"] for d in distribution.inputs["distributions"]] == ["us-east-1"]
     assert [i.name for i in dev.of_type(IMAGE)] == ["node-image-vllm"]  # only the engines pools use
 

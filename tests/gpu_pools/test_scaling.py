@@ -14,9 +14,11 @@ import yaml
 
 from components.core.catalog.resource_types import (
     AUTOSCALING_GROUP,
+    AUTOSCALING_POLICY,
     IAM_ROLE_POLICY,
     LAUNCH_TEMPLATE,
     LOAD_BALANCER,
+    METRIC_ALARM,
 )
 from components.gpu_pools.user_data import AGENT_CONFIG_PATH, OLLAMA_ENV_PATH
 from fleet.harness import RecordedResource, Rendering
@@ -25,8 +27,8 @@ from fleet_agent.config import AgentConfig
 
 POOL = "inference-fleet:gpu_pools:GpuNodePool"
 SCALING = "inference-fleet:gpu_pools:PoolScaling"
-POLICY = "aws:autoscaling/policy:Policy"
-ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+POLICY = AUTOSCALING_POLICY
+ALARM = METRIC_ALARM
 # Pool -> (model, target Load per node: 70 % of 32 for vLLM, of 4 for Ollama).
 POOLS = {
     "llama-8b": ("meta-llama/Llama-3.1-8B-Instruct", 22.4),

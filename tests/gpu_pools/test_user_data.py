@@ -15,9 +15,12 @@ import yaml
 from components.core.catalog.resource_types import (
     AUTOSCALING_GROUP,
     LAUNCH_TEMPLATE,
+    LIFECYCLE_HOOK,
+    LOAD_BALANCER,
     REDIS_REPLICATION_GROUP,
     SECRET,
     SECRET_VERSION,
+    TARGET_GROUP,
 )
 from components.gpu_pools.timings import DrainBudget
 from components.gpu_pools.user_data import (
@@ -75,7 +78,7 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     assert run_cli(["check-config", "--config", str(path)]) == 0
 
     group = in_pool(prod, pool, AUTOSCALING_GROUP)
-    hook = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "drain")
+    hook = in_pool(prod, pool, LIFECYCLE_HOOK, "drain")
     (drained,) = config.drain.hooks
     assert isinstance(drained, AwsLifecycleHook)
     assert (drained.group_name, drained.hook_name) == (group.physical_name, hook.inputs["name"])
@@ -83,16 +86,16 @@ def test_the_user_data_is_the_agents_config_and_the_agent_accepts_it(
     assert drained.heartbeat_timeout_s == hook.inputs["heartbeatTimeout"]
     # ... while a drain the group waits on lets a request run for the gateway's request timeout (the pool's
     # load balancer's idle timeout is that timeout) ...
-    balancer = in_pool(prod, pool, "aws:lb/loadBalancer:LoadBalancer")
+    balancer = in_pool(prod, pool, LOAD_BALANCER)
     budget = DrainBudget(request_timeout_s=balancer.inputs["idleTimeout"])
     assert config.drain.lifecycle_timeout_s == budget.lifecycle_drain_s > balancer.inputs["idleTimeout"]
     # A new node completes the group's launch hook once ready, and abandons itself past the hook's budget.
-    launch = in_pool(prod, pool, "aws:autoscaling/lifecycleHook:LifecycleHook", "ready")
+    launch = in_pool(prod, pool, LIFECYCLE_HOOK, "ready")
     (launched,) = config.launch.hooks
     assert (launched.group_name, launched.hook_name) == (group.physical_name, launch.inputs["name"])
     assert launched.heartbeat_timeout_s == launch.inputs["heartbeatTimeout"] == config.launch.ready_timeout_s
     # ... and it leaves the pool's target group before it refuses work.
-    target_group = in_pool(prod, pool, "aws:lb/targetGroup:TargetGroup")
+    target_group = in_pool(prod, pool, TARGET_GROUP)
     assert config.load_balancer.aws_target_group_arns == [target_group.outputs["arn"]]
     assert config.load_balancer.target_port in (None, target_group.inputs["port"])
     assert config.server.port == target_group.inputs["port"]

@@ -13,6 +13,29 @@ from typing import Any
 import pytest
 import yaml
 
+from components.core.catalog.resource_types import (
+    CACHE_PARAMETER_GROUP,
+    CLOUD_RUN_JOB,
+    GCS_BUCKET,
+    IAM_ROLE_POLICY,
+    KMS_KEY,
+    LAMBDA_FUNCTION,
+    LAMBDA_INVOCATION,
+    LAMBDA_LAYER_VERSION,
+    LAUNCH_TEMPLATE,
+    REDIS_REPLICATION_GROUP,
+    S3_BUCKET,
+    S3_BUCKET_POLICY,
+    S3_ENCRYPTION,
+    S3_LIFECYCLE,
+    S3_OBJECT,
+    S3_PUBLIC_ACCESS_BLOCK,
+    SECRET,
+    SECURITY_GROUP,
+    SECURITY_GROUP_EGRESS_RULE,
+    SECURITY_GROUP_INGRESS_RULE,
+    SUBNET,
+)
 from components.gpu_pools.user_data import AGENT_CONFIG_PATH, OLLAMA_ENV_PATH
 from components.model_store.store import juicefs_release
 from fleet.esc import STANDIN_PREFIX
@@ -22,10 +45,10 @@ from fleet_agent.config import AgentConfig
 from functions.store_format.settings import FormatRequest, FormatSettings
 
 STORE = "inference-fleet:model_store:ModelStore"
-REDIS = "aws:elasticache/replicationGroup:ReplicationGroup"
-SG = "aws:ec2/securityGroup:SecurityGroup"
-INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-EGRESS = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+REDIS = REDIS_REPLICATION_GROUP
+SG = SECURITY_GROUP
+INGRESS = SECURITY_GROUP_INGRESS_RULE
+EGRESS = SECURITY_GROUP_EGRESS_RULE
 POOL_REGIONS = {"llama-8b": "us-east-1", "qwen-14b": "us-east-1", "llama-8b-west": "us-west-2"}
 CODES = {"us-east-1": "use1", "us-west-2": "usw2"}
 
@@ -50,7 +73,7 @@ def in_pool(rendering: Rendering, pool: str, resource_type: str) -> RecordedReso
 
 
 def node_files(rendering: Rendering, pool: str) -> dict[str, str]:
-    template = in_pool(rendering, pool, "aws:ec2/launchTemplate:LaunchTemplate")
+    template = in_pool(rendering, pool, LAUNCH_TEMPLATE)
     document: dict[str, Any] = yaml.safe_load(base64.b64decode(template.inputs["userData"]).decode())
     return {entry["path"]: entry["content"] for entry in document["write_files"]}
 
@@ -62,22 +85,18 @@ def node_config(rendering: Rendering, pool: str) -> AgentConfig:
 @pytest.mark.parametrize("region", ["us-east-1", "us-west-2"])
 def test_each_gpu_region_has_its_own_volume_with_a_private_encrypted_bucket(render, region: str) -> None:
     prod = render("prod")
-    bucket = in_store(prod, region, "aws:s3/bucket:Bucket")
-    block = in_store(prod, region, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    bucket = in_store(prod, region, S3_BUCKET)
+    block = in_store(prod, region, S3_PUBLIC_ACCESS_BLOCK)
     assert block.inputs["bucket"] == bucket.id
     assert all(
         block.inputs[flag]
         for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     )
-    sse = in_store(
-        prod, region, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-    )
+    sse = in_store(prod, region, S3_ENCRYPTION)
     assert sse.inputs["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
-    policy = json.loads(in_store(prod, region, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+    policy = json.loads(in_store(prod, region, S3_BUCKET_POLICY).inputs["policy"])
     assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    (rule,) = in_store(
-        prod, region, "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
-    ).inputs["rules"]
+    (rule,) = in_store(prod, region, S3_LIFECYCLE).inputs["rules"]
     assert rule["abortIncompleteMultipartUpload"] == {"daysAfterInitiation": 1}
     # Versioning stays off: JuiceFS never rewrites an object, old versions would only cost.
     assert not [
@@ -100,9 +119,9 @@ def test_the_metadata_redis_is_its_own_tls_with_auth_noeviction_and_multi_az_in_
     assert inputs["atRestEncryptionEnabled"] is True and inputs["transitEncryptionEnabled"] is True
     assert inputs["transitEncryptionMode"] == "required"
     assert is_secret(inputs["authToken"])
-    data_key = prod.one("aws:kms/key:Key", f"data-{region}-key")  # the region's own key
+    data_key = prod.one(KMS_KEY, f"data-{region}-key")  # the region's own key
     assert inputs["kmsKeyId"] == data_key.outputs["arn"]
-    parameters = in_store(prod, region, "aws:elasticache/parameterGroup:ParameterGroup")
+    parameters = in_store(prod, region, CACHE_PARAMETER_GROUP)
     assert inputs["parameterGroupName"] == parameters.physical_name
     assert parameters.inputs["family"] == "redis7"
     assert {p["name"]: p["value"] for p in parameters.inputs["parameters"]} == {
@@ -116,7 +135,7 @@ def test_the_metadata_redis_is_its_own_tls_with_auth_noeviction_and_multi_az_in_
     assert inputs["snapshotRetentionLimit"] == 7
     assert inputs["tags"] == {"fleet-role": "juicefs-metadata"}
     assert redis.options.protect
-    token = in_store(prod, region, "aws:secretsmanager/secret:Secret")
+    token = in_store(prod, region, SECRET)
     assert token.options.protect and token.inputs["kmsKeyId"] == data_key.outputs["arn"]
 
 
@@ -158,18 +177,16 @@ def test_only_the_stores_clients_and_its_format_function_reach_the_metadata(rend
     )
     assert rules_on(prod, client_sg) == [{"direction": "out", "port": 6379, "peer": redis_sg}]
     # The pool's nodes are the store's clients (in their own region's store), through their launch template.
-    template = in_pool(prod, pool, "aws:ec2/launchTemplate:LaunchTemplate")
+    template = in_pool(prod, pool, LAUNCH_TEMPLATE)
     assert template.inputs["vpcSecurityGroupIds"][1] == client_sg
 
 
 def test_the_format_runs_inside_the_vpc_with_the_pinned_client(render) -> None:
     prod = render("prod")
     region, code = "us-east-1", "use1"
-    function = in_store(prod, region, "aws:lambda/function:Function")
+    function = in_store(prod, region, LAMBDA_FUNCTION)
     network = prod.one("inference-fleet:network:RegionalNetwork", f"network-{region}")
-    private = [
-        r.id for r in prod.descendants(network) if r.type == "aws:ec2/subnet:Subnet" and "private" in r.name
-    ]
+    private = [r.id for r in prod.descendants(network) if r.type == SUBNET and "private" in r.name]
     assert function.inputs["vpcConfig"]["subnetIds"] == private
     format_sg = in_store(prod, region, SG, f"models-{region}-format-sg")
     assert function.inputs["vpcConfig"]["securityGroupIds"] == [format_sg.id]
@@ -179,24 +196,24 @@ def test_the_format_runs_inside_the_vpc_with_the_pinned_client(render) -> None:
     assert FormatSettings.from_env(env) == FormatSettings(release["binary"], release["binary_sha256"])
     assert function.inputs["architectures"] == ["x86_64"]
     assert function.inputs["handler"] == "store_format.handler.handle"
-    layer = in_store(prod, region, "aws:lambda/layerVersion:LayerVersion")
+    layer = in_store(prod, region, LAMBDA_LAYER_VERSION)
     assert function.inputs["layers"] == [layer.outputs["arn"]]
-    wheel = in_store(prod, region, "aws:s3/bucketObjectv2:BucketObjectv2")
+    wheel = in_store(prod, region, S3_OBJECT)
     assert (layer.inputs["s3Bucket"], layer.inputs["s3Key"]) == (wheel.inputs["bucket"], wheel.inputs["key"])
     assert wheel.inputs["source"].uri == release["wheel_url"]
-    invocation = in_store(prod, region, "aws:lambda/invocation:Invocation")
+    invocation = in_store(prod, region, LAMBDA_INVOCATION)
     assert invocation.inputs["functionName"] == function.outputs["name"]
     assert is_secret(invocation.inputs["input"])  # it carries the Redis token
     request = FormatRequest.from_event(json.loads(invocation.inputs["input"]["value"]))
     redis = in_store(prod, region, REDIS)
     assert request.meta_url == f"rediss://{redis.outputs['primaryEndpointAddress']}:6379/1"
     assert (request.volume.name, request.volume.storage) == (f"fleet-prod-{code}-models", "s3")
-    bucket = in_store(prod, region, "aws:s3/bucket:Bucket")
+    bucket = in_store(prod, region, S3_BUCKET)
     assert request.bucket == f"https://{bucket.id}.s3.{region}.amazonaws.com"
     # Settings changes re-run it; it waits for the Redis it formats.
     assert json.loads(invocation.inputs["triggers"]["settings"]) == request.volume.to_event()
     assert redis.urn in invocation.property_dependencies["input"]
-    role = in_store(prod, region, "aws:iam/rolePolicy:RolePolicy")
+    role = in_store(prod, region, IAM_ROLE_POLICY)
     statements = {s["Sid"]: s for s in json.loads(role.inputs["policy"])["Statement"]}
     assert statements["VolumeObjects"]["Resource"] == f"{bucket.outputs['arn']}/fleet-prod-{code}-models/*"
 
@@ -209,7 +226,7 @@ def test_every_node_mounts_its_regions_volume_read_only(render, pool: str) -> No
     store = config.model_store
     assert store is not None
     redis = in_store(prod, region, REDIS)
-    token = in_store(prod, region, "aws:secretsmanager/secret:Secret")
+    token = in_store(prod, region, SECRET)
     assert store.volume == f"fleet-prod-{CODES[region]}-models"  # the standby's nodes: the standby's volume
     assert store.meta_url == f"rediss://{redis.outputs['primaryEndpointAddress']}:6379/1"
     assert store.meta_secret is not None and store.meta_secret.aws_secret_id == token.outputs["arn"]
@@ -221,9 +238,9 @@ def test_every_node_mounts_its_regions_volume_read_only(render, pool: str) -> No
     files = node_files(prod, pool)
     assert STANDIN_PREFIX not in "".join(files.values())  # the token stays in Secrets Manager
     # The node may read its volume's chunks and the token, nothing more of the store.
-    policy = in_pool(prod, pool, "aws:iam/rolePolicy:RolePolicy")
+    policy = in_pool(prod, pool, IAM_ROLE_POLICY)
     statements = {s["Sid"]: s for s in json.loads(policy.inputs["policy"])["Statement"]}
-    bucket = in_store(prod, region, "aws:s3/bucket:Bucket")
+    bucket = in_store(prod, region, S3_BUCKET)
     assert statements["ReadModelStoreChunks"]["Action"] == "s3:GetObject"
     assert statements["ReadModelStoreChunks"]["Resource"] == f"{bucket.outputs['arn']}/{store.volume}/*"
     assert statements["ReadModelStoreToken"]["Resource"] == token.outputs["arn"]
@@ -250,12 +267,12 @@ def test_dev_has_one_small_volume_it_may_destroy(render) -> None:
     redis = in_store(dev, "us-east-1", REDIS)
     assert (redis.inputs["numCacheClusters"], redis.inputs["multiAzEnabled"]) == (1, False)
     assert not redis.options.protect
-    assert in_store(dev, "us-east-1", "aws:s3/bucket:Bucket").inputs["forceDestroy"] is True
+    assert in_store(dev, "us-east-1", S3_BUCKET).inputs["forceDestroy"] is True
 
 
 def test_batch_jobs_mount_the_stores_gcs_bucket(render) -> None:
     prod = render("prod")
-    bucket = prod.one("gcp:storage/bucket:Bucket", "models-gcs-bucket")
+    bucket = prod.one(GCS_BUCKET, "models-gcs-bucket")
     assert bucket.physical_name == "acme-inference-prod-prod-models"
     assert (
         bucket.inputs["uniformBucketLevelAccess"] is True
@@ -263,7 +280,7 @@ def test_batch_jobs_mount_the_stores_gcs_bucket(render) -> None:
     )
     assert bucket.inputs["lifecycleRules"][0]["action"] == {"type": "AbortIncompleteMultipartUpload"}
     assert prod.outputs["modelStore"]["gcsBucket"] == bucket.physical_name
-    job = prod.one("gcp:cloudrunv2/job:Job")
+    job = prod.one(CLOUD_RUN_JOB)
     task = job.inputs["template"]["template"]
     (volume,) = task["volumes"]
     assert volume["gcs"] == {"bucket": bucket.physical_name, "readOnly": True}

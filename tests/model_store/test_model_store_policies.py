@@ -10,6 +10,12 @@ from dataclasses import replace
 
 import pytest
 
+from components.core.catalog.resource_types import (
+    CACHE_PARAMETER_GROUP,
+    REDIS_REPLICATION_GROUP,
+    S3_ENCRYPTION,
+    S3_PUBLIC_ACCESS_BLOCK,
+)
 from fleet.harness import RecordedResource, Rendering
 from fleet.policy_run import evaluate
 
@@ -56,24 +62,24 @@ def test_the_shipped_stores_pass_every_rule(render, stack: str) -> None:
 
 
 def test_a_store_bucket_without_its_public_access_block_is_named(render) -> None:
-    prod = without(render("prod"), "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", BUCKET)
+    prod = without(render("prod"), S3_PUBLIC_ACCESS_BLOCK, BUCKET)
     assert violations(prod, "s3-bucket-public-access-blocked") == [BUCKET]
 
 
 def test_a_store_bucket_without_default_encryption_is_named(render) -> None:
-    sse = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    sse = S3_ENCRYPTION
     prod = without(render("prod"), sse, BUCKET)
     assert violations(prod, "s3-bucket-encrypted") == [BUCKET]
 
 
 def test_a_metadata_redis_without_auth_is_named(render) -> None:
-    prod = changed(render("prod"), "aws:elasticache/replicationGroup:ReplicationGroup", REDIS, authToken=None)
+    prod = changed(render("prod"), REDIS_REPLICATION_GROUP, REDIS, authToken=None)
     assert violations(prod, "redis-encrypted-with-auth") == [REDIS]
 
 
 def test_a_metadata_redis_that_may_evict_or_stands_alone_in_prod_is_named(render) -> None:
-    group = "aws:elasticache/replicationGroup:ReplicationGroup"
-    evicting = without(render("prod"), "aws:elasticache/parameterGroup:ParameterGroup", REDIS)
+    group = REDIS_REPLICATION_GROUP
+    evicting = without(render("prod"), CACHE_PARAMETER_GROUP, REDIS)
     assert violations(evicting, "juicefs-metadata-redis") == [REDIS]
     alone = changed(render("prod"), group, REDIS, numCacheClusters=1, multiAzEnabled=False)
     assert violations(alone, "juicefs-metadata-redis") == [REDIS]

@@ -12,11 +12,11 @@ import yaml
 
 from components.core.catalog import service_prices as prices
 from components.core.catalog.aws_prices import node_price
-from components.core.catalog.resource_types import S3_OBJECT
+from components.core.catalog.resource_types import BUDGET, S3_OBJECT, SNS_TOPIC, SNS_TOPIC_POLICY
 from components.core.catalog.service_prices import HOURS_PER_MONTH
 from components.observability.cost import monthly_limit
 
-BUDGET = "aws:budgets/budget:Budget"
+BUDGET = BUDGET
 
 
 def test_every_part_of_every_region_is_priced_or_named(render) -> None:
@@ -105,7 +105,7 @@ def test_the_budget_follows_the_estimate_and_alerts_the_primary_topic(render) ->
     assert aws_max <= limit < aws_max + 10  # the AWS part at full scale, rounded up: Budgets sees AWS only
     assert (budget.inputs["limitAmount"], budget.inputs["limitUnit"]) == (f"{limit:.2f}", "USD")
     assert budget.inputs["costFilters"] == [{"name": "TagKeyValue", "values": ["user:stack$prod"]}]
-    (topic,) = [t for t in rendering.of_type("aws:sns/topic:Topic") if t.name == "alerts-us-east-1"]
+    (topic,) = [t for t in rendering.of_type(SNS_TOPIC) if t.name == "alerts-us-east-1"]
     assert [
         (n["threshold"], n["notificationType"], n["subscriberSnsTopicArns"])
         for n in budget.inputs["notifications"]
@@ -113,11 +113,7 @@ def test_the_budget_follows_the_estimate_and_alerts_the_primary_topic(render) ->
         (80.0, "ACTUAL", [topic.outputs["arn"]]),
         (100.0, "ACTUAL", [topic.outputs["arn"]]),
     ]
-    (policy,) = [
-        p
-        for p in rendering.of_type("aws:sns/topicPolicy:TopicPolicy")
-        if p.inputs["arn"] == topic.outputs["arn"]
-    ]
+    (policy,) = [p for p in rendering.of_type(SNS_TOPIC_POLICY) if p.inputs["arn"] == topic.outputs["arn"]]
     statements = json.loads(policy.inputs["policy"])["Statement"]
     (budgets_may,) = [s for s in statements if s["Principal"] == {"Service": "budgets.amazonaws.com"}]
     assert (budgets_may["Action"], budgets_may["Resource"]) == ("SNS:Publish", topic.outputs["arn"])

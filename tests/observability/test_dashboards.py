@@ -18,7 +18,7 @@ from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from components.control_plane import gateway_metrics
-from components.core.catalog.resource_types import ECS_TASK_DEFINITION
+from components.core.catalog.resource_types import DASHBOARD, ECS_TASK_DEFINITION
 from components.gpu_pools import AGENT_PORT
 from fleet.harness import Rendering
 from fleet_agent import fleet_metrics
@@ -131,7 +131,7 @@ def test_a_key_grafana_does_not_know_is_caught(render) -> None:
 
 
 def cloudwatch_dashboard(rendering: Rendering) -> dict[str, Any]:
-    (dashboard,) = rendering.of_type("aws:cloudwatch/dashboard:Dashboard")
+    (dashboard,) = rendering.of_type(DASHBOARD)
     return json.loads(dashboard.inputs["dashboardBody"])
 
 

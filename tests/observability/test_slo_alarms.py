@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from components.control_plane import gateway_metrics
-from components.core.catalog.resource_types import COMPOSITE_ALARM, METRIC_ALARM
+from components.core.catalog.resource_types import COMPOSITE_ALARM, METRIC_ALARM, SNS_TOPIC
 from components.observability.slo import FAST_BURN, SLOW_BURN, lowest_alertable_objective
 from fleet.harness import RecordedResource, Rendering
 from fleet_agent import fleet_metrics
@@ -71,7 +71,7 @@ def composites(rendering: Rendering) -> list[RecordedResource]:
 
 
 def topic_of(rendering: Rendering, region: str) -> str:
-    (topic,) = [t for t in rendering.of_type("aws:sns/topic:Topic") if t.name == f"alerts-{region}"]
+    (topic,) = [t for t in rendering.of_type(SNS_TOPIC) if t.name == f"alerts-{region}"]
     return topic.outputs["arn"]
 
 
