@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,12 @@ import httpx
 from fleet.sandbox.asgi import Receive, Scope, Send, read_body, respond
 from fleet.sandbox.plan import PoolSpec
 from fleet.sandbox.world import EMULATED, Region, Sandbox
+
+# How long a frozen engine's finished answers get to reach the load balancer: longer than the agent's and
+# the load balancer's forwarding on a saturated CPU, shorter than the agent's engine health timeout
+# (fleet_agent.constants.ENGINE_HEALTH_TIMEOUT_S, 1 s), so that the freeze itself is never the fault
+# the agent reports.
+FROZEN_SETTLE_S = 0.8
 
 
 def _node(sandbox: Sandbox, order: dict[str, Any]) -> Any:
@@ -43,8 +50,13 @@ def _hang(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
 
 
 def _crash_engine(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
-    """On `node`; or, given `pool`, on whichever of its nodes has an answer mid-body at its load balancer
-    (waiting up to `waitSeconds` for one), so that the crash certainly cuts a stream a client reads."""
+    """On `node`; or, given `pool`, on a node whose engine is mid-answer (waiting up to `waitSeconds`), so
+    that the crash certainly cuts a stream a client reads.
+
+    An answer mid-body at the load balancer may already be whole at the engine, its end still in transit
+    (a tiny model's 256 tokens take ~55 ms). So the engine is frozen first (SIGSTOP): an answer its
+    generation still owes cannot end, while one already whole reaches the load balancer within the
+    settle. One still mid-body after the settle is cut by the kill; with none, the engine goes on."""
     if "pool" not in order:
         node = _node(sandbox, order)
         return {"node": node.instance_id, "killed": node.crash_engine()}
@@ -53,12 +65,20 @@ def _crash_engine(sandbox: Sandbox, order: dict[str, Any]) -> dict[str, Any]:
     wait_s = float(order.get("waitSeconds", 60))
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        struck = lb.strike_midstream(lambda node_id: _node(sandbox, {"node": node_id}).crash_engine())
-        if struck is not None:
-            node_id, streams, killed = struck
+        busy = lb.most_streaming()
+        if busy is None:
+            time.sleep(0.02)
+            continue
+        node = _node(sandbox, {"node": busy})
+        node.signal_engine(signal.SIGSTOP)
+        settled = time.monotonic() + FROZEN_SETTLE_S
+        while lb.streaming_on(busy) and time.monotonic() < settled:
+            time.sleep(0.02)
+        held = lb.streaming_on(busy)
+        if held:
             # The drill's time zero is the kill, not the wait before it.
-            return {"node": node_id, "killed": killed, "streamsCut": streams, "at": time.time()}
-        time.sleep(0.02)
+            return {"node": busy, "killed": node.crash_engine(), "streamsCut": held, "at": time.time()}
+        node.signal_engine(signal.SIGCONT)
     raise TimeoutError(f"no answer was mid-body on pool {order['pool']} within {wait_s:g} s")
 
 

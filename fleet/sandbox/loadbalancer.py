@@ -116,14 +116,16 @@ class TargetGroup:
                 for t in self.targets.values()
             ]
 
-    def strike_midstream(self, strike: Callable[[str], Any]) -> tuple[str, int, Any] | None:
-        """`strike` the target with the most answers mid-body, holding the lock an answer's end takes: none
-        of them can end here first. None while no answer is mid-body."""
+    def most_streaming(self) -> str | None:
+        """The target with the most answers mid-body; None while no answer is mid-body."""
         with self._lock:
             busy = max(self.targets.values(), key=lambda t: t.streaming, default=None)
-            if busy is None or busy.streaming == 0:
-                return None
-            return busy.id, busy.streaming, strike(busy.id)
+            return busy.id if busy is not None and busy.streaming else None
+
+    def streaming_on(self, target_id: str) -> int:
+        with self._lock:
+            target = self.targets.get(target_id)
+            return target.streaming if target else 0
 
     def state_of(self, target_id: str) -> str | None:
         with self._lock:

@@ -287,12 +287,15 @@ class Node:
                 os.kill(pid, signal.SIGKILL)
         self._restart_now.set()
 
-    def crash_engine(self) -> list[int]:
+    def signal_engine(self, signum: signal.Signals) -> list[int]:
         pids = self.engine_pids()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signum)
         return pids
+
+    def crash_engine(self) -> list[int]:
+        return self.signal_engine(signal.SIGKILL)
 
     def xid(self, xid: int) -> None:
         from fleet.sandbox.gpu import order_xid
