@@ -22,8 +22,8 @@ from fleet.sandbox.asgi import Receive, Scope, Send, read_body, respond
 from fleet.sandbox.plan import PoolSpec
 from fleet.sandbox.world import EMULATED, Region, Sandbox
 
-# How long a frozen engine's finished answers get to reach the load balancer: longer than the agent's and
-# the load balancer's forwarding on a saturated CPU, shorter than the agent's engine health timeout
+# How long a frozen engine's finished answers get to reach the load balancer: meant to outlast the agent's
+# and the load balancer's forwarding on a saturated CPU, and kept under the agent's engine health timeout
 # (fleet_agent.constants.ENGINE_HEALTH_TIMEOUT_S, 1 s), so that the freeze itself is never the fault
 # the agent reports.
 FROZEN_SETTLE_S = 0.8
