@@ -452,8 +452,8 @@ class EngineCrashMidstream(Drill):
 
     def inject(self, ctx: Context) -> None:
         pool = self.target["pool"]
-        # The supervisor picks the node and kills its engine in one step, while the load balancer holds an
-        # answer from it mid-body: a stream the client has begun to read, which the crash must cut.
+        # The supervisor picks the node, freezes its engine and kills it under an answer the engine still
+        # owes (fleet/sandbox/control.py): a stream the client has begun to read, which the crash must cut.
         try:
             struck = ctx.fault("crash-engine", pool=pool, waitSeconds=STREAM_WAIT_S)
         except RuntimeError as exc:
