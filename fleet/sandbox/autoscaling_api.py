@@ -118,8 +118,6 @@ class AutoScalingApi:
         model = botocore.session.get_session().get_service_model("autoscaling")
         self.namespace = model.metadata["xmlNamespace"]
         self.operation = model.operation_model("CompleteLifecycleAction")
-        # botocore's shapes (typed as cached properties, hence Any).
-        self.result_wrapper: str = self.operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
         self.heartbeat_operation = model.operation_model("RecordLifecycleActionHeartbeat")
         self.completed: list[CompletedAction] = []
         self.refused: list[str] = []
@@ -158,13 +156,20 @@ class AutoScalingApi:
         else:
             await self._forward(scope, body, send)
 
-    async def _complete(self, scope: Scope, params: dict[str, str], send: Send) -> None:
-        problem = request_problem(self.operation, params, header(scope, "authorization") or "")
+    async def _refused(self, operation: Any, scope: Scope, params: dict[str, str], send: Send) -> bool:
+        """Answer AWS's ValidationError where it would refuse the request or the instance's action."""
+        authorization = header(scope, "authorization") or ""
+        problem = request_problem(operation, params, authorization)
         if problem is None:
-            problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
-        if problem is not None:
-            self.refused.append(problem)
-            await self._error(send, problem)
+            problem = await asyncio.to_thread(self._state_problem, params, authorization)
+        if problem is None:
+            return False
+        self.refused.append(problem)
+        await self._error(send, problem)
+        return True
+
+    async def _complete(self, scope: Scope, params: dict[str, str], send: Send) -> None:
+        if await self._refused(self.operation, scope, params, send):
             return
         credential = CREDENTIAL.search(header(scope, "authorization") or "")
         assert credential is not None
@@ -181,21 +186,15 @@ class AutoScalingApi:
             await asyncio.to_thread(
                 self.lifecycle.complete, completed.group, completed.instance, completed.result
             )
-        await self._empty_result(send, str(self.operation.name), self.result_wrapper)
+        await self._lifecycle_result(send, self.operation)
 
     async def _heartbeat(self, scope: Scope, params: dict[str, str], send: Send) -> None:
         assert self.lifecycle is not None
-        problem = request_problem(self.heartbeat_operation, params, header(scope, "authorization") or "")
-        if problem is None:
-            problem = await asyncio.to_thread(self._state_problem, params, header(scope, "authorization"))
-        if problem is not None:
-            self.refused.append(problem)
-            await self._error(send, problem)
+        if await self._refused(self.heartbeat_operation, scope, params, send):
             return
         group, instance = params["AutoScalingGroupName"], params["InstanceId"]
         await asyncio.to_thread(self.lifecycle.heartbeat, group, instance)
-        wrapper = self.heartbeat_operation.output_shape.serialization["resultWrapper"]  # type: ignore[attr-defined]
-        await self._empty_result(send, str(self.heartbeat_operation.name), wrapper)
+        await self._lifecycle_result(send, self.heartbeat_operation)
 
     def _client(self, authorization: str | None) -> Any:
         """moto's Auto Scaling in the region the request is signed for (groups are regional)."""
@@ -225,6 +224,11 @@ class AutoScalingApi:
         if instance and groups != {group}:
             return f"No active Lifecycle Action found with instance ID {instance}"
         return None
+
+    async def _lifecycle_result(self, send: Send, operation: Any) -> None:
+        """A lifecycle call's answer: its empty result element, named as botocore's model wraps it."""
+        wrapper = operation.output_shape.serialization["resultWrapper"]
+        await self._empty_result(send, str(operation.name), wrapper)
 
     async def _empty_result(self, send: Send, operation: str, wrapper: str | None = None) -> None:
         result = f"<{wrapper}/>" if wrapper else ""
